@@ -1,0 +1,30 @@
+package dev.convspark.jobs;
+
+/** Small helpers for reading command-line flags. */
+final class Args {
+
+  private Args() {
+  }
+
+  /** The value after flag {@code name} at {@code args[i]}, or a usage error naming the flag. */
+  static String value(String[] args, int i, String name) {
+    if (i >= args.length || args[i].startsWith("--")) {
+      throw new UsageException(name + " needs a value");
+    }
+    return args[i];
+  }
+
+  /** Parses an integer flag value within [min, max], or a usage error naming the flag. */
+  static int intValue(String[] args, int i, String name, int min, int max) {
+    String v = value(args, i, name);
+    try {
+      int x = Integer.parseInt(v);
+      if (x < min || x > max) {
+        throw new UsageException(name + " must be in [" + min + ", " + max + "] but was " + x);
+      }
+      return x;
+    } catch (NumberFormatException e) {
+      throw new UsageException(name + " must be an integer but was '" + v + "'");
+    }
+  }
+}
