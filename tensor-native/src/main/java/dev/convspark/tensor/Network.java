@@ -1,0 +1,188 @@
+package dev.convspark.tensor;
+
+import dev.convspark.tensor.kernels.ConvGeometry;
+import dev.convspark.tensor.kernels.Kernels;
+import dev.convspark.tensor.layers.Conv2d;
+import dev.convspark.tensor.layers.Dense;
+import dev.convspark.tensor.layers.Dropout;
+import dev.convspark.tensor.layers.Flatten;
+import dev.convspark.tensor.layers.Layer;
+import dev.convspark.tensor.layers.MaxPool2d;
+import dev.convspark.tensor.layers.Relu;
+import dev.convspark.tensor.spec.LayerSpec;
+import dev.convspark.tensor.spec.ModelSpec;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * A layer stack built from a {@link ModelSpec}, with all parameters in one flat float buffer and
+ * all gradients in another of the same layout, and the activation buffers of one batch size.
+ * Not thread-safe: one network per thread of control (the kernels parallelise inside).
+ */
+public final class Network {
+
+  private final ModelSpec spec;
+  private final List<Layer> layers;
+  private final int paramCount;
+  private final float[] params;
+  private final float[] grads;
+  private float[][] acts;
+  private float[][] dacts;
+  private int capacity;
+
+  /** Builds the layers of {@code spec}; parameters start at zero (see {@link #initialize}). */
+  public Network(ModelSpec spec) {
+    this.spec = spec;
+    this.layers = new ArrayList<>();
+    Shape s = spec.inputShape();
+    int conv = 0;
+    int pool = 0;
+    int dense = 0;
+    int other = 0;
+    for (LayerSpec l : spec.layers()) {
+      Layer layer;
+      if (l instanceof LayerSpec.Conv c) {
+        layer = new Conv2d("conv" + (++conv), ConvGeometry.of(s.height(), s.width(), s.channels(),
+            c.kernelHeight(), c.kernelWidth(), c.stride(), c.padding()), c.filters());
+      } else if (l instanceof LayerSpec.MaxPool p) {
+        layer = new MaxPool2d("pool" + (++pool), ConvGeometry.of(s.height(), s.width(), s.channels(),
+            p.window(), p.window(), p.stride(), p.padding()));
+      } else if (l instanceof LayerSpec.Dense d) {
+        layer = new Dense("dense" + (++dense), s.size(), d.units());
+      } else if (l instanceof LayerSpec.Relu) {
+        layer = new Relu("relu" + (++other), s);
+      } else if (l instanceof LayerSpec.Dropout) {
+        layer = new Dropout("dropout" + (++other), s);
+      } else {
+        layer = new Flatten("flatten" + (++other), s);
+      }
+      layers.add(layer);
+      s = layer.outputShape();
+    }
+    int offset = 0;
+    for (Layer l : layers) {
+      l.setParamOffset(offset);
+      offset = Math.addExact(offset, l.paramCount());
+    }
+    this.paramCount = offset;
+    this.params = new float[paramCount];
+    this.grads = new float[paramCount];
+  }
+
+  /** The spec this network was built from. */
+  public ModelSpec spec() {
+    return spec;
+  }
+
+  /** The layers, in order. */
+  public List<Layer> layers() {
+    return layers;
+  }
+
+  /** The number of parameters. */
+  public int paramCount() {
+    return paramCount;
+  }
+
+  /** The flat parameter buffer itself (not a copy). */
+  public float[] params() {
+    return params;
+  }
+
+  /** The flat gradient buffer itself (not a copy), same layout as {@link #params()}. */
+  public float[] grads() {
+    return grads;
+  }
+
+  /**
+   * Initialises the parameters from {@code seed} as the spec says: weights truncated normal
+   * (standard deviation 0.1, redrawn beyond two standard deviations) or zero, biases constant.
+   */
+  public void initialize(long seed) {
+    SplittableRandom rnd = new SplittableRandom(seed);
+    for (Layer l : layers) {
+      int weights = l instanceof Conv2d c ? c.weightCount() : l instanceof Dense d ? d.weightCount() : 0;
+      int o = l.paramOffset();
+      for (int i = 0; i < weights; i++) {
+        params[o + i] = spec.weightInit() == ModelSpec.WeightInit.ZEROS ? 0f : truncatedNormal(rnd, 0.1);
+      }
+      for (int i = weights; i < l.paramCount(); i++) {
+        params[o + i] = spec.biasInit();
+      }
+    }
+  }
+
+  private static float truncatedNormal(SplittableRandom rnd, double stddev) {
+    while (true) {
+      // Box-Muller; keep draws within two standard deviations, as TensorFlow's truncated_normal.
+      double u1 = rnd.nextDouble();
+      double u2 = rnd.nextDouble();
+      double z = Math.sqrt(-2 * Math.log(1 - u1)) * Math.cos(2 * Math.PI * u2);
+      if (Math.abs(z) <= 2) {
+        return (float) (z * stddev);
+      }
+    }
+  }
+
+  /** Sets the keep probability of every dropout layer. */
+  public void setKeepProb(float keepProb) {
+    for (Layer l : layers) {
+      if (l instanceof Dropout d) {
+        d.setKeepProb(keepProb);
+      }
+    }
+  }
+
+  private void ensureCapacity(int n) {
+    if (n <= capacity) {
+      return;
+    }
+    acts = new float[layers.size()][];
+    dacts = new float[layers.size()][];
+    for (int i = 0; i < layers.size(); i++) {
+      Layer l = layers.get(i);
+      if (l instanceof Flatten) {
+        // A flatten shares its input's buffers.
+        acts[i] = i == 0 ? null : acts[i - 1];
+        dacts[i] = i == 0 ? null : dacts[i - 1];
+      }
+      if (acts[i] == null) {
+        acts[i] = new float[n * l.outputShape().size()];
+        dacts[i] = new float[n * l.outputShape().size()];
+      }
+    }
+    capacity = n;
+  }
+
+  /**
+   * Runs the forward pass on {@code n} samples of {@code x} (each {@code spec().inputShape()}) and
+   * returns the buffer holding the logits, {@code n x numClasses} at its start. The buffer is
+   * reused by the next call.
+   */
+  public float[] forward(Kernels k, float[] x, int n, boolean training, long seed) {
+    ensureCapacity(n);
+    float[] in = x;
+    for (int i = 0; i < layers.size(); i++) {
+      // Each layer gets its own stream of randomness for the step.
+      layers.get(i).forward(k, params, in, acts[i], n, training, seed * 0x9E3779B97F4A7C15L + i);
+      in = acts[i];
+    }
+    return in;
+  }
+
+  /**
+   * Runs the backward pass after {@link #forward} on the same input, given the gradient of the
+   * loss with respect to the logits; writes every parameter gradient into {@link #grads()}.
+   */
+  public void backward(Kernels k, float[] x, float[] dLogits, int n) {
+    float[] dy = dLogits;
+    for (int i = layers.size() - 1; i >= 0; i--) {
+      float[] in = i == 0 ? x : acts[i - 1];
+      // The first layer needs no input gradient.
+      float[] dx = i == 0 ? null : dacts[i - 1];
+      layers.get(i).backward(k, params, grads, in, acts[i], dy, dx, n);
+      dy = dx;
+    }
+  }
+}

@@ -1,0 +1,162 @@
+package dev.convspark.tensor.backend;
+
+import dev.convspark.tensor.Network;
+import dev.convspark.tensor.kernels.FastKernels;
+import dev.convspark.tensor.kernels.Kernels;
+import dev.convspark.tensor.kernels.ReferenceKernels;
+import dev.convspark.tensor.kernels.ThreadPool;
+import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
+import dev.convspark.tensor.optim.Optimizer;
+import dev.convspark.tensor.spec.ModelSpec;
+
+/**
+ * The CPU backend: {@link FastKernels} on a pool of the given number of threads (inside a Spark
+ * task, the task's cores), or the {@link ReferenceKernels} for checking.
+ */
+public final class CpuBackend implements Backend {
+
+  /** Samples per inference chunk: bounds the im2col buffers whatever batch a caller passes. */
+  static final int INFERENCE_CHUNK = 256;
+
+  private final ThreadPool pool;
+  private final Kernels kernels;
+
+  private CpuBackend(ThreadPool pool, Kernels kernels) {
+    this.pool = pool;
+    this.kernels = kernels;
+  }
+
+  /** The fast backend on {@code threads} threads (at least 1). */
+  public static CpuBackend create(int threads) {
+    ThreadPool pool = new ThreadPool(threads);
+    return new CpuBackend(pool, new FastKernels(pool));
+  }
+
+  /** The fast backend on every core of this machine. */
+  public static CpuBackend create() {
+    return create(Runtime.getRuntime().availableProcessors());
+  }
+
+  /** The reference kernels, single-threaded: slow, for tests. */
+  public static CpuBackend reference() {
+    return new CpuBackend(null, new ReferenceKernels());
+  }
+
+  /** The kernels this backend computes with. */
+  public Kernels kernels() {
+    return kernels;
+  }
+
+  @Override
+  public String describe() {
+    return kernels instanceof FastKernels
+        ? "cpu (" + kernels.threads() + " threads, " + FastKernels.vectorLength() + "-float vectors)"
+        : "cpu (reference kernels)";
+  }
+
+  @Override
+  public ModelRunner open(ModelSpec spec) {
+    return new Runner(new Network(spec));
+  }
+
+  @Override
+  public void close() {
+    if (pool != null) {
+      pool.close();
+    }
+  }
+
+  private final class Runner implements ModelRunner {
+    private final Network net;
+    private float[] dLogits = new float[0];
+
+    Runner(Network net) {
+      this.net = net;
+    }
+
+    @Override
+    public ModelSpec spec() {
+      return net.spec();
+    }
+
+    @Override
+    public int paramCount() {
+      return net.paramCount();
+    }
+
+    @Override
+    public void initialize(long seed) {
+      net.initialize(seed);
+    }
+
+    @Override
+    public void copyParametersTo(float[] dst) {
+      System.arraycopy(net.params(), 0, dst, 0, net.paramCount());
+    }
+
+    @Override
+    public void copyParametersFrom(float[] src) {
+      requireLength(src, "parameters");
+      System.arraycopy(src, 0, net.params(), 0, net.paramCount());
+    }
+
+    @Override
+    public void copyGradientsTo(float[] dst) {
+      System.arraycopy(net.grads(), 0, dst, 0, net.paramCount());
+    }
+
+    @Override
+    public void copyGradientsFrom(float[] src) {
+      requireLength(src, "gradients");
+      System.arraycopy(src, 0, net.grads(), 0, net.paramCount());
+    }
+
+    private void requireLength(float[] a, String what) {
+      if (a.length != net.paramCount()) {
+        throw new IllegalArgumentException(what + " must hold " + net.paramCount() + " floats for "
+            + net.spec().name() + " but hold " + a.length);
+      }
+    }
+
+    @Override
+    public void setKeepProb(float keepProb) {
+      net.setKeepProb(keepProb);
+    }
+
+    @Override
+    public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed) {
+      float[] logits = net.forward(kernels, images, n, true, seed);
+      int classes = net.spec().numClasses();
+      if (dLogits.length < n * classes) {
+        dLogits = new float[n * classes];
+      }
+      SoftmaxCrossEntropy.Result r = SoftmaxCrossEntropy.compute(logits, labels, n, classes, lossScale, dLogits);
+      net.backward(kernels, images, dLogits, n);
+      return r;
+    }
+
+    @Override
+    public void applyGradients(Optimizer optimizer) {
+      optimizer.step(net.params(), net.grads());
+    }
+
+    @Override
+    public void predictLogits(float[] images, int n, float[] out) {
+      int in = net.spec().inputShape().size();
+      int classes = net.spec().numClasses();
+      float[] chunk = n <= INFERENCE_CHUNK ? images : new float[INFERENCE_CHUNK * in];
+      for (int s = 0; s < n; s += INFERENCE_CHUNK) {
+        int m = Math.min(INFERENCE_CHUNK, n - s);
+        if (chunk != images) {
+          System.arraycopy(images, s * in, chunk, 0, m * in);
+        }
+        float[] logits = net.forward(kernels, chunk, m, false, 0L);
+        System.arraycopy(logits, 0, out, s * classes, m * classes);
+      }
+    }
+
+    @Override
+    public void close() {
+    }
+  }
+}

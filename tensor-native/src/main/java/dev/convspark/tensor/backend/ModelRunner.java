@@ -1,0 +1,63 @@
+package dev.convspark.tensor.backend;
+
+import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
+import dev.convspark.tensor.optim.Optimizer;
+import dev.convspark.tensor.spec.ModelSpec;
+
+/**
+ * One replica of a network on a backend. Parameters and gradients stay in the backend's memory
+ * between steps; the host sees them only through the copy methods, each one flat array in the
+ * layout of {@link dev.convspark.tensor.Network}, so an allreduce, a checkpoint or a broadcast is
+ * one contiguous array.
+ *
+ * <p>A data-parallel step is: {@link #computeGradients}, {@link #copyGradientsTo} the host, sum
+ * them across replicas, {@link #copyGradientsFrom} the sum, {@link #applyGradients}.
+ */
+public interface ModelRunner extends AutoCloseable {
+
+  /** The spec of the network. */
+  ModelSpec spec();
+
+  /** Number of parameters (length of every flat array). */
+  int paramCount();
+
+  /** Initialises the parameters from a seed, as {@link dev.convspark.tensor.Network#initialize}. */
+  void initialize(long seed);
+
+  /** Copies the parameters out into {@code dst}. */
+  void copyParametersTo(float[] dst);
+
+  /** Replaces the parameters with {@code src}. */
+  void copyParametersFrom(float[] src);
+
+  /** Copies the gradients of the last {@link #computeGradients} into {@code dst}. */
+  void copyGradientsTo(float[] dst);
+
+  /** Replaces the gradients with {@code src}, e.g. with the sum over all replicas. */
+  void copyGradientsFrom(float[] src);
+
+  /** The probability with which dropout layers keep a value while training. */
+  void setKeepProb(float keepProb);
+
+  /**
+   * Forward and backward pass over {@code n} samples: afterwards the gradients hold
+   * {@code lossScale * d(sum of per-sample losses)/d(params)}.
+   *
+   * @param images     {@code n} samples of {@code spec().inputShape()}, one after another
+   * @param labels     class indices in {@code [0, numClasses)}
+   * @param lossScale  1 for the summed loss, {@code 1 / globalBatch} for the mean over a global batch
+   * @param seed       this step's seed for dropout
+   * @return the summed loss (unscaled) and the number of correct argmax predictions
+   */
+  SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed);
+
+  /** Applies the optimizer to the parameters with the current gradients. */
+  void applyGradients(Optimizer optimizer);
+
+  /** Inference (dropout off): writes {@code n x numClasses} logits into {@code logits}. */
+  void predictLogits(float[] images, int n, float[] logits);
+
+  /** Releases the replica's memory. */
+  @Override
+  void close();
+}

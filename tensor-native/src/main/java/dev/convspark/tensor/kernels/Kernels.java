@@ -1,0 +1,37 @@
+package dev.convspark.tensor.kernels;
+
+/**
+ * The numeric kernels the CPU layers are made of. Arrays are row-major; images are NHWC. Two
+ * implementations: {@link ReferenceKernels}, plain loops that are obviously right, and
+ * {@link FastKernels}, blocked, vectorised and multi-threaded, checked against the reference.
+ */
+public interface Kernels {
+
+  /**
+   * {@code C = op(A) * op(B) + beta * C}, where op(A) is m x k and op(B) is k x n, op transposing
+   * when {@code transA}/{@code transB}. {@code lda}, {@code ldb}, {@code ldc} are the row strides
+   * of A, B and C as stored.
+   */
+  void gemm(boolean transA, boolean transB, int m, int n, int k,
+            float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+            float beta, float[] c, int cOff, int ldc);
+
+  /**
+   * Unfolds image patches: for every output pixel of every sample, one row of
+   * {@code kh * kw * g.channels()} values ordered (kernel row, kernel column, channel), zeros
+   * where the window hangs over the padded border. {@code col} has {@code n * outH * outW} rows.
+   */
+  void im2col(float[] x, int n, ConvGeometry g, float[] col);
+
+  /** The adjoint of {@link #im2col}: adds every row of {@code col} back into {@code dx}, which it first zeroes. */
+  void col2im(float[] col, int n, ConvGeometry g, float[] dx);
+
+  /**
+   * Max pooling: {@code y} gets each window's maximum (padding never wins) and {@code argmax} the
+   * flat index into {@code x} it came from.
+   */
+  void maxPool(float[] x, int n, ConvGeometry g, float[] y, int[] argmax);
+
+  /** Threads used by the kernels (1 for the reference). */
+  int threads();
+}

@@ -1,0 +1,104 @@
+package dev.convspark.tensor.kernels;
+
+/** The kernels as plain loops, one output at a time: slow, single-threaded and obviously right. */
+public final class ReferenceKernels implements Kernels {
+
+  @Override
+  public void gemm(boolean transA, boolean transB, int m, int n, int k,
+                   float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+                   float beta, float[] c, int cOff, int ldc) {
+    for (int i = 0; i < m; i++) {
+      for (int j = 0; j < n; j++) {
+        float s = 0;
+        for (int p = 0; p < k; p++) {
+          float av = transA ? a[aOff + p * lda + i] : a[aOff + i * lda + p];
+          float bv = transB ? b[bOff + j * ldb + p] : b[bOff + p * ldb + j];
+          s += av * bv;
+        }
+        int ci = cOff + i * ldc + j;
+        c[ci] = beta == 0 ? s : s + beta * c[ci];
+      }
+    }
+  }
+
+  @Override
+  public void im2col(float[] x, int n, ConvGeometry g, float[] col) {
+    int row = 0;
+    for (int s = 0; s < n; s++) {
+      for (int oh = 0; oh < g.outHeight(); oh++) {
+        for (int ow = 0; ow < g.outWidth(); ow++, row++) {
+          int q = row * g.patchSize();
+          for (int kh = 0; kh < g.kernelHeight(); kh++) {
+            for (int kw = 0; kw < g.kernelWidth(); kw++) {
+              int ih = oh * g.stride() - g.padTop() + kh;
+              int iw = ow * g.stride() - g.padLeft() + kw;
+              for (int ch = 0; ch < g.channels(); ch++, q++) {
+                boolean inside = ih >= 0 && ih < g.height() && iw >= 0 && iw < g.width();
+                col[q] = inside ? x[s * g.inputSize() + (ih * g.width() + iw) * g.channels() + ch] : 0f;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  @Override
+  public void col2im(float[] col, int n, ConvGeometry g, float[] dx) {
+    java.util.Arrays.fill(dx, 0, n * g.inputSize(), 0f);
+    int row = 0;
+    for (int s = 0; s < n; s++) {
+      for (int oh = 0; oh < g.outHeight(); oh++) {
+        for (int ow = 0; ow < g.outWidth(); ow++, row++) {
+          int q = row * g.patchSize();
+          for (int kh = 0; kh < g.kernelHeight(); kh++) {
+            for (int kw = 0; kw < g.kernelWidth(); kw++) {
+              int ih = oh * g.stride() - g.padTop() + kh;
+              int iw = ow * g.stride() - g.padLeft() + kw;
+              for (int ch = 0; ch < g.channels(); ch++, q++) {
+                if (ih >= 0 && ih < g.height() && iw >= 0 && iw < g.width()) {
+                  dx[s * g.inputSize() + (ih * g.width() + iw) * g.channels() + ch] += col[q];
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  @Override
+  public void maxPool(float[] x, int n, ConvGeometry g, float[] y, int[] argmax) {
+    int o = 0;
+    for (int s = 0; s < n; s++) {
+      for (int oh = 0; oh < g.outHeight(); oh++) {
+        for (int ow = 0; ow < g.outWidth(); ow++) {
+          for (int ch = 0; ch < g.channels(); ch++, o++) {
+            float best = Float.NEGATIVE_INFINITY;
+            int where = -1;
+            for (int kh = 0; kh < g.kernelHeight(); kh++) {
+              for (int kw = 0; kw < g.kernelWidth(); kw++) {
+                int ih = oh * g.stride() - g.padTop() + kh;
+                int iw = ow * g.stride() - g.padLeft() + kw;
+                if (ih >= 0 && ih < g.height() && iw >= 0 && iw < g.width()) {
+                  int xi = s * g.inputSize() + (ih * g.width() + iw) * g.channels() + ch;
+                  if (where < 0 || x[xi] > best) {
+                    best = x[xi];
+                    where = xi;
+                  }
+                }
+              }
+            }
+            y[o] = best;
+            argmax[o] = where;
+          }
+        }
+      }
+    }
+  }
+
+  @Override
+  public int threads() {
+    return 1;
+  }
+}

@@ -1,0 +1,87 @@
+package dev.convspark.tensor.layers;
+
+import dev.convspark.tensor.Shape;
+import dev.convspark.tensor.kernels.ConvGeometry;
+import dev.convspark.tensor.kernels.Kernels;
+
+/**
+ * 2-D convolution (cross-correlation, as in TensorFlow) over NHWC input, computed as an im2col
+ * unfolding followed by one matrix multiply. Parameters: weights {@code [kh, kw, inC, outC]}
+ * (TensorFlow's HWIO order), then one bias per output channel.
+ */
+public final class Conv2d extends Layer {
+
+  private final ConvGeometry g;
+  private final int filters;
+  private float[] col;
+  private float[] dcol;
+
+  /** A convolution with the given geometry and number of filters. */
+  public Conv2d(String name, ConvGeometry g, int filters) {
+    super(name, Shape.image(g.height(), g.width(), g.channels()), Shape.image(g.outHeight(), g.outWidth(), filters));
+    this.g = g;
+    this.filters = filters;
+  }
+
+  /** The geometry of the sliding window. */
+  public ConvGeometry geometry() {
+    return g;
+  }
+
+  @Override
+  public int paramCount() {
+    return g.patchSize() * filters + filters;
+  }
+
+  /** Number of weights (the bias follows them). */
+  public int weightCount() {
+    return g.patchSize() * filters;
+  }
+
+  @Override
+  public void forward(Kernels k, float[] params, float[] x, float[] y, int n, boolean training, long seed) {
+    int rows = n * g.outputPixels();
+    int w = paramOffset();
+    int b = w + weightCount();
+    // Each output row starts as the bias, then the multiply adds the patches times the weights.
+    for (int r = 0; r < rows; r++) {
+      System.arraycopy(params, b, y, r * filters, filters);
+    }
+    if (g.kernelHeight() == 1 && g.kernelWidth() == 1 && g.stride() == 1) {
+      k.gemm(false, false, rows, filters, g.patchSize(), x, 0, g.patchSize(), params, w, filters, 1f, y, 0, filters);
+      return;
+    }
+    col = ensure(col, rows * g.patchSize());
+    k.im2col(x, n, g, col);
+    k.gemm(false, false, rows, filters, g.patchSize(), col, 0, g.patchSize(), params, w, filters, 1f, y, 0, filters);
+  }
+
+  @Override
+  public void backward(Kernels k, float[] params, float[] grads, float[] x, float[] y, float[] dy, float[] dx, int n) {
+    int rows = n * g.outputPixels();
+    int w = paramOffset();
+    int b = w + weightCount();
+    boolean pointwise = g.kernelHeight() == 1 && g.kernelWidth() == 1 && g.stride() == 1;
+    float[] patches = pointwise ? x : col;
+    // dW = patches^T dy
+    k.gemm(true, false, g.patchSize(), filters, rows, patches, 0, g.patchSize(), dy, 0, filters, 0f, grads, w, filters);
+    java.util.Arrays.fill(grads, b, b + filters, 0f);
+    for (int r = 0; r < rows; r++) {
+      int o = r * filters;
+      for (int f = 0; f < filters; f++) {
+        grads[b + f] += dy[o + f];
+      }
+    }
+    if (dx == null) {
+      return;
+    }
+    if (pointwise) {
+      k.gemm(false, true, rows, g.patchSize(), filters, dy, 0, filters, params, w, filters, 0f, dx, 0, g.patchSize());
+      return;
+    }
+    // dcol = dy W^T, then folded back onto the input positions.
+    dcol = ensure(dcol, rows * g.patchSize());
+    k.gemm(false, true, rows, g.patchSize(), filters, dy, 0, filters, params, w, filters, 0f, dcol, 0, g.patchSize());
+    k.col2im(dcol, n, g, dx);
+  }
+}

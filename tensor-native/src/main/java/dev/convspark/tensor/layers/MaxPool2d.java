@@ -1,0 +1,43 @@
+package dev.convspark.tensor.layers;
+
+import dev.convspark.tensor.Shape;
+import dev.convspark.tensor.kernels.ConvGeometry;
+import dev.convspark.tensor.kernels.Kernels;
+import java.util.Arrays;
+
+/**
+ * Max pooling per channel. The backward pass routes each output gradient to the input position
+ * that won the forward pass (the first one on ties).
+ */
+public final class MaxPool2d extends Layer {
+
+  private final ConvGeometry g;
+  private int[] argmax = new int[0];
+
+  /** A max pool with the given window geometry (channels in = channels out). */
+  public MaxPool2d(String name, ConvGeometry g) {
+    super(name, Shape.image(g.height(), g.width(), g.channels()), Shape.image(g.outHeight(), g.outWidth(), g.channels()));
+    this.g = g;
+  }
+
+  @Override
+  public void forward(Kernels k, float[] params, float[] x, float[] y, int n, boolean training, long seed) {
+    int size = n * outputShape().size();
+    if (argmax.length < size) {
+      argmax = new int[size];
+    }
+    k.maxPool(x, n, g, y, argmax);
+  }
+
+  @Override
+  public void backward(Kernels k, float[] params, float[] grads, float[] x, float[] y, float[] dy, float[] dx, int n) {
+    if (dx == null) {
+      return;
+    }
+    Arrays.fill(dx, 0, n * inputShape().size(), 0f);
+    int size = n * outputShape().size();
+    for (int o = 0; o < size; o++) {
+      dx[argmax[o]] += dy[o];
+    }
+  }
+}

@@ -1,0 +1,88 @@
+package dev.convspark.tensor.layers;
+
+/**
+ * Softmax cross-entropy from logits, computed stably: {@code loss = logsumexp(z) - z[label]},
+ * with the maximum subtracted before exponentiating. Its gradient with respect to the logits is
+ * {@code softmax(z) - onehot(label)}, times the reduction's scale.
+ */
+public final class SoftmaxCrossEntropy {
+
+  /** How per-sample losses combine into the batch loss. */
+  public enum Reduction {
+    /** The sum over the batch. */
+    SUM,
+    /** The mean over the batch. */
+    MEAN
+  }
+
+  /** The outcome of one batch: the summed loss (before any mean) and how many argmax predictions were right. */
+  public record Result(double lossSum, int correct, int count) {
+    /** Mean loss per sample. */
+    public double meanLoss() {
+      return count == 0 ? Double.NaN : lossSum / count;
+    }
+  }
+
+  private SoftmaxCrossEntropy() {
+  }
+
+  /**
+   * Computes the loss of {@code n} samples and writes {@code scale * dLoss/dLogits} into
+   * {@code dLogits} (unless it is null). For a mean over a batch, pass {@code scale = 1 / batch}.
+   *
+   * @throws IllegalArgumentException when a label is outside {@code [0, classes)}
+   */
+  public static Result compute(float[] logits, int[] labels, int n, int classes, float scale, float[] dLogits) {
+    double total = 0;
+    int correct = 0;
+    for (int s = 0; s < n; s++) {
+      int y = labels[s];
+      if (y < 0 || y >= classes) {
+        throw new IllegalArgumentException("label " + y + " of sample " + s + " is outside [0, " + classes + ")");
+      }
+      int o = s * classes;
+      float max = logits[o];
+      int best = 0;
+      for (int c = 1; c < classes; c++) {
+        if (logits[o + c] > max) {
+          max = logits[o + c];
+          best = c;
+        }
+      }
+      if (best == y) {
+        correct++;
+      }
+      double sum = 0;
+      for (int c = 0; c < classes; c++) {
+        sum += Math.exp(logits[o + c] - max);
+      }
+      double logSum = Math.log(sum) + max;
+      total += logSum - logits[o + y];
+      if (dLogits != null) {
+        for (int c = 0; c < classes; c++) {
+          double p = Math.exp(logits[o + c] - logSum);
+          dLogits[o + c] = (float) (scale * (p - (c == y ? 1 : 0)));
+        }
+      }
+    }
+    return new Result(total, correct, n);
+  }
+
+  /** Writes the softmax of each row of {@code logits} into {@code probabilities}. */
+  public static void softmax(float[] logits, int n, int classes, float[] probabilities) {
+    for (int s = 0; s < n; s++) {
+      int o = s * classes;
+      float max = Float.NEGATIVE_INFINITY;
+      for (int c = 0; c < classes; c++) {
+        max = Math.max(max, logits[o + c]);
+      }
+      double sum = 0;
+      for (int c = 0; c < classes; c++) {
+        sum += Math.exp(logits[o + c] - max);
+      }
+      for (int c = 0; c < classes; c++) {
+        probabilities[o + c] = (float) (Math.exp(logits[o + c] - max) / sum);
+      }
+    }
+  }
+}

@@ -1,0 +1,49 @@
+package dev.convspark.tensor.optim;
+
+/**
+ * Updates a flat parameter buffer from a flat gradient buffer of the same layout. Any state (the
+ * step count, moment estimates) is part of the optimizer and saved with the model.
+ */
+public interface Optimizer {
+
+  /** The optimizer's name as written in model files: {@code sgd} or {@code adam}. */
+  String name();
+
+  /** The learning rate. */
+  float learningRate();
+
+  /** Applies one update: {@code params} changes in place. */
+  void step(float[] params, float[] grads);
+
+  /** The number of updates applied so far. */
+  long steps();
+
+  /** The state to save: step count and any per-parameter arrays (empty for SGD). */
+  OptimizerState state();
+
+  /**
+   * Builds an optimizer by name ({@code sgd} or {@code adam}, case-insensitive) for
+   * {@code paramCount} parameters.
+   *
+   * @throws IllegalArgumentException for an unknown name or a learning rate that is not positive
+   *                                  and finite
+   */
+  static Optimizer create(String name, float learningRate, int paramCount) {
+    return switch (name.toLowerCase(java.util.Locale.ROOT)) {
+      case "sgd" -> new Sgd(learningRate);
+      case "adam" -> new Adam(learningRate, paramCount);
+      default -> throw new IllegalArgumentException("optimizer must be 'sgd' or 'adam' but was '" + name + "'");
+    };
+  }
+
+  /** Rebuilds an optimizer from saved state. */
+  static Optimizer restore(OptimizerState s, int paramCount) {
+    Optimizer o = create(s.name(), s.learningRate(), paramCount);
+    if (o instanceof Adam a) {
+      a.restore(s);
+    } else if (o instanceof Sgd g) {
+      g.restore(s);
+    }
+    return o;
+  }
+}

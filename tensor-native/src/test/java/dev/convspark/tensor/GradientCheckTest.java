@@ -1,0 +1,268 @@
+package dev.convspark.tensor;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.convspark.tensor.kernels.ConvGeometry;
+import dev.convspark.tensor.kernels.FastKernels;
+import dev.convspark.tensor.kernels.Kernels;
+import dev.convspark.tensor.kernels.ReferenceKernels;
+import dev.convspark.tensor.kernels.ThreadPool;
+import dev.convspark.tensor.layers.Conv2d;
+import dev.convspark.tensor.layers.Dense;
+import dev.convspark.tensor.layers.Dropout;
+import dev.convspark.tensor.layers.Flatten;
+import dev.convspark.tensor.layers.Layer;
+import dev.convspark.tensor.layers.MaxPool2d;
+import dev.convspark.tensor.layers.Relu;
+import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
+import java.util.Random;
+import java.util.function.Function;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Every layer's backward pass against central finite differences computed in float64 on the
+ * layer's definition, for random inputs and shapes (odd sizes, stride 2, SAME and VALID). The
+ * checked scalar is {@code L = sum(r * y)} for a random {@code r}, so {@code dL/dy = r}.
+ */
+class GradientCheckTest {
+
+  // Small enough that a perturbation almost never crosses a ReLU or max-pool kink; the float64
+  // forward keeps the difference quotient accurate to about 1e-8.
+  private static final double EPS = 1e-6;
+  private static ThreadPool pool;
+  private static Kernels fast;
+  private static final Kernels REF = new ReferenceKernels();
+  private final Random rnd = new Random(2024);
+
+  @BeforeAll
+  static void start() {
+    pool = new ThreadPool(2);
+    fast = new FastKernels(pool);
+  }
+
+  @AfterAll
+  static void stop() {
+    pool.close();
+  }
+
+  private float[] random(int n) {
+    float[] a = new float[n];
+    for (int i = 0; i < n; i++) {
+      a[i] = (float) rnd.nextGaussian();
+    }
+    return a;
+  }
+
+  /** Values at least 0.01 apart, so no max-pool window holds a near tie. */
+  private float[] distinct(int n) {
+    float[] a = new float[n];
+    for (int i = 0; i < n; i++) {
+      a[i] = (i - n / 2) * 0.01f;
+    }
+    for (int i = n - 1; i > 0; i--) {
+      int j = rnd.nextInt(i + 1);
+      float t = a[i];
+      a[i] = a[j];
+      a[j] = t;
+    }
+    return a;
+  }
+
+  /**
+   * Checks one layer: the engine's float32 forward against the float64 definition, then its
+   * input and parameter gradients against central differences of the float64 definition.
+   */
+  private void check(Layer layer, int n, Function<double[][], double[]> f64, Kernels k) {
+    float[] params = random(layer.paramCount());
+    float[] x = layer instanceof MaxPool2d ? distinct(n * layer.inputShape().size()) : random(n * layer.inputShape().size());
+    float[] y = new float[n * layer.outputShape().size()];
+    layer.forward(k, params, x, y, n, true, 77L);
+    double[] yRef = f64.apply(new double[][] {Float64Reference.toDouble(params), Float64Reference.toDouble(x)});
+    float[] yRefF = new float[yRef.length];
+    for (int i = 0; i < yRef.length; i++) {
+      yRefF[i] = (float) yRef[i];
+    }
+    KernelParityTest.assertClose(yRefF, y, 1e-5, layer + " forward");
+
+    float[] r = random(y.length);
+    float[] grads = new float[params.length];
+    float[] dx = new float[x.length];
+    layer.backward(k, params, grads, x, y, r, dx, n);
+
+    double[] p = Float64Reference.toDouble(params);
+    double[] xd = Float64Reference.toDouble(x);
+    compare(layer + " dx", dx, xd, () -> dot(r, f64.apply(new double[][] {p, xd})));
+    compare(layer + " dparams", grads, p, () -> dot(r, f64.apply(new double[][] {p, xd})));
+  }
+
+  private void compare(String what, float[] analytic, double[] v, java.util.function.DoubleSupplier loss) {
+    if (v.length == 0) {
+      return;
+    }
+    double scale = 1e-3;
+    for (float a : analytic) {
+      scale = Math.max(scale, Math.abs(a));
+    }
+    int checks = Math.min(v.length, 80);
+    for (int c = 0; c < checks; c++) {
+      int i = v.length <= 80 ? c : rnd.nextInt(v.length);
+      double old = v[i];
+      v[i] = old + EPS;
+      double up = loss.getAsDouble();
+      v[i] = old - EPS;
+      double down = loss.getAsDouble();
+      v[i] = old;
+      double numeric = (up - down) / (2 * EPS);
+      double err = Math.abs(numeric - analytic[i]) / scale;
+      assertTrue(err < 2e-4, what + "[" + i + "]: analytic " + analytic[i] + " vs numeric " + numeric + " (relative " + err + ")");
+    }
+  }
+
+  private static double dot(float[] r, double[] y) {
+    double s = 0;
+    for (int i = 0; i < y.length; i++) {
+      s += r[i] * y[i];
+    }
+    return s;
+  }
+
+  @Test
+  void conv2dSameAndValidStrideOneAndTwoOddSizes() {
+    int[][] cases = {{7, 7, 3, 3, 3, 4, 1, 0}, {9, 6, 2, 5, 5, 3, 1, 0}, {9, 7, 3, 3, 3, 5, 2, 0}, {8, 9, 2, 3, 2, 4, 2, 1},
+        {6, 6, 4, 1, 1, 3, 1, 0}, {5, 5, 1, 5, 5, 2, 1, 1}};
+    for (int[] c : cases) {
+      for (Kernels k : new Kernels[] {REF, fast}) {
+        ConvGeometry g = ConvGeometry.of(c[0], c[1], c[2], c[3], c[4], c[6], c[7] == 1 ? Padding.VALID : Padding.SAME);
+        Conv2d conv = new Conv2d("conv", g, c[5]);
+        int n = 3;
+        check(conv, n, v -> Float64Reference.forward(conv, v[0], v[1], n, null), k);
+      }
+    }
+  }
+
+  @Test
+  void maxPoolSameAndValidOddSizes() {
+    int[][] cases = {{8, 8, 3, 2, 2, 0}, {7, 5, 2, 2, 2, 0}, {7, 7, 2, 3, 2, 1}, {9, 9, 1, 3, 3, 0}, {5, 6, 4, 2, 1, 1}};
+    for (int[] c : cases) {
+      for (Kernels k : new Kernels[] {REF, fast}) {
+        ConvGeometry g = ConvGeometry.of(c[0], c[1], c[2], c[3], c[3], c[4], c[5] == 1 ? Padding.VALID : Padding.SAME);
+        MaxPool2d pool2 = new MaxPool2d("pool", g);
+        int n = 2;
+        check(pool2, n, v -> Float64Reference.maxPool(g, v[1], n), k);
+      }
+    }
+  }
+
+  @Test
+  void denseReluFlatten() {
+    for (Kernels k : new Kernels[] {REF, fast}) {
+      Dense dense = new Dense("dense", 37, 11);
+      check(dense, 5, v -> Float64Reference.forward(dense, v[0], v[1], 5, null), k);
+      Dense big = new Dense("dense", 300, 70);
+      check(big, 9, v -> Float64Reference.forward(big, v[0], v[1], 9, null), k);
+      Relu relu = new Relu("relu", Shape.image(5, 3, 2));
+      check(relu, 4, v -> Float64Reference.forward(relu, v[0], v[1], 4, null), k);
+      Flatten flat = new Flatten("flatten", Shape.image(3, 4, 2));
+      check(flat, 3, v -> Float64Reference.forward(flat, v[0], v[1], 3, null), k);
+    }
+  }
+
+  @Test
+  void dropoutUsesTheSameMaskForwardAndBackward() {
+    Dropout drop = new Dropout("dropout", Shape.vector(40));
+    drop.setKeepProb(0.5f);
+    int n = 6;
+    // Recover the mask the layer drew from its output on an all-ones input.
+    float[] ones = new float[n * 40];
+    java.util.Arrays.fill(ones, 1f);
+    float[] maskF = new float[ones.length];
+    drop.forward(REF, new float[0], ones, maskF, n, true, 77L);
+    double[] mask = Float64Reference.toDouble(maskF);
+    int kept = 0;
+    for (double m : mask) {
+      assertTrue(m == 0 || m == 2.0, "inverted dropout scales kept values by 1/keepProb, found " + m);
+      kept += m > 0 ? 1 : 0;
+    }
+    assertTrue(kept > 60 && kept < 180, "about half kept, found " + kept + " of 240");
+    check(drop, n, v -> Float64Reference.forward(drop, v[0], v[1], n, mask), REF);
+    float[] x = random(n * 40);
+    float[] y = new float[x.length];
+    drop.forward(REF, new float[0], x, y, n, false, 77L);
+    KernelParityTest.assertClose(x, y, 0, "dropout in evaluation is the identity");
+  }
+
+  @Test
+  void softmaxCrossEntropyGradientMatchesFiniteDifferences() {
+    int n = 7;
+    int classes = 10;
+    float[] logits = random(n * classes);
+    for (int i = 0; i < logits.length; i++) {
+      logits[i] *= 5;
+    }
+    int[] labels = new int[n];
+    for (int s = 0; s < n; s++) {
+      labels[s] = rnd.nextInt(classes);
+    }
+    float[] grad = new float[logits.length];
+    SoftmaxCrossEntropy.Result r = SoftmaxCrossEntropy.compute(logits, labels, n, classes, 1f, grad);
+    double[] z = Float64Reference.toDouble(logits);
+    assertTrue(Math.abs(r.lossSum() - Float64Reference.crossEntropy(z, labels, n, classes)) < 1e-4);
+    compare("softmax cross-entropy", grad, z, () -> Float64Reference.crossEntropy(z, labels, n, classes));
+    float[] meanGrad = new float[logits.length];
+    SoftmaxCrossEntropy.compute(logits, labels, n, classes, 1f / n, meanGrad);
+    for (int i = 0; i < grad.length; i++) {
+      assertTrue(Math.abs(meanGrad[i] - grad[i] / n) < 1e-7, "mean reduction scales the gradient by 1/n");
+    }
+  }
+
+  @Test
+  void crossEntropyIsStableForHugeLogits() {
+    float[] logits = {1000f, -1000f, 0f, 999f};
+    float[] grad = new float[4];
+    SoftmaxCrossEntropy.Result r = SoftmaxCrossEntropy.compute(logits, new int[] {1, 0}, 2, 2, 1f, grad);
+    assertTrue(Double.isFinite(r.lossSum()), "loss " + r.lossSum());
+    assertTrue(Math.abs(r.lossSum() - (2000 + 999)) < 1e-3, "loss " + r.lossSum());
+    for (float g : grad) {
+      assertTrue(Float.isFinite(g));
+    }
+  }
+
+  @Test
+  void wholeNetworkBackwardMatchesFiniteDifferencesThroughTheLoss() {
+    Network net = new Network(dev.convspark.tensor.spec.ModelSpec.parse(
+        "in9x9x2-conv3x3x4-relu-pool2-conv3x3x3:s2:valid-relu-dense12-relu-dense5"));
+    net.initialize(3);
+    float[] params = net.params();
+    for (int i = 0; i < params.length; i++) {
+      params[i] += (float) (0.05 * rnd.nextGaussian());
+    }
+    int n = 4;
+    float[] x = random(n * 9 * 9 * 2);
+    int[] labels = {0, 4, 2, 1};
+    for (Kernels k : new Kernels[] {REF, fast}) {
+      float[] logits = net.forward(k, x, n, true, 1L);
+      float[] dLogits = new float[n * 5];
+      SoftmaxCrossEntropy.compute(logits, labels, n, 5, 1f, dLogits);
+      net.backward(k, x, dLogits, n);
+      float[] grads = net.grads().clone();
+      double[] p = Float64Reference.toDouble(params);
+      double[] xd = Float64Reference.toDouble(x);
+      compare("network dparams", grads, p, () -> {
+        double[] a = xd;
+        for (Layer l : net.layers()) {
+          a = l instanceof MaxPool2d
+              ? Float64Reference.maxPool(poolGeometry(l), a, n)
+              : Float64Reference.forward(l, p, a, n, null);
+        }
+        return Float64Reference.crossEntropy(a, labels, n, 5);
+      });
+    }
+  }
+
+  private static ConvGeometry poolGeometry(Layer l) {
+    Shape in = l.inputShape();
+    return ConvGeometry.of(in.height(), in.width(), in.channels(), 2, 2, 2, Padding.SAME);
+  }
+}

@@ -1,0 +1,131 @@
+package dev.convspark.tensor;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.convspark.tensor.kernels.ConvGeometry;
+import dev.convspark.tensor.kernels.FastKernels;
+import dev.convspark.tensor.kernels.ReferenceKernels;
+import dev.convspark.tensor.kernels.ThreadPool;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** The fast kernels against the reference ones on random inputs (never zeros). */
+class KernelParityTest {
+
+  private static ThreadPool pool;
+  private static FastKernels fast;
+  private static final ReferenceKernels REF = new ReferenceKernels();
+  private final Random rnd = new Random(42);
+
+  @BeforeAll
+  static void start() {
+    pool = new ThreadPool(3);
+    fast = new FastKernels(pool);
+  }
+
+  @AfterAll
+  static void stop() {
+    pool.close();
+  }
+
+  private float[] random(int n) {
+    float[] a = new float[n];
+    for (int i = 0; i < n; i++) {
+      a[i] = (float) (rnd.nextGaussian() + 0.1);
+    }
+    return a;
+  }
+
+  static void assertClose(float[] expected, float[] actual, double relTol, String what) {
+    double maxAbs = 1e-6;
+    for (float e : expected) {
+      maxAbs = Math.max(maxAbs, Math.abs(e));
+    }
+    for (int i = 0; i < expected.length; i++) {
+      double err = Math.abs(expected[i] - actual[i]) / maxAbs;
+      assertTrue(err <= relTol, what + ": element " + i + " expected " + expected[i] + " but was " + actual[i]
+          + " (relative error " + err + ")");
+    }
+  }
+
+  @Test
+  void gemmMatchesReferenceForEveryTransposeAndAwkwardSizes() {
+    int[][] sizes = {{1, 1, 1}, {7, 33, 5}, {50, 1024, 3136}, {97, 65, 300}, {3136, 64, 50}, {13, 800, 64}, {200, 10, 1024},
+        {6, 32, 256}, {61, 95, 513}};
+    for (int[] s : sizes) {
+      int m = s[0];
+      int n = s[1];
+      int k = s[2];
+      for (int t = 0; t < 4; t++) {
+        boolean ta = (t & 1) != 0;
+        boolean tb = (t & 2) != 0;
+        float[] a = random(m * k + 3);
+        float[] b = random(k * n + 5);
+        float[] c0 = random(m * n + 2);
+        for (float beta : new float[] {0f, 1f, 0.5f}) {
+          float[] want = c0.clone();
+          float[] got = c0.clone();
+          int lda = ta ? m : k;
+          int ldb = tb ? k : n;
+          REF.gemm(ta, tb, m, n, k, a, 3, lda, b, 5, ldb, beta, want, 2, n);
+          fast.gemm(ta, tb, m, n, k, a, 3, lda, b, 5, ldb, beta, got, 2, n);
+          assertClose(want, got, 1e-5, "gemm m=" + m + " n=" + n + " k=" + k + " ta=" + ta + " tb=" + tb + " beta=" + beta);
+        }
+      }
+    }
+  }
+
+  @Test
+  void gemmHonoursLeadingDimensionsLargerThanTheMatrix() {
+    int m = 40;
+    int n = 70;
+    int k = 90;
+    float[] a = random(m * 100);
+    float[] b = random(k * 80);
+    float[] want = random(m * 75);
+    float[] got = want.clone();
+    REF.gemm(false, false, m, n, k, a, 0, 100, b, 0, 80, 0f, want, 0, 75);
+    fast.gemm(false, false, m, n, k, a, 0, 100, b, 0, 80, 0f, got, 0, 75);
+    assertClose(want, got, 1e-5, "gemm with padded rows");
+  }
+
+  @Test
+  void im2colCol2imAndPoolingMatchReference() {
+    int[][] cases = {
+        // n, h, w, c, kh, kw, stride, valid
+        {2, 28, 28, 1, 5, 5, 1, 0}, {3, 14, 14, 32, 5, 5, 1, 0}, {2, 9, 7, 3, 3, 3, 2, 0}, {2, 9, 7, 3, 3, 2, 2, 1},
+        {1, 5, 5, 4, 5, 5, 1, 1}, {2, 28, 28, 32, 2, 2, 2, 0}, {3, 7, 7, 5, 2, 2, 2, 0}, {2, 11, 6, 2, 3, 3, 3, 1}};
+    for (int[] cs : cases) {
+      Padding pad = cs[7] == 1 ? Padding.VALID : Padding.SAME;
+      ConvGeometry g = ConvGeometry.of(cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], pad);
+      int n = cs[0];
+      String what = java.util.Arrays.toString(cs);
+      float[] x = random(n * g.inputSize());
+      int rows = n * g.outputPixels();
+      float[] want = new float[rows * g.patchSize()];
+      float[] got = new float[rows * g.patchSize()];
+      REF.im2col(x, n, g, want);
+      fast.im2col(x, n, g, got);
+      assertArrayEquals(want, got, "im2col " + what);
+
+      float[] col = random(rows * g.patchSize());
+      float[] dxWant = random(n * g.inputSize());
+      float[] dxGot = random(n * g.inputSize());
+      REF.col2im(col, n, g, dxWant);
+      fast.col2im(col, n, g, dxGot);
+      assertClose(dxWant, dxGot, 1e-6, "col2im " + what);
+
+      float[] yWant = new float[rows * g.channels()];
+      float[] yGot = new float[rows * g.channels()];
+      int[] aWant = new int[yWant.length];
+      int[] aGot = new int[yWant.length];
+      REF.maxPool(x, n, g, yWant, aWant);
+      fast.maxPool(x, n, g, yGot, aGot);
+      assertArrayEquals(yWant, yGot, "maxPool " + what);
+      assertArrayEquals(aWant, aGot, "maxPool argmax " + what);
+    }
+  }
+}

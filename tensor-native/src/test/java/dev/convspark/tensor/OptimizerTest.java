@@ -1,0 +1,60 @@
+package dev.convspark.tensor;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.convspark.tensor.optim.Adam;
+import dev.convspark.tensor.optim.Optimizer;
+import dev.convspark.tensor.optim.Sgd;
+import org.junit.jupiter.api.Test;
+
+/** SGD and Adam updates against values computed by hand. */
+class OptimizerTest {
+
+  @Test
+  void sgdStepsAgainstTheGradient() {
+    float[] p = {1f, -2f};
+    new Sgd(0.1f).step(p, new float[] {0.5f, -1f});
+    assertEquals(0.95f, p[0], 1e-7);
+    assertEquals(-1.9f, p[1], 1e-7);
+  }
+
+  @Test
+  void adamMatchesTensorFlowsFormulaOverTwoSteps() {
+    float[] p = {1f};
+    Adam adam = new Adam(0.01f, 1);
+    // Step 1, g = 2: m = 0.2, v = 0.004, lr_t = 0.01 * sqrt(0.001) / 0.1 = 0.0031623;
+    // update = lr_t * 0.2 / (sqrt(0.004) + 1e-8) = 0.0031623 * 3.1623 = 0.01.
+    adam.step(p, new float[] {2f});
+    assertEquals(1f - 0.01f, p[0], 1e-6);
+    // Step 2, g = -1: m = 0.18 - 0.1 = 0.08, v = 0.003996 + 0.001 = 0.004996,
+    // lr_t = 0.01 * sqrt(1 - 0.999^2) / (1 - 0.81) = 0.01 * 0.0447102 / 0.19 = 0.00235317,
+    // update = 0.00235317 * 0.08 / 0.0706824 = 0.00266338.
+    adam.step(p, new float[] {-1f});
+    assertEquals(0.99f - 0.00266338f, p[0], 1e-6);
+    assertEquals(2, adam.steps());
+  }
+
+  @Test
+  void adamStateRestoresExactly() {
+    Adam a = new Adam(1e-3f, 3);
+    float[] p1 = {1, 2, 3};
+    a.step(p1, new float[] {0.1f, -0.2f, 0.3f});
+    Optimizer b = Optimizer.restore(a.state(), 3);
+    float[] p2 = p1.clone();
+    float[] g = {0.5f, 0.5f, -0.5f};
+    a.step(p1, g);
+    b.step(p2, g);
+    assertTrue(java.util.Arrays.equals(p1, p2), "a restored optimizer continues identically");
+  }
+
+  @Test
+  void badNamesAndLearningRatesAreRefused() {
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Optimizer.create("rmsprop", 0.1f, 1));
+    assertTrue(e.getMessage().contains("'rmsprop'"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> Optimizer.create("adam", Float.NaN, 1));
+    assertTrue(e.getMessage().contains("learningRate"), e.getMessage());
+    assertThrows(IllegalArgumentException.class, () -> Optimizer.create("sgd", -1f, 1));
+  }
+}
