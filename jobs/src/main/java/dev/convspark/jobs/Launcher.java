@@ -16,6 +16,17 @@ public final class Launcher {
     System.exit(run(args));
   }
 
+  private static int bench(String[] args) throws Exception {
+    if (args.length == 0) {
+      throw new UsageException("bench needs a target: engine");
+    }
+    String[] rest = Arrays.copyOfRange(args, 1, args.length);
+    return switch (args[0]) {
+      case "engine" -> BenchEngineCommand.run(rest);
+      default -> throw new UsageException("unknown benchmark '" + args[0] + "' (expected engine)");
+    };
+  }
+
   static int run(String[] args) {
     if (args.length == 0) {
       System.err.println("convspark: no subcommand given (try 'convspark help')");
@@ -25,6 +36,7 @@ public final class Launcher {
     try {
       return switch (args[0]) {
         case "fetch-mnist" -> FetchMnistCommand.run(rest);
+        case "bench" -> bench(rest);
         default -> throw new UsageException("unknown subcommand '" + args[0] + "' (try 'convspark help')");
       };
     } catch (UsageException e) {

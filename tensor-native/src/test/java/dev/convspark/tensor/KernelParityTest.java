@@ -54,7 +54,7 @@ class KernelParityTest {
   @Test
   void gemmMatchesReferenceForEveryTransposeAndAwkwardSizes() {
     int[][] sizes = {{1, 1, 1}, {7, 33, 5}, {50, 1024, 3136}, {97, 65, 300}, {3136, 64, 50}, {13, 800, 64}, {200, 10, 1024},
-        {6, 32, 256}, {61, 95, 513}};
+        {6, 32, 256}, {61, 95, 513}, {32, 25, 39200}, {5, 40, 9000}};
     for (int[] s : sizes) {
       int m = s[0];
       int n = s[1];
@@ -127,5 +127,54 @@ class KernelParityTest {
       assertArrayEquals(yWant, yGot, "maxPool " + what);
       assertArrayEquals(aWant, aGot, "maxPool argmax " + what);
     }
+  }
+
+  @Test
+  void elementwiseKernelsMatchReference() {
+    for (int len : new int[] {7, 1000, 100_003}) {
+      float[] x = random(len);
+      float[] dy = random(len);
+      float[] want = new float[len];
+      float[] got = new float[len];
+      REF.relu(x, want, len);
+      fast.relu(x, got, len);
+      assertArrayEquals(want, got, "relu " + len);
+      REF.reluBackward(want, dy, x, len);
+      float[] dxFast = new float[len];
+      fast.reluBackward(want, dy, dxFast, len);
+      assertArrayEquals(x, dxFast, "relu backward " + len);
+    }
+    for (int[] rc : new int[][] {{3, 5}, {39200, 32}, {50, 1024}, {9800, 64}}) {
+      int rows = rc[0];
+      int cols = rc[1];
+      float[] params = random(cols + 3);
+      float[] want = new float[rows * cols];
+      float[] got = new float[rows * cols];
+      REF.fillRows(params, 3, want, rows, cols);
+      fast.fillRows(params, 3, got, rows, cols);
+      assertArrayEquals(want, got, "fillRows");
+      float[] dy = random(rows * cols);
+      float[] gWant = new float[cols + 2];
+      float[] gGot = new float[cols + 2];
+      REF.sumRows(dy, rows, cols, gWant, 2);
+      fast.sumRows(dy, rows, cols, gGot, 2);
+      assertClose(gWant, gGot, 1e-5, "sumRows " + rows + "x" + cols);
+    }
+  }
+
+  @Test
+  void maxPoolBackwardMatchesReference() {
+    ConvGeometry g = ConvGeometry.of(9, 7, 3, 3, 3, 2, Padding.SAME);
+    int n = 4;
+    float[] x = random(n * g.inputSize());
+    float[] y = new float[n * g.outputPixels() * g.channels()];
+    int[] argmax = new int[y.length];
+    REF.maxPool(x, n, g, y, argmax);
+    float[] dy = random(y.length);
+    float[] want = random(x.length);
+    float[] got = random(x.length);
+    REF.maxPoolBackward(dy, argmax, n, g, want);
+    fast.maxPoolBackward(dy, argmax, n, g, got);
+    assertClose(want, got, 1e-6, "maxPool backward");
   }
 }

@@ -57,4 +57,27 @@ class OptimizerTest {
     assertTrue(e.getMessage().contains("learningRate"), e.getMessage());
     assertThrows(IllegalArgumentException.class, () -> Optimizer.create("sgd", -1f, 1));
   }
+
+  @Test
+  void adamVectorisedRangesMatchTheFormulaElementByElement() {
+    int n = 77;
+    float[] p = new float[n];
+    float[] g = new float[n];
+    for (int i = 0; i < n; i++) {
+      p[i] = (float) Math.cos(i);
+      g[i] = (float) Math.sin(3 * i);
+    }
+    float[] start = p.clone();
+    Adam adam = new Adam(1e-3f, n);
+    adam.beginStep();
+    adam.update(p, g, 0, 40);
+    adam.update(p, g, 40, n);
+    for (int i = 0; i < n; i++) {
+      double m = 0.1 * g[i];
+      double v = 0.001 * g[i] * g[i];
+      double lrT = 1e-3 * Math.sqrt(1 - 0.999) / (1 - 0.9);
+      double want = start[i] - lrT * m / (Math.sqrt(v) + 1e-8);
+      assertEquals(want, p[i], 1e-6, "element " + i);
+    }
+  }
 }

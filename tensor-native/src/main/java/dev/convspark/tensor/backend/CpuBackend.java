@@ -137,7 +137,17 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void applyGradients(Optimizer optimizer) {
-      optimizer.step(net.params(), net.grads());
+      float[] p = net.params();
+      float[] g = net.grads();
+      optimizer.beginStep();
+      int parts = pool == null ? 1 : pool.threads();
+      // Ranges in multiples of 64 floats keep every range's vector loop whole.
+      int per = ((p.length + parts - 1) / parts + 63) / 64 * 64;
+      if (pool == null) {
+        optimizer.update(p, g, 0, p.length);
+      } else {
+        pool.parallelFor(parts, t -> optimizer.update(p, g, Math.min(p.length, t * per), Math.min(p.length, (t + 1) * per)));
+      }
     }
 
     @Override

@@ -21,7 +21,8 @@ public final class FastKernels implements Kernels {
   static final int NR = 2 * L;
   /** Rows of a C tile: 6 x 2 accumulators leave registers for B and the broadcast even with AVX2. */
   static final int MR = 6;
-  private static final int KC = 256;
+  /** Depth of a slice: 128 rows of an in-place B panel (two lines each) fit in L1 even at awkward strides. */
+  private static final int KC = 128;
   private static final int MC = 16 * MR;
   private static final int NC = 2048;
   /** Below this many multiply-adds the packing costs more than it saves. */
@@ -30,6 +31,7 @@ public final class FastKernels implements Kernels {
   private final ThreadPool pool;
   private final ThreadLocal<float[]> aPack = ThreadLocal.withInitial(() -> new float[MC * KC]);
   private final ThreadLocal<float[]> tile = ThreadLocal.withInitial(() -> new float[MR * NR]);
+  private final ThreadLocal<float[]> edgePack = ThreadLocal.withInitial(() -> new float[KC * NR]);
   private float[] bPack = new float[0];
   private final ReferenceKernels reference = new ReferenceKernels();
 
@@ -59,43 +61,138 @@ public final class FastKernels implements Kernels {
       reference.gemm(transA, transB, m, n, k, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
       return;
     }
+    // A row-major operand is read in place (each of a tile's rows is a sequential stream); a
+    // transposed one is packed. Likewise B. Only partial edge tiles of an in-place operand are
+    // copied, zero-padded, into a small buffer.
+    final boolean directA = !transA;
+    final boolean directB = !transB;
+    int mBlocks = (m + MC - 1) / MC;
+    int tiles = mBlocks * ((n + NR - 1) / NR);
+    if (directB && tiles < pool.threads() && k >= 2 * KC * pool.threads() && (long) m * n <= 1 << 16) {
+      splitDepth(directA, m, n, k, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+      return;
+    }
     for (int jc = 0; jc < n; jc += NC) {
-      int nc = Math.min(NC, n - jc);
-      int panels = (nc + NR - 1) / NR;
+      final int jc0 = jc;
+      final int nc = Math.min(NC, n - jc);
+      final int panels = (nc + NR - 1) / NR;
+      // Enough tasks for every thread: split the panels when there are few row blocks.
+      final int chunks = Math.max(1, Math.min(panels, (2 * pool.threads() + mBlocks - 1) / mBlocks));
+      final int perChunk = (panels + chunks - 1) / chunks;
+      if (directB) {
+        // Nothing is shared between tasks, so each one walks the whole depth for its own part of C:
+        // one parallel loop per multiply, whatever k is.
+        pool.parallelFor(mBlocks * chunks, t -> {
+          for (int pc = 0; pc < k; pc += KC) {
+            block(directA, a, aOff, lda, b, bOff, ldb, null, c, cOff, ldc, pc == 0 ? beta : 1f,
+                m, t / chunks * MC, t % chunks * perChunk, Math.min(panels, (t % chunks + 1) * perChunk), jc0, nc,
+                pc, Math.min(KC, k - pc));
+          }
+        });
+        continue;
+      }
       for (int pc = 0; pc < k; pc += KC) {
-        int kc = Math.min(KC, k - pc);
+        final int pc0 = pc;
+        final int kc = Math.min(KC, k - pc);
         if (bPack.length < panels * NR * kc) {
           bPack = new float[panels * NR * KC];
         }
-        float[] bp = bPack;
-        packB(transB, b, bOff, ldb, pc, kc, jc, nc, bp);
-        float betaHere = pc == 0 ? beta : 1f;
-        int mBlocks = (m + MC - 1) / MC;
-        // Enough tasks for every thread: split the panels when there are few row blocks.
-        int chunks = Math.max(1, Math.min(panels, (2 * pool.threads() + mBlocks - 1) / mBlocks));
-        int perChunk = (panels + chunks - 1) / chunks;
-        final int jc0 = jc;
-        final int pc0 = pc;
-        pool.parallelFor(mBlocks * chunks, t -> {
-          int ic = (t / chunks) * MC;
-          int mc = Math.min(MC, m - ic);
-          int q0 = (t % chunks) * perChunk;
-          int q1 = Math.min(panels, q0 + perChunk);
-          if (q0 >= q1) {
-            return;
-          }
-          float[] ap = aPack.get();
-          packA(transA, a, aOff, lda, ic, mc, pc0, kc, ap);
-          float[] tmp = tile.get();
-          for (int q = q0; q < q1; q++) {
-            int j = jc0 + q * NR;
-            int nr = Math.min(NR, jc0 + nc - j);
-            for (int ir = 0; ir < mc; ir += MR) {
-              int mr = Math.min(MR, mc - ir);
-              micro(kc, ap, ir * kc, bp, q * NR * kc, c, cOff + (ic + ir) * ldc + j, ldc, betaHere, mr, nr, tmp);
-            }
-          }
-        });
+        final float[] bp = bPack;
+        packB(b, bOff, ldb, pc, kc, jc, nc, bp);
+        final float betaHere = pc == 0 ? beta : 1f;
+        pool.parallelFor(mBlocks * chunks, t -> block(directA, a, aOff, lda, b, bOff, ldb, bp, c, cOff, ldc, betaHere,
+            m, t / chunks * MC, t % chunks * perChunk, Math.min(panels, (t % chunks + 1) * perChunk), jc0, nc, pc0, kc));
+      }
+    }
+  }
+
+  /**
+   * For a small C with a long depth (a weight gradient summed over many pixels), where C has too
+   * few tiles to share out: each thread multiplies its own slice of the depth into a private C,
+   * and the slices are added up in a fixed order, so results do not depend on timing.
+   */
+  private void splitDepth(boolean directA, int m, int n, int k, float[] a, int aOff, int lda,
+                          float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
+    int parts = pool.threads();
+    int per = ((k + parts - 1) / parts + KC - 1) / KC * KC;
+    float[][] partial = new float[parts][m * n];
+    int mBlocks = (m + MC - 1) / MC;
+    int panels = (n + NR - 1) / NR;
+    pool.parallelFor(parts, t -> {
+      int k0 = t * per;
+      int k1 = Math.min(k, k0 + per);
+      for (int pc = k0; pc < k1; pc += KC) {
+        for (int ib = 0; ib < mBlocks; ib++) {
+          block(directA, a, aOff, lda, b, bOff, ldb, null, partial[t], 0, n, pc == k0 ? 0f : 1f,
+              m, ib * MC, 0, panels, 0, n, pc, Math.min(KC, k1 - pc));
+        }
+      }
+      if (k0 >= k1) {
+        Arrays.fill(partial[t], 0f);
+      }
+    });
+    for (int i = 0; i < m; i++) {
+      for (int j = 0; j < n; j++) {
+        float sum = 0;
+        for (int t = 0; t < parts; t++) {
+          sum += partial[t][i * n + j];
+        }
+        int ci = cOff + i * ldc + j;
+        c[ci] = beta == 0 ? sum : sum + beta * c[ci];
+      }
+    }
+  }
+
+  /**
+   * One task: rows [ic, ic+MC) of C, column panels [q0, q1) of the column block at jc, for the
+   * depth slice [pc, pc+kc). {@code bPacked} is the packed B slice, or null to read B in place.
+   */
+  private void block(boolean directA, float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] bPacked,
+                     float[] c, int cOff, int ldc, float beta, int m, int ic, int q0, int q1, int jc, int nc,
+                     int pc, int kc) {
+    if (q0 >= q1) {
+      return;
+    }
+    int mc = Math.min(MC, m - ic);
+    float[] ap = aPack.get();
+    float[] edgeB = edgePack.get();
+    float[] tmp = tile.get();
+    if (!directA) {
+      packA(true, a, aOff, lda, ic, mc, pc, kc, ap);
+    } else if (mc % MR != 0) {
+      int last = mc - mc % MR;
+      packA(false, a, aOff, lda, ic + last, mc - last, pc, kc, ap);
+    }
+    for (int q = q0; q < q1; q++) {
+      int j = jc + q * NR;
+      int nr = Math.min(NR, jc + nc - j);
+      float[] bArr;
+      int bBase;
+      int bRs;
+      if (bPacked != null) {
+        bArr = bPacked;
+        bBase = q * NR * kc;
+        bRs = NR;
+      } else if (nr == NR) {
+        bArr = b;
+        bBase = bOff + pc * ldb + j;
+        bRs = ldb;
+      } else {
+        packBPanel(false, b, bOff, ldb, pc, kc, j, nr, edgeB, 0);
+        bArr = edgeB;
+        bBase = 0;
+        bRs = NR;
+      }
+      for (int ir = 0; ir < mc; ir += MR) {
+        int mr = Math.min(MR, mc - ir);
+        int cAt = cOff + (ic + ir) * ldc + j;
+        if (!directA) {
+          micro(kc, ap, ir * kc, 1, MR, bArr, bBase, bRs, c, cAt, ldc, beta, mr, nr, tmp);
+        } else if (mr == MR) {
+          micro(kc, a, aOff + (ic + ir) * lda + pc, lda, 1, bArr, bBase, bRs, c, cAt, ldc, beta, mr, nr, tmp);
+        } else {
+          micro(kc, ap, 0, 1, MR, bArr, bBase, bRs, c, cAt, ldc, beta, mr, nr, tmp);
+        }
       }
     }
   }
@@ -118,32 +215,37 @@ public final class FastKernels implements Kernels {
     }
   }
 
-  /** Packs depth [pc, pc+kc) x columns [jc, jc+nc) of op(B) into NR-column panels. */
-  private void packB(boolean transB, float[] b, int bOff, int ldb, int pc, int kc, int jc, int nc, float[] bp) {
+  /** Packs depth [pc, pc+kc) x columns [jc, jc+nc) of B^T (B stored transposed) into NR-column panels. */
+  private void packB(float[] b, int bOff, int ldb, int pc, int kc, int jc, int nc, float[] bp) {
     int panels = (nc + NR - 1) / NR;
     pool.parallelFor(panels, q -> {
       int j0 = jc + q * NR;
-      int nr = Math.min(NR, jc + nc - j0);
-      int base = q * NR * kc;
-      for (int p = 0; p < kc; p++) {
-        int o = base + p * NR;
-        if (!transB && nr == NR) {
-          System.arraycopy(b, bOff + (pc + p) * ldb + j0, bp, o, NR);
-          continue;
-        }
-        for (int j = 0; j < nr; j++) {
-          bp[o + j] = transB ? b[bOff + (j0 + j) * ldb + pc + p] : b[bOff + (pc + p) * ldb + j0 + j];
-        }
-        for (int j = nr; j < NR; j++) {
-          bp[o + j] = 0f;
-        }
-      }
+      packBPanel(true, b, bOff, ldb, pc, kc, j0, Math.min(NR, jc + nc - j0), bp, q * NR * kc);
     });
   }
 
-  /** One MR x NR tile: C = acc + beta * C, with acc the product of an A panel and a B panel. */
-  private static void micro(int kc, float[] ap, int aOff, float[] bp, int bOff, float[] c, int cOff, int ldc,
-                            float beta, int mr, int nr, float[] tmp) {
+  /** Packs one NR-column panel of op(B), columns [j0, j0+nr), zero-padded to NR, at {@code base}. */
+  private static void packBPanel(boolean transB, float[] b, int bOff, int ldb, int pc, int kc, int j0, int nr,
+                                 float[] bp, int base) {
+    for (int p = 0; p < kc; p++) {
+      int o = base + p * NR;
+      for (int j = 0; j < nr; j++) {
+        bp[o + j] = transB ? b[bOff + (j0 + j) * ldb + pc + p] : b[bOff + (pc + p) * ldb + j0 + j];
+      }
+      for (int j = nr; j < NR; j++) {
+        bp[o + j] = 0f;
+      }
+    }
+  }
+
+  /**
+   * One MR x NR tile: C = acc + beta * C, where acc sums over depth p the outer product of A's
+   * column p (element i at {@code ap[aOff + i * aRs + p * aCs]}) and B's row p (NR floats at
+   * {@code bp[bOff + p * bRs]}). Packed operands have strides (1, MR) and NR; in-place ones
+   * (lda, 1) and ldb.
+   */
+  private static void micro(int kc, float[] ap, int aOff, int aRs, int aCs, float[] bp, int bOff, int bRs,
+                            float[] c, int cOff, int ldc, float beta, int mr, int nr, float[] tmp) {
     FloatVector c00 = FloatVector.zero(S);
     FloatVector c01 = c00;
     FloatVector c10 = c00;
@@ -157,36 +259,58 @@ public final class FastKernels implements Kernels {
     FloatVector c50 = c00;
     FloatVector c51 = c00;
     for (int p = 0; p < kc; p++) {
-      int bo = bOff + p * NR;
+      int bo = bOff + p * bRs;
       FloatVector b0 = FloatVector.fromArray(S, bp, bo);
       FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
-      int ao = aOff + p * MR;
+      int ao = aOff + p * aCs;
       FloatVector x = FloatVector.broadcast(S, ap[ao]);
       c00 = b0.fma(x, c00);
       c01 = b1.fma(x, c01);
-      x = FloatVector.broadcast(S, ap[ao + 1]);
+      x = FloatVector.broadcast(S, ap[ao + aRs]);
       c10 = b0.fma(x, c10);
       c11 = b1.fma(x, c11);
-      x = FloatVector.broadcast(S, ap[ao + 2]);
+      x = FloatVector.broadcast(S, ap[ao + 2 * aRs]);
       c20 = b0.fma(x, c20);
       c21 = b1.fma(x, c21);
-      x = FloatVector.broadcast(S, ap[ao + 3]);
+      x = FloatVector.broadcast(S, ap[ao + 3 * aRs]);
       c30 = b0.fma(x, c30);
       c31 = b1.fma(x, c31);
-      x = FloatVector.broadcast(S, ap[ao + 4]);
+      x = FloatVector.broadcast(S, ap[ao + 4 * aRs]);
       c40 = b0.fma(x, c40);
       c41 = b1.fma(x, c41);
-      x = FloatVector.broadcast(S, ap[ao + 5]);
+      x = FloatVector.broadcast(S, ap[ao + 5 * aRs]);
       c50 = b0.fma(x, c50);
       c51 = b1.fma(x, c51);
     }
     if (mr == MR && nr == NR) {
-      store(c, cOff, beta, c00, c01);
-      store(c, cOff + ldc, beta, c10, c11);
-      store(c, cOff + 2 * ldc, beta, c20, c21);
-      store(c, cOff + 3 * ldc, beta, c30, c31);
-      store(c, cOff + 4 * ldc, beta, c40, c41);
-      store(c, cOff + 5 * ldc, beta, c50, c51);
+      // Written out row by row: a helper taking vectors would not be inlined into this large
+      // method, and vectors passed to a call that is not inlined are boxed on the heap.
+      if (beta != 0f) {
+        c00 = c00.add(FloatVector.fromArray(S, c, cOff).mul(beta));
+        c01 = c01.add(FloatVector.fromArray(S, c, cOff + L).mul(beta));
+        c10 = c10.add(FloatVector.fromArray(S, c, cOff + ldc).mul(beta));
+        c11 = c11.add(FloatVector.fromArray(S, c, cOff + ldc + L).mul(beta));
+        c20 = c20.add(FloatVector.fromArray(S, c, cOff + 2 * ldc).mul(beta));
+        c21 = c21.add(FloatVector.fromArray(S, c, cOff + 2 * ldc + L).mul(beta));
+        c30 = c30.add(FloatVector.fromArray(S, c, cOff + 3 * ldc).mul(beta));
+        c31 = c31.add(FloatVector.fromArray(S, c, cOff + 3 * ldc + L).mul(beta));
+        c40 = c40.add(FloatVector.fromArray(S, c, cOff + 4 * ldc).mul(beta));
+        c41 = c41.add(FloatVector.fromArray(S, c, cOff + 4 * ldc + L).mul(beta));
+        c50 = c50.add(FloatVector.fromArray(S, c, cOff + 5 * ldc).mul(beta));
+        c51 = c51.add(FloatVector.fromArray(S, c, cOff + 5 * ldc + L).mul(beta));
+      }
+      c00.intoArray(c, cOff);
+      c01.intoArray(c, cOff + L);
+      c10.intoArray(c, cOff + ldc);
+      c11.intoArray(c, cOff + ldc + L);
+      c20.intoArray(c, cOff + 2 * ldc);
+      c21.intoArray(c, cOff + 2 * ldc + L);
+      c30.intoArray(c, cOff + 3 * ldc);
+      c31.intoArray(c, cOff + 3 * ldc + L);
+      c40.intoArray(c, cOff + 4 * ldc);
+      c41.intoArray(c, cOff + 4 * ldc + L);
+      c50.intoArray(c, cOff + 5 * ldc);
+      c51.intoArray(c, cOff + 5 * ldc + L);
       return;
     }
     c00.intoArray(tmp, 0);
@@ -207,15 +331,6 @@ public final class FastKernels implements Kernels {
         c[ci] = beta == 0 ? tmp[i * NR + j] : tmp[i * NR + j] + beta * c[ci];
       }
     }
-  }
-
-  private static void store(float[] c, int off, float beta, FloatVector v0, FloatVector v1) {
-    if (beta != 0) {
-      v0 = FloatVector.fromArray(S, c, off).mul(beta).add(v0);
-      v1 = FloatVector.fromArray(S, c, off + L).mul(beta).add(v1);
-    }
-    v0.intoArray(c, off);
-    v1.intoArray(c, off + L);
   }
 
   @Override
@@ -326,5 +441,95 @@ public final class FastKernels implements Kernels {
         }
       }
     });
+  }
+
+  @Override
+  public void maxPoolBackward(float[] dy, int[] argmax, int n, ConvGeometry g, float[] dx) {
+    int outPerSample = g.outputPixels() * g.channels();
+    // Every argmax of sample s points into sample s's input, so samples never collide.
+    pool.parallelFor(n, s -> {
+      Arrays.fill(dx, s * g.inputSize(), (s + 1) * g.inputSize(), 0f);
+      for (int o = s * outPerSample, end = o + outPerSample; o < end; o++) {
+        dx[argmax[o]] += dy[o];
+      }
+    });
+  }
+
+  /** Splits [0, len) into one contiguous range per thread, in multiples of the vector length. */
+  private void chunked(int len, java.util.function.BiConsumer<Integer, Integer> body) {
+    int parts = len < 1 << 14 ? 1 : pool.threads();
+    int step = ((len + parts - 1) / parts + L - 1) / L * L;
+    pool.parallelFor(parts, t -> {
+      int from = Math.min(len, t * step);
+      int to = Math.min(len, from + step);
+      if (from < to) {
+        body.accept(from, to);
+      }
+    });
+  }
+
+  @Override
+  public void relu(float[] x, float[] y, int len) {
+    chunked(len, (from, to) -> {
+      int i = from;
+      for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
+        FloatVector.fromArray(S, x, i).max(0f).intoArray(y, i);
+      }
+      for (; i < to; i++) {
+        y[i] = Math.max(x[i], 0f);
+      }
+    });
+  }
+
+  @Override
+  public void reluBackward(float[] y, float[] dy, float[] dx, int len) {
+    chunked(len, (from, to) -> {
+      int i = from;
+      for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
+        FloatVector v = FloatVector.fromArray(S, dy, i);
+        v.blend(0f, FloatVector.fromArray(S, y, i).compare(jdk.incubator.vector.VectorOperators.LE, 0f)).intoArray(dx, i);
+      }
+      for (; i < to; i++) {
+        dx[i] = y[i] > 0f ? dy[i] : 0f;
+      }
+    });
+  }
+
+  @Override
+  public void fillRows(float[] params, int off, float[] y, int rows, int cols) {
+    int parts = (long) rows * cols < 1 << 14 ? 1 : pool.threads();
+    int per = (rows + parts - 1) / parts;
+    pool.parallelFor(parts, t -> {
+      for (int r = t * per, end = Math.min(rows, r + per); r < end; r++) {
+        System.arraycopy(params, off, y, r * cols, cols);
+      }
+    });
+  }
+
+  @Override
+  public void sumRows(float[] dy, int rows, int cols, float[] grads, int off) {
+    int parts = (long) rows * cols < 1 << 14 ? 1 : pool.threads();
+    int per = (rows + parts - 1) / parts;
+    float[][] partial = new float[parts][cols];
+    pool.parallelFor(parts, t -> {
+      float[] acc = partial[t];
+      for (int r = t * per, end = Math.min(rows, r + per); r < end; r++) {
+        int o = r * cols;
+        int j = 0;
+        for (int bound = S.loopBound(cols); j < bound; j += L) {
+          FloatVector.fromArray(S, acc, j).add(FloatVector.fromArray(S, dy, o + j)).intoArray(acc, j);
+        }
+        for (; j < cols; j++) {
+          acc[j] += dy[o + j];
+        }
+      }
+    });
+    for (int j = 0; j < cols; j++) {
+      float s = 0;
+      for (int t = 0; t < parts; t++) {
+        s += partial[t][j];
+      }
+      grads[off + j] = s;
+    }
   }
 }

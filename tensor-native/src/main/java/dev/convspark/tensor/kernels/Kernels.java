@@ -32,6 +32,24 @@ public interface Kernels {
    */
   void maxPool(float[] x, int n, ConvGeometry g, float[] y, int[] argmax);
 
+  /**
+   * Routes pooled gradients back: {@code dx} (which it first zeroes, {@code n} samples of
+   * {@code g}'s input) gets {@code dy[o]} added at {@code argmax[o]} for every output {@code o}.
+   */
+  void maxPoolBackward(float[] dy, int[] argmax, int n, ConvGeometry g, float[] dx);
+
+  /** {@code y[i] = max(x[i], 0)} for {@code i < len}. */
+  void relu(float[] x, float[] y, int len);
+
+  /** {@code dx[i] = y[i] > 0 ? dy[i] : 0} for {@code i < len}, where {@code y} is the ReLU's output. */
+  void reluBackward(float[] y, float[] dy, float[] dx, int len);
+
+  /** Sets every row of {@code y} ({@code rows x cols}) to the bias {@code params[off .. off+cols)}. */
+  void fillRows(float[] params, int off, float[] y, int rows, int cols);
+
+  /** Column sums: {@code grads[off + j] = sum over rows of dy[r * cols + j]} (the bias gradient). */
+  void sumRows(float[] dy, int rows, int cols, float[] grads, int off);
+
   /** Threads used by the kernels (1 for the reference). */
   int threads();
 }

@@ -101,4 +101,45 @@ public final class ReferenceKernels implements Kernels {
   public int threads() {
     return 1;
   }
+
+  @Override
+  public void maxPoolBackward(float[] dy, int[] argmax, int n, ConvGeometry g, float[] dx) {
+    java.util.Arrays.fill(dx, 0, n * g.inputSize(), 0f);
+    int size = n * g.outputPixels() * g.channels();
+    for (int o = 0; o < size; o++) {
+      dx[argmax[o]] += dy[o];
+    }
+  }
+
+  @Override
+  public void relu(float[] x, float[] y, int len) {
+    for (int i = 0; i < len; i++) {
+      y[i] = Math.max(x[i], 0f);
+    }
+  }
+
+  @Override
+  public void reluBackward(float[] y, float[] dy, float[] dx, int len) {
+    for (int i = 0; i < len; i++) {
+      dx[i] = y[i] > 0f ? dy[i] : 0f;
+    }
+  }
+
+  @Override
+  public void fillRows(float[] params, int off, float[] y, int rows, int cols) {
+    for (int r = 0; r < rows; r++) {
+      System.arraycopy(params, off, y, r * cols, cols);
+    }
+  }
+
+  @Override
+  public void sumRows(float[] dy, int rows, int cols, float[] grads, int off) {
+    for (int j = 0; j < cols; j++) {
+      float s = 0;
+      for (int r = 0; r < rows; r++) {
+        s += dy[r * cols + j];
+      }
+      grads[off + j] = s;
+    }
+  }
 }

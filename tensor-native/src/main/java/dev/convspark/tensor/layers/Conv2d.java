@@ -15,6 +15,7 @@ public final class Conv2d extends Layer {
   private final int filters;
   private float[] col;
   private float[] dcol;
+  private float[] dwT;
 
   /** A convolution with the given geometry and number of filters. */
   public Conv2d(String name, ConvGeometry g, int filters) {
@@ -44,9 +45,7 @@ public final class Conv2d extends Layer {
     int w = paramOffset();
     int b = w + weightCount();
     // Each output row starts as the bias, then the multiply adds the patches times the weights.
-    for (int r = 0; r < rows; r++) {
-      System.arraycopy(params, b, y, r * filters, filters);
-    }
+    k.fillRows(params, b, y, rows, filters);
     if (g.kernelHeight() == 1 && g.kernelWidth() == 1 && g.stride() == 1) {
       k.gemm(false, false, rows, filters, g.patchSize(), x, 0, g.patchSize(), params, w, filters, 1f, y, 0, filters);
       return;
@@ -63,15 +62,12 @@ public final class Conv2d extends Layer {
     int b = w + weightCount();
     boolean pointwise = g.kernelHeight() == 1 && g.kernelWidth() == 1 && g.stride() == 1;
     float[] patches = pointwise ? x : col;
-    // dW = patches^T dy
-    k.gemm(true, false, g.patchSize(), filters, rows, patches, 0, g.patchSize(), dy, 0, filters, 0f, grads, w, filters);
-    java.util.Arrays.fill(grads, b, b + filters, 0f);
-    for (int r = 0; r < rows; r++) {
-      int o = r * filters;
-      for (int f = 0; f < filters; f++) {
-        grads[b + f] += dy[o + f];
-      }
-    }
+    // dW = patches^T dy, computed as its transpose dy^T patches (filters x patch), which reads the
+    // large patch matrix in place instead of packing it, then transposed into place.
+    dwT = ensure(dwT, weightCount());
+    k.gemm(true, false, filters, g.patchSize(), rows, dy, 0, filters, patches, 0, g.patchSize(), 0f, dwT, 0, g.patchSize());
+    Transpose.into(dwT, filters, g.patchSize(), grads, w);
+    k.sumRows(dy, rows, filters, grads, b);
     if (dx == null) {
       return;
     }

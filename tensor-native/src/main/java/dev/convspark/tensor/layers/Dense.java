@@ -11,6 +11,7 @@ public final class Dense extends Layer {
 
   private final int inputs;
   private final int units;
+  private float[] dxT;
 
   /** A dense layer from {@code inputs} features to {@code units}. */
   public Dense(String name, int inputs, int units) {
@@ -32,9 +33,7 @@ public final class Dense extends Layer {
   @Override
   public void forward(Kernels k, float[] params, float[] x, float[] y, int n, boolean training, long seed) {
     int b = paramOffset() + weightCount();
-    for (int s = 0; s < n; s++) {
-      System.arraycopy(params, b, y, s * units, units);
-    }
+    k.fillRows(params, b, y, n, units);
     k.gemm(false, false, n, units, inputs, x, 0, inputs, params, paramOffset(), units, 1f, y, 0, units);
   }
 
@@ -43,14 +42,13 @@ public final class Dense extends Layer {
     int w = paramOffset();
     int b = w + weightCount();
     k.gemm(true, false, inputs, units, n, x, 0, inputs, dy, 0, units, 0f, grads, w, units);
-    java.util.Arrays.fill(grads, b, b + units, 0f);
-    for (int s = 0; s < n; s++) {
-      for (int u = 0; u < units; u++) {
-        grads[b + u] += dy[s * units + u];
-      }
-    }
+    k.sumRows(dy, n, units, grads, b);
     if (dx != null) {
-      k.gemm(false, true, n, inputs, units, dy, 0, units, params, w, units, 0f, dx, 0, inputs);
+      // dx = dy W^T, computed as its transpose W dy^T (inputs x n), which reads W in place instead
+      // of packing its transpose, then transposed into place.
+      dxT = ensure(dxT, inputs * n);
+      k.gemm(false, true, inputs, n, units, params, w, units, dy, 0, units, 0f, dxT, 0, n);
+      Transpose.into(dxT, inputs, n, dx, 0);
     }
   }
 }

@@ -3,7 +3,6 @@ package dev.convspark.tensor.layers;
 import dev.convspark.tensor.Shape;
 import dev.convspark.tensor.kernels.ConvGeometry;
 import dev.convspark.tensor.kernels.Kernels;
-import java.util.Arrays;
 
 /**
  * Max pooling per channel. The backward pass routes each output gradient to the input position
@@ -34,10 +33,6 @@ public final class MaxPool2d extends Layer {
     if (dx == null) {
       return;
     }
-    Arrays.fill(dx, 0, n * inputShape().size(), 0f);
-    int size = n * outputShape().size();
-    for (int o = 0; o < size; o++) {
-      dx[argmax[o]] += dy[o];
-    }
+    k.maxPoolBackward(dy, argmax, n, g, dx);
   }
 }

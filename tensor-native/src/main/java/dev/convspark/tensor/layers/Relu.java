@@ -13,10 +13,7 @@ public final class Relu extends Layer {
 
   @Override
   public void forward(Kernels k, float[] params, float[] x, float[] y, int n, boolean training, long seed) {
-    int size = n * inputShape().size();
-    for (int i = 0; i < size; i++) {
-      y[i] = Math.max(x[i], 0f);
-    }
+    k.relu(x, y, n * inputShape().size());
   }
 
   @Override
@@ -24,9 +21,6 @@ public final class Relu extends Layer {
     if (dx == null) {
       return;
     }
-    int size = n * inputShape().size();
-    for (int i = 0; i < size; i++) {
-      dx[i] = y[i] > 0f ? dy[i] : 0f;
-    }
+    k.reluBackward(y, dy, dx, n * inputShape().size());
   }
 }

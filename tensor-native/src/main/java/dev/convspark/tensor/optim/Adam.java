@@ -1,5 +1,8 @@
 package dev.convspark.tensor.optim;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
 /**
  * Adam with TensorFlow's defaults and update form (beta1 0.9, beta2 0.999, epsilon 1e-8):
  * <pre>
@@ -23,6 +26,8 @@ public final class Adam implements Optimizer {
   private final float[] m;
   private final float[] v;
   private long steps;
+  private float stepSize;
+  private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
 
   /** @param learningRate positive and finite; {@code paramCount} sizes the moment buffers */
   public Adam(float learningRate, int paramCount) {
@@ -49,14 +54,30 @@ public final class Adam implements Optimizer {
   }
 
   @Override
-  public void step(float[] params, float[] grads) {
+  public void beginStep() {
     steps++;
-    double lrT = lr * Math.sqrt(1 - Math.pow(BETA2, steps)) / (1 - Math.pow(BETA1, steps));
-    float a = (float) lrT;
-    for (int i = 0; i < params.length; i++) {
+    stepSize = (float) (lr * Math.sqrt(1 - Math.pow(BETA2, steps)) / (1 - Math.pow(BETA1, steps)));
+  }
+
+  @Override
+  public void update(float[] params, float[] grads, int from, int to) {
+    float a = stepSize;
+    int i = from;
+    // The same operations lane by lane as the scalar loop below, so results do not depend on
+    // where a range starts.
+    for (int bound = from + S.loopBound(to - from); i < bound; i += S.length()) {
+      FloatVector g = FloatVector.fromArray(S, grads, i);
+      FloatVector mi = FloatVector.fromArray(S, m, i).mul(BETA1).add(g.mul(1 - BETA1));
+      FloatVector vi = FloatVector.fromArray(S, v, i).mul(BETA2).add(g.mul(g).mul(1 - BETA2));
+      mi.intoArray(m, i);
+      vi.intoArray(v, i);
+      FloatVector p = FloatVector.fromArray(S, params, i);
+      p.sub(mi.mul(a).div(vi.sqrt().add(EPSILON))).intoArray(params, i);
+    }
+    for (; i < to; i++) {
       float g = grads[i];
       m[i] = BETA1 * m[i] + (1 - BETA1) * g;
-      v[i] = BETA2 * v[i] + (1 - BETA2) * g * g;
+      v[i] = BETA2 * v[i] + (1 - BETA2) * (g * g);
       params[i] -= a * m[i] / ((float) Math.sqrt(v[i]) + EPSILON);
     }
   }
@@ -78,5 +99,6 @@ public final class Adam implements Optimizer {
     System.arraycopy(s.moments()[0], 0, m, 0, m.length);
     System.arraycopy(s.moments()[1], 0, v, 0, v.length);
     steps = s.steps();
+    stepSize = 0f;
   }
 }

@@ -13,7 +13,19 @@ public interface Optimizer {
   float learningRate();
 
   /** Applies one update: {@code params} changes in place. */
-  void step(float[] params, float[] grads);
+  default void step(float[] params, float[] grads) {
+    beginStep();
+    update(params, grads, 0, params.length);
+  }
+
+  /**
+   * Starts an update that is then applied range by range with {@link #update}, so a backend can
+   * spread one step over its threads: every index must be updated exactly once per step.
+   */
+  void beginStep();
+
+  /** Updates {@code params[from, to)} from {@code grads[from, to)} within the step begun last. */
+  void update(float[] params, float[] grads, int from, int to);
 
   /** The number of updates applied so far. */
   long steps();

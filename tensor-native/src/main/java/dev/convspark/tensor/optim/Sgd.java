@@ -23,11 +23,15 @@ public final class Sgd implements Optimizer {
   }
 
   @Override
-  public void step(float[] params, float[] grads) {
-    for (int i = 0; i < params.length; i++) {
+  public void beginStep() {
+    steps++;
+  }
+
+  @Override
+  public void update(float[] params, float[] grads, int from, int to) {
+    for (int i = from; i < to; i++) {
       params[i] -= lr * grads[i];
     }
-    steps++;
   }
 
   @Override

@@ -1,0 +1,25 @@
+package dev.convspark.tensor.layers;
+
+/** Matrix transposition in cache-sized blocks. */
+final class Transpose {
+
+  private static final int BLOCK = 32;
+
+  private Transpose() {
+  }
+
+  /** Writes the transpose of row-major {@code src} (rows x cols) into {@code dst} at {@code off} (cols x rows). */
+  static void into(float[] src, int rows, int cols, float[] dst, int off) {
+    for (int i0 = 0; i0 < rows; i0 += BLOCK) {
+      int i1 = Math.min(rows, i0 + BLOCK);
+      for (int j0 = 0; j0 < cols; j0 += BLOCK) {
+        int j1 = Math.min(cols, j0 + BLOCK);
+        for (int i = i0; i < i1; i++) {
+          for (int j = j0; j < j1; j++) {
+            dst[off + j * rows + i] = src[i * cols + j];
+          }
+        }
+      }
+    }
+  }
+}
