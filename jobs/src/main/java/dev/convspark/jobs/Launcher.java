@@ -37,6 +37,7 @@ public final class Launcher {
       return switch (args[0]) {
         case "fetch-mnist" -> FetchMnistCommand.run(rest);
         case "bench" -> bench(rest);
+        case "quickstart" -> QuickstartCommand.run(rest);
         default -> throw new UsageException("unknown subcommand '" + args[0] + "' (try 'convspark help')");
       };
     } catch (UsageException e) {
