@@ -16,7 +16,7 @@ import java.util.Arrays;
  * @param type the element type
  * @param dims the sizes, first the record count
  */
-public record IdxHeader(IdxType type, int[] dims) {
+public record IdxHeader(IdxType type, int[] dims) implements java.io.Serializable {
 
   /** The most dimensions a header may declare; more is taken as a corrupt file. */
   public static final int MAX_DIMS = 16;

@@ -4,9 +4,6 @@ import java.io.BufferedInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.ByteBuffer;
-import java.nio.channels.Channels;
-import java.nio.channels.SeekableByteChannel;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.zip.GZIPInputStream;
 
@@ -23,6 +20,8 @@ public final class IdxReader implements AutoCloseable {
   private final InputStream in;
   private final boolean compressed;
   private long recordsLeft;
+  /** Whether this reader's range ends where the file's records end (then nothing may follow). */
+  private boolean toEnd;
 
   private IdxReader(String source, IdxHeader header, InputStream in, boolean compressed, long recordsLeft) {
     this.source = source;
@@ -33,8 +32,8 @@ public final class IdxReader implements AutoCloseable {
   }
 
   /** True when the file starts with the gzip magic bytes. */
-  public static boolean isGzip(Path path) throws IOException {
-    try (InputStream in = Files.newInputStream(path)) {
+  public static boolean isGzip(IdxSource file) throws IOException {
+    try (InputStream in = file.open(0)) {
       return in.read() == 0x1f && in.read() == 0x8b;
     }
   }
@@ -48,23 +47,22 @@ public final class IdxReader implements AutoCloseable {
 
   /** Opens {@code path} at its first record. */
   public static IdxReader open(Path path) throws IOException {
-    return open(path, 0, -1);
+    return open(IdxSource.of(path), 0, -1);
   }
 
   /**
-   * Opens {@code path} at record {@code first}, to read at most {@code count} records ({@code -1}:
+   * Opens {@code file} at record {@code first}, to read at most {@code count} records ({@code -1}:
    * to the end). A raw file seeks straight there; a compressed one is decompressed up to it.
    */
-  public static IdxReader open(Path path, long first, long count) throws IOException {
-    String source = path.toString();
-    boolean gz = isGzip(path);
-    InputStream raw = Files.newInputStream(path);
-    InputStream in = new BufferedInputStream(gz ? new GZIPInputStream(raw, 1 << 16) : raw, 1 << 16);
+  public static IdxReader open(IdxSource file, long first, long count) throws IOException {
+    String source = file.name();
+    boolean gz = isGzip(file);
+    InputStream in = new BufferedInputStream(gz ? new GZIPInputStream(file.open(0), 1 << 16) : file.open(0), 1 << 16);
     try {
       IdxHeader h = IdxHeader.read(in, source);
       if (!gz) {
         long expected = h.headerBytes() + h.dataBytes();
-        long actual = Files.size(path);
+        long actual = file.length();
         if (actual < expected) {
           throw new IdxFormatException(source, "file is truncated: the header " + h + " needs " + expected
               + " bytes but the file has " + actual);
@@ -78,16 +76,14 @@ public final class IdxReader implements AutoCloseable {
         throw new IllegalArgumentException(source + ": first record " + first + " is outside [0, " + h.count() + "]");
       }
       long left = count < 0 ? h.count() - first : Math.min(count, h.count() - first);
-      IdxReader r = new IdxReader(source, h, in, gz, left);
-      if (first > 0) {
-        if (!gz) {
-          in.close();
-          SeekableByteChannel ch = Files.newByteChannel(path);
-          ch.position(h.headerBytes() + first * h.recordBytes());
-          return new IdxReader(source, h, new BufferedInputStream(Channels.newInputStream(ch), 1 << 16), false, left);
-        }
-        r.skipRecords(first);
+      if (first > 0 && !gz) {
+        in.close();
+        in = new BufferedInputStream(file.open(h.headerBytes() + first * h.recordBytes()), 1 << 16);
+        return new IdxReader(source, h, in, false, left);
       }
+      IdxReader r = new IdxReader(source, h, in, gz, left);
+      r.toEnd = first + left == h.count();
+      r.skipRecords(first);
       return r;
     } catch (IOException | RuntimeException e) {
       in.close();
@@ -95,8 +91,28 @@ public final class IdxReader implements AutoCloseable {
     }
   }
 
+  /**
+   * Checks a whole file: the header, and that the data is exactly as long as the header says.
+   * Cheap for a raw file (its length); a compressed file is decompressed to its end.
+   *
+   * @return the header
+   */
+  public static IdxHeader validate(IdxSource file) throws IOException {
+    try (IdxReader r = open(file, 0, -1)) {
+      if (r.compressed) {
+        r.skipRecords(r.recordsLeft);
+        r.recordsLeft = 0;
+        r.checkNothingAfter();
+      }
+      return r.header();
+    }
+  }
+
   private void skipRecords(long n) throws IOException {
     long bytes = n * header.recordBytes();
+    if (bytes == 0) {
+      return;
+    }
     while (bytes > 0) {
       long k = in.skip(bytes);
       if (k <= 0) {
@@ -141,7 +157,7 @@ public final class IdxReader implements AutoCloseable {
       off += k;
     }
     recordsLeft -= n;
-    if (recordsLeft == 0 && compressed && n > 0) {
+    if (recordsLeft == 0 && compressed && n > 0 && toEnd) {
       checkNothingAfter();
     }
     return n;
