@@ -81,7 +81,7 @@ final class QuickstartCommand {
         correct += r.correct();
         seen += batch;
         double sec = (System.nanoTime() - t0) / 1e9;
-        if (s == 20 && steps > 100) {
+        if (s == 100 && steps > 1000) {
           System.out.printf(Locale.ROOT, "about %s for all %,d steps at %.0f images/s%n",
               duration(sec / s * steps), steps, s * batch / sec);
         }

@@ -6,6 +6,7 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
+import org.apache.arrow.memory.ArrowBuf;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.BigIntVector;
@@ -30,7 +31,7 @@ import org.apache.spark.sql.vectorized.ColumnarBatch;
 /**
  * Reads a partition as columnar batches of Apache Arrow vectors, wrapped for Spark in
  * {@link ArrowColumnVector}s. The reader owns one allocator; each batch's vectors are released
- * when the next batch is built and the allocator when the reader closes, which fails loudly if
+ * when the next batch is built, and the allocator when the reader closes, which fails loudly if
  * any buffer were still held.
  */
 final class IdxColumnarReader implements PartitionReader<ColumnarBatch> {
@@ -39,6 +40,15 @@ final class IdxColumnarReader implements PartitionReader<ColumnarBatch> {
   private final IdxRecordStream records;
   private final BufferAllocator allocator;
   private final byte[] origin;
+  private BigIntVector index;
+  private IntVector label;
+  private FieldVector value;
+  private VarCharVector imageOrigin;
+  private IntVector imageHeight;
+  private IntVector imageWidth;
+  private IntVector imageChannels;
+  private IntVector imageMode;
+  private VarBinaryVector imageData;
   private ColumnarBatch batch;
 
   IdxColumnarReader(IdxInputPartition p, IdxLayout layout, int batchSize) throws IOException {
@@ -50,33 +60,71 @@ final class IdxColumnarReader implements PartitionReader<ColumnarBatch> {
 
   @Override
   public boolean next() throws IOException {
-    releaseBatch();
     int n = records.nextChunk();
     if (n == 0) {
       return false;
     }
+    // Fresh vectors for every batch: rows Spark derives from a batch may still point into it
+    // while it asks for the next one, so a batch is only released when the next is built.
+    releaseBatch();
+    createVectors();
+    long start = records.chunkStart();
+    for (int i = 0; i < n; i++) {
+      index.setSafe(i, start + i);
+    }
+    index.setValueCount(n);
+    if (label != null) {
+      int[] l = records.labels();
+      for (int i = 0; i < n; i++) {
+        label.setSafe(i, l[i]);
+      }
+      label.setValueCount(n);
+    }
+    ByteBuffer buf = ByteBuffer.wrap(records.data());
+    if (layout.format == ImageFormat.IMAGE) {
+      fillImages(buf, n);
+    } else if (layout.shape.length == 0) {
+      fillScalars(buf, n);
+    } else {
+      fillLists(buf, n);
+    }
+    batch.setNumRows(n);
+    return true;
+  }
+
+  private void createVectors() {
     List<FieldVector> vectors = new ArrayList<>();
     try {
-      BigIntVector index = new BigIntVector("index", allocator);
+      index = new BigIntVector("index", allocator);
       vectors.add(index);
-      index.allocateNew(n);
-      long start = records.chunkStart();
-      for (int i = 0; i < n; i++) {
-        index.set(i, start + i);
-      }
-      index.setValueCount(n);
       if (layout.hasLabels) {
-        IntVector label = new IntVector("label", allocator);
+        label = new IntVector("label", allocator);
         vectors.add(label);
-        label.allocateNew(n);
-        int[] l = records.labels();
-        for (int i = 0; i < n; i++) {
-          label.set(i, l[i]);
-        }
-        label.setValueCount(n);
       }
-      ByteBuffer buf = ByteBuffer.wrap(records.data());
-      vectors.add(layout.format == ImageFormat.IMAGE ? images(buf, n) : layout.shape.length == 0 ? scalars(buf, n) : lists(buf, n));
+      if (layout.format == ImageFormat.IMAGE) {
+        StructVector image = StructVector.empty("image", allocator);
+        value = image;
+        FieldType int32 = FieldType.notNullable(new ArrowType.Int(32, true));
+        imageOrigin = image.addOrGet("origin", FieldType.nullable(ArrowType.Utf8.INSTANCE), VarCharVector.class);
+        imageHeight = image.addOrGet("height", int32, IntVector.class);
+        imageWidth = image.addOrGet("width", int32, IntVector.class);
+        imageChannels = image.addOrGet("nChannels", int32, IntVector.class);
+        imageMode = image.addOrGet("mode", int32, IntVector.class);
+        imageData = image.addOrGet("data", FieldType.notNullable(ArrowType.Binary.INSTANCE), VarBinaryVector.class);
+      } else if (layout.shape.length == 0) {
+        value = FieldType.notNullable(arrowType()).createNewSingleVector("value", allocator, null);
+      } else {
+        ListVector list = ListVector.empty(layout.format == ImageFormat.RAW ? "data" : "features", allocator);
+        list.addOrGetVector(FieldType.notNullable(layout.format == ImageFormat.RAW ? arrowType()
+            : new ArrowType.FloatingPoint(FloatingPointPrecision.SINGLE)));
+        value = list;
+      }
+      vectors.add(value);
+      index.allocateNew();
+      if (label != null) {
+        label.allocateNew();
+      }
+      value.allocateNew();
     } catch (RuntimeException e) {
       vectors.forEach(FieldVector::close);
       throw e;
@@ -85,64 +133,71 @@ final class IdxColumnarReader implements PartitionReader<ColumnarBatch> {
     for (int i = 0; i < columns.length; i++) {
       columns[i] = new ArrowColumnVector(vectors.get(i));
     }
-    batch = new ColumnarBatch(columns, n);
-    return true;
+    batch = new ColumnarBatch(columns);
   }
 
-  private FieldVector images(ByteBuffer buf, int n) {
-    StructVector image = StructVector.empty("image", allocator);
-    VarCharVector originV = image.addOrGet("origin", FieldType.nullable(ArrowType.Utf8.INSTANCE), VarCharVector.class);
-    IntVector height = image.addOrGet("height", FieldType.notNullable(new ArrowType.Int(32, true)), IntVector.class);
-    IntVector width = image.addOrGet("width", FieldType.notNullable(new ArrowType.Int(32, true)), IntVector.class);
-    IntVector channels = image.addOrGet("nChannels", FieldType.notNullable(new ArrowType.Int(32, true)), IntVector.class);
-    IntVector mode = image.addOrGet("mode", FieldType.notNullable(new ArrowType.Int(32, true)), IntVector.class);
-    VarBinaryVector data = image.addOrGet("data", FieldType.notNullable(ArrowType.Binary.INSTANCE), VarBinaryVector.class);
-    image.allocateNew();
+  private void releaseBatch() {
+    if (batch != null) {
+      batch.close();
+      batch = null;
+    }
+  }
+
+  private void fillImages(ByteBuffer buf, int n) {
+    StructVector image = (StructVector) value;
     byte[] bytes = buf.array();
     for (int i = 0; i < n; i++) {
-      originV.setSafe(i, origin);
-      height.setSafe(i, layout.shape[0]);
-      width.setSafe(i, layout.shape[1]);
-      channels.setSafe(i, layout.channels());
-      mode.setSafe(i, layout.mode());
-      data.setSafe(i, bytes, i * layout.recordBytes, layout.recordBytes);
+      imageOrigin.setSafe(i, origin);
+      imageHeight.setSafe(i, layout.shape[0]);
+      imageWidth.setSafe(i, layout.shape[1]);
+      imageChannels.setSafe(i, layout.channels());
+      imageMode.setSafe(i, layout.mode());
+      imageData.setSafe(i, bytes, i * layout.recordBytes, layout.recordBytes);
       image.setIndexDefined(i);
     }
     image.setValueCount(n);
-    return image;
   }
 
-  private FieldVector lists(ByteBuffer buf, int n) {
-    String name = layout.format == ImageFormat.RAW ? "data" : "features";
-    ListVector list = ListVector.empty(name, allocator);
-    ArrowType elementType = layout.format == ImageFormat.RAW ? arrowType() : new ArrowType.FloatingPoint(FloatingPointPrecision.SINGLE);
-    list.addOrGetVector(FieldType.notNullable(elementType));
-    list.allocateNew();
+  private void fillLists(ByteBuffer buf, int n) {
+    ListVector list = (ListVector) value;
     FieldVector values = list.getDataVector();
     int e = layout.elements;
+    boolean floats = values instanceof Float4Vector;
+    if (floats) {
+      // Bulk: fill the data buffer directly and mark every value valid at once.
+      while (values.getValueCapacity() < n * e) {
+        values.reAlloc();
+      }
+      ArrowBuf out = values.getDataBuffer();
+      for (int i = 0; i < n; i++) {
+        int off = i * layout.recordBytes;
+        long at = (long) i * e * Float.BYTES;
+        for (int j = 0; j < e; j++) {
+          out.setFloat(at + (long) j * Float.BYTES, layout.floatAt(buf, off, j));
+        }
+      }
+      values.getValidityBuffer().setOne(0, (n * (long) e + 7) / 8);
+    }
     for (int i = 0; i < n; i++) {
       list.startNewValue(i);
-      int off = i * layout.recordBytes;
-      int at = i * e;
-      for (int j = 0; j < e; j++) {
-        setElement(values, at + j, buf, off, j, layout.format != ImageFormat.RAW);
+      if (!floats) {
+        int off = i * layout.recordBytes;
+        int at = i * e;
+        for (int j = 0; j < e; j++) {
+          setElement(values, at + j, buf, off, j);
+        }
       }
       list.endValue(i, e);
     }
     values.setValueCount(n * e);
     list.setValueCount(n);
-    return list;
   }
 
-  private FieldVector scalars(ByteBuffer buf, int n) {
-    FieldVector v = FieldType.notNullable(arrowType()).createNewSingleVector("value", allocator, null);
-    v.setInitialCapacity(n);
-    v.allocateNew();
+  private void fillScalars(ByteBuffer buf, int n) {
     for (int i = 0; i < n; i++) {
-      setElement(v, i, buf, i * layout.recordBytes, 0, false);
+      setElement(value, i, buf, i * layout.recordBytes, 0);
     }
-    v.setValueCount(n);
-    return v;
+    value.setValueCount(n);
   }
 
   private ArrowType arrowType() {
@@ -155,12 +210,8 @@ final class IdxColumnarReader implements PartitionReader<ColumnarBatch> {
     };
   }
 
-  /** Sets vector slot {@code at} from element {@code j} of the record at {@code off}. */
-  private void setElement(FieldVector v, int at, ByteBuffer buf, int off, int j, boolean asFloat) {
-    if (asFloat) {
-      ((Float4Vector) v).setSafe(at, layout.floatAt(buf, off, j));
-      return;
-    }
+  /** Sets vector slot {@code at} from element {@code j} of the record at {@code off}, in the file's type. */
+  private void setElement(FieldVector v, int at, ByteBuffer buf, int off, int j) {
     switch (layout.type) {
       case UNSIGNED_BYTE -> ((IntVector) v).setSafe(at, buf.get(off + j) & 0xff);
       case INT -> ((IntVector) v).setSafe(at, buf.getInt(off + 4 * j));
@@ -174,13 +225,6 @@ final class IdxColumnarReader implements PartitionReader<ColumnarBatch> {
   @Override
   public ColumnarBatch get() {
     return batch;
-  }
-
-  private void releaseBatch() {
-    if (batch != null) {
-      batch.close();
-      batch = null;
-    }
   }
 
   @Override
