@@ -113,6 +113,9 @@ final class BenchEngineCommand {
         double acc = Trainer.accuracy(runner, test.images(), test.labels(), test.count(), 1000);
         out.put("test_accuracy_after_bench_training", acc);
       }
+      double[] softmax = softmaxRegression(backend, train, test, repeats);
+      out.put("softmax_ms", softmax[0]);
+      out.put("softmax_accuracy", softmax[1]);
       double trainIps = median(trainRates);
       double inferIps = median(inferRates);
       out.put("engine", backend.describe());
@@ -132,12 +135,48 @@ final class BenchEngineCommand {
       System.out.printf(Locale.ROOT, "| inference, batches of 1000 | %.0f images/s | %.1f | %.0f%% |%n", inferIps,
           inferIps * INFER_FLOPS / 1e9, 100 * inferIps * INFER_FLOPS / 1e9 / gemm);
       System.out.printf(Locale.ROOT, "| matmul 2048^3 (engine) | %.1f GFLOP/s | | |%n", gemm);
+      System.out.printf(Locale.ROOT, "| softmax regression, 1000 SGD steps of 50 | %.1f ms, test accuracy %.4f | | |%n",
+          softmax[0], softmax[1]);
     }
     if (json != null) {
       Files.writeString(json, Json.write(out));
       System.out.println("wrote " + json);
     }
     return 0;
+  }
+
+  /**
+   * The tutorial's softmax regression as the PyTorch reference runs it: zero init, SGD 0.01 on the
+   * summed loss, 1000 steps of 50. Returns {median milliseconds, accuracy of the last repeat}.
+   */
+  static double[] softmaxRegression(CpuBackend backend, MnistArrays train, MnistArrays test, int repeats) {
+    List<Double> ms = new ArrayList<>();
+    double acc = 0;
+    int size = 28 * 28;
+    for (int r = -1; r < repeats; r++) {
+      try (ModelRunner runner = backend.open(ModelSpec.parse(ModelSpec.SOFTMAX_REGRESSION))) {
+        runner.initialize(r + 1);
+        Trainer trainer = new Trainer(runner, Optimizer.create("sgd", 0.01f, runner.paramCount()), 1f, r + 1);
+        BatchSampler sampler = new BatchSampler(train.count(), r + 1);
+        int[] idx = new int[50];
+        float[] x = new float[50 * size];
+        int[] y = new int[50];
+        long t0 = System.nanoTime();
+        for (int s = 0; s < 1000; s++) {
+          sampler.next(idx, 50);
+          Trainer.gather(train.images(), train.labels(), size, idx, 50, x, y);
+          trainer.step(x, y, 50, 1f);
+        }
+        double elapsed = (System.nanoTime() - t0) / 1e6;
+        acc = Trainer.accuracy(runner, test.images(), test.labels(), test.count(), 1000);
+        if (r >= 0) {
+          ms.add(elapsed);
+          System.out.printf(Locale.ROOT, "softmax regression repeat %d: 1000 steps in %.1f ms, test accuracy %.4f%n",
+              r, elapsed, acc);
+        }
+      }
+    }
+    return new double[] {median(ms), acc};
   }
 
   static double gemmRate(Kernels k, int n, int repeats) {

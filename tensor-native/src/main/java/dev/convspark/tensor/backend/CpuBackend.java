@@ -140,10 +140,11 @@ public final class CpuBackend implements Backend {
       float[] p = net.params();
       float[] g = net.grads();
       optimizer.beginStep();
-      int parts = pool == null ? 1 : pool.threads();
+      // Small models update faster on one thread than the hand-off to others costs.
+      int parts = pool == null || p.length < 1 << 16 ? 1 : pool.threads();
       // Ranges in multiples of 64 floats keep every range's vector loop whole.
       int per = ((p.length + parts - 1) / parts + 63) / 64 * 64;
-      if (pool == null) {
+      if (parts == 1) {
         optimizer.update(p, g, 0, p.length);
       } else {
         pool.parallelFor(parts, t -> optimizer.update(p, g, Math.min(p.length, t * per), Math.min(p.length, (t + 1) * per)));

@@ -61,6 +61,10 @@ public final class FastKernels implements Kernels {
       reference.gemm(transA, transB, m, n, k, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
       return;
     }
+    if (!transA && n <= L && k >= 4 * L) {
+      narrow(transB, m, n, k, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+      return;
+    }
     // A row-major operand is read in place (each of a tile's rows is a sequential stream); a
     // transposed one is packed. Likewise B. Only partial edge tiles of an in-place operand are
     // copied, zero-padded, into a small buffer.
@@ -104,6 +108,41 @@ public final class FastKernels implements Kernels {
             m, t / chunks * MC, t % chunks * perChunk, Math.min(panels, (t % chunks + 1) * perChunk), jc0, nc, pc0, kc));
       }
     }
+  }
+
+  /**
+   * For a narrow C (a classifier's logits: n of at most one vector): B is transposed into a small
+   * buffer once, then every element of C is a vectorised dot product of two contiguous rows.
+   */
+  private void narrow(boolean transB, int m, int n, int k, float[] a, int aOff, int lda,
+                      float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
+    float[] bt = new float[n * k];
+    for (int p = 0; p < k; p++) {
+      for (int j = 0; j < n; j++) {
+        bt[j * k + p] = transB ? b[bOff + j * ldb + p] : b[bOff + p * ldb + j];
+      }
+    }
+    int parts = (long) m * n * k < 1 << 20 ? 1 : pool.threads();
+    int per = (m + parts - 1) / parts;
+    pool.parallelFor(parts, t -> {
+      for (int i = t * per, end = Math.min(m, i + per); i < end; i++) {
+        int ai = aOff + i * lda;
+        for (int j = 0; j < n; j++) {
+          int bj = j * k;
+          FloatVector acc = FloatVector.zero(S);
+          int p = 0;
+          for (int bound = S.loopBound(k); p < bound; p += L) {
+            acc = FloatVector.fromArray(S, a, ai + p).fma(FloatVector.fromArray(S, bt, bj + p), acc);
+          }
+          float sum = acc.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+          for (; p < k; p++) {
+            sum += a[ai + p] * bt[bj + p];
+          }
+          int ci = cOff + i * ldc + j;
+          c[ci] = beta == 0 ? sum : sum + beta * c[ci];
+        }
+      }
+    });
   }
 
   /**

@@ -35,6 +35,7 @@ public final class SoftmaxCrossEntropy {
   public static Result compute(float[] logits, int[] labels, int n, int classes, float scale, float[] dLogits) {
     double total = 0;
     int correct = 0;
+    double[] e = new double[classes];
     for (int s = 0; s < n; s++) {
       int y = labels[s];
       if (y < 0 || y >= classes) {
@@ -52,16 +53,17 @@ public final class SoftmaxCrossEntropy {
       if (best == y) {
         correct++;
       }
+      // Each exponential once: it serves the sum and then the probability.
       double sum = 0;
       for (int c = 0; c < classes; c++) {
-        sum += Math.exp(logits[o + c] - max);
+        e[c] = Math.exp(logits[o + c] - max);
+        sum += e[c];
       }
-      double logSum = Math.log(sum) + max;
-      total += logSum - logits[o + y];
+      total += Math.log(sum) + max - logits[o + y];
       if (dLogits != null) {
+        double inv = 1 / sum;
         for (int c = 0; c < classes; c++) {
-          double p = Math.exp(logits[o + c] - logSum);
-          dLogits[o + c] = (float) (scale * (p - (c == y ? 1 : 0)));
+          dLogits[o + c] = (float) (scale * (e[c] * inv - (c == y ? 1 : 0)));
         }
       }
     }
