@@ -63,20 +63,14 @@ final class QuickstartCommand {
       Trainer trainer = new Trainer(runner, opt, cnn ? 0.5f : 1f, seed);
       System.out.printf(Locale.ROOT, "training %s (%,d parameters) on %,d MNIST images: %,d steps of %d, %s %s, on %s%n",
           spec.name(), runner.paramCount(), train.count(), steps, batch, opt.name(), opt.learningRate(), backend.describe());
-      int size = spec.inputShape().size();
       BatchSampler sampler = new BatchSampler(train.count(), seed);
-      int[] idx = new int[batch];
-      float[] x = new float[batch * size];
-      int[] y = new int[batch];
       long t0 = System.nanoTime();
       int every = Math.max(1, Math.min(500, steps / 20));
       double lossSum = 0;
       long correct = 0;
       long seen = 0;
       for (int s = 1; s <= steps; s++) {
-        sampler.next(idx, batch);
-        Trainer.gather(train.images(), train.labels(), size, idx, batch, x, y);
-        SoftmaxCrossEntropy.Result r = trainer.step(x, y, batch, 1f / batch);
+        SoftmaxCrossEntropy.Result r = trainer.step(sampler, train.images(), train.labels(), batch, 1f / batch);
         lossSum += r.lossSum();
         correct += r.correct();
         seen += batch;

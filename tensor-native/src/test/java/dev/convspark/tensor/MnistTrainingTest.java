@@ -41,15 +41,9 @@ class MnistTrainingTest {
       runner.initialize(seed);
       Trainer trainer = new Trainer(runner, Optimizer.create(optimizer, lr, runner.paramCount()), keepProb, seed);
       int batch = 50;
-      int size = 28 * 28;
       BatchSampler sampler = new BatchSampler(train.count(), seed);
-      int[] idx = new int[batch];
-      float[] x = new float[batch * size];
-      int[] y = new int[batch];
       for (int s = 0; s < steps; s++) {
-        sampler.next(idx, batch);
-        Trainer.gather(train.images(), train.labels(), size, idx, batch, x, y);
-        trainer.step(x, y, batch, meanLoss ? 1f / batch : 1f);
+        trainer.step(sampler, train.images(), train.labels(), batch, meanLoss ? 1f / batch : 1f);
       }
       double acc = Trainer.accuracy(runner, test.images(), test.labels(), test.count(), 1000);
       float[] params = new float[runner.paramCount()];

@@ -15,6 +15,9 @@ public final class Trainer {
   private final Optimizer optimizer;
   private final long seed;
   private long step;
+  private int[] batchIdx;
+  private float[] batchX;
+  private int[] batchY;
 
   /**
    * @param runner    the replica to train; its parameters are used as they are
@@ -44,6 +47,22 @@ public final class Trainer {
     }
     runner.applyGradients(optimizer);
     return r;
+  }
+
+  /**
+   * One step on the next {@code batch} samples that {@code sampler} draws from a data set held in
+   * memory ({@code images}: samples of the spec's input shape one after another).
+   */
+  public SoftmaxCrossEntropy.Result step(BatchSampler sampler, float[] images, int[] labels, int batch, float lossScale) {
+    int size = runner.spec().inputShape().size();
+    if (batchX == null || batchY.length != batch) {
+      batchIdx = new int[batch];
+      batchX = new float[batch * size];
+      batchY = new int[batch];
+    }
+    sampler.next(batchIdx, batch);
+    gather(images, labels, size, batchIdx, batch, batchX, batchY);
+    return step(batchX, batchY, batch, lossScale);
   }
 
   /** The dropout seed of a step: every replica that shares {@code seed} and the step agrees on it. */
