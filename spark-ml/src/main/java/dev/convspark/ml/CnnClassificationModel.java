@@ -1,0 +1,367 @@
+package dev.convspark.ml;
+
+import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.io.ModelFile;
+import dev.convspark.tensor.io.ModelState;
+import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
+import dev.convspark.tensor.spec.ModelSpec;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.function.MapPartitionsFunction;
+import org.apache.spark.broadcast.Broadcast;
+import org.apache.spark.ml.Model;
+import org.apache.spark.ml.linalg.SQLDataTypes;
+import org.apache.spark.ml.linalg.Vectors;
+import org.apache.spark.ml.param.IntParam;
+import org.apache.spark.ml.param.Param;
+import org.apache.spark.ml.param.ParamMap;
+import org.apache.spark.ml.util.DefaultParamsReader;
+import org.apache.spark.ml.util.DefaultParamsWriter;
+import org.apache.spark.ml.util.MLReader;
+import org.apache.spark.ml.util.MLWritable;
+import org.apache.spark.ml.util.MLWriter;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Encoders;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructField;
+import org.apache.spark.sql.types.StructType;
+import scala.Option;
+
+/**
+ * A trained network as a Spark ML {@link Model}: {@code transform} appends MLlib's classifier
+ * columns, {@code rawPrediction} (the logits, a Vector), {@code probability} (their softmax, a
+ * Vector) and {@code prediction} (the 0-based class index, a double); set a column name to the
+ * empty string to leave that column out. Scores in batches on each partition. Saves and loads with
+ * MLlib's {@code save}/{@code load}: MLlib's metadata JSON beside the engine's model file.
+ */
+public final class CnnClassificationModel extends Model<CnnClassificationModel> implements MLWritable {
+  private static final long serialVersionUID = 1L;
+
+  /** Rows scored per engine call. */
+  private static final int SCORE_BATCH = 256;
+
+  private final String uid;
+  private final String specString;
+  private final float[] weights;
+  private final Param<String> featuresCol;
+  private final Param<String> predictionCol;
+  private final Param<String> probabilityCol;
+  private final Param<String> rawPredictionCol;
+  private final Param<String> model;
+  private final IntParam threadsPerWorker;
+  private transient CnnTrainingSummary summary;
+
+  CnnClassificationModel(String uid, String specString, float[] weights) {
+    this.uid = uid;
+    this.specString = specString;
+    this.weights = weights;
+    // Params take their owner's uid when created, so they are created after it is set.
+    this.featuresCol = CnnParams.featuresCol(this);
+    this.predictionCol = CnnParams.predictionCol(this);
+    this.probabilityCol = CnnParams.probabilityCol(this);
+    this.rawPredictionCol = CnnParams.rawPredictionCol(this);
+    this.model = CnnParams.model(this);
+    this.threadsPerWorker = CnnParams.threadsPerWorker(this);
+    setDefault(featuresCol, "features");
+    setDefault(predictionCol, "prediction");
+    setDefault(probabilityCol, "probability");
+    setDefault(rawPredictionCol, "rawPrediction");
+    setDefault(threadsPerWorker, 1);
+    set(model, specString);
+  }
+
+  @Override
+  public String uid() {
+    return uid;
+  }
+
+  /** @see CnnClassifier#featuresCol() */
+  public Param<String> featuresCol() {
+    return featuresCol;
+  }
+
+  /** Name of the prediction column (default {@code prediction}). */
+  public Param<String> predictionCol() {
+    return predictionCol;
+  }
+
+  /** Name of the probability column (default {@code probability}). */
+  public Param<String> probabilityCol() {
+    return probabilityCol;
+  }
+
+  /** Name of the raw prediction (logits) column (default {@code rawPrediction}). */
+  public Param<String> rawPredictionCol() {
+    return rawPredictionCol;
+  }
+
+  /** The network's spec; fixed by training. */
+  public Param<String> model() {
+    return model;
+  }
+
+  /** Engine threads per task while scoring (default 1). */
+  public IntParam threadsPerWorker() {
+    return threadsPerWorker;
+  }
+
+  public CnnClassificationModel setFeaturesCol(String v) {
+    return (CnnClassificationModel) set(featuresCol, v);
+  }
+
+  public CnnClassificationModel setPredictionCol(String v) {
+    return (CnnClassificationModel) set(predictionCol, v);
+  }
+
+  public CnnClassificationModel setProbabilityCol(String v) {
+    return (CnnClassificationModel) set(probabilityCol, v);
+  }
+
+  public CnnClassificationModel setRawPredictionCol(String v) {
+    return (CnnClassificationModel) set(rawPredictionCol, v);
+  }
+
+  public CnnClassificationModel setThreadsPerWorker(int v) {
+    return (CnnClassificationModel) set(threadsPerWorker, v);
+  }
+
+  public String getFeaturesCol() {
+    return $(featuresCol);
+  }
+
+  /** Number of classes the model predicts. */
+  public int numClasses() {
+    return ModelSpec.parse(specString).numClasses();
+  }
+
+  /** A copy of the trained parameters (the engine's flat buffer). */
+  public float[] weights() {
+    return weights.clone();
+  }
+
+  /** The training summary, available on a model just fitted (not on one loaded). */
+  public CnnTrainingSummary summary() {
+    if (summary == null) {
+      throw new IllegalStateException("no training summary: this model was loaded, not fitted in this session");
+    }
+    return summary;
+  }
+
+  /** Whether {@link #summary()} is available. */
+  public boolean hasSummary() {
+    return summary != null;
+  }
+
+  void setSummary(CnnTrainingSummary s) {
+    this.summary = s;
+  }
+
+  @Override
+  public StructType transformSchema(StructType schema) {
+    ModelSpec spec = ModelSpec.parse(specString);
+    FeatureReader.of(schema, $(featuresCol), spec.inputShape().size());
+    List<StructField> fields = new ArrayList<>(List.of(schema.fields()));
+    for (String c : outputColumns()) {
+      if (List.of(schema.fieldNames()).contains(c)) {
+        throw new IllegalArgumentException("output column '" + c + "' already exists");
+      }
+    }
+    if (!$(rawPredictionCol).isEmpty()) {
+      fields.add(DataTypes.createStructField($(rawPredictionCol), SQLDataTypes.VectorType(), false));
+    }
+    if (!$(probabilityCol).isEmpty()) {
+      fields.add(DataTypes.createStructField($(probabilityCol), SQLDataTypes.VectorType(), false));
+    }
+    if (!$(predictionCol).isEmpty()) {
+      fields.add(DataTypes.createStructField($(predictionCol), DataTypes.DoubleType, false));
+    }
+    return new StructType(fields.toArray(new StructField[0]));
+  }
+
+  private List<String> outputColumns() {
+    List<String> out = new ArrayList<>();
+    for (String c : new String[] {$(rawPredictionCol), $(probabilityCol), $(predictionCol)}) {
+      if (!c.isEmpty()) {
+        out.add(c);
+      }
+    }
+    return out;
+  }
+
+  @Override
+  public Dataset<Row> transform(Dataset<?> dataset) {
+    Dataset<Row> df = dataset.toDF();
+    StructType outSchema = transformSchema(df.schema());
+    ModelSpec spec = ModelSpec.parse(specString);
+    int size = spec.inputShape().size();
+    int classes = spec.numClasses();
+    FeatureReader reader = FeatureReader.of(df.schema(), $(featuresCol), size);
+    int featureIndex = df.schema().fieldIndex($(featuresCol));
+    boolean raw = !$(rawPredictionCol).isEmpty();
+    boolean prob = !$(probabilityCol).isEmpty();
+    boolean pred = !$(predictionCol).isEmpty();
+    int threads = (Integer) getOrDefault(threadsPerWorker);
+    String specText = specString;
+    Broadcast<float[]> w = df.sparkSession().sparkContext().broadcast(weights, scala.reflect.ClassTag$.MODULE$.apply(float[].class));
+    MapPartitionsFunction<Row, Row> score = rows -> new Iterator<>() {
+      private final ModelRunner runner = EngineCache.runner(specText, threads);
+      private final float[] x = new float[SCORE_BATCH * size];
+      private final float[] logits = new float[SCORE_BATCH * classes];
+      private final float[] probs = new float[SCORE_BATCH * classes];
+      private final List<Row> in = new ArrayList<>();
+      private int pos;
+      private boolean loaded;
+
+      @Override
+      public boolean hasNext() {
+        if (pos < in.size()) {
+          return true;
+        }
+        in.clear();
+        pos = 0;
+        while (rows.hasNext() && in.size() < SCORE_BATCH) {
+          Row r = rows.next();
+          reader.read(r, featureIndex, x, in.size() * size);
+          in.add(r);
+        }
+        if (in.isEmpty()) {
+          return false;
+        }
+        if (!loaded) {
+          runner.copyParametersFrom(w.value());
+          loaded = true;
+        }
+        runner.predictLogits(x, in.size(), logits);
+        SoftmaxCrossEntropy.softmax(logits, in.size(), classes, probs);
+        return true;
+      }
+
+      @Override
+      public Row next() {
+        Row r = in.get(pos);
+        int o = pos * classes;
+        pos++;
+        List<Object> values = new ArrayList<>(r.size() + 3);
+        for (int i = 0; i < r.size(); i++) {
+          values.add(r.get(i));
+        }
+        if (raw) {
+          values.add(Vectors.dense(toDouble(logits, o, classes)));
+        }
+        if (prob) {
+          values.add(Vectors.dense(toDouble(probs, o, classes)));
+        }
+        if (pred) {
+          int best = 0;
+          for (int c = 1; c < classes; c++) {
+            if (logits[o + c] > logits[o + best]) {
+              best = c;
+            }
+          }
+          values.add((double) best);
+        }
+        return RowFactory.create(values.toArray());
+      }
+    };
+    return df.mapPartitions(score, Encoders.row(outSchema));
+  }
+
+  private static double[] toDouble(float[] a, int off, int n) {
+    double[] d = new double[n];
+    for (int i = 0; i < n; i++) {
+      d[i] = a[off + i];
+    }
+    return d;
+  }
+
+  @Override
+  public CnnClassificationModel copy(ParamMap extra) {
+    CnnClassificationModel m = new CnnClassificationModel(uid, specString, weights);
+    m.summary = summary;
+    return copyValues(m, extra).setParent(parent());
+  }
+
+  @Override
+  public MLWriter write() {
+    return new Writer(this);
+  }
+
+  @Override
+  public void save(String path) throws IOException {
+    write().save(path);
+  }
+
+  /** A reader for {@link #load}. */
+  public static MLReader<CnnClassificationModel> read() {
+    return new Reader();
+  }
+
+  /** Loads a model saved with {@code save(path)}. */
+  public static CnnClassificationModel load(String path) {
+    return read().load(path);
+  }
+
+  private static final String DATA_FILE = "data/model.cspk";
+
+  private static final class Writer extends MLWriter {
+    private final CnnClassificationModel instance;
+
+    Writer(CnnClassificationModel instance) {
+      this.instance = instance;
+    }
+
+    @Override
+    public void saveImpl(String path) {
+      SparkSession spark = sparkSession();
+      DefaultParamsWriter.saveMetadata(instance, path, spark);
+      Path file = new Path(path, DATA_FILE);
+      try {
+        FileSystem fs = file.getFileSystem(spark.sparkContext().hadoopConfiguration());
+        try (OutputStream out = fs.create(file, true)) {
+          ModelFile.write(new ModelState(ModelSpec.parse(instance.specString), instance.weights, null), out);
+        }
+      } catch (IOException e) {
+        throw new UncheckedIOException("could not write " + file + ": " + e.getMessage(), e);
+      }
+    }
+  }
+
+  private static final class Reader extends MLReader<CnnClassificationModel> {
+    @Override
+    public CnnClassificationModel load(String path) {
+      SparkSession spark = sparkSession();
+      DefaultParamsReader.Metadata meta = DefaultParamsReader.loadMetadata(path, spark, CnnClassificationModel.class.getName());
+      Path file = new Path(path, DATA_FILE);
+      ModelState state;
+      try {
+        FileSystem fs = file.getFileSystem(spark.sparkContext().hadoopConfiguration());
+        try (InputStream in = fs.open(file)) {
+          state = ModelFile.read(in, file.toString());
+        }
+      } catch (IOException e) {
+        throw new UncheckedIOException("could not read the model at " + path + ": " + e.getMessage(), e);
+      }
+      CnnClassificationModel m = new CnnClassificationModel(meta.uid(), state.spec().specString(), state.params());
+      meta.getAndSetParams(m, Option.empty());
+      return m;
+    }
+  }
+
+  /** Copies the values of the params this model shares with {@code other} (used for schema checks). */
+  CnnClassificationModel copyParamsFrom(org.apache.spark.ml.param.Params other) {
+    for (Param<String> p : List.of(featuresCol, predictionCol, probabilityCol, rawPredictionCol)) {
+      set(p, (String) other.getOrDefault(other.getParam(p.name())));
+    }
+    return this;
+  }
+}

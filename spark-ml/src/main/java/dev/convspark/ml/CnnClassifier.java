@@ -1,0 +1,380 @@
+package dev.convspark.ml;
+
+import dev.convspark.tensor.Network;
+import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
+import dev.convspark.tensor.optim.Optimizer;
+import dev.convspark.tensor.spec.ModelSpec;
+import dev.convspark.tensor.train.Trainer;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.broadcast.Broadcast;
+import org.apache.spark.ml.Estimator;
+import org.apache.spark.ml.param.DoubleParam;
+import org.apache.spark.ml.param.IntParam;
+import org.apache.spark.ml.param.LongParam;
+import org.apache.spark.ml.param.Param;
+import org.apache.spark.ml.param.ParamMap;
+import org.apache.spark.ml.util.DefaultParamsReader;
+import org.apache.spark.ml.util.DefaultParamsWritable;
+import org.apache.spark.ml.util.Identifiable;
+import org.apache.spark.ml.util.MLReader;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.types.NumericType;
+import org.apache.spark.sql.types.StructType;
+import org.apache.spark.storage.StorageLevel;
+
+/**
+ * Trains a convolutional network (the engine's {@link ModelSpec}) as a Spark ML
+ * {@link Estimator}. Defaults are TensorFlow's "Deep MNIST for Experts" recipe: model
+ * {@code deep-mnist}, Adam, learning rate 1e-4, global batch 50, keep probability 0.5.
+ *
+ * <p>Training is synchronous data parallelism: every step, each partition computes the gradient
+ * of the summed loss over its share of the global batch (shares proportional to partition sizes),
+ * the gradients are summed exactly across partitions, and one optimizer update is applied to the
+ * mean, so the result equals single-process training on the same global batches. With
+ * {@code syncMode=driver} the weights are broadcast and the gradients tree-aggregated every step.
+ */
+public final class CnnClassifier extends Estimator<CnnClassificationModel> implements DefaultParamsWritable {
+  private static final long serialVersionUID = 1L;
+
+  private final String uid;
+  private final Param<String> featuresCol;
+  private final Param<String> labelCol;
+  private final Param<String> predictionCol;
+  private final Param<String> probabilityCol;
+  private final Param<String> rawPredictionCol;
+  private final Param<String> model;
+  private final Param<String> optimizer;
+  private final DoubleParam learningRate;
+  private final IntParam batchSize;
+  private final IntParam maxIter;
+  private final DoubleParam keepProb;
+  private final LongParam seed;
+  private final Param<String> syncMode;
+  private final IntParam threadsPerWorker;
+
+  /** A classifier with a random uid. */
+  public CnnClassifier() {
+    this(Identifiable.randomUID("cnnClassifier"));
+  }
+
+  /** A classifier with the given uid. */
+  public CnnClassifier(String uid) {
+    this.uid = uid;
+    // Params take their owner's uid when created, so they are created after it is set.
+    this.featuresCol = CnnParams.featuresCol(this);
+    this.labelCol = CnnParams.labelCol(this);
+    this.predictionCol = CnnParams.predictionCol(this);
+    this.probabilityCol = CnnParams.probabilityCol(this);
+    this.rawPredictionCol = CnnParams.rawPredictionCol(this);
+    this.model = CnnParams.model(this);
+    this.optimizer = CnnParams.optimizer(this);
+    this.learningRate = CnnParams.learningRate(this);
+    this.batchSize = CnnParams.batchSize(this);
+    this.maxIter = CnnParams.maxIter(this);
+    this.keepProb = CnnParams.keepProb(this);
+    this.seed = CnnParams.seed(this);
+    this.syncMode = CnnParams.syncMode(this);
+    this.threadsPerWorker = CnnParams.threadsPerWorker(this);
+    setDefault(featuresCol, "features");
+    setDefault(labelCol, "label");
+    setDefault(predictionCol, "prediction");
+    setDefault(probabilityCol, "probability");
+    setDefault(rawPredictionCol, "rawPrediction");
+    setDefault(model, ModelSpec.DEEP_MNIST);
+    setDefault(optimizer, "adam");
+    setDefault(learningRate, 1e-4);
+    setDefault(batchSize, 50);
+    setDefault(maxIter, 20_000);
+    setDefault(keepProb, 0.5);
+    setDefault(seed, (long) CnnClassifier.class.getName().hashCode());
+    setDefault(syncMode, "driver");
+    setDefault(threadsPerWorker, 1);
+  }
+
+  @Override
+  public String uid() {
+    return uid;
+  }
+
+  public Param<String> featuresCol() {
+    return featuresCol;
+  }
+
+  public Param<String> labelCol() {
+    return labelCol;
+  }
+
+  public Param<String> predictionCol() {
+    return predictionCol;
+  }
+
+  public Param<String> probabilityCol() {
+    return probabilityCol;
+  }
+
+  public Param<String> rawPredictionCol() {
+    return rawPredictionCol;
+  }
+
+  public Param<String> model() {
+    return model;
+  }
+
+  public Param<String> optimizer() {
+    return optimizer;
+  }
+
+  public DoubleParam learningRate() {
+    return learningRate;
+  }
+
+  public IntParam batchSize() {
+    return batchSize;
+  }
+
+  public IntParam maxIter() {
+    return maxIter;
+  }
+
+  public DoubleParam keepProb() {
+    return keepProb;
+  }
+
+  public LongParam seed() {
+    return seed;
+  }
+
+  public Param<String> syncMode() {
+    return syncMode;
+  }
+
+  public IntParam threadsPerWorker() {
+    return threadsPerWorker;
+  }
+
+  public CnnClassifier setFeaturesCol(String v) {
+    return (CnnClassifier) set(featuresCol, v);
+  }
+
+  public CnnClassifier setLabelCol(String v) {
+    return (CnnClassifier) set(labelCol, v);
+  }
+
+  public CnnClassifier setPredictionCol(String v) {
+    return (CnnClassifier) set(predictionCol, v);
+  }
+
+  public CnnClassifier setProbabilityCol(String v) {
+    return (CnnClassifier) set(probabilityCol, v);
+  }
+
+  public CnnClassifier setRawPredictionCol(String v) {
+    return (CnnClassifier) set(rawPredictionCol, v);
+  }
+
+  public CnnClassifier setModel(String v) {
+    return (CnnClassifier) set(model, v);
+  }
+
+  public CnnClassifier setOptimizer(String v) {
+    return (CnnClassifier) set(optimizer, v);
+  }
+
+  public CnnClassifier setLearningRate(double v) {
+    return (CnnClassifier) set(learningRate, v);
+  }
+
+  public CnnClassifier setBatchSize(int v) {
+    return (CnnClassifier) set(batchSize, v);
+  }
+
+  public CnnClassifier setMaxIter(int v) {
+    return (CnnClassifier) set(maxIter, v);
+  }
+
+  public CnnClassifier setKeepProb(double v) {
+    return (CnnClassifier) set(keepProb, v);
+  }
+
+  public CnnClassifier setSeed(long v) {
+    return (CnnClassifier) set(seed, v);
+  }
+
+  public CnnClassifier setSyncMode(String v) {
+    return (CnnClassifier) set(syncMode, v);
+  }
+
+  public CnnClassifier setThreadsPerWorker(int v) {
+    return (CnnClassifier) set(threadsPerWorker, v);
+  }
+
+  private int intParam(IntParam p) {
+    return (Integer) getOrDefault(p);
+  }
+
+  private double doubleParam(DoubleParam p) {
+    return (Double) getOrDefault(p);
+  }
+
+  @Override
+  public StructType transformSchema(StructType schema) {
+    ModelSpec spec = ModelSpec.parse($(model));
+    FeatureReader.of(schema, $(featuresCol), spec.inputShape().size());
+    if (!List.of(schema.fieldNames()).contains($(labelCol))) {
+      throw new IllegalArgumentException("label column '" + $(labelCol) + "' does not exist; columns are "
+          + String.join(", ", schema.fieldNames()));
+    }
+    if (!(schema.apply($(labelCol)).dataType() instanceof NumericType)) {
+      throw new IllegalArgumentException("label column '" + $(labelCol) + "' has type "
+          + schema.apply($(labelCol)).dataType().simpleString() + "; expected a numeric type holding 0-based class indices");
+    }
+    return new CnnClassificationModel(uid, spec.specString(), new float[0]).copyParamsFrom(this).transformSchema(schema);
+  }
+
+  @Override
+  public CnnClassificationModel fit(Dataset<?> dataset) {
+    transformSchema(dataset.schema());
+    ModelSpec spec = ModelSpec.parse($(model));
+    String specText = spec.specString();
+    int size = spec.inputShape().size();
+    int classes = spec.numClasses();
+    FeatureReader reader = FeatureReader.of(dataset.schema(), $(featuresCol), size);
+    String labelName = $(labelCol);
+    JavaSparkContext jsc = JavaSparkContext.fromSparkContext(dataset.sparkSession().sparkContext());
+
+    // Pack and validate every partition before the first step: a bad label fails here.
+    JavaRDD<Block> blocks = dataset.select($(featuresCol), labelName).toJavaRDD()
+        .mapPartitions(rows -> List.of(Block.pack(rows, reader, labelName, size, classes)).iterator())
+        .persist(StorageLevel.MEMORY_AND_DISK());
+    try {
+      List<Integer> sizes = blocks.map(b -> b.count).collect();
+      long total = sizes.stream().mapToLong(Integer::longValue).sum();
+      if (total == 0) {
+        throw new IllegalArgumentException("cannot fit on an empty dataset (no rows in " + dataset + ")");
+      }
+      int batch = intParam(batchSize);
+      int[] shares = shares(sizes, total, batch);
+      int steps = intParam(maxIter);
+      long seedValue = (Long) getOrDefault(seed);
+      float keep = (float) doubleParam(keepProb);
+      int threads = intParam(threadsPerWorker);
+
+      Network init = new Network(spec);
+      init.initialize(seedValue);
+      float[] params = init.params();
+      Optimizer opt = Optimizer.create($(optimizer), (float) doubleParam(learningRate), params.length);
+      double[] loss = new double[steps];
+      double[] accuracy = new double[steps];
+      for (int step = 1; step <= steps; step++) {
+        Broadcast<float[]> w = jsc.broadcast(params);
+        long stepSeed = Trainer.stepSeed(seedValue, step);
+        GradientSum g = blocks.mapPartitionsWithIndex((index, it) -> {
+          int share = shares[index];
+          Block b = it.hasNext() ? it.next() : null;
+          if (b == null || share == 0) {
+            return List.of(new GradientSum(null, 0, 0, 0)).iterator();
+          }
+          return List.of(partitionGradient(b, share, index, stepSeed, specText, threads, keep, w.value())).iterator();
+        }, false).treeReduce(GradientSum::add, 2);
+        w.destroy();
+        if (!Double.isFinite(g.lossSum)) {
+          throw new ArithmeticException("loss became " + g.lossSum + " at step " + step
+              + "; the model diverged (try a lower learningRate, or check the features for huge values)");
+        }
+        float inv = 1f / g.count;
+        for (int i = 0; i < g.grads.length; i++) {
+          g.grads[i] *= inv;
+        }
+        opt.step(params, g.grads);
+        loss[step - 1] = g.lossSum / g.count;
+        accuracy[step - 1] = (double) g.correct / g.count;
+      }
+      CnnClassificationModel m = new CnnClassificationModel(uid, specText, params.clone());
+      m.setSummary(new CnnTrainingSummary(loss, accuracy));
+      return copyValues(m.setParent(this), ParamMap.empty());
+    } finally {
+      blocks.unpersist(false);
+    }
+  }
+
+  /**
+   * Splits the global batch over partitions in proportion to their sizes; the remainder goes to
+   * the partitions with the largest fractional parts (ties to the lower index), so the shares
+   * always sum to the batch and never exceed a partition's size.
+   */
+  static int[] shares(List<Integer> sizes, long total, int batch) {
+    int p = sizes.size();
+    int[] s = new int[p];
+    double[] frac = new double[p];
+    int given = 0;
+    int wanted = (int) Math.min(batch, total);
+    for (int i = 0; i < p; i++) {
+      double exact = (double) wanted * sizes.get(i) / total;
+      s[i] = (int) Math.floor(exact);
+      frac[i] = exact - s[i];
+      given += s[i];
+    }
+    while (given < wanted) {
+      int best = -1;
+      for (int i = 0; i < p; i++) {
+        if (s[i] < sizes.get(i) && (best < 0 || frac[i] > frac[best])) {
+          best = i;
+        }
+      }
+      s[best]++;
+      frac[best] = -1;
+      given++;
+    }
+    return s;
+  }
+
+  /** The summed-loss gradient over {@code share} samples of a partition drawn for this step. */
+  private static GradientSum partitionGradient(Block b, int share, int partition, long stepSeed, String spec,
+                                               int threads, float keep, float[] weights) {
+    ModelRunner runner = EngineCache.runner(spec, threads);
+    runner.copyParametersFrom(weights);
+    runner.setKeepProb(keep);
+    // Without replacement within the step: a partial Fisher-Yates shuffle seeded by step and partition.
+    SplittableRandom rnd = new SplittableRandom(stepSeed * 31 + partition);
+    int[] order = new int[b.count];
+    for (int i = 0; i < order.length; i++) {
+      order[i] = i;
+    }
+    int size = b.features.length / Math.max(1, b.count);
+    float[] x = new float[share * size];
+    int[] y = new int[share];
+    for (int i = 0; i < share; i++) {
+      int j = i + rnd.nextInt(order.length - i);
+      int t = order[i];
+      order[i] = order[j];
+      order[j] = t;
+      System.arraycopy(b.features, order[i] * size, x, i * size, size);
+      y[i] = b.labels[order[i]];
+    }
+    SoftmaxCrossEntropy.Result r = runner.computeGradients(x, y, share, 1f, stepSeed ^ ((long) partition << 32));
+    float[] grads = new float[runner.paramCount()];
+    runner.copyGradientsTo(grads);
+    return new GradientSum(grads, r.lossSum(), r.correct(), share);
+  }
+
+  @Override
+  public CnnClassifier copy(ParamMap extra) {
+    return defaultCopy(extra);
+  }
+
+  /** A reader for {@link #load}. */
+  public static MLReader<CnnClassifier> read() {
+    return new DefaultParamsReader<>();
+  }
+
+  /** Loads an estimator saved with {@code save(path)}. */
+  public static CnnClassifier load(String path) {
+    return read().load(path);
+  }
+
+}

@@ -1,0 +1,96 @@
+package dev.convspark.ml;
+
+import dev.convspark.tensor.spec.ModelSpec;
+import java.util.List;
+import org.apache.spark.ml.param.DoubleParam;
+import org.apache.spark.ml.param.IntParam;
+import org.apache.spark.ml.param.LongParam;
+import org.apache.spark.ml.param.Param;
+import org.apache.spark.ml.param.ParamValidators;
+import org.apache.spark.ml.param.Params;
+
+/**
+ * The params {@link CnnClassifier} and {@link CnnClassificationModel} share, declared once. Each
+ * class creates its own instances (a param belongs to one owner) through these factories.
+ */
+final class CnnParams {
+
+  private CnnParams() {
+  }
+
+  static Param<String> featuresCol(Params owner) {
+    return new Param<>(owner, "featuresCol", "features column name: an image struct, a Vector, array<float> or array<double>");
+  }
+
+  static Param<String> labelCol(Params owner) {
+    return new Param<>(owner, "labelCol", "label column name: 0-based class indices");
+  }
+
+  static Param<String> predictionCol(Params owner) {
+    return new Param<>(owner, "predictionCol", "prediction column name");
+  }
+
+  static Param<String> probabilityCol(Params owner) {
+    return new Param<>(owner, "probabilityCol", "column name for predicted class conditional probabilities");
+  }
+
+  static Param<String> rawPredictionCol(Params owner) {
+    return new Param<>(owner, "rawPredictionCol", "raw prediction (a.k.a. confidence) column name: the logits");
+  }
+
+  static Param<String> model(Params owner) {
+    return new Param<>(owner, "model", "the network: a built-in name (deep-mnist, softmax-regression) or a text spec"
+        + " such as in28x28x1-conv5x5x32-relu-pool2-dense10", new SpecValidator());
+  }
+
+  /** Accepts what {@link ModelSpec#parse} accepts. */
+  private static final class SpecValidator extends scala.runtime.AbstractFunction1<String, Object>
+      implements java.io.Serializable {
+    private static final long serialVersionUID = 1L;
+
+    @Override
+    public Object apply(String s) {
+      try {
+        ModelSpec.parse(s);
+        return true;
+      } catch (IllegalArgumentException e) {
+        return false;
+      }
+    }
+  }
+
+  static Param<String> optimizer(Params owner) {
+    return new Param<>(owner, "optimizer", "optimizer: adam or sgd (case-insensitive)",
+        ParamValidators.inArray(List.of("adam", "sgd", "Adam", "SGD", "ADAM")));
+  }
+
+  static DoubleParam learningRate(Params owner) {
+    return new DoubleParam(owner, "learningRate", "learning rate (> 0)", ParamValidators.gt(0));
+  }
+
+  static IntParam batchSize(Params owner) {
+    return new IntParam(owner, "batchSize", "global mini-batch size, summed over all partitions (>= 1)", ParamValidators.gtEq(1));
+  }
+
+  static IntParam maxIter(Params owner) {
+    return new IntParam(owner, "maxIter", "number of optimizer steps (>= 1)", ParamValidators.gtEq(1));
+  }
+
+  static DoubleParam keepProb(Params owner) {
+    return new DoubleParam(owner, "keepProb", "dropout keep probability while training, in (0, 1]",
+        ParamValidators.inRange(0, 1, false, true));
+  }
+
+  static LongParam seed(Params owner) {
+    return new LongParam(owner, "seed", "random seed: initialisation, batch sampling and dropout");
+  }
+
+  static Param<String> syncMode(Params owner) {
+    return new Param<>(owner, "syncMode", "how gradients are summed across partitions every step: driver"
+        + " (broadcast weights, treeAggregate gradients)", ParamValidators.inArray(List.of("driver")));
+  }
+
+  static IntParam threadsPerWorker(Params owner) {
+    return new IntParam(owner, "threadsPerWorker", "CPU threads the engine uses in each task (>= 1)", ParamValidators.gtEq(1));
+  }
+}

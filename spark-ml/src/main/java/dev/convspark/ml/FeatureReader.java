@@ -1,0 +1,110 @@
+package dev.convspark.ml;
+
+import java.io.Serializable;
+import org.apache.spark.ml.linalg.SQLDataTypes;
+import org.apache.spark.ml.linalg.Vector;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.types.ArrayType;
+import org.apache.spark.sql.types.DataType;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
+
+/**
+ * Turns one value of the features column into the engine's input: {@code size} floats, one sample
+ * in NHWC order. Accepted column types: Spark's image struct (as the {@code image} and {@code idx}
+ * sources produce; 8-bit pixels scaled to [0, 1]), an MLlib {@code Vector}, {@code array<float>}
+ * or {@code array<double>}. Values are used as they are, and must number exactly {@code size}.
+ */
+final class FeatureReader implements Serializable {
+  private static final long serialVersionUID = 1L;
+
+  private enum Kind { IMAGE, VECTOR, FLOAT_ARRAY, DOUBLE_ARRAY }
+
+  private final Kind kind;
+  private final String column;
+  private final int size;
+
+  private FeatureReader(Kind kind, String column, int size) {
+    this.kind = kind;
+    this.column = column;
+    this.size = size;
+  }
+
+  /**
+   * The reader for column {@code column} of {@code schema}.
+   *
+   * @throws IllegalArgumentException when the column is missing or of a type the model cannot read
+   */
+  static FeatureReader of(StructType schema, String column, int size) {
+    if (!java.util.Arrays.asList(schema.fieldNames()).contains(column)) {
+      throw new IllegalArgumentException("features column '" + column + "' does not exist; columns are "
+          + String.join(", ", schema.fieldNames()));
+    }
+    DataType t = schema.apply(column).dataType();
+    Kind k;
+    if (t instanceof StructType s && java.util.Arrays.asList(s.fieldNames()).contains("data")
+        && java.util.Arrays.asList(s.fieldNames()).contains("nChannels")) {
+      k = Kind.IMAGE;
+    } else if (t.sameType(SQLDataTypes.VectorType())) {
+      k = Kind.VECTOR;
+    } else if (t instanceof ArrayType a && a.elementType().equals(DataTypes.FloatType)) {
+      k = Kind.FLOAT_ARRAY;
+    } else if (t instanceof ArrayType a && a.elementType().equals(DataTypes.DoubleType)) {
+      k = Kind.DOUBLE_ARRAY;
+    } else {
+      throw new IllegalArgumentException("features column '" + column + "' has type " + t.simpleString()
+          + "; expected an image struct, a Vector, array<float> or array<double>");
+    }
+    return new FeatureReader(k, column, size);
+  }
+
+  /** Writes the value of {@code row}'s field {@code index} into {@code dst} at {@code offset}. */
+  void read(Row row, int index, float[] dst, int offset) {
+    if (row.isNullAt(index)) {
+      throw new IllegalArgumentException("features column '" + column + "' holds a null");
+    }
+    switch (kind) {
+      case IMAGE -> {
+        byte[] data = (byte[]) row.getStruct(index).getAs("data");
+        check(data.length);
+        for (int i = 0; i < size; i++) {
+          dst[offset + i] = (data[i] & 0xff) / 255f;
+        }
+      }
+      case VECTOR -> {
+        Vector v = (Vector) row.get(index);
+        check(v.size());
+        for (int i = 0; i < size; i++) {
+          dst[offset + i] = (float) v.apply(i);
+        }
+      }
+      case FLOAT_ARRAY -> {
+        java.util.List<Float> a = row.getList(index);
+        check(a.size());
+        for (int i = 0; i < size; i++) {
+          dst[offset + i] = a.get(i);
+        }
+      }
+      case DOUBLE_ARRAY -> {
+        java.util.List<Double> a = row.getList(index);
+        check(a.size());
+        for (int i = 0; i < size; i++) {
+          dst[offset + i] = a.get(i).floatValue();
+        }
+      }
+    }
+    for (int i = 0; i < size; i++) {
+      if (!Float.isFinite(dst[offset + i])) {
+        throw new IllegalArgumentException("features column '" + column + "' holds a non-finite value ("
+            + dst[offset + i] + ") at position " + i);
+      }
+    }
+  }
+
+  private void check(int n) {
+    if (n != size) {
+      throw new IllegalArgumentException("features column '" + column + "' holds " + n
+          + " values per row but the model's input needs " + size);
+    }
+  }
+}

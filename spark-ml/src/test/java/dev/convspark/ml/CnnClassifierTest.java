@@ -1,0 +1,189 @@
+package dev.convspark.ml;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.convspark.datasets.mnist.MnistArrays;
+import dev.convspark.tensor.backend.CpuBackend;
+import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.optim.Optimizer;
+import dev.convspark.tensor.spec.ModelSpec;
+import dev.convspark.tensor.train.Trainer;
+import java.nio.file.Path;
+import java.util.List;
+import org.apache.spark.ml.Pipeline;
+import org.apache.spark.ml.PipelineModel;
+import org.apache.spark.ml.PipelineStage;
+import org.apache.spark.ml.evaluation.MulticlassClassificationEvaluator;
+import org.apache.spark.ml.linalg.SQLDataTypes;
+import org.apache.spark.ml.linalg.Vector;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.types.DataTypes;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The estimator and model on a real local SparkSession and real MNIST. */
+class CnnClassifierTest {
+
+  private static SparkSession spark;
+  private static Dataset<Row> train;
+  private static Dataset<Row> test;
+
+  @TempDir
+  static Path tmp;
+
+  @BeforeAll
+  static void start() {
+    spark = SparkSession.builder().master("local[2]").appName("convspark-ml-tests")
+        .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1").getOrCreate();
+    Path mnist = MnistArrays.defaultDir().toAbsolutePath();
+    train = spark.read().format("idx").option("imageFormat", "vector").option("recordsPerPartition", 20_000)
+        .load(mnist.resolve("train-images-idx3-ubyte").toString());
+    test = spark.read().format("idx").option("imageFormat", "vector")
+        .load(mnist.resolve("t10k-images-idx3-ubyte").toString());
+  }
+
+  @AfterAll
+  static void stop() {
+    spark.stop();
+  }
+
+  private static double accuracy(Dataset<Row> predictions) {
+    return new MulticlassClassificationEvaluator().setMetricName("accuracy").evaluate(predictions);
+  }
+
+  @Test
+  void softmaxRegressionTrainsAcrossPartitionsAndScores() {
+    CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setLearningRate(0.5)
+        .setBatchSize(100).setMaxIter(200).setKeepProb(1.0).setSeed(3);
+    CnnClassificationModel model = clf.fit(train);
+    assertEquals(200, model.summary().totalIterations());
+    double[] loss = model.summary().objectiveHistory();
+    assertTrue(loss[loss.length - 1] < loss[0] / 3, "loss falls: " + loss[0] + " -> " + loss[loss.length - 1]);
+    Dataset<Row> scored = model.transform(test);
+    assertEquals(SQLDataTypes.VectorType(), scored.schema().apply("rawPrediction").dataType());
+    assertEquals(SQLDataTypes.VectorType(), scored.schema().apply("probability").dataType());
+    assertEquals(DataTypes.DoubleType, scored.schema().apply("prediction").dataType());
+    Row r = scored.first();
+    Vector p = r.getAs("probability");
+    assertEquals(1.0, java.util.Arrays.stream(p.toArray()).sum(), 1e-5);
+    assertEquals((double) p.argmax(), r.<Double>getAs("prediction"));
+    double acc = accuracy(scored);
+    assertTrue(acc >= 0.88, "softmax regression test accuracy " + acc);
+  }
+
+  @Test
+  void summedPartitionGradientsEqualSingleProcessTrainingOnTheSameBatch() {
+    // The whole dataset is the global batch, so every partition uses all its rows each step and
+    // the data order cannot differ: the Spark result must equal the engine trained alone.
+    Dataset<Row> small = train.orderBy("index").limit(60).repartition(3);
+    String spec = "in28x28x1-conv5x5x4-relu-pool2-dense10";
+    CnnClassificationModel m = new CnnClassifier().setModel(spec).setBatchSize(60).setMaxIter(4)
+        .setKeepProb(1.0).setSeed(11).setLearningRate(1e-3).fit(small);
+    List<Row> rows = small.orderBy("index").collectAsList();
+    float[] x = new float[60 * 784];
+    int[] y = new int[60];
+    for (int i = 0; i < 60; i++) {
+      double[] v = rows.get(i).<Vector>getAs("features").toArray();
+      for (int j = 0; j < 784; j++) {
+        x[i * 784 + j] = (float) v[j];
+      }
+      y[i] = rows.get(i).getInt(1);
+    }
+    try (CpuBackend backend = CpuBackend.create(1); ModelRunner runner = backend.open(ModelSpec.parse(spec))) {
+      runner.initialize(11);
+      Trainer t = new Trainer(runner, Optimizer.create("adam", 1e-3f, runner.paramCount()), 1f, 11);
+      for (int s = 0; s < 4; s++) {
+        t.step(x, y, 60, 1f / 60);
+      }
+      float[] local = new float[runner.paramCount()];
+      runner.copyParametersTo(local);
+      float[] distributed = m.weights();
+      double maxDiff = 0;
+      for (int i = 0; i < local.length; i++) {
+        maxDiff = Math.max(maxDiff, Math.abs(local[i] - distributed[i]));
+      }
+      assertTrue(maxDiff < 1e-5, "distributed and single-process weights differ by " + maxDiff);
+    }
+  }
+
+  @Test
+  void modelSavesAndLoadsWithMllibsPersistenceAndWorksInAPipeline() throws Exception {
+    CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setLearningRate(0.5)
+        .setBatchSize(50).setMaxIter(20).setKeepProb(1.0);
+    Pipeline pipeline = new Pipeline().setStages(new PipelineStage[] {clf});
+    PipelineModel fitted = pipeline.fit(train.limit(2000));
+    String path = tmp.resolve("pipeline").toString();
+    fitted.write().overwrite().save(path);
+    PipelineModel loaded = PipelineModel.load(path);
+    CnnClassificationModel a = (CnnClassificationModel) fitted.stages()[0];
+    CnnClassificationModel b = (CnnClassificationModel) loaded.stages()[0];
+    assertEquals(a.uid(), b.uid());
+    assertArrayEquals(a.weights(), b.weights());
+    List<Row> pa = fitted.transform(test.limit(200)).select("prediction", "probability").collectAsList();
+    List<Row> pb = loaded.transform(test.limit(200)).select("prediction", "probability").collectAsList();
+    assertEquals(pa, pb);
+    String estPath = tmp.resolve("estimator").toString();
+    clf.write().overwrite().save(estPath);
+    CnnClassifier again = CnnClassifier.load(estPath);
+    assertEquals(20, again.getOrDefault(again.maxIter()));
+    assertEquals("softmax-regression", again.getOrDefault(again.model()));
+  }
+
+  @Test
+  void imageStructFeaturesFromTheIdxSourceWork() {
+    Dataset<Row> images = spark.read().format("idx")
+        .load(MnistArrays.defaultDir().toAbsolutePath().resolve("t10k-images-idx3-ubyte").toString()).limit(500);
+    CnnClassificationModel m = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd")
+        .setLearningRate(0.5).setBatchSize(50).setMaxIter(30).setFeaturesCol("image").fit(images);
+    assertEquals(500, m.transform(images).count());
+  }
+
+  @Test
+  void badLabelsFailBeforeTrainingNamingTheColumn() {
+    Dataset<Row> bad = train.limit(100).withColumn("label", org.apache.spark.sql.functions.lit(10));
+    Exception e = assertThrows(Exception.class, () -> new CnnClassifier().setModel("softmax-regression")
+        .setMaxIter(1).fit(bad));
+    String all = messages(e);
+    assertTrue(all.contains("label column 'label' holds 10.0") && all.contains("[0, 10)"), all);
+    Dataset<Row> fractional = train.limit(100).withColumn("label", org.apache.spark.sql.functions.lit(1.5));
+    all = messages(assertThrows(Exception.class, () -> new CnnClassifier().setModel("softmax-regression")
+        .setMaxIter(1).fit(fractional)));
+    assertTrue(all.contains("holds 1.5"), all);
+  }
+
+  @Test
+  void badParamValuesFailWhenSetNamingTheParam() {
+    CnnClassifier c = new CnnClassifier();
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> c.setLearningRate(-1));
+    assertTrue(e.getMessage().contains("learningRate"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> c.setKeepProb(0));
+    assertTrue(e.getMessage().contains("keepProb"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> c.setModel("in28x28x1-pool9:valid-pool9:valid"));
+    assertTrue(e.getMessage().contains("model"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> c.setBatchSize(0));
+    assertTrue(e.getMessage().contains("batchSize"), e.getMessage());
+    assertTrue(c.explainParams().contains("learningRate: learning rate (> 0) (default: 1.0E-4)"), c.explainParams());
+  }
+
+  @Test
+  void sharesSplitTheGlobalBatchInProportion() {
+    assertArrayEquals(new int[] {17, 17, 16}, CnnClassifier.shares(List.of(100, 100, 100), 300, 50));
+    assertArrayEquals(new int[] {5, 0, 45}, CnnClassifier.shares(List.of(10, 0, 90), 100, 50));
+    assertArrayEquals(new int[] {3, 2}, CnnClassifier.shares(List.of(3, 2), 5, 50));
+  }
+
+  private static String messages(Throwable e) {
+    StringBuilder b = new StringBuilder();
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      b.append(t.getMessage()).append(" | ");
+    }
+    return b.toString();
+  }
+}
