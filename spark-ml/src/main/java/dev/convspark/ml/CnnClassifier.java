@@ -11,6 +11,7 @@ import java.util.SplittableRandom;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.broadcast.Broadcast;
+import org.apache.spark.scheduler.BarrierJobUnsupportedRDDChainException;
 import org.apache.spark.ml.Estimator;
 import org.apache.spark.ml.param.DoubleParam;
 import org.apache.spark.ml.param.IntParam;
@@ -56,6 +57,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   private final LongParam seed;
   private final Param<String> syncMode;
   private final IntParam threadsPerWorker;
+  private final IntParam numWorkers;
 
   /** A classifier with a random uid. */
   public CnnClassifier() {
@@ -80,6 +82,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     this.seed = CnnParams.seed(this);
     this.syncMode = CnnParams.syncMode(this);
     this.threadsPerWorker = CnnParams.threadsPerWorker(this);
+    this.numWorkers = CnnParams.numWorkers(this);
     setDefault(featuresCol, "features");
     setDefault(labelCol, "label");
     setDefault(predictionCol, "prediction");
@@ -92,7 +95,8 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     setDefault(maxIter, 20_000);
     setDefault(keepProb, 0.5);
     setDefault(seed, (long) CnnClassifier.class.getName().hashCode());
-    setDefault(syncMode, "driver");
+    setDefault(syncMode, "barrier");
+    setDefault(numWorkers, 0);
     setDefault(threadsPerWorker, 1);
   }
 
@@ -155,6 +159,14 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
 
   public IntParam threadsPerWorker() {
     return threadsPerWorker;
+  }
+
+  public IntParam numWorkers() {
+    return numWorkers;
+  }
+
+  public CnnClassifier setNumWorkers(int v) {
+    return (CnnClassifier) set(numWorkers, v);
   }
 
   public CnnClassifier setFeaturesCol(String v) {
@@ -240,46 +252,77 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   public CnnClassificationModel fit(Dataset<?> dataset) {
     transformSchema(dataset.schema());
     ModelSpec spec = ModelSpec.parse($(model));
-    String specText = spec.specString();
+    FeatureReader reader = FeatureReader.of(dataset.schema(), $(featuresCol), spec.inputShape().size());
+    int workers = intParam(numWorkers) > 0 ? intParam(numWorkers) : dataset.sparkSession().sparkContext().defaultParallelism();
+    Dataset<Row> rows = dataset.select($(featuresCol), $(labelCol));
+    if (rows.rdd().getNumPartitions() != workers) {
+      // A shuffle, not a coalesce: a barrier stage may not contain partition-merging RDDs.
+      rows = rows.repartition(workers);
+    }
+    BarrierTraining.Settings settings = new BarrierTraining.Settings(spec.specString(), reader, $(labelCol), $(optimizer),
+        (float) doubleParam(learningRate), intParam(batchSize), intParam(maxIter), (float) doubleParam(keepProb),
+        (Long) getOrDefault(seed), intParam(threadsPerWorker));
+    TrainResult r;
+    if ($(syncMode).equals("barrier")) {
+      try {
+        r = BarrierTraining.run(rows.rdd(), settings);
+      } catch (Exception e) {
+        // Scala throws this checked exception undeclared. The input's lineage ends in something a
+        // barrier stage cannot hold (a limit, a coalesce): start the stage after a shuffle instead.
+        if (!(e instanceof BarrierJobUnsupportedRDDChainException)) {
+          throw e;
+        }
+        r = BarrierTraining.run(rows.repartition(workers).rdd(), settings);
+      }
+    } else {
+      r = driverTraining(rows, settings);
+    }
+    CnnClassificationModel m = new CnnClassificationModel(uid, spec.specString(), r.weights());
+    m.setSummary(new CnnTrainingSummary(r.loss(), r.accuracy()));
+    return copyValues(m.setParent(this), ParamMap.empty());
+  }
+
+  /** {@code syncMode=driver}: one Spark job per step, weights broadcast and gradients tree-aggregated. */
+  private static TrainResult driverTraining(Dataset<Row> rows, BarrierTraining.Settings s) {
+    ModelSpec spec = ModelSpec.parse(s.spec());
+    String specText = s.spec();
     int size = spec.inputShape().size();
     int classes = spec.numClasses();
-    FeatureReader reader = FeatureReader.of(dataset.schema(), $(featuresCol), size);
-    String labelName = $(labelCol);
-    JavaSparkContext jsc = JavaSparkContext.fromSparkContext(dataset.sparkSession().sparkContext());
-
+    FeatureReader reader = s.reader();
+    String labelName = s.labelCol();
+    JavaSparkContext jsc = JavaSparkContext.fromSparkContext(rows.sparkSession().sparkContext());
     // Pack and validate every partition before the first step: a bad label fails here.
-    JavaRDD<Block> blocks = dataset.select($(featuresCol), labelName).toJavaRDD()
-        .mapPartitions(rows -> List.of(Block.pack(rows, reader, labelName, size, classes)).iterator())
+    JavaRDD<Block> blocks = rows.toJavaRDD()
+        .mapPartitions(it -> List.of(Block.pack(it, reader, labelName, size, classes)).iterator())
         .persist(StorageLevel.MEMORY_AND_DISK());
     try {
       List<Integer> sizes = blocks.map(b -> b.count).collect();
       long total = sizes.stream().mapToLong(Integer::longValue).sum();
       if (total == 0) {
-        throw new IllegalArgumentException("cannot fit on an empty dataset (no rows in " + dataset + ")");
+        throw new IllegalArgumentException("cannot fit on an empty dataset");
       }
-      int batch = intParam(batchSize);
-      int[] shares = shares(sizes, total, batch);
-      int steps = intParam(maxIter);
-      long seedValue = (Long) getOrDefault(seed);
-      float keep = (float) doubleParam(keepProb);
-      int threads = intParam(threadsPerWorker);
-
+      int[] shares = shares(sizes, total, s.batchSize());
+      int threads = s.threads();
+      float keep = s.keepProb();
       Network init = new Network(spec);
-      init.initialize(seedValue);
+      init.initialize(s.seed());
       float[] params = init.params();
-      Optimizer opt = Optimizer.create($(optimizer), (float) doubleParam(learningRate), params.length);
-      double[] loss = new double[steps];
-      double[] accuracy = new double[steps];
-      for (int step = 1; step <= steps; step++) {
+      Optimizer opt = Optimizer.create(s.optimizer(), s.learningRate(), params.length);
+      double[] loss = new double[s.steps()];
+      double[] accuracy = new double[s.steps()];
+      for (int step = 1; step <= s.steps(); step++) {
         Broadcast<float[]> w = jsc.broadcast(params);
-        long stepSeed = Trainer.stepSeed(seedValue, step);
+        long stepSeed = Trainer.stepSeed(s.seed(), step);
         GradientSum g = blocks.mapPartitionsWithIndex((index, it) -> {
           int share = shares[index];
           Block b = it.hasNext() ? it.next() : null;
           if (b == null || share == 0) {
             return List.of(new GradientSum(null, 0, 0, 0)).iterator();
           }
-          return List.of(partitionGradient(b, share, index, stepSeed, specText, threads, keep, w.value())).iterator();
+          ModelRunner runner = EngineCache.runner(specText, threads);
+          runner.copyParametersFrom(w.value());
+          runner.setKeepProb(keep);
+          return List.of(partitionGradient(b, share, index, stepSeed, runner)).iterator();
         }, false).treeReduce(GradientSum::add, 2);
         w.destroy();
         if (!Double.isFinite(g.lossSum)) {
@@ -294,9 +337,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
         loss[step - 1] = g.lossSum / g.count;
         accuracy[step - 1] = (double) g.correct / g.count;
       }
-      CnnClassificationModel m = new CnnClassificationModel(uid, specText, params.clone());
-      m.setSummary(new CnnTrainingSummary(loss, accuracy));
-      return copyValues(m.setParent(this), ParamMap.empty());
+      return new TrainResult(params.clone(), loss, accuracy);
     } finally {
       blocks.unpersist(false);
     }
@@ -333,12 +374,11 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     return s;
   }
 
-  /** The summed-loss gradient over {@code share} samples of a partition drawn for this step. */
-  private static GradientSum partitionGradient(Block b, int share, int partition, long stepSeed, String spec,
-                                               int threads, float keep, float[] weights) {
-    ModelRunner runner = EngineCache.runner(spec, threads);
-    runner.copyParametersFrom(weights);
-    runner.setKeepProb(keep);
+  /**
+   * The summed-loss gradient over {@code share} samples of a partition drawn for this step, on a
+   * runner that holds the step's weights. Both sync modes draw the same samples.
+   */
+  static GradientSum partitionGradient(Block b, int share, int partition, long stepSeed, ModelRunner runner) {
     // Without replacement within the step: a partial Fisher-Yates shuffle seeded by step and partition.
     SplittableRandom rnd = new SplittableRandom(stepSeed * 31 + partition);
     int[] order = new int[b.count];

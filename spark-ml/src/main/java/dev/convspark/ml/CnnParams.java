@@ -86,8 +86,15 @@ final class CnnParams {
   }
 
   static Param<String> syncMode(Params owner) {
-    return new Param<>(owner, "syncMode", "how gradients are summed across partitions every step: driver"
-        + " (broadcast weights, treeAggregate gradients)", ParamValidators.inArray(List.of("driver")));
+    return new Param<>(owner, "syncMode", "how gradients are summed across workers every step: barrier (one"
+        + " long-lived task per worker in a barrier stage, summing over sockets) or driver (broadcast weights,"
+        + " treeAggregate gradients; for clusters where barrier stages cannot run)",
+        ParamValidators.inArray(List.of("barrier", "driver")));
+  }
+
+  static IntParam numWorkers(Params owner) {
+    return new IntParam(owner, "numWorkers", "number of training workers (barrier tasks or partitions);"
+        + " 0 means Spark's default parallelism", ParamValidators.gtEq(0));
   }
 
   static IntParam threadsPerWorker(Params owner) {

@@ -114,6 +114,20 @@ class CnnClassifierTest {
   }
 
   @Test
+  void barrierAndDriverModesGiveTheSameWeights() {
+    Dataset<Row> small = train.orderBy("index").limit(400).repartition(2);
+    CnnClassifier clf = new CnnClassifier().setModel("in28x28x1-conv5x5x4-relu-pool2-dense10").setBatchSize(40)
+        .setMaxIter(6).setSeed(5).setLearningRate(1e-3).setNumWorkers(2);
+    float[] barrier = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setSyncMode("barrier").fit(small).weights();
+    float[] driver = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setSyncMode("driver").fit(small).weights();
+    double maxDiff = 0;
+    for (int i = 0; i < barrier.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(barrier[i] - driver[i]));
+    }
+    assertTrue(maxDiff < 1e-5, "barrier and driver weights differ by " + maxDiff);
+  }
+
+  @Test
   void modelSavesAndLoadsWithMllibsPersistenceAndWorksInAPipeline() throws Exception {
     CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setLearningRate(0.5)
         .setBatchSize(50).setMaxIter(20).setKeepProb(1.0);

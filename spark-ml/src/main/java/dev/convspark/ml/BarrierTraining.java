@@ -1,0 +1,168 @@
+package dev.convspark.ml;
+
+import dev.convspark.tensor.Network;
+import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.optim.Optimizer;
+import dev.convspark.tensor.spec.ModelSpec;
+import dev.convspark.tensor.train.Trainer;
+import java.io.IOException;
+import java.io.Serializable;
+import java.io.UncheckedIOException;
+import java.net.ServerSocket;
+import java.security.SecureRandom;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import org.apache.spark.BarrierTaskContext;
+import org.apache.spark.rdd.RDD;
+import org.apache.spark.sql.Row;
+import scala.collection.Iterator;
+import scala.jdk.javaapi.CollectionConverters;
+import scala.reflect.ClassTag$;
+import scala.runtime.AbstractFunction1;
+
+/**
+ * {@code syncMode=barrier}: one long-lived task per worker in a Spark barrier stage. The workers
+ * pack their partition, tell each other their sizes and rank 0's address through
+ * {@link BarrierTaskContext#allGather}, then run every step without Spark: sample the worker's
+ * share of the global batch, compute the gradient, sum it with {@link StarAllreduce}, apply the
+ * same optimizer update. All replicas start from the same seed and see the same sums, so they
+ * stay identical; rank 0 returns the weights.
+ */
+final class BarrierTraining {
+
+  /** How long a worker waits for the others (connection or one step's exchange). */
+  static final int TIMEOUT_MS = 300_000;
+
+  private BarrierTraining() {
+  }
+
+  /** The settings every worker needs, shipped with the task. */
+  record Settings(String spec, FeatureReader reader, String labelCol, String optimizer, float learningRate,
+                  int batchSize, int steps, float keepProb, long seed, int threads) implements Serializable {
+  }
+
+  static TrainResult run(RDD<Row> rows, Settings s) {
+    Object[] results = (Object[]) rows.barrier().mapPartitions(new Worker(s), false,
+        ClassTag$.MODULE$.apply(TrainResult.class)).collect();
+    if (results.length != 1) {
+      throw new IllegalStateException("barrier training returned " + results.length + " results (expected 1 from worker 0)");
+    }
+    return (TrainResult) results[0];
+  }
+
+  private static final class Worker extends AbstractFunction1<Iterator<Row>, Iterator<TrainResult>>
+      implements Serializable {
+    private static final long serialVersionUID = 1L;
+    private final Settings s;
+
+    Worker(Settings s) {
+      this.s = s;
+    }
+
+    @Override
+    public Iterator<TrainResult> apply(Iterator<Row> rows) {
+      try {
+        TrainResult r = train(CollectionConverters.asJava(rows));
+        return CollectionConverters.asScala(r == null ? List.<TrainResult>of().iterator() : List.of(r).iterator());
+      } catch (IOException e) {
+        throw new UncheckedIOException(e.getMessage(), e);
+      }
+    }
+
+    private TrainResult train(java.util.Iterator<Row> rows) throws IOException {
+      BarrierTaskContext ctx = BarrierTaskContext.get();
+      int rank = ctx.partitionId();
+      int size = ctx.getTaskInfos().length;
+      ModelSpec spec = ModelSpec.parse(s.spec());
+      Block block = Block.pack(rows, s.reader(), s.labelCol(), spec.inputShape().size(), spec.numClasses());
+      String address = ctx.getTaskInfos()[rank].address();
+      String host = address.substring(0, address.lastIndexOf(':'));
+      ServerSocket server = null;
+      String mine = Integer.toString(block.count);
+      if (rank == 0) {
+        server = StarAllreduce.listen(host);
+        byte[] token = new byte[24];
+        new SecureRandom().nextBytes(token);
+        mine = block.count + " " + host + " " + server.getLocalPort() + " " + HexFormat.of().formatHex(token);
+      }
+      String[] all;
+      try {
+        all = ctx.allGather(mine);
+      } catch (RuntimeException e) {
+        if (server != null) {
+          server.close();
+        }
+        throw e;
+      }
+      List<Integer> sizes = new ArrayList<>();
+      for (String m : all) {
+        sizes.add(Integer.parseInt(m.split(" ")[0]));
+      }
+      long total = sizes.stream().mapToLong(Integer::longValue).sum();
+      if (total == 0) {
+        throw new IllegalArgumentException("cannot fit on an empty dataset");
+      }
+      int[] shares = CnnClassifier.shares(sizes, total, s.batchSize());
+      String[] hub = all[0].split(" ");
+      StarAllreduce exchange;
+      try {
+        exchange = rank == 0 ? StarAllreduce.hub(server, size, hub[3], TIMEOUT_MS)
+            : StarAllreduce.spoke(rank, size, hub[1], Integer.parseInt(hub[2]), hub[3], TIMEOUT_MS);
+      } finally {
+        if (server != null) {
+          server.close();
+        }
+      }
+      try (exchange) {
+        return steps(rank, block, shares[rank], exchange);
+      }
+    }
+
+    private TrainResult steps(int rank, Block block, int share, StarAllreduce exchange) throws IOException {
+      ModelSpec spec = ModelSpec.parse(s.spec());
+      Network init = new Network(spec);
+      init.initialize(s.seed());
+      ModelRunner runner = EngineCache.runner(s.spec(), s.threads());
+      runner.copyParametersFrom(init.params());
+      runner.setKeepProb(s.keepProb());
+      Optimizer opt = Optimizer.create(s.optimizer(), s.learningRate(), runner.paramCount());
+      float[] grads = new float[runner.paramCount()];
+      double[] stats = new double[3];
+      double[] loss = new double[s.steps()];
+      double[] accuracy = new double[s.steps()];
+      for (int step = 1; step <= s.steps(); step++) {
+        long stepSeed = Trainer.stepSeed(s.seed(), step);
+        GradientSum g = share == 0 ? new GradientSum(null, 0, 0, 0)
+            : CnnClassifier.partitionGradient(block, share, rank, stepSeed, runner);
+        if (g.grads == null) {
+          java.util.Arrays.fill(grads, 0f);
+        } else {
+          System.arraycopy(g.grads, 0, grads, 0, grads.length);
+        }
+        stats[0] = g.lossSum;
+        stats[1] = g.correct;
+        stats[2] = g.count;
+        exchange.allreduce(grads, stats);
+        if (!Double.isFinite(stats[0])) {
+          throw new ArithmeticException("loss became " + stats[0] + " at step " + step
+              + "; the model diverged (try a lower learningRate, or check the features for huge values)");
+        }
+        float inv = (float) (1 / stats[2]);
+        for (int i = 0; i < grads.length; i++) {
+          grads[i] *= inv;
+        }
+        runner.copyGradientsFrom(grads);
+        runner.applyGradients(opt);
+        loss[step - 1] = stats[0] / stats[2];
+        accuracy[step - 1] = stats[1] / stats[2];
+      }
+      if (rank != 0) {
+        return null;
+      }
+      float[] weights = new float[runner.paramCount()];
+      runner.copyParametersTo(weights);
+      return new TrainResult(weights, loss, accuracy);
+    }
+  }
+}

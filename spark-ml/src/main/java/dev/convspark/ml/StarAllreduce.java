@@ -1,0 +1,248 @@
+package dev.convspark.ml;
+
+import java.io.BufferedInputStream;
+import java.io.BufferedOutputStream;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketTimeoutException;
+import java.nio.ByteBuffer;
+import java.nio.FloatBuffer;
+import java.util.Arrays;
+
+/**
+ * Sums a float array (and a few statistics) across the workers of one training run, over TCP:
+ * every worker sends its array to rank 0, which adds them in rank order and sends the sum back,
+ * so every worker ends each step with bit-identical sums. Workers connect once and keep the
+ * connection for the whole run.
+ *
+ * <p>Rank 0 listens on its executor's address only. A connection must open with the run's secret
+ * (shared through Spark's barrier {@code allGather}) and its rank; anything else is closed after
+ * that handshake and does not disturb the run. Every read has a timeout, so a worker that dies
+ * makes the others fail with a message naming it instead of waiting forever.
+ *
+ * <p>A star, not a ring: with the few workers of a CPU cluster the hub's bandwidth is not the
+ * limit, and a fixed summation order makes the result independent of timing.
+ */
+final class StarAllreduce implements AutoCloseable {
+
+  private static final int MAGIC = 0x43535041; // "CSPA"
+
+  private final int rank;
+  private final int size;
+  private final Socket[] peers;
+  private final DataInputStream[] in;
+  private final DataOutputStream[] out;
+  private ByteBuffer buf = ByteBuffer.allocate(0);
+
+  private StarAllreduce(int rank, int size, Socket[] peers) throws IOException {
+    this.rank = rank;
+    this.size = size;
+    this.peers = peers;
+    this.in = new DataInputStream[peers.length];
+    this.out = new DataOutputStream[peers.length];
+    for (int i = 0; i < peers.length; i++) {
+      if (peers[i] != null) {
+        in[i] = new DataInputStream(new BufferedInputStream(peers[i].getInputStream(), 1 << 16));
+        out[i] = new DataOutputStream(new BufferedOutputStream(peers[i].getOutputStream(), 1 << 16));
+      }
+    }
+  }
+
+  /** Rank 0's listening socket, bound to {@code host} (the executor's address) on a free port. */
+  static ServerSocket listen(String host) throws IOException {
+    ServerSocket s = new ServerSocket();
+    s.bind(new InetSocketAddress(InetAddress.getByName(host), 0), 64);
+    return s;
+  }
+
+  /**
+   * Rank 0: accepts the other {@code size - 1} workers, refusing connections without the secret.
+   *
+   * @throws IOException when not every worker arrives within {@code timeoutMs}
+   */
+  static StarAllreduce hub(ServerSocket server, int size, String secret, int timeoutMs) throws IOException {
+    Socket[] peers = new Socket[size];
+    long deadline = System.currentTimeMillis() + timeoutMs;
+    int arrived = 1;
+    try {
+      while (arrived < size) {
+        int left = (int) Math.max(1, deadline - System.currentTimeMillis());
+        server.setSoTimeout(left);
+        Socket s;
+        try {
+          s = server.accept();
+        } catch (SocketTimeoutException e) {
+          throw new IOException("gradient exchange: only " + arrived + " of " + size + " workers connected within "
+              + timeoutMs / 1000 + " s; missing ranks " + missing(peers));
+        }
+        s.setSoTimeout(Math.min(timeoutMs, 10_000));
+        s.setTcpNoDelay(true);
+        int peerRank = handshake(s, secret, size);
+        if (peerRank < 1 || peers[peerRank] != null) {
+          s.close();
+          continue;
+        }
+        s.setSoTimeout(timeoutMs);
+        peers[peerRank] = s;
+        arrived++;
+      }
+      return new StarAllreduce(0, size, peers);
+    } catch (IOException e) {
+      for (Socket s : peers) {
+        if (s != null) {
+          s.close();
+        }
+      }
+      throw e;
+    }
+  }
+
+  /** Reads a handshake; returns the peer's rank, or -1 when it is not one of this run's workers. */
+  private static int handshake(Socket s, String secret, int size) {
+    try {
+      DataInputStream d = new DataInputStream(s.getInputStream());
+      if (d.readInt() != MAGIC) {
+        return -1;
+      }
+      int len = d.readUnsignedShort();
+      if (len > 256) {
+        return -1;
+      }
+      byte[] b = new byte[len];
+      d.readFully(b);
+      int peerRank = d.readInt();
+      boolean ok = java.security.MessageDigest.isEqual(b, secret.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+      return ok && peerRank > 0 && peerRank < size ? peerRank : -1;
+    } catch (IOException e) {
+      return -1;
+    }
+  }
+
+  private static String missing(Socket[] peers) {
+    StringBuilder b = new StringBuilder();
+    for (int i = 1; i < peers.length; i++) {
+      if (peers[i] == null) {
+        b.append(b.length() == 0 ? "" : ", ").append(i);
+      }
+    }
+    return b.toString();
+  }
+
+  /** A worker of rank {@code rank >= 1}: connects to the hub at {@code host:port}. */
+  static StarAllreduce spoke(int rank, int size, String host, int port, String secret, int timeoutMs) throws IOException {
+    Socket s = new Socket();
+    try {
+      s.connect(new InetSocketAddress(host, port), timeoutMs);
+      s.setSoTimeout(timeoutMs);
+      s.setTcpNoDelay(true);
+      DataOutputStream d = new DataOutputStream(s.getOutputStream());
+      byte[] b = secret.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+      d.writeInt(MAGIC);
+      d.writeShort(b.length);
+      d.write(b);
+      d.writeInt(rank);
+      d.flush();
+    } catch (IOException e) {
+      s.close();
+      throw new IOException("gradient exchange: worker " + rank + " could not reach worker 0 at " + host + ":" + port
+          + ": " + e.getMessage(), e);
+    }
+    Socket[] peers = new Socket[1];
+    peers[0] = s;
+    return new StarAllreduce(rank, size, peers);
+  }
+
+  /** Replaces {@code data} and {@code stats} with their sums over all workers. */
+  void allreduce(float[] data, double[] stats) throws IOException {
+    if (size == 1) {
+      return;
+    }
+    if (rank == 0) {
+      float[] tmp = new float[data.length];
+      double[] st = new double[stats.length];
+      for (int r = 1; r < size; r++) {
+        try {
+          readInto(in[r], tmp, st);
+        } catch (IOException e) {
+          throw new IOException("gradient exchange: worker " + r + " failed or stopped answering: " + e.getMessage(), e);
+        }
+        for (int i = 0; i < data.length; i++) {
+          data[i] += tmp[i];
+        }
+        for (int i = 0; i < stats.length; i++) {
+          stats[i] += st[i];
+        }
+      }
+      for (int r = 1; r < size; r++) {
+        write(out[r], data, stats);
+      }
+    } else {
+      write(out[0], data, stats);
+      try {
+        readInto(in[0], data, stats);
+      } catch (IOException e) {
+        throw new IOException("gradient exchange: worker 0 failed or stopped answering: " + e.getMessage(), e);
+      }
+    }
+  }
+
+  private void write(DataOutputStream d, float[] data, double[] stats) throws IOException {
+    ByteBuffer b = buffer(data.length);
+    b.asFloatBuffer().put(data);
+    d.writeInt(data.length);
+    d.write(b.array(), 0, data.length * 4);
+    for (double s : stats) {
+      d.writeDouble(s);
+    }
+    d.flush();
+  }
+
+  private void readInto(DataInputStream d, float[] data, double[] stats) throws IOException {
+    int n = d.readInt();
+    if (n != data.length) {
+      throw new IOException("expected " + data.length + " floats but the peer sent " + n);
+    }
+    ByteBuffer b = buffer(n);
+    d.readFully(b.array(), 0, n * 4);
+    FloatBuffer f = b.asFloatBuffer();
+    f.get(data, 0, n);
+    for (int i = 0; i < stats.length; i++) {
+      stats[i] = d.readDouble();
+    }
+  }
+
+  private ByteBuffer buffer(int floats) {
+    if (buf.capacity() < floats * 4) {
+      buf = ByteBuffer.allocate(floats * 4);
+    }
+    buf.clear();
+    return buf;
+  }
+
+  @Override
+  public void close() throws IOException {
+    IOException first = null;
+    for (Socket s : peers) {
+      if (s != null) {
+        try {
+          s.close();
+        } catch (IOException e) {
+          first = first == null ? e : first;
+        }
+      }
+    }
+    if (first != null) {
+      throw first;
+    }
+  }
+
+  @Override
+  public String toString() {
+    return "StarAllreduce(rank " + rank + " of " + size + ", " + Arrays.toString(peers) + ")";
+  }
+}
