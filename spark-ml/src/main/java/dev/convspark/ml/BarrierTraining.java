@@ -31,6 +31,11 @@ import scala.runtime.AbstractFunction1;
  */
 final class BarrierTraining {
 
+  private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(BarrierTraining.class);
+
+  /** Steps between progress lines in the log. */
+  static final int PROGRESS_EVERY = 100;
+
   /** How long a worker waits for the others (connection or one step's exchange). */
   static final int TIMEOUT_MS = 300_000;
 
@@ -131,6 +136,7 @@ final class BarrierTraining {
       double[] stats = new double[3];
       double[] loss = new double[s.steps()];
       double[] accuracy = new double[s.steps()];
+      long t0 = System.nanoTime();
       for (int step = 1; step <= s.steps(); step++) {
         long stepSeed = Trainer.stepSeed(s.seed(), step);
         GradientSum g = share == 0 ? new GradientSum(null, 0, 0, 0)
@@ -156,6 +162,12 @@ final class BarrierTraining {
         runner.applyGradients(opt);
         loss[step - 1] = stats[0] / stats[2];
         accuracy[step - 1] = stats[1] / stats[2];
+        if (rank == 0 && (step % PROGRESS_EVERY == 0 || step == s.steps())) {
+          double sec = (System.nanoTime() - t0) / 1e9;
+          double ips = step * stats[2] / sec;
+          LOG.info(String.format("step %d/%d  loss %.4f  accuracy %.4f  %.0f images/s  ETA %.0f s", step, s.steps(),
+              loss[step - 1], accuracy[step - 1], ips, (s.steps() - step) * stats[2] / ips));
+        }
       }
       if (rank != 0) {
         return null;

@@ -42,6 +42,8 @@ import org.apache.spark.storage.StorageLevel;
 public final class CnnClassifier extends Estimator<CnnClassificationModel> implements DefaultParamsWritable {
   private static final long serialVersionUID = 1L;
 
+  private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(CnnClassifier.class);
+
   private final String uid;
   private final Param<String> featuresCol;
   private final Param<String> labelCol;
@@ -255,6 +257,17 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     FeatureReader reader = FeatureReader.of(dataset.schema(), $(featuresCol), spec.inputShape().size());
     int workers = intParam(numWorkers) > 0 ? intParam(numWorkers) : dataset.sparkSession().sparkContext().defaultParallelism();
     Dataset<Row> rows = dataset.select($(featuresCol), $(labelCol));
+    int slots = dataset.sparkSession().sparkContext().defaultParallelism();
+    if ($(syncMode).equals("barrier") && workers > slots) {
+      // Spark would otherwise retry for minutes waiting for slots that never come.
+      throw new IllegalArgumentException("numWorkers=" + workers + " but the cluster runs at most " + slots
+          + " tasks at once (spark.default.parallelism); barrier training needs one slot per worker."
+          + " Lower numWorkers or use syncMode=driver");
+    }
+    long t0 = System.nanoTime();
+    if (rows.isEmpty()) {
+      throw new IllegalArgumentException("cannot fit on an empty dataset");
+    }
     if (rows.rdd().getNumPartitions() != workers) {
       // A shuffle, not a coalesce: a barrier stage may not contain partition-merging RDDs.
       rows = rows.repartition(workers);
@@ -277,8 +290,13 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     } else {
       r = driverTraining(rows, settings);
     }
+    double seconds = (System.nanoTime() - t0) / 1e9;
     CnnClassificationModel m = new CnnClassificationModel(uid, spec.specString(), r.weights());
-    m.setSummary(new CnnTrainingSummary(r.loss(), r.accuracy()));
+    m.setSummary(new CnnTrainingSummary(r.loss(), r.accuracy(), seconds, (long) r.loss().length * intParam(batchSize),
+        workers, $(syncMode)));
+    LOG.info(String.format("trained %s: %d steps of %d on %d workers (%s) in %.1f s, %.0f images/s, final loss %.4f",
+        spec.name(), r.loss().length, intParam(batchSize), workers, $(syncMode), seconds,
+        m.summary().imagesPerSecond(), r.loss().length == 0 ? Double.NaN : r.loss()[r.loss().length - 1]));
     return copyValues(m.setParent(this), ParamMap.empty());
   }
 

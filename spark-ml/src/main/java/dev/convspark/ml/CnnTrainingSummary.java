@@ -11,10 +11,39 @@ public final class CnnTrainingSummary implements Serializable {
 
   private final double[] objectiveHistory;
   private final double[] accuracyHistory;
+  private final double wallSeconds;
+  private final long imagesSeen;
+  private final int numWorkers;
+  private final String syncMode;
 
-  CnnTrainingSummary(double[] objectiveHistory, double[] accuracyHistory) {
+  CnnTrainingSummary(double[] objectiveHistory, double[] accuracyHistory, double wallSeconds, long imagesSeen,
+                     int numWorkers, String syncMode) {
     this.objectiveHistory = objectiveHistory;
     this.accuracyHistory = accuracyHistory;
+    this.wallSeconds = wallSeconds;
+    this.imagesSeen = imagesSeen;
+    this.numWorkers = numWorkers;
+    this.syncMode = syncMode;
+  }
+
+  /** Wall-clock seconds of the whole fit, packing the data included. */
+  public double wallSeconds() {
+    return wallSeconds;
+  }
+
+  /** Training images per second over the whole fit. */
+  public double imagesPerSecond() {
+    return imagesSeen / wallSeconds;
+  }
+
+  /** Number of workers that trained. */
+  public int numWorkers() {
+    return numWorkers;
+  }
+
+  /** {@code barrier} or {@code driver}. */
+  public String syncMode() {
+    return syncMode;
   }
 
   /** Mean cross-entropy of each step's global batch, step 1 first. */
