@@ -14,36 +14,61 @@ import org.junit.jupiter.api.Test;
 
 /**
  * Barrier training across two executor JVMs of a real {@code local-cluster}: the gradient
- * exchange crosses process boundaries over TCP.
+ * exchange crosses process boundaries over TCP, and the weights equal those of {@code local[2]}.
  */
 class MultiProcessTrainingTest {
 
+  private static final Path MNIST = MnistArrays.defaultDir().toAbsolutePath();
+
+  /** Trains softmax regression on 2 workers; the idx source gives exactly 2 partitions, no shuffle. */
+  private static CnnClassificationModel train(SparkSession spark) {
+    Dataset<Row> data = spark.read().format("idx").option("imageFormat", "vector").option("recordsPerPartition", 5000)
+        .load(MNIST.resolve("t10k-images-idx3-ubyte").toString());
+    return new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setLearningRate(0.5)
+        .setBatchSize(100).setMaxIter(200).setNumWorkers(2).setSeed(4).fit(data);
+  }
+
+  private static SparkSession session(String master) {
+    SparkSession.Builder b = SparkSession.builder().master(master).appName("convspark-ml-multiprocess")
+        .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1");
+    if (master.startsWith("local-cluster")) {
+      b = b.config("spark.executor.extraClassPath", System.getProperty("java.class.path"))
+          .config("spark.executor.extraJavaOptions", String.join(" ",
+              java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments().stream()
+                  .filter(a -> a.startsWith("--add-") || a.startsWith("-XX:+IgnoreUnrecognized") || a.startsWith("-Dio.netty"))
+                  .toList()));
+    }
+    return b.getOrCreate();
+  }
+
   @Test
-  void barrierTrainingRunsAcrossTwoExecutorProcesses() throws Exception {
-    String sparkHome = System.getenv("SPARK_HOME");
-    Files.createDirectories(Path.of(sparkHome, "jars"));
-    SparkSession spark = SparkSession.builder()
-        .master("local-cluster[2,1,1024]")
-        .appName("convspark-ml-multiprocess")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.executor.extraClassPath", System.getProperty("java.class.path"))
-        .config("spark.executor.extraJavaOptions", String.join(" ",
-            java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments().stream()
-                .filter(a -> a.startsWith("--add-") || a.startsWith("-XX:+IgnoreUnrecognized") || a.startsWith("-Dio.netty"))
-                .toList()))
-        .getOrCreate();
+  void twoExecutorProcessesTrainTheSameWeightsAsLocalMode() throws Exception {
+    Files.createDirectories(Path.of(System.getenv("SPARK_HOME"), "jars"));
+    SparkSession.getActiveSession().foreach(s -> {
+      s.stop();
+      return null;
+    });
+    SparkSession local = session("local[2]");
+    float[] expected;
     try {
-      Path mnist = MnistArrays.defaultDir().toAbsolutePath();
-      Dataset<Row> train = spark.read().format("idx").option("imageFormat", "vector")
-          .load(mnist.resolve("train-images-idx3-ubyte").toString()).limit(6000);
-      Dataset<Row> test = spark.read().format("idx").option("imageFormat", "vector")
-          .load(mnist.resolve("t10k-images-idx3-ubyte").toString()).limit(2000);
-      CnnClassificationModel m = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd")
-          .setLearningRate(0.5).setBatchSize(100).setMaxIter(250).setNumWorkers(2).fit(train);
+      expected = train(local).weights();
+    } finally {
+      local.stop();
+    }
+    SparkSession spark = session("local-cluster[2,1,1024]");
+    try {
+      CnnClassificationModel m = train(spark);
       assertEquals(2, spark.sparkContext().getExecutorIds().size(), "two executor processes");
+      float[] got = m.weights();
+      double maxDiff = 0;
+      for (int i = 0; i < got.length; i++) {
+        maxDiff = Math.max(maxDiff, Math.abs(got[i] - expected[i]));
+      }
+      assertTrue(maxDiff < 1e-6, "local-cluster and local[2] weights differ by " + maxDiff);
+      Dataset<Row> test = spark.read().format("idx").option("imageFormat", "vector")
+          .load(MNIST.resolve("t10k-images-idx3-ubyte").toString());
       double acc = new MulticlassClassificationEvaluator().setMetricName("accuracy").evaluate(m.transform(test));
-      assertTrue(acc >= 0.85, "test accuracy after multi-process training " + acc);
+      assertTrue(acc >= 0.85, "accuracy on the data it trained on " + acc);
     } finally {
       spark.stop();
     }
