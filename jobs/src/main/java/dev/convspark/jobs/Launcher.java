@@ -18,13 +18,14 @@ public final class Launcher {
 
   private static int bench(String[] args) throws Exception {
     if (args.length == 0) {
-      throw new UsageException("bench needs a target: engine or idx");
+      throw new UsageException("bench needs a target: engine, idx or spark");
     }
     String[] rest = Arrays.copyOfRange(args, 1, args.length);
     return switch (args[0]) {
       case "engine" -> BenchEngineCommand.run(rest);
       case "idx" -> BenchIdxCommand.run(rest);
-      default -> throw new UsageException("unknown benchmark '" + args[0] + "' (expected engine or idx)");
+      case "spark" -> BenchSparkCommand.run(rest);
+      default -> throw new UsageException("unknown benchmark '" + args[0] + "' (expected engine, idx or spark)");
     };
   }
 

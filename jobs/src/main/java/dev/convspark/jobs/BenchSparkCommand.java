@@ -1,0 +1,136 @@
+package dev.convspark.jobs;
+
+import dev.convspark.datasets.mnist.MnistArrays;
+import dev.convspark.ml.CnnClassificationModel;
+import dev.convspark.ml.CnnClassifier;
+import dev.convspark.tensor.backend.CpuBackend;
+import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.optim.Optimizer;
+import dev.convspark.tensor.spec.ModelSpec;
+import dev.convspark.tensor.train.BatchSampler;
+import dev.convspark.tensor.train.Trainer;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.functions;
+
+/**
+ * {@code convspark bench spark}: what Spark costs on top of the engine. The deep-mnist CNN's
+ * {@code fit} on {@code local[2]} with 2 barrier workers of 1 thread each, against the engine alone
+ * with 2 threads on the same data; and {@code transform} against the engine's own inference.
+ */
+final class BenchSparkCommand {
+
+  private BenchSparkCommand() {
+  }
+
+  static int run(String[] args) throws IOException {
+    int steps = 200;
+    int repeats = 3;
+    Path data = MnistArrays.defaultDir();
+    Path json = null;
+    for (int i = 0; i < args.length; i++) {
+      switch (args[i]) {
+        case "--steps" -> steps = Args.intValue(args, ++i, "--steps", 1, 1_000_000);
+        case "--repeats" -> repeats = Args.intValue(args, ++i, "--repeats", 1, 100);
+        case "--data" -> data = Path.of(Args.value(args, ++i, "--data"));
+        case "--json" -> json = Path.of(Args.value(args, ++i, "--json"));
+        case "-h", "--help" -> {
+          System.out.println("usage: convspark bench spark [--steps 200] [--repeats 3] [--data data/mnist] [--json FILE]\n"
+              + "  deep-mnist fit on local[2] (2 barrier workers x 1 thread) against the engine alone on 2\n"
+              + "  threads, and transform of the 10,000 test images against the engine's inference.");
+          return 0;
+        }
+        default -> throw new UsageException("bench spark: unknown argument '" + args[i] + "'");
+      }
+    }
+    MnistArrays trainArrays = MnistArrays.load(data, true);
+    MnistArrays testArrays = MnistArrays.load(data, false);
+    SparkSession spark = SparkSession.builder().master("local[2]").appName("convspark bench spark")
+        .config("spark.ui.enabled", "false").getOrCreate();
+    Map<String, Object> out = new LinkedHashMap<>();
+    try {
+      Dataset<Row> train = spark.read().format("idx").option("imageFormat", "vector")
+          .load(data.resolve("train-images-idx3-ubyte").toAbsolutePath().toString()).repartition(2).cache();
+      Dataset<Row> test = spark.read().format("idx").option("imageFormat", "vector")
+          .load(data.resolve("t10k-images-idx3-ubyte").toAbsolutePath().toString()).cache();
+      train.count();
+      test.count();
+      List<Double> fit = new ArrayList<>();
+      List<Double> engineTrain = new ArrayList<>();
+      List<Double> transform = new ArrayList<>();
+      List<Double> engineInfer = new ArrayList<>();
+      CnnClassificationModel model = null;
+      for (int r = -1; r < repeats; r++) {
+        int n = r < 0 ? 20 : steps;
+        long t0 = System.nanoTime();
+        model = new CnnClassifier().setMaxIter(n).setNumWorkers(2).setSeed(1).fit(train);
+        double fitIps = n * 50 / ((System.nanoTime() - t0) / 1e9);
+        double engIps = engineTraining(trainArrays, n);
+        t0 = System.nanoTime();
+        model.transform(test).agg(functions.sum("prediction")).first();
+        double tIps = testArrays.count() / ((System.nanoTime() - t0) / 1e9);
+        double eIps = engineInference(model, testArrays);
+        if (r >= 0) {
+          fit.add(fitIps);
+          engineTrain.add(engIps);
+          transform.add(tIps);
+          engineInfer.add(eIps);
+          System.out.printf(Locale.ROOT, "repeat %d: fit %.0f, engine train %.0f, transform %.0f, engine infer %.0f images/s%n",
+              r, fitIps, engIps, tIps, eIps);
+        }
+      }
+      double f = BenchEngineCommand.median(fit);
+      double e = BenchEngineCommand.median(engineTrain);
+      double t = BenchEngineCommand.median(transform);
+      double i = BenchEngineCommand.median(engineInfer);
+      System.out.println();
+      System.out.println("| deep-mnist, 2 cores | Spark (local[2], 2 workers x 1 thread) | engine alone (2 threads) | Spark / engine |");
+      System.out.println("| --- | --- | --- | --- |");
+      System.out.printf(Locale.ROOT, "| training (%d steps of 50), images/s | %.0f | %.0f | %.2f |%n", steps, f, e, f / e);
+      System.out.printf(Locale.ROOT, "| scoring 10,000 test images, images/s | %.0f | %.0f | %.2f |%n", t, i, t / i);
+      out.put("fit_images_per_s", f);
+      out.put("engine_train_images_per_s", e);
+      out.put("transform_images_per_s", t);
+      out.put("engine_infer_images_per_s", i);
+    } finally {
+      spark.stop();
+    }
+    if (json != null) {
+      Files.writeString(json, Json.write(out));
+      System.out.println("wrote " + json);
+    }
+    return 0;
+  }
+
+  private static double engineTraining(MnistArrays train, int steps) {
+    try (CpuBackend backend = CpuBackend.create(2); ModelRunner runner = backend.open(ModelSpec.parse(ModelSpec.DEEP_MNIST))) {
+      runner.initialize(1);
+      Trainer trainer = new Trainer(runner, Optimizer.create("adam", 1e-4f, runner.paramCount()), 0.5f, 1);
+      BatchSampler sampler = new BatchSampler(train.count(), 1);
+      long t0 = System.nanoTime();
+      for (int s = 0; s < steps; s++) {
+        trainer.step(sampler, train.images(), train.labels(), 50, 1f / 50);
+      }
+      return steps * 50 / ((System.nanoTime() - t0) / 1e9);
+    }
+  }
+
+  private static double engineInference(CnnClassificationModel model, MnistArrays test) {
+    try (CpuBackend backend = CpuBackend.create(2); ModelRunner runner = backend.open(ModelSpec.parse(ModelSpec.DEEP_MNIST))) {
+      runner.copyParametersFrom(model.weights());
+      float[] logits = new float[test.count() * 10];
+      long t0 = System.nanoTime();
+      runner.predictLogits(test.images(), test.count(), logits);
+      return test.count() / ((System.nanoTime() - t0) / 1e9);
+    }
+  }
+}
