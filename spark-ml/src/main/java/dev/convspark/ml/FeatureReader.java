@@ -74,8 +74,10 @@ final class FeatureReader implements Serializable {
       case VECTOR -> {
         Vector v = (Vector) row.get(index);
         check(v.size());
+        // A dense vector hands out its own array; a sparse one is expanded once.
+        double[] a = v.toArray();
         for (int i = 0; i < size; i++) {
-          dst[offset + i] = (float) v.apply(i);
+          dst[offset + i] = (float) a[i];
         }
       }
       case FLOAT_ARRAY -> {
