@@ -139,12 +139,12 @@ final class BarrierTraining {
       long t0 = System.nanoTime();
       for (int step = 1; step <= s.steps(); step++) {
         long stepSeed = Trainer.stepSeed(s.seed(), step);
-        GradientSum g = share == 0 ? new GradientSum(null, 0, 0, 0)
-            : CnnClassifier.partitionGradient(block, share, rank, stepSeed, runner);
-        if (g.grads == null) {
+        GradientSum g;
+        if (share == 0) {
+          g = new GradientSum(null, 0, 0, 0);
           java.util.Arrays.fill(grads, 0f);
         } else {
-          System.arraycopy(g.grads, 0, grads, 0, grads.length);
+          g = CnnClassifier.partitionGradient(block, share, rank, stepSeed, runner, grads);
         }
         stats[0] = g.lossSum;
         stats[1] = g.correct;

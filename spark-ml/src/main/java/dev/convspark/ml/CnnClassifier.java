@@ -397,6 +397,12 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
    * runner that holds the step's weights. Both sync modes draw the same samples.
    */
   static GradientSum partitionGradient(Block b, int share, int partition, long stepSeed, ModelRunner runner) {
+    return partitionGradient(b, share, partition, stepSeed, runner, new float[runner.paramCount()]);
+  }
+
+  /** As above, writing the gradient into {@code grads} (reused across steps by barrier workers). */
+  static GradientSum partitionGradient(Block b, int share, int partition, long stepSeed, ModelRunner runner,
+                                       float[] grads) {
     // Without replacement within the step: a partial Fisher-Yates shuffle seeded by step and partition.
     SplittableRandom rnd = new SplittableRandom(stepSeed * 31 + partition);
     int[] order = new int[b.count];
@@ -415,7 +421,6 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
       y[i] = b.labels[order[i]];
     }
     SoftmaxCrossEntropy.Result r = runner.computeGradients(x, y, share, 1f, stepSeed ^ ((long) partition << 32));
-    float[] grads = new float[runner.paramCount()];
     runner.copyGradientsTo(grads);
     return new GradientSum(grads, r.lossSum(), r.correct(), share);
   }

@@ -11,6 +11,7 @@ import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.util.Arrays;
 
@@ -37,7 +38,8 @@ final class StarAllreduce implements AutoCloseable {
   private final Socket[] peers;
   private final DataInputStream[] in;
   private final DataOutputStream[] out;
-  private ByteBuffer buf = ByteBuffer.allocate(0);
+  // Both ends are this class: little-endian is the fast order on the CPUs Spark runs on.
+  private ByteBuffer buf = ByteBuffer.allocate(0).order(ByteOrder.LITTLE_ENDIAN);
 
   private StarAllreduce(int rank, int size, Socket[] peers) throws IOException {
     this.rank = rank;
@@ -218,7 +220,7 @@ final class StarAllreduce implements AutoCloseable {
 
   private ByteBuffer buffer(int floats) {
     if (buf.capacity() < floats * 4) {
-      buf = ByteBuffer.allocate(floats * 4);
+      buf = ByteBuffer.allocate(floats * 4).order(ByteOrder.LITTLE_ENDIAN);
     }
     buf.clear();
     return buf;
