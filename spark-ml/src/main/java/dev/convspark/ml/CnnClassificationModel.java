@@ -115,26 +115,32 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     return threadsPerWorker;
   }
 
+  /** Sets {@code featuresCol}; a value the param rejects fails here, naming it. */
   public CnnClassificationModel setFeaturesCol(String v) {
     return (CnnClassificationModel) set(featuresCol, v);
   }
 
+  /** Sets {@code predictionCol}; a value the param rejects fails here, naming it. */
   public CnnClassificationModel setPredictionCol(String v) {
     return (CnnClassificationModel) set(predictionCol, v);
   }
 
+  /** Sets {@code probabilityCol}; a value the param rejects fails here, naming it. */
   public CnnClassificationModel setProbabilityCol(String v) {
     return (CnnClassificationModel) set(probabilityCol, v);
   }
 
+  /** Sets {@code rawPredictionCol}; a value the param rejects fails here, naming it. */
   public CnnClassificationModel setRawPredictionCol(String v) {
     return (CnnClassificationModel) set(rawPredictionCol, v);
   }
 
+  /** Sets {@code threadsPerWorker}; a value the param rejects fails here, naming it. */
   public CnnClassificationModel setThreadsPerWorker(int v) {
     return (CnnClassificationModel) set(threadsPerWorker, v);
   }
 
+  /** The value of {@code featuresCol}. */
   public String getFeaturesCol() {
     return $(featuresCol);
   }

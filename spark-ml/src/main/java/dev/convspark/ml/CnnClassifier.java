@@ -107,122 +107,152 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     return uid;
   }
 
+  /** The {@code featuresCol} param; see {@link #explainParams()} for its doc and default. */
   public Param<String> featuresCol() {
     return featuresCol;
   }
 
+  /** The {@code labelCol} param; see {@link #explainParams()} for its doc and default. */
   public Param<String> labelCol() {
     return labelCol;
   }
 
+  /** The {@code predictionCol} param; see {@link #explainParams()} for its doc and default. */
   public Param<String> predictionCol() {
     return predictionCol;
   }
 
+  /** The {@code probabilityCol} param; see {@link #explainParams()} for its doc and default. */
   public Param<String> probabilityCol() {
     return probabilityCol;
   }
 
+  /** The {@code rawPredictionCol} param; see {@link #explainParams()} for its doc and default. */
   public Param<String> rawPredictionCol() {
     return rawPredictionCol;
   }
 
+  /** The {@code model} param; see {@link #explainParams()} for its doc and default. */
   public Param<String> model() {
     return model;
   }
 
+  /** The {@code optimizer} param; see {@link #explainParams()} for its doc and default. */
   public Param<String> optimizer() {
     return optimizer;
   }
 
+  /** The {@code learningRate} param; see {@link #explainParams()} for its doc and default. */
   public DoubleParam learningRate() {
     return learningRate;
   }
 
+  /** The {@code batchSize} param; see {@link #explainParams()} for its doc and default. */
   public IntParam batchSize() {
     return batchSize;
   }
 
+  /** The {@code maxIter} param; see {@link #explainParams()} for its doc and default. */
   public IntParam maxIter() {
     return maxIter;
   }
 
+  /** The {@code keepProb} param; see {@link #explainParams()} for its doc and default. */
   public DoubleParam keepProb() {
     return keepProb;
   }
 
+  /** The {@code seed} param; see {@link #explainParams()} for its doc and default. */
   public LongParam seed() {
     return seed;
   }
 
+  /** The {@code syncMode} param; see {@link #explainParams()} for its doc and default. */
   public Param<String> syncMode() {
     return syncMode;
   }
 
+  /** The {@code threadsPerWorker} param; see {@link #explainParams()} for its doc and default. */
   public IntParam threadsPerWorker() {
     return threadsPerWorker;
   }
 
+  /** The {@code numWorkers} param; see {@link #explainParams()} for its doc and default. */
   public IntParam numWorkers() {
     return numWorkers;
   }
 
+  /** Sets {@code numWorkers}; a value the param rejects fails here, naming it. */
   public CnnClassifier setNumWorkers(int v) {
     return (CnnClassifier) set(numWorkers, v);
   }
 
+  /** Sets {@code featuresCol}; a value the param rejects fails here, naming it. */
   public CnnClassifier setFeaturesCol(String v) {
     return (CnnClassifier) set(featuresCol, v);
   }
 
+  /** Sets {@code labelCol}; a value the param rejects fails here, naming it. */
   public CnnClassifier setLabelCol(String v) {
     return (CnnClassifier) set(labelCol, v);
   }
 
+  /** Sets {@code predictionCol}; a value the param rejects fails here, naming it. */
   public CnnClassifier setPredictionCol(String v) {
     return (CnnClassifier) set(predictionCol, v);
   }
 
+  /** Sets {@code probabilityCol}; a value the param rejects fails here, naming it. */
   public CnnClassifier setProbabilityCol(String v) {
     return (CnnClassifier) set(probabilityCol, v);
   }
 
+  /** Sets {@code rawPredictionCol}; a value the param rejects fails here, naming it. */
   public CnnClassifier setRawPredictionCol(String v) {
     return (CnnClassifier) set(rawPredictionCol, v);
   }
 
+  /** Sets {@code model}; a value the param rejects fails here, naming it. */
   public CnnClassifier setModel(String v) {
     return (CnnClassifier) set(model, v);
   }
 
+  /** Sets {@code optimizer}; a value the param rejects fails here, naming it. */
   public CnnClassifier setOptimizer(String v) {
     return (CnnClassifier) set(optimizer, v);
   }
 
+  /** Sets {@code learningRate}; a value the param rejects fails here, naming it. */
   public CnnClassifier setLearningRate(double v) {
     return (CnnClassifier) set(learningRate, v);
   }
 
+  /** Sets {@code batchSize}; a value the param rejects fails here, naming it. */
   public CnnClassifier setBatchSize(int v) {
     return (CnnClassifier) set(batchSize, v);
   }
 
+  /** Sets {@code maxIter}; a value the param rejects fails here, naming it. */
   public CnnClassifier setMaxIter(int v) {
     return (CnnClassifier) set(maxIter, v);
   }
 
+  /** Sets {@code keepProb}; a value the param rejects fails here, naming it. */
   public CnnClassifier setKeepProb(double v) {
     return (CnnClassifier) set(keepProb, v);
   }
 
+  /** Sets {@code seed}; a value the param rejects fails here, naming it. */
   public CnnClassifier setSeed(long v) {
     return (CnnClassifier) set(seed, v);
   }
 
+  /** Sets {@code syncMode}; a value the param rejects fails here, naming it. */
   public CnnClassifier setSyncMode(String v) {
     return (CnnClassifier) set(syncMode, v);
   }
 
+  /** Sets {@code threadsPerWorker}; a value the param rejects fails here, naming it. */
   public CnnClassifier setThreadsPerWorker(int v) {
     return (CnnClassifier) set(threadsPerWorker, v);
   }
@@ -274,7 +304,8 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     }
     BarrierTraining.Settings settings = new BarrierTraining.Settings(spec.specString(), reader, $(labelCol), $(optimizer),
         (float) doubleParam(learningRate), intParam(batchSize), intParam(maxIter), (float) doubleParam(keepProb),
-        (Long) getOrDefault(seed), intParam(threadsPerWorker));
+        (Long) getOrDefault(seed), isSet(threadsPerWorker) ? intParam(threadsPerWorker)
+            : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")));
     TrainResult r;
     if ($(syncMode).equals("barrier")) {
       try {

@@ -98,6 +98,6 @@ final class CnnParams {
   }
 
   static IntParam threadsPerWorker(Params owner) {
-    return new IntParam(owner, "threadsPerWorker", "CPU threads the engine uses in each task (>= 1)", ParamValidators.gtEq(1));
+    return new IntParam(owner, "threadsPerWorker", "CPU threads the engine uses in each task (>= 1); when not set, training uses spark.task.cpus", ParamValidators.gtEq(1));
   }
 }
