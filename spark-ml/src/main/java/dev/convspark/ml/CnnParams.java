@@ -43,6 +43,21 @@ final class CnnParams {
         + " such as in28x28x1-conv5x5x32-relu-pool2-dense10", new SpecValidator());
   }
 
+  /** Accepts any of the given words, ignoring case. */
+  private static final class OneOf extends scala.runtime.AbstractFunction1<String, Object> implements java.io.Serializable {
+    private static final long serialVersionUID = 1L;
+    private final List<String> words;
+
+    OneOf(String... words) {
+      this.words = List.of(words);
+    }
+
+    @Override
+    public Object apply(String s) {
+      return s != null && words.contains(s.toLowerCase(java.util.Locale.ROOT));
+    }
+  }
+
   /** Accepts what {@link ModelSpec#parse} accepts. */
   private static final class SpecValidator extends scala.runtime.AbstractFunction1<String, Object>
       implements java.io.Serializable {
@@ -60,8 +75,7 @@ final class CnnParams {
   }
 
   static Param<String> optimizer(Params owner) {
-    return new Param<>(owner, "optimizer", "optimizer: adam or sgd (case-insensitive)",
-        ParamValidators.inArray(List.of("adam", "sgd", "Adam", "SGD", "ADAM")));
+    return new Param<>(owner, "optimizer", "optimizer: adam or sgd (case-insensitive)", new OneOf("adam", "sgd"));
   }
 
   static DoubleParam learningRate(Params owner) {

@@ -193,6 +193,9 @@ class CnnClassifierTest {
     assertTrue(e.getMessage().contains("keepProb"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> c.setModel("in28x28x1-pool9:valid-pool9:valid"));
     assertTrue(e.getMessage().contains("model"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> c.setOptimizer("rmsprop"));
+    assertTrue(e.getMessage().contains("optimizer"), e.getMessage());
+    c.setOptimizer("SGD");
     e = assertThrows(IllegalArgumentException.class, () -> c.setBatchSize(0));
     assertTrue(e.getMessage().contains("batchSize"), e.getMessage());
     assertTrue(c.explainParams().contains("learningRate: learning rate (> 0) (default: 1.0E-4)"), c.explainParams());
