@@ -32,6 +32,7 @@ public final class FastKernels implements Kernels {
   private final ThreadLocal<float[]> aPack = ThreadLocal.withInitial(() -> new float[MC * KC]);
   private final ThreadLocal<float[]> tile = ThreadLocal.withInitial(() -> new float[MR * NR]);
   private final ThreadLocal<float[]> edgePack = ThreadLocal.withInitial(() -> new float[KC * NR]);
+  private final ThreadLocal<float[]> narrowB = ThreadLocal.withInitial(() -> new float[0]);
   private float[] bPack = new float[0];
   private final ReferenceKernels reference = new ReferenceKernels();
 
@@ -63,6 +64,10 @@ public final class FastKernels implements Kernels {
     }
     if (!transA && n <= L && k >= 4 * L) {
       narrow(transB, m, n, k, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+      return;
+    }
+    if (transA && !transB && n <= L && (long) m * n * k <= 1 << 22) {
+      narrowOuter(m, n, k, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
       return;
     }
     // A row-major operand is read in place (each of a tile's rows is a sequential stream); a
@@ -116,7 +121,12 @@ public final class FastKernels implements Kernels {
    */
   private void narrow(boolean transB, int m, int n, int k, float[] a, int aOff, int lda,
                       float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
-    float[] bt = new float[n * k];
+    float[] bt = narrowB.get();
+    if (bt.length < n * k) {
+      bt = new float[n * k];
+      narrowB.set(bt);
+    }
+    final float[] btFinal = bt;
     for (int p = 0; p < k; p++) {
       for (int j = 0; j < n; j++) {
         bt[j * k + p] = transB ? b[bOff + j * ldb + p] : b[bOff + p * ldb + j];
@@ -132,17 +142,48 @@ public final class FastKernels implements Kernels {
           FloatVector acc = FloatVector.zero(S);
           int p = 0;
           for (int bound = S.loopBound(k); p < bound; p += L) {
-            acc = FloatVector.fromArray(S, a, ai + p).fma(FloatVector.fromArray(S, bt, bj + p), acc);
+            acc = FloatVector.fromArray(S, a, ai + p).fma(FloatVector.fromArray(S, btFinal, bj + p), acc);
           }
           float sum = acc.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
           for (; p < k; p++) {
-            sum += a[ai + p] * bt[bj + p];
+            sum += a[ai + p] * btFinal[bj + p];
           }
           int ci = cOff + i * ldc + j;
           c[ci] = beta == 0 ? sum : sum + beta * c[ci];
         }
       }
     });
+  }
+
+  /**
+   * For a narrow C that is a sum of outer products, {@code C = A^T B} with B at most one vector
+   * wide (a classifier's weight gradient): each row of C gathers {@code A[p][i] * B[p][0..n)} over
+   * p with one masked vector multiply-add, no packing. Small by construction, so one thread.
+   */
+  private void narrowOuter(int m, int n, int k, float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+                           float beta, float[] c, int cOff, int ldc) {
+    // B's rows padded with zeros to one vector, so every load is a plain one.
+    float[] padded = narrowB.get();
+    if (padded.length < k * L) {
+      padded = new float[k * L];
+      narrowB.set(padded);
+    }
+    for (int p = 0; p < k; p++) {
+      System.arraycopy(b, bOff + p * ldb, padded, p * L, n);
+      Arrays.fill(padded, p * L + n, (p + 1) * L, 0f);
+    }
+    float[] row = tile.get();
+    for (int i = 0; i < m; i++) {
+      FloatVector acc = FloatVector.zero(S);
+      for (int p = 0; p < k; p++) {
+        acc = FloatVector.fromArray(S, padded, p * L).fma(FloatVector.broadcast(S, a[aOff + p * lda + i]), acc);
+      }
+      acc.intoArray(row, 0);
+      int ci = cOff + i * ldc;
+      for (int j = 0; j < n; j++) {
+        c[ci + j] = beta == 0 ? row[j] : row[j] + beta * c[ci + j];
+      }
+    }
   }
 
   /**
