@@ -1,6 +1,7 @@
 package dev.convspark.datasets.spark;
 
 import dev.convspark.datasets.idx.IdxHeader;
+import dev.convspark.datasets.idx.IdxReader;
 import dev.convspark.datasets.idx.IdxType;
 import dev.convspark.datasets.spark.IdxOptions.ImageFormat;
 import java.io.Serializable;
@@ -145,12 +146,8 @@ final class IdxLayout implements Serializable {
 
   /** Reads a label of a labels file of type {@code labelType}. */
   static int label(ByteBuffer buf, int i, IdxType labelType) {
-    return switch (labelType) {
-      case UNSIGNED_BYTE -> buf.get(i) & 0xff;
-      case BYTE -> buf.get(i);
-      case SHORT -> buf.getShort(2 * i);
-      default -> buf.getInt(4 * i);
-    };
+    // Labels files hold integers only (checked when the read is planned), so the value is exact.
+    return (int) IdxReader.element(buf, labelType, i);
   }
 
   /** The value column of one record, as Spark's internal representation. */
