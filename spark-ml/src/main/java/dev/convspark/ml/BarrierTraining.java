@@ -2,6 +2,7 @@ package dev.convspark.ml;
 
 import dev.convspark.tensor.Network;
 import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.io.ModelState;
 import dev.convspark.tensor.optim.Optimizer;
 import dev.convspark.tensor.spec.ModelSpec;
 import dev.convspark.tensor.train.Trainer;
@@ -44,12 +45,22 @@ final class BarrierTraining {
 
   /** The settings every worker needs, shipped with the task. */
   record Settings(String spec, FeatureReader reader, String labelCol, String optimizer, float learningRate,
-                  int batchSize, int steps, float keepProb, long seed, int threads) implements Serializable {
+                  int batchSize, int steps, float keepProb, long seed, int threads, Checkpoints checkpoints,
+                  int checkpointInterval) implements Serializable {
   }
 
+  /**
+   * Test hook: the local property {@value} set to {@code rank:step} makes that worker throw
+   * at that step in the first attempt of the barrier stage (Spark then retries the stage).
+   */
+  static final String FAIL_AT_STEP = "convspark.test.failAtStep";
+
   static TrainResult run(RDD<Row> rows, Settings s) {
+    // The barrier stage writes its result to a shuffle read by a one-task stage: Spark retries a
+    // failed barrier stage only when it is a shuffle-map stage (a failed barrier result stage
+    // aborts the job), and a retried stage resumes from the newest checkpoint.
     Object[] results = (Object[]) rows.barrier().mapPartitions(new Worker(s), false,
-        ClassTag$.MODULE$.apply(TrainResult.class)).collect();
+        ClassTag$.MODULE$.apply(TrainResult.class)).repartition(1, null).collect();
     if (results.length != 1) {
       throw new IllegalStateException("barrier training returned " + results.length + " results (expected 1 from worker 0)");
     }
@@ -86,10 +97,13 @@ final class BarrierTraining {
       ServerSocket server = null;
       String mine = Integer.toString(block.count);
       if (rank == 0) {
+        // Rank 0 decides where every worker starts: the newest checkpoint when there is one
+        // (a retried stage resumes from it), else step 0.
+        int resume = s.checkpoints() == null ? 0 : s.checkpoints().latest();
         server = StarAllreduce.listen(host);
         byte[] token = new byte[24];
         new SecureRandom().nextBytes(token);
-        mine = block.count + " " + host + " " + server.getLocalPort() + " " + HexFormat.of().formatHex(token);
+        mine = block.count + " " + host + " " + server.getLocalPort() + " " + HexFormat.of().formatHex(token) + " " + resume;
       }
       String[] all;
       try {
@@ -120,24 +134,42 @@ final class BarrierTraining {
         }
       }
       try (exchange) {
-        return steps(rank, block, shares[rank], exchange);
+        return steps(ctx, rank, block, shares[rank], exchange, Integer.parseInt(hub[4]));
       }
     }
 
-    private TrainResult steps(int rank, Block block, int share, StarAllreduce exchange) throws IOException {
+    private TrainResult steps(BarrierTaskContext ctx, int rank, Block block, int share, StarAllreduce exchange,
+                              int start) throws IOException {
       ModelSpec spec = ModelSpec.parse(s.spec());
-      Network init = new Network(spec);
-      init.initialize(s.seed());
       ModelRunner runner = EngineCache.runner(s.spec(), s.threads());
-      runner.copyParametersFrom(init.params());
       runner.setKeepProb(s.keepProb());
-      Optimizer opt = Optimizer.create(s.optimizer(), s.learningRate(), runner.paramCount());
-      float[] grads = new float[runner.paramCount()];
-      double[] stats = new double[3];
       double[] loss = new double[s.steps()];
       double[] accuracy = new double[s.steps()];
+      Optimizer opt;
+      if (start > 0) {
+        Checkpoints.Checkpoint c = s.checkpoints().load(start, spec, s.optimizer());
+        runner.copyParametersFrom(c.state().params());
+        opt = Optimizer.restore(c.state().optimizer(), runner.paramCount());
+        System.arraycopy(c.loss(), 0, loss, 0, start);
+        System.arraycopy(c.accuracy(), 0, accuracy, 0, start);
+        if (rank == 0) {
+          LOG.info("resuming at step {} from the checkpoint in {}", start, s.checkpoints().dir());
+        }
+      } else {
+        Network init = new Network(spec);
+        init.initialize(s.seed());
+        runner.copyParametersFrom(init.params());
+        opt = Optimizer.create(s.optimizer(), s.learningRate(), runner.paramCount());
+      }
+      int[] failAt = failAt(ctx);
+      float[] grads = new float[runner.paramCount()];
+      double[] stats = new double[3];
       long t0 = System.nanoTime();
-      for (int step = 1; step <= s.steps(); step++) {
+      for (int step = start + 1; step <= s.steps(); step++) {
+        if (failAt != null && failAt[0] == rank && failAt[1] == step) {
+          throw new IllegalStateException("injected failure of worker " + rank + " at step " + step
+              + " (" + FAIL_AT_STEP + ", first attempt only)");
+        }
         long stepSeed = Trainer.stepSeed(s.seed(), step);
         GradientSum g;
         if (share == 0) {
@@ -162,9 +194,14 @@ final class BarrierTraining {
         runner.applyGradients(opt);
         loss[step - 1] = stats[0] / stats[2];
         accuracy[step - 1] = stats[1] / stats[2];
+        if (rank == 0 && s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps())) {
+          float[] w = new float[runner.paramCount()];
+          runner.copyParametersTo(w);
+          s.checkpoints().save(step, new ModelState(spec, w, opt.state()), loss, accuracy);
+        }
         if (rank == 0 && (step % PROGRESS_EVERY == 0 || step == s.steps())) {
           double sec = (System.nanoTime() - t0) / 1e9;
-          double ips = step * stats[2] / sec;
+          double ips = (step - start) * stats[2] / sec;
           LOG.info(String.format("step %d/%d  loss %.4f  accuracy %.4f  %.0f images/s  ETA %.0f s", step, s.steps(),
               loss[step - 1], accuracy[step - 1], ips, (s.steps() - step) * stats[2] / ips));
         }
@@ -174,7 +211,16 @@ final class BarrierTraining {
       }
       float[] weights = new float[runner.paramCount()];
       runner.copyParametersTo(weights);
-      return new TrainResult(weights, loss, accuracy);
+      return new TrainResult(weights, loss, accuracy, start);
+    }
+
+    private static int[] failAt(BarrierTaskContext ctx) {
+      String v = ctx.getLocalProperty(FAIL_AT_STEP);
+      if (v == null || ctx.stageAttemptNumber() > 0) {
+        return null;
+      }
+      String[] p = v.split(":");
+      return new int[] {Integer.parseInt(p[0]), Integer.parseInt(p[1])};
     }
   }
 }

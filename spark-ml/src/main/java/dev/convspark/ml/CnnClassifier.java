@@ -2,6 +2,7 @@ package dev.convspark.ml;
 
 import dev.convspark.tensor.Network;
 import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.io.ModelState;
 import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
 import dev.convspark.tensor.optim.Optimizer;
 import dev.convspark.tensor.spec.ModelSpec;
@@ -60,6 +61,8 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   private final Param<String> syncMode;
   private final IntParam threadsPerWorker;
   private final IntParam numWorkers;
+  private final Param<String> checkpointDir;
+  private final IntParam checkpointInterval;
 
   /** A classifier with a random uid. */
   public CnnClassifier() {
@@ -85,6 +88,8 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     this.syncMode = CnnParams.syncMode(this);
     this.threadsPerWorker = CnnParams.threadsPerWorker(this);
     this.numWorkers = CnnParams.numWorkers(this);
+    this.checkpointDir = CnnParams.checkpointDir(this);
+    this.checkpointInterval = CnnParams.checkpointInterval(this);
     setDefault(featuresCol, "features");
     setDefault(labelCol, "label");
     setDefault(predictionCol, "prediction");
@@ -100,6 +105,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     setDefault(syncMode, "barrier");
     setDefault(numWorkers, 0);
     setDefault(threadsPerWorker, 1);
+    setDefault(checkpointInterval, 1000);
   }
 
   @Override
@@ -180,6 +186,26 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   /** The {@code numWorkers} param; see {@link #explainParams()} for its doc and default. */
   public IntParam numWorkers() {
     return numWorkers;
+  }
+
+  /** The {@code checkpointDir} param; see {@link #explainParams()} for its doc (no default: no checkpoints). */
+  public Param<String> checkpointDir() {
+    return checkpointDir;
+  }
+
+  /** The {@code checkpointInterval} param; see {@link #explainParams()} for its doc and default. */
+  public IntParam checkpointInterval() {
+    return checkpointInterval;
+  }
+
+  /** Sets {@code checkpointDir}; see {@link #checkpointDir()}. */
+  public CnnClassifier setCheckpointDir(String v) {
+    return (CnnClassifier) set(checkpointDir, v);
+  }
+
+  /** Sets {@code checkpointInterval}; a value the param rejects fails here, naming it. */
+  public CnnClassifier setCheckpointInterval(int v) {
+    return (CnnClassifier) set(checkpointInterval, v);
   }
 
   /** Sets {@code numWorkers}; a value the param rejects fails here, naming it. */
@@ -302,10 +328,12 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
       // A shuffle, not a coalesce: a barrier stage may not contain partition-merging RDDs.
       rows = rows.repartition(workers);
     }
+    Checkpoints checkpoints = checkpoints(dataset.sparkSession().sparkContext().hadoopConfiguration(), spec);
     BarrierTraining.Settings settings = new BarrierTraining.Settings(spec.specString(), reader, $(labelCol), $(optimizer),
         (float) doubleParam(learningRate), intParam(batchSize), intParam(maxIter), (float) doubleParam(keepProb),
         (Long) getOrDefault(seed), isSet(threadsPerWorker) ? intParam(threadsPerWorker)
-            : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")));
+            : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
+        checkpoints, intParam(checkpointInterval));
     TrainResult r;
     if ($(syncMode).equals("barrier")) {
       try {
@@ -323,12 +351,38 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     }
     double seconds = (System.nanoTime() - t0) / 1e9;
     CnnClassificationModel m = new CnnClassificationModel(uid, spec.specString(), r.weights());
-    m.setSummary(new CnnTrainingSummary(r.loss(), r.accuracy(), seconds, (long) r.loss().length * intParam(batchSize),
-        workers, $(syncMode)));
-    LOG.info(String.format("trained %s: %d steps of %d on %d workers (%s) in %.1f s, %.0f images/s, final loss %.4f",
-        spec.name(), r.loss().length, intParam(batchSize), workers, $(syncMode), seconds,
+    m.setSummary(new CnnTrainingSummary(r.loss(), r.accuracy(), seconds,
+        (long) (r.loss().length - r.resumedFromStep()) * intParam(batchSize), workers, $(syncMode), r.resumedFromStep()));
+    LOG.info(String.format("trained %s: %d steps of %d (from step %d) on %d workers (%s) in %.1f s, %.0f images/s,"
+        + " final loss %.4f", spec.name(), r.loss().length, intParam(batchSize), r.resumedFromStep(), workers, $(syncMode), seconds,
         m.summary().imagesPerSecond(), r.loss().length == 0 ? Double.NaN : r.loss()[r.loss().length - 1]));
     return copyValues(m.setParent(this), ParamMap.empty());
+  }
+
+  /**
+   * The checkpoints of this fit, or null when {@code checkpointDir} is not set or the interval is
+   * -1. A checkpoint already there must be of this model and optimizer and not beyond
+   * {@code maxIter}: checked here, on the driver, before any task starts.
+   */
+  private Checkpoints checkpoints(org.apache.hadoop.conf.Configuration conf, ModelSpec spec) {
+    if (!isDefined(checkpointDir) || intParam(checkpointInterval) == -1) {
+      return null;
+    }
+    Checkpoints c = new Checkpoints($(checkpointDir), conf);
+    try {
+      int latest = c.latest();
+      if (latest > intParam(maxIter)) {
+        throw new IllegalArgumentException("checkpointDir " + $(checkpointDir) + " holds a checkpoint of step " + latest
+            + ", beyond maxIter=" + intParam(maxIter) + "; raise maxIter or use another checkpointDir");
+      }
+      if (latest > 0) {
+        c.load(latest, spec, $(optimizer));
+        LOG.info("checkpointDir {} holds a checkpoint of step {}: training resumes from it", $(checkpointDir), latest);
+      }
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException("checkpointDir " + $(checkpointDir) + ": " + e.getMessage(), e);
+    }
+    return c;
   }
 
   /** {@code syncMode=driver}: one Spark job per step, weights broadcast and gradients tree-aggregated. */
@@ -353,13 +407,24 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
       int[] shares = shares(sizes, total, s.batchSize());
       int threads = s.threads();
       float keep = s.keepProb();
-      Network init = new Network(spec);
-      init.initialize(s.seed());
-      float[] params = init.params();
-      Optimizer opt = Optimizer.create(s.optimizer(), s.learningRate(), params.length);
       double[] loss = new double[s.steps()];
       double[] accuracy = new double[s.steps()];
-      for (int step = 1; step <= s.steps(); step++) {
+      int start = s.checkpoints() == null ? 0 : s.checkpoints().latest();
+      float[] params;
+      Optimizer opt;
+      if (start > 0) {
+        Checkpoints.Checkpoint c = s.checkpoints().load(start, spec, s.optimizer());
+        params = c.state().params();
+        opt = Optimizer.restore(c.state().optimizer(), params.length);
+        System.arraycopy(c.loss(), 0, loss, 0, start);
+        System.arraycopy(c.accuracy(), 0, accuracy, 0, start);
+      } else {
+        Network init = new Network(spec);
+        init.initialize(s.seed());
+        params = init.params();
+        opt = Optimizer.create(s.optimizer(), s.learningRate(), params.length);
+      }
+      for (int step = start + 1; step <= s.steps(); step++) {
         Broadcast<float[]> w = jsc.broadcast(params);
         long stepSeed = Trainer.stepSeed(s.seed(), step);
         GradientSum g = blocks.mapPartitionsWithIndex((index, it) -> {
@@ -385,8 +450,13 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
         opt.step(params, g.grads);
         loss[step - 1] = g.lossSum / g.count;
         accuracy[step - 1] = (double) g.correct / g.count;
+        if (s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps())) {
+          s.checkpoints().save(step, new ModelState(spec, params.clone(), opt.state()), loss, accuracy);
+        }
       }
-      return new TrainResult(params.clone(), loss, accuracy);
+      return new TrainResult(params.clone(), loss, accuracy, start);
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e.getMessage(), e);
     } finally {
       blocks.unpersist(false);
     }

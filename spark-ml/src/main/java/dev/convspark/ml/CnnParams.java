@@ -114,4 +114,16 @@ final class CnnParams {
   static IntParam threadsPerWorker(Params owner) {
     return new IntParam(owner, "threadsPerWorker", "CPU threads the engine uses in each task (>= 1); when not set, training uses spark.task.cpus", ParamValidators.gtEq(1));
   }
+
+  static Param<String> checkpointDir(Params owner) {
+    return new Param<>(owner, "checkpointDir", "directory (any Hadoop file system path) for training checkpoints;"
+        + " a fit whose checkpointDir holds a checkpoint of the same model resumes from it, and a retried"
+        + " training stage resumes from the newest one. Not set: no checkpoints");
+  }
+
+  static IntParam checkpointInterval(Params owner) {
+    return new IntParam(owner, "checkpointInterval", "set checkpoint interval (>= 1) in steps or disable checkpoint (-1);"
+        + " the last step is always checkpointed when checkpointDir is set and this is not -1",
+        (scala.Function1<Object, Object> & java.io.Serializable) v -> (Integer) v == -1 || (Integer) v >= 1);
+  }
 }

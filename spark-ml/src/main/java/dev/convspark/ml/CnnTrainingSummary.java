@@ -15,9 +15,11 @@ public final class CnnTrainingSummary implements Serializable {
   private final long imagesSeen;
   private final int numWorkers;
   private final String syncMode;
+  private final int resumedFromStep;
 
   CnnTrainingSummary(double[] objectiveHistory, double[] accuracyHistory, double wallSeconds, long imagesSeen,
-                     int numWorkers, String syncMode) {
+                     int numWorkers, String syncMode, int resumedFromStep) {
+    this.resumedFromStep = resumedFromStep;
     this.objectiveHistory = objectiveHistory;
     this.accuracyHistory = accuracyHistory;
     this.wallSeconds = wallSeconds;
@@ -26,12 +28,20 @@ public final class CnnTrainingSummary implements Serializable {
     this.syncMode = syncMode;
   }
 
+  /**
+   * The checkpoint step this fit resumed from, or 0 when it started from scratch; the histories
+   * still cover every step, the ones before it read from the checkpoint.
+   */
+  public int resumedFromStep() {
+    return resumedFromStep;
+  }
+
   /** Wall-clock seconds of the whole fit, packing the data included. */
   public double wallSeconds() {
     return wallSeconds;
   }
 
-  /** Training images per second over the whole fit. */
+  /** Training images per second over the whole fit (the steps it ran itself). */
   public double imagesPerSecond() {
     return imagesSeen / wallSeconds;
   }

@@ -171,7 +171,7 @@ final class StarAllreduce implements AutoCloseable {
         try {
           readInto(in[r], tmp, st);
         } catch (IOException e) {
-          throw new IOException("gradient exchange: worker " + r + " failed or stopped answering: " + e.getMessage(), e);
+          throw new IOException("gradient exchange: worker " + r + " failed or stopped answering: " + why(e), e);
         }
         for (int i = 0; i < data.length; i++) {
           data[i] += tmp[i];
@@ -188,7 +188,7 @@ final class StarAllreduce implements AutoCloseable {
       try {
         readInto(in[0], data, stats);
       } catch (IOException e) {
-        throw new IOException("gradient exchange: worker 0 failed or stopped answering: " + e.getMessage(), e);
+        throw new IOException("gradient exchange: worker 0 failed or stopped answering: " + why(e), e);
       }
     }
   }
@@ -246,5 +246,10 @@ final class StarAllreduce implements AutoCloseable {
   @Override
   public String toString() {
     return "StarAllreduce(rank " + rank + " of " + size + ", " + Arrays.toString(peers) + ")";
+  }
+
+  private static String why(IOException e) {
+    return e instanceof java.io.EOFException ? "it closed its connection mid-step"
+        : e instanceof java.net.SocketTimeoutException ? "no data within " + "the timeout" : String.valueOf(e.getMessage());
   }
 }

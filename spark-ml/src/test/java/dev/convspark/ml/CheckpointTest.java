@@ -1,0 +1,140 @@
+package dev.convspark.ml;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.convspark.datasets.mnist.MnistArrays;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.stream.Stream;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Checkpoints and recovery on a real local SparkSession that retries failed tasks
+ * ({@code local[2,4]}): a worker that fails mid-run, a second fit after a crash, a checkpoint of
+ * another model, a corrupt checkpoint file.
+ */
+class CheckpointTest {
+
+  private static final String SPEC = "in28x28x1-conv5x5x4-relu-pool2-dense10";
+  private static SparkSession spark;
+  private static Dataset<Row> data;
+
+  @TempDir
+  Path tmp;
+
+  @BeforeAll
+  static void start() {
+    spark = SparkSession.builder().master("local[2,4]").appName("convspark-checkpoints")
+        .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1").getOrCreate();
+    Path mnist = MnistArrays.defaultDir().toAbsolutePath();
+    data = spark.read().format("idx").option("imageFormat", "vector").option("recordsPerPartition", 1000)
+        .load(mnist.resolve("t10k-images-idx3-ubyte").toString()).limit(2000).repartition(2).cache();
+    data.count();
+  }
+
+  @AfterAll
+  static void stop() {
+    spark.stop();
+  }
+
+  private static CnnClassifier classifier(int steps) {
+    return new CnnClassifier().setModel(SPEC).setLearningRate(1e-3).setBatchSize(20).setMaxIter(steps)
+        .setNumWorkers(2).setSeed(11);
+  }
+
+  private static void assertSameWeights(float[] expected, float[] got) {
+    assertEquals(expected.length, got.length);
+    double maxDiff = 0;
+    for (int i = 0; i < got.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(got[i] - expected[i]));
+    }
+    assertEquals(0.0, maxDiff, "largest weight difference from the uninterrupted run");
+  }
+
+  private static List<String> files(Path dir) throws IOException {
+    try (Stream<Path> s = Files.list(dir)) {
+      return s.map(p -> p.getFileName().toString()).filter(n -> !n.startsWith(".")).sorted().toList();
+    }
+  }
+
+  @Test
+  void aWorkerThatFailsMidRunIsRetriedFromTheLastCheckpointAndEndsWithTheSameWeights() throws IOException {
+    float[] uninterrupted = classifier(12).fit(data).weights();
+    Path dir = tmp.resolve("ckpt");
+    spark.sparkContext().setLocalProperty(BarrierTraining.FAIL_AT_STEP, "1:8");
+    CnnClassificationModel m;
+    try {
+      m = classifier(12).setCheckpointDir(dir.toString()).setCheckpointInterval(5).fit(data);
+    } finally {
+      spark.sparkContext().setLocalProperty(BarrierTraining.FAIL_AT_STEP, null);
+    }
+    assertEquals(5, m.summary().resumedFromStep(), "the retried stage resumed from the step-5 checkpoint");
+    assertEquals(12, m.summary().totalIterations());
+    assertSameWeights(uninterrupted, m.weights());
+    // The two newest checkpoints are kept: step 10 and the final step 12.
+    assertEquals(List.of("step-10.cspk", "step-10.history", "step-12.cspk", "step-12.history"), files(dir));
+  }
+
+  @Test
+  void aSecondFitResumesFromTheCheckpointOfTheFirstInBothSyncModes() {
+    for (String mode : List.of("barrier", "driver")) {
+      float[] uninterrupted = classifier(9).setSyncMode(mode).fit(data).weights();
+      String dir = tmp.resolve("resume-" + mode).toString();
+      CnnClassificationModel first = classifier(4).setSyncMode(mode).setCheckpointDir(dir).fit(data);
+      assertEquals(0, first.summary().resumedFromStep());
+      CnnClassificationModel second = classifier(9).setSyncMode(mode).setCheckpointDir(dir).fit(data);
+      assertEquals(4, second.summary().resumedFromStep(), mode + ": the step count shows the resume");
+      assertEquals(first.summary().objectiveHistory()[3], second.summary().objectiveHistory()[3],
+          "the history before the resume comes from the checkpoint");
+      assertSameWeights(uninterrupted, second.weights());
+    }
+  }
+
+  @Test
+  void aCheckpointOfAnotherModelOrBeyondMaxIterIsRefused() {
+    String dir = tmp.resolve("other").toString();
+    classifier(3).setCheckpointDir(dir).fit(data);
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> classifier(6).setModel("softmax-regression").setCheckpointDir(dir).fit(data));
+    assertTrue(e.getMessage().contains("checkpointDir " + dir) && e.getMessage().contains("softmax-regression")
+        && e.getMessage().contains("conv5x5x4"), e.getMessage());
+    IllegalArgumentException sgd = assertThrows(IllegalArgumentException.class,
+        () -> classifier(6).setOptimizer("sgd").setCheckpointDir(dir).fit(data));
+    assertTrue(sgd.getMessage().contains("'adam'") && sgd.getMessage().contains("'sgd'"), sgd.getMessage());
+    IllegalArgumentException beyond = assertThrows(IllegalArgumentException.class,
+        () -> classifier(2).setCheckpointDir(dir).fit(data));
+    assertTrue(beyond.getMessage().contains("step 3, beyond maxIter=2"), beyond.getMessage());
+  }
+
+  @Test
+  void aCorruptCheckpointFileIsNamedAndNotUsed() throws IOException {
+    Path dir = tmp.resolve("corrupt");
+    classifier(2).setCheckpointDir(dir.toString()).fit(data);
+    Path model = dir.resolve("step-2.cspk");
+    byte[] b = Files.readAllBytes(model);
+    b[b.length / 2] ^= 0x40;
+    Files.write(model, b);
+    Files.deleteIfExists(dir.resolve(".step-2.cspk.crc"));
+    RuntimeException e = assertThrows(RuntimeException.class, () -> classifier(4).setCheckpointDir(dir.toString()).fit(data));
+    assertTrue(e.getMessage().contains("step-2.cspk") && e.getMessage().contains("checksum"), e.getMessage());
+  }
+
+  @Test
+  void checkpointParamsAreValidatedWhenSet() {
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> new CnnClassifier().setCheckpointInterval(0));
+    assertTrue(e.getMessage().contains("checkpointInterval"), e.getMessage());
+    CnnClassifier c = new CnnClassifier().setCheckpointInterval(-1);
+    assertEquals(-1, (Integer) c.getOrDefault(c.checkpointInterval()), "-1 disables checkpoints, as in MLlib");
+  }
+}
