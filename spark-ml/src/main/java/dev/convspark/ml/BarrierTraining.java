@@ -40,6 +40,9 @@ final class BarrierTraining {
   /** How long a worker waits for the others (connection or one step's exchange). */
   static final int TIMEOUT_MS = 300_000;
 
+  /** The port rank 0 listened on last in this JVM: lets tests play a stranger connecting to it. */
+  static volatile int lastHubPort;
+
   private BarrierTraining() {
   }
 
@@ -51,7 +54,8 @@ final class BarrierTraining {
 
   /**
    * Test hook: the local property {@value} set to {@code rank:step} makes that worker throw
-   * at that step in the first attempt of the barrier stage (Spark then retries the stage).
+   * at that step in the first attempt of the barrier stage (Spark then retries the stage);
+   * {@code rank:step:halt} kills the worker's whole JVM instead (for executors in their own process).
    */
   static final String FAIL_AT_STEP = "convspark.test.failAtStep";
 
@@ -64,7 +68,11 @@ final class BarrierTraining {
     if (results.length != 1) {
       throw new IllegalStateException("barrier training returned " + results.length + " results (expected 1 from worker 0)");
     }
-    return (TrainResult) results[0];
+    TrainResult r = (TrainResult) results[0];
+    if (r.failure() != null) {
+      throw r.failure();
+    }
+    return r;
   }
 
   private static final class Worker extends AbstractFunction1<Iterator<Row>, Iterator<TrainResult>>
@@ -79,7 +87,13 @@ final class BarrierTraining {
     @Override
     public Iterator<TrainResult> apply(Iterator<Row> rows) {
       try {
-        TrainResult r = train(CollectionConverters.asJava(rows));
+        TrainResult r;
+        try {
+          r = train(CollectionConverters.asJava(rows));
+        } catch (Deterministic e) {
+          // Every worker saw it (or heard of it through allGather): retrying the stage cannot help.
+          r = BarrierTaskContext.get().partitionId() == 0 ? TrainResult.failed(e.failure) : null;
+        }
         return CollectionConverters.asScala(r == null ? List.<TrainResult>of().iterator() : List.of(r).iterator());
       } catch (IOException e) {
         throw new UncheckedIOException(e.getMessage(), e);
@@ -91,16 +105,24 @@ final class BarrierTraining {
       int rank = ctx.partitionId();
       int size = ctx.getTaskInfos().length;
       ModelSpec spec = ModelSpec.parse(s.spec());
-      Block block = Block.pack(rows, s.reader(), s.labelCol(), spec.inputShape().size(), spec.numClasses());
+      Block block = null;
+      String mine;
+      try {
+        block = Block.pack(rows, s.reader(), s.labelCol(), spec.inputShape().size(), spec.numClasses());
+        mine = Integer.toString(block.count);
+      } catch (IllegalArgumentException e) {
+        // Told to every worker through allGather, so that all stop at once and Spark does not retry.
+        mine = "!" + e.getMessage();
+      }
       String address = ctx.getTaskInfos()[rank].address();
       String host = address.substring(0, address.lastIndexOf(':'));
       ServerSocket server = null;
-      String mine = Integer.toString(block.count);
-      if (rank == 0) {
+      if (rank == 0 && block != null) {
         // Rank 0 decides where every worker starts: the newest checkpoint when there is one
         // (a retried stage resumes from it), else step 0.
         int resume = s.checkpoints() == null ? 0 : s.checkpoints().latest();
         server = StarAllreduce.listen(host);
+        lastHubPort = server.getLocalPort();
         byte[] token = new byte[24];
         new SecureRandom().nextBytes(token);
         mine = block.count + " " + host + " " + server.getLocalPort() + " " + HexFormat.of().formatHex(token) + " " + resume;
@@ -116,11 +138,20 @@ final class BarrierTraining {
       }
       List<Integer> sizes = new ArrayList<>();
       for (String m : all) {
+        if (m.startsWith("!")) {
+          if (server != null) {
+            server.close();
+          }
+          throw new Deterministic(new IllegalArgumentException(m.substring(1)));
+        }
         sizes.add(Integer.parseInt(m.split(" ")[0]));
       }
       long total = sizes.stream().mapToLong(Integer::longValue).sum();
       if (total == 0) {
-        throw new IllegalArgumentException("cannot fit on an empty dataset");
+        if (server != null) {
+          server.close();
+        }
+        throw new Deterministic(new IllegalArgumentException("cannot fit on an empty dataset"));
       }
       int[] shares = CnnClassifier.shares(sizes, total, s.batchSize());
       String[] hub = all[0].split(" ");
@@ -167,6 +198,10 @@ final class BarrierTraining {
       long t0 = System.nanoTime();
       for (int step = start + 1; step <= s.steps(); step++) {
         if (failAt != null && failAt[0] == rank && failAt[1] == step) {
+          if (failAt[2] == 1) {
+            LOG.error("{}: halting this executor's JVM at step {} (worker {})", FAIL_AT_STEP, step, rank);
+            Runtime.getRuntime().halt(137);
+          }
           throw new IllegalStateException("injected failure of worker " + rank + " at step " + step
               + " (" + FAIL_AT_STEP + ", first attempt only)");
         }
@@ -183,8 +218,9 @@ final class BarrierTraining {
         stats[2] = g.count;
         exchange.allreduce(grads, stats);
         if (!Double.isFinite(stats[0])) {
-          throw new ArithmeticException("loss became " + stats[0] + " at step " + step
-              + "; the model diverged (try a lower learningRate, or check the features for huge values)");
+          // Every replica sees the same sum, so all stop here together.
+          throw new Deterministic(new ArithmeticException("loss became " + stats[0] + " at step " + step
+              + "; the model diverged (try a lower learningRate, or check the features for huge values)"));
         }
         float inv = (float) (1 / stats[2]);
         for (int i = 0; i < grads.length; i++) {
@@ -194,10 +230,19 @@ final class BarrierTraining {
         runner.applyGradients(opt);
         loss[step - 1] = stats[0] / stats[2];
         accuracy[step - 1] = stats[1] / stats[2];
-        if (rank == 0 && s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps())) {
+        if (s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps())) {
           float[] w = new float[runner.paramCount()];
           runner.copyParametersTo(w);
-          s.checkpoints().save(step, new ModelState(spec, w, opt.state()), loss, accuracy);
+          ModelState state = new ModelState(spec, w, opt.state());
+          try {
+            // Every replica holds the same weights, so every one checks them and all stop together.
+            Checkpoints.checkFinite(state, step);
+          } catch (ArithmeticException e) {
+            throw new Deterministic(e);
+          }
+          if (rank == 0) {
+            s.checkpoints().save(step, state, loss, accuracy);
+          }
         }
         if (rank == 0 && (step % PROGRESS_EVERY == 0 || step == s.steps())) {
           double sec = (System.nanoTime() - t0) / 1e9;
@@ -214,13 +259,24 @@ final class BarrierTraining {
       return new TrainResult(weights, loss, accuracy, start);
     }
 
+    /** A failure every worker meets at the same point, so retrying cannot help. */
+    private static final class Deterministic extends RuntimeException {
+      private static final long serialVersionUID = 1L;
+      private final RuntimeException failure;
+
+      Deterministic(RuntimeException failure) {
+        super(failure.getMessage(), failure);
+        this.failure = failure;
+      }
+    }
+
     private static int[] failAt(BarrierTaskContext ctx) {
       String v = ctx.getLocalProperty(FAIL_AT_STEP);
       if (v == null || ctx.stageAttemptNumber() > 0) {
         return null;
       }
       String[] p = v.split(":");
-      return new int[] {Integer.parseInt(p[0]), Integer.parseInt(p[1])};
+      return new int[] {Integer.parseInt(p[0]), Integer.parseInt(p[1]), p.length > 2 && p[2].equals("halt") ? 1 : 0};
     }
   }
 }

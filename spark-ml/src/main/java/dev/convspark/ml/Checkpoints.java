@@ -141,6 +141,17 @@ final class Checkpoints implements Serializable {
     return fs.open(p);
   }
 
+  /** Refuses a model with a weight that is NaN or infinite, naming the step and a likely cause. */
+  static void checkFinite(ModelState state, int step) {
+    for (float p : state.params()) {
+      if (!Float.isFinite(p)) {
+        throw new ArithmeticException("a weight became " + p + " at step " + step
+            + "; the model diverged and no checkpoint of it is written (try a lower learningRate, or check the"
+            + " features for huge values)");
+      }
+    }
+  }
+
   /**
    * Writes checkpoint {@code step} ({@code loss} and {@code accuracy} hold at least {@code step}
    * entries), then deletes all but the newest {@link #KEEP}.
@@ -148,12 +159,7 @@ final class Checkpoints implements Serializable {
    * @throws ArithmeticException when a weight is not finite: a diverged model is never saved
    */
   void save(int step, ModelState state, double[] loss, double[] accuracy) throws IOException {
-    for (float p : state.params()) {
-      if (!Float.isFinite(p)) {
-        throw new ArithmeticException("a weight became " + p + " by step " + step
-            + "; not writing a checkpoint of a diverged model (try a lower learningRate)");
-      }
-    }
+    checkFinite(state, step);
     FileSystem fs = fs();
     fs.mkdirs(new Path(dir));
     ByteArrayOutputStream b = new ByteArrayOutputStream();

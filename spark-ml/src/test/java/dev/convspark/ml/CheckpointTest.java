@@ -130,6 +130,33 @@ class CheckpointTest {
   }
 
   @Test
+  void aStrangerConnectingToTheGradientPortIsRefusedAndTrainingIsUnaffected() throws Exception {
+    float[] alone = classifier(40).fit(data).weights();
+    BarrierTraining.lastHubPort = 0;
+    java.util.concurrent.CompletableFuture<float[]> fit =
+        java.util.concurrent.CompletableFuture.supplyAsync(() -> classifier(40).fit(data).weights());
+    long deadline = System.nanoTime() + 60_000_000_000L;
+    while (BarrierTraining.lastHubPort == 0 && System.nanoTime() < deadline) {
+      Thread.sleep(5);
+    }
+    int port = BarrierTraining.lastHubPort;
+    assertTrue(port > 0, "the hub listened");
+    boolean refused;
+    try (java.net.Socket s = new java.net.Socket()) {
+      s.connect(new java.net.InetSocketAddress("127.0.0.1", port), 2000);
+      s.setSoTimeout(30_000);
+      // A handshake of the wrong run: the hub must close the connection without answering.
+      s.getOutputStream().write(new byte[64]);
+      s.getOutputStream().flush();
+      refused = s.getInputStream().read() == -1;
+    } catch (java.net.SocketException e) {
+      refused = true; // the hub had its workers and closed the port already
+    }
+    assertTrue(refused, "the stranger got no answer but a closed connection");
+    assertSameWeights(alone, fit.get(5, java.util.concurrent.TimeUnit.MINUTES));
+  }
+
+  @Test
   void checkpointParamsAreValidatedWhenSet() {
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
         () -> new CnnClassifier().setCheckpointInterval(0));

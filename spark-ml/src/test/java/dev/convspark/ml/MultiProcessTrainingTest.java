@@ -22,10 +22,18 @@ class MultiProcessTrainingTest {
 
   /** Trains softmax regression on 2 workers; the idx source gives exactly 2 partitions, no shuffle. */
   private static CnnClassificationModel train(SparkSession spark) {
+    return train(spark, null);
+  }
+
+  private static CnnClassificationModel train(SparkSession spark, String checkpointDir) {
     Dataset<Row> data = spark.read().format("idx").option("imageFormat", "vector").option("recordsPerPartition", 5000)
         .load(MNIST.resolve("t10k-images-idx3-ubyte").toString());
-    return new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setLearningRate(0.5)
-        .setBatchSize(100).setMaxIter(200).setNumWorkers(2).setSeed(4).fit(data);
+    CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setLearningRate(0.5)
+        .setBatchSize(100).setMaxIter(200).setNumWorkers(2).setSeed(4);
+    if (checkpointDir != null) {
+      clf.setCheckpointDir(checkpointDir).setCheckpointInterval(50);
+    }
+    return clf.fit(data);
   }
 
   private static SparkSession session(String master) {
@@ -69,6 +77,25 @@ class MultiProcessTrainingTest {
           .load(MNIST.resolve("t10k-images-idx3-ubyte").toString());
       double acc = new MulticlassClassificationEvaluator().setMetricName("accuracy").evaluate(m.transform(test));
       assertTrue(acc >= 0.85, "accuracy on the data it trained on " + acc);
+
+      // Kill the JVM of the executor running worker 1 at step 120 of the same training, with a
+      // checkpoint every 50 steps: Spark starts a new executor, retries the barrier stage, the
+      // workers resume from step 100 and end with the weights of the uninterrupted run.
+      Path dir = Files.createTempDirectory("convspark-killed-executor");
+      spark.sparkContext().setLocalProperty(BarrierTraining.FAIL_AT_STEP, "1:120:halt");
+      CnnClassificationModel resumed;
+      try {
+        resumed = train(spark, dir.toString());
+      } finally {
+        spark.sparkContext().setLocalProperty(BarrierTraining.FAIL_AT_STEP, null);
+      }
+      assertEquals(100, resumed.summary().resumedFromStep(), "resumed from the last checkpoint");
+      float[] w = resumed.weights();
+      maxDiff = 0;
+      for (int i = 0; i < w.length; i++) {
+        maxDiff = Math.max(maxDiff, Math.abs(w[i] - expected[i]));
+      }
+      assertTrue(maxDiff < 1e-6, "resumed and uninterrupted weights differ by " + maxDiff);
     } finally {
       spark.stop();
     }

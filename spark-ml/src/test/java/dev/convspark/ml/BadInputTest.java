@@ -1,0 +1,142 @@
+package dev.convspark.ml;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import org.apache.spark.ml.linalg.SQLDataTypes;
+import org.apache.spark.ml.linalg.Vectors;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Bad input end to end, in fit and in transform: each fails with a message naming what was wrong. */
+class BadInputTest {
+
+  private static final String SPEC = "in4x4x1-dense3";
+  private static final StructType SCHEMA = new StructType()
+      .add("features", SQLDataTypes.VectorType(), true).add("label", DataTypes.DoubleType, true);
+  private static SparkSession spark;
+
+  @TempDir
+  Path tmp;
+
+  @BeforeAll
+  static void start() {
+    spark = SparkSession.builder().master("local[2]").appName("convspark-bad-input")
+        .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1").getOrCreate();
+  }
+
+  @AfterAll
+  static void stop() {
+    spark.stop();
+  }
+
+  /** {@code n} separable rows of 16 features and 3 classes, with {@code bad} replacing row 7. */
+  private static Dataset<Row> rows(int n, Row bad) {
+    return rows(n, bad, 1);
+  }
+
+  private static Dataset<Row> rows(int n, Row bad, double scale) {
+    Random r = new Random(5);
+    List<Row> rows = new ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      double[] x = new double[16];
+      int label = i % 3;
+      for (int j = 0; j < 16; j++) {
+        x[j] = (r.nextGaussian() * 0.1 + (j % 3 == label ? 1 : 0)) * scale;
+      }
+      rows.add(i == 7 && bad != null ? bad : RowFactory.create(Vectors.dense(x), (double) label));
+    }
+    return spark.createDataFrame(rows, SCHEMA).repartition(2);
+  }
+
+  private static String fitError(Dataset<Row> data) {
+    return messages(assertThrows(Exception.class, () -> classifier().fit(data)));
+  }
+
+  private static CnnClassifier classifier() {
+    return new CnnClassifier().setModel(SPEC).setOptimizer("sgd").setLearningRate(0.1).setBatchSize(10).setMaxIter(5)
+        .setKeepProb(1.0).setNumWorkers(2);
+  }
+
+  private static String messages(Throwable e) {
+    StringBuilder b = new StringBuilder();
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      b.append(t.getMessage()).append(" | ");
+    }
+    return b.toString();
+  }
+
+  @Test
+  void nonFiniteNullAndWrongSizeFeaturesFailFitAndTransformNamingTheColumn() {
+    double[] nan = new double[16];
+    nan[5] = Double.NaN;
+    double[] inf = new double[16];
+    inf[2] = Double.POSITIVE_INFINITY;
+    String m = fitError(rows(40, RowFactory.create(Vectors.dense(nan), 1.0)));
+    assertTrue(m.contains("features column 'features' holds a non-finite value (NaN) at position 5"), m);
+    m = fitError(rows(40, RowFactory.create(Vectors.dense(inf), 1.0)));
+    assertTrue(m.contains("non-finite value (Infinity) at position 2"), m);
+    m = fitError(rows(40, RowFactory.create(null, 1.0)));
+    assertTrue(m.contains("features column 'features' holds a null"), m);
+    m = fitError(rows(40, RowFactory.create(Vectors.dense(new double[15]), 1.0)));
+    assertTrue(m.contains("holds 15 values per row but the model's input needs 16"), m);
+    m = fitError(rows(40, RowFactory.create(Vectors.dense(new double[16]), null)));
+    assertTrue(m.contains("label column 'label' holds a null"), m);
+    m = fitError(rows(40, RowFactory.create(Vectors.dense(new double[16]), -1.0)));
+    assertTrue(m.contains("label column 'label' holds -1.0"), m);
+
+    CnnClassificationModel model = classifier().fit(rows(40, null));
+    m = messages(assertThrows(Exception.class,
+        () -> model.transform(rows(40, RowFactory.create(Vectors.dense(nan), 1.0))).collect()));
+    assertTrue(m.contains("non-finite value (NaN)"), "scoring refuses NaN too: " + m);
+  }
+
+  @Test
+  void aPartitionSmallerThanItsShareOfTheBatchTrains() {
+    // 3 rows in one partition and 57 in the other, batch 50: the small one gives all it has.
+    List<Row> all = rows(60, null).collectAsList();
+    org.apache.spark.api.java.JavaSparkContext jsc = new org.apache.spark.api.java.JavaSparkContext(spark.sparkContext());
+    Dataset<Row> data = spark.createDataFrame(jsc.parallelize(all.subList(0, 3), 1)
+        .union(jsc.parallelize(all.subList(3, 60), 1)), SCHEMA);
+    assertEquals(List.of(3, 57), data.javaRDD().glom().map(List::size).collect());
+    CnnClassificationModel m = classifier().setBatchSize(50).setMaxIter(20).fit(data);
+    assertEquals(20, m.summary().totalIterations());
+  }
+
+  @Test
+  void aNanLossStopsTrainingWithTheStepAndAHintAndSavesNoCheckpoint() throws Exception {
+    Dataset<Row> data = rows(40, null, 1e19);
+    Path dir = tmp.resolve("ckpt");
+    for (String mode : List.of("barrier", "driver")) {
+      String m = messages(assertThrows(Exception.class, () -> classifier().setLearningRate(1e30).setMaxIter(50)
+          .setSyncMode(mode).setCheckpointDir(dir.toString()).setCheckpointInterval(1).fit(data)));
+      assertTrue(m.contains("at step") && m.contains("lower learningRate"), mode + ": " + m);
+    }
+    if (Files.exists(dir)) {
+      try (var files = Files.list(dir)) {
+        for (Path p : files.toList()) {
+          if (p.getFileName().toString().endsWith(".cspk")) {
+            for (float v : dev.convspark.tensor.io.ModelFile.read(p).params()) {
+              assertFalse(Float.isNaN(v) || Float.isInfinite(v), p + " holds a non-finite weight");
+            }
+          }
+        }
+      }
+    }
+  }
+}
