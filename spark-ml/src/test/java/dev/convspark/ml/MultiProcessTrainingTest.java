@@ -78,6 +78,21 @@ class MultiProcessTrainingTest {
       double acc = new MulticlassClassificationEvaluator().setMetricName("accuracy").evaluate(m.transform(test));
       assertTrue(acc >= 0.85, "accuracy on the data it trained on " + acc);
 
+      // Load: one million rows (the test set 100 times) scored by executors of 1 GB each,
+      // streamed through a sink that keeps nothing.
+      Dataset<Row> million = spark.range(100).withColumnRenamed("id", "copy").crossJoin(test);
+      org.apache.spark.util.LongAccumulator scored = spark.sparkContext().longAccumulator("scored");
+      m.transform(million).select("prediction").foreachPartition(
+          (org.apache.spark.api.java.function.ForeachPartitionFunction<Row>) it -> {
+            long n = 0;
+            while (it.hasNext()) {
+              it.next();
+              n++;
+            }
+            scored.add(n);
+          });
+      assertEquals(1_000_000L, scored.value(), "rows scored with 1 GB executors");
+
       // Kill the JVM of the executor running worker 1 at step 120 of the same training, with a
       // checkpoint every 50 steps: Spark starts a new executor, retries the barrier stage, the
       // workers resume from step 100 and end with the weights of the uninterrupted run.
