@@ -40,6 +40,8 @@ public final class Launcher {
         case "fetch-mnist" -> FetchMnistCommand.run(rest);
         case "bench" -> bench(rest);
         case "quickstart" -> QuickstartCommand.run(rest);
+        case "train", "evaluate", "score" -> Jobs.run(args);
+        case "cluster" -> ClusterCommand.run(rest);
         default -> throw new UsageException("unknown subcommand '" + args[0] + "' (try 'convspark help')");
       };
     } catch (UsageException e) {

@@ -34,9 +34,6 @@ final class BarrierTraining {
 
   private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(BarrierTraining.class);
 
-  /** Steps between progress lines in the log. */
-  static final int PROGRESS_EVERY = 100;
-
   /** How long a worker waits for the others (connection or one step's exchange). */
   static final int TIMEOUT_MS = 300_000;
 
@@ -244,11 +241,8 @@ final class BarrierTraining {
             s.checkpoints().save(step, state, loss, accuracy);
           }
         }
-        if (rank == 0 && (step % PROGRESS_EVERY == 0 || step == s.steps())) {
-          double sec = (System.nanoTime() - t0) / 1e9;
-          double ips = (step - start) * stats[2] / sec;
-          LOG.info(String.format("step %d/%d  loss %.4f  accuracy %.4f  %.0f images/s  ETA %.0f s", step, s.steps(),
-              loss[step - 1], accuracy[step - 1], ips, (s.steps() - step) * stats[2] / ips));
+        if (rank == 0) {
+          TrainingProgress.report(step, s.steps(), start, loss[step - 1], accuracy[step - 1], stats[2], t0);
         }
       }
       if (rank != 0) {

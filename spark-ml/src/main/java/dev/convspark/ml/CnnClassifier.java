@@ -424,6 +424,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
         params = init.params();
         opt = Optimizer.create(s.optimizer(), s.learningRate(), params.length);
       }
+      long t0 = System.nanoTime();
       for (int step = start + 1; step <= s.steps(); step++) {
         Broadcast<float[]> w = jsc.broadcast(params);
         long stepSeed = Trainer.stepSeed(s.seed(), step);
@@ -450,6 +451,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
         opt.step(params, g.grads);
         loss[step - 1] = g.lossSum / g.count;
         accuracy[step - 1] = (double) g.correct / g.count;
+        TrainingProgress.report(step, s.steps(), start, loss[step - 1], accuracy[step - 1], g.count, t0);
         if (s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps())) {
           s.checkpoints().save(step, new ModelState(spec, params.clone(), opt.state()), loss, accuracy);
         }

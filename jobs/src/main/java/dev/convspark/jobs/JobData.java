@@ -1,0 +1,143 @@
+package dev.convspark.jobs;
+
+import dev.convspark.tensor.Shape;
+import java.io.IOException;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.ml.linalg.SQLDataTypes;
+import org.apache.spark.ml.linalg.Vectors;
+import org.apache.spark.sql.Column;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.api.java.UDF1;
+import org.apache.spark.sql.expressions.UserDefinedFunction;
+import org.apache.spark.sql.functions;
+
+/**
+ * Reads the jobs' inputs: IDX files (the {@code idx} source, features as a vector), a Parquet
+ * table, or a directory of PNG/JPEG images (Spark's {@code image} source). Images are turned
+ * into the model's grayscale input: 1-channel images are used as they are, 3- and 4-channel
+ * (BGR, BGRA) ones are converted to luma (0.299 R + 0.587 G + 0.114 B); an image of another size
+ * than the model's input is refused, naming the file. Labels of an image directory come from the
+ * name of each image's parent directory ({@code DIR/7/any.png} has label 7) when it is a number.
+ */
+final class JobData {
+
+  /** The column holding the model's input after {@link #load}. */
+  static final String FEATURES = "features";
+
+  private JobData() {
+  }
+
+  /** The format of {@code path}: {@code idx}, {@code parquet} or {@code image}, or a usage error. */
+  static String detect(SparkSession spark, String path) throws IOException {
+    Path p = new Path(path);
+    FileSystem fs = p.getFileSystem(spark.sparkContext().hadoopConfiguration());
+    if (!fs.exists(p)) {
+      throw new UsageException("input " + path + " does not exist");
+    }
+    List<String> names = fs.getFileStatus(p).isDirectory()
+        ? Arrays.stream(fs.listStatus(p)).map(FileStatus::getPath).map(Path::getName).toList() : List.of(p.getName());
+    if (names.stream().anyMatch(n -> n.endsWith(".parquet"))) {
+      return "parquet";
+    }
+    if (names.stream().anyMatch(n -> n.matches(".*-idx\\d-ubyte(\\.gz)?"))) {
+      return "idx";
+    }
+    if (fs.getFileStatus(p).isDirectory()) {
+      return "image";
+    }
+    throw new UsageException("cannot tell the format of " + path + " (not a Parquet table, an IDX file or a directory"
+        + " of images): give --format idx, parquet or image");
+  }
+
+  /**
+   * Loads {@code path} with its features in column {@link #FEATURES} (a vector or an image
+   * struct) and, where the data has them, labels in {@code label}.
+   *
+   * @param featuresCol the features column of a Parquet table
+   * @param input       the model's input shape (images must match it; a flat input of a square
+   *                    size, such as softmax regression's 784, reads square images)
+   */
+  static Dataset<Row> load(SparkSession spark, String path, String format, String featuresCol, Shape input)
+      throws IOException {
+    int side = (int) Math.round(Math.sqrt(input.size()));
+    int h = input.isImage() ? input.height() : side;
+    int w = input.isImage() ? input.width() : side;
+    int c = input.isImage() ? input.channels() : side * side == input.size() ? 1 : 0;
+    String f = format.equals("auto") ? detect(spark, path) : format;
+    return switch (f) {
+      case "idx" -> spark.read().format("idx").option("imageFormat", "vector").load(path);
+      case "parquet" -> {
+        Dataset<Row> d = spark.read().parquet(path);
+        List<String> cols = Arrays.asList(d.columns());
+        if (!cols.contains(featuresCol)) {
+          throw new UsageException("Parquet table " + path + " has no column '" + featuresCol + "' (columns: "
+              + String.join(", ", cols) + "); name the features column with --features-col");
+        }
+        yield featuresCol.equals(FEATURES) ? d : d.withColumnRenamed(featuresCol, FEATURES);
+      }
+      case "image" -> images(spark, path, h, w, c);
+      default -> throw new UsageException("--format must be auto, idx, parquet or image but was '" + format + "'");
+    };
+  }
+
+  private static Dataset<Row> images(SparkSession spark, String path, int h, int w, int c) {
+    if (c != 1) {
+      throw new UsageException("image directories are read as grayscale square images, but the model's input is not"
+          + " one channel of h x w pixels");
+    }
+    Dataset<Row> d = spark.read().format("image").option("dropInvalid", true).option("recursiveFileLookup", true)
+        .load(path);
+    UserDefinedFunction toInput = functions.udf((UDF1<Row, org.apache.spark.ml.linalg.Vector>) img ->
+        Vectors.dense(gray(img, h, w)), SQLDataTypes.VectorType());
+    Column origin = functions.col("image.origin");
+    Column digits = functions.regexp_extract(origin, "/(\\d+)/[^/]+$", 1);
+    return d.select(origin.as("origin"),
+            functions.when(digits.notEqual(""), digits.cast("double")).as("label"),
+            toInput.apply(functions.col("image")).as(FEATURES));
+  }
+
+  /** One image struct as {@code h * w} grayscale values in [0, 1]. */
+  static double[] gray(Row img, int h, int w) {
+    String origin = img.getAs("origin");
+    int ih = img.<Integer>getAs("height");
+    int iw = img.<Integer>getAs("width");
+    int ch = img.<Integer>getAs("nChannels");
+    if (ih != h || iw != w) {
+      throw new IllegalArgumentException("image " + origin + " is " + iw + "x" + ih + " pixels, but the model reads "
+          + w + "x" + h + "; resize the images first");
+    }
+    if (ch != 1 && ch != 3 && ch != 4) {
+      throw new IllegalArgumentException("image " + origin + " has " + ch + " channels; expected 1 (gray), 3 or 4 (color)");
+    }
+    byte[] data = img.getAs("data");
+    double[] out = new double[h * w];
+    for (int i = 0; i < out.length; i++) {
+      if (ch == 1) {
+        out[i] = (data[i] & 0xff) / 255.0;
+      } else {
+        // Spark's image source stores BGR(A).
+        int b = data[i * ch] & 0xff;
+        int g = data[i * ch + 1] & 0xff;
+        int r = data[i * ch + 2] & 0xff;
+        out[i] = (0.299 * r + 0.587 * g + 0.114 * b) / 255.0;
+      }
+    }
+    return out;
+  }
+
+  /** The format name as given, checked. */
+  static String format(String s) {
+    String f = s.toLowerCase(Locale.ROOT);
+    if (!List.of("auto", "idx", "parquet", "image").contains(f)) {
+      throw new UsageException("--format must be auto, idx, parquet or image but was '" + s + "'");
+    }
+    return f;
+  }
+}

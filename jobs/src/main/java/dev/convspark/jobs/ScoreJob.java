@@ -1,0 +1,93 @@
+package dev.convspark.jobs;
+
+import dev.convspark.ml.CnnClassificationModel;
+import dev.convspark.tensor.Shape;
+import dev.convspark.tensor.spec.ModelSpec;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import org.apache.spark.sql.Column;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.functions;
+
+/**
+ * {@code score}: batch-scores an image table with a saved model and writes Parquet or CSV with
+ * the input's own columns (ids, origins, labels; not the features) plus {@code prediction} and
+ * {@code probability}. Spark streams it partition by partition, scoring in batches, so memory
+ * does not grow with the table.
+ */
+final class ScoreJob {
+
+  private ScoreJob() {
+  }
+
+  static String usage() {
+    return "usage: score --model DIR --data PATH --output PATH [--format auto|idx|parquet|image]\n"
+        + "             [--output-format parquet|csv] [--features-col features] [--overwrite]\n"
+        + "  Writes the input's columns (without the features) plus prediction (the 0-based class, a\n"
+        + "  double) and probability (a vector in Parquet; in CSV the probabilities joined by ';').\n"
+        + "  Image directories: 1-channel images are used as they are, 3- and 4-channel ones converted\n"
+        + "  to grayscale; images of another size than the model's input are refused, naming the file.\n";
+  }
+
+  static int run(String[] args) throws IOException {
+    String modelPath = null;
+    String data = null;
+    String output = null;
+    String format = "auto";
+    String outFormat = "parquet";
+    String featuresCol = "features";
+    boolean overwrite = false;
+    for (int i = 0; i < args.length; i++) {
+      String a = args[i];
+      switch (a) {
+        case "--model" -> modelPath = Args.value(args, ++i, a);
+        case "--data" -> data = Args.value(args, ++i, a);
+        case "--output" -> output = Args.value(args, ++i, a);
+        case "--format" -> format = JobData.format(Args.value(args, ++i, a));
+        case "--output-format" -> {
+          outFormat = Args.value(args, ++i, a).toLowerCase(Locale.ROOT);
+          if (!outFormat.equals("parquet") && !outFormat.equals("csv")) {
+            throw new UsageException("--output-format must be parquet or csv but was '" + args[i] + "'");
+          }
+        }
+        case "--features-col" -> featuresCol = Args.value(args, ++i, a);
+        case "--overwrite" -> overwrite = true;
+        case "-h", "--help" -> {
+          System.out.print(usage());
+          return 0;
+        }
+        default -> throw new UsageException("unknown argument '" + a + "' (try --help)");
+      }
+    }
+    if (modelPath == null || data == null || output == null) {
+      throw new UsageException("--model, --data and --output are required (try --help)");
+    }
+    SparkSession spark = Jobs.session("convspark score");
+    CnnClassificationModel model = CnnClassificationModel.load(modelPath);
+    Shape in = ModelSpec.parse(model.getOrDefault(model.model())).inputShape();
+    Dataset<Row> d = JobData.load(spark, data, format, featuresCol, in);
+    Dataset<Row> scored = model.setFeaturesCol(JobData.FEATURES).transform(d);
+    List<Column> keep = new ArrayList<>();
+    for (String c : d.columns()) {
+      if (!c.equals(JobData.FEATURES)) {
+        keep.add(functions.col(c));
+      }
+    }
+    keep.add(functions.col("prediction"));
+    Column probability = functions.col("probability");
+    if (outFormat.equals("csv")) {
+      probability = functions.concat_ws(";", org.apache.spark.ml.functions.vector_to_array(probability, "float64")
+          .cast("array<string>")).as("probability");
+    }
+    keep.add(probability);
+    scored.select(keep.toArray(new Column[0])).write().mode(overwrite ? "overwrite" : "errorifexists")
+        .option("header", "true").format(outFormat).save(output);
+    long rows = spark.read().format(outFormat).option("header", "true").load(output).count();
+    System.out.printf(Locale.ROOT, "scored %,d rows into %s (%s)%n", rows, output, outFormat);
+    return 0;
+  }
+}
