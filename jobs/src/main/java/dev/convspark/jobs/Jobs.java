@@ -61,6 +61,10 @@ public final class Jobs {
 
   /** The session of {@code spark-submit}, or a {@code local[*]} one when started without it. */
   static SparkSession session(String app) {
+    scala.Option<SparkSession> active = SparkSession.getActiveSession();
+    if (active.isDefined()) {
+      return active.get();
+    }
     SparkSession.Builder b = SparkSession.builder().appName(app);
     if (!new SparkConf().contains("spark.master")) {
       b = b.master("local[*]").config("spark.ui.enabled", "false");

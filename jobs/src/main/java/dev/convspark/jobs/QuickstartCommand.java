@@ -1,8 +1,6 @@
 package dev.convspark.jobs;
 
 import dev.convspark.datasets.mnist.MnistArrays;
-import dev.convspark.ml.CnnClassificationModel;
-import dev.convspark.ml.CnnClassifier;
 import dev.convspark.tensor.backend.CpuBackend;
 import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.optim.Optimizer;
@@ -11,16 +9,16 @@ import dev.convspark.tensor.train.BatchSampler;
 import dev.convspark.tensor.train.Trainer;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Locale;
-import org.apache.spark.ml.evaluation.MulticlassClassificationEvaluator;
-import org.apache.spark.sql.Dataset;
-import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 
 /**
- * {@code convspark quickstart}: trains a tutorial model on MNIST through Spark on this machine
- * (an embedded {@code local[*]} session: the {@code idx} source, {@link CnnClassifier} with one
- * worker on every core, MLlib's evaluator) and reports the test accuracy it measured.
+ * {@code convspark quickstart}: the train, evaluate and score jobs one after another on an
+ * embedded {@code local[N]} Spark (N = the threads): trains a tutorial model on the MNIST training
+ * images with one worker on every core, reports test accuracy with per-class figures and pictures,
+ * batch-scores the test images, and says where everything went.
  */
 final class QuickstartCommand {
 
@@ -49,8 +47,8 @@ final class QuickstartCommand {
               + " [--threads N] [--seed 1] [--data data/mnist] [--output data/models]\n"
               + "  Trains the model on the 60,000 MNIST training images through an embedded local Spark\n"
               + "  (Adam 1e-4 and dropout keep 0.5 for deep-mnist, SGD 0.5 for softmax-regression: the\n"
-              + "  tutorial's recipes), logs progress, measures accuracy on the 10,000 test images and\n"
-              + "  saves the model with MLlib's save under --output.");
+              + "  tutorial's recipes), shows progress, evaluates on the 10,000 test images, scores them, and\n"
+              + "  writes the model, summary, pictures and predictions under --output/MODEL.");
           return 0;
         }
         default -> throw new UsageException("quickstart: unknown argument '" + args[i] + "'");
@@ -62,30 +60,42 @@ final class QuickstartCommand {
     System.out.printf(Locale.ROOT, "training %s on 60,000 MNIST images: %,d steps of %d on %d threads;"
         + " about %s at %.0f images/s (measured just now)%n", spec.name(), steps, batch, threads,
         duration(steps * (double) batch / ips), ips);
-    SparkSession spark = SparkSession.builder().master("local[" + threads + "]").appName("convspark quickstart")
-        .config("spark.ui.enabled", "false").getOrCreate();
-    try {
-      Dataset<Row> train = spark.read().format("idx").option("imageFormat", "vector")
-          .load(data.resolve("train-images-idx3-ubyte").toAbsolutePath().toString());
-      Dataset<Row> test = spark.read().format("idx").option("imageFormat", "vector")
-          .load(data.resolve("t10k-images-idx3-ubyte").toAbsolutePath().toString());
-      // One worker on every core: on a single machine that is the fastest layout (no exchange).
-      CnnClassifier clf = new CnnClassifier().setModel(spec.specString()).setMaxIter(steps).setBatchSize(batch)
-          .setSeed(seed).setNumWorkers(1).setThreadsPerWorker(threads);
-      if (!cnn) {
-        clf.setOptimizer("sgd").setLearningRate(0.5).setKeepProb(1.0);
-      }
-      CnnClassificationModel fitted = clf.fit(train);
-      double acc = new MulticlassClassificationEvaluator().setMetricName("accuracy")
-          .evaluate(fitted.setThreadsPerWorker(threads).transform(test));
-      String path = out.resolve(spec.name()).toAbsolutePath().toString();
-      fitted.write().overwrite().save(path);
-      System.out.printf(Locale.ROOT, "test accuracy %.4f on 10,000 test images after %,d steps (%s of training,"
-          + " %.0f images/s)%n", acc, steps, duration(fitted.summary().wallSeconds()), fitted.summary().imagesPerSecond());
-      System.out.println("model saved to " + path + " (load it with CnnClassificationModel.load)");
-    } finally {
-      spark.stop();
+    Path run = out.resolve(spec.name()).toAbsolutePath();
+    String trainFile = data.resolve("train-images-idx3-ubyte").toAbsolutePath().toString();
+    String testFile = data.resolve("t10k-images-idx3-ubyte").toAbsolutePath().toString();
+    // One worker on every core: on a single machine that is the fastest layout (no exchange).
+    List<String> train = new ArrayList<>(List.of("train", "--data", trainFile, "--model", spec.specString(),
+        "--max-iter", Integer.toString(steps), "--batch-size", Integer.toString(batch), "--seed", Long.toString(seed),
+        "--num-workers", "1", "--threads-per-worker", Integer.toString(threads), "--output", run.toString()));
+    if (!cnn) {
+      train.addAll(List.of("--optimizer", "sgd", "--learning-rate", "0.5", "--keep-prob", "1"));
     }
+    System.setProperty("spark.master", "local[" + threads + "]");
+    System.setProperty("spark.ui.enabled", "false");
+    try {
+      int rc = Jobs.run(train.toArray(new String[0]));
+      if (rc == 0) {
+        System.out.println("\nevaluating on the 10,000 test images");
+        rc = Jobs.run(new String[] {"evaluate", "--model", run.resolve("model").toString(), "--data", testFile,
+            "--output", run.resolve("evaluation").toString()});
+      }
+      if (rc == 0) {
+        System.out.println("\nbatch-scoring the test images");
+        rc = Jobs.run(new String[] {"score", "--model", run.resolve("model").toString(), "--data", testFile,
+            "--output", run.resolve("predictions.parquet").toString(), "--overwrite"});
+      }
+      if (rc != 0) {
+        return rc;
+      }
+    } finally {
+      SparkSession.getActiveSession().foreach(sp -> {
+        sp.stop();
+        return null;
+      });
+    }
+    System.out.println("\neverything is under " + run + ": model/ (CnnClassificationModel.load), summary.json,"
+        + " summary.csv, loss.png, accuracy.png, evaluation/ (metrics.json, confusion.png, misclassified.png),"
+        + " predictions.parquet");
     return 0;
   }
 

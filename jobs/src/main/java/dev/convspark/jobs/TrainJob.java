@@ -78,6 +78,9 @@ final class TrainJob {
     int batch = (Integer) clf.getOrDefault(clf.batchSize());
     System.out.printf(Locale.ROOT, "training %s on %s: %,d steps of %d (%s, %s sync)%n", spec.name(), data, steps, batch,
         clf.getOrDefault(clf.optimizer()), clf.getOrDefault(clf.syncMode()));
+    if (!spark.sparkContext().isLocal() && "barrier".equals(clf.getOrDefault(clf.syncMode()))) {
+      System.out.println("progress: training worker 0 logs it (step, loss, accuracy, images/s, ETA) in its executor's log");
+    }
     Progress progress = new Progress(System.console() != null);
     TrainingProgress.setListener(progress);
     CnnClassificationModel model;
@@ -102,8 +105,8 @@ final class TrainJob {
         Math.max(1, steps / 100), 800, 500);
     Pictures.lineChart(out.resolve("accuracy.png"), "training accuracy", "batch accuracy", s.accuracyHistory(),
         Math.max(1, steps / 100), 800, 500);
-    System.out.printf(Locale.ROOT, "trained in %s (%.0f images/s on %d workers)%s%s%n",
-        QuickstartCommand.duration(s.wallSeconds()), s.imagesPerSecond(), s.numWorkers(),
+    System.out.printf(Locale.ROOT, "trained in %s (%.0f images/s on %d worker%s)%s%s%n",
+        QuickstartCommand.duration(s.wallSeconds()), s.imagesPerSecond(), s.numWorkers(), s.numWorkers() == 1 ? "" : "s",
         s.resumedFromStep() > 0 ? ", resumed from step " + s.resumedFromStep() : "",
         valAcc == null ? "" : String.format(Locale.ROOT, "; validation accuracy %.4f", valAcc));
     System.out.println("model:    " + modelPath);
