@@ -42,6 +42,7 @@ public final class Launcher {
         case "quickstart" -> QuickstartCommand.run(rest);
         case "train", "evaluate", "score" -> Jobs.run(args);
         case "cluster" -> ClusterCommand.run(rest);
+        case "results-runs" -> ResultsCommand.run(rest);
         default -> throw new UsageException("unknown subcommand '" + args[0] + "' (try 'convspark help')");
       };
     } catch (UsageException e) {

@@ -46,7 +46,7 @@ final class BarrierTraining {
   /** The settings every worker needs, shipped with the task. */
   record Settings(String spec, FeatureReader reader, String labelCol, String optimizer, float learningRate,
                   int batchSize, int steps, float keepProb, long seed, int threads, Checkpoints checkpoints,
-                  int checkpointInterval) implements Serializable {
+                  int checkpointInterval, String device) implements Serializable {
   }
 
   /**
@@ -103,11 +103,14 @@ final class BarrierTraining {
       int size = ctx.getTaskInfos().length;
       ModelSpec spec = ModelSpec.parse(s.spec());
       Block block = null;
+      ModelRunner runner = null;
       String mine;
       try {
         block = Block.pack(rows, s.reader(), s.labelCol(), spec.inputShape().size(), spec.numClasses());
+        // The engine before the rendezvous too: a device that cannot be used stops every worker at once.
+        runner = EngineCache.runner(s.spec(), s.threads(), s.device());
         mine = Integer.toString(block.count);
-      } catch (IllegalArgumentException e) {
+      } catch (IllegalArgumentException | IllegalStateException e) {
         // Told to every worker through allGather, so that all stop at once and Spark does not retry.
         mine = "!" + e.getMessage();
       }
@@ -162,14 +165,13 @@ final class BarrierTraining {
         }
       }
       try (exchange) {
-        return steps(ctx, rank, block, shares[rank], exchange, Integer.parseInt(hub[4]));
+        return steps(ctx, rank, block, shares[rank], exchange, Integer.parseInt(hub[4]), runner);
       }
     }
 
     private TrainResult steps(BarrierTaskContext ctx, int rank, Block block, int share, StarAllreduce exchange,
-                              int start) throws IOException {
+                              int start, ModelRunner runner) throws IOException {
       ModelSpec spec = ModelSpec.parse(s.spec());
-      ModelRunner runner = EngineCache.runner(s.spec(), s.threads());
       runner.setKeepProb(s.keepProb());
       double[] loss = new double[s.steps()];
       double[] accuracy = new double[s.steps()];
@@ -230,6 +232,7 @@ final class BarrierTraining {
         if (s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps())) {
           float[] w = new float[runner.paramCount()];
           runner.copyParametersTo(w);
+          runner.syncOptimizer(opt);
           ModelState state = new ModelState(spec, w, opt.state());
           try {
             // Every replica holds the same weights, so every one checks them and all stop together.

@@ -47,9 +47,6 @@ import scala.Option;
 public final class CnnClassificationModel extends Model<CnnClassificationModel> implements MLWritable {
   private static final long serialVersionUID = 1L;
 
-  /** Rows scored per engine call. */
-  private static final int SCORE_BATCH = 256;
-
   private final String uid;
   private final String specString;
   private final float[] weights;
@@ -59,6 +56,8 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   private final Param<String> rawPredictionCol;
   private final Param<String> model;
   private final IntParam threadsPerWorker;
+  private final Param<String> device;
+  private final IntParam inferenceBatchSize;
   private transient CnnTrainingSummary summary;
 
   CnnClassificationModel(String uid, String specString, float[] weights) {
@@ -72,6 +71,10 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     this.rawPredictionCol = CnnParams.rawPredictionCol(this);
     this.model = CnnParams.model(this);
     this.threadsPerWorker = CnnParams.threadsPerWorker(this);
+    this.device = CnnParams.device(this);
+    this.inferenceBatchSize = CnnParams.inferenceBatchSize(this);
+    setDefault(device, "cpu");
+    setDefault(inferenceBatchSize, 256);
     setDefault(featuresCol, "features");
     setDefault(predictionCol, "prediction");
     setDefault(probabilityCol, "probability");
@@ -133,6 +136,26 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   /** Sets {@code rawPredictionCol}; a value the param rejects fails here, naming it. */
   public CnnClassificationModel setRawPredictionCol(String v) {
     return (CnnClassificationModel) set(rawPredictionCol, v);
+  }
+
+  /** The {@code device} param; see {@link #explainParams()} for its doc and default. */
+  public Param<String> device() {
+    return device;
+  }
+
+  /** Sets {@code device}; a value the param rejects fails here, naming it. */
+  public CnnClassificationModel setDevice(String v) {
+    return (CnnClassificationModel) set(device, v);
+  }
+
+  /** The {@code inferenceBatchSize} param; see {@link #explainParams()} for its doc and default. */
+  public IntParam inferenceBatchSize() {
+    return inferenceBatchSize;
+  }
+
+  /** Sets {@code inferenceBatchSize}; a value the param rejects fails here, naming it. */
+  public CnnClassificationModel setInferenceBatchSize(int v) {
+    return (CnnClassificationModel) set(inferenceBatchSize, v);
   }
 
   /** Sets {@code threadsPerWorker}; a value the param rejects fails here, naming it. */
@@ -216,70 +239,108 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     boolean raw = !$(rawPredictionCol).isEmpty();
     boolean prob = !$(probabilityCol).isEmpty();
     boolean pred = !$(predictionCol).isEmpty();
-    int threads = (Integer) getOrDefault(threadsPerWorker);
-    String specText = specString;
     Broadcast<float[]> w = df.sparkSession().sparkContext().broadcast(weights, scala.reflect.ClassTag$.MODULE$.apply(float[].class));
-    MapPartitionsFunction<Row, Row> score = rows -> new Iterator<>() {
-      private final ModelRunner runner = EngineCache.runner(specText, threads);
-      private final float[] x = new float[SCORE_BATCH * size];
-      private final float[] logits = new float[SCORE_BATCH * classes];
-      private final float[] probs = new float[SCORE_BATCH * classes];
-      private final List<Row> in = new ArrayList<>();
-      private int pos;
-      private boolean loaded;
+    Scorer score = new Scorer(specString, (Integer) getOrDefault(threadsPerWorker), $(device),
+        (Integer) getOrDefault(inferenceBatchSize), reader, featureIndex, raw, prob, pred, w);
+    return df.mapPartitions(score, Encoders.row(outSchema));
+  }
 
-      @Override
-      public boolean hasNext() {
-        if (pos < in.size()) {
+  /**
+   * Scores a partition in batches on this executor's engine. A static class holding only what it
+   * needs: the weights travel once per executor, in the broadcast, never with the task.
+   */
+  private static final class Scorer implements MapPartitionsFunction<Row, Row> {
+    private static final long serialVersionUID = 1L;
+    private final String specText;
+    private final int threads;
+    private final String device;
+    private final int batch;
+    private final FeatureReader reader;
+    private final int featureIndex;
+    private final boolean raw;
+    private final boolean prob;
+    private final boolean pred;
+    private final Broadcast<float[]> weights;
+
+    Scorer(String specText, int threads, String device, int batch, FeatureReader reader, int featureIndex, boolean raw,
+           boolean prob, boolean pred, Broadcast<float[]> weights) {
+      this.specText = specText;
+      this.threads = threads;
+      this.device = device;
+      this.batch = batch;
+      this.reader = reader;
+      this.featureIndex = featureIndex;
+      this.raw = raw;
+      this.prob = prob;
+      this.pred = pred;
+      this.weights = weights;
+    }
+
+    @Override
+    public Iterator<Row> call(Iterator<Row> rows) {
+      ModelSpec spec = ModelSpec.parse(specText);
+      int size = spec.inputShape().size();
+      int classes = spec.numClasses();
+      ModelRunner runner = EngineCache.runner(specText, threads, device);
+      runner.copyParametersFrom(weights.value());
+      float[] x = new float[batch * size];
+      float[] logits = new float[batch * classes];
+      float[] probs = new float[batch * classes];
+      return new Iterator<>() {
+        private final List<Row> in = new ArrayList<>();
+        private int pos;
+
+        @Override
+        public boolean hasNext() {
+          if (pos < in.size()) {
+            return true;
+          }
+          in.clear();
+          pos = 0;
+          while (rows.hasNext() && in.size() < batch) {
+            Row r = rows.next();
+            reader.read(r, featureIndex, x, in.size() * size);
+            in.add(r);
+          }
+          if (in.isEmpty()) {
+            return false;
+          }
+          runner.predictLogits(x, in.size(), logits);
+          SoftmaxCrossEntropy.softmax(logits, in.size(), classes, probs);
           return true;
         }
-        in.clear();
-        pos = 0;
-        while (rows.hasNext() && in.size() < SCORE_BATCH) {
-          Row r = rows.next();
-          reader.read(r, featureIndex, x, in.size() * size);
-          in.add(r);
-        }
-        if (in.isEmpty()) {
-          return false;
-        }
-        if (!loaded) {
-          runner.copyParametersFrom(w.value());
-          loaded = true;
-        }
-        runner.predictLogits(x, in.size(), logits);
-        SoftmaxCrossEntropy.softmax(logits, in.size(), classes, probs);
-        return true;
-      }
 
-      @Override
-      public Row next() {
-        Row r = in.get(pos);
-        int o = pos * classes;
-        pos++;
-        List<Object> values = new ArrayList<>(r.size() + 3);
-        for (int i = 0; i < r.size(); i++) {
-          values.add(r.get(i));
-        }
-        if (raw) {
-          values.add(Vectors.dense(toDouble(logits, o, classes)));
-        }
-        if (prob) {
-          values.add(Vectors.dense(toDouble(probs, o, classes)));
-        }
-        if (pred) {
-          int best = 0;
-          for (int c = 1; c < classes; c++) {
-            if (logits[o + c] > logits[o + best]) {
-              best = c;
-            }
+        @Override
+        public Row next() {
+          if (!hasNext()) {
+            throw new java.util.NoSuchElementException();
           }
-          values.add((double) best);
+          Row r = in.get(pos);
+          int o = pos * classes;
+          pos++;
+          List<Object> values = new ArrayList<>(r.size() + 3);
+          for (int i = 0; i < r.size(); i++) {
+            values.add(r.get(i));
+          }
+          if (raw) {
+            values.add(Vectors.dense(toDouble(logits, o, classes)));
+          }
+          if (prob) {
+            values.add(Vectors.dense(toDouble(probs, o, classes)));
+          }
+          if (pred) {
+            int best = 0;
+            for (int c = 1; c < classes; c++) {
+              if (logits[o + c] > logits[o + best]) {
+                best = c;
+              }
+            }
+            values.add((double) best);
+          }
+          return RowFactory.create(values.toArray());
         }
-        return RowFactory.create(values.toArray());
-      }
-    };
-    return df.mapPartitions(score, Encoders.row(outSchema));
+      };
+    }
   }
 
   private static double[] toDouble(float[] a, int off, int n) {

@@ -63,6 +63,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   private final IntParam numWorkers;
   private final Param<String> checkpointDir;
   private final IntParam checkpointInterval;
+  private final Param<String> device;
 
   /** A classifier with a random uid. */
   public CnnClassifier() {
@@ -90,6 +91,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     this.numWorkers = CnnParams.numWorkers(this);
     this.checkpointDir = CnnParams.checkpointDir(this);
     this.checkpointInterval = CnnParams.checkpointInterval(this);
+    this.device = CnnParams.device(this);
     setDefault(featuresCol, "features");
     setDefault(labelCol, "label");
     setDefault(predictionCol, "prediction");
@@ -106,6 +108,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     setDefault(numWorkers, 0);
     setDefault(threadsPerWorker, 1);
     setDefault(checkpointInterval, 1000);
+    setDefault(device, "cpu");
   }
 
   @Override
@@ -196,6 +199,16 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   /** The {@code checkpointInterval} param; see {@link #explainParams()} for its doc and default. */
   public IntParam checkpointInterval() {
     return checkpointInterval;
+  }
+
+  /** The {@code device} param; see {@link #explainParams()} for its doc and default. */
+  public Param<String> device() {
+    return device;
+  }
+
+  /** Sets {@code device}; a value the param rejects fails here, naming it. */
+  public CnnClassifier setDevice(String v) {
+    return (CnnClassifier) set(device, v);
   }
 
   /** Sets {@code checkpointDir}; see {@link #checkpointDir()}. */
@@ -333,7 +346,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
         (float) doubleParam(learningRate), intParam(batchSize), intParam(maxIter), (float) doubleParam(keepProb),
         (Long) getOrDefault(seed), isSet(threadsPerWorker) ? intParam(threadsPerWorker)
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
-        checkpoints, intParam(checkpointInterval));
+        checkpoints, intParam(checkpointInterval), $(device));
     TrainResult r;
     if ($(syncMode).equals("barrier")) {
       try {
@@ -406,6 +419,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
       }
       int[] shares = shares(sizes, total, s.batchSize());
       int threads = s.threads();
+      String deviceText = s.device();
       float keep = s.keepProb();
       double[] loss = new double[s.steps()];
       double[] accuracy = new double[s.steps()];
@@ -434,7 +448,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
           if (b == null || share == 0) {
             return List.of(new GradientSum(null, 0, 0, 0)).iterator();
           }
-          ModelRunner runner = EngineCache.runner(specText, threads);
+          ModelRunner runner = EngineCache.runner(specText, threads, deviceText);
           runner.copyParametersFrom(w.value());
           runner.setKeepProb(keep);
           return List.of(partitionGradient(b, share, index, stepSeed, runner)).iterator();

@@ -126,4 +126,22 @@ final class CnnParams {
         + " the last step is always checkpointed when checkpointDir is set and this is not -1",
         (scala.Function1<Object, Object> & java.io.Serializable) v -> (Integer) v == -1 || (Integer) v >= 1);
   }
+
+  static Param<String> device(Params owner) {
+    return new Param<>(owner, "device", "where the engine computes: auto (a GPU when one works, else the CPU; logs"
+        + " which), cpu, gpu (the GPU Spark assigned to the task, else the first) or gpu:N",
+        (scala.Function1<String, Object> & java.io.Serializable) v -> {
+          try {
+            dev.convspark.tensor.backend.Device.parse(v);
+            return true;
+          } catch (IllegalArgumentException e) {
+            return false;
+          }
+        });
+  }
+
+  static IntParam inferenceBatchSize(Params owner) {
+    return new IntParam(owner, "inferenceBatchSize", "rows scored per engine call in transform (>= 1); bounds the"
+        + " memory scoring takes per task", ParamValidators.gtEq(1));
+  }
 }

@@ -1,41 +1,73 @@
 package dev.convspark.ml;
 
-import dev.convspark.tensor.backend.CpuBackend;
+import dev.convspark.tensor.backend.Backend;
+import dev.convspark.tensor.backend.Backends;
+import dev.convspark.tensor.backend.Device;
 import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.spec.ModelSpec;
+import org.apache.spark.TaskContext;
+import org.apache.spark.resource.ResourceInformation;
 
 /**
  * One engine replica per task thread of an executor, kept between steps and between tasks: a
- * replica allocates its activations and thread pool once, not once per step. Task threads never
- * share one (a replica is not thread-safe).
+ * replica allocates its activations, thread pool or device memory once, not once per step. Task
+ * threads never share one (a replica is not thread-safe).
  */
 final class EngineCache {
 
   private static final ThreadLocal<EngineCache> LOCAL = new ThreadLocal<>();
 
   private final String key;
-  private final CpuBackend backend;
+  private final Backend backend;
   private final ModelRunner runner;
 
-  private EngineCache(String key, CpuBackend backend, ModelRunner runner) {
+  private EngineCache(String key, Backend backend, ModelRunner runner) {
     this.key = key;
     this.backend = backend;
     this.runner = runner;
   }
 
-  /** This thread's replica of {@code spec} on {@code threads} threads, created on first use. */
+  /** This thread's replica of {@code spec} on {@code threads} CPU threads, created on first use. */
   static ModelRunner runner(String spec, int threads) {
-    String key = spec + "/" + threads;
+    return runner(spec, threads, "cpu");
+  }
+
+  /**
+   * This thread's replica of {@code spec} on {@code device} ({@code auto}, {@code cpu},
+   * {@code gpu} or {@code gpu:N}); inside a Spark task, {@code gpu} and {@code auto} use the GPU
+   * Spark assigned to the task ({@code TaskContext.resources()}), so that executors sharing a
+   * machine do not pile onto one device.
+   */
+  static ModelRunner runner(String spec, int threads, String device) {
+    Device d = taskDevice(Device.parse(device));
+    String key = spec + "/" + threads + "/" + d;
     EngineCache c = LOCAL.get();
     if (c == null || !c.key.equals(key)) {
       if (c != null) {
         c.runner.close();
         c.backend.close();
       }
-      CpuBackend backend = CpuBackend.create(threads);
+      Backend backend = Backends.open(d, threads);
       c = new EngineCache(key, backend, backend.open(ModelSpec.parse(spec)));
       LOCAL.set(c);
     }
     return c.runner;
+  }
+
+  /** {@code d} with the GPU address Spark gave this task filled in, when it gave one. */
+  static Device taskDevice(Device d) {
+    TaskContext ctx = TaskContext.get();
+    if (ctx == null || d.kind() == Device.Kind.CPU) {
+      return d;
+    }
+    ResourceInformation gpu = ctx.resourcesJMap().get("gpu");
+    if (gpu == null || gpu.addresses().length == 0) {
+      return d;
+    }
+    try {
+      return d.withDefaultOrdinal(Integer.parseInt(gpu.addresses()[0]));
+    } catch (NumberFormatException e) {
+      return d;
+    }
   }
 }

@@ -107,6 +107,23 @@ class BadInputTest {
   }
 
   @Test
+  void deviceAndInferenceBatchSizeParams() {
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> classifier().setDevice("tpu"));
+    assertTrue(e.getMessage().contains("device"), e.getMessage());
+    // No GPU on the machines the tests run on: gpu fails once, clearly, in both sync modes; auto trains on the CPU.
+    for (String mode : List.of("barrier", "driver")) {
+      String m = messages(assertThrows(Exception.class, () -> classifier().setSyncMode(mode).setDevice("gpu").fit(rows(40, null))));
+      assertTrue(m.contains("libcuda.so.1") || m.contains("GPU"), mode + ": " + m);
+    }
+    CnnClassificationModel auto = classifier().setDevice("auto").fit(rows(40, null));
+    assertEquals("auto", auto.getOrDefault(auto.device()), "the model takes the estimator's device");
+    List<Row> a = auto.setInferenceBatchSize(3).transform(rows(40, null)).select("probability").collectAsList();
+    List<Row> b = auto.setInferenceBatchSize(1000).transform(rows(40, null)).select("probability").collectAsList();
+    assertEquals(a, b, "scores do not depend on the inference batch size");
+    assertThrows(IllegalArgumentException.class, () -> auto.setInferenceBatchSize(0));
+  }
+
+  @Test
   void aPartitionSmallerThanItsShareOfTheBatchTrains() {
     // 3 rows in one partition and 57 in the other, batch 50: the small one gives all it has.
     List<Row> all = rows(60, null).collectAsList();

@@ -54,6 +54,13 @@ public interface ModelRunner extends AutoCloseable {
   /** Applies the optimizer to the parameters with the current gradients. */
   void applyGradients(Optimizer optimizer);
 
+  /**
+   * Makes {@code optimizer}'s state current where a backend keeps it elsewhere (a GPU keeps the
+   * moments on the device): call before {@link Optimizer#state()}. The CPU does nothing here.
+   */
+  default void syncOptimizer(Optimizer optimizer) {
+  }
+
   /** Inference (dropout off): writes {@code n x numClasses} logits into {@code logits}. */
   void predictLogits(float[] images, int n, float[] logits);
 

@@ -19,6 +19,11 @@ public final class MaxPool2d extends Layer {
     this.g = g;
   }
 
+  /** The geometry of the window. */
+  public ConvGeometry geometry() {
+    return g;
+  }
+
   @Override
   public void forward(Kernels k, float[] params, float[] x, float[] y, int n, boolean training, long seed) {
     int size = n * outputShape().size();

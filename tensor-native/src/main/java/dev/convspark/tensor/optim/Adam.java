@@ -82,6 +82,19 @@ public final class Adam implements Optimizer {
     }
   }
 
+  /** The step size of the step begun last: {@code lr * sqrt(1 - beta2^t) / (1 - beta1^t)}. */
+  public float stepSize() {
+    return stepSize;
+  }
+
+  /**
+   * The live moment buffers {@code {m, v}}: a backend that keeps the moments elsewhere (a GPU)
+   * copies them in here so that {@link #state()} is current.
+   */
+  public float[][] moments() {
+    return new float[][] {m, v};
+  }
+
   @Override
   public long steps() {
     return steps;

@@ -1,0 +1,239 @@
+// convspark's GPU kernels, float32, row-major, images in NHWC: what CudaBackend launches.
+// Compiled to PTX by tensor-native/build-ptx.sh (needs nvcc) into
+// src/main/resources/dev/convspark/tensor/cuda/convspark.ptx, which is committed; a test checks
+// that it is what this file gives wherever nvcc exists. Only extern "C" kernels, so the names in
+// the PTX are the names below. Every kernel guards its index: the host rounds grids up.
+
+#define TM 64
+#define TN 64
+#define TK 16
+
+__device__ __forceinline__ float load_a(const float* a, int trans, int lda, int row, int k, int m, int kk) {
+  if (row >= m || k >= kk) return 0.f;
+  return trans ? a[(long long) k * lda + row] : a[(long long) row * lda + k];
+}
+
+__device__ __forceinline__ float load_b(const float* b, int trans, int ldb, int k, int col, int kk, int n) {
+  if (k >= kk || col >= n) return 0.f;
+  return trans ? b[(long long) col * ldb + k] : b[(long long) k * ldb + col];
+}
+
+// C[m x n] = op(A)[m x k] * op(B)[k x n] + beta * C; op transposes when trans is 1. A 64 x 64
+// tile of C per block of 256 threads, each thread 4 x 4 of it; C is not read when beta is 0.
+extern "C" __global__ void sgemm(int trans_a, int trans_b, int m, int n, int k, const float* a, int lda,
+                                 const float* b, int ldb, float beta, float* c, int ldc) {
+  __shared__ float as[TK][TM + 1];
+  __shared__ float bs[TK][TN + 1];
+  int tx = threadIdx.x % 16;
+  int ty = threadIdx.x / 16;
+  int row0 = blockIdx.y * TM;
+  int col0 = blockIdx.x * TN;
+  float acc[4][4];
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
+  for (int k0 = 0; k0 < k; k0 += TK) {
+    for (int i = threadIdx.x; i < TM * TK; i += 256) {
+      int r = trans_a ? i % TM : i / TK;
+      int q = trans_a ? i / TM : i % TK;
+      as[q][r] = load_a(a, trans_a, lda, row0 + r, k0 + q, m, k);
+    }
+    for (int i = threadIdx.x; i < TK * TN; i += 256) {
+      int q = trans_b ? i % TK : i / TN;
+      int col = trans_b ? i / TK : i % TN;
+      bs[q][col] = load_b(b, trans_b, ldb, k0 + q, col0 + col, k, n);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < TK; q++) {
+      float av[4], bv[4];
+#pragma unroll
+      for (int i = 0; i < 4; i++) av[i] = as[q][ty + 16 * i];
+#pragma unroll
+      for (int j = 0; j < 4; j++) bv[j] = bs[q][tx + 16 * j];
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+  for (int i = 0; i < 4; i++) {
+    int row = row0 + ty + 16 * i;
+    if (row >= m) continue;
+    for (int j = 0; j < 4; j++) {
+      int col = col0 + tx + 16 * j;
+      if (col >= n) continue;
+      long long o = (long long) row * ldc + col;
+      c[o] = beta == 0.f ? acc[i][j] : acc[i][j] + beta * c[o];
+    }
+  }
+}
+
+// y[r][c] = bias[c] for rows x cols.
+extern "C" __global__ void fill_rows(const float* bias, float* y, int rows, int cols) {
+  long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < (long long) rows * cols) y[i] = bias[i % cols];
+}
+
+// out[c] = sum over r of dy[r][c]: one block of 256 threads per column.
+extern "C" __global__ void sum_rows(const float* dy, int rows, int cols, float* out) {
+  __shared__ float part[256];
+  int c = blockIdx.x;
+  float s = 0.f;
+  for (int r = threadIdx.x; r < rows; r += 256) s += dy[(long long) r * cols + c];
+  part[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = 128; w > 0; w >>= 1) {
+    if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[c] = part[0];
+}
+
+// dst[c][r] = src[r][c] for a rows x cols source.
+extern "C" __global__ void transpose(const float* src, int rows, int cols, float* dst) {
+  long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (long long) rows * cols) return;
+  int r = (int) (i / cols);
+  int c = (int) (i % cols);
+  dst[(long long) c * rows + r] = src[i];
+}
+
+// Patches of n images (h x w x ch, NHWC) as rows (sample, out y, out x), columns (ky, kx, channel).
+extern "C" __global__ void im2col(const float* x, float* col, int n, int h, int w, int ch, int kh, int kw, int stride,
+                                  int pad_top, int pad_left, int oh, int ow) {
+  long long patch = (long long) kh * kw * ch;
+  long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (long long) n * oh * ow * patch) return;
+  long long row = i / patch;
+  int q = (int) (i % patch);
+  int s = (int) (row / ((long long) oh * ow));
+  int p = (int) (row % ((long long) oh * ow));
+  int oy = p / ow;
+  int ox = p % ow;
+  int c = q % ch;
+  int kx = (q / ch) % kw;
+  int ky = q / (ch * kw);
+  int iy = oy * stride - pad_top + ky;
+  int ix = ox * stride - pad_left + kx;
+  col[i] = iy >= 0 && iy < h && ix >= 0 && ix < w ? x[(((long long) s * h + iy) * w + ix) * ch + c] : 0.f;
+}
+
+// The transpose of im2col: each input element gathers the patch entries that read it.
+extern "C" __global__ void col2im(const float* col, float* dx, int n, int h, int w, int ch, int kh, int kw, int stride,
+                                  int pad_top, int pad_left, int oh, int ow) {
+  long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (long long) n * h * w * ch) return;
+  int c = (int) (i % ch);
+  int ix = (int) ((i / ch) % w);
+  int iy = (int) ((i / ((long long) ch * w)) % h);
+  int s = (int) (i / ((long long) ch * w * h));
+  long long patch = (long long) kh * kw * ch;
+  float sum = 0.f;
+  for (int ky = 0; ky < kh; ky++) {
+    int ty = iy + pad_top - ky;
+    if (ty < 0 || ty % stride != 0 || ty / stride >= oh) continue;
+    for (int kx = 0; kx < kw; kx++) {
+      int tx = ix + pad_left - kx;
+      if (tx < 0 || tx % stride != 0 || tx / stride >= ow) continue;
+      long long row = ((long long) s * oh + ty / stride) * ow + tx / stride;
+      sum += col[row * patch + ((long long) ky * kw + kx) * ch + c];
+    }
+  }
+  dx[i] = sum;
+}
+
+// Max over each window (padding ignored), remembering where the max came from (first on ties).
+extern "C" __global__ void max_pool(const float* x, float* y, int* argmax, int n, int h, int w, int ch, int kh, int kw,
+                                    int stride, int pad_top, int pad_left, int oh, int ow) {
+  long long o = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (o >= (long long) n * oh * ow * ch) return;
+  int c = (int) (o % ch);
+  int ox = (int) ((o / ch) % ow);
+  int oy = (int) ((o / ((long long) ch * ow)) % oh);
+  int s = (int) (o / ((long long) ch * ow * oh));
+  float best = 0.f;
+  int where = -1;
+  for (int ky = 0; ky < kh; ky++) {
+    int iy = oy * stride - pad_top + ky;
+    if (iy < 0 || iy >= h) continue;
+    for (int kx = 0; kx < kw; kx++) {
+      int ix = ox * stride - pad_left + kx;
+      if (ix < 0 || ix >= w) continue;
+      int xi = ((s * h + iy) * w + ix) * ch + c;
+      if (where < 0 || x[xi] > best) {
+        best = x[xi];
+        where = xi;
+      }
+    }
+  }
+  y[o] = best;
+  argmax[o] = where;
+}
+
+// dx (zeroed by the host) gets each dy at the position its max came from.
+extern "C" __global__ void max_pool_backward(const float* dy, const int* argmax, float* dx, int size) {
+  int o = blockIdx.x * blockDim.x + threadIdx.x;
+  if (o < size) atomicAdd(&dx[argmax[o]], dy[o]);
+}
+
+extern "C" __global__ void relu(const float* x, float* y, int len) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < len) y[i] = fmaxf(x[i], 0.f);
+}
+
+extern "C" __global__ void relu_backward(const float* y, const float* dy, float* dx, int len) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < len) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+}
+
+// y = x * mask elementwise (dropout with a mask of 0 or 1/keep made on the host, and its backward).
+extern "C" __global__ void multiply(const float* x, const float* mask, float* y, int len) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < len) y[i] = x[i] * mask[i];
+}
+
+// Softmax cross-entropy of each sample from its logits, computed as the CPU does (max
+// subtracted, sums in double): loss[s], correct[s] (argmax == label, first max on ties) and
+// dlogits = scale * (softmax - onehot).
+extern "C" __global__ void softmax_xent(const float* logits, const int* labels, int n, int classes, float scale,
+                                        float* dlogits, double* loss, int* correct) {
+  int s = blockIdx.x * blockDim.x + threadIdx.x;
+  if (s >= n) return;
+  const float* l = logits + (long long) s * classes;
+  int y = labels[s];
+  float mx = l[0];
+  int best = 0;
+  for (int c = 1; c < classes; c++) {
+    if (l[c] > mx) {
+      mx = l[c];
+      best = c;
+    }
+  }
+  double sum = 0;
+  for (int c = 0; c < classes; c++) sum += exp((double) (l[c] - mx));
+  loss[s] = log(sum) + mx - l[y];
+  correct[s] = best == y ? 1 : 0;
+  double inv = 1 / sum;
+  for (int c = 0; c < classes; c++) {
+    dlogits[(long long) s * classes + c] = (float) (scale * (exp((double) (l[c] - mx)) * inv - (c == y ? 1 : 0)));
+  }
+}
+
+// Adam in TensorFlow's form; step_size = lr * sqrt(1 - beta2^t) / (1 - beta1^t), computed on the host.
+extern "C" __global__ void adam(float* p, const float* g, float* m, float* v, int len, float step_size, float beta1,
+                                float beta2, float eps) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= len) return;
+  float gi = g[i];
+  float mi = beta1 * m[i] + (1 - beta1) * gi;
+  float vi = beta2 * v[i] + (1 - beta2) * (gi * gi);
+  m[i] = mi;
+  v[i] = vi;
+  p[i] -= step_size * mi / (sqrtf(vi) + eps);
+}
+
+extern "C" __global__ void sgd(float* p, const float* g, int len, float lr) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < len) p[i] -= lr * g[i];
+}

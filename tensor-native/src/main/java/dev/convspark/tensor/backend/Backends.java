@@ -1,0 +1,38 @@
+package dev.convspark.tensor.backend;
+
+/**
+ * Opens the backend a {@link Device} setting asks for. {@code auto} tries the GPU and falls back
+ * to the CPU, logging one line that says which it chose and why; {@code gpu} without a usable GPU
+ * fails with the reason (no driver, no device, kernels refused by the driver).
+ */
+public final class Backends {
+
+  private static final System.Logger LOG = System.getLogger(Backends.class.getName());
+
+  private Backends() {
+  }
+
+  /**
+   * The backend for {@code device}; CPU backends use {@code threads} threads.
+   *
+   * @throws IllegalStateException for {@code gpu} when no GPU can be used, saying why
+   */
+  public static Backend open(Device device, int threads) {
+    switch (device.kind()) {
+      case CPU:
+        return CpuBackend.create(threads);
+      case GPU:
+        return CudaBackend.create(Math.max(0, device.ordinal()));
+      default:
+        try {
+          CudaBackend gpu = CudaBackend.create(Math.max(0, device.ordinal()));
+          LOG.log(System.Logger.Level.INFO, "device auto: using " + gpu.describe());
+          return gpu;
+        } catch (IllegalStateException e) {
+          CpuBackend cpu = CpuBackend.create(threads);
+          LOG.log(System.Logger.Level.INFO, "device auto: no usable GPU (" + e.getMessage() + "); using " + cpu.describe());
+          return cpu;
+        }
+    }
+  }
+}
