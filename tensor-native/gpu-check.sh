@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The GPU check of the engine, for a machine with an NVIDIA GPU and no Maven and no Spark.
+#
+#   tensor-native/gpu-check.sh pack   on the build machine: builds the engine, puts its jars and a
+#                                     jlink Java runtime under tensor-native/target/gpu-check
+#                                     (it prints the size: about 45 MB in all, 36 MB of it the runtime)
+#   tensor-native/gpu-check.sh [run]  on the GPU machine: CPU-vs-GPU parity of every layer and of
+#                                     20 training steps (relative error under 1e-4), then deep-mnist
+#                                     training and inference on the GPU at batch 50 and 512, as one
+#                                     table; where python3 has PyTorch with CUDA, the same model on
+#                                     PyTorch's GPU path and the ratio.
+# Exit status: 0 all checks passed, 1 a check failed, 3 no usable GPU (the reason is printed).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Run from the source tree, the packed files are in target/gpu-check; run from a packed copy, beside it.
+if [[ -d "$here/lib" ]]; then dist=$here; else dist="$here/target/gpu-check"; fi
+
+pack() {
+  (cd "$here/.." && mvn -B -q -DskipTests install -pl tensor-native -am)
+  rm -rf "$dist" && mkdir -p "$dist/lib"
+  cp "$here"/target/tensor-native-*.jar "$dist/lib/"
+  (cd "$here" && mvn -B -q dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dist/lib")
+  local jlink=${JAVA_HOME:+$JAVA_HOME/bin/}jlink
+  "$jlink" --add-modules java.base,java.logging,jdk.incubator.vector,jdk.unsupported --strip-debug \
+    --no-header-files --no-man-pages --compress=2 --output "$dist/jre"
+  cp "$here/gpu-check.sh" "$here/gpu-torch.py" "$dist/"
+  echo "packed $(du -sh "$dist" | cut -f1) in $dist (runtime $(du -sh "$dist/jre" | cut -f1))"
+}
+
+run() {
+  local java="$dist/jre/bin/java" out
+  [[ -x "$java" ]] || java=java
+  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  out=$(mktemp)
+  set +e
+  "$java" --add-modules jdk.incubator.vector -cp "$dist/lib/*" dev.convspark.tensor.backend.GpuCheck --results "$out" "$@"
+  local rc=$?
+  set -e
+  if [[ $rc -ne 3 ]] && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    python3 "$here/gpu-torch.py" --ours "$out" || true
+  elif [[ $rc -ne 3 ]]; then
+    echo "(no PyTorch with CUDA here: no reference figures)"
+  fi
+  rm -f "$out"
+  return $rc
+}
+
+case "${1:-run}" in
+  pack) pack ;;
+  run) shift || true; run "$@" ;;
+  *) echo "usage: gpu-check.sh pack | run [GPU-NUMBER]" >&2; exit 2 ;;
+esac
