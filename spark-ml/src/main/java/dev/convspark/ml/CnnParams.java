@@ -19,7 +19,8 @@ final class CnnParams {
   }
 
   static Param<String> featuresCol(Params owner) {
-    return new Param<>(owner, "featuresCol", "features column name: an image struct, a Vector, array<float> or array<double>");
+    return new Param<>(owner, "featuresCol", "features column name: an image struct, a Vector, array<float>, array<double>, or binary"
+        + " holding the model's input shape as unsigned bytes or little-endian float32");
   }
 
   static Param<String> labelCol(Params owner) {

@@ -12,13 +12,15 @@ import org.apache.spark.sql.types.StructType;
 /**
  * Turns one value of the features column into the engine's input: {@code size} floats, one sample
  * in NHWC order. Accepted column types: Spark's image struct (as the {@code image} and {@code idx}
- * sources produce; 8-bit pixels scaled to [0, 1]), an MLlib {@code Vector}, {@code array<float>}
- * or {@code array<double>}. Values are used as they are, and must number exactly {@code size}.
+ * sources produce; 8-bit pixels scaled to [0, 1]), an MLlib {@code Vector}, {@code array<float>},
+ * {@code array<double>}, or {@code binary} holding the sample in the model's declared input shape
+ * (NHWC), either {@code size} unsigned bytes (scaled to [0, 1]) or {@code 4 * size} bytes of
+ * little-endian float32. Other values are used as they are, and must number exactly {@code size}.
  */
 final class FeatureReader implements Serializable {
   private static final long serialVersionUID = 1L;
 
-  private enum Kind { IMAGE, VECTOR, FLOAT_ARRAY, DOUBLE_ARRAY }
+  private enum Kind { IMAGE, VECTOR, FLOAT_ARRAY, DOUBLE_ARRAY, BINARY }
 
   private final Kind kind;
   private final String column;
@@ -51,9 +53,11 @@ final class FeatureReader implements Serializable {
       k = Kind.FLOAT_ARRAY;
     } else if (t instanceof ArrayType a && a.elementType().equals(DataTypes.DoubleType)) {
       k = Kind.DOUBLE_ARRAY;
+    } else if (t.equals(DataTypes.BinaryType)) {
+      k = Kind.BINARY;
     } else {
       throw new IllegalArgumentException("features column '" + column + "' has type " + t.simpleString()
-          + "; expected an image struct, a Vector, array<float> or array<double>");
+          + "; expected an image struct, a Vector, array<float>, array<double> or binary");
     }
     return new FeatureReader(k, column, size);
   }
@@ -85,6 +89,20 @@ final class FeatureReader implements Serializable {
         check(a.size());
         for (int i = 0; i < size; i++) {
           dst[offset + i] = a.get(i);
+        }
+      }
+      case BINARY -> {
+        byte[] data = (byte[]) row.get(index);
+        if (data.length == size) {
+          for (int i = 0; i < size; i++) {
+            dst[offset + i] = (data[i] & 0xff) / 255f;
+          }
+        } else if (data.length == 4L * size) {
+          java.nio.ByteBuffer.wrap(data).order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(dst, offset, size);
+        } else {
+          throw new IllegalArgumentException("features column '" + column + "' holds " + data.length
+              + " bytes in a row, but the model's input needs " + size + " (unsigned bytes) or " + 4L * size
+              + " (float32)");
         }
       }
       case DOUBLE_ARRAY -> {

@@ -124,6 +124,28 @@ class BadInputTest {
   }
 
   @Test
+  void binaryFeaturesInTheDeclaredShapeScoreLikeTheirVectors() {
+    Dataset<Row> data = rows(40, null);
+    CnnClassificationModel m = classifier().fit(data);
+    org.apache.spark.sql.api.java.UDF1<org.apache.spark.ml.linalg.Vector, byte[]> toFloat32 = v -> {
+      java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4 * v.size()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+      for (double d : v.toArray()) {
+        b.putFloat((float) d);
+      }
+      return b.array();
+    };
+    Dataset<Row> binary = data.withColumn("bytes", org.apache.spark.sql.functions.udf(toFloat32, DataTypes.BinaryType)
+        .apply(org.apache.spark.sql.functions.col("features")));
+    List<Row> fromVectors = m.transform(data).select("probability").collectAsList();
+    List<Row> fromBytes = m.setFeaturesCol("bytes").transform(binary).select("probability").collectAsList();
+    assertEquals(fromVectors, fromBytes);
+    Dataset<Row> wrong = binary.withColumn("bytes", org.apache.spark.sql.functions.lit(new byte[10]));
+    String msg = messages(assertThrows(Exception.class, () -> m.transform(wrong).collect()));
+    assertTrue(msg.contains("features column 'bytes' holds 10 bytes in a row, but the model's input needs 16"
+        + " (unsigned bytes) or 64 (float32)"), msg);
+  }
+
+  @Test
   void aPartitionSmallerThanItsShareOfTheBatchTrains() {
     // 3 rows in one partition and 57 in the other, batch 50: the small one gives all it has.
     List<Row> all = rows(60, null).collectAsList();
