@@ -27,7 +27,8 @@ import java.util.Arrays;
  * makes the others fail with a message naming it instead of waiting forever.
  *
  * <p>A star, not a ring: with the few workers of a CPU cluster the hub's bandwidth is not the
- * limit, and a fixed summation order makes the result independent of timing.
+ * limit, and a fixed summation order makes the result independent of timing. The exchange is
+ * pipelined in chunks (see {@link #allreduce}).
  */
 final class StarAllreduce implements AutoCloseable {
 
@@ -159,60 +160,118 @@ final class StarAllreduce implements AutoCloseable {
     return new StarAllreduce(rank, size, peers);
   }
 
-  /** Replaces {@code data} and {@code stats} with their sums over all workers. */
+  /** Floats per chunk of the pipelined exchange (256 KB). */
+  static final int CHUNK = 1 << 16;
+
+  /**
+   * Replaces {@code data} and {@code stats} with their sums over all workers. Pipelined in chunks:
+   * a worker's sender streams its array while it reads the summed chunks coming back, and the hub
+   * returns each chunk as soon as every worker's copy of it has arrived, so sending, summing and
+   * returning overlap instead of following one another.
+   */
   void allreduce(float[] data, double[] stats) throws IOException {
     if (size == 1) {
       return;
     }
+    int n = data.length;
     if (rank == 0) {
-      float[] tmp = new float[data.length];
       double[] st = new double[stats.length];
       for (int r = 1; r < size; r++) {
         try {
-          readInto(in[r], tmp, st);
+          readHeader(in[r], n, st);
         } catch (IOException e) {
           throw new IOException("gradient exchange: worker " + r + " failed or stopped answering: " + why(e), e);
-        }
-        for (int i = 0; i < data.length; i++) {
-          data[i] += tmp[i];
         }
         for (int i = 0; i < stats.length; i++) {
           stats[i] += st[i];
         }
       }
+      ByteBuffer b = buffer(CHUNK);
+      for (int off = 0; off < n; off += CHUNK) {
+        int len = Math.min(CHUNK, n - off);
+        for (int r = 1; r < size; r++) {
+          try {
+            in[r].readFully(b.array(), 0, len * 4);
+          } catch (IOException e) {
+            throw new IOException("gradient exchange: worker " + r + " failed or stopped answering: " + why(e), e);
+          }
+          FloatBuffer f = b.asFloatBuffer();
+          for (int i = 0; i < len; i++) {
+            data[off + i] += f.get(i);
+          }
+        }
+        b.clear();
+        b.asFloatBuffer().put(data, off, len);
+        for (int r = 1; r < size; r++) {
+          out[r].write(b.array(), 0, len * 4);
+          out[r].flush();
+        }
+      }
       for (int r = 1; r < size; r++) {
-        write(out[r], data, stats);
+        for (double v : stats) {
+          out[r].writeDouble(v);
+        }
+        out[r].flush();
       }
-    } else {
-      write(out[0], data, stats);
-      try {
-        readInto(in[0], data, stats);
-      } catch (IOException e) {
-        throw new IOException("gradient exchange: worker 0 failed or stopped answering: " + why(e), e);
+      return;
+    }
+    java.util.concurrent.Future<?> sending = sender().submit(() -> {
+      ByteBuffer b = ByteBuffer.allocate(CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
+      DataOutputStream d = out[0];
+      d.writeInt(n);
+      for (double v : stats) {
+        d.writeDouble(v);
       }
+      for (int off = 0; off < n; off += CHUNK) {
+        int len = Math.min(CHUNK, n - off);
+        b.clear();
+        b.asFloatBuffer().put(data, off, len);
+        d.write(b.array(), 0, len * 4);
+      }
+      d.flush();
+      return null;
+    });
+    try {
+      // A chunk comes back only after the hub has read it, so the sender is done with it by then.
+      ByteBuffer b = buffer(CHUNK);
+      for (int off = 0; off < n; off += CHUNK) {
+        int len = Math.min(CHUNK, n - off);
+        in[0].readFully(b.array(), 0, len * 4);
+        b.asFloatBuffer().get(data, off, len);
+      }
+      for (int i = 0; i < stats.length; i++) {
+        stats[i] = in[0].readDouble();
+      }
+      sending.get();
+    } catch (IOException e) {
+      sending.cancel(true);
+      throw new IOException("gradient exchange: worker 0 failed or stopped answering: " + why(e), e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IOException("gradient exchange interrupted", e);
+    } catch (java.util.concurrent.ExecutionException e) {
+      throw new IOException("gradient exchange: sending to worker 0 failed: " + e.getCause().getMessage(), e.getCause());
     }
   }
 
-  private void write(DataOutputStream d, float[] data, double[] stats) throws IOException {
-    ByteBuffer b = buffer(data.length);
-    b.asFloatBuffer().put(data);
-    d.writeInt(data.length);
-    d.write(b.array(), 0, data.length * 4);
-    for (double s : stats) {
-      d.writeDouble(s);
+  private java.util.concurrent.ExecutorService sender;
+
+  private java.util.concurrent.ExecutorService sender() {
+    if (sender == null) {
+      sender = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
+        Thread t = new Thread(r, "convspark-gradient-sender-" + rank);
+        t.setDaemon(true);
+        return t;
+      });
     }
-    d.flush();
+    return sender;
   }
 
-  private void readInto(DataInputStream d, float[] data, double[] stats) throws IOException {
-    int n = d.readInt();
-    if (n != data.length) {
-      throw new IOException("expected " + data.length + " floats but the peer sent " + n);
+  private static void readHeader(DataInputStream d, int n, double[] stats) throws IOException {
+    int got = d.readInt();
+    if (got != n) {
+      throw new IOException("expected " + n + " floats but the peer sent " + got);
     }
-    ByteBuffer b = buffer(n);
-    d.readFully(b.array(), 0, n * 4);
-    FloatBuffer f = b.asFloatBuffer();
-    f.get(data, 0, n);
     for (int i = 0; i < stats.length; i++) {
       stats[i] = d.readDouble();
     }
@@ -228,6 +287,9 @@ final class StarAllreduce implements AutoCloseable {
 
   @Override
   public void close() throws IOException {
+    if (sender != null) {
+      sender.shutdownNow();
+    }
     IOException first = null;
     for (Socket s : peers) {
       if (s != null) {
