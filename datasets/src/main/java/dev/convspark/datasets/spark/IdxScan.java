@@ -11,8 +11,9 @@ import org.apache.spark.sql.types.StructType;
 
 /**
  * A batch scan of the resolved files: an uncompressed file splits into record ranges of at most
- * {@code recordsPerPartition} records and at most {@code spark.sql.files.maxPartitionBytes}
- * bytes; a compressed file is one split.
+ * {@code recordsPerPartition} records and at most the bytes Spark's file sources would put in a
+ * split ({@code spark.sql.files.maxPartitionBytes}, less for small inputs, so that they spread
+ * over the cores); a compressed file is one split.
  */
 final class IdxScan implements Scan, Batch {
 
@@ -40,7 +41,7 @@ final class IdxScan implements Scan, Batch {
 
   @Override
   public InputPartition[] planInputPartitions() {
-    long maxBytes = SQLConf.get().filesMaxPartitionBytes();
+    long maxBytes = maxSplitBytes();
     long recordBytes = Math.max(1, table.layout().recordBytes);
     long perPartition = Math.max(1, Math.min(table.options().recordsPerPartition, maxBytes / recordBytes));
     List<InputPartition> parts = new ArrayList<>();
@@ -55,6 +56,31 @@ final class IdxScan implements Scan, Batch {
       }
     }
     return parts.toArray(new InputPartition[0]);
+  }
+
+  /**
+   * Spark's own rule for file sources ({@code FilePartition.maxSplitBytes}): at most
+   * {@code spark.sql.files.maxPartitionBytes}, but small inputs are spread over the default
+   * parallelism (every file counted with {@code spark.sql.files.openCostInBytes} extra), never
+   * below the open cost.
+   */
+  private long maxSplitBytes() {
+    SQLConf conf = SQLConf.get();
+    long openCost = conf.filesOpenCostInBytes();
+    long total = 0;
+    for (IdxFile f : table.files()) {
+      total += f.header().count() * Math.max(1, table.layout().recordBytes) + openCost;
+    }
+    int minPartitions = conf.filesMinPartitionNum().isDefined() ? (Integer) conf.filesMinPartitionNum().get()
+        : leafNodeDefaultParallelism();
+    long perCore = total / Math.max(1, minPartitions);
+    return Math.min(conf.filesMaxPartitionBytes(), Math.max(openCost, perCore));
+  }
+
+  private static int leafNodeDefaultParallelism() {
+    org.apache.spark.sql.SparkSession spark = org.apache.spark.sql.SparkSession.active();
+    String v = spark.conf().get("spark.sql.leafNodeDefaultParallelism", null);
+    return v != null ? Integer.parseInt(v) : spark.sparkContext().defaultParallelism();
   }
 
   @Override
