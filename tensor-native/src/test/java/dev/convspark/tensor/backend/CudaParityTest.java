@@ -23,6 +23,7 @@ class CudaParityTest {
       gpu = CudaBackend.create(0);
     } catch (IllegalStateException e) {
       noGpu = "no usable GPU here, GPU parity not checked: " + e.getMessage();
+      System.err.println("CudaParityTest skipped: " + noGpu);
     }
   }
 
