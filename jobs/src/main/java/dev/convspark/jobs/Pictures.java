@@ -142,7 +142,7 @@ final class Pictures {
       hi = lo + 1;
     }
     g.setColor(Color.BLACK);
-    text(g, title, left, 12, 2);
+    text(g, title, left, 6, 2);
     g.drawRect(left, top, pw, ph);
     for (int t = 0; t <= 4; t++) {
       double v = lo + (hi - lo) * t / 4;
@@ -161,7 +161,7 @@ final class Pictures {
       text(g, s, px - textWidth(s, 1) / 2, top + ph + 6, 1);
     }
     text(g, "step", left + pw / 2 - textWidth("step", 2) / 2, height - 20, 2);
-    text(g, yLabel, 6, top - 14, 1);
+    text(g, yLabel, 6, top - 11, 1);
     if (n > 0) {
       int[] xs = new int[n];
       int[] raw = new int[n];

@@ -107,7 +107,8 @@ final class QuickstartCommand {
       runner.initialize(1);
       Trainer trainer = new Trainer(runner, Optimizer.create(cnn ? "adam" : "sgd", 1e-4f, runner.paramCount()), 0.5f, 1);
       BatchSampler sampler = new BatchSampler(train.count(), 1);
-      int warm = cnn ? 10 : 200;
+      // Enough steps for the JIT to settle: fewer made the estimate 50% too long.
+      int warm = cnn ? 40 : 200;
       for (int s = 0; s < warm; s++) {
         trainer.step(sampler, train.images(), train.labels(), batch, 1f / batch);
       }
