@@ -56,11 +56,14 @@ final class BarrierTraining {
    */
   static final String FAIL_AT_STEP = "convspark.test.failAtStep";
 
-  static TrainResult run(RDD<Row> rows, Settings s) {
+  /** Trains on an RDD of rows (each worker packs its partition) or of {@link Block}s packed already. */
+  static TrainResult run(RDD<?> rows, Settings s) {
     // The barrier stage writes its result to a shuffle read by a one-task stage: Spark retries a
     // failed barrier stage only when it is a shuffle-map stage (a failed barrier result stage
     // aborts the job), and a retried stage resumes from the newest checkpoint.
-    Object[] results = (Object[]) rows.barrier().mapPartitions(new Worker(s), false,
+    @SuppressWarnings("unchecked")
+    RDD<Object> input = (RDD<Object>) rows;
+    Object[] results = (Object[]) input.barrier().mapPartitions(new Worker(s), false,
         ClassTag$.MODULE$.apply(TrainResult.class)).repartition(1, null).collect();
     if (results.length != 1) {
       throw new IllegalStateException("barrier training returned " + results.length + " results (expected 1 from worker 0)");
@@ -72,7 +75,7 @@ final class BarrierTraining {
     return r;
   }
 
-  private static final class Worker extends AbstractFunction1<Iterator<Row>, Iterator<TrainResult>>
+  private static final class Worker extends AbstractFunction1<Iterator<Object>, Iterator<TrainResult>>
       implements Serializable {
     private static final long serialVersionUID = 1L;
     private final Settings s;
@@ -82,7 +85,7 @@ final class BarrierTraining {
     }
 
     @Override
-    public Iterator<TrainResult> apply(Iterator<Row> rows) {
+    public Iterator<TrainResult> apply(Iterator<Object> rows) {
       try {
         TrainResult r;
         try {
@@ -97,7 +100,7 @@ final class BarrierTraining {
       }
     }
 
-    private TrainResult train(java.util.Iterator<Row> rows) throws IOException {
+    private TrainResult train(java.util.Iterator<Object> rows) throws IOException {
       BarrierTaskContext ctx = BarrierTaskContext.get();
       int rank = ctx.partitionId();
       int size = ctx.getTaskInfos().length;
@@ -106,7 +109,7 @@ final class BarrierTraining {
       ModelRunner runner = null;
       String mine;
       try {
-        block = Block.pack(rows, s.reader(), s.labelCol(), spec.inputShape().size(), spec.numClasses());
+        block = Block.of(rows, s.reader(), s.labelCol(), spec.inputShape().size(), spec.numClasses());
         // The engine before the rendezvous too: a device that cannot be used stops every worker at once.
         runner = EngineCache.runner(s.spec(), s.threads(), s.device());
         mine = Integer.toString(block.count);

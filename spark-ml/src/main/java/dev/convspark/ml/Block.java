@@ -22,6 +22,68 @@ final class Block implements Serializable {
   }
 
   /**
+   * A partition's block: the rows of (features, label) packed, or, when the partition holds
+   * blocks packed already (see {@link #merge}), those blocks as one.
+   */
+  @SuppressWarnings("unchecked")
+  static Block of(Iterator<?> items, FeatureReader reader, String labelCol, int size, int classes) {
+    if (!items.hasNext()) {
+      return new Block(new float[0], new int[0], 0);
+    }
+    Object first = items.next();
+    Iterator<Object> all = new Iterator<>() {
+      private Object head = first;
+
+      @Override
+      public boolean hasNext() {
+        return head != null || items.hasNext();
+      }
+
+      @Override
+      public Object next() {
+        if (head != null) {
+          Object h = head;
+          head = null;
+          return h;
+        }
+        return items.next();
+      }
+    };
+    if (first instanceof Block) {
+      return merge((Iterator<Block>) (Iterator<?>) all);
+    }
+    return pack((Iterator<Row>) (Iterator<?>) all, reader, labelCol, size, classes);
+  }
+
+  /** The blocks one after another, as one block. */
+  static Block merge(Iterator<Block> blocks) {
+    java.util.List<Block> list = new java.util.ArrayList<>();
+    long n = 0;
+    long floats = 0;
+    while (blocks.hasNext()) {
+      Block b = blocks.next();
+      list.add(b);
+      n += b.count;
+      floats += b.features.length;
+    }
+    if (floats > Integer.MAX_VALUE - 8) {
+      throw new IllegalArgumentException("a worker's share of the data (" + n + " rows, " + floats
+          + " values) is more than one Java array holds; raise numWorkers");
+    }
+    float[] x = new float[(int) floats];
+    int[] y = new int[(int) n];
+    int xo = 0;
+    int yo = 0;
+    for (Block b : list) {
+      System.arraycopy(b.features, 0, x, xo, b.features.length);
+      System.arraycopy(b.labels, 0, y, yo, b.count);
+      xo += b.features.length;
+      yo += b.count;
+    }
+    return new Block(x, y, (int) n);
+  }
+
+  /**
    * Packs rows of (features, label).
    *
    * @throws IllegalArgumentException naming the column and the value for a label that is null, not

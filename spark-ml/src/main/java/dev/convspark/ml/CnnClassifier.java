@@ -337,8 +337,9 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     if (rows.isEmpty()) {
       throw new IllegalArgumentException("cannot fit on an empty dataset");
     }
-    if (rows.rdd().getNumPartitions() != workers) {
-      // A shuffle, not a coalesce: a barrier stage may not contain partition-merging RDDs.
+    int partitions = rows.rdd().getNumPartitions();
+    boolean packFirst = $(syncMode).equals("barrier") && partitions > workers;
+    if (partitions < workers || (partitions > workers && !packFirst)) {
       rows = rows.repartition(workers);
     }
     Checkpoints checkpoints = checkpoints(dataset.sparkSession().sparkContext().hadoopConfiguration(), spec);
@@ -348,7 +349,29 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
         checkpoints, intParam(checkpointInterval), $(device));
     TrainResult r;
-    if ($(syncMode).equals("barrier")) {
+    if (packFirst) {
+      // More partitions than workers: pack each partition (a compact float block, a quarter of the
+      // rows' size) and shuffle the blocks, partition i to worker i % workers, each worker merging
+      // its blocks in partition order. A shuffle, not a coalesce: a barrier stage may not hold a
+      // partition-merging RDD, and a shuffle can be recomputed when an executor is lost.
+      int size = spec.inputShape().size();
+      int classes = spec.numClasses();
+      String labelName = $(labelCol);
+      int w = workers;
+      org.apache.spark.api.java.JavaRDD<Block> blocks = rows.toJavaRDD()
+          .mapPartitionsWithIndex((i, it) -> List.of(new scala.Tuple2<>(i % w,
+              new scala.Tuple2<>(i, Block.pack(it, reader, labelName, size, classes)))).iterator(), false)
+          .mapToPair(t -> t)
+          .partitionBy(new org.apache.spark.HashPartitioner(w))
+          .values()
+          .mapPartitions(it -> {
+            List<scala.Tuple2<Integer, Block>> parts = new java.util.ArrayList<>();
+            it.forEachRemaining(parts::add);
+            parts.sort(java.util.Comparator.comparing(scala.Tuple2::_1));
+            return List.of(Block.merge(parts.stream().map(scala.Tuple2::_2).iterator())).iterator();
+          });
+      r = BarrierTraining.run(blocks.rdd(), settings);
+    } else if ($(syncMode).equals("barrier")) {
       try {
         r = BarrierTraining.run(rows.rdd(), settings);
       } catch (Exception e) {

@@ -210,7 +210,10 @@ class CnnClassifierTest {
     float[] two = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setNumWorkers(2).fit(small).weights();
     float[] four = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setNumWorkers(4).setSyncMode("driver")
         .fit(small).weights();
-    for (float[] other : new float[][] {two, four}) {
+    // Four input partitions on two workers: packed per partition, then two blocks per worker.
+    float[] packedFirst = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setNumWorkers(2)
+        .fit(small.repartition(4)).weights();
+    for (float[] other : new float[][] {two, four, packedFirst}) {
       double maxDiff = 0;
       for (int i = 0; i < one.length; i++) {
         maxDiff = Math.max(maxDiff, Math.abs(one[i] - other[i]));
