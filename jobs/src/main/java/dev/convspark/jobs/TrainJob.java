@@ -79,7 +79,8 @@ final class TrainJob {
     System.out.printf(Locale.ROOT, "training %s on %s: %,d steps of %d (%s, %s sync)%n", spec.name(), data, steps, batch,
         clf.getOrDefault(clf.optimizer()), clf.getOrDefault(clf.syncMode()));
     if (!spark.sparkContext().isLocal() && "barrier".equals(clf.getOrDefault(clf.syncMode()))) {
-      System.out.println("progress: training worker 0 logs it (step, loss, accuracy, images/s, ETA) in its executor's log");
+      System.out.println("progress: worker 0 reports it through executor heartbeats (every "
+          + spark.sparkContext().getConf().get("spark.executor.heartbeatInterval", "10s") + ")");
     }
     Progress progress = new Progress(System.console() != null);
     TrainingProgress.setListener(progress);
@@ -157,6 +158,7 @@ final class TrainJob {
   static final class Progress implements java.util.function.Consumer<TrainingProgress.Update> {
     private final boolean terminal;
     private boolean drawn;
+    private int printed;
 
     Progress(boolean terminal) {
       this.terminal = terminal;
@@ -172,8 +174,10 @@ final class TrainJob {
         int done = (int) Math.round(width * (double) u.step() / u.steps());
         System.err.print("\r[" + "#".repeat(done) + ".".repeat(width - done) + "] " + stats + "  ");
         drawn = true;
-      } else if (u.step() % TrainingProgress.LOG_EVERY == 0 || u.step() == u.steps()) {
+      } else if (u.step() / TrainingProgress.LOG_EVERY > printed / TrainingProgress.LOG_EVERY || u.step() == u.steps()) {
+        // Every 100 steps, or at the first report past each hundred (heartbeats come at their own pace).
         System.out.println(stats);
+        printed = u.step();
       }
     }
 

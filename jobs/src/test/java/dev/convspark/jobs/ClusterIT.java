@@ -35,13 +35,15 @@ class ClusterIT {
       String url = ClusterCommand.start(dir, 1, 2, "2g", port);
       assertTrue(ClusterCommand.status(dir).stream().allMatch(l -> l.contains("running")), ClusterCommand.status(dir).toString());
       List<String> opts = List.of("--master", url, "--total-executor-cores", "2", "--executor-cores", "1",
-          "--executor-memory", "1g");
+          "--executor-memory", "1g", "--conf", "spark.executor.heartbeatInterval=500ms");
       Path run = tmp.resolve("run");
       String data = MNIST.resolve("t10k-images-idx3-ubyte").toString();
       SubmitProcess.Result t = SubmitProcess.run(dir, opts, "train", "--data", data, "--model", "softmax-regression",
-          "--optimizer", "sgd", "--learning-rate", "0.5", "--keep-prob", "1", "--max-iter", "200", "--num-workers", "2",
+          "--optimizer", "sgd", "--learning-rate", "0.5", "--keep-prob", "1", "--max-iter", "4000", "--num-workers", "2",
           "--output", run.toString());
       assertEquals(0, t.exitCode(), t.output());
+      // Worker 0 runs in an executor; its progress reaches the driver with the executors' heartbeats.
+      assertTrue(t.output().matches("(?s).*\\nstep \\d+/4000  loss .*"), "progress on the driver:\n" + t.output());
       assertTrue(Files.readString(run.resolve("summary.json")).contains("\"num_workers\": 2"));
       // The Worker started each executor as a process of its own, with its own directory and log.
       try (Stream<Path> apps = Files.list(dir.resolve("work-1"))) {

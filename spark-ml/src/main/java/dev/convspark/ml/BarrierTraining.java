@@ -46,7 +46,7 @@ final class BarrierTraining {
   /** The settings every worker needs, shipped with the task. */
   record Settings(String spec, FeatureReader reader, String labelCol, String optimizer, float learningRate,
                   int batchSize, int steps, float keepProb, long seed, int threads, Checkpoints checkpoints,
-                  int checkpointInterval, String device) implements Serializable {
+                  int checkpointInterval, String device, TrainingProgress.Remote progress) implements Serializable {
   }
 
   /**
@@ -249,6 +249,9 @@ final class BarrierTraining {
         }
         if (rank == 0) {
           TrainingProgress.report(step, s.steps(), start, loss[step - 1], accuracy[step - 1], stats[2], t0);
+          if (s.progress() != null) {
+            s.progress().publish(step, loss[step - 1], accuracy[step - 1]);
+          }
         }
       }
       if (rank != 0) {

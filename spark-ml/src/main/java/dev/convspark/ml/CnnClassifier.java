@@ -342,12 +342,33 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     if (partitions < workers || (partitions > workers && !packFirst)) {
       rows = rows.repartition(workers);
     }
-    Checkpoints checkpoints = checkpoints(dataset.sparkSession().sparkContext().hadoopConfiguration(), spec);
+    org.apache.spark.SparkContext sc = dataset.sparkSession().sparkContext();
+    Checkpoints checkpoints = checkpoints(sc.hadoopConfiguration(), spec);
     BarrierTraining.Settings settings = new BarrierTraining.Settings(spec.specString(), reader, $(labelCol), $(optimizer),
         (float) doubleParam(learningRate), intParam(batchSize), intParam(maxIter), (float) doubleParam(keepProb),
         (Long) getOrDefault(seed), isSet(threadsPerWorker) ? intParam(threadsPerWorker)
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
-        checkpoints, intParam(checkpointInterval), $(device));
+        checkpoints, intParam(checkpointInterval), $(device),
+        $(syncMode).equals("barrier") ? TrainingProgress.attach(sc, intParam(maxIter), intParam(batchSize)) : null);
+    TrainResult r;
+    try {
+      r = runTraining(rows, settings, spec, reader, workers, packFirst);
+    } finally {
+      TrainingProgress.detach(sc, settings.progress());
+    }
+    double seconds = (System.nanoTime() - t0) / 1e9;
+    CnnClassificationModel m = new CnnClassificationModel(uid, spec.specString(), r.weights());
+    m.setSummary(new CnnTrainingSummary(r.loss(), r.accuracy(), seconds,
+        (long) (r.loss().length - r.resumedFromStep()) * intParam(batchSize), workers, $(syncMode), r.resumedFromStep()));
+    LOG.info(String.format("trained %s: %d steps of %d (from step %d) on %d workers (%s) in %.1f s, %.0f images/s,"
+        + " final loss %.4f", spec.name(), r.loss().length, intParam(batchSize), r.resumedFromStep(), workers, $(syncMode), seconds,
+        m.summary().imagesPerSecond(), r.loss().length == 0 ? Double.NaN : r.loss()[r.loss().length - 1]));
+    return copyValues(m.setParent(this), ParamMap.empty());
+  }
+
+  /** Runs the training: barrier mode (packing first when partitions outnumber workers) or driver mode. */
+  private TrainResult runTraining(Dataset<Row> rows, BarrierTraining.Settings settings, ModelSpec spec,
+                                  FeatureReader reader, int workers, boolean packFirst) {
     TrainResult r;
     if (packFirst) {
       // More partitions than workers: pack each partition (a compact float block, a quarter of the
@@ -385,14 +406,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     } else {
       r = driverTraining(rows, settings);
     }
-    double seconds = (System.nanoTime() - t0) / 1e9;
-    CnnClassificationModel m = new CnnClassificationModel(uid, spec.specString(), r.weights());
-    m.setSummary(new CnnTrainingSummary(r.loss(), r.accuracy(), seconds,
-        (long) (r.loss().length - r.resumedFromStep()) * intParam(batchSize), workers, $(syncMode), r.resumedFromStep()));
-    LOG.info(String.format("trained %s: %d steps of %d (from step %d) on %d workers (%s) in %.1f s, %.0f images/s,"
-        + " final loss %.4f", spec.name(), r.loss().length, intParam(batchSize), r.resumedFromStep(), workers, $(syncMode), seconds,
-        m.summary().imagesPerSecond(), r.loss().length == 0 ? Double.NaN : r.loss()[r.loss().length - 1]));
-    return copyValues(m.setParent(this), ParamMap.empty());
+    return r;
   }
 
   /**

@@ -6,8 +6,10 @@ import java.util.function.Consumer;
  * Progress of the training running in this JVM, reported by worker 0 (barrier mode) or the driver
  * (driver mode): logged through log4j every {@value #LOG_EVERY} steps, and handed to a listener,
  * if one is set, every {@value #NOTIFY_EVERY} steps and at the last step. On a cluster the
- * barrier workers run in executors, so a listener set on the driver hears from driver-mode
- * training and from local-mode sessions only; the log lines are in the executor's log.
+ * barrier workers run in executors: there worker 0 also publishes its progress in accumulators,
+ * which executors report with their heartbeats ({@code spark.executor.heartbeatInterval}, 10 s by
+ * default), and a driver-side Spark listener hands those to the listener, so a driver on a
+ * cluster sees progress too, at heartbeat pace.
  */
 public final class TrainingProgress {
 
@@ -58,6 +60,124 @@ public final class TrainingProgress {
     }
     if (notify) {
       l.accept(u);
+    }
+  }
+
+  /** The listener of this JVM, or null. */
+  static Consumer<Update> listener() {
+    return listener;
+  }
+
+  /** Worker 0's progress, published through accumulators that executors' heartbeats report. */
+  static final class Remote implements java.io.Serializable {
+    private static final long serialVersionUID = 1L;
+    static final String STEP = "convspark.progress.step";
+    static final String LOSS = "convspark.progress.loss";
+    static final String ACCURACY = "convspark.progress.accuracy";
+    private final org.apache.spark.util.LongAccumulator step;
+    private final org.apache.spark.util.DoubleAccumulator loss;
+    private final org.apache.spark.util.DoubleAccumulator accuracy;
+
+    private Remote(org.apache.spark.SparkContext sc) {
+      step = sc.longAccumulator(STEP);
+      loss = sc.doubleAccumulator(LOSS);
+      accuracy = sc.doubleAccumulator(ACCURACY);
+    }
+
+    /** Called by worker 0: the task's copies hold the latest values, not sums. */
+    void publish(int s, double l, double a) {
+      if (s % NOTIFY_EVERY != 0) {
+        return;
+      }
+      step.reset();
+      step.add(s);
+      loss.reset();
+      loss.add(l);
+      accuracy.reset();
+      accuracy.add(a);
+    }
+  }
+
+  /**
+   * On a cluster (not a local master) with a listener set: the accumulators worker 0 publishes
+   * into and the Spark listener that forwards them, removed by {@link #detach}. Null otherwise.
+   */
+  static Remote attach(org.apache.spark.SparkContext sc, int steps, int batch) {
+    Consumer<Update> l = listener;
+    if (l == null || sc.isLocal()) {
+      return null;
+    }
+    Remote r = new Remote(sc);
+    HeartbeatListener h = new HeartbeatListener(l, steps, batch);
+    sc.addSparkListener(h);
+    LISTENERS.put(r, h);
+    return r;
+  }
+
+  /** Removes what {@link #attach} added. */
+  static void detach(org.apache.spark.SparkContext sc, Remote r) {
+    if (r != null) {
+      HeartbeatListener h = LISTENERS.remove(r);
+      if (h != null) {
+        sc.removeSparkListener(h);
+      }
+    }
+  }
+
+  private static final java.util.Map<Remote, HeartbeatListener> LISTENERS = new java.util.concurrent.ConcurrentHashMap<>();
+
+  private static final class HeartbeatListener extends org.apache.spark.scheduler.SparkListener {
+    private final Consumer<Update> target;
+    private final int steps;
+    private final int batch;
+    private long firstNanos;
+    private long firstStep = -1;
+    private long lastStep = -1;
+
+    HeartbeatListener(Consumer<Update> target, int steps, int batch) {
+      this.target = target;
+      this.steps = steps;
+      this.batch = batch;
+    }
+
+    @Override
+    public void onExecutorMetricsUpdate(org.apache.spark.scheduler.SparkListenerExecutorMetricsUpdate event) {
+      for (scala.Tuple4<Object, Object, Object, scala.collection.immutable.Seq<org.apache.spark.scheduler.AccumulableInfo>> t
+          : scala.jdk.javaapi.CollectionConverters.asJava(event.accumUpdates())) {
+        long step = -1;
+        double loss = Double.NaN;
+        double accuracy = Double.NaN;
+        for (org.apache.spark.scheduler.AccumulableInfo info : scala.jdk.javaapi.CollectionConverters.asJava(t._4())) {
+          String name = info.name().isDefined() ? info.name().get() : "";
+          Object v = info.update().isDefined() ? info.update().get() : null;
+          if (v instanceof Number n) {
+            switch (name) {
+              case Remote.STEP -> step = n.longValue();
+              case Remote.LOSS -> loss = n.doubleValue();
+              case Remote.ACCURACY -> accuracy = n.doubleValue();
+              default -> { }
+            }
+          }
+        }
+        if (step > 0) {
+          report(step, loss, accuracy);
+        }
+      }
+    }
+
+    private synchronized void report(long step, double loss, double accuracy) {
+      if (step == lastStep) {
+        return;
+      }
+      lastStep = step;
+      long now = System.nanoTime();
+      if (firstStep < 0) {
+        firstStep = step;
+        firstNanos = now;
+        return;
+      }
+      double ips = (step - firstStep) * (double) batch / Math.max(1e-9, (now - firstNanos) / 1e9);
+      target.accept(new Update((int) step, steps, loss, accuracy, ips, ips > 0 ? (steps - step) * batch / ips : Double.NaN));
     }
   }
 }
