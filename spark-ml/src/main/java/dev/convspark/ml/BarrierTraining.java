@@ -57,6 +57,30 @@ final class BarrierTraining {
   static final String FAIL_AT_STEP = "convspark.test.failAtStep";
 
   /** Trains on an RDD of rows (each worker packs its partition) or of {@link Block}s packed already. */
+  /**
+   * Where training starts in both sync modes: the weights, optimizer and history of checkpoint
+   * {@code step}, or at step 0 the seeded initial weights, a fresh optimizer and empty histories
+   * (each {@code s.steps()} long).
+   */
+  record Start(float[] params, Optimizer optimizer, double[] loss, double[] accuracy) {
+
+    static Start of(Settings s, ModelSpec spec, int step) throws IOException {
+      double[] loss = new double[s.steps()];
+      double[] accuracy = new double[s.steps()];
+      if (step == 0) {
+        Network init = new Network(spec);
+        init.initialize(s.seed());
+        return new Start(init.params(), Optimizer.create(s.optimizer(), s.learningRate(), init.paramCount()), loss,
+            accuracy);
+      }
+      Checkpoints.Checkpoint c = s.checkpoints().load(step, spec, s.optimizer());
+      System.arraycopy(c.loss(), 0, loss, 0, step);
+      System.arraycopy(c.accuracy(), 0, accuracy, 0, step);
+      float[] params = c.state().params();
+      return new Start(params, Optimizer.restore(c.state().optimizer(), params.length), loss, accuracy);
+    }
+  }
+
   static TrainResult run(RDD<?> rows, Settings s) {
     // The barrier stage writes its result to a shuffle read by a one-task stage: Spark retries a
     // failed barrier stage only when it is a shuffle-map stage (a failed barrier result stage
@@ -176,23 +200,13 @@ final class BarrierTraining {
                               int start, ModelRunner runner) throws IOException {
       ModelSpec spec = ModelSpec.parse(s.spec());
       runner.setKeepProb(s.keepProb());
-      double[] loss = new double[s.steps()];
-      double[] accuracy = new double[s.steps()];
-      Optimizer opt;
-      if (start > 0) {
-        Checkpoints.Checkpoint c = s.checkpoints().load(start, spec, s.optimizer());
-        runner.copyParametersFrom(c.state().params());
-        opt = Optimizer.restore(c.state().optimizer(), runner.paramCount());
-        System.arraycopy(c.loss(), 0, loss, 0, start);
-        System.arraycopy(c.accuracy(), 0, accuracy, 0, start);
-        if (rank == 0) {
-          LOG.info("resuming at step {} from the checkpoint in {}", start, s.checkpoints().dir());
-        }
-      } else {
-        Network init = new Network(spec);
-        init.initialize(s.seed());
-        runner.copyParametersFrom(init.params());
-        opt = Optimizer.create(s.optimizer(), s.learningRate(), runner.paramCount());
+      Start from = Start.of(s, spec, start);
+      runner.copyParametersFrom(from.params());
+      Optimizer opt = from.optimizer();
+      double[] loss = from.loss();
+      double[] accuracy = from.accuracy();
+      if (start > 0 && rank == 0) {
+        LOG.info("resuming at step {} from the checkpoint in {}", start, s.checkpoints().dir());
       }
       int[] failAt = failAt(ctx);
       float[] grads = new float[runner.paramCount()];

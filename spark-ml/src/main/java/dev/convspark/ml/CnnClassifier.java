@@ -1,6 +1,5 @@
 package dev.convspark.ml;
 
-import dev.convspark.tensor.Network;
 import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.io.ModelState;
 import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
@@ -458,23 +457,12 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
       int threads = s.threads();
       String deviceText = s.device();
       float keep = s.keepProb();
-      double[] loss = new double[s.steps()];
-      double[] accuracy = new double[s.steps()];
       int start = s.checkpoints() == null ? 0 : s.checkpoints().latest();
-      float[] params;
-      Optimizer opt;
-      if (start > 0) {
-        Checkpoints.Checkpoint c = s.checkpoints().load(start, spec, s.optimizer());
-        params = c.state().params();
-        opt = Optimizer.restore(c.state().optimizer(), params.length);
-        System.arraycopy(c.loss(), 0, loss, 0, start);
-        System.arraycopy(c.accuracy(), 0, accuracy, 0, start);
-      } else {
-        Network init = new Network(spec);
-        init.initialize(s.seed());
-        params = init.params();
-        opt = Optimizer.create(s.optimizer(), s.learningRate(), params.length);
-      }
+      BarrierTraining.Start from = BarrierTraining.Start.of(s, spec, start);
+      float[] params = from.params();
+      Optimizer opt = from.optimizer();
+      double[] loss = from.loss();
+      double[] accuracy = from.accuracy();
       long t0 = System.nanoTime();
       for (int step = start + 1; step <= s.steps(); step++) {
         Broadcast<float[]> w = jsc.broadcast(params);

@@ -27,11 +27,6 @@ final class EngineCache {
     this.runner = runner;
   }
 
-  /** This thread's replica of {@code spec} on {@code threads} CPU threads, created on first use. */
-  static ModelRunner runner(String spec, int threads) {
-    return runner(spec, threads, "cpu");
-  }
-
   /**
    * This thread's replica of {@code spec} on {@code device} ({@code auto}, {@code cpu},
    * {@code gpu} or {@code gpu:N}); inside a Spark task, {@code gpu} and {@code auto} use the GPU

@@ -171,8 +171,12 @@ public final class GpuCheck {
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("--results") && i + 1 < args.length) {
         results = java.nio.file.Path.of(args[++i]);
-      } else {
+      } else if (args[i].matches("\\d{1,4}")) {
         ordinal = Integer.parseInt(args[i]);
+      } else {
+        System.out.println("usage: GpuCheck [GPU-NUMBER] [--results FILE]; '" + args[i] + "' is neither");
+        System.exit(2);
+        return;
       }
     }
     StringBuilder figures = new StringBuilder();
