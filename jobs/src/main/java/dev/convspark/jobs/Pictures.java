@@ -221,8 +221,7 @@ final class Pictures {
         g.fillRect(left + j * cell, top + i * cell, cell, cell);
         g.setColor(f > 0.6 ? Color.WHITE : Color.BLACK);
         String c = Long.toString(counts[i][j]);
-        int scale = textWidth(c, 1) + 4 <= cell ? 1 : 0;
-        if (scale > 0) {
+        if (textWidth(c, 1) + 4 <= cell) {
           text(g, c, left + j * cell + cell / 2 - textWidth(c, 1) / 2, top + i * cell + cell / 2 - 3, 1);
         }
       }
