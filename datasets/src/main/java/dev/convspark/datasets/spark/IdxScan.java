@@ -51,8 +51,12 @@ final class IdxScan implements Scan, Batch {
         parts.add(new IdxInputPartition(f, 0, count));
         continue;
       }
-      for (long first = 0; first < count; first += perPartition) {
-        parts.add(new IdxInputPartition(f, first, Math.min(perPartition, count - first)));
+      // As few splits as the limit allows, of equal size: records all cost the same, so equal
+      // splits make equal tasks (cutting at the limit would leave a small last split).
+      long pieces = Math.max(1, (count + perPartition - 1) / perPartition);
+      for (long i = 0; i < pieces; i++) {
+        long first = count * i / pieces;
+        parts.add(new IdxInputPartition(f, first, count * (i + 1) / pieces - first));
       }
     }
     return parts.toArray(new InputPartition[0]);

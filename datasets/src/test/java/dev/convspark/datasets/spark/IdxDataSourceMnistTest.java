@@ -110,6 +110,22 @@ class IdxDataSourceMnistTest {
     assertEquals(3, three.rdd().getNumPartitions());
     assertEquals(8, eight.rdd().getNumPartitions());
     assertEquals(1, gz.rdd().getNumPartitions(), "a gzip file is one split");
+    // Splits of equal size, so that tasks are equal: 7,500 x 8, and the 10,000 test images in 2 x 5,000.
+    assertEquals(List.of(7_500L), eight.toJavaRDD().mapPartitions(it -> {
+      long n = 0;
+      for (; it.hasNext(); it.next()) {
+        n++;
+      }
+      return List.of(n).iterator();
+    }).distinct().collect());
+    Dataset<Row> test = spark.read().format("idx").load(train().replace("train-images-idx3", "t10k-images-idx3"));
+    assertEquals(List.of(5_000L, 5_000L), test.toJavaRDD().mapPartitions(it -> {
+      long n = 0;
+      for (; it.hasNext(); it.next()) {
+        n++;
+      }
+      return List.of(n).iterator();
+    }).collect(), "the test set on local[2]");
     List<Row> expected = fingerprint(one);
     assertEquals(60_000, expected.size());
     assertEquals(expected, fingerprint(three));
