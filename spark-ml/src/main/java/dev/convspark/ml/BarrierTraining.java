@@ -4,6 +4,7 @@ import dev.convspark.tensor.Network;
 import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.io.ModelState;
 import dev.convspark.tensor.optim.Optimizer;
+import dev.convspark.tensor.optim.OptimizerState;
 import dev.convspark.tensor.spec.ModelSpec;
 import dev.convspark.tensor.train.Trainer;
 import java.io.IOException;
@@ -24,18 +25,21 @@ import scala.runtime.AbstractFunction1;
 
 /**
  * {@code syncMode=barrier}: one long-lived task per worker in a Spark barrier stage. The workers
- * pack their partition, tell each other their sizes and rank 0's address through
- * {@link BarrierTaskContext#allGather}, then run every step without Spark: sample the worker's
- * share of the global batch, compute the gradient, sum it with {@link StarAllreduce}, apply the
- * same optimizer update. All replicas start from the same seed and see the same sums, so they
+ * find each other through {@link BarrierTaskContext#allGather} while they pack their partitions,
+ * tell each other their sizes, then run every step without Spark: sample the worker's share of the
+ * global batch, compute the gradient, sum it with a {@link GradientExchange} (sockets between
+ * JVMs, shared memory within one), apply the same optimizer update. All replicas start from the same seed and see the same sums, so they
  * stay identical; rank 0 returns the weights.
  */
 final class BarrierTraining {
 
   private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(BarrierTraining.class);
 
-  /** How long a worker waits for the others (connection or one step's exchange). */
+  /** How long a worker waits for the others in one step's exchange. */
   static final int TIMEOUT_MS = 300_000;
+
+  /** How long a worker waits for the others to pack their partitions and connect. */
+  static final int START_TIMEOUT_MS = 3_600_000;
 
   /** The port rank 0 listened on last in this JVM: lets tests play a stranger connecting to it. */
   static volatile int lastHubPort;
@@ -56,7 +60,13 @@ final class BarrierTraining {
    */
   static final String FAIL_AT_STEP = "convspark.test.failAtStep";
 
-  /** Trains on an RDD of rows (each worker packs its partition) or of {@link Block}s packed already. */
+  /**
+   * The local property {@value} set to {@code socket} makes workers that share a JVM exchange
+   * gradients over sockets all the same, as workers in separate executors do (for tests and
+   * diagnosis: the sums are the same either way).
+   */
+  static final String EXCHANGE = "convspark.exchange";
+
   /**
    * Where training starts in both sync modes: the weights, optimizer and history of checkpoint
    * {@code step}, or at step 0 the seeded initial weights, a fresh optimizer and empty histories
@@ -81,6 +91,7 @@ final class BarrierTraining {
     }
   }
 
+  /** Trains on an RDD of rows (each worker packs its partition) or of {@link Block}s packed already. */
   static TrainResult run(RDD<?> rows, Settings s) {
     // The barrier stage writes its result to a shuffle read by a one-task stage: Spark retries a
     // failed barrier stage only when it is a shuffle-map stage (a failed barrier result stage
@@ -128,75 +139,78 @@ final class BarrierTraining {
       BarrierTaskContext ctx = BarrierTaskContext.get();
       int rank = ctx.partitionId();
       int size = ctx.getTaskInfos().length;
-      ModelSpec spec = ModelSpec.parse(s.spec());
-      Block block = null;
-      ModelRunner runner = null;
-      String mine;
-      try {
-        block = Block.of(rows, s.reader(), s.labelCol(), spec.inputShape().size(), spec.numClasses());
-        // The engine before the rendezvous too: a device that cannot be used stops every worker at once.
-        runner = EngineCache.runner(s.spec(), s.threads(), s.device());
-        mine = Integer.toString(block.count);
-      } catch (IllegalArgumentException | IllegalStateException e) {
-        // Told to every worker through allGather, so that all stop at once and Spark does not retry.
-        mine = "!" + e.getMessage();
-      }
       String address = ctx.getTaskInfos()[rank].address();
       String host = address.substring(0, address.lastIndexOf(':'));
+      // The rendezvous runs while the partition is packed: Spark's allGather answers on a poll of
+      // about a second, which would otherwise come on top of the packing. Rank 0 tells the others
+      // where it listens, the run's secret and the step to start from (the newest checkpoint when
+      // there is one, so a retried stage resumes from it); every worker tells its JVM, so that
+      // workers sharing one JVM exchange through memory instead of sockets.
       ServerSocket server = null;
-      if (rank == 0 && block != null) {
-        // Rank 0 decides where every worker starts: the newest checkpoint when there is one
-        // (a retried stage resumes from it), else step 0.
+      String mine = LocalExchange.JVM_ID;
+      if (rank == 0) {
         int resume = s.checkpoints() == null ? 0 : s.checkpoints().latest();
         server = StarAllreduce.listen(host);
         lastHubPort = server.getLocalPort();
         byte[] token = new byte[24];
         new SecureRandom().nextBytes(token);
-        mine = block.count + " " + host + " " + server.getLocalPort() + " " + HexFormat.of().formatHex(token) + " " + resume;
+        mine += " " + host + " " + server.getLocalPort() + " " + HexFormat.of().formatHex(token) + " " + resume;
       }
-      String[] all;
+      String announce = mine;
+      java.util.concurrent.FutureTask<String[]> rendezvous = new java.util.concurrent.FutureTask<>(
+          () -> ctx.allGather(announce));
+      Thread gathering = new Thread(rendezvous, "convspark-rendezvous-" + rank);
+      gathering.setDaemon(true);
+      gathering.start();
+      ModelSpec spec = ModelSpec.parse(s.spec());
+      Block block = null;
+      ModelRunner runner = null;
+      String status;
       try {
-        all = ctx.allGather(mine);
-      } catch (RuntimeException e) {
-        if (server != null) {
-          server.close();
-        }
-        throw e;
+        block = Block.of(rows, s.reader(), s.labelCol(), spec.inputShape().size(), spec.numClasses());
+        // The engine before the first step too: a device that cannot be used stops every worker at once.
+        runner = EngineCache.runner(s.spec(), s.threads(), s.device());
+        status = Integer.toString(block.count);
+      } catch (IllegalArgumentException | IllegalStateException e) {
+        // Told to every worker, so that all stop at once and Spark does not retry.
+        String m = String.valueOf(e.getMessage());
+        status = "!" + (m.length() > 4000 ? m.substring(0, 4000) + "..." : m);
       }
-      List<Integer> sizes = new ArrayList<>();
-      for (String m : all) {
-        if (m.startsWith("!")) {
-          if (server != null) {
-            server.close();
-          }
-          throw new Deterministic(new IllegalArgumentException(m.substring(1)));
-        }
-        sizes.add(Integer.parseInt(m.split(" ")[0]));
-      }
-      long total = sizes.stream().mapToLong(Integer::longValue).sum();
-      if (total == 0) {
-        if (server != null) {
-          server.close();
-        }
-        throw new Deterministic(new IllegalArgumentException("cannot fit on an empty dataset"));
-      }
-      int[] shares = CnnClassifier.shares(sizes, total, s.batchSize());
-      String[] hub = all[0].split(" ");
-      StarAllreduce exchange;
+      GradientExchange exchange;
+      String[] hub;
       try {
-        exchange = rank == 0 ? StarAllreduce.hub(server, size, hub[3], TIMEOUT_MS)
-            : StarAllreduce.spoke(rank, size, hub[1], Integer.parseInt(hub[2]), hub[3], TIMEOUT_MS);
+        String[] all = awaitRendezvous(rendezvous, gathering);
+        hub = all[0].split(" ");
+        boolean oneJvm = java.util.Arrays.stream(all).allMatch(m -> m.split(" ")[0].equals(LocalExchange.JVM_ID));
+        if (size > 1 && oneJvm && !"socket".equals(ctx.getLocalProperty(EXCHANGE))) {
+          exchange = LocalExchange.join(hub[3], rank, size, TIMEOUT_MS, ctx::isInterrupted);
+        } else {
+          exchange = rank == 0 ? StarAllreduce.hub(server, size, hub[3], START_TIMEOUT_MS, TIMEOUT_MS, ctx::isInterrupted)
+              : StarAllreduce.spoke(rank, size, hub[1], Integer.parseInt(hub[2]), hub[3], TIMEOUT_MS);
+        }
       } finally {
         if (server != null) {
           server.close();
         }
       }
       try (exchange) {
+        List<Integer> sizes = new ArrayList<>();
+        for (String m : exchange.gather(status, START_TIMEOUT_MS)) {
+          if (m.startsWith("!")) {
+            throw new Deterministic(new IllegalArgumentException(m.substring(1)));
+          }
+          sizes.add(Integer.parseInt(m));
+        }
+        long total = sizes.stream().mapToLong(Integer::longValue).sum();
+        if (total == 0) {
+          throw new Deterministic(new IllegalArgumentException("cannot fit on an empty dataset"));
+        }
+        int[] shares = CnnClassifier.shares(sizes, total, s.batchSize());
         return steps(ctx, rank, block, shares[rank], exchange, Integer.parseInt(hub[4]), runner);
       }
     }
 
-    private TrainResult steps(BarrierTaskContext ctx, int rank, Block block, int share, StarAllreduce exchange,
+    private TrainResult steps(BarrierTaskContext ctx, int rank, Block block, int share, GradientExchange exchange,
                               int start, ModelRunner runner) throws IOException {
       ModelSpec spec = ModelSpec.parse(s.spec());
       runner.setKeepProb(s.keepProb());
@@ -224,33 +238,36 @@ final class BarrierTraining {
         long stepSeed = Trainer.stepSeed(s.seed(), step);
         GradientSum g;
         if (share == 0) {
+          // Nothing to sample here: this worker adds zeros.
           g = new GradientSum(null, 0, 0, 0);
           java.util.Arrays.fill(grads, 0f);
+          runner.copyGradientsFrom(grads);
         } else {
-          g = CnnClassifier.partitionGradient(block, share, rank, stepSeed, runner, grads);
+          g = CnnClassifier.partitionGradient(block, share, rank, stepSeed, runner, null);
         }
         stats[0] = g.lossSum;
         stats[1] = g.correct;
         stats[2] = g.count;
-        exchange.allreduce(grads, stats);
-        if (!Double.isFinite(stats[0])) {
-          // Every replica sees the same sum, so all stop here together.
-          throw new Deterministic(new ArithmeticException("loss became " + stats[0] + " at step " + step
-              + "; the model diverged (try a lower learningRate, or check the features for huge values)"));
-        }
-        float inv = (float) (1 / stats[2]);
-        for (int i = 0; i < grads.length; i++) {
-          grads[i] *= inv;
-        }
-        runner.copyGradientsFrom(grads);
-        runner.applyGradients(opt);
+        int current = step;
+        exchange.step(runner, opt, grads, stats, sums -> {
+          if (!Double.isFinite(sums[0])) {
+            // Every replica sees the same sum, so all stop here together.
+            throw new Deterministic(new ArithmeticException("loss became " + sums[0] + " at step " + current
+                + "; the model diverged (try a lower learningRate, or check the features for huge values)"));
+          }
+        });
         loss[step - 1] = stats[0] / stats[2];
         accuracy[step - 1] = stats[1] / stats[2];
         if (s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps())) {
           float[] w = new float[runner.paramCount()];
           runner.copyParametersTo(w);
-          runner.syncOptimizer(opt);
-          ModelState state = new ModelState(spec, w, opt.state());
+          // Rank 0's optimizer state is the current one (see LocalExchange#step); only rank 0 saves.
+          OptimizerState optState = null;
+          if (rank == 0) {
+            runner.syncOptimizer(opt);
+            optState = opt.state();
+          }
+          ModelState state = new ModelState(spec, w, optState);
           try {
             // Every replica holds the same weights, so every one checks them and all stop together.
             Checkpoints.checkFinite(state, step);
@@ -274,6 +291,28 @@ final class BarrierTraining {
       float[] weights = new float[runner.paramCount()];
       runner.copyParametersTo(weights);
       return new TrainResult(weights, loss, accuracy, start);
+    }
+
+    /**
+     * The answer of the allGather running in {@code gathering}. Spark's allGather sleeps a second
+     * between looks at its answer and looks again at once when its thread is interrupted (it then
+     * only checks whether the task was killed): nudging it every 2 ms saves up to a second per fit.
+     */
+    private static String[] awaitRendezvous(java.util.concurrent.FutureTask<String[]> rendezvous, Thread gathering)
+        throws IOException {
+      while (true) {
+        try {
+          return rendezvous.get(2, java.util.concurrent.TimeUnit.MILLISECONDS);
+        } catch (java.util.concurrent.TimeoutException e) {
+          gathering.interrupt();
+        } catch (java.util.concurrent.ExecutionException e) {
+          throw e.getCause() instanceof RuntimeException re ? re : new IllegalStateException(e.getCause());
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          gathering.interrupt();
+          throw new IOException("interrupted while waiting for the other workers to start", e);
+        }
+      }
     }
 
     /** A failure every worker meets at the same point, so retrying cannot help. */

@@ -333,9 +333,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
           + " Lower numWorkers or use syncMode=driver");
     }
     long t0 = System.nanoTime();
-    if (rows.isEmpty()) {
-      throw new IllegalArgumentException("cannot fit on an empty dataset");
-    }
+    // An empty input is found by the workers (the sizes they share), not by a Spark job of its own.
     int partitions = rows.rdd().getNumPartitions();
     boolean packFirst = $(syncMode).equals("barrier") && partitions > workers;
     if (partitions < workers || (partitions > workers && !packFirst)) {
@@ -542,7 +540,10 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     return partitionGradient(b, share, partition, stepSeed, runner, new float[runner.paramCount()]);
   }
 
-  /** As above, writing the gradient into {@code grads} (reused across steps by barrier workers). */
+  /**
+   * As above, copying the gradient into {@code grads}, or leaving it in the runner when
+   * {@code grads} is null (barrier workers reach it there).
+   */
   static GradientSum partitionGradient(Block b, int share, int partition, long stepSeed, ModelRunner runner,
                                        float[] grads) {
     // Without replacement within the step: a partial Fisher-Yates shuffle seeded by step and partition.
@@ -563,7 +564,9 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
       y[i] = b.labels[order[i]];
     }
     SoftmaxCrossEntropy.Result r = runner.computeGradients(x, y, share, 1f, stepSeed ^ ((long) partition << 32));
-    runner.copyGradientsTo(grads);
+    if (grads != null) {
+      runner.copyGradientsTo(grads);
+    }
     return new GradientSum(grads, r.lossSum(), r.correct(), share);
   }
 

@@ -30,7 +30,7 @@ import java.util.Arrays;
  * limit, and a fixed summation order makes the result independent of timing. The exchange is
  * pipelined in chunks (see {@link #allreduce}).
  */
-final class StarAllreduce implements AutoCloseable {
+final class StarAllreduce implements GradientExchange {
 
   private static final int MAGIC = 0x43535041; // "CSPA"
 
@@ -69,19 +69,35 @@ final class StarAllreduce implements AutoCloseable {
    * @throws IOException when not every worker arrives within {@code timeoutMs}
    */
   static StarAllreduce hub(ServerSocket server, int size, String secret, int timeoutMs) throws IOException {
+    return hub(server, size, secret, timeoutMs, timeoutMs, () -> false);
+  }
+
+  /**
+   * As above, with {@code stepTimeoutMs} for every later read; stops waiting for connections as
+   * soon as {@code killed} says the task was killed (Spark kills the other tasks of a barrier stage
+   * when one fails, without interrupting them).
+   */
+  static StarAllreduce hub(ServerSocket server, int size, String secret, int timeoutMs, int stepTimeoutMs,
+                           java.util.function.BooleanSupplier killed) throws IOException {
     Socket[] peers = new Socket[size];
     long deadline = System.currentTimeMillis() + timeoutMs;
     int arrived = 1;
     try {
       while (arrived < size) {
-        int left = (int) Math.max(1, deadline - System.currentTimeMillis());
-        server.setSoTimeout(left);
+        long left = deadline - System.currentTimeMillis();
+        if (left <= 0) {
+          throw new IOException("gradient exchange: only " + arrived + " of " + size + " workers connected within "
+              + timeoutMs / 1000 + " s; missing ranks " + missing(peers));
+        }
+        if (killed.getAsBoolean()) {
+          throw new IOException("gradient exchange: worker 0's task was killed while waiting for ranks " + missing(peers));
+        }
+        server.setSoTimeout((int) Math.min(left, 1000));
         Socket s;
         try {
           s = server.accept();
         } catch (SocketTimeoutException e) {
-          throw new IOException("gradient exchange: only " + arrived + " of " + size + " workers connected within "
-              + timeoutMs / 1000 + " s; missing ranks " + missing(peers));
+          continue;
         }
         s.setSoTimeout(Math.min(timeoutMs, 10_000));
         s.setTcpNoDelay(true);
@@ -90,7 +106,7 @@ final class StarAllreduce implements AutoCloseable {
           s.close();
           continue;
         }
-        s.setSoTimeout(timeoutMs);
+        s.setSoTimeout(stepTimeoutMs);
         peers[peerRank] = s;
         arrived++;
       }
@@ -160,6 +176,61 @@ final class StarAllreduce implements AutoCloseable {
     return new StarAllreduce(rank, size, peers);
   }
 
+  @Override
+  public String[] gather(String mine, int timeoutMs) throws IOException {
+    String[] all = new String[size];
+    if (size == 1) {
+      all[0] = mine;
+      return all;
+    }
+    int stepTimeout = 0;
+    for (Socket p : peers) {
+      if (p != null) {
+        stepTimeout = p.getSoTimeout();
+        p.setSoTimeout(timeoutMs);
+      }
+    }
+    try {
+      return gatherStrings(mine, all);
+    } finally {
+      for (Socket p : peers) {
+        if (p != null) {
+          p.setSoTimeout(stepTimeout);
+        }
+      }
+    }
+  }
+
+  private String[] gatherStrings(String mine, String[] all) throws IOException {
+    if (rank == 0) {
+      all[0] = mine;
+      for (int r = 1; r < size; r++) {
+        try {
+          all[r] = in[r].readUTF();
+        } catch (IOException e) {
+          throw new IOException("gradient exchange: worker " + r + " failed or stopped answering: " + why(e), e);
+        }
+      }
+      for (int r = 1; r < size; r++) {
+        for (String a : all) {
+          out[r].writeUTF(a);
+        }
+        out[r].flush();
+      }
+      return all;
+    }
+    try {
+      out[0].writeUTF(mine);
+      out[0].flush();
+      for (int r = 0; r < size; r++) {
+        all[r] = in[0].readUTF();
+      }
+    } catch (IOException e) {
+      throw new IOException("gradient exchange: worker 0 failed or stopped answering: " + why(e), e);
+    }
+    return all;
+  }
+
   /** Floats per chunk of the pipelined exchange (256 KB). */
   static final int CHUNK = 1 << 16;
 
@@ -169,7 +240,8 @@ final class StarAllreduce implements AutoCloseable {
    * returns each chunk as soon as every worker's copy of it has arrived, so sending, summing and
    * returning overlap instead of following one another.
    */
-  void allreduce(float[] data, double[] stats) throws IOException {
+  @Override
+  public void allreduce(float[] data, double[] stats) throws IOException {
     if (size == 1) {
       return;
     }

@@ -101,6 +101,16 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public float[] hostParameters() {
+      return net.params();
+    }
+
+    @Override
+    public float[] hostGradients() {
+      return net.grads();
+    }
+
+    @Override
     public void copyGradientsTo(float[] dst) {
       System.arraycopy(net.grads(), 0, dst, 0, net.paramCount());
     }

@@ -36,6 +36,22 @@ public interface ModelRunner extends AutoCloseable {
   /** Replaces the gradients with {@code src}, e.g. with the sum over all replicas. */
   void copyGradientsFrom(float[] src);
 
+  /**
+   * The live parameter array when this backend keeps the parameters in this JVM's heap (the CPU),
+   * else null. Writing it changes the model; it is valid until {@link #close}.
+   */
+  default float[] hostParameters() {
+    return null;
+  }
+
+  /**
+   * The live gradient array of the last {@link #computeGradients} when this backend keeps it in
+   * this JVM's heap (the CPU), else null.
+   */
+  default float[] hostGradients() {
+    return null;
+  }
+
   /** The probability with which dropout layers keep a value while training. */
   void setKeepProb(float keepProb);
 

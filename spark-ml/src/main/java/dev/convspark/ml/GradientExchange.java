@@ -1,0 +1,61 @@
+package dev.convspark.ml;
+
+import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.optim.Optimizer;
+import java.io.IOException;
+
+/**
+ * How the barrier workers of one training run talk to each other once Spark has introduced them:
+ * a small gather of strings at the start, then one gradient sum per step. Every worker gets the
+ * same sums, added in rank order, so the replicas stay bit-identical and the result does not depend
+ * on timing or on which implementation carried it:
+ * <ul>
+ *   <li>{@link StarAllreduce}: TCP sockets to rank 0, for workers in different JVMs;</li>
+ *   <li>{@link LocalExchange}: shared memory, for workers that are tasks of one JVM (local mode,
+ *       or one executor running every worker).</li>
+ * </ul>
+ */
+interface GradientExchange extends AutoCloseable {
+
+  /**
+   * Every worker's {@code mine}, in rank order (short strings: sizes, error messages), waiting up
+   * to {@code timeoutMs} for the others.
+   */
+  String[] gather(String mine, int timeoutMs) throws IOException;
+
+  /** Replaces {@code data} and {@code stats} with their sums over all workers, added in rank order. */
+  void allreduce(float[] data, double[] stats) throws IOException;
+
+  /**
+   * Sums {@code grads} and {@code stats} over all workers and divides the gradient sum by the total
+   * sample count, the last entry of the summed {@code stats}. Returns the array holding the mean:
+   * {@code grads} itself or a buffer of the exchange, valid until the next call.
+   */
+  default float[] mean(float[] grads, double[] stats) throws IOException {
+    allreduce(grads, stats);
+    float inv = (float) (1 / stats[stats.length - 1]);
+    for (int i = 0; i < grads.length; i++) {
+      grads[i] *= inv;
+    }
+    return grads;
+  }
+
+  /**
+   * One training step's synchronisation, after {@code runner.computeGradients}: sums the
+   * gradients and {@code stats} over all workers, shows the summed stats to {@code check} (which
+   * throws to stop, and every worker sees the same sums), then applies the optimizer to the mean
+   * gradient so that every replica holds the same new parameters. Here: each replica copies its
+   * gradients out through {@code scratch}, gets the mean and applies {@code optimizer} itself.
+   */
+  default void step(ModelRunner runner, Optimizer optimizer, float[] scratch, double[] stats,
+                    java.util.function.Consumer<double[]> check) throws IOException {
+    runner.copyGradientsTo(scratch);
+    float[] mean = mean(scratch, stats);
+    check.accept(stats);
+    runner.copyGradientsFrom(mean);
+    runner.applyGradients(optimizer);
+  }
+
+  @Override
+  void close() throws IOException;
+}
