@@ -3,6 +3,7 @@ package dev.convspark.tensor;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.convspark.tensor.kernels.ConvBuffers;
 import dev.convspark.tensor.kernels.ConvGeometry;
 import dev.convspark.tensor.kernels.FastKernels;
 import dev.convspark.tensor.kernels.ReferenceKernels;
@@ -126,6 +127,44 @@ class KernelParityTest {
       fast.maxPool(x, n, g, yGot, aGot);
       assertArrayEquals(yWant, yGot, "maxPool " + what);
       assertArrayEquals(aWant, aGot, "maxPool argmax " + what);
+    }
+  }
+
+  @Test
+  void fusedConvolutionMatchesUnfoldAndMultiply() {
+    int[][] cases = {
+        // n, h, w, c, kh, kw, stride, valid, filters
+        {50, 14, 14, 32, 5, 5, 1, 0, 64}, {7, 28, 28, 1, 5, 5, 1, 0, 32}, {2, 9, 7, 3, 3, 3, 2, 0, 5},
+        {5, 9, 7, 3, 3, 2, 2, 1, 33}, {1, 5, 5, 4, 5, 5, 1, 1, 7}, {4, 11, 6, 2, 3, 3, 3, 1, 40}, {3, 6, 6, 130, 3, 3, 1, 0, 70}};
+    for (int[] cs : cases) {
+      ConvGeometry g = ConvGeometry.of(cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], cs[7] == 1 ? Padding.VALID : Padding.SAME);
+      int n = cs[0];
+      int filters = cs[8];
+      String what = java.util.Arrays.toString(cs);
+      float[] x = random(n * g.inputSize());
+      float[] params = random(3 + g.patchSize() * filters);
+      int rows = n * g.outputPixels();
+      float[] yWant = random(rows * filters);
+      float[] yGot = yWant.clone();
+      REF.convForward(x, n, g, params, 3, filters, yWant, new ConvBuffers());
+      ConvBuffers buffers = new ConvBuffers();
+      fast.convForward(x, n, g, params, 3, filters, yGot, buffers);
+      assertClose(yWant, yGot, 1e-5, "conv forward " + what);
+      float[] dy = random(rows * filters);
+      for (boolean withDx : new boolean[] {true, false}) {
+        ConvBuffers refBuffers = new ConvBuffers();
+        REF.convForward(x, n, g, params, 3, filters, new float[rows * filters], refBuffers);
+        float[] gWant = random(5 + g.patchSize() * filters);
+        float[] gGot = gWant.clone();
+        float[] dxWant = withDx ? random(x.length) : null;
+        float[] dxGot = withDx ? random(x.length) : null;
+        REF.convBackward(x, dy, n, g, params, 3, filters, gWant, dxWant, refBuffers);
+        fast.convBackward(x, dy, n, g, params, 3, filters, gGot, dxGot, buffers);
+        assertClose(gWant, gGot, 1e-5, "conv weight gradient " + what);
+        if (withDx) {
+          assertClose(dxWant, dxGot, 1e-5, "conv input gradient " + what);
+        }
+      }
     }
   }
 

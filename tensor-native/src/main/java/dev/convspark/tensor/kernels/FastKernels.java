@@ -2,6 +2,9 @@ package dev.convspark.tensor.kernels;
 
 import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -144,7 +147,7 @@ public final class FastKernels implements Kernels {
           for (int bound = S.loopBound(k); p < bound; p += L) {
             acc = FloatVector.fromArray(S, a, ai + p).fma(FloatVector.fromArray(S, btFinal, bj + p), acc);
           }
-          float sum = acc.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+          float sum = acc.reduceLanes(VectorOperators.ADD);
           for (; p < k; p++) {
             sum += a[ai + p] * btFinal[bj + p];
           }
@@ -415,68 +418,159 @@ public final class FastKernels implements Kernels {
 
   @Override
   public void im2col(float[] x, int n, ConvGeometry g, float[] col) {
+    pool.parallelFor(n, s -> unfold(x, s, g, col, s * g.outputPixels() * g.patchSize()));
+  }
+
+  /** Sample {@code s}'s patches, one row per output pixel, into {@code col} from {@code q}. */
+  private static void unfold(float[] x, int s, ConvGeometry g, float[] col, int q) {
     int rowLen = g.patchSize();
     int ch = g.channels();
     int spanLen = g.kernelWidth() * ch;
-    pool.parallelFor(n, s -> {
-      int xBase = s * g.inputSize();
-      int q = s * g.outputPixels() * rowLen;
-      for (int oh = 0; oh < g.outHeight(); oh++) {
-        for (int ow = 0; ow < g.outWidth(); ow++, q += rowLen) {
-          int iw0 = ow * g.stride() - g.padLeft();
-          boolean wholeRow = iw0 >= 0 && iw0 + g.kernelWidth() <= g.width();
-          for (int kh = 0; kh < g.kernelHeight(); kh++) {
-            int ih = oh * g.stride() - g.padTop() + kh;
-            int o = q + kh * spanLen;
-            if (ih < 0 || ih >= g.height()) {
-              Arrays.fill(col, o, o + spanLen, 0f);
-            } else if (wholeRow) {
-              // The kernel row covers kw * channels consecutive floats of the NHWC input.
-              System.arraycopy(x, xBase + (ih * g.width() + iw0) * ch, col, o, spanLen);
-            } else {
-              for (int kw = 0; kw < g.kernelWidth(); kw++) {
-                int iw = iw0 + kw;
-                if (iw < 0 || iw >= g.width()) {
-                  Arrays.fill(col, o + kw * ch, o + (kw + 1) * ch, 0f);
-                } else {
-                  System.arraycopy(x, xBase + (ih * g.width() + iw) * ch, col, o + kw * ch, ch);
-                }
+    int xBase = s * g.inputSize();
+    for (int oh = 0; oh < g.outHeight(); oh++) {
+      for (int ow = 0; ow < g.outWidth(); ow++, q += rowLen) {
+        int iw0 = ow * g.stride() - g.padLeft();
+        boolean wholeRow = iw0 >= 0 && iw0 + g.kernelWidth() <= g.width();
+        for (int kh = 0; kh < g.kernelHeight(); kh++) {
+          int ih = oh * g.stride() - g.padTop() + kh;
+          int o = q + kh * spanLen;
+          if (ih < 0 || ih >= g.height()) {
+            Arrays.fill(col, o, o + spanLen, 0f);
+          } else if (wholeRow) {
+            // The kernel row covers kw * channels consecutive floats of the NHWC input.
+            System.arraycopy(x, xBase + (ih * g.width() + iw0) * ch, col, o, spanLen);
+          } else {
+            for (int kw = 0; kw < g.kernelWidth(); kw++) {
+              int iw = iw0 + kw;
+              if (iw < 0 || iw >= g.width()) {
+                Arrays.fill(col, o + kw * ch, o + (kw + 1) * ch, 0f);
+              } else {
+                System.arraycopy(x, xBase + (ih * g.width() + iw) * ch, col, o + kw * ch, ch);
               }
             }
           }
         }
       }
-    });
+    }
   }
 
   @Override
   public void col2im(float[] col, int n, ConvGeometry g, float[] dx) {
+    pool.parallelFor(n, s -> fold(col, s * g.outputPixels() * g.patchSize(), s, g, dx));
+  }
+
+  /** Zeroes sample {@code s} of {@code dx}, then adds back every patch row of {@code col} from {@code q}. */
+  private static void fold(float[] col, int q, int s, ConvGeometry g, float[] dx) {
     int rowLen = g.patchSize();
     int ch = g.channels();
-    pool.parallelFor(n, s -> {
-      int xBase = s * g.inputSize();
-      Arrays.fill(dx, xBase, xBase + g.inputSize(), 0f);
-      int q = s * g.outputPixels() * rowLen;
-      for (int oh = 0; oh < g.outHeight(); oh++) {
-        for (int ow = 0; ow < g.outWidth(); ow++, q += rowLen) {
-          for (int kh = 0; kh < g.kernelHeight(); kh++) {
-            int ih = oh * g.stride() - g.padTop() + kh;
-            if (ih < 0 || ih >= g.height()) {
-              continue;
-            }
-            for (int kw = 0; kw < g.kernelWidth(); kw++) {
-              int iw = ow * g.stride() - g.padLeft() + kw;
-              if (iw < 0 || iw >= g.width()) {
-                continue;
-              }
-              int d = xBase + (ih * g.width() + iw) * ch;
-              int o = q + (kh * g.kernelWidth() + kw) * ch;
-              addInto(col, o, dx, d, ch);
-            }
+    int xBase = s * g.inputSize();
+    Arrays.fill(dx, xBase, xBase + g.inputSize(), 0f);
+    for (int oh = 0; oh < g.outHeight(); oh++) {
+      for (int ow = 0; ow < g.outWidth(); ow++, q += rowLen) {
+        for (int kh = 0; kh < g.kernelHeight(); kh++) {
+          int ih = oh * g.stride() - g.padTop() + kh;
+          if (ih < 0 || ih >= g.height()) {
+            continue;
+          }
+          int iw0 = ow * g.stride() - g.padLeft();
+          int kw0 = Math.max(0, -iw0);
+          int kw1 = Math.min(g.kernelWidth(), g.width() - iw0);
+          if (kw0 < kw1) {
+            // The kernel row's columns inside the image are consecutive floats on both sides.
+            addInto(col, q + (kh * g.kernelWidth() + kw0) * ch, dx, xBase + (ih * g.width() + iw0 + kw0) * ch,
+                (kw1 - kw0) * ch);
           }
         }
       }
+    }
+  }
+
+  /**
+   * The fused route: the samples are split over the threads, and each thread unfolds one sample's
+   * patches at a time into its own buffer and multiplies them at once, while they are still in its
+   * cache, instead of unfolding the whole batch into a matrix that goes to memory and back.
+   */
+  @Override
+  public void convForward(float[] x, int n, ConvGeometry g, float[] params, int wOff, int filters, float[] y,
+                          ConvBuffers b) {
+    int pix = g.outputPixels();
+    int patch = g.patchSize();
+    int parts = Math.min(pool.threads(), n);
+    b.reserve(parts);
+    pool.parallelFor(parts, t -> {
+      float[] col = b.threadCol(t, pix * patch);
+      for (int s = t * n / parts, end = (t + 1) * n / parts; s < end; s++) {
+        unfold(x, s, g, col, 0);
+        gemmHere(true, pix, filters, patch, col, 0, patch, params, wOff, filters, 1f, y, s * pix * filters, filters);
+      }
     });
+  }
+
+  /**
+   * The fused route backward: each thread re-unfolds its samples one at a time, adds
+   * {@code dy_s^T patches_s} into its own weight-gradient sum and folds {@code dy_s W^T} straight
+   * back into the sample's input gradient. The threads' sums are added in thread order.
+   */
+  @Override
+  public void convBackward(float[] x, float[] dy, int n, ConvGeometry g, float[] params, int wOff, int filters,
+                           float[] grads, float[] dx, ConvBuffers b) {
+    int pix = g.outputPixels();
+    int patch = g.patchSize();
+    int parts = Math.min(pool.threads(), n);
+    b.reserve(parts);
+    float[] wT = dx == null ? null : b.wT(filters * patch);
+    if (wT != null) {
+      // W^T (filters x patch), so that dy_s W^T reads its B operand in place.
+      Transpose.into(params, wOff, patch, filters, wT, 0);
+    }
+    pool.parallelFor(parts, t -> {
+      float[] col = b.threadCol(t, pix * patch);
+      float[] acc = b.partial(t, filters * patch);
+      float[] dcol = wT == null ? null : b.threadDcol(t, pix * patch);
+      int first = t * n / parts;
+      int end = (t + 1) * n / parts;
+      if (first == end) {
+        Arrays.fill(acc, 0, filters * patch, 0f);
+      }
+      for (int s = first; s < end; s++) {
+        unfold(x, s, g, col, 0);
+        gemmHere(false, filters, patch, pix, dy, s * pix * filters, filters, col, 0, patch, s == first ? 0f : 1f,
+            acc, 0, patch);
+        if (dcol != null) {
+          gemmHere(true, pix, patch, filters, dy, s * pix * filters, filters, wT, 0, patch, 0f, dcol, 0, patch);
+          fold(dcol, 0, s, g, dx);
+        }
+      }
+    });
+    int size = filters * patch;
+    float[] dwT = parts == 1 ? b.partial(0, size) : b.dwT(size);
+    if (parts > 1) {
+      float[] p0 = b.partial(0, size);
+      System.arraycopy(p0, 0, dwT, 0, size);
+      for (int t = 1; t < parts; t++) {
+        addInto(b.partial(t, size), 0, dwT, 0, size);
+      }
+    }
+    Transpose.into(dwT, filters, patch, grads, wOff);
+  }
+
+  /**
+   * {@code C = op(A) * B + beta * C} on the calling thread alone, B read in place (row-major,
+   * {@code k x n}); op(A) is A itself when {@code directA}, else A stored transposed ({@code k x m}).
+   */
+  private void gemmHere(boolean directA, int m, int n, int k, float[] a, int aOff, int lda, float[] b, int bOff,
+                        int ldb, float beta, float[] c, int cOff, int ldc) {
+    int mBlocks = (m + MC - 1) / MC;
+    for (int jc = 0; jc < n; jc += NC) {
+      int nc = Math.min(NC, n - jc);
+      int panels = (nc + NR - 1) / NR;
+      for (int ib = 0; ib < mBlocks; ib++) {
+        for (int pc = 0; pc < k; pc += KC) {
+          block(directA, a, aOff, lda, b, bOff, ldb, null, c, cOff, ldc, pc == 0 ? beta : 1f,
+              m, ib * MC, 0, panels, jc, nc, pc, Math.min(KC, k - pc));
+        }
+      }
+    }
   }
 
   private static void addInto(float[] src, int so, float[] dst, int d, int len) {
@@ -489,16 +583,31 @@ public final class FastKernels implements Kernels {
     }
   }
 
+  private static final VectorSpecies<Integer> IS = IntVector.SPECIES_PREFERRED;
+
+  /**
+   * Vectorised over channels (NHWC keeps a pixel's channels together): each output pixel keeps a
+   * running maximum and its index per lane, replaced only by a strictly larger value, in the
+   * reference's window order, so ties and NaNs resolve as there.
+   */
   @Override
   public void maxPool(float[] x, int n, ConvGeometry g, float[] y, int[] argmax) {
     int ch = g.channels();
+    int vec = IS.length() == L ? S.loopBound(ch) : 0;
+    int[] lanes = new int[L];
+    for (int i = 0; i < L; i++) {
+      lanes[i] = i;
+    }
+    IntVector iota = vec > 0 ? IntVector.fromArray(IS, lanes, 0) : null;
+    int window = g.kernelHeight() * g.kernelWidth();
     pool.parallelFor(n, s -> {
+      int[] at = new int[window];
       int xBase = s * g.inputSize();
       int o = s * g.outputPixels() * ch;
       for (int oh = 0; oh < g.outHeight(); oh++) {
         for (int ow = 0; ow < g.outWidth(); ow++, o += ch) {
-          Arrays.fill(y, o, o + ch, Float.NEGATIVE_INFINITY);
-          Arrays.fill(argmax, o, o + ch, -1);
+          // The window's pixels inside the input, in the reference's order.
+          int count = 0;
           for (int kh = 0; kh < g.kernelHeight(); kh++) {
             int ih = oh * g.stride() - g.padTop() + kh;
             if (ih < 0 || ih >= g.height()) {
@@ -506,17 +615,40 @@ public final class FastKernels implements Kernels {
             }
             for (int kw = 0; kw < g.kernelWidth(); kw++) {
               int iw = ow * g.stride() - g.padLeft() + kw;
-              if (iw < 0 || iw >= g.width()) {
-                continue;
-              }
-              int xi = xBase + (ih * g.width() + iw) * ch;
-              for (int c = 0; c < ch; c++) {
-                if (argmax[o + c] < 0 || x[xi + c] > y[o + c]) {
-                  y[o + c] = x[xi + c];
-                  argmax[o + c] = xi + c;
-                }
+              if (iw >= 0 && iw < g.width()) {
+                at[count++] = xBase + (ih * g.width() + iw) * ch;
               }
             }
+          }
+          if (count == 0) {
+            Arrays.fill(y, o, o + ch, Float.NEGATIVE_INFINITY);
+            Arrays.fill(argmax, o, o + ch, -1);
+            continue;
+          }
+          int c = 0;
+          for (; c < vec; c += L) {
+            FloatVector best = FloatVector.fromArray(S, x, at[0] + c);
+            IntVector arg = iota.add(at[0] + c);
+            for (int w = 1; w < count; w++) {
+              FloatVector v = FloatVector.fromArray(S, x, at[w] + c);
+              VectorMask<Float> larger = v.compare(VectorOperators.GT, best);
+              best = best.blend(v, larger);
+              arg = arg.blend(iota.add(at[w] + c), larger.cast(IS));
+            }
+            best.intoArray(y, o + c);
+            arg.intoArray(argmax, o + c);
+          }
+          for (; c < ch; c++) {
+            float best = x[at[0] + c];
+            int arg = at[0] + c;
+            for (int w = 1; w < count; w++) {
+              if (x[at[w] + c] > best) {
+                best = x[at[w] + c];
+                arg = at[w] + c;
+              }
+            }
+            y[o + c] = best;
+            argmax[o + c] = arg;
           }
         }
       }
@@ -567,7 +699,7 @@ public final class FastKernels implements Kernels {
       int i = from;
       for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
         FloatVector v = FloatVector.fromArray(S, dy, i);
-        v.blend(0f, FloatVector.fromArray(S, y, i).compare(jdk.incubator.vector.VectorOperators.LE, 0f)).intoArray(dx, i);
+        v.blend(0f, FloatVector.fromArray(S, y, i).compare(VectorOperators.LE, 0f)).intoArray(dx, i);
       }
       for (; i < to; i++) {
         dx[i] = y[i] > 0f ? dy[i] : 0f;

@@ -50,6 +50,43 @@ public interface Kernels {
   /** Column sums: {@code grads[off + j] = sum over rows of dy[r * cols + j]} (the bias gradient). */
   void sumRows(float[] dy, int rows, int cols, float[] grads, int off);
 
+  /**
+   * Convolution forward over {@code n} samples: adds {@code patches(x) * W} to {@code y}
+   * ({@code n * outputPixels} rows of {@code filters}, holding the bias already), W being
+   * {@code params[wOff ..]} laid out {@code patchSize x filters}. Here: every patch unfolded into one
+   * matrix ({@link #im2col}), then one multiply.
+   */
+  default void convForward(float[] x, int n, ConvGeometry g, float[] params, int wOff, int filters, float[] y,
+                           ConvBuffers b) {
+    int rows = n * g.outputPixels();
+    float[] col = b.col(rows * g.patchSize());
+    im2col(x, n, g, col);
+    gemm(false, false, rows, filters, g.patchSize(), col, 0, g.patchSize(), params, wOff, filters, 1f, y, 0, filters);
+  }
+
+  /**
+   * Convolution backward, after {@link #convForward} of the same {@code x} with the same buffers:
+   * writes the weight gradient into {@code grads[wOff ..]} ({@code patchSize x filters}) and, unless
+   * {@code dx} is null, the input gradient into {@code dx}. The bias gradient is the caller's.
+   */
+  default void convBackward(float[] x, float[] dy, int n, ConvGeometry g, float[] params, int wOff, int filters,
+                            float[] grads, float[] dx, ConvBuffers b) {
+    int rows = n * g.outputPixels();
+    int patch = g.patchSize();
+    float[] col = b.col(rows * patch);
+    // dW = patches^T dy, computed as its transpose dy^T patches, which reads the large patch matrix
+    // in place instead of packing it, then transposed into place.
+    float[] dwT = b.dwT(filters * patch);
+    gemm(true, false, filters, patch, rows, dy, 0, filters, col, 0, patch, 0f, dwT, 0, patch);
+    Transpose.into(dwT, filters, patch, grads, wOff);
+    if (dx == null) {
+      return;
+    }
+    float[] dcol = b.dcol(rows * patch);
+    gemm(false, true, rows, patch, filters, dy, 0, filters, params, wOff, filters, 0f, dcol, 0, patch);
+    col2im(dcol, n, g, dx);
+  }
+
   /** Threads used by the kernels (1 for the reference). */
   int threads();
 }

@@ -1,20 +1,21 @@
 package dev.convspark.tensor.layers;
 
 import dev.convspark.tensor.Shape;
+import dev.convspark.tensor.kernels.ConvBuffers;
 import dev.convspark.tensor.kernels.ConvGeometry;
 import dev.convspark.tensor.kernels.Kernels;
 
 /**
- * 2-D convolution (cross-correlation, as in TensorFlow) over NHWC input, computed as an im2col
- * unfolding followed by one matrix multiply. Parameters: weights {@code [kh, kw, inC, outC]}
+ * 2-D convolution (cross-correlation, as in TensorFlow) over NHWC input, computed as patch
+ * unfolding (im2col) and matrix multiplies by the kernels' {@link Kernels#convForward} and
+ * {@link Kernels#convBackward}; a 1x1 convolution of stride 1 multiplies the input as it is. Parameters: weights {@code [kh, kw, inC, outC]}
  * (TensorFlow's HWIO order), then one bias per output channel.
  */
 public final class Conv2d extends Layer {
 
   private final ConvGeometry g;
   private final int filters;
-  private float[] col;
-  private float[] dcol;
+  private final ConvBuffers buffers = new ConvBuffers();
   private float[] dwT;
 
   /** A convolution with the given geometry and number of filters. */
@@ -50,9 +51,7 @@ public final class Conv2d extends Layer {
       k.gemm(false, false, rows, filters, g.patchSize(), x, 0, g.patchSize(), params, w, filters, 1f, y, 0, filters);
       return;
     }
-    col = ensure(col, rows * g.patchSize());
-    k.im2col(x, n, g, col);
-    k.gemm(false, false, rows, filters, g.patchSize(), col, 0, g.patchSize(), params, w, filters, 1f, y, 0, filters);
+    k.convForward(x, n, g, params, w, filters, y, buffers);
   }
 
   @Override
@@ -60,24 +59,17 @@ public final class Conv2d extends Layer {
     int rows = n * g.outputPixels();
     int w = paramOffset();
     int b = w + weightCount();
-    boolean pointwise = g.kernelHeight() == 1 && g.kernelWidth() == 1 && g.stride() == 1;
-    float[] patches = pointwise ? x : col;
-    // dW = patches^T dy, computed as its transpose dy^T patches (filters x patch), which reads the
-    // large patch matrix in place instead of packing it, then transposed into place.
-    dwT = ensure(dwT, weightCount());
-    k.gemm(true, false, filters, g.patchSize(), rows, dy, 0, filters, patches, 0, g.patchSize(), 0f, dwT, 0, g.patchSize());
-    Transpose.into(dwT, filters, g.patchSize(), grads, w);
     k.sumRows(dy, rows, filters, grads, b);
-    if (dx == null) {
+    if (g.kernelHeight() != 1 || g.kernelWidth() != 1 || g.stride() != 1) {
+      k.convBackward(x, dy, n, g, params, w, filters, grads, dx, buffers);
       return;
     }
-    if (pointwise) {
+    // Pointwise: the input is the patch matrix. dW = x^T dy, computed as its transpose dy^T x.
+    dwT = ensure(dwT, weightCount());
+    k.gemm(true, false, filters, g.patchSize(), rows, dy, 0, filters, x, 0, g.patchSize(), 0f, dwT, 0, g.patchSize());
+    dev.convspark.tensor.kernels.Transpose.into(dwT, filters, g.patchSize(), grads, w);
+    if (dx != null) {
       k.gemm(false, true, rows, g.patchSize(), filters, dy, 0, filters, params, w, filters, 0f, dx, 0, g.patchSize());
-      return;
     }
-    // dcol = dy W^T, then folded back onto the input positions.
-    dcol = ensure(dcol, rows * g.patchSize());
-    k.gemm(false, true, rows, g.patchSize(), filters, dy, 0, filters, params, w, filters, 0f, dcol, 0, g.patchSize());
-    k.col2im(dcol, n, g, dx);
   }
 }

@@ -2,6 +2,7 @@ package dev.convspark.tensor.layers;
 
 import dev.convspark.tensor.Shape;
 import dev.convspark.tensor.kernels.Kernels;
+import dev.convspark.tensor.kernels.Transpose;
 
 /**
  * Fully connected layer {@code y = x W + b}. Parameters: weights {@code [inputs, units]}
