@@ -77,7 +77,10 @@ public final class FastKernels implements Kernels {
     // transposed one is packed. Likewise B. Only partial edge tiles of an in-place operand are
     // copied, zero-padded, into a small buffer.
     final boolean directA = !transA;
-    final boolean directB = !transB;
+    // Rows of B a multiple of 2 KB apart all fall into a few cache sets, so a panel read in place
+    // evicts itself: such a B is packed even when it is not transposed, unless A has so few rows
+    // that each element of B is read only a few times (measured: packing then costs more).
+    final boolean directB = !transB && (ldb % 512 != 0 || m < 8 * MR);
     int mBlocks = (m + MC - 1) / MC;
     int tiles = mBlocks * ((n + NR - 1) / NR);
     if (directB && tiles < pool.threads() && k >= 2 * KC * pool.threads() && (long) m * n <= 1 << 16) {
@@ -110,7 +113,7 @@ public final class FastKernels implements Kernels {
           bPack = new float[panels * NR * KC];
         }
         final float[] bp = bPack;
-        packB(b, bOff, ldb, pc, kc, jc, nc, bp);
+        packB(transB, b, bOff, ldb, pc, kc, jc, nc, bp);
         final float betaHere = pc == 0 ? beta : 1f;
         pool.parallelFor(mBlocks * chunks, t -> block(directA, a, aOff, lda, b, bOff, ldb, bp, c, cOff, ldc, betaHere,
             m, t / chunks * MC, t % chunks * perChunk, Math.min(panels, (t % chunks + 1) * perChunk), jc0, nc, pc0, kc));
@@ -298,12 +301,12 @@ public final class FastKernels implements Kernels {
     }
   }
 
-  /** Packs depth [pc, pc+kc) x columns [jc, jc+nc) of B^T (B stored transposed) into NR-column panels. */
-  private void packB(float[] b, int bOff, int ldb, int pc, int kc, int jc, int nc, float[] bp) {
+  /** Packs depth [pc, pc+kc) x columns [jc, jc+nc) of op(B) into NR-column panels. */
+  private void packB(boolean transB, float[] b, int bOff, int ldb, int pc, int kc, int jc, int nc, float[] bp) {
     int panels = (nc + NR - 1) / NR;
     pool.parallelFor(panels, q -> {
       int j0 = jc + q * NR;
-      packBPanel(true, b, bOff, ldb, pc, kc, j0, Math.min(NR, jc + nc - j0), bp, q * NR * kc);
+      packBPanel(transB, b, bOff, ldb, pc, kc, j0, Math.min(NR, jc + nc - j0), bp, q * NR * kc);
     });
   }
 
