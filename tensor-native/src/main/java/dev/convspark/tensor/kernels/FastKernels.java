@@ -143,11 +143,46 @@ public final class FastKernels implements Kernels {
     pool.parallelFor(parts, t -> {
       for (int i = t * per, end = Math.min(m, i + per); i < end; i++) {
         int ai = aOff + i * lda;
-        for (int j = 0; j < n; j++) {
+        int j = 0;
+        int bound = S.loopBound(k);
+        // Four columns at a time: four independent chains of multiply-adds hide the latency that
+        // one dot product alone waits on at every step. Each element's sum keeps its order.
+        for (; j + 4 <= n; j += 4) {
+          int b0 = j * k;
+          FloatVector acc0 = FloatVector.zero(S);
+          FloatVector acc1 = acc0;
+          FloatVector acc2 = acc0;
+          FloatVector acc3 = acc0;
+          int p = 0;
+          for (; p < bound; p += L) {
+            FloatVector av = FloatVector.fromArray(S, a, ai + p);
+            acc0 = av.fma(FloatVector.fromArray(S, btFinal, b0 + p), acc0);
+            acc1 = av.fma(FloatVector.fromArray(S, btFinal, b0 + k + p), acc1);
+            acc2 = av.fma(FloatVector.fromArray(S, btFinal, b0 + 2 * k + p), acc2);
+            acc3 = av.fma(FloatVector.fromArray(S, btFinal, b0 + 3 * k + p), acc3);
+          }
+          float s0 = acc0.reduceLanes(VectorOperators.ADD);
+          float s1 = acc1.reduceLanes(VectorOperators.ADD);
+          float s2 = acc2.reduceLanes(VectorOperators.ADD);
+          float s3 = acc3.reduceLanes(VectorOperators.ADD);
+          for (; p < k; p++) {
+            float x = a[ai + p];
+            s0 += x * btFinal[b0 + p];
+            s1 += x * btFinal[b0 + k + p];
+            s2 += x * btFinal[b0 + 2 * k + p];
+            s3 += x * btFinal[b0 + 3 * k + p];
+          }
+          int ci = cOff + i * ldc + j;
+          c[ci] = beta == 0 ? s0 : s0 + beta * c[ci];
+          c[ci + 1] = beta == 0 ? s1 : s1 + beta * c[ci + 1];
+          c[ci + 2] = beta == 0 ? s2 : s2 + beta * c[ci + 2];
+          c[ci + 3] = beta == 0 ? s3 : s3 + beta * c[ci + 3];
+        }
+        for (; j < n; j++) {
           int bj = j * k;
           FloatVector acc = FloatVector.zero(S);
           int p = 0;
-          for (int bound = S.loopBound(k); p < bound; p += L) {
+          for (; p < bound; p += L) {
             acc = FloatVector.fromArray(S, a, ai + p).fma(FloatVector.fromArray(S, btFinal, bj + p), acc);
           }
           float sum = acc.reduceLanes(VectorOperators.ADD);
@@ -179,7 +214,34 @@ public final class FastKernels implements Kernels {
       Arrays.fill(padded, p * L + n, (p + 1) * L, 0f);
     }
     float[] row = tile.get();
-    for (int i = 0; i < m; i++) {
+    int i = 0;
+    // Four rows at a time: four independent chains of multiply-adds hide the instruction's latency
+    // (one row's chain alone waits on itself at every step). Each row's sum keeps its order.
+    for (; i + 4 <= m; i += 4) {
+      FloatVector acc0 = FloatVector.zero(S);
+      FloatVector acc1 = acc0;
+      FloatVector acc2 = acc0;
+      FloatVector acc3 = acc0;
+      for (int p = 0; p < k; p++) {
+        FloatVector bv = FloatVector.fromArray(S, padded, p * L);
+        int ai = aOff + p * lda + i;
+        acc0 = bv.fma(FloatVector.broadcast(S, a[ai]), acc0);
+        acc1 = bv.fma(FloatVector.broadcast(S, a[ai + 1]), acc1);
+        acc2 = bv.fma(FloatVector.broadcast(S, a[ai + 2]), acc2);
+        acc3 = bv.fma(FloatVector.broadcast(S, a[ai + 3]), acc3);
+      }
+      acc0.intoArray(row, 0);
+      acc1.intoArray(row, L);
+      acc2.intoArray(row, 2 * L);
+      acc3.intoArray(row, 3 * L);
+      for (int r = 0; r < 4; r++) {
+        int ci = cOff + (i + r) * ldc;
+        for (int j = 0; j < n; j++) {
+          c[ci + j] = beta == 0 ? row[r * L + j] : row[r * L + j] + beta * c[ci + j];
+        }
+      }
+    }
+    for (; i < m; i++) {
       FloatVector acc = FloatVector.zero(S);
       for (int p = 0; p < k; p++) {
         acc = FloatVector.fromArray(S, padded, p * L).fma(FloatVector.broadcast(S, a[aOff + p * lda + i]), acc);
@@ -526,6 +588,10 @@ public final class FastKernels implements Kernels {
       // W^T (filters x patch), so that dy_s W^T reads its B operand in place.
       Transpose.into(params, wOff, patch, filters, wT, 0);
     }
+    // The weight gradient as dy^T patches (filters x patch, transposed at the end), whose columns
+    // fill whole register tiles; but where a patch is narrower than one tile (a first layer's few
+    // channels), as patches^T dy (patch x filters) straight away.
+    boolean narrowPatch = patch < NR;
     pool.parallelFor(parts, t -> {
       float[] col = b.threadCol(t, pix * patch);
       float[] acc = b.partial(t, filters * patch);
@@ -537,8 +603,13 @@ public final class FastKernels implements Kernels {
       }
       for (int s = first; s < end; s++) {
         unfold(x, s, g, col, 0);
-        gemmHere(false, filters, patch, pix, dy, s * pix * filters, filters, col, 0, patch, s == first ? 0f : 1f,
-            acc, 0, patch);
+        if (narrowPatch) {
+          gemmHere(false, patch, filters, pix, col, 0, patch, dy, s * pix * filters, filters, s == first ? 0f : 1f,
+              acc, 0, filters);
+        } else {
+          gemmHere(false, filters, patch, pix, dy, s * pix * filters, filters, col, 0, patch, s == first ? 0f : 1f,
+              acc, 0, patch);
+        }
         if (dcol != null) {
           gemmHere(true, pix, patch, filters, dy, s * pix * filters, filters, wT, 0, patch, 0f, dcol, 0, patch);
           fold(dcol, 0, s, g, dx);
@@ -554,7 +625,11 @@ public final class FastKernels implements Kernels {
         addInto(b.partial(t, size), 0, dwT, 0, size);
       }
     }
-    Transpose.into(dwT, filters, patch, grads, wOff);
+    if (narrowPatch) {
+      System.arraycopy(dwT, 0, grads, wOff, size);
+    } else {
+      Transpose.into(dwT, filters, patch, grads, wOff);
+    }
   }
 
   /**
