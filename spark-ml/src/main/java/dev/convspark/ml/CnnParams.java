@@ -102,7 +102,8 @@ final class CnnParams {
 
   static Param<String> syncMode(Params owner) {
     return new Param<>(owner, "syncMode", "how gradients are summed across workers every step: barrier (one"
-        + " long-lived task per worker in a barrier stage, summing over sockets) or driver (broadcast weights,"
+        + " long-lived task per worker in a barrier stage, summing over sockets between JVMs and through memory"
+        + " within one) or driver (broadcast weights,"
         + " treeAggregate gradients; for clusters where barrier stages cannot run)",
         ParamValidators.inArray(List.of("barrier", "driver")));
   }

@@ -231,6 +231,26 @@ final class StarAllreduce implements GradientExchange {
     return all;
   }
 
+  /**
+   * A lone worker keeping its gradients in this JVM's heap scales them where they are: the same
+   * operations as {@link GradientExchange#step}, without copying 13 MB out and back every step.
+   */
+  @Override
+  public void step(dev.convspark.tensor.backend.ModelRunner runner, dev.convspark.tensor.optim.Optimizer optimizer,
+                   float[] scratch, double[] stats, java.util.function.Consumer<double[]> check) throws IOException {
+    float[] grads = runner.hostGradients();
+    if (size > 1 || grads == null) {
+      GradientExchange.super.step(runner, optimizer, scratch, stats, check);
+      return;
+    }
+    check.accept(stats);
+    float inv = (float) (1 / stats[stats.length - 1]);
+    for (int i = 0; i < grads.length; i++) {
+      grads[i] *= inv;
+    }
+    runner.applyGradients(optimizer);
+  }
+
   /** Floats per chunk of the pipelined exchange (256 KB). */
   static final int CHUNK = 1 << 16;
 
