@@ -141,6 +141,8 @@ final class TrainJob {
     m.put("resumed_from_step", s.resumedFromStep());
     m.put("wall_seconds", s.wallSeconds());
     m.put("images_per_s", s.imagesPerSecond());
+    m.put("step_seconds", s.stepSeconds());
+    m.put("step_images_per_s", s.stepImagesPerSecond());
     m.put("final_loss_last100", lastLoss);
     m.put("train_accuracy_last100", lastAcc);
     m.put("validation_accuracy", valAcc);

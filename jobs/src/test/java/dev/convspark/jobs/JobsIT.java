@@ -53,6 +53,7 @@ class JobsIT {
     String summary = Files.readString(run.resolve("summary.json"));
     assertTrue(number(summary, "\"validation_accuracy\": ([0-9.]+)") > 0.85, summary);
     assertEquals(300, (int) number(summary, "\"steps\": (\\d+)"));
+    assertTrue(number(summary, "\"step_seconds\": ([0-9.E-]+)") > 0, summary);
     List<String> csv = Files.readAllLines(run.resolve("summary.csv"));
     assertEquals(301, csv.size());
     assertEquals("step,loss,accuracy", csv.get(0));

@@ -290,7 +290,7 @@ final class BarrierTraining {
       }
       float[] weights = new float[runner.paramCount()];
       runner.copyParametersTo(weights);
-      return new TrainResult(weights, loss, accuracy, start);
+      return new TrainResult(weights, loss, accuracy, start, (System.nanoTime() - t0) / 1e9);
     }
 
     /**

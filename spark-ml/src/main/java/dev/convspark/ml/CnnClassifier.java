@@ -355,7 +355,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     }
     double seconds = (System.nanoTime() - t0) / 1e9;
     CnnClassificationModel m = new CnnClassificationModel(uid, spec.specString(), r.weights());
-    m.setSummary(new CnnTrainingSummary(r.loss(), r.accuracy(), seconds,
+    m.setSummary(new CnnTrainingSummary(r.loss(), r.accuracy(), seconds, r.stepSeconds(),
         (long) (r.loss().length - r.resumedFromStep()) * intParam(batchSize), workers, $(syncMode), r.resumedFromStep()));
     LOG.info(String.format("trained %s: %d steps of %d (from step %d) on %d workers (%s) in %.1f s, %.0f images/s,"
         + " final loss %.4f", spec.name(), r.loss().length, intParam(batchSize), r.resumedFromStep(), workers, $(syncMode), seconds,
@@ -493,7 +493,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
           s.checkpoints().save(step, new ModelState(spec, params.clone(), opt.state()), loss, accuracy);
         }
       }
-      return new TrainResult(params.clone(), loss, accuracy, start);
+      return new TrainResult(params.clone(), loss, accuracy, start, (System.nanoTime() - t0) / 1e9);
     } catch (java.io.IOException e) {
       throw new java.io.UncheckedIOException(e.getMessage(), e);
     } finally {

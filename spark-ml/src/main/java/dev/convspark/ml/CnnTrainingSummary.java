@@ -12,13 +12,15 @@ public final class CnnTrainingSummary implements Serializable {
   private final double[] objectiveHistory;
   private final double[] accuracyHistory;
   private final double wallSeconds;
+  private final double stepSeconds;
   private final long imagesSeen;
   private final int numWorkers;
   private final String syncMode;
   private final int resumedFromStep;
 
-  CnnTrainingSummary(double[] objectiveHistory, double[] accuracyHistory, double wallSeconds, long imagesSeen,
-                     int numWorkers, String syncMode, int resumedFromStep) {
+  CnnTrainingSummary(double[] objectiveHistory, double[] accuracyHistory, double wallSeconds, double stepSeconds,
+                     long imagesSeen, int numWorkers, String syncMode, int resumedFromStep) {
+    this.stepSeconds = stepSeconds;
     this.resumedFromStep = resumedFromStep;
     this.objectiveHistory = objectiveHistory;
     this.accuracyHistory = accuracyHistory;
@@ -44,6 +46,20 @@ public final class CnnTrainingSummary implements Serializable {
   /** Training images per second over the whole fit (the steps it ran itself). */
   public double imagesPerSecond() {
     return imagesSeen / wallSeconds;
+  }
+
+  /**
+   * Wall-clock seconds of the training steps alone, as worker 0 (or, with {@code syncMode=driver},
+   * the driver) timed them: the fit without packing the data, starting the workers and returning
+   * the weights.
+   */
+  public double stepSeconds() {
+    return stepSeconds;
+  }
+
+  /** Training images per second over the steps alone (see {@link #stepSeconds()}). */
+  public double stepImagesPerSecond() {
+    return imagesSeen / stepSeconds;
   }
 
   /** Number of workers that trained. */

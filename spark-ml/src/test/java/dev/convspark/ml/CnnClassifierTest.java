@@ -85,9 +85,12 @@ class CnnClassifierTest {
   void deepMnistReaches97PercentAfter1500StepsOnTwoWorkers() {
     CnnClassificationModel model = new CnnClassifier().setMaxIter(1500).setSeed(1).setNumWorkers(2).fit(train);
     double acc = accuracy(model.transform(test));
-    System.out.printf("deep-mnist on 2 barrier workers, 1500 steps: test accuracy %.4f, %.0f images/s%n", acc,
-        model.summary().imagesPerSecond());
+    CnnTrainingSummary s = model.summary();
+    System.out.printf("deep-mnist on 2 barrier workers, 1500 steps: test accuracy %.4f, %.0f images/s (%.0f in the steps)%n",
+        acc, s.imagesPerSecond(), s.stepImagesPerSecond());
     assertTrue(acc >= 0.97, "deep-mnist test accuracy after 1500 steps " + acc);
+    assertTrue(s.stepSeconds() > 0 && s.stepSeconds() < s.wallSeconds(),
+        "the steps took " + s.stepSeconds() + " s of a " + s.wallSeconds() + " s fit");
   }
 
   @Test
