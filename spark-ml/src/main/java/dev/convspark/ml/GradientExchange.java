@@ -33,11 +33,16 @@ interface GradientExchange extends AutoCloseable {
    */
   default float[] mean(float[] grads, double[] stats) throws IOException {
     allreduce(grads, stats);
+    return divideByCount(grads, stats);
+  }
+
+  /** Divides {@code sums} in place by the sample count, the last entry of {@code stats}; returns it. */
+  static float[] divideByCount(float[] sums, double[] stats) {
     float inv = (float) (1 / stats[stats.length - 1]);
-    for (int i = 0; i < grads.length; i++) {
-      grads[i] *= inv;
+    for (int i = 0; i < sums.length; i++) {
+      sums[i] *= inv;
     }
-    return grads;
+    return sums;
   }
 
   /**

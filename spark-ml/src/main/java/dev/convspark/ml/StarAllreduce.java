@@ -244,10 +244,7 @@ final class StarAllreduce implements GradientExchange {
       return;
     }
     check.accept(stats);
-    float inv = (float) (1 / stats[stats.length - 1]);
-    for (int i = 0; i < grads.length; i++) {
-      grads[i] *= inv;
-    }
+    GradientExchange.divideByCount(grads, stats);
     runner.applyGradients(optimizer);
   }
 
