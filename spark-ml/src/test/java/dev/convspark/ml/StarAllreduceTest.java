@@ -26,15 +26,19 @@ class StarAllreduceTest {
     int port = server.getLocalPort();
     ExecutorService pool = Executors.newFixedThreadPool(size + 1);
     try {
-      // A stranger with the wrong secret connects first; the run must not notice.
+      // A stranger with the wrong secret connects first (before any worker: otherwise the hub may
+      // have all its workers, and stop accepting, before it reaches the stranger); the run must not
+      // notice.
+      Socket strangerSocket = new Socket("127.0.0.1", port);
+      strangerSocket.setSoTimeout(20_000);
+      DataOutputStream d = new DataOutputStream(strangerSocket.getOutputStream());
+      d.writeInt(0x43535041);
+      d.writeShort(5);
+      d.write("wrong".getBytes());
+      d.writeInt(1);
+      d.flush();
       Future<?> stranger = pool.submit(() -> {
-        try (Socket s = new Socket("127.0.0.1", port)) {
-          DataOutputStream d = new DataOutputStream(s.getOutputStream());
-          d.writeInt(0x43535041);
-          d.writeShort(5);
-          d.write("wrong".getBytes());
-          d.writeInt(1);
-          d.flush();
+        try (Socket s = strangerSocket) {
           return s.getInputStream().read();
         }
       });
