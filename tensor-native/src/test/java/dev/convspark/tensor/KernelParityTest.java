@@ -135,7 +135,11 @@ class KernelParityTest {
     int[][] cases = {
         // n, h, w, c, kh, kw, stride, valid, filters
         {50, 14, 14, 32, 5, 5, 1, 0, 64}, {7, 28, 28, 1, 5, 5, 1, 0, 32}, {2, 9, 7, 3, 3, 3, 2, 0, 5},
-        {5, 9, 7, 3, 3, 2, 2, 1, 33}, {1, 5, 5, 4, 5, 5, 1, 1, 7}, {4, 11, 6, 2, 3, 3, 3, 1, 40}, {3, 6, 6, 130, 3, 3, 1, 0, 70}};
+        {5, 9, 7, 3, 3, 2, 2, 1, 33}, {1, 5, 5, 4, 5, 5, 1, 1, 7}, {4, 11, 6, 2, 3, 3, 3, 1, 40}, {3, 6, 6, 130, 3, 3, 1, 0, 70},
+        // one channel, stride 1, whole tiles of filters: the shifted-image route (VALID, an even
+        // kernel with uneven SAME padding, a kernel row wider than a register tile, two tiles)
+        {3, 10, 9, 1, 3, 4, 1, 1, 64}, {4, 9, 13, 1, 2, 3, 1, 0, 32}, {2, 12, 11, 1, 7, 7, 1, 0, 32},
+        {3, 4, 17, 1, 5, 1, 1, 0, 32}};
     for (int[] cs : cases) {
       ConvGeometry g = ConvGeometry.of(cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], cs[7] == 1 ? Padding.VALID : Padding.SAME);
       int n = cs[0];

@@ -30,6 +30,8 @@ public final class FastKernels implements Kernels {
   private static final int NC = 2048;
   /** Below this many multiply-adds the packing costs more than it saves. */
   private static final long SMALL = 16 * 1024;
+  /** Marks a task that packs each panel of B itself (see {@link #block}). */
+  private static final float[] PACK_EACH = new float[0];
 
   private final ThreadPool pool;
   private final ThreadLocal<float[]> aPack = ThreadLocal.withInitial(() -> new float[MC * KC]);
@@ -94,12 +96,24 @@ public final class FastKernels implements Kernels {
       // Enough tasks for every thread: split the panels when there are few row blocks.
       final int chunks = Math.max(1, Math.min(panels, (2 * pool.threads() + mBlocks - 1) / mBlocks));
       final int perChunk = (panels + chunks - 1) / chunks;
+      if (!directB && mBlocks == 1) {
+        // One block of rows (a batch through a dense layer): each panel of B is used by that one
+        // block only, so each task packs its panels one at a time into its own small buffer,
+        // instead of the whole slice of B being packed and then shared, once per depth slice.
+        pool.parallelFor(chunks, t -> {
+          for (int pc = 0; pc < k; pc += KC) {
+            block(directA, transB, a, aOff, lda, b, bOff, ldb, PACK_EACH, c, cOff, ldc, pc == 0 ? beta : 1f,
+                m, 0, t * perChunk, Math.min(panels, (t + 1) * perChunk), jc0, nc, pc, Math.min(KC, k - pc));
+          }
+        });
+        continue;
+      }
       if (directB) {
         // Nothing is shared between tasks, so each one walks the whole depth for its own part of C:
         // one parallel loop per multiply, whatever k is.
         pool.parallelFor(mBlocks * chunks, t -> {
           for (int pc = 0; pc < k; pc += KC) {
-            block(directA, a, aOff, lda, b, bOff, ldb, null, c, cOff, ldc, pc == 0 ? beta : 1f,
+            block(directA, false, a, aOff, lda, b, bOff, ldb, null, c, cOff, ldc, pc == 0 ? beta : 1f,
                 m, t / chunks * MC, t % chunks * perChunk, Math.min(panels, (t % chunks + 1) * perChunk), jc0, nc,
                 pc, Math.min(KC, k - pc));
           }
@@ -115,7 +129,7 @@ public final class FastKernels implements Kernels {
         final float[] bp = bPack;
         packB(transB, b, bOff, ldb, pc, kc, jc, nc, bp);
         final float betaHere = pc == 0 ? beta : 1f;
-        pool.parallelFor(mBlocks * chunks, t -> block(directA, a, aOff, lda, b, bOff, ldb, bp, c, cOff, ldc, betaHere,
+        pool.parallelFor(mBlocks * chunks, t -> block(directA, false, a, aOff, lda, b, bOff, ldb, bp, c, cOff, ldc, betaHere,
             m, t / chunks * MC, t % chunks * perChunk, Math.min(panels, (t % chunks + 1) * perChunk), jc0, nc, pc0, kc));
       }
     }
@@ -271,7 +285,7 @@ public final class FastKernels implements Kernels {
       int k1 = Math.min(k, k0 + per);
       for (int pc = k0; pc < k1; pc += KC) {
         for (int ib = 0; ib < mBlocks; ib++) {
-          block(directA, a, aOff, lda, b, bOff, ldb, null, partial[t], 0, n, pc == k0 ? 0f : 1f,
+          block(directA, false, a, aOff, lda, b, bOff, ldb, null, partial[t], 0, n, pc == k0 ? 0f : 1f,
               m, ib * MC, 0, panels, 0, n, pc, Math.min(KC, k1 - pc));
         }
       }
@@ -293,9 +307,11 @@ public final class FastKernels implements Kernels {
 
   /**
    * One task: rows [ic, ic+MC) of C, column panels [q0, q1) of the column block at jc, for the
-   * depth slice [pc, pc+kc). {@code bPacked} is the packed B slice, or null to read B in place.
+   * depth slice [pc, pc+kc). {@code bPacked} is the packed B slice, null to read B (not
+   * transposed) in place, or {@link #PACK_EACH} to pack op(B) one panel at a time here.
    */
-  private void block(boolean directA, float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] bPacked,
+  private void block(boolean directA, boolean transB, float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+                     float[] bPacked,
                      float[] c, int cOff, int ldc, float beta, int m, int ic, int q0, int q1, int jc, int nc,
                      int pc, int kc) {
     if (q0 >= q1) {
@@ -317,7 +333,12 @@ public final class FastKernels implements Kernels {
       float[] bArr;
       int bBase;
       int bRs;
-      if (bPacked != null) {
+      if (bPacked == PACK_EACH) {
+        packBPanel(transB, b, bOff, ldb, pc, kc, j, nr, edgeB, 0);
+        bArr = edgeB;
+        bBase = 0;
+        bRs = NR;
+      } else if (bPacked != null) {
         bArr = bPacked;
         bBase = q * NR * kc;
         bRs = NR;
@@ -375,6 +396,13 @@ public final class FastKernels implements Kernels {
   /** Packs one NR-column panel of op(B), columns [j0, j0+nr), zero-padded to NR, at {@code base}. */
   private static void packBPanel(boolean transB, float[] b, int bOff, int ldb, int pc, int kc, int j0, int nr,
                                  float[] bp, int base) {
+    if (!transB && nr == NR) {
+      for (int p = 0, from = bOff + pc * ldb + j0, o = base; p < kc; p++, from += ldb, o += NR) {
+        FloatVector.fromArray(S, b, from).intoArray(bp, o);
+        FloatVector.fromArray(S, b, from + L).intoArray(bp, o + L);
+      }
+      return;
+    }
     for (int p = 0; p < kc; p++) {
       int o = base + p * NR;
       for (int j = 0; j < nr; j++) {
@@ -562,6 +590,30 @@ public final class FastKernels implements Kernels {
     int patch = g.patchSize();
     int parts = Math.min(pool.threads(), n);
     b.reserve(parts);
+    if (shiftedRoute(g, filters)) {
+      Shifted sh = new Shifted(g);
+      pool.parallelFor(parts, t -> {
+        float[] img = b.threadCol(t, sh.imageLength);
+        float[] out = b.threadDcol(t, sh.rows * filters);
+        for (int s = t * n / parts, end = (t + 1) * n / parts; s < end; s++) {
+          sh.pad(x, s, img);
+          for (int j = 0; j < filters; j += NR) {
+            for (int v = 0; v < sh.rows; v += MR) {
+              // The window's rows one after another: kernel row kh multiplies the padded image
+              // from row kh on by the weights of that kernel row.
+              for (int kh = 0; kh < g.kernelHeight(); kh++) {
+                micro(g.kernelWidth(), img, v + kh * sh.width, 1, 1, params, wOff + kh * g.kernelWidth() * filters + j,
+                    filters, out, v * filters + j, filters, kh == 0 ? 0f : 1f, MR, NR, null);
+              }
+            }
+          }
+          for (int oh = 0; oh < g.outHeight(); oh++) {
+            addInto(out, oh * sh.width * filters, y, (s * pix + oh * g.outWidth()) * filters, g.outWidth() * filters);
+          }
+        }
+      });
+      return;
+    }
     pool.parallelFor(parts, t -> {
       float[] col = b.threadCol(t, pix * patch);
       for (int s = t * n / parts, end = (t + 1) * n / parts; s < end; s++) {
@@ -569,6 +621,54 @@ public final class FastKernels implements Kernels {
         gemmHere(true, pix, filters, patch, col, 0, patch, params, wOff, filters, 1f, y, s * pix * filters, filters);
       }
     });
+  }
+
+  /**
+   * Whether a convolution takes the shifted-image route: one input channel (a first layer over
+   * gray images), stride 1, whole register tiles of filters. Unfolding such an input costs one
+   * tiny copy per kernel row and output pixel, more than the multiply; instead the image is
+   * zero-padded once, and output pixels are computed over the padded width (the few extra ones
+   * dropped), so that the patch values of consecutive pixels are consecutive floats of the padded
+   * image: the multiply reads them in place.
+   */
+  private static boolean shiftedRoute(ConvGeometry g, int filters) {
+    return g.channels() == 1 && g.stride() == 1 && filters % NR == 0;
+  }
+
+  /** The shapes of the shifted-image route for one geometry. */
+  private static final class Shifted {
+    /** The padded image's width: output pixels are computed at this width. */
+    final int width;
+    /** Output pixels computed, a whole number of register tiles. */
+    final int rows;
+    /** Floats of the padded image buffer, with room for the last tiles' reads past its end. */
+    final int imageLength;
+    private final ConvGeometry g;
+
+    Shifted(ConvGeometry g) {
+      this.g = g;
+      this.width = g.outWidth() + g.kernelWidth() - 1;
+      this.rows = (g.outHeight() * width + MR - 1) / MR * MR;
+      this.imageLength = rows + (g.kernelHeight() - 1) * width + g.kernelWidth() + MR;
+    }
+
+    /** Sample {@code s} of {@code x} into {@code img}, zero-padded as the geometry says. */
+    void pad(float[] x, int s, float[] img) {
+      Arrays.fill(img, 0, imageLength, 0f);
+      int len = Math.min(g.width(), width - g.padLeft());
+      for (int ih = 0; ih < g.height() && ih + g.padTop() < g.outHeight() + g.kernelHeight() - 1; ih++) {
+        System.arraycopy(x, s * g.inputSize() + ih * g.width(), img, (ih + g.padTop()) * width + g.padLeft(), len);
+      }
+    }
+
+    /** Sample {@code s}'s output gradient at the padded width, the extra pixels' gradients zero. */
+    void spread(float[] dy, int s, int filters, float[] out) {
+      int ow = g.outWidth();
+      for (int oh = 0; oh < g.outHeight(); oh++) {
+        System.arraycopy(dy, (s * g.outputPixels() + oh * ow) * filters, out, oh * width * filters, ow * filters);
+        Arrays.fill(out, (oh * width + ow) * filters, (oh + 1) * width * filters, 0f);
+      }
+    }
   }
 
   /**
@@ -592,16 +692,36 @@ public final class FastKernels implements Kernels {
     // fill whole register tiles; but where a patch is narrower than one tile (a first layer's few
     // channels), as patches^T dy (patch x filters) straight away.
     boolean narrowPatch = patch < NR;
+    // Without an input gradient to fold, a one-channel input takes the shifted-image route (see
+    // shiftedRoute): the gradient of kernel row kh's weights is the padded image from row kh on,
+    // read in place, times the output gradient spread to the padded width.
+    Shifted sh = dx == null && shiftedRoute(g, filters) ? new Shifted(g) : null;
+    boolean patchMajor = narrowPatch || sh != null;
     pool.parallelFor(parts, t -> {
-      float[] col = b.threadCol(t, pix * patch);
+      float[] col = b.threadCol(t, sh != null ? sh.imageLength : pix * patch);
       float[] acc = b.partial(t, filters * patch);
-      float[] dcol = wT == null ? null : b.threadDcol(t, pix * patch);
+      float[] dcol = sh != null ? b.threadDcol(t, sh.rows * filters) : wT == null ? null : b.threadDcol(t, pix * patch);
       int first = t * n / parts;
       int end = (t + 1) * n / parts;
       if (first == end) {
         Arrays.fill(acc, 0, filters * patch, 0f);
       }
       for (int s = first; s < end; s++) {
+        if (sh != null) {
+          sh.pad(x, s, col);
+          sh.spread(dy, s, filters, dcol);
+          int kw = g.kernelWidth();
+          int depth = g.outHeight() * sh.width;
+          for (int kh = 0; kh < g.kernelHeight(); kh++) {
+            for (int k0 = 0; k0 < kw; k0 += MR) {
+              for (int j = 0; j < filters; j += NR) {
+                micro(depth, col, kh * sh.width + k0, 1, 1, dcol, j, filters, acc, (kh * kw + k0) * filters + j, filters,
+                    s == first ? 0f : 1f, Math.min(MR, kw - k0), NR, tile.get());
+              }
+            }
+          }
+          continue;
+        }
         unfold(x, s, g, col, 0);
         if (narrowPatch) {
           gemmHere(false, patch, filters, pix, col, 0, patch, dy, s * pix * filters, filters, s == first ? 0f : 1f,
@@ -625,7 +745,7 @@ public final class FastKernels implements Kernels {
         addInto(b.partial(t, size), 0, dwT, 0, size);
       }
     }
-    if (narrowPatch) {
+    if (patchMajor) {
       System.arraycopy(dwT, 0, grads, wOff, size);
     } else {
       Transpose.into(dwT, filters, patch, grads, wOff);
@@ -644,7 +764,7 @@ public final class FastKernels implements Kernels {
       int panels = (nc + NR - 1) / NR;
       for (int ib = 0; ib < mBlocks; ib++) {
         for (int pc = 0; pc < k; pc += KC) {
-          block(directA, a, aOff, lda, b, bOff, ldb, null, c, cOff, ldc, pc == 0 ? beta : 1f,
+          block(directA, false, a, aOff, lda, b, bOff, ldb, null, c, cOff, ldc, pc == 0 ? beta : 1f,
               m, ib * MC, 0, panels, jc, nc, pc, Math.min(KC, k - pc));
         }
       }
