@@ -1,5 +1,6 @@
 package dev.convspark.tensor;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.convspark.tensor.kernels.ConvGeometry;
@@ -191,6 +192,34 @@ class GradientCheckTest {
     float[] y = new float[x.length];
     drop.forward(REF, new float[0], x, y, n, false, 77L);
     KernelParityTest.assertClose(x, y, 0, "dropout in evaluation is the identity");
+  }
+
+  @Test
+  void dropoutMasksKeepTheirShareAndDependOnSeedAndIndexAlone() {
+    int size = 200_000;
+    for (float keep : new float[] {0.1f, 0.5f, 0.9f, 1f}) {
+      float[] mask = new float[size];
+      Dropout.fillMask(123L, keep, mask, size);
+      int kept = 0;
+      for (float m : mask) {
+        assertTrue(m == 0f || m == 1f / keep, "mask values are 0 or 1/keepProb, found " + m);
+        kept += m > 0 ? 1 : 0;
+      }
+      // Binomial: 5 standard deviations at most 0.0056 of the values.
+      assertEquals(keep, kept / (double) size, 0.006, "share kept at keepProb " + keep);
+      float[] prefix = new float[1000];
+      Dropout.fillMask(123L, keep, prefix, 1000);
+      KernelParityTest.assertClose(java.util.Arrays.copyOf(mask, 1000), prefix, 0, "a value's draw is its own");
+    }
+    float[] a = new float[1000];
+    float[] b = new float[1000];
+    Dropout.fillMask(1L, 0.5f, a, 1000);
+    Dropout.fillMask(2L, 0.5f, b, 1000);
+    int same = 0;
+    for (int i = 0; i < 1000; i++) {
+      same += a[i] == b[i] ? 1 : 0;
+    }
+    assertTrue(same > 400 && same < 600, "two seeds' masks agree by chance only, found " + same + " of 1000");
   }
 
   @Test

@@ -94,6 +94,25 @@ class KernelParityTest {
   }
 
   @Test
+  void transposeMatchesTheDefinitionForTallWideAndOddShapes() {
+    int[][] shapes = {{1024, 50}, {50, 1024}, {1, 7}, {7, 1}, {33, 31}, {31, 33}, {300, 9}, {800, 64}, {257, 257}};
+    for (int[] sh : shapes) {
+      int rows = sh[0];
+      int cols = sh[1];
+      float[] src = random(3 + rows * cols);
+      float[] dst = random(5 + rows * cols);
+      float[] want = dst.clone();
+      for (int i = 0; i < rows; i++) {
+        for (int j = 0; j < cols; j++) {
+          want[5 + j * rows + i] = src[3 + i * cols + j];
+        }
+      }
+      dev.convspark.tensor.kernels.Transpose.into(src, 3, rows, cols, dst, 5);
+      assertClose(want, dst, 0, "transpose of " + rows + " x " + cols);
+    }
+  }
+
+  @Test
   void im2colCol2imAndPoolingMatchReference() {
     int[][] cases = {
         // n, h, w, c, kh, kw, stride, valid

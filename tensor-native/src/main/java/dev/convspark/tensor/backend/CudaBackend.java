@@ -38,7 +38,6 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.SplittableRandom;
 import jcuda.CudaException;
 import jcuda.Pointer;
 import jcuda.driver.CUcontext;
@@ -357,13 +356,9 @@ public final class CudaBackend implements Backend {
             mask.free();
             cuMemcpyDtoDFloats(x, y.ptr, size);
           } else {
-            // The CPU layer's generator, so both backends drop the same units for the same seed.
+            // The CPU layer's masks, so both backends drop the same units for the same seed.
             float[] h = new float[size];
-            SplittableRandom r = new SplittableRandom(layerSeed);
-            float scale = 1f / dr.keepProb();
-            for (int j = 0; j < size; j++) {
-              h[j] = r.nextFloat() < dr.keepProb() ? scale : 0f;
-            }
+            Dropout.fillMask(layerSeed, dr.keepProb(), h, size);
             upload(h, mask);
             launch("multiply", size, x, mask.ptr, y.ptr, size);
           }

@@ -2,7 +2,6 @@ package dev.convspark.tensor.layers;
 
 import dev.convspark.tensor.Shape;
 import dev.convspark.tensor.kernels.Kernels;
-import java.util.SplittableRandom;
 
 /**
  * Inverted dropout: while training, each value is kept with probability {@code keepProb} and
@@ -41,11 +40,31 @@ public final class Dropout extends Layer {
       return;
     }
     mask = ensure(mask, size);
-    SplittableRandom r = new SplittableRandom(seed);
-    float scale = 1f / keepProb;
+    fillMask(seed, keepProb, mask, size);
     for (int i = 0; i < size; i++) {
-      mask[i] = r.nextFloat() < keepProb ? scale : 0f;
       y[i] = x[i] * mask[i];
+    }
+  }
+
+  /**
+   * The mask of a step: {@code mask[i]} is {@code 1 / keepProb} where value {@code i} is kept and
+   * 0 where it is dropped. Value i is kept when a uniform draw in [0, 1) is below
+   * {@code keepProb}; the draw is the top 24 bits of a 64-bit mix (SplitMix64's finaliser) of
+   * {@code seed + (i + 1) * 0x9E3779B97F4A7C15}, so each value's draw depends on the seed and
+   * its index alone, whatever the order they are computed in. Every backend draws its masks here.
+   */
+  public static void fillMask(long seed, float keepProb, float[] mask, int size) {
+    float scale = 1f / keepProb;
+    // draw * 2^-24 < keepProb exactly when the integer draw is below ceil(keepProb * 2^24);
+    // computed without a branch, which would be mispredicted half the time at keepProb 0.5.
+    long below = (long) Math.ceil(keepProb * 0x1.0p24);
+    long z = seed;
+    for (int i = 0; i < size; i++) {
+      z += 0x9E3779B97F4A7C15L;
+      long h = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+      h = (h ^ (h >>> 27)) * 0x94D049BB133111EBL;
+      h ^= h >>> 31;
+      mask[i] = scale * (int) (((h >>> 40) - below) >>> 63);
     }
   }
 
