@@ -11,6 +11,7 @@ import dev.convspark.tensor.kernels.ThreadPool;
 import dev.convspark.tensor.layers.Conv2d;
 import dev.convspark.tensor.layers.Dense;
 import dev.convspark.tensor.layers.Dropout;
+import dev.convspark.tensor.spec.ModelSpec;
 import dev.convspark.tensor.layers.Flatten;
 import dev.convspark.tensor.layers.Layer;
 import dev.convspark.tensor.layers.MaxPool2d;
@@ -192,6 +193,32 @@ class GradientCheckTest {
     float[] y = new float[x.length];
     drop.forward(REF, new float[0], x, y, n, false, 77L);
     KernelParityTest.assertClose(x, y, 0, "dropout in evaluation is the identity");
+  }
+
+  @Test
+  void fusedLayersGiveExactlyTheNumbersOfSeparateOnes() {
+    // deep-mnist has conv -> relu -> pool twice; a user stack adds a conv -> relu with no pool
+    // after it and a stride-2 conv whose ReLU goes through a pool with overlapping windows.
+    for (String text : new String[] {"deep-mnist", "in13x11x1-conv3x3x32-relu-conv3x3x32:s2-relu-pool3:s2-dense10"}) {
+      ModelSpec spec = ModelSpec.parse(text);
+      for (Kernels k : new Kernels[] {REF, fast}) {
+        Network fused = new Network(spec);
+        Network separate = new Network(spec, false);
+        fused.initialize(5);
+        separate.initialize(5);
+        fused.setKeepProb(0.5f);
+        separate.setKeepProb(0.5f);
+        int n = 3;
+        float[] x = random(n * spec.inputShape().size());
+        float[] dLogits = random(n * spec.numClasses());
+        float[] a = fused.forward(k, x, n, true, 9L).clone();
+        float[] b = separate.forward(k, x, n, true, 9L).clone();
+        KernelParityTest.assertClose(b, a, 0, text + " logits");
+        fused.backward(k, x, dLogits, n);
+        separate.backward(k, x, dLogits, n);
+        KernelParityTest.assertClose(separate.grads(), fused.grads(), 0, text + " gradients");
+      }
+    }
   }
 
   @Test

@@ -1,6 +1,7 @@
 package dev.convspark.tensor;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.convspark.tensor.kernels.ConvBuffers;
@@ -169,14 +170,22 @@ class KernelParityTest {
       int rows = n * g.outputPixels();
       float[] yWant = random(rows * filters);
       float[] yGot = yWant.clone();
-      REF.convForward(x, n, g, params, 3, filters, yWant, new ConvBuffers());
+      REF.convForward(x, n, g, params, 3, filters, yWant, false, new ConvBuffers());
       ConvBuffers buffers = new ConvBuffers();
-      fast.convForward(x, n, g, params, 3, filters, yGot, buffers);
+      fast.convForward(x, n, g, params, 3, filters, yGot, false, buffers);
       assertClose(yWant, yGot, 1e-5, "conv forward " + what);
+      // With its ReLU: exactly the same sums, then max(y, 0), whichever route the layer takes.
+      float[] yReluGot = new float[rows * filters];
+      fast.convForward(x, n, g, params, 3, filters, yReluGot, true, buffers);
+      float[] yNoReluGot = new float[rows * filters];
+      fast.convForward(x, n, g, params, 3, filters, yNoReluGot, false, buffers);
+      for (int i = 0; i < yNoReluGot.length; i++) {
+        assertEquals(Math.max(yNoReluGot[i], 0f), yReluGot[i], "conv forward with its ReLU " + what + " at " + i);
+      }
       float[] dy = random(rows * filters);
       for (boolean withDx : new boolean[] {true, false}) {
         ConvBuffers refBuffers = new ConvBuffers();
-        REF.convForward(x, n, g, params, 3, filters, new float[rows * filters], refBuffers);
+        REF.convForward(x, n, g, params, 3, filters, new float[rows * filters], false, refBuffers);
         float[] gWant = random(5 + g.patchSize() * filters);
         float[] gGot = gWant.clone();
         float[] dxWant = withDx ? random(x.length) : null;
@@ -235,8 +244,18 @@ class KernelParityTest {
     float[] dy = random(y.length);
     float[] want = random(x.length);
     float[] got = random(x.length);
-    REF.maxPoolBackward(dy, argmax, n, g, want);
-    fast.maxPoolBackward(dy, argmax, n, g, got);
+    REF.maxPoolBackward(dy, argmax, n, g, null, want);
+    fast.maxPoolBackward(dy, argmax, n, g, null, got);
     assertClose(want, got, 1e-6, "maxPool backward");
+    // After a ReLU: only positive inputs take a gradient, as the ReLU's backward pass would give.
+    float[] relu = new float[x.length];
+    REF.relu(x, relu, x.length);
+    REF.maxPool(relu, n, g, y, argmax);
+    REF.maxPoolBackward(dy, argmax, n, g, null, want);
+    REF.reluBackward(relu, want, want, x.length);
+    REF.maxPoolBackward(dy, argmax, n, g, relu, got);
+    assertClose(want, got, 0, "maxPool backward masked by its ReLU input (reference)");
+    fast.maxPoolBackward(dy, argmax, n, g, relu, got);
+    assertClose(want, got, 0, "maxPool backward masked by its ReLU input");
   }
 }

@@ -34,9 +34,11 @@ public interface Kernels {
 
   /**
    * Routes pooled gradients back: {@code dx} (which it first zeroes, {@code n} samples of
-   * {@code g}'s input) gets {@code dy[o]} added at {@code argmax[o]} for every output {@code o}.
+   * {@code g}'s input) gets {@code dy[o]} added at {@code argmax[o]} for every output {@code o};
+   * unless {@code x} is null, only where {@code x[argmax[o]] > 0} (the pool's input is a ReLU's
+   * output, whose backward pass this then is as well).
    */
-  void maxPoolBackward(float[] dy, int[] argmax, int n, ConvGeometry g, float[] dx);
+  void maxPoolBackward(float[] dy, int[] argmax, int n, ConvGeometry g, float[] x, float[] dx);
 
   /** {@code y[i] = max(x[i], 0)} for {@code i < len}. */
   void relu(float[] x, float[] y, int len);
@@ -53,15 +55,19 @@ public interface Kernels {
   /**
    * Convolution forward over {@code n} samples: adds {@code patches(x) * W} to {@code y}
    * ({@code n * outputPixels} rows of {@code filters}, holding the bias already), W being
-   * {@code params[wOff ..]} laid out {@code patchSize x filters}. Here: every patch unfolded into one
-   * matrix ({@link #im2col}), then one multiply.
+   * {@code params[wOff ..]} laid out {@code patchSize x filters}; then, when {@code relu}, replaces
+   * {@code y} by {@code max(y, 0)}. Here: every patch unfolded into one matrix ({@link #im2col}),
+   * then one multiply.
    */
   default void convForward(float[] x, int n, ConvGeometry g, float[] params, int wOff, int filters, float[] y,
-                           ConvBuffers b) {
+                           boolean relu, ConvBuffers b) {
     int rows = n * g.outputPixels();
     float[] col = b.col(rows * g.patchSize());
     im2col(x, n, g, col);
     gemm(false, false, rows, filters, g.patchSize(), col, 0, g.patchSize(), params, wOff, filters, 1f, y, 0, filters);
+    if (relu) {
+      relu(y, y, rows * filters);
+    }
   }
 
   /**

@@ -103,11 +103,13 @@ public final class ReferenceKernels implements Kernels {
   }
 
   @Override
-  public void maxPoolBackward(float[] dy, int[] argmax, int n, ConvGeometry g, float[] dx) {
+  public void maxPoolBackward(float[] dy, int[] argmax, int n, ConvGeometry g, float[] x, float[] dx) {
     java.util.Arrays.fill(dx, 0, n * g.inputSize(), 0f);
     int size = n * g.outputPixels() * g.channels();
     for (int o = 0; o < size; o++) {
-      dx[argmax[o]] += dy[o];
+      if (x == null || x[argmax[o]] > 0f) {
+        dx[argmax[o]] += dy[o];
+      }
     }
   }
 

@@ -12,11 +12,20 @@ public final class MaxPool2d extends Layer {
 
   private final ConvGeometry g;
   private int[] argmax = new int[0];
+  private boolean maskByInput;
 
   /** A max pool with the given window geometry (channels in = channels out). */
   public MaxPool2d(String name, ConvGeometry g) {
     super(name, Shape.image(g.height(), g.width(), g.channels()), Shape.image(g.outHeight(), g.outWidth(), g.channels()));
     this.g = g;
+  }
+
+  /**
+   * Routes gradients only to inputs above zero: the input is a ReLU's output, and this layer's
+   * backward pass then does the ReLU's as well (see {@link Relu#maskedByNext}).
+   */
+  public void maskByPositiveInput() {
+    this.maskByInput = true;
   }
 
   /** The geometry of the window. */
@@ -38,6 +47,6 @@ public final class MaxPool2d extends Layer {
     if (dx == null) {
       return;
     }
-    k.maxPoolBackward(dy, argmax, n, g, dx);
+    k.maxPoolBackward(dy, argmax, n, g, maskByInput ? x : null, dx);
   }
 }
