@@ -955,15 +955,37 @@ public final class FastKernels implements Kernels {
     float[][] partial = new float[parts][cols];
     pool.parallelFor(parts, t -> {
       float[] acc = partial[t];
-      for (int r = t * per, end = Math.min(rows, r + per); r < end; r++) {
-        int o = r * cols;
-        int j = 0;
-        for (int bound = S.loopBound(cols); j < bound; j += L) {
-          FloatVector.fromArray(S, acc, j).add(FloatVector.fromArray(S, dy, o + j)).intoArray(acc, j);
+      int first = t * per;
+      int end = Math.min(rows, first + per);
+      int j = 0;
+      // Two vectors of columns at a time, summed in registers over the rows, even and odd rows
+      // apart so that consecutive additions do not wait for each other.
+      for (; j + 2 * L <= cols; j += 2 * L) {
+        FloatVector e0 = FloatVector.zero(S);
+        FloatVector e1 = e0;
+        FloatVector o0 = e0;
+        FloatVector o1 = e0;
+        int r = first;
+        for (; r + 1 < end; r += 2) {
+          int o = r * cols + j;
+          e0 = e0.add(FloatVector.fromArray(S, dy, o));
+          e1 = e1.add(FloatVector.fromArray(S, dy, o + L));
+          o0 = o0.add(FloatVector.fromArray(S, dy, o + cols));
+          o1 = o1.add(FloatVector.fromArray(S, dy, o + cols + L));
         }
-        for (; j < cols; j++) {
-          acc[j] += dy[o + j];
+        if (r < end) {
+          e0 = e0.add(FloatVector.fromArray(S, dy, r * cols + j));
+          e1 = e1.add(FloatVector.fromArray(S, dy, r * cols + j + L));
         }
+        e0.add(o0).intoArray(acc, j);
+        e1.add(o1).intoArray(acc, j + L);
+      }
+      for (; j < cols; j++) {
+        float sum = 0f;
+        for (int r = first; r < end; r++) {
+          sum += dy[r * cols + j];
+        }
+        acc[j] = sum;
       }
     });
     for (int j = 0; j < cols; j++) {
