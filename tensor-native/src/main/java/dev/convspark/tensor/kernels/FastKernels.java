@@ -43,7 +43,76 @@ public final class FastKernels implements Kernels {
 
   /** @param pool the threads to use; the kernels do not close it */
   public FastKernels(ThreadPool pool) {
+    WarmUp.done();
     this.pool = pool;
+  }
+
+  /**
+   * Runs every vectorised kernel once on tiny inputs, on one thread, the first time kernels are
+   * made in a JVM. Without it, about one JVM in three (15 of 48 here, Java 17) trained 7 to 10
+   * times slower for its whole life: C2 had compiled the multiply's micro-kernel with some Vector
+   * API calls left as calls on boxed vectors ("missing constant" under -XX:+PrintIntrinsics), and
+   * nothing made it recompile. With the warm-up: 0 of 24. The likely cause is the first hot loops
+   * being compiled while the kernels' threads were still initialising the vector classes; the
+   * remedy is measured, the cause is not proven. Warming Adam's update the same way made it worse
+   * (10 of 12 slow), so this touches the kernels only.
+   */
+  private static final class WarmUp {
+    static {
+      warmUp();
+    }
+
+    static void done() {
+    }
+
+    private static float[] values(int n) {
+      float[] a = new float[n];
+      for (int i = 0; i < n; i++) {
+        a[i] = (i % 13 - 6) * 0.125f;
+      }
+      return a;
+    }
+
+    private static void warmUp() {
+      try (ThreadPool one = new ThreadPool(1)) {
+        FastKernels k = new FastKernels(one);
+        float[] a = values(64 * 96);
+        float[] b = values(96 * 64);
+        float[] c = new float[48 * 512];
+        for (boolean ta : new boolean[] {false, true}) {
+          for (boolean tb : new boolean[] {false, true}) {
+            k.gemm(ta, tb, 50, 64, 96, a, 0, ta ? 50 : 96, b, 0, tb ? 96 : 64, 0f, c, 0, 64);
+            k.gemm(ta, tb, 50, 64, 96, a, 0, ta ? 50 : 96, b, 0, tb ? 96 : 64, 1f, c, 0, 64);
+          }
+        }
+        k.gemm(false, false, 64, 10, 96, a, 0, 96, b, 0, 10, 0f, c, 0, 10);
+        k.gemm(true, false, 96, 10, 64, a, 0, 96, b, 0, 10, 0f, c, 0, 10);
+        k.gemm(false, false, 48, 512, 8, a, 0, 8, b, 0, 512, 0f, c, 0, 512);
+        for (int channels : new int[] {1, 3}) {
+          ConvGeometry g = ConvGeometry.of(7, 6, channels, 3, 3, 1, dev.convspark.tensor.Padding.SAME);
+          int filters = 2 * NR;
+          float[] x = values(2 * g.inputSize());
+          float[] w = values(g.patchSize() * filters);
+          float[] y = new float[2 * g.outputPixels() * filters];
+          float[] grads = new float[w.length];
+          ConvBuffers buffers = new ConvBuffers();
+          k.convForward(x, 2, g, w, 0, filters, y, true, buffers);
+          k.convBackward(x, y, 2, g, w, 0, filters, grads, null, buffers);
+          k.convBackward(x, y, 2, g, w, 0, filters, grads, new float[x.length], buffers);
+          k.sumRows(y, 2 * g.outputPixels(), filters, grads, 0);
+          k.fillRows(w, 0, y, 2 * g.outputPixels(), filters);
+        }
+        ConvGeometry p = ConvGeometry.of(4, 4, 2 * L, 2, 2, 2, dev.convspark.tensor.Padding.SAME);
+        float[] x = values(p.inputSize());
+        float[] y = new float[p.outputPixels() * p.channels()];
+        int[] argmax = new int[y.length];
+        k.maxPool(x, 1, p, y, argmax);
+        k.maxPoolBackward(y, argmax, 1, p, null, x.clone());
+        k.maxPoolBackward(y, argmax, 1, p, x, new float[x.length]);
+        k.relu(x, x.clone(), x.length);
+        k.reluBackward(x, x, x.clone(), x.length);
+      }
+    }
   }
 
   @Override
