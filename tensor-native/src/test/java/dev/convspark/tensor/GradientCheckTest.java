@@ -247,6 +247,14 @@ class GradientCheckTest {
       same += a[i] == b[i] ? 1 : 0;
     }
     assertTrue(same > 400 && same < 600, "two seeds' masks agree by chance only, found " + same + " of 1000");
+    // The layer seeds of consecutive steps differ by the counter's own step: no shifted copies.
+    Dropout.fillMask(7L + 0x9E3779B97F4A7C15L, 0.5f, b, 1000);
+    Dropout.fillMask(7L, 0.5f, a, 1000);
+    int shifted = 0;
+    for (int i = 0; i + 1 < 1000; i++) {
+      shifted += b[i] == a[i + 1] ? 1 : 0;
+    }
+    assertTrue(shifted < 600, "the next step's mask is not this one shifted, found " + shifted + " of 999 equal");
   }
 
   @Test

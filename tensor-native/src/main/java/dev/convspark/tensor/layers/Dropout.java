@@ -50,22 +50,27 @@ public final class Dropout extends Layer {
    * The mask of a step: {@code mask[i]} is {@code 1 / keepProb} where value {@code i} is kept and
    * 0 where it is dropped. Value i is kept when a uniform draw in [0, 1) is below
    * {@code keepProb}; the draw is the top 24 bits of a 64-bit mix (SplitMix64's finaliser) of
-   * {@code seed + (i + 1) * 0x9E3779B97F4A7C15}, so each value's draw depends on the seed and
-   * its index alone, whatever the order they are computed in. Every backend draws its masks here.
+   * {@code mix(seed) + (i + 1) * 0x9E3779B97F4A7C15}, so each value's draw depends on the seed
+   * and its index alone, whatever the order they are computed in. The seed is mixed first: the
+   * seeds of consecutive steps differ by that same constant, and unmixed, each step's mask would
+   * be the last one's shifted by one value. Every backend draws its masks here.
    */
   public static void fillMask(long seed, float keepProb, float[] mask, int size) {
     float scale = 1f / keepProb;
     // draw * 2^-24 < keepProb exactly when the integer draw is below ceil(keepProb * 2^24);
     // computed without a branch, which would be mispredicted half the time at keepProb 0.5.
     long below = (long) Math.ceil(keepProb * 0x1.0p24);
-    long z = seed;
+    long z = mix(seed);
     for (int i = 0; i < size; i++) {
       z += 0x9E3779B97F4A7C15L;
-      long h = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
-      h = (h ^ (h >>> 27)) * 0x94D049BB133111EBL;
-      h ^= h >>> 31;
-      mask[i] = scale * (int) (((h >>> 40) - below) >>> 63);
+      mask[i] = scale * (int) (((mix(z) >>> 40) - below) >>> 63);
     }
+  }
+
+  private static long mix(long z) {
+    long h = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+    h = (h ^ (h >>> 27)) * 0x94D049BB133111EBL;
+    return h ^ (h >>> 31);
   }
 
   @Override
