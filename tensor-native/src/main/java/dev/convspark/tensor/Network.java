@@ -75,7 +75,7 @@ public final class Network {
         relu.fuseIntoPrevious();
         if (i + 1 < layers.size() && layers.get(i + 1) instanceof MaxPool2d after) {
           after.maskByPositiveInput();
-          relu.maskedByNext();
+          relu.leaveBackwardToNext();
         }
       }
     }

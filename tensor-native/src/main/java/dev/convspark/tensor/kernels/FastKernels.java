@@ -680,7 +680,7 @@ public final class FastKernels implements Kernels {
             addInto(out, oh * sh.width * filters, y, (s * pix + oh * g.outWidth()) * filters, g.outWidth() * filters);
           }
           if (relu) {
-            reluInPlace(y, s * pix * filters, pix * filters);
+            reluRange(y, y, s * pix * filters, (s + 1) * pix * filters);
           }
         }
       });
@@ -693,21 +693,10 @@ public final class FastKernels implements Kernels {
         gemmHere(true, pix, filters, patch, col, 0, patch, params, wOff, filters, 1f, y, s * pix * filters, filters);
         if (relu) {
           // While the sample's output is still in this thread's cache.
-          reluInPlace(y, s * pix * filters, pix * filters);
+          reluRange(y, y, s * pix * filters, (s + 1) * pix * filters);
         }
       }
     });
-  }
-
-  private static void reluInPlace(float[] y, int from, int len) {
-    int i = from;
-    int to = from + len;
-    for (int bound = from + S.loopBound(len); i < bound; i += L) {
-      FloatVector.fromArray(S, y, i).max(0f).intoArray(y, i);
-    }
-    for (; i < to; i++) {
-      y[i] = Math.max(y[i], 0f);
-    }
   }
 
   /**
@@ -954,14 +943,7 @@ public final class FastKernels implements Kernels {
       if (x != null) {
         // The ReLU's backward pass over the sample while it is in cache; a test per gradient
         // routed instead would be mispredicted half the time.
-        int i = from;
-        for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
-          FloatVector v = FloatVector.fromArray(S, dx, i);
-          v.blend(0f, FloatVector.fromArray(S, x, i).compare(VectorOperators.LE, 0f)).intoArray(dx, i);
-        }
-        for (; i < to; i++) {
-          dx[i] = x[i] > 0f ? dx[i] : 0f;
-        }
+        reluBackwardRange(x, dx, dx, from, to);
       }
     });
   }
@@ -981,29 +963,35 @@ public final class FastKernels implements Kernels {
 
   @Override
   public void relu(float[] x, float[] y, int len) {
-    chunked(len, (from, to) -> {
-      int i = from;
-      for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
-        FloatVector.fromArray(S, x, i).max(0f).intoArray(y, i);
-      }
-      for (; i < to; i++) {
-        y[i] = Math.max(x[i], 0f);
-      }
-    });
+    chunked(len, (from, to) -> reluRange(x, y, from, to));
+  }
+
+  /** {@code y[i] = max(x[i], 0)} for {@code i} in [from, to); {@code y} may be {@code x}. */
+  private static void reluRange(float[] x, float[] y, int from, int to) {
+    int i = from;
+    for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
+      FloatVector.fromArray(S, x, i).max(0f).intoArray(y, i);
+    }
+    for (; i < to; i++) {
+      y[i] = Math.max(x[i], 0f);
+    }
   }
 
   @Override
   public void reluBackward(float[] y, float[] dy, float[] dx, int len) {
-    chunked(len, (from, to) -> {
-      int i = from;
-      for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
-        FloatVector v = FloatVector.fromArray(S, dy, i);
-        v.blend(0f, FloatVector.fromArray(S, y, i).compare(VectorOperators.LE, 0f)).intoArray(dx, i);
-      }
-      for (; i < to; i++) {
-        dx[i] = y[i] > 0f ? dy[i] : 0f;
-      }
-    });
+    chunked(len, (from, to) -> reluBackwardRange(y, dy, dx, from, to));
+  }
+
+  /** {@code dx[i] = y[i] > 0 ? dy[i] : 0} for {@code i} in [from, to); {@code dx} may be {@code dy}. */
+  private static void reluBackwardRange(float[] y, float[] dy, float[] dx, int from, int to) {
+    int i = from;
+    for (int bound = from + S.loopBound(to - from); i < bound; i += L) {
+      FloatVector v = FloatVector.fromArray(S, dy, i);
+      v.blend(0f, FloatVector.fromArray(S, y, i).compare(VectorOperators.LE, 0f)).intoArray(dx, i);
+    }
+    for (; i < to; i++) {
+      dx[i] = y[i] > 0f ? dy[i] : 0f;
+    }
   }
 
   @Override

@@ -22,7 +22,7 @@ public final class MaxPool2d extends Layer {
 
   /**
    * Routes gradients only to inputs above zero: the input is a ReLU's output, and this layer's
-   * backward pass then does the ReLU's as well (see {@link Relu#maskedByNext}).
+   * backward pass then does the ReLU's as well (see {@link Relu#leaveBackwardToNext}).
    */
   public void maskByPositiveInput() {
     this.maskByInput = true;

@@ -33,7 +33,7 @@ public final class Relu extends Layer {
    * gradients only to positive inputs, which is this layer's backward pass: with its input and
    * output one buffer, nothing is left to do here.
    */
-  public void maskedByNext() {
+  public void leaveBackwardToNext() {
     this.maskedByNext = true;
   }
 
