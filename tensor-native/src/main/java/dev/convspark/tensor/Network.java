@@ -153,6 +153,15 @@ public final class Network {
     }
   }
 
+  /** Where the next batch starts within its global batch, for dropout (see {@link Dropout#setFirstSample}). */
+  public void setFirstSample(long first) {
+    for (Layer l : layers) {
+      if (l instanceof Dropout d) {
+        d.setFirstSample(first);
+      }
+    }
+  }
+
   private void ensureCapacity(int n) {
     if (n <= capacity) {
       return;

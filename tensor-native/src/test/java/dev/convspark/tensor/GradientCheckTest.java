@@ -226,7 +226,7 @@ class GradientCheckTest {
     int size = 200_000;
     for (float keep : new float[] {0.1f, 0.5f, 0.9f, 1f}) {
       float[] mask = new float[size];
-      Dropout.fillMask(123L, keep, mask, size);
+      Dropout.fillMask(123L, keep, mask, 0, size);
       int kept = 0;
       for (float m : mask) {
         assertTrue(m == 0f || m == 1f / keep, "mask values are 0 or 1/keepProb, found " + m);
@@ -234,27 +234,70 @@ class GradientCheckTest {
       }
       // Binomial: 5 standard deviations at most 0.0056 of the values.
       assertEquals(keep, kept / (double) size, 0.006, "share kept at keepProb " + keep);
-      float[] prefix = new float[1000];
-      Dropout.fillMask(123L, keep, prefix, 1000);
-      KernelParityTest.assertClose(java.util.Arrays.copyOf(mask, 1000), prefix, 0, "a value's draw is its own");
+      float[] piece = new float[1000];
+      Dropout.fillMask(123L, keep, piece, 0, 1000);
+      KernelParityTest.assertClose(java.util.Arrays.copyOf(mask, 1000), piece, 0, "a value's draw is its own");
+      Dropout.fillMask(123L, keep, piece, 5000, 1000);
+      KernelParityTest.assertClose(java.util.Arrays.copyOfRange(mask, 5000, 6000), piece, 0, "a piece from the middle");
     }
     float[] a = new float[1000];
     float[] b = new float[1000];
-    Dropout.fillMask(1L, 0.5f, a, 1000);
-    Dropout.fillMask(2L, 0.5f, b, 1000);
+    Dropout.fillMask(1L, 0.5f, a, 0, 1000);
+    Dropout.fillMask(2L, 0.5f, b, 0, 1000);
     int same = 0;
     for (int i = 0; i < 1000; i++) {
       same += a[i] == b[i] ? 1 : 0;
     }
     assertTrue(same > 400 && same < 600, "two seeds' masks agree by chance only, found " + same + " of 1000");
     // The layer seeds of consecutive steps differ by the counter's own step: no shifted copies.
-    Dropout.fillMask(7L + 0x9E3779B97F4A7C15L, 0.5f, b, 1000);
-    Dropout.fillMask(7L, 0.5f, a, 1000);
+    Dropout.fillMask(7L + 0x9E3779B97F4A7C15L, 0.5f, b, 0, 1000);
+    Dropout.fillMask(7L, 0.5f, a, 0, 1000);
     int shifted = 0;
     for (int i = 0; i + 1 < 1000; i++) {
       shifted += b[i] == a[i + 1] ? 1 : 0;
     }
     assertTrue(shifted < 600, "the next step's mask is not this one shifted, found " + shifted + " of 999 equal");
+  }
+
+  @Test
+  void aBatchSplitAcrossReplicasIsDroppedOutAsTheWholeBatch() {
+    // Workers that split a global batch pass each part's first sample: their summed gradients
+    // are the whole batch's (up to the order of the sums), dropout included.
+    ModelSpec spec = ModelSpec.parse("in6x6x1-conv3x3x4-relu-dense16-relu-dropout-dense10");
+    int n = 6;
+    int size = spec.inputShape().size();
+    float[] x = random(n * size);
+    float[] dLogits = random(n * spec.numClasses());
+    Network whole = new Network(spec);
+    whole.initialize(3);
+    whole.setKeepProb(0.5f);
+    whole.forward(fast, x, n, true, 17L);
+    whole.backward(fast, x, dLogits, n);
+    float[] sum = new float[whole.paramCount()];
+    Network part = new Network(spec);
+    part.initialize(3);
+    part.setKeepProb(0.5f);
+    for (int[] p : new int[][] {{0, 2}, {2, 4}}) {
+      float[] xp = java.util.Arrays.copyOfRange(x, p[0] * size, (p[0] + p[1]) * size);
+      float[] dp = java.util.Arrays.copyOfRange(dLogits, p[0] * spec.numClasses(), (p[0] + p[1]) * spec.numClasses());
+      part.setFirstSample(p[0]);
+      part.forward(fast, xp, p[1], true, 17L);
+      part.backward(fast, xp, dp, p[1]);
+      for (int i = 0; i < sum.length; i++) {
+        sum[i] += part.grads()[i];
+      }
+    }
+    KernelParityTest.assertClose(whole.grads(), sum, 1e-5, "two parts' gradients against the whole batch's");
+    part.setFirstSample(0);
+    part.forward(fast, java.util.Arrays.copyOfRange(x, 2 * size, 6 * size), 4, true, 17L);
+    part.backward(fast, java.util.Arrays.copyOfRange(x, 2 * size, 6 * size),
+        java.util.Arrays.copyOfRange(dLogits, 2 * spec.numClasses(), 6 * spec.numClasses()), 4);
+    float[] unshifted = part.grads().clone();
+    part.setFirstSample(2);
+    part.forward(fast, java.util.Arrays.copyOfRange(x, 2 * size, 6 * size), 4, true, 17L);
+    part.backward(fast, java.util.Arrays.copyOfRange(x, 2 * size, 6 * size),
+        java.util.Arrays.copyOfRange(dLogits, 2 * spec.numClasses(), 6 * spec.numClasses()), 4);
+    assertTrue(!java.util.Arrays.equals(unshifted, part.grads()), "the first sample's index changes the masks");
   }
 
   @Test

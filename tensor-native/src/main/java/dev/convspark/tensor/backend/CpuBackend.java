@@ -134,7 +134,9 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
-    public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed) {
+    public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed,
+                                                       long firstSample) {
+      net.setFirstSample(firstSample);
       float[] logits = net.forward(kernels, images, n, true, seed);
       int classes = net.spec().numClasses();
       if (dLogits.length < n * classes) {

@@ -321,7 +321,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** The forward pass of {@code n} samples in {@code input}; returns the logits' buffer. */
-    private Buffer forward(int n, boolean training, long seed) {
+    private Buffer forward(int n, boolean training, long seed, long firstSample) {
       CUdeviceptr x = input.ptr;
       for (int i = 0; i < layers.size(); i++) {
         Layer l = layers.get(i);
@@ -358,7 +358,7 @@ public final class CudaBackend implements Backend {
           } else {
             // The CPU layer's masks, so both backends drop the same units for the same seed.
             float[] h = new float[size];
-            Dropout.fillMask(layerSeed, dr.keepProb(), h, size);
+            Dropout.fillMask(layerSeed, dr.keepProb(), h, firstSample * outSize, size);
             upload(h, mask);
             launch("multiply", size, x, mask.ptr, y.ptr, size);
           }
@@ -377,7 +377,8 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] y, int n, float lossScale, long seed) {
+    public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] y, int n, float lossScale, long seed,
+                                                       long firstSample) {
       cuCtxSetCurrent(context);
       int classes = net.spec().numClasses();
       for (int s = 0; s < n; s++) {
@@ -390,7 +391,7 @@ public final class CudaBackend implements Backend {
       cuMemcpyHtoD(input.ptr, Pointer.to(images), (long) n * inSize * 4L);
       labels.ensure(n);
       cuMemcpyHtoD(labels.ptr, Pointer.to(y), n * 4L);
-      Buffer logits = forward(n, true, seed);
+      Buffer logits = forward(n, true, seed, firstSample);
       dLogits.ensure((long) n * classes);
       loss.ensure(2L * n);
       correct.ensure(n);
@@ -500,7 +501,7 @@ public final class CudaBackend implements Backend {
         int k = Math.min(chunk, n - s);
         input.ensure((long) k * inSize);
         cuMemcpyHtoD(input.ptr, Pointer.to(images).withByteOffset((long) s * inSize * 4L), (long) k * inSize * 4L);
-        Buffer logits = forward(k, false, 0L);
+        Buffer logits = forward(k, false, 0L, 0L);
         cuMemcpyDtoH(Pointer.to(out).withByteOffset((long) s * classes * 4L), logits.ptr, (long) k * classes * 4L);
       }
     }

@@ -65,7 +65,18 @@ public interface ModelRunner extends AutoCloseable {
    * @param seed       this step's seed for dropout
    * @return the summed loss (unscaled) and the number of correct argmax predictions
    */
-  SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed);
+  default SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed) {
+    return computeGradients(images, labels, n, lossScale, seed, 0);
+  }
+
+  /**
+   * As above for a part of a global batch that starts at sample {@code firstSample} of it: dropout
+   * masks each sample as it would sample {@code firstSample + i} of the whole batch (see
+   * {@link dev.convspark.tensor.layers.Dropout#setFirstSample}), so workers that split a global
+   * batch drop the same values as one replica running all of it.
+   */
+  SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed,
+                                              long firstSample);
 
   /** Applies the optimizer to the parameters with the current gradients. */
   void applyGradients(Optimizer optimizer);
