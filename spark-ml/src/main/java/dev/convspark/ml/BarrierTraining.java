@@ -1,8 +1,10 @@
 package dev.convspark.ml;
 
 import dev.convspark.tensor.Network;
+import dev.convspark.tensor.backend.Device;
 import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.io.ModelState;
+import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
 import dev.convspark.tensor.optim.Optimizer;
 import dev.convspark.tensor.optim.OptimizerState;
 import dev.convspark.tensor.spec.ModelSpec;
@@ -28,8 +30,14 @@ import scala.runtime.AbstractFunction1;
  * find each other through {@link BarrierTaskContext#allGather} while they pack their partitions,
  * tell each other their sizes, then run every step without Spark: sample the worker's share of the
  * global batch, compute the gradient, sum it with a {@link GradientExchange} (sockets between
- * JVMs, shared memory within one), apply the same optimizer update. All replicas start from the same seed and see the same sums, so they
- * stay identical; rank 0 returns the weights.
+ * JVMs, shared memory within one), apply the same optimizer update. All replicas start from the
+ * same seed and see the same sums, so they stay identical; rank 0 returns the weights.
+ *
+ * <p>Workers that are all tasks of one JVM on one device (Spark's local mode on the CPU) are
+ * trained as one: worker 0 draws every worker's share from that worker's partition, runs the whole
+ * global batch on an engine with the threads of all of them, and the others wait for it. Same
+ * samples, same dropout masks, the same sum up to the order of its additions; but the weights are
+ * read once per step instead of once per worker, and no gradients are summed or copied.
  */
 final class BarrierTraining {
 
@@ -142,12 +150,14 @@ final class BarrierTraining {
       String address = ctx.getTaskInfos()[rank].address();
       String host = address.substring(0, address.lastIndexOf(':'));
       // The rendezvous runs while the partition is packed: Spark's allGather answers on a poll of
-      // about a second, which would otherwise come on top of the packing. Rank 0 tells the others
-      // where it listens, the run's secret and the step to start from (the newest checkpoint when
-      // there is one, so a retried stage resumes from it); every worker tells its JVM, so that
-      // workers sharing one JVM exchange through memory instead of sockets.
+      // about a second, which would otherwise come on top of the packing. Every worker tells its
+      // JVM and its device, so that workers sharing one JVM share memory instead of sockets, and
+      // those sharing a device too are trained as one; rank 0 adds where it listens, the run's
+      // secret and the step to start from (the newest checkpoint when there is one, so a retried
+      // stage resumes from it).
       ServerSocket server = null;
-      String mine = LocalExchange.JVM_ID;
+      Device device = EngineCache.taskDevice(Device.parse(s.device()));
+      String mine = LocalExchange.JVM_ID + " " + device.kind() + ":" + device.ordinal();
       if (rank == 0) {
         int resume = s.checkpoints() == null ? 0 : s.checkpoints().latest();
         server = StarAllreduce.listen(host);
@@ -164,29 +174,27 @@ final class BarrierTraining {
       gathering.start();
       ModelSpec spec = ModelSpec.parse(s.spec());
       Block block = null;
-      ModelRunner runner = null;
-      String status;
+      String status = null;
       try {
         block = Block.of(rows, s.reader(), s.labelCol(), spec.inputShape().size(), spec.numClasses());
-        // The engine before the first step too: a device that cannot be used stops every worker at once.
-        runner = EngineCache.runner(s.spec(), s.threads(), s.device());
-        status = Integer.toString(block.count);
       } catch (IllegalArgumentException | IllegalStateException e) {
-        // Told to every worker, so that all stop at once and Spark does not retry.
-        String m = String.valueOf(e.getMessage());
-        status = "!" + (m.length() > 4000 ? m.substring(0, 4000) + "..." : m);
+        status = failure(e);
       }
       GradientExchange exchange;
       String[] hub;
+      boolean merged;
       try {
         String[] all = awaitRendezvous(rendezvous, gathering);
         hub = all[0].split(" ");
         boolean oneJvm = java.util.Arrays.stream(all).allMatch(m -> m.split(" ")[0].equals(LocalExchange.JVM_ID));
-        if (size > 1 && oneJvm && !"socket".equals(ctx.getLocalProperty(EXCHANGE))) {
-          exchange = LocalExchange.join(hub[3], rank, size, TIMEOUT_MS, ctx::isInterrupted);
+        boolean oneDevice = java.util.Arrays.stream(all).allMatch(m -> m.split(" ")[1].equals(hub[1]));
+        boolean local = size > 1 && oneJvm && !"socket".equals(ctx.getLocalProperty(EXCHANGE));
+        merged = local && oneDevice;
+        if (local) {
+          exchange = LocalExchange.join(hub[4], rank, size, TIMEOUT_MS, ctx::isInterrupted);
         } else {
-          exchange = rank == 0 ? StarAllreduce.hub(server, size, hub[3], START_TIMEOUT_MS, TIMEOUT_MS, ctx::isInterrupted)
-              : StarAllreduce.spoke(rank, size, hub[1], Integer.parseInt(hub[2]), hub[3], TIMEOUT_MS);
+          exchange = rank == 0 ? StarAllreduce.hub(server, size, hub[4], START_TIMEOUT_MS, TIMEOUT_MS, ctx::isInterrupted)
+              : StarAllreduce.spoke(rank, size, hub[2], Integer.parseInt(hub[3]), hub[4], TIMEOUT_MS);
         }
       } finally {
         if (server != null) {
@@ -194,6 +202,19 @@ final class BarrierTraining {
         }
       }
       try (exchange) {
+        ModelRunner runner = null;
+        if (status == null && (rank == 0 || !merged)) {
+          try {
+            // The engine before the first step too: a device that cannot be used stops every
+            // worker at once. Merged (below), worker 0 runs the threads of all.
+            runner = EngineCache.runner(s.spec(), merged ? s.threads() * size : s.threads(), s.device());
+            status = Integer.toString(block.count);
+          } catch (IllegalArgumentException | IllegalStateException e) {
+            status = failure(e);
+          }
+        } else if (status == null) {
+          status = Integer.toString(block.count);
+        }
         List<Integer> sizes = new ArrayList<>();
         for (String m : exchange.gather(status, START_TIMEOUT_MS)) {
           if (m.startsWith("!")) {
@@ -206,11 +227,58 @@ final class BarrierTraining {
           throw new Deterministic(new IllegalArgumentException("cannot fit on an empty dataset"));
         }
         int[] shares = CnnClassifier.shares(sizes, total, s.batchSize());
-        return steps(ctx, rank, block, shares[rank], exchange, Integer.parseInt(hub[4]), runner);
+        int[] firsts = CnnClassifier.firstSamples(shares);
+        int start = Integer.parseInt(hub[5]);
+        if (!merged) {
+          Block own = block;
+          int share = shares[rank];
+          ModelRunner r = runner;
+          float[] zeros = share == 0 ? new float[runner.paramCount()] : null;
+          return steps(ctx, rank, stepSeed -> {
+            if (share == 0) {
+              // Nothing to sample here: this worker adds zeros.
+              r.copyGradientsFrom(zeros);
+              return new GradientSum(null, 0, 0, 0);
+            }
+            return CnnClassifier.partitionGradient(own, share, rank, firsts[rank], stepSeed, r, null);
+          }, exchange, start, runner);
+        }
+        // One JVM, one device: worker 0 trains the whole global batch with the threads of all,
+        // drawing each worker's share from that worker's partition as the worker would, and the
+        // others wait for it to end. The same samples and dropout masks as when each worker
+        // computes its share (the sums differ only in the order of the additions), without every
+        // replica reading every weight and 13 MB of gradients being summed and copied each step.
+        LocalExchange group = (LocalExchange) exchange;
+        Object[] blocks = group.share(block, START_TIMEOUT_MS);
+        if (rank != 0) {
+          group.awaitLeader();
+          return null;
+        }
+        int n = java.util.Arrays.stream(shares).sum();
+        float[] x = new float[n * spec.inputShape().size()];
+        int[] y = new int[n];
+        ModelRunner r = runner;
+        return steps(ctx, rank, stepSeed -> {
+          for (int w = 0; w < size; w++) {
+            CnnClassifier.sample((Block) blocks[w], shares[w], w, stepSeed, x, y, firsts[w]);
+          }
+          SoftmaxCrossEntropy.Result g = r.computeGradients(x, y, n, 1f / n, stepSeed, 0);
+          return new GradientSum(null, g.lossSum(), g.correct(), n);
+        }, new Lead(group), start, runner);
       }
     }
 
-    private TrainResult steps(BarrierTaskContext ctx, int rank, Block block, int share, GradientExchange exchange,
+    private static String failure(RuntimeException e) {
+      // Told to every worker, so that all stop at once and Spark does not retry.
+      String m = String.valueOf(e.getMessage());
+      return "!" + (m.length() > 4000 ? m.substring(0, 4000) + "..." : m);
+    }
+
+    /**
+     * Runs the steps after {@code start}: {@code gradient} leaves each step's gradient in the
+     * runner, {@code exchange} sums it over the workers and applies the update.
+     */
+    private TrainResult steps(BarrierTaskContext ctx, int rank, StepGradient gradient, GradientExchange exchange,
                               int start, ModelRunner runner) throws IOException {
       ModelSpec spec = ModelSpec.parse(s.spec());
       runner.setKeepProb(s.keepProb());
@@ -223,11 +291,13 @@ final class BarrierTraining {
         LOG.info("resuming at step {} from the checkpoint in {}", start, s.checkpoints().dir());
       }
       int[] failAt = failAt(ctx);
-      float[] grads = new float[runner.paramCount()];
+      // Scratch for exchanges that copy the gradients out (worker 0 training for all does not).
+      float[] grads = exchange instanceof Lead ? null : new float[runner.paramCount()];
       double[] stats = new double[3];
       long t0 = System.nanoTime();
       for (int step = start + 1; step <= s.steps(); step++) {
-        if (failAt != null && failAt[0] == rank && failAt[1] == step) {
+        // Worker 0 training for all fails for any of them.
+        if (failAt != null && (failAt[0] == rank || exchange instanceof Lead) && failAt[1] == step) {
           if (failAt[2] == 1) {
             LOG.error("{}: halting this executor's JVM at step {} (worker {})", FAIL_AT_STEP, step, rank);
             Runtime.getRuntime().halt(137);
@@ -235,16 +305,7 @@ final class BarrierTraining {
           throw new IllegalStateException("injected failure of worker " + rank + " at step " + step
               + " (" + FAIL_AT_STEP + ", first attempt only)");
         }
-        long stepSeed = Trainer.stepSeed(s.seed(), step);
-        GradientSum g;
-        if (share == 0) {
-          // Nothing to sample here: this worker adds zeros.
-          g = new GradientSum(null, 0, 0, 0);
-          java.util.Arrays.fill(grads, 0f);
-          runner.copyGradientsFrom(grads);
-        } else {
-          g = CnnClassifier.partitionGradient(block, share, rank, stepSeed, runner, null);
-        }
+        GradientSum g = gradient.compute(Trainer.stepSeed(s.seed(), step));
         stats[0] = g.lossSum;
         stats[1] = g.correct;
         stats[2] = g.count;
@@ -312,6 +373,46 @@ final class BarrierTraining {
           gathering.interrupt();
           throw new IOException("interrupted while waiting for the other workers to start", e);
         }
+      }
+    }
+
+    /** One step's gradient, left in the runner, for the step's seed. */
+    private interface StepGradient {
+      GradientSum compute(long stepSeed);
+    }
+
+    /**
+     * The exchange of worker 0 when it trains the whole global batch (its gradient is the mean
+     * already): nothing to add; it stops when another worker's task has stopped or its own was killed.
+     */
+    private static final class Lead implements GradientExchange {
+      private final LocalExchange group;
+
+      Lead(LocalExchange group) {
+        this.group = group;
+      }
+
+      @Override
+      public String[] gather(String mine, int timeoutMs) {
+        throw new UnsupportedOperationException("worker 0 gathers through its group");
+      }
+
+      @Override
+      public void allreduce(float[] data, double[] stats) throws IOException {
+        group.checkOthers();
+      }
+
+      @Override
+      public void step(ModelRunner runner, Optimizer optimizer, float[] scratch, double[] stats,
+                       java.util.function.Consumer<double[]> check) throws IOException {
+        group.checkOthers();
+        check.accept(stats);
+        runner.applyGradients(optimizer);
+      }
+
+      @Override
+      public void close() {
+        // The group is left by the worker that joined it.
       }
     }
 

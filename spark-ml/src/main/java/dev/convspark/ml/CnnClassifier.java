@@ -452,6 +452,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
         throw new IllegalArgumentException("cannot fit on an empty dataset");
       }
       int[] shares = shares(sizes, total, s.batchSize());
+      int[] firsts = firstSamples(shares);
       int threads = s.threads();
       String deviceText = s.device();
       float keep = s.keepProb();
@@ -474,7 +475,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
           ModelRunner runner = EngineCache.runner(specText, threads, deviceText);
           runner.copyParametersFrom(w.value());
           runner.setKeepProb(keep);
-          return List.of(partitionGradient(b, share, index, stepSeed, runner)).iterator();
+          return List.of(partitionGradient(b, share, index, firsts[index], stepSeed, runner)).iterator();
         }, false).treeReduce(GradientSum::add, 2);
         w.destroy();
         if (!Double.isFinite(g.lossSum)) {
@@ -532,42 +533,61 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     return s;
   }
 
+  /** Where each share starts in the global batch: the sum of the shares before it. */
+  static int[] firstSamples(int[] shares) {
+    int[] first = new int[shares.length];
+    for (int i = 1; i < shares.length; i++) {
+      first[i] = first[i - 1] + shares[i - 1];
+    }
+    return first;
+  }
+
   /**
    * The summed-loss gradient over {@code share} samples of a partition drawn for this step, on a
-   * runner that holds the step's weights. Both sync modes draw the same samples.
+   * runner that holds the step's weights, the share starting at sample {@code first} of the global
+   * batch (for dropout). Both sync modes draw the same samples.
    */
-  static GradientSum partitionGradient(Block b, int share, int partition, long stepSeed, ModelRunner runner) {
-    return partitionGradient(b, share, partition, stepSeed, runner, new float[runner.paramCount()]);
+  static GradientSum partitionGradient(Block b, int share, int partition, int first, long stepSeed, ModelRunner runner) {
+    return partitionGradient(b, share, partition, first, stepSeed, runner, new float[runner.paramCount()]);
   }
 
   /**
    * As above, copying the gradient into {@code grads}, or leaving it in the runner when
    * {@code grads} is null (barrier workers reach it there).
    */
-  static GradientSum partitionGradient(Block b, int share, int partition, long stepSeed, ModelRunner runner,
+  static GradientSum partitionGradient(Block b, int share, int partition, int first, long stepSeed, ModelRunner runner,
                                        float[] grads) {
-    // Without replacement within the step: a partial Fisher-Yates shuffle seeded by step and partition.
+    int size = b.features.length / Math.max(1, b.count);
+    float[] x = new float[share * size];
+    int[] y = new int[share];
+    sample(b, share, partition, stepSeed, x, y, 0);
+    SoftmaxCrossEntropy.Result r = runner.computeGradients(x, y, share, 1f, stepSeed, first);
+    if (grads != null) {
+      runner.copyGradientsTo(grads);
+    }
+    return new GradientSum(grads, r.lossSum(), r.correct(), share);
+  }
+
+  /**
+   * Draws partition {@code partition}'s {@code share} samples of this step from its block into
+   * {@code x} and {@code y} from sample {@code at} on: without replacement within the step, a
+   * partial Fisher-Yates shuffle seeded by step and partition.
+   */
+  static void sample(Block b, int share, int partition, long stepSeed, float[] x, int[] y, int at) {
     SplittableRandom rnd = new SplittableRandom(stepSeed * 31 + partition);
     int[] order = new int[b.count];
     for (int i = 0; i < order.length; i++) {
       order[i] = i;
     }
     int size = b.features.length / Math.max(1, b.count);
-    float[] x = new float[share * size];
-    int[] y = new int[share];
     for (int i = 0; i < share; i++) {
       int j = i + rnd.nextInt(order.length - i);
       int t = order[i];
       order[i] = order[j];
       order[j] = t;
-      System.arraycopy(b.features, order[i] * size, x, i * size, size);
-      y[i] = b.labels[order[i]];
+      System.arraycopy(b.features, order[i] * size, x, (at + i) * size, size);
+      y[at + i] = b.labels[order[i]];
     }
-    SoftmaxCrossEntropy.Result r = runner.computeGradients(x, y, share, 1f, stepSeed ^ ((long) partition << 32));
-    if (grads != null) {
-      runner.copyGradientsTo(grads);
-    }
-    return new GradientSum(grads, r.lossSum(), r.correct(), share);
   }
 
   @Override

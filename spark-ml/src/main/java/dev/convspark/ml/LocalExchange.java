@@ -1,18 +1,18 @@
 package dev.convspark.ml;
 
-import dev.convspark.tensor.backend.ModelRunner;
-import dev.convspark.tensor.optim.Optimizer;
 import java.io.IOException;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.BooleanSupplier;
 
 /**
- * The gradient exchange of workers that run as tasks of one JVM (Spark's local mode, or an
- * executor that runs every worker of the run): the workers publish their gradient arrays and each
- * one sums its own slice of the parameters over all of them, in rank order, into a shared buffer.
- * No bytes are encoded and no socket is crossed, and the summing is spread over the workers
- * instead of falling to rank 0. The sums are the same, bit for bit, as {@link StarAllreduce}'s.
+ * What workers that run as tasks of one JVM (Spark's local mode, or an executor that runs every
+ * worker of the run) share in memory: their start-up messages and packed partitions, and, where
+ * they train on different devices (each task its own GPU), their gradients: each worker sums its
+ * own slice of the parameters over all of them, in rank order, into a shared buffer. No bytes are
+ * encoded and no socket is crossed. The sums are the same, bit for bit, as {@link StarAllreduce}'s.
+ * (Workers on one device do not sum at all: worker 0 trains the whole global batch, see
+ * {@link BarrierTraining}.)
  *
  * <p>Workers find their group by the run's secret (made by rank 0 for each stage attempt and
  * shared through Spark's {@code allGather}). A worker that leaves early (its task failed) or does
@@ -53,76 +53,56 @@ final class LocalExchange implements GradientExchange {
 
   @Override
   public String[] gather(String mine, int waitMs) throws IOException {
-    group.strings[rank] = mine;
+    Object[] all = share(mine, waitMs);
+    return java.util.Arrays.copyOf(all, all.length, String[].class);
+  }
+
+  /**
+   * Every worker's {@code mine}, in rank order, shared by reference (a worker's packed partition
+   * is not copied), waiting up to {@code waitMs} for the others.
+   */
+  Object[] share(Object mine, int waitMs) throws IOException {
+    group.shared[rank] = mine;
     group.await(rank, waitMs, killed);
-    String[] all = group.strings.clone();
+    Object[] all = group.shared.clone();
     group.await(rank, waitMs, killed);
     return all;
   }
 
+  /**
+   * Waits, with no time limit, until worker 0 has left the group (it ended, or its task failed);
+   * fails only when this worker's task is killed. For workers whose share worker 0 trains.
+   */
+  void awaitLeader() throws IOException {
+    group.awaitLeft(0, rank, killed);
+  }
+
+  /** Fails, naming the worker, when another worker has left the group or this worker's task was killed. */
+  void checkOthers() throws IOException {
+    group.check(rank, killed);
+  }
+
   @Override
   public void allreduce(float[] data, double[] stats) throws IOException {
-    float[] sum = publishAndSum(data, stats, 1f, null);
+    float[] sum = publishAndSum(data, stats, 1f);
     System.arraycopy(sum, 0, data, 0, data.length);
   }
 
   @Override
   public float[] mean(float[] grads, double[] stats) throws IOException {
     // The summed count is known before any gradient is added: the division folds into the sum.
-    return publishAndSum(grads, stats, Float.NaN, null);
+    return publishAndSum(grads, stats, Float.NaN);
   }
-
-  /**
-   * Where every replica keeps its parameters in this JVM's heap (the CPU), the update is sharded:
-   * each worker sums its slice of the gradients and applies rank 0's optimizer to that slice of
-   * rank 0's parameters; then the other workers copy rank 0's parameters. The optimizer's work is
-   * split over the workers instead of repeated by each, and no gradient is copied. Rank 0's
-   * optimizer is then the one whose state is current (the others' stay as they started); the
-   * parameters are the same, bit for bit, as {@link GradientExchange#step} gives. Otherwise (a
-   * GPU), each replica applies the mean gradient itself, as there.
-   */
-  @Override
-  public void step(ModelRunner runner, Optimizer optimizer, float[] scratch, double[] stats,
-                   java.util.function.Consumer<double[]> check) throws IOException {
-    Group g = group;
-    float[] params = runner.hostParameters();
-    float[] grads = runner.hostGradients();
-    if (sharded == null) {
-      // Decided once, at the first step, by all workers alike.
-      g.host[rank] = params != null && grads != null;
-      g.await(rank, timeoutMs, killed);
-      sharded = g.allHost();
-    }
-    if (!sharded) {
-      GradientExchange.super.step(runner, optimizer, scratch, stats, check);
-      return;
-    }
-    if (rank == 0) {
-      // Before the first barrier, so before any worker updates a slice with it.
-      optimizer.beginStep();
-      g.params0 = params;
-      g.optimizer0 = optimizer;
-    }
-    publishAndSum(grads, stats, Float.NaN, check);
-    if (rank != 0) {
-      System.arraycopy(g.params0, 0, params, 0, params.length);
-    }
-  }
-
-  private Boolean sharded;
 
   /**
    * Publishes {@code data} and {@code stats} and waits for every worker's; sums the stats (in
    * rank order, as every worker does), then this worker's slice of the data into the shared
    * buffer, multiplied by {@code scale} (NaN: by the inverse of the summed count, the last stat);
-   * returns the buffer once every slice is done. With {@code check} set (the sharded step), the
-   * summed stats go to it first (it throws to stop) and each slice is then applied at once with
-   * rank 0's optimizer to rank 0's parameters.
+   * returns the buffer once every slice is done.
    * The buffer stays valid until this worker's next call: no worker writes it again before every
    * worker has published its next gradient.
    */
-  private float[] publishAndSum(float[] data, double[] stats, float scale,
-                                java.util.function.Consumer<double[]> check) throws IOException {
+  private float[] publishAndSum(float[] data, double[] stats, float scale) throws IOException {
     Group g = group;
     g.data[rank] = data;
     g.stats[rank] = stats.clone();
@@ -138,28 +118,15 @@ final class LocalExchange implements GradientExchange {
       }
     }
     System.arraycopy(total, 0, stats, 0, stats.length);
-    if (check != null) {
-      check.accept(stats);
-    }
     float inv = Float.isNaN(scale) ? (float) (1 / total[total.length - 1]) : scale;
     float[] out = g.buffer(data.length);
     // Slices in multiples of 64 floats, so that every worker's loop runs whole vectors.
     int per = ((data.length + g.size - 1) / g.size + 63) / 64 * 64;
     int end = Math.min(data.length, (rank + 1) * per);
-    // In pieces that stay in cache between the sum and the optimizer.
-    for (int from = Math.min(data.length, rank * per); from < end; from += PIECE) {
-      int to = Math.min(end, from + PIECE);
-      sumSlice(g, out, from, to, inv);
-      if (check != null) {
-        g.optimizer0.update(g.params0, out, from, to);
-      }
-    }
+    sumSlice(g, out, Math.min(data.length, rank * per), end, inv);
     g.await(rank, timeoutMs, killed);
     return out;
   }
-
-  /** Floats summed and updated at a time (64 KB). */
-  private static final int PIECE = 1 << 14;
 
   private static void sumSlice(Group g, float[] out, int from, int to, float inv) {
     float[] first = g.data[0];
@@ -199,10 +166,7 @@ final class LocalExchange implements GradientExchange {
     final int size;
     final float[][] data;
     final double[][] stats;
-    final String[] strings;
-    final boolean[] host;
-    volatile float[] params0;
-    volatile Optimizer optimizer0;
+    final Object[] shared;
     private float[] buffer = new float[0];
     private final boolean[] arrived;
     private final boolean[] left;
@@ -216,20 +180,10 @@ final class LocalExchange implements GradientExchange {
       this.size = size;
       this.data = new float[size][];
       this.stats = new double[size][];
-      this.strings = new String[size];
-      this.host = new boolean[size];
+      this.shared = new Object[size];
       this.arrived = new boolean[size];
       this.left = new boolean[size];
       this.members = size;
-    }
-
-    synchronized boolean allHost() {
-      for (boolean h : host) {
-        if (!h) {
-          return false;
-        }
-      }
-      return true;
     }
 
     synchronized float[] buffer(int n) {
@@ -272,6 +226,31 @@ final class LocalExchange implements GradientExchange {
           Thread.currentThread().interrupt();
           throw new IOException("gradient exchange: worker " + rank + " was interrupted", e);
         }
+      }
+    }
+
+    /** Waits until worker {@code who} has left; fails only when {@code rank}'s task is killed. */
+    synchronized void awaitLeft(int who, int rank, BooleanSupplier killed) throws IOException {
+      while (!left[who]) {
+        if (killed.getAsBoolean()) {
+          throw new IOException("gradient exchange: worker " + rank + "'s task was killed");
+        }
+        try {
+          wait(500);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new IOException("gradient exchange: worker " + rank + " was interrupted", e);
+        }
+      }
+    }
+
+    synchronized void check(int rank, BooleanSupplier killed) throws IOException {
+      if (firstLeft >= 0) {
+        throw new IOException("gradient exchange: worker " + firstLeft + " stopped (its task failed or ended) while worker "
+            + rank + " trained its share");
+      }
+      if (killed.getAsBoolean()) {
+        throw new IOException("gradient exchange: worker " + rank + "'s task was killed");
       }
     }
 

@@ -131,18 +131,19 @@ class CheckpointTest {
 
   @Test
   void aStrangerConnectingToTheGradientPortIsRefusedAndTrainingIsUnaffected() throws Exception {
-    // Both workers run in this JVM, so they exchange through memory unless told to use sockets:
-    // the run with the stranger uses sockets, and must end with exactly the in-memory run's weights.
-    float[] alone = classifier(40).fit(data).weights();
-    BarrierTraining.lastHubPort = 0;
-    java.util.concurrent.CompletableFuture<float[]> fit = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+    // Both workers run in this JVM, so they are trained as one unless told to use sockets: both
+    // runs use sockets, and the one with the stranger must end with exactly the other's weights.
+    java.util.function.Supplier<float[]> overSockets = () -> {
       spark.sparkContext().setLocalProperty(BarrierTraining.EXCHANGE, "socket");
       try {
         return classifier(40).fit(data).weights();
       } finally {
         spark.sparkContext().setLocalProperty(BarrierTraining.EXCHANGE, null);
       }
-    });
+    };
+    float[] alone = overSockets.get();
+    BarrierTraining.lastHubPort = 0;
+    java.util.concurrent.CompletableFuture<float[]> fit = java.util.concurrent.CompletableFuture.supplyAsync(overSockets);
     long deadline = System.nanoTime() + 60_000_000_000L;
     while (BarrierTraining.lastHubPort == 0 && System.nanoTime() < deadline) {
       Thread.sleep(5);

@@ -205,6 +205,30 @@ class CnnClassifierTest {
   }
 
   @Test
+  void workersInOneJvmTrainedAsOneMatchWorkersSummingOverSockets() {
+    // local[2] runs both workers in this JVM on the CPU: worker 0 trains the whole global batch.
+    // Over sockets each worker computes its share and the sums travel: the same samples and
+    // dropout masks (keepProb 0.5), the same weights up to the order of the additions.
+    Dataset<Row> small = train.orderBy("index").limit(400).repartition(2);
+    CnnClassifier clf = new CnnClassifier().setModel("in28x28x1-conv5x5x4-relu-pool2-dense32-relu-dropout-dense10")
+        .setBatchSize(40).setMaxIter(6).setSeed(5).setLearningRate(1e-3).setNumWorkers(2);
+    float[] merged = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).fit(small).weights();
+    float[] sockets;
+    spark.sparkContext().setLocalProperty(BarrierTraining.EXCHANGE, "socket");
+    try {
+      sockets = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).fit(small).weights();
+    } finally {
+      spark.sparkContext().setLocalProperty(BarrierTraining.EXCHANGE, null);
+    }
+    double maxDiff = 0;
+    for (int i = 0; i < merged.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(merged[i] - sockets[i]));
+    }
+    assertTrue(maxDiff < 1e-5, "weights trained as one and over sockets differ by " + maxDiff);
+    assertTrue(maxDiff > 0 || java.util.Arrays.equals(merged, sockets), "compared two runs");
+  }
+
+  @Test
   void oneTwoAndFourWorkersProduceTheSameWeights() {
     Dataset<Row> small = train.orderBy("index").limit(48);
     CnnClassifier clf = new CnnClassifier().setModel("in28x28x1-conv3x3x4-relu-pool2-dense10").setBatchSize(48)

@@ -110,51 +110,6 @@ class LocalExchangeTest {
   }
 
   @Test
-  void theShardedStepLeavesEveryReplicaWithTheParametersOfTheSocketExchange() throws Exception {
-    int size = 2;
-    ModelSpec spec = ModelSpec.parse(SPEC);
-    int in = spec.inputShape().size();
-    Work<float[]> work = (rank, ex) -> {
-      try (CpuBackend backend = CpuBackend.create(1); ModelRunner runner = backend.open(spec)) {
-        runner.initialize(3);
-        Optimizer adam = Optimizer.create("adam", 1e-2f, runner.paramCount());
-        float[] scratch = new float[runner.paramCount()];
-        for (int step = 1; step <= 4; step++) {
-          int batch = 3 + rank; // uneven shares
-          float[] x = random(batch * in, 31L * step + rank);
-          int[] y = new int[batch];
-          for (int i = 0; i < batch; i++) {
-            y[i] = (i + step) % 10;
-          }
-          var r = runner.computeGradients(x, y, batch, 1f, step);
-          double[] stats = {r.lossSum(), r.correct(), batch};
-          ex.step(runner, adam, scratch, stats, s -> assertTrue(Double.isFinite(s[0])));
-        }
-        float[] w = new float[runner.paramCount()];
-        runner.copyParametersTo(w);
-        if (rank == 0) {
-          // Rank 0's optimizer holds the current state in both: append its moments.
-          float[][] m = adam.state().moments();
-          float[] all = java.util.Arrays.copyOf(w, w.length * 3);
-          System.arraycopy(m[0], 0, all, w.length, w.length);
-          System.arraycopy(m[1], 0, all, 2 * w.length, w.length);
-          return all;
-        }
-        return w;
-      }
-    };
-    List<float[]> mem = runAll(size, local(size), work);
-    List<float[]> net;
-    try (ServerSocket server = StarAllreduce.listen("127.0.0.1")) {
-      net = runAll(size, sockets(size, server), work);
-    }
-    assertArrayEquals(net.get(0), mem.get(0), "rank 0: parameters and Adam moments");
-    assertArrayEquals(net.get(1), mem.get(1), "rank 1: parameters");
-    float[] w0 = java.util.Arrays.copyOf(mem.get(0), mem.get(1).length);
-    assertArrayEquals(w0, mem.get(1), "the replicas agree");
-  }
-
-  @Test
   void aWorkerThatLeavesMakesTheOthersFailNamingIt() throws Exception {
     Opener open = local(3);
     List<Future<Object>> fs = new ArrayList<>();
