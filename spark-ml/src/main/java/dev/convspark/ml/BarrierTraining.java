@@ -17,6 +17,8 @@ import java.security.SecureRandom;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
 import org.apache.spark.BarrierTaskContext;
 import org.apache.spark.rdd.RDD;
 import org.apache.spark.sql.Row;
@@ -99,6 +101,13 @@ final class BarrierTraining {
     }
   }
 
+  /**
+   * Results that worker 0 hands to a driver in its own JVM (local mode), by the run's key: the
+   * weights then skip the shuffle and the task result (two serialisations of 13 MB and a
+   * compressed shuffle file, about 0.2 s a fit).
+   */
+  private static final ConcurrentHashMap<String, TrainResult> HANDED_OVER = new ConcurrentHashMap<>();
+
   /** Trains on an RDD of rows (each worker packs its partition) or of {@link Block}s packed already. */
   static TrainResult run(RDD<?> rows, Settings s) {
     // The barrier stage writes its result to a shuffle read by a one-task stage: Spark retries a
@@ -106,12 +115,22 @@ final class BarrierTraining {
     // aborts the job), and a retried stage resumes from the newest checkpoint.
     @SuppressWarnings("unchecked")
     RDD<Object> input = (RDD<Object>) rows;
-    Object[] results = (Object[]) input.barrier().mapPartitions(new Worker(s), false,
-        ClassTag$.MODULE$.apply(TrainResult.class)).repartition(1, null).collect();
-    if (results.length != 1) {
-      throw new IllegalStateException("barrier training returned " + results.length + " results (expected 1 from worker 0)");
+    String key = LocalExchange.JVM_ID + " " + UUID.randomUUID();
+    TrainResult r;
+    try {
+      Object[] results = (Object[]) input.barrier().mapPartitions(new Worker(s, key), false,
+          ClassTag$.MODULE$.apply(TrainResult.class)).repartition(1, null).collect();
+      if (results.length != 1) {
+        throw new IllegalStateException("barrier training returned " + results.length + " results (expected 1 from worker 0)");
+      }
+      TrainResult here = HANDED_OVER.get(key);
+      r = here != null ? here : (TrainResult) results[0];
+    } finally {
+      HANDED_OVER.remove(key);
     }
-    TrainResult r = (TrainResult) results[0];
+    if (r.failure() == null && r.weights() == null) {
+      throw new IllegalStateException("worker 0 handed its result over in this JVM, but it is not here");
+    }
     if (r.failure() != null) {
       throw r.failure();
     }
@@ -122,9 +141,12 @@ final class BarrierTraining {
       implements Serializable {
     private static final long serialVersionUID = 1L;
     private final Settings s;
+    private final String key;
 
-    Worker(Settings s) {
+    /** {@code key}: the run's key, which starts with the driver's JVM (see {@link #HANDED_OVER}). */
+    Worker(Settings s, String key) {
       this.s = s;
+      this.key = key;
     }
 
     @Override
@@ -351,7 +373,13 @@ final class BarrierTraining {
       }
       float[] weights = new float[runner.paramCount()];
       runner.copyParametersTo(weights);
-      return new TrainResult(weights, loss, accuracy, start, (System.nanoTime() - t0) / 1e9);
+      TrainResult result = new TrainResult(weights, loss, accuracy, start, (System.nanoTime() - t0) / 1e9);
+      if (key.startsWith(LocalExchange.JVM_ID + " ")) {
+        // The driver is in this JVM: the shuffle carries only a marker.
+        HANDED_OVER.put(key, result);
+        return new TrainResult(null, null, null, start, result.stepSeconds());
+      }
+      return result;
     }
 
     /**
