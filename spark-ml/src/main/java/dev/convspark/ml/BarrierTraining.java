@@ -58,7 +58,7 @@ final class BarrierTraining {
   }
 
   /** The settings every worker needs, shipped with the task. */
-  record Settings(String spec, FeatureReader reader, String labelCol, String optimizer, float learningRate,
+  record Settings(String spec, FeatureReader reader, LabelReader labels, String optimizer, float learningRate,
                   int batchSize, int steps, float keepProb, long seed, int threads, Checkpoints checkpoints,
                   int checkpointInterval, String device, TrainingProgress.Remote progress) implements Serializable {
   }
@@ -108,7 +108,10 @@ final class BarrierTraining {
    */
   private static final ConcurrentHashMap<String, TrainResult> HANDED_OVER = new ConcurrentHashMap<>();
 
-  /** Trains on an RDD of rows (each worker packs its partition) or of {@link Block}s packed already. */
+  /**
+   * Trains on an RDD of Spark's internal rows (each worker packs its partition) or of
+   * {@link Block}s packed already.
+   */
   static TrainResult run(RDD<?> rows, Settings s) {
     // The barrier stage writes its result to a shuffle read by a one-task stage: Spark retries a
     // failed barrier stage only when it is a shuffle-map stage (a failed barrier result stage
@@ -198,7 +201,7 @@ final class BarrierTraining {
       Block block = null;
       String status = null;
       try {
-        block = Block.of(rows, s.reader(), s.labelCol(), spec.inputShape().size(), spec.numClasses());
+        block = Block.of(rows, s.reader(), s.labels(), spec.inputShape().size());
       } catch (IllegalArgumentException | IllegalStateException e) {
         status = failure(e);
       }

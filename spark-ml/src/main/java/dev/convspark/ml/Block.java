@@ -2,7 +2,7 @@ package dev.convspark.ml;
 
 import java.io.Serializable;
 import java.util.Iterator;
-import org.apache.spark.sql.Row;
+import org.apache.spark.sql.catalyst.InternalRow;
 
 /**
  * All the samples of one partition, packed for the engine: features one after another and their
@@ -26,7 +26,7 @@ final class Block implements Serializable {
    * blocks packed already (see {@link #merge}), those blocks as one.
    */
   @SuppressWarnings("unchecked")
-  static Block of(Iterator<?> items, FeatureReader reader, String labelCol, int size, int classes) {
+  static Block of(Iterator<?> items, FeatureReader features, LabelReader labels, int size) {
     if (!items.hasNext()) {
       return new Block(new float[0], new int[0], 0);
     }
@@ -52,7 +52,7 @@ final class Block implements Serializable {
     if (first instanceof Block) {
       return merge((Iterator<Block>) (Iterator<?>) all);
     }
-    return pack((Iterator<Row>) (Iterator<?>) all, reader, labelCol, size, classes);
+    return pack((Iterator<InternalRow>) (Iterator<?>) all, features, labels, size);
   }
 
   /** The blocks one after another, as one block. */
@@ -84,32 +84,22 @@ final class Block implements Serializable {
   }
 
   /**
-   * Packs rows of (features, label).
+   * Packs Spark's internal rows of (features, label), read in place (no row objects, no vectors).
    *
-   * @throws IllegalArgumentException naming the column and the value for a label that is null, not
-   *                                  an integer, or outside {@code [0, classes)}
+   * @throws IllegalArgumentException naming the column and the value for a bad feature or label
    */
-  static Block pack(Iterator<Row> rows, FeatureReader reader, String labelCol, int size, int classes) {
+  static Block pack(Iterator<InternalRow> rows, FeatureReader features, LabelReader labels, int size) {
     float[] x = new float[1024 * size];
     int[] y = new int[1024];
     int n = 0;
     while (rows.hasNext()) {
-      Row r = rows.next();
+      InternalRow r = rows.next();
       if (n == y.length) {
         y = java.util.Arrays.copyOf(y, n * 2);
         x = java.util.Arrays.copyOf(x, n * 2 * size);
       }
-      reader.read(r, 0, x, n * size);
-      if (r.isNullAt(1)) {
-        throw new IllegalArgumentException("label column '" + labelCol + "' holds a null; labels must be 0-based class indices in [0, "
-            + classes + ")");
-      }
-      double label = ((Number) r.get(1)).doubleValue();
-      if (label != Math.rint(label) || label < 0 || label >= classes) {
-        throw new IllegalArgumentException("label column '" + labelCol + "' holds " + label
-            + "; labels must be 0-based class indices in [0, " + classes + ")");
-      }
-      y[n] = (int) label;
+      features.read(r, 0, x, n * size);
+      y[n] = labels.read(r, 1);
       n++;
     }
     return new Block(java.util.Arrays.copyOf(x, n * size), java.util.Arrays.copyOf(y, n), n);

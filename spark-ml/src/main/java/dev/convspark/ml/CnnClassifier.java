@@ -341,7 +341,8 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     }
     org.apache.spark.SparkContext sc = dataset.sparkSession().sparkContext();
     Checkpoints checkpoints = checkpoints(sc.hadoopConfiguration(), spec);
-    BarrierTraining.Settings settings = new BarrierTraining.Settings(spec.specString(), reader, $(labelCol), $(optimizer),
+    BarrierTraining.Settings settings = new BarrierTraining.Settings(spec.specString(), reader,
+        LabelReader.of(dataset.schema(), $(labelCol), spec.numClasses()), $(optimizer),
         (float) doubleParam(learningRate), intParam(batchSize), intParam(maxIter), (float) doubleParam(keepProb),
         (Long) getOrDefault(seed), isSet(threadsPerWorker) ? intParam(threadsPerWorker)
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
@@ -373,12 +374,11 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
       // its blocks in partition order. A shuffle, not a coalesce: a barrier stage may not hold a
       // partition-merging RDD, and a shuffle can be recomputed when an executor is lost.
       int size = spec.inputShape().size();
-      int classes = spec.numClasses();
-      String labelName = $(labelCol);
+      LabelReader labels = settings.labels();
       int w = workers;
-      org.apache.spark.api.java.JavaRDD<Block> blocks = rows.toJavaRDD()
+      org.apache.spark.api.java.JavaRDD<Block> blocks = internalRows(rows)
           .mapPartitionsWithIndex((i, it) -> List.of(new scala.Tuple2<>(i % w,
-              new scala.Tuple2<>(i, Block.pack(it, reader, labelName, size, classes)))).iterator(), false)
+              new scala.Tuple2<>(i, Block.pack(it, reader, labels, size)))).iterator(), false)
           .mapToPair(t -> t)
           .partitionBy(new org.apache.spark.HashPartitioner(w))
           .values()
@@ -391,14 +391,14 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
       r = BarrierTraining.run(blocks.rdd(), settings);
     } else if ($(syncMode).equals("barrier")) {
       try {
-        r = BarrierTraining.run(rows.rdd(), settings);
+        r = BarrierTraining.run(rows.queryExecution().toRdd(), settings);
       } catch (Exception e) {
         // Scala throws this checked exception undeclared. The input's lineage ends in something a
         // barrier stage cannot hold (a limit, a coalesce): start the stage after a shuffle instead.
         if (!(e instanceof BarrierJobUnsupportedRDDChainException)) {
           throw e;
         }
-        r = BarrierTraining.run(rows.repartition(workers).rdd(), settings);
+        r = BarrierTraining.run(rows.repartition(workers).queryExecution().toRdd(), settings);
       }
     } else {
       r = driverTraining(rows, settings);
@@ -437,13 +437,12 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     ModelSpec spec = ModelSpec.parse(s.spec());
     String specText = s.spec();
     int size = spec.inputShape().size();
-    int classes = spec.numClasses();
     FeatureReader reader = s.reader();
-    String labelName = s.labelCol();
+    LabelReader labels = s.labels();
     JavaSparkContext jsc = JavaSparkContext.fromSparkContext(rows.sparkSession().sparkContext());
     // Pack and validate every partition before the first step: a bad label fails here.
-    JavaRDD<Block> blocks = rows.toJavaRDD()
-        .mapPartitions(it -> List.of(Block.pack(it, reader, labelName, size, classes)).iterator())
+    JavaRDD<Block> blocks = internalRows(rows)
+        .mapPartitions(it -> List.of(Block.pack(it, reader, labels, size)).iterator())
         .persist(StorageLevel.MEMORY_AND_DISK());
     try {
       List<Integer> sizes = blocks.map(b -> b.count).collect();
@@ -500,6 +499,14 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     } finally {
       blocks.unpersist(false);
     }
+  }
+
+  /**
+   * The rows of {@code rows} as Spark holds them, for packing without building row or vector
+   * objects. Each row is read before the next is fetched (Spark may reuse the object).
+   */
+  private static JavaRDD<org.apache.spark.sql.catalyst.InternalRow> internalRows(Dataset<Row> rows) {
+    return rows.queryExecution().toRdd().toJavaRDD();
   }
 
   /**

@@ -4,6 +4,8 @@ import java.io.Serializable;
 import org.apache.spark.ml.linalg.SQLDataTypes;
 import org.apache.spark.ml.linalg.Vector;
 import org.apache.spark.sql.Row;
+import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.catalyst.util.ArrayData;
 import org.apache.spark.sql.types.ArrayType;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
@@ -25,11 +27,16 @@ final class FeatureReader implements Serializable {
   private final Kind kind;
   private final String column;
   private final int size;
+  /** For an image struct: its number of fields and the position of {@code data} among them. */
+  private final int imageFields;
+  private final int imageData;
 
-  private FeatureReader(Kind kind, String column, int size) {
+  private FeatureReader(Kind kind, String column, int size, int imageFields, int imageData) {
     this.kind = kind;
     this.column = column;
     this.size = size;
+    this.imageFields = imageFields;
+    this.imageData = imageData;
   }
 
   /**
@@ -44,9 +51,13 @@ final class FeatureReader implements Serializable {
     }
     DataType t = schema.apply(column).dataType();
     Kind k;
+    int fields = 0;
+    int data = -1;
     if (t instanceof StructType s && java.util.Arrays.asList(s.fieldNames()).contains("data")
         && java.util.Arrays.asList(s.fieldNames()).contains("nChannels")) {
       k = Kind.IMAGE;
+      fields = s.fields().length;
+      data = s.fieldIndex("data");
     } else if (t.sameType(SQLDataTypes.VectorType())) {
       k = Kind.VECTOR;
     } else if (t instanceof ArrayType a && a.elementType().equals(DataTypes.FloatType)) {
@@ -59,7 +70,7 @@ final class FeatureReader implements Serializable {
       throw new IllegalArgumentException("features column '" + column + "' has type " + t.simpleString()
           + "; expected an image struct, a Vector, array<float>, array<double> or binary");
     }
-    return new FeatureReader(k, column, size);
+    return new FeatureReader(k, column, size, fields, data);
   }
 
   /** Writes the value of {@code row}'s field {@code index} into {@code dst} at {@code offset}. */
@@ -84,35 +95,86 @@ final class FeatureReader implements Serializable {
           dst[offset + i] = (float) a[i];
         }
       }
-      case FLOAT_ARRAY -> {
-        java.util.List<Float> a = row.getList(index);
+      case FLOAT_ARRAY, DOUBLE_ARRAY -> {
+        java.util.List<Number> a = row.getList(index);
         check(a.size());
         for (int i = 0; i < size; i++) {
-          dst[offset + i] = a.get(i);
-        }
-      }
-      case BINARY -> {
-        byte[] data = (byte[]) row.get(index);
-        if (data.length == size) {
-          for (int i = 0; i < size; i++) {
-            dst[offset + i] = (data[i] & 0xff) / 255f;
+          Number v = a.get(i);
+          if (v == null) {
+            throw new IllegalArgumentException("features column '" + column + "' holds a null at position " + i);
           }
-        } else if (data.length == 4L * size) {
-          java.nio.ByteBuffer.wrap(data).order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(dst, offset, size);
-        } else {
-          throw new IllegalArgumentException("features column '" + column + "' holds " + data.length
-              + " bytes in a row, but the model's input needs " + size + " (unsigned bytes) or " + 4L * size
-              + " (float32)");
+          dst[offset + i] = v.floatValue();
         }
       }
-      case DOUBLE_ARRAY -> {
-        java.util.List<Double> a = row.getList(index);
-        check(a.size());
-        for (int i = 0; i < size; i++) {
-          dst[offset + i] = a.get(i).floatValue();
-        }
-      }
+      case BINARY -> binary((byte[]) row.get(index), dst, offset);
     }
+    checkFinite(dst, offset);
+  }
+
+  /**
+   * As {@link #read(Row, int, float[], int)} for Spark's internal row: the value is read where it
+   * lies (a vector's values, an array's elements), without building row or vector objects.
+   */
+  void read(InternalRow row, int index, float[] dst, int offset) {
+    if (row.isNullAt(index)) {
+      throw new IllegalArgumentException("features column '" + column + "' holds a null");
+    }
+    switch (kind) {
+      case IMAGE -> {
+        byte[] data = row.getStruct(index, imageFields).getBinary(imageData);
+        check(data.length);
+        for (int i = 0; i < size; i++) {
+          dst[offset + i] = (data[i] & 0xff) / 255f;
+        }
+      }
+      case VECTOR -> {
+        // VectorUDT's internal form: (type: 0 sparse / 1 dense, size, indices, values).
+        InternalRow v = row.getStruct(index, 4);
+        ArrayData values = v.getArray(3);
+        if (v.getByte(0) == 1) {
+          check(values.numElements());
+          for (int i = 0; i < size; i++) {
+            dst[offset + i] = (float) values.getDouble(i);
+          }
+        } else {
+          check(v.getInt(1));
+          ArrayData indices = v.getArray(2);
+          java.util.Arrays.fill(dst, offset, offset + size, 0f);
+          for (int i = 0; i < indices.numElements(); i++) {
+            dst[offset + indices.getInt(i)] = (float) values.getDouble(i);
+          }
+        }
+      }
+      case FLOAT_ARRAY, DOUBLE_ARRAY -> {
+        ArrayData a = row.getArray(index);
+        check(a.numElements());
+        for (int i = 0; i < size; i++) {
+          if (a.isNullAt(i)) {
+            throw new IllegalArgumentException("features column '" + column + "' holds a null at position " + i);
+          }
+          dst[offset + i] = kind == Kind.FLOAT_ARRAY ? a.getFloat(i) : (float) a.getDouble(i);
+        }
+      }
+      case BINARY -> binary(row.getBinary(index), dst, offset);
+    }
+    checkFinite(dst, offset);
+  }
+
+  private void binary(byte[] data, float[] dst, int offset) {
+    if (data.length == size) {
+      for (int i = 0; i < size; i++) {
+        dst[offset + i] = (data[i] & 0xff) / 255f;
+      }
+    } else if (data.length == 4L * size) {
+      java.nio.ByteBuffer.wrap(data).order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(dst, offset, size);
+    } else {
+      throw new IllegalArgumentException("features column '" + column + "' holds " + data.length
+          + " bytes in a row, but the model's input needs " + size + " (unsigned bytes) or " + 4L * size
+          + " (float32)");
+    }
+  }
+
+  private void checkFinite(float[] dst, int offset) {
     for (int i = 0; i < size; i++) {
       if (!Float.isFinite(dst[offset + i])) {
         throw new IllegalArgumentException("features column '" + column + "' holds a non-finite value ("

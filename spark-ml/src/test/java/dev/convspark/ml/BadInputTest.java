@@ -146,6 +146,53 @@ class BadInputTest {
   }
 
   @Test
+  void everyFeatureTypeTrainsToTheWeightsOfItsVectorsAndNullElementsAreNamed() {
+    // Training reads Spark's internal rows in place, each column type its own way.
+    Dataset<Row> data = rows(40, null);
+    float[] expected = classifier().fit(data).weights();
+    org.apache.spark.sql.api.java.UDF1<org.apache.spark.ml.linalg.Vector, org.apache.spark.ml.linalg.Vector> sparse =
+        org.apache.spark.ml.linalg.Vector::toSparse;
+    org.apache.spark.sql.api.java.UDF1<org.apache.spark.ml.linalg.Vector, float[]> floats = v -> {
+      float[] f = new float[v.size()];
+      for (int i = 0; i < f.length; i++) {
+        f[i] = (float) v.apply(i);
+      }
+      return f;
+    };
+    org.apache.spark.sql.api.java.UDF1<org.apache.spark.ml.linalg.Vector, byte[]> float32 = v -> {
+      java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4 * v.size()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+      for (double d : v.toArray()) {
+        b.putFloat((float) d);
+      }
+      return b.array();
+    };
+    org.apache.spark.sql.Column features = org.apache.spark.sql.functions.col("features");
+    java.util.Map<String, org.apache.spark.sql.Column> forms = new java.util.LinkedHashMap<>();
+    forms.put("sparse vector", org.apache.spark.sql.functions.udf(sparse, SQLDataTypes.VectorType()).apply(features));
+    forms.put("array<float>", org.apache.spark.sql.functions.udf(floats,
+        DataTypes.createArrayType(DataTypes.FloatType)).apply(features));
+    forms.put("array<double>", org.apache.spark.ml.functions.vector_to_array(features, "float64"));
+    forms.put("binary", org.apache.spark.sql.functions.udf(float32, DataTypes.BinaryType).apply(features));
+    for (java.util.Map.Entry<String, org.apache.spark.sql.Column> f : forms.entrySet()) {
+      Dataset<Row> other = data.withColumn("x", f.getValue()).withColumn("label", data.col("label").cast("int"));
+      org.junit.jupiter.api.Assertions.assertArrayEquals(expected, classifier().setFeaturesCol("x").fit(other).weights(),
+          f.getKey() + " features with int labels");
+    }
+    org.apache.spark.sql.Column[] withHole = new org.apache.spark.sql.Column[16];
+    for (int i = 0; i < 16; i++) {
+      withHole[i] = org.apache.spark.sql.functions.lit(i == 3 ? null : 0.5).cast("double");
+    }
+    Dataset<Row> holes = data.withColumn("x", org.apache.spark.sql.functions.when(data.col("label").equalTo(2),
+        org.apache.spark.sql.functions.array(withHole)).otherwise(org.apache.spark.ml.functions.vector_to_array(features, "float64")));
+    String m = messages(assertThrows(Exception.class, () -> classifier().setFeaturesCol("x").fit(holes)));
+    assertTrue(m.contains("features column 'x' holds a null at position 3"), m);
+    CnnClassificationModel model = classifier().setFeaturesCol("x").fit(data.withColumn("x",
+        org.apache.spark.ml.functions.vector_to_array(features, "float64")));
+    m = messages(assertThrows(Exception.class, () -> model.transform(holes).collect()));
+    assertTrue(m.contains("features column 'x' holds a null at position 3"), "scoring too: " + m);
+  }
+
+  @Test
   void aPartitionSmallerThanItsShareOfTheBatchTrains() {
     // 3 rows in one partition and 57 in the other, batch 50: the small one gives all it has.
     List<Row> all = rows(60, null).collectAsList();
