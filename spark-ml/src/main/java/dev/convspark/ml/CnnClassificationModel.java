@@ -59,6 +59,9 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   private final Param<String> device;
   private final IntParam inferenceBatchSize;
   private transient CnnTrainingSummary summary;
+  /** The weights as broadcast for scoring, and the context that holds them. */
+  private transient Broadcast<float[]> broadcastWeights;
+  private transient org.apache.spark.SparkContext broadcastContext;
 
   CnnClassificationModel(String uid, String specString, float[] weights) {
     this.uid = uid;
@@ -239,10 +242,22 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     boolean raw = !$(rawPredictionCol).isEmpty();
     boolean prob = !$(probabilityCol).isEmpty();
     boolean pred = !$(predictionCol).isEmpty();
-    Broadcast<float[]> w = df.sparkSession().sparkContext().broadcast(weights, scala.reflect.ClassTag$.MODULE$.apply(float[].class));
+    Broadcast<float[]> w = broadcastWeights(df.sparkSession().sparkContext());
     Scorer score = new Scorer(specString, (Integer) getOrDefault(threadsPerWorker), $(device),
         (Integer) getOrDefault(inferenceBatchSize), reader, featureIndex, raw, prob, pred, w);
     return df.mapPartitions(score, Encoders.row(outSchema));
+  }
+
+  /**
+   * The weights broadcast once per model and SparkContext, not once per {@code transform} (13 MB
+   * serialised and compressed each time); Spark's cleaner drops the broadcast with the model.
+   */
+  private synchronized Broadcast<float[]> broadcastWeights(org.apache.spark.SparkContext sc) {
+    if (broadcastWeights == null || broadcastContext != sc || sc.isStopped()) {
+      broadcastWeights = sc.broadcast(weights, scala.reflect.ClassTag$.MODULE$.apply(float[].class));
+      broadcastContext = sc;
+    }
+    return broadcastWeights;
   }
 
   /**
