@@ -5,20 +5,45 @@ import java.util.Iterator;
 import org.apache.spark.sql.catalyst.InternalRow;
 
 /**
- * All the samples of one partition, packed for the engine: features one after another and their
- * labels. Built once and cached, so training steps never touch rows again.
+ * All the samples of one partition, packed for the engine: features one after another, in chunks
+ * of at most {@link #CHUNK_FLOATS} floats, and their labels. Built once and cached, so training
+ * steps never touch rows again. Chunks, not one array: the JVM allocates arrays of a few MB and
+ * more as huge objects, each of which starts a collection, and growing one array by doubling
+ * copies every value about twice; a 60,000-image partition took up to 0.4 s that way.
  */
 final class Block implements Serializable {
-  private static final long serialVersionUID = 1L;
+  private static final long serialVersionUID = 2L;
 
-  final float[] features;
-  final int[] labels;
+  /** Floats per chunk (512 KB). */
+  static final int CHUNK_FLOATS = 1 << 17;
+
+  /** Floats per sample. */
+  final int size;
   final int count;
+  private final int rowsPerChunk;
+  private final float[][] chunks;
+  private final int[] labels;
 
-  private Block(float[] features, int[] labels, int count) {
-    this.features = features;
-    this.labels = labels;
+  private Block(int size, int count, float[][] chunks, int[] labels) {
+    this.size = size;
     this.count = count;
+    this.rowsPerChunk = rowsPerChunk(size);
+    this.chunks = chunks;
+    this.labels = labels;
+  }
+
+  private static int rowsPerChunk(int size) {
+    return Math.max(1, CHUNK_FLOATS / size);
+  }
+
+  /** Copies sample {@code i}'s features into {@code dst} at {@code at}. */
+  void copyFeatures(int i, float[] dst, int at) {
+    System.arraycopy(chunks[i / rowsPerChunk], (i % rowsPerChunk) * size, dst, at, size);
+  }
+
+  /** Sample {@code i}'s class index. */
+  int label(int i) {
+    return labels[i];
   }
 
   /**
@@ -28,7 +53,7 @@ final class Block implements Serializable {
   @SuppressWarnings("unchecked")
   static Block of(Iterator<?> items, FeatureReader features, LabelReader labels, int size) {
     if (!items.hasNext()) {
-      return new Block(new float[0], new int[0], 0);
+      return new Builder(size).build();
     }
     Object first = items.next();
     Iterator<Object> all = new Iterator<>() {
@@ -57,30 +82,20 @@ final class Block implements Serializable {
 
   /** The blocks one after another, as one block. */
   static Block merge(Iterator<Block> blocks) {
-    java.util.List<Block> list = new java.util.ArrayList<>();
-    long n = 0;
-    long floats = 0;
+    Builder b = null;
     while (blocks.hasNext()) {
-      Block b = blocks.next();
-      list.add(b);
-      n += b.count;
-      floats += b.features.length;
+      Block next = blocks.next();
+      b = b == null ? new Builder(next.size) : b;
+      for (int i = 0; i < next.count; i++) {
+        int at = b.reserve();
+        next.copyFeatures(i, b.chunk, at);
+        b.labels[b.count - 1] = next.labels[i];
+      }
     }
-    if (floats > Integer.MAX_VALUE - 8) {
-      throw new IllegalArgumentException("a worker's share of the data (" + n + " rows, " + floats
-          + " values) is more than one Java array holds; raise numWorkers");
+    if (b == null) {
+      throw new IllegalStateException("no blocks to merge");
     }
-    float[] x = new float[(int) floats];
-    int[] y = new int[(int) n];
-    int xo = 0;
-    int yo = 0;
-    for (Block b : list) {
-      System.arraycopy(b.features, 0, x, xo, b.features.length);
-      System.arraycopy(b.labels, 0, y, yo, b.count);
-      xo += b.features.length;
-      yo += b.count;
-    }
-    return new Block(x, y, (int) n);
+    return b.build();
   }
 
   /**
@@ -89,19 +104,50 @@ final class Block implements Serializable {
    * @throws IllegalArgumentException naming the column and the value for a bad feature or label
    */
   static Block pack(Iterator<InternalRow> rows, FeatureReader features, LabelReader labels, int size) {
-    float[] x = new float[1024 * size];
-    int[] y = new int[1024];
-    int n = 0;
+    Builder b = new Builder(size);
     while (rows.hasNext()) {
       InternalRow r = rows.next();
-      if (n == y.length) {
-        y = java.util.Arrays.copyOf(y, n * 2);
-        x = java.util.Arrays.copyOf(x, n * 2 * size);
-      }
-      features.read(r, 0, x, n * size);
-      y[n] = labels.read(r, 1);
-      n++;
+      int at = b.reserve();
+      features.read(r, 0, b.chunk, at);
+      b.labels[b.count - 1] = labels.read(r, 1);
     }
-    return new Block(java.util.Arrays.copyOf(x, n * size), java.util.Arrays.copyOf(y, n), n);
+    return b.build();
+  }
+
+  /** Appends samples chunk by chunk. */
+  private static final class Builder {
+    private final int size;
+    private final int rowsPerChunk;
+    private final java.util.List<float[]> chunks = new java.util.ArrayList<>();
+    private float[] chunk;
+    private int[] labels = new int[1024];
+    private int count;
+
+    Builder(int size) {
+      this.size = size;
+      this.rowsPerChunk = rowsPerChunk(size);
+    }
+
+    /** Makes room for one more sample; returns where its features go in {@link #chunk}. */
+    int reserve() {
+      int inChunk = count % rowsPerChunk;
+      if (inChunk == 0) {
+        chunk = new float[rowsPerChunk * size];
+        chunks.add(chunk);
+      }
+      if (count == labels.length) {
+        labels = java.util.Arrays.copyOf(labels, count * 2);
+      }
+      count++;
+      return inChunk * size;
+    }
+
+    Block build() {
+      if (chunk != null && count % rowsPerChunk != 0) {
+        // The last chunk holds only what it was given.
+        chunks.set(chunks.size() - 1, java.util.Arrays.copyOf(chunk, (count % rowsPerChunk) * size));
+      }
+      return new Block(size, count, chunks.toArray(new float[0][]), java.util.Arrays.copyOf(labels, count));
+    }
   }
 }

@@ -564,8 +564,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
    */
   static GradientSum partitionGradient(Block b, int share, int partition, int first, long stepSeed, ModelRunner runner,
                                        float[] grads) {
-    int size = b.features.length / Math.max(1, b.count);
-    float[] x = new float[share * size];
+    float[] x = new float[share * b.size];
     int[] y = new int[share];
     sample(b, share, partition, stepSeed, x, y, 0);
     SoftmaxCrossEntropy.Result r = runner.computeGradients(x, y, share, 1f, stepSeed, first);
@@ -586,14 +585,13 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     for (int i = 0; i < order.length; i++) {
       order[i] = i;
     }
-    int size = b.features.length / Math.max(1, b.count);
     for (int i = 0; i < share; i++) {
       int j = i + rnd.nextInt(order.length - i);
       int t = order[i];
       order[i] = order[j];
       order[j] = t;
-      System.arraycopy(b.features, order[i] * size, x, (at + i) * size, size);
-      y[at + i] = b.labels[order[i]];
+      b.copyFeatures(order[i], x, (at + i) * b.size);
+      y[at + i] = b.label(order[i]);
     }
   }
 

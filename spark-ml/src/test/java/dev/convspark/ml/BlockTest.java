@@ -1,0 +1,72 @@
+package dev.convspark.ml;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.catalyst.expressions.GenericInternalRow;
+import org.apache.spark.sql.catalyst.util.GenericArrayData;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
+import org.junit.jupiter.api.Test;
+
+/** Packing internal rows into chunked blocks and merging blocks, across chunk boundaries. */
+class BlockTest {
+
+  private static final int SIZE = 784;
+  private static final StructType SCHEMA = new StructType()
+      .add("x", DataTypes.createArrayType(DataTypes.FloatType), true).add("label", DataTypes.IntegerType, true);
+
+  private static float value(int row, int j) {
+    return row * 1000f + j;
+  }
+
+  private static List<InternalRow> rows(int from, int n) {
+    List<InternalRow> rows = new ArrayList<>();
+    for (int r = from; r < from + n; r++) {
+      Object[] x = new Object[SIZE];
+      for (int j = 0; j < SIZE; j++) {
+        x[j] = value(r, j);
+      }
+      rows.add(new GenericInternalRow(new Object[] {new GenericArrayData(x), r % 10}));
+    }
+    return rows;
+  }
+
+  private static Block pack(int from, int n) {
+    return Block.pack(rows(from, n).iterator(), FeatureReader.of(SCHEMA, "x", SIZE), LabelReader.of(SCHEMA, "label", 10),
+        SIZE);
+  }
+
+  private static void assertSample(Block b, int i, int row) {
+    float[] got = new float[SIZE + 2];
+    b.copyFeatures(i, got, 1);
+    float[] want = new float[SIZE + 2];
+    for (int j = 0; j < SIZE; j++) {
+      want[1 + j] = value(row, j);
+    }
+    assertArrayEquals(want, got, "sample " + i);
+    assertEquals(row % 10, b.label(i), "label of sample " + i);
+  }
+
+  @Test
+  void samplesReadBackAcrossChunksAndMergedBlocks() {
+    int perChunk = Block.CHUNK_FLOATS / SIZE;
+    assertTrue(perChunk < 400, "the rows below span several chunks");
+    Block a = pack(0, 400);
+    Block b = pack(400, 2 * perChunk);
+    assertEquals(400, a.count);
+    for (int i : new int[] {0, perChunk - 1, perChunk, 2 * perChunk + 1, 399}) {
+      assertSample(a, i, i);
+    }
+    Block merged = Block.merge(List.of(a, pack(0, 0), b).iterator());
+    assertEquals(400 + 2 * perChunk, merged.count);
+    for (int i : new int[] {0, perChunk, 399, 400, 400 + perChunk - 1, 400 + perChunk, 399 + 2 * perChunk}) {
+      assertSample(merged, i, i);
+    }
+    assertEquals(0, pack(0, 0).count);
+  }
+}
