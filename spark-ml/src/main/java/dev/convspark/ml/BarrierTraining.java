@@ -181,10 +181,16 @@ final class BarrierTraining {
       // secret and the step to start from (the newest checkpoint when there is one, so a retried
       // stage resumes from it).
       ServerSocket server = null;
+      java.util.concurrent.FutureTask<Start> init = null;
       Device device = EngineCache.taskDevice(Device.parse(s.device()));
       String mine = LocalExchange.JVM_ID + " " + device.kind() + ":" + device.ordinal();
       if (rank == 0) {
         int resume = s.checkpoints() == null ? 0 : s.checkpoints().latest();
+        // The initial weights (or the checkpoint's) are made while the partition is packed.
+        init = new java.util.concurrent.FutureTask<>(() -> Start.of(s, ModelSpec.parse(s.spec()), resume));
+        Thread initialising = new Thread(init, "convspark-init");
+        initialising.setDaemon(true);
+        initialising.start();
         server = StarAllreduce.listen(host);
         lastHubPort = server.getLocalPort();
         byte[] token = new byte[24];
@@ -254,6 +260,7 @@ final class BarrierTraining {
         int[] shares = CnnClassifier.shares(sizes, total, s.batchSize());
         int[] firsts = CnnClassifier.firstSamples(shares);
         int start = Integer.parseInt(hub[5]);
+        Start from = init != null ? result(init) : Start.of(s, spec, start);
         if (!merged) {
           Block own = block;
           int share = shares[rank];
@@ -266,7 +273,7 @@ final class BarrierTraining {
               return new GradientSum(null, 0, 0, 0);
             }
             return CnnClassifier.partitionGradient(own, share, rank, firsts[rank], stepSeed, r, null);
-          }, exchange, start, runner);
+          }, exchange, from, start, runner);
         }
         // One JVM, one device: worker 0 trains the whole global batch with the threads of all,
         // drawing each worker's share from that worker's partition as the worker would, and the
@@ -289,7 +296,7 @@ final class BarrierTraining {
           }
           SoftmaxCrossEntropy.Result g = r.computeGradients(x, y, n, 1f / n, stepSeed, 0);
           return new GradientSum(null, g.lossSum(), g.correct(), n);
-        }, new Lead(group), start, runner);
+        }, new Lead(group), from, start, runner);
       }
     }
 
@@ -304,10 +311,9 @@ final class BarrierTraining {
      * runner, {@code exchange} sums it over the workers and applies the update.
      */
     private TrainResult steps(BarrierTaskContext ctx, int rank, StepGradient gradient, GradientExchange exchange,
-                              int start, ModelRunner runner) throws IOException {
+                              Start from, int start, ModelRunner runner) throws IOException {
       ModelSpec spec = ModelSpec.parse(s.spec());
       runner.setKeepProb(s.keepProb());
-      Start from = Start.of(s, spec, start);
       runner.copyParametersFrom(from.params());
       Optimizer opt = from.optimizer();
       double[] loss = from.loss();
@@ -404,6 +410,21 @@ final class BarrierTraining {
           gathering.interrupt();
           throw new IOException("interrupted while waiting for the other workers to start", e);
         }
+      }
+    }
+
+    /** What {@code task} returned, or what it threw. */
+    private static Start result(java.util.concurrent.FutureTask<Start> task) throws IOException {
+      try {
+        return task.get();
+      } catch (java.util.concurrent.ExecutionException e) {
+        if (e.getCause() instanceof IOException io) {
+          throw io;
+        }
+        throw e.getCause() instanceof RuntimeException re ? re : new IllegalStateException(e.getCause());
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IOException("interrupted while the initial weights were made", e);
       }
     }
 
