@@ -237,8 +237,10 @@ final class BarrierTraining {
         if (status == null && (rank == 0 || !merged)) {
           try {
             // The engine before the first step too: a device that cannot be used stops every
-            // worker at once. Merged (below), worker 0 runs the threads of all.
-            runner = EngineCache.runner(s.spec(), merged ? s.threads() * size : s.threads(), s.device());
+            // worker at once. Merged (below), worker 0 runs the threads of all, but no more than
+            // the JVM has cores: a session with more task slots than cores (local[4] on two)
+            // would otherwise run twice as many compute threads as cores, four times slower.
+            runner = EngineCache.runner(s.spec(), merged ? mergedThreads(s.threads(), size) : s.threads(), s.device());
             status = Integer.toString(block.count);
           } catch (IllegalArgumentException | IllegalStateException e) {
             status = failure(e);
@@ -411,6 +413,11 @@ final class BarrierTraining {
           throw new IOException("interrupted while waiting for the other workers to start", e);
         }
       }
+    }
+
+    /** The threads of {@code workers} workers of {@code threads} each, at most the JVM's cores (and never fewer than one worker's). */
+    static int mergedThreads(int threads, int workers) {
+      return Math.max(threads, Math.min(threads * workers, Runtime.getRuntime().availableProcessors()));
     }
 
     /** What {@code task} returned, or what it threw. */

@@ -576,22 +576,20 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
 
   /**
    * Draws partition {@code partition}'s {@code share} samples of this step from its block into
-   * {@code x} and {@code y} from sample {@code at} on: without replacement within the step, a
-   * partial Fisher-Yates shuffle seeded by step and partition.
+   * {@code x} and {@code y} from sample {@code at} on: without replacement within the step, the
+   * first {@code share} places of a Fisher-Yates shuffle seeded by step and partition.
    */
   static void sample(Block b, int share, int partition, long stepSeed, float[] x, int[] y, int at) {
     SplittableRandom rnd = new SplittableRandom(stepSeed * 31 + partition);
-    int[] order = new int[b.count];
-    for (int i = 0; i < order.length; i++) {
-      order[i] = i;
-    }
+    // The shuffle's swaps, kept only where they moved something: order[k] is moved.get(k), else k.
+    // The same draws as a whole permutation array, without filling one of the partition's size every step.
+    java.util.HashMap<Integer, Integer> moved = new java.util.HashMap<>(4 * share);
     for (int i = 0; i < share; i++) {
-      int j = i + rnd.nextInt(order.length - i);
-      int t = order[i];
-      order[i] = order[j];
-      order[j] = t;
-      b.copyFeatures(order[i], x, (at + i) * b.size);
-      y[at + i] = b.label(order[i]);
+      int j = i + rnd.nextInt(b.count - i);
+      int picked = moved.getOrDefault(j, j);
+      moved.put(j, moved.getOrDefault(i, i));
+      b.copyFeatures(picked, x, (at + i) * b.size);
+      y[at + i] = b.label(picked);
     }
   }
 

@@ -69,4 +69,30 @@ class BlockTest {
     }
     assertEquals(0, pack(0, 0).count);
   }
+
+  @Test
+  void aStepsSamplesAreTheFirstPlacesOfASeededShuffleWithoutRepeats() {
+    Block b = pack(0, 500);
+    for (int share : new int[] {1, 50, 500}) {
+      float[] x = new float[(share + 3) * SIZE];
+      int[] y = new int[share + 3];
+      CnnClassifier.sample(b, share, 2, 77L, x, y, 3);
+      // The same shuffle on a whole permutation array.
+      java.util.SplittableRandom rnd = new java.util.SplittableRandom(77L * 31 + 2);
+      int[] order = new int[500];
+      for (int i = 0; i < order.length; i++) {
+        order[i] = i;
+      }
+      java.util.Set<Integer> seen = new java.util.HashSet<>();
+      for (int i = 0; i < share; i++) {
+        int j = i + rnd.nextInt(order.length - i);
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+        assertEquals(value(order[i], 5), x[(3 + i) * SIZE + 5], "sample " + i + " of " + share);
+        assertEquals(order[i] % 10, y[3 + i]);
+        assertTrue(seen.add(order[i]), "no row twice in a step");
+      }
+    }
+  }
 }
