@@ -155,9 +155,14 @@ public final class Network {
 
   /** Where the next batch starts within its global batch, for dropout (see {@link Dropout#setFirstSample}). */
   public void setFirstSample(long first) {
+    setRuns(new long[] {first}, null);
+  }
+
+  /** Where the next batch's samples sit in their global batch, for dropout (see {@link Dropout#setRuns}). */
+  public void setRuns(long[] firsts, int[] lengths) {
     for (Layer l : layers) {
       if (l instanceof Dropout d) {
-        d.setFirstSample(first);
+        d.setRuns(firsts, lengths);
       }
     }
   }

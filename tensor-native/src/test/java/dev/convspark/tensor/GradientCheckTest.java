@@ -298,6 +298,33 @@ class GradientCheckTest {
     part.backward(fast, java.util.Arrays.copyOfRange(x, 2 * size, 6 * size),
         java.util.Arrays.copyOfRange(dLogits, 2 * spec.numClasses(), 6 * spec.numClasses()), 4);
     assertTrue(!java.util.Arrays.equals(unshifted, part.grads()), "the first sample's index changes the masks");
+    // Runs out of order: samples 4-5 then 0-1 of the global batch in one part, 2-3 in another.
+    float[] runs = new float[whole.paramCount()];
+    for (int[][] p : new int[][][] {{{4, 2}, {0, 2}}, {{2, 2}}}) {
+      int m = 0;
+      long[] firsts = new long[p.length];
+      int[] lengths = new int[p.length];
+      for (int k = 0; k < p.length; k++) {
+        firsts[k] = p[k][0];
+        lengths[k] = p[k][1];
+        m += p[k][1];
+      }
+      float[] xp = new float[m * size];
+      float[] dp = new float[m * spec.numClasses()];
+      int at = 0;
+      for (int[] run : p) {
+        System.arraycopy(x, run[0] * size, xp, at * size, run[1] * size);
+        System.arraycopy(dLogits, run[0] * spec.numClasses(), dp, at * spec.numClasses(), run[1] * spec.numClasses());
+        at += run[1];
+      }
+      part.setRuns(firsts, lengths);
+      part.forward(fast, xp, m, true, 17L);
+      part.backward(fast, xp, dp, m);
+      for (int i = 0; i < runs.length; i++) {
+        runs[i] += part.grads()[i];
+      }
+    }
+    KernelParityTest.assertClose(whole.grads(), runs, 1e-5, "parts made of runs against the whole batch");
   }
 
   @Test

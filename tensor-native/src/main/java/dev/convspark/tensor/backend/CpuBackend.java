@@ -135,8 +135,8 @@ public final class CpuBackend implements Backend {
 
     @Override
     public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed,
-                                                       long firstSample) {
-      net.setFirstSample(firstSample);
+                                                       long[] firsts, int[] lengths) {
+      net.setRuns(firsts, lengths);
       float[] logits = net.forward(kernels, images, n, true, seed);
       int classes = net.spec().numClasses();
       if (dLogits.length < n * classes) {

@@ -321,7 +321,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** The forward pass of {@code n} samples in {@code input}; returns the logits' buffer. */
-    private Buffer forward(int n, boolean training, long seed, long firstSample) {
+    private Buffer forward(int n, boolean training, long seed, long[] firsts, int[] lengths) {
       CUdeviceptr x = input.ptr;
       for (int i = 0; i < layers.size(); i++) {
         Layer l = layers.get(i);
@@ -358,7 +358,7 @@ public final class CudaBackend implements Backend {
           } else {
             // The CPU layer's masks, so both backends drop the same units for the same seed.
             float[] h = new float[size];
-            Dropout.fillMask(layerSeed, dr.keepProb(), h, firstSample * outSize, size);
+            Dropout.fillMasks(layerSeed, dr.keepProb(), h, outSize, n, firsts, lengths);
             upload(h, mask);
             launch("multiply", size, x, mask.ptr, y.ptr, size);
           }
@@ -378,7 +378,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] y, int n, float lossScale, long seed,
-                                                       long firstSample) {
+                                                       long[] firsts, int[] lengths) {
       cuCtxSetCurrent(context);
       int classes = net.spec().numClasses();
       for (int s = 0; s < n; s++) {
@@ -391,7 +391,7 @@ public final class CudaBackend implements Backend {
       cuMemcpyHtoD(input.ptr, Pointer.to(images), (long) n * inSize * 4L);
       labels.ensure(n);
       cuMemcpyHtoD(labels.ptr, Pointer.to(y), n * 4L);
-      Buffer logits = forward(n, true, seed, firstSample);
+      Buffer logits = forward(n, true, seed, firsts, lengths);
       dLogits.ensure((long) n * classes);
       loss.ensure(2L * n);
       correct.ensure(n);
@@ -501,7 +501,7 @@ public final class CudaBackend implements Backend {
         int k = Math.min(chunk, n - s);
         input.ensure((long) k * inSize);
         cuMemcpyHtoD(input.ptr, Pointer.to(images).withByteOffset((long) s * inSize * 4L), (long) k * inSize * 4L);
-        Buffer logits = forward(k, false, 0L, 0L);
+        Buffer logits = forward(k, false, 0L, new long[] {0}, null);
         cuMemcpyDtoH(Pointer.to(out).withByteOffset((long) s * classes * 4L), logits.ptr, (long) k * classes * 4L);
       }
     }

@@ -75,8 +75,18 @@ public interface ModelRunner extends AutoCloseable {
    * {@link dev.convspark.tensor.layers.Dropout#setFirstSample}), so workers that split a global
    * batch drop the same values as one replica running all of it.
    */
+  default SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed,
+                                                      long firstSample) {
+    return computeGradients(images, labels, n, lossScale, seed, new long[] {firstSample}, null);
+  }
+
+  /**
+   * As above for a batch made of runs of a global batch (the parts of several workers): the first
+   * {@code lengths[0]} samples are samples {@code firsts[0]} onwards of the global batch, and so on
+   * (see {@link dev.convspark.tensor.layers.Dropout#setRuns}); {@code lengths} null: one run.
+   */
   SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed,
-                                              long firstSample);
+                                              long[] firsts, int[] lengths);
 
   /** Applies the optimizer to the parameters with the current gradients. */
   void applyGradients(Optimizer optimizer);

@@ -11,7 +11,8 @@ import dev.convspark.tensor.kernels.Kernels;
 public final class Dropout extends Layer {
 
   private float keepProb = 1f;
-  private long firstSample;
+  private long[] runFirsts = {0};
+  private int[] runLengths;
   private float[] mask;
 
   /** A dropout layer over samples of the given shape; the keep probability is set per run. */
@@ -39,15 +40,52 @@ public final class Dropout extends Layer {
    * one batch, however it is split.
    */
   public void setFirstSample(long first) {
-    if (first < 0) {
-      throw new IllegalArgumentException("the first sample's index must be >= 0 but was " + first);
-    }
-    this.firstSample = first;
+    setRuns(new long[] {first}, null);
   }
 
-  /** See {@link #setFirstSample}. */
-  public long firstSample() {
-    return firstSample;
+  /**
+   * Where the next batch's samples sit in their global batch, as runs of consecutive samples: the
+   * batch's first {@code lengths[0]} samples are samples {@code firsts[0]} onwards of the global
+   * batch, the next {@code lengths[1]} are samples {@code firsts[1]} onwards, and so on. With
+   * {@code lengths} null, one run of the whole batch from {@code firsts[0]}.
+   */
+  public void setRuns(long[] firsts, int[] lengths) {
+    checkRuns(firsts, lengths);
+    this.runFirsts = firsts.clone();
+    this.runLengths = lengths == null ? null : lengths.clone();
+  }
+
+  private static void checkRuns(long[] firsts, int[] lengths) {
+    if (firsts.length == 0 || (lengths != null && lengths.length != firsts.length)) {
+      throw new IllegalArgumentException("runs need one first sample per length, given " + firsts.length
+          + " first samples and " + (lengths == null ? "no" : Integer.toString(lengths.length)) + " lengths");
+    }
+    for (int k = 0; k < firsts.length; k++) {
+      if (firsts[k] < 0 || (lengths != null && lengths[k] < 0)) {
+        throw new IllegalArgumentException("run " + k + " starts at sample " + firsts[k] + " with "
+            + (lengths == null ? "the batch" : lengths[k] + " samples") + "; both must be >= 0");
+      }
+    }
+  }
+
+  /**
+   * The masks of {@code n} samples of {@code sampleSize} values each, placed in their global batch
+   * by {@code firsts} and {@code lengths} as {@link #setRuns} says: every backend masks through here.
+   */
+  public static void fillMasks(long seed, float keepProb, float[] mask, int sampleSize, int n, long[] firsts,
+                               int[] lengths) {
+    if (lengths == null) {
+      fillMask(seed, keepProb, mask, 0, firsts[0] * sampleSize, n * sampleSize);
+      return;
+    }
+    int at = 0;
+    for (int k = 0; k < lengths.length; k++) {
+      fillMask(seed, keepProb, mask, at * sampleSize, firsts[k] * sampleSize, lengths[k] * sampleSize);
+      at += lengths[k];
+    }
+    if (at != n) {
+      throw new IllegalArgumentException("the runs hold " + at + " samples but the batch has " + n);
+    }
   }
 
   @Override
@@ -59,7 +97,7 @@ public final class Dropout extends Layer {
       return;
     }
     mask = ensure(mask, size);
-    fillMask(seed, keepProb, mask, firstSample * inputShape().size(), size);
+    fillMasks(seed, keepProb, mask, inputShape().size(), n, runFirsts, runLengths);
     for (int i = 0; i < size; i++) {
       y[i] = x[i] * mask[i];
     }
@@ -76,6 +114,11 @@ public final class Dropout extends Layer {
    * be the last one's shifted by one value. Every backend draws its masks here.
    */
   public static void fillMask(long seed, float keepProb, float[] mask, long first, int size) {
+    fillMask(seed, keepProb, mask, 0, first, size);
+  }
+
+  /** As above, writing the values from {@code mask[offset]} on. */
+  public static void fillMask(long seed, float keepProb, float[] mask, int offset, long first, int size) {
     float scale = 1f / keepProb;
     // draw * 2^-24 < keepProb exactly when the integer draw is below ceil(keepProb * 2^24);
     // computed without a branch, which would be mispredicted half the time at keepProb 0.5.
@@ -83,7 +126,7 @@ public final class Dropout extends Layer {
     long z = mix(seed) + first * 0x9E3779B97F4A7C15L;
     for (int i = 0; i < size; i++) {
       z += 0x9E3779B97F4A7C15L;
-      mask[i] = scale * (int) (((mix(z) >>> 40) - below) >>> 63);
+      mask[offset + i] = scale * (int) (((mix(z) >>> 40) - below) >>> 63);
     }
   }
 
