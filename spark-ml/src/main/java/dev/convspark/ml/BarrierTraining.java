@@ -211,49 +211,105 @@ final class BarrierTraining {
       } catch (IllegalArgumentException | IllegalStateException e) {
         status = failure(e);
       }
-      GradientExchange exchange;
       String[] hub;
-      boolean merged;
+      boolean sameJvmOtherDevices;
+      List<int[]> units;
+      int[] members;
+      LocalExchange group = null;
+      GradientExchange over = null;
       try {
         String[] all = awaitRendezvous(rendezvous, gathering);
         hub = all[0].split(" ");
-        boolean oneJvm = java.util.Arrays.stream(all).allMatch(m -> m.split(" ")[0].equals(LocalExchange.JVM_ID));
-        boolean oneDevice = java.util.Arrays.stream(all).allMatch(m -> m.split(" ")[1].equals(hub[1]));
-        boolean local = size > 1 && oneJvm && !"socket".equals(ctx.getLocalProperty(EXCHANGE));
-        merged = local && oneDevice;
-        if (local) {
-          exchange = LocalExchange.join(hub[4], rank, size, TIMEOUT_MS, ctx::isInterrupted);
-        } else {
-          exchange = rank == 0 ? StarAllreduce.hub(server, size, hub[4], START_TIMEOUT_MS, TIMEOUT_MS, ctx::isInterrupted)
-              : StarAllreduce.spoke(rank, size, hub[2], Integer.parseInt(hub[3]), hub[4], TIMEOUT_MS);
+        boolean sockets = "socket".equals(ctx.getLocalProperty(EXCHANGE));
+        // Workers of one JVM on different devices (each task its own GPU) sum through memory.
+        sameJvmOtherDevices = size > 1 && !sockets
+            && java.util.Arrays.stream(all).allMatch(m -> m.split(" ")[0].equals(LocalExchange.JVM_ID))
+            && !java.util.Arrays.stream(all).allMatch(m -> m.split(" ")[1].equals(hub[1]));
+        units = sockets || sameJvmOtherDevices ? singletons(size) : units(all);
+        int u = 0;
+        while (indexOf(units.get(u), rank) < 0) {
+          u++;
         }
+        int unit = u;
+        members = units.get(unit);
+        String secret = hub[4];
+        if (members.length > 1 || sameJvmOtherDevices) {
+          group = sameJvmOtherDevices ? LocalExchange.join(secret, rank, size, TIMEOUT_MS, ctx::isInterrupted)
+              : LocalExchange.join(secret, indexOf(members, rank), members.length, TIMEOUT_MS, ctx::isInterrupted);
+        }
+        if (members.length > 1 && members[0] != rank) {
+          // Trained by the unit's first worker: hand it the partition, wait for it to end.
+          try (LocalExchange g = group) {
+            g.share(new Object[] {status == null ? Integer.toString(block.count) : status, block}, START_TIMEOUT_MS);
+            g.awaitLeader();
+          }
+          return null;
+        }
+        if (sameJvmOtherDevices) {
+          over = group;
+        } else if (units.size() > 1) {
+          // The units' first workers sum over sockets, unit u as worker u of the star.
+          over = rank == 0 ? StarAllreduce.hub(server, units.size(), secret, START_TIMEOUT_MS, TIMEOUT_MS, ctx::isInterrupted)
+              : StarAllreduce.spoke(unit, units.size(), hub[2], Integer.parseInt(hub[3]), secret, TIMEOUT_MS);
+        }
+      } catch (IOException | RuntimeException e) {
+        if (group != null) {
+          group.close();
+        }
+        throw e;
       } finally {
         if (server != null) {
           server.close();
         }
       }
-      try (exchange) {
+      if (members.length > 1) {
+        LOG.info("worker {} trains workers {} (the tasks of this JVM) as one{}", rank, java.util.Arrays.toString(members),
+            over == null ? "" : ", summing with " + (units.size() - 1) + " other unit(s) through " + over);
+      } else if (rank == 0 && size > 1) {
+        LOG.info("{} workers, each training its share, summing through {}", size, over);
+      }
+      try (LocalExchange ownGroup = sameJvmOtherDevices ? null : group; GradientExchange exchange = over) {
         ModelRunner runner = null;
-        if (status == null && (rank == 0 || !merged)) {
+        if (status == null) {
           try {
             // The engine before the first step too: a device that cannot be used stops every
-            // worker at once. Merged (below), worker 0 runs the threads of all, but no more than
-            // the JVM has cores: a session with more task slots than cores (local[4] on two)
-            // would otherwise run twice as many compute threads as cores, four times slower.
-            runner = EngineCache.runner(s.spec(), merged ? mergedThreads(s.threads(), size) : s.threads(), s.device());
+            // worker at once. A unit's first worker runs the threads of all its workers, but no
+            // more than the JVM has cores: a session with more task slots than cores (local[4]
+            // on two) would otherwise run twice as many compute threads as cores, four times slower.
+            runner = EngineCache.runner(s.spec(), members.length > 1 ? mergedThreads(s.threads(), members.length)
+                : s.threads(), s.device());
             status = Integer.toString(block.count);
           } catch (IllegalArgumentException | IllegalStateException e) {
             status = failure(e);
           }
-        } else if (status == null) {
-          status = Integer.toString(block.count);
         }
-        List<Integer> sizes = new ArrayList<>();
-        for (String m : exchange.gather(status, START_TIMEOUT_MS)) {
-          if (m.startsWith("!")) {
-            throw new Deterministic(new IllegalArgumentException(m.substring(1)));
+        // The unit's status: its first failure, or its workers' sizes in rank order.
+        Block[] blocks = {block};
+        String unitStatus = status;
+        if (members.length > 1) {
+          Object[] parts = ownGroup.share(new Object[] {status, block}, START_TIMEOUT_MS);
+          blocks = new Block[members.length];
+          StringBuilder counts = new StringBuilder();
+          for (int m = 0; m < members.length && !unitStatus.startsWith("!"); m++) {
+            Object[] part = (Object[]) parts[m];
+            String st = (String) part[0];
+            blocks[m] = (Block) part[1];
+            unitStatus = st.startsWith("!") ? st : unitStatus;
+            counts.append(m == 0 ? "" : ",").append(st);
           }
-          sizes.add(Integer.parseInt(m));
+          unitStatus = unitStatus.startsWith("!") ? unitStatus : counts.toString();
+        }
+        String[] statuses = exchange == null ? new String[] {unitStatus} : exchange.gather(unitStatus, START_TIMEOUT_MS);
+        List<Integer> sizes = new ArrayList<>(java.util.Collections.nCopies(size, 0));
+        for (int u = 0; u < statuses.length; u++) {
+          if (statuses[u].startsWith("!")) {
+            throw new Deterministic(new IllegalArgumentException(statuses[u].substring(1)));
+          }
+          String[] counts = statuses[u].split(",");
+          int[] ranks = units.get(u);
+          for (int m = 0; m < ranks.length; m++) {
+            sizes.set(ranks[m], Integer.parseInt(counts[m]));
+          }
         }
         long total = sizes.stream().mapToLong(Integer::longValue).sum();
         if (total == 0) {
@@ -263,43 +319,98 @@ final class BarrierTraining {
         int[] firsts = CnnClassifier.firstSamples(shares);
         int start = Integer.parseInt(hub[5]);
         Start from = init != null ? result(init) : Start.of(s, spec, start);
-        if (!merged) {
+        ModelRunner r = runner;
+        if (members.length == 1) {
           Block own = block;
           int share = shares[rank];
-          ModelRunner r = runner;
           float[] zeros = share == 0 ? new float[runner.paramCount()] : null;
-          return steps(ctx, rank, stepSeed -> {
+          GradientExchange alone = exchange != null ? exchange : new Lead(null, null);
+          return steps(ctx, members, stepSeed -> {
             if (share == 0) {
               // Nothing to sample here: this worker adds zeros.
               r.copyGradientsFrom(zeros);
               return new GradientSum(null, 0, 0, 0);
             }
             return CnnClassifier.partitionGradient(own, share, rank, firsts[rank], stepSeed, r, null);
-          }, exchange, from, start, runner);
+          }, alone, from, start, runner);
         }
-        // One JVM, one device: worker 0 trains the whole global batch with the threads of all,
-        // drawing each worker's share from that worker's partition as the worker would, and the
-        // others wait for it to end. The same samples and dropout masks as when each worker
-        // computes its share (the sums differ only in the order of the additions), without every
-        // replica reading every weight and 13 MB of gradients being summed and copied each step.
-        LocalExchange group = (LocalExchange) exchange;
-        Object[] blocks = group.share(block, START_TIMEOUT_MS);
-        if (rank != 0) {
-          group.awaitLeader();
-          return null;
+        // A unit (the workers of one JVM on one device): its first worker trains all their shares
+        // as one batch with the threads of all, drawing each worker's share from that worker's
+        // partition as the worker would, and the others wait for it to end. The same samples and
+        // dropout masks as when each worker computes its share (the sums differ only in the
+        // order of the additions), without every worker reading every weight and 13 MB of
+        // gradients being summed and copied in memory each step. Alone, the unit's gradient is
+        // the mean at once; otherwise the sum, which the units then add over sockets.
+        int n = 0;
+        long[] runFirsts = new long[members.length];
+        int[] runLengths = new int[members.length];
+        for (int m = 0; m < members.length; m++) {
+          runFirsts[m] = firsts[members[m]];
+          runLengths[m] = shares[members[m]];
+          n += runLengths[m];
         }
-        int n = java.util.Arrays.stream(shares).sum();
-        float[] x = new float[n * spec.inputShape().size()];
-        int[] y = new int[n];
-        ModelRunner r = runner;
-        return steps(ctx, rank, stepSeed -> {
-          for (int w = 0; w < size; w++) {
-            CnnClassifier.sample((Block) blocks[w], shares[w], w, stepSeed, x, y, firsts[w]);
+        int batch = n;
+        float lossScale = exchange == null ? 1f / batch : 1f;
+        float[] x = new float[Math.max(1, batch) * spec.inputShape().size()];
+        int[] y = new int[Math.max(1, batch)];
+        Block[] parts = blocks;
+        float[] zeros = batch == 0 ? new float[runner.paramCount()] : null;
+        return steps(ctx, members, stepSeed -> {
+          if (batch == 0) {
+            r.copyGradientsFrom(zeros);
+            return new GradientSum(null, 0, 0, 0);
           }
-          SoftmaxCrossEntropy.Result g = r.computeGradients(x, y, n, 1f / n, stepSeed, 0);
-          return new GradientSum(null, g.lossSum(), g.correct(), n);
-        }, new Lead(group), from, start, runner);
+          int at = 0;
+          for (int m = 0; m < members.length; m++) {
+            CnnClassifier.sample(parts[m], runLengths[m], members[m], stepSeed, x, y, at);
+            at += runLengths[m];
+          }
+          SoftmaxCrossEntropy.Result g = r.computeGradients(x, y, batch, lossScale, stepSeed, runFirsts, runLengths);
+          return new GradientSum(null, g.lossSum(), g.correct(), batch);
+        }, new Lead(ownGroup, exchange), from, start, runner);
       }
+    }
+
+    /** Every worker a unit of its own. */
+    private static List<int[]> singletons(int size) {
+      List<int[]> units = new ArrayList<>();
+      for (int r = 0; r < size; r++) {
+        units.add(new int[] {r});
+      }
+      return units;
+    }
+
+    /**
+     * The units of a run, in the order of their first workers: all the workers of one JVM on one
+     * device form one, trained as one batch; the workers of a JVM on several devices are each
+     * a unit of their own. {@code all}: every worker's rendezvous message, JVM then device first.
+     */
+    static List<int[]> units(String[] all) {
+      java.util.Map<String, List<Integer>> byJvm = new java.util.LinkedHashMap<>();
+      for (int r = 0; r < all.length; r++) {
+        byJvm.computeIfAbsent(all[r].split(" ")[0], k -> new ArrayList<>()).add(r);
+      }
+      List<int[]> units = new ArrayList<>();
+      for (List<Integer> ranks : byJvm.values()) {
+        String device = all[ranks.get(0)].split(" ")[1];
+        if (ranks.stream().allMatch(r -> all[r].split(" ")[1].equals(device))) {
+          units.add(ranks.stream().mapToInt(Integer::intValue).toArray());
+        } else {
+          ranks.forEach(r -> units.add(new int[] {r}));
+        }
+      }
+      units.sort(java.util.Comparator.comparingInt(u -> u[0]));
+      return units;
+    }
+
+    /** Where {@code v} is in {@code a}, or -1. */
+    private static int indexOf(int[] a, int v) {
+      for (int i = 0; i < a.length; i++) {
+        if (a[i] == v) {
+          return i;
+        }
+      }
+      return -1;
     }
 
     private static String failure(RuntimeException e) {
@@ -312,8 +423,9 @@ final class BarrierTraining {
      * Runs the steps after {@code start}: {@code gradient} leaves each step's gradient in the
      * runner, {@code exchange} sums it over the workers and applies the update.
      */
-    private TrainResult steps(BarrierTaskContext ctx, int rank, StepGradient gradient, GradientExchange exchange,
+    private TrainResult steps(BarrierTaskContext ctx, int[] members, StepGradient gradient, GradientExchange exchange,
                               Start from, int start, ModelRunner runner) throws IOException {
+      int rank = members[0];
       ModelSpec spec = ModelSpec.parse(s.spec());
       runner.setKeepProb(s.keepProb());
       runner.copyParametersFrom(from.params());
@@ -324,13 +436,13 @@ final class BarrierTraining {
         LOG.info("resuming at step {} from the checkpoint in {}", start, s.checkpoints().dir());
       }
       int[] failAt = failAt(ctx);
-      // Scratch for exchanges that copy the gradients out (worker 0 training for all does not).
-      float[] grads = exchange instanceof Lead ? null : new float[runner.paramCount()];
+      // Scratch for exchanges that copy the gradients out.
+      float[] grads = new float[runner.paramCount()];
       double[] stats = new double[3];
       long t0 = System.nanoTime();
       for (int step = start + 1; step <= s.steps(); step++) {
-        // Worker 0 training for all fails for any of them.
-        if (failAt != null && (failAt[0] == rank || exchange instanceof Lead) && failAt[1] == step) {
+        // A unit's first worker fails for any of its workers.
+        if (failAt != null && java.util.Arrays.stream(members).anyMatch(m -> m == failAt[0]) && failAt[1] == step) {
           if (failAt[2] == 1) {
             LOG.error("{}: halting this executor's JVM at step {} (worker {})", FAIL_AT_STEP, step, rank);
             Runtime.getRuntime().halt(137);
@@ -441,37 +553,54 @@ final class BarrierTraining {
     }
 
     /**
-     * The exchange of worker 0 when it trains the whole global batch (its gradient is the mean
-     * already): nothing to add; it stops when another worker's task has stopped or its own was killed.
+     * The exchange of a unit's first worker, which trains the unit's workers as one: it stops when
+     * another worker of the unit has stopped or its own task was killed; with {@code over}, it sums
+     * the unit's gradient with the other units', else (one unit: the gradient is the mean
+     * already) it applies the update itself. Both null: a worker alone in the run.
      */
     private static final class Lead implements GradientExchange {
       private final LocalExchange group;
+      private final GradientExchange over;
 
-      Lead(LocalExchange group) {
+      Lead(LocalExchange group, GradientExchange over) {
         this.group = group;
+        this.over = over;
       }
 
       @Override
-      public String[] gather(String mine, int timeoutMs) {
-        throw new UnsupportedOperationException("worker 0 gathers through its group");
+      public String[] gather(String mine, int timeoutMs) throws IOException {
+        return over == null ? new String[] {mine} : over.gather(mine, timeoutMs);
       }
 
       @Override
       public void allreduce(float[] data, double[] stats) throws IOException {
-        group.checkOthers();
+        if (group != null) {
+          group.checkOthers();
+        }
+        if (over != null) {
+          over.allreduce(data, stats);
+        }
       }
 
       @Override
       public void step(ModelRunner runner, Optimizer optimizer, float[] scratch, double[] stats,
                        java.util.function.Consumer<double[]> check) throws IOException {
-        group.checkOthers();
-        check.accept(stats);
-        runner.applyGradients(optimizer);
+        if (group != null) {
+          group.checkOthers();
+        }
+        if (over != null) {
+          over.step(runner, optimizer, scratch, stats, check);
+        } else if (group != null) {
+          check.accept(stats);
+          runner.applyGradients(optimizer);
+        } else {
+          GradientExchange.alone(runner, optimizer, scratch, stats, check);
+        }
       }
 
       @Override
       public void close() {
-        // The group is left by the worker that joined it.
+        // The group and the exchange over the units are closed by the worker that opened them.
       }
     }
 

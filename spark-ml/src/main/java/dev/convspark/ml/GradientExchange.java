@@ -61,6 +61,23 @@ interface GradientExchange extends AutoCloseable {
     runner.applyGradients(optimizer);
   }
 
+  /**
+   * The step of a worker alone: the gradients need no sum, only the division by the count; where
+   * they live in this JVM's heap, done in place (no 13 MB copied out and back every step).
+   */
+  static void alone(ModelRunner runner, Optimizer optimizer, float[] scratch, double[] stats,
+                    java.util.function.Consumer<double[]> check) {
+    float[] grads = runner.hostGradients();
+    check.accept(stats);
+    if (grads != null) {
+      divideByCount(grads, stats);
+    } else {
+      runner.copyGradientsTo(scratch);
+      runner.copyGradientsFrom(divideByCount(scratch, stats));
+    }
+    runner.applyGradients(optimizer);
+  }
+
   @Override
   void close() throws IOException;
 }

@@ -238,14 +238,11 @@ final class StarAllreduce implements GradientExchange {
   @Override
   public void step(dev.convspark.tensor.backend.ModelRunner runner, dev.convspark.tensor.optim.Optimizer optimizer,
                    float[] scratch, double[] stats, java.util.function.Consumer<double[]> check) throws IOException {
-    float[] grads = runner.hostGradients();
-    if (size > 1 || grads == null) {
+    if (size > 1) {
       GradientExchange.super.step(runner, optimizer, scratch, stats, check);
-      return;
+    } else {
+      GradientExchange.alone(runner, optimizer, scratch, stats, check);
     }
-    check.accept(stats);
-    GradientExchange.divideByCount(grads, stats);
-    runner.applyGradients(optimizer);
   }
 
   /** Floats per chunk of the pipelined exchange (256 KB). */

@@ -115,4 +115,48 @@ class MultiProcessTrainingTest {
       spark.stop();
     }
   }
+
+  /** A small CNN with dropout on 4 workers, over the test set in 4 partitions. */
+  private static float[] trainFourWorkers(SparkSession spark) {
+    Dataset<Row> data = spark.read().format("idx").option("imageFormat", "vector").option("recordsPerPartition", 2500)
+        .load(MNIST.resolve("t10k-images-idx3-ubyte").toString());
+    return new CnnClassifier().setModel("in28x28x1-conv5x5x4-relu-pool2-dense32-relu-dropout-dense10")
+        .setBatchSize(40).setMaxIter(10).setLearningRate(1e-3).setNumWorkers(4).setSeed(6).fit(data).weights();
+  }
+
+  @Test
+  void twoExecutorsOfTwoCoresEachTrainTheirWorkersAsOneAndMatchLocalMode() throws Exception {
+    // local[4]: one unit of four workers. local-cluster[2,2,...]: each executor's two workers are
+    // trained as one and the two units sum over a socket. Same samples and dropout masks wherever
+    // the four tasks land, so the same weights up to the order of the additions.
+    Files.createDirectories(Path.of(System.getenv("SPARK_HOME"), "jars"));
+    SparkSession.getActiveSession().foreach(s -> {
+      s.stop();
+      return null;
+    });
+    SparkSession local = session("local[4]");
+    float[] expected;
+    try {
+      expected = trainFourWorkers(local);
+    } finally {
+      local.stop();
+    }
+    SparkSession spark = session("local-cluster[2,2,1024]");
+    try {
+      // Four slots once both executors have registered.
+      long deadline = System.nanoTime() + 120_000_000_000L;
+      while (spark.sparkContext().defaultParallelism() < 4 && System.nanoTime() < deadline) {
+        Thread.sleep(100);
+      }
+      float[] got = trainFourWorkers(spark);
+      assertEquals(2, spark.sparkContext().getExecutorIds().size(), "two executor processes");
+      double maxDiff = 0;
+      for (int i = 0; i < got.length; i++) {
+        maxDiff = Math.max(maxDiff, Math.abs(got[i] - expected[i]));
+      }
+      assertTrue(maxDiff < 1e-5, "local-cluster[2,2] and local[4] weights differ by " + maxDiff);
+    } finally {
+      spark.stop();
+    }
+  }
 }
