@@ -49,15 +49,22 @@ interface GradientExchange extends AutoCloseable {
    * One training step's synchronisation, after {@code runner.computeGradients}: sums the
    * gradients and {@code stats} over all workers, shows the summed stats to {@code check} (which
    * throws to stop, and every worker sees the same sums), then applies the optimizer to the mean
-   * gradient so that every replica holds the same new parameters. Here: each replica copies its
-   * gradients out through {@code scratch}, gets the mean and applies {@code optimizer} itself.
+   * gradient so that every replica holds the same new parameters. Here: each replica gets the
+   * mean of its gradients where they live in this JVM's heap (else copied out through
+   * {@code scratch} and back) and applies {@code optimizer} itself.
    */
   default void step(ModelRunner runner, Optimizer optimizer, float[] scratch, double[] stats,
                     java.util.function.Consumer<double[]> check) throws IOException {
-    runner.copyGradientsTo(scratch);
-    float[] mean = mean(scratch, stats);
+    float[] live = runner.hostGradients();
+    float[] grads = live != null ? live : scratch;
+    if (live == null) {
+      runner.copyGradientsTo(scratch);
+    }
+    float[] mean = mean(grads, stats);
     check.accept(stats);
-    runner.copyGradientsFrom(mean);
+    if (mean != live) {
+      runner.copyGradientsFrom(mean);
+    }
     runner.applyGradients(optimizer);
   }
 
