@@ -37,17 +37,23 @@ final class BenchSparkCommand {
     int repeats = 3;
     Path data = MnistArrays.defaultDir();
     Path json = null;
+    String master = "local[2]";
+    int workers = 2;
     for (int i = 0; i < args.length; i++) {
       switch (args[i]) {
+        case "--master" -> master = Args.value(args, ++i, "--master");
+        case "--workers" -> workers = Args.intValue(args, ++i, "--workers", 1, 1024);
         case "--steps" -> steps = Args.intValue(args, ++i, "--steps", 1, 1_000_000);
         case "--repeats" -> repeats = Args.intValue(args, ++i, "--repeats", 1, 100);
         case "--data" -> data = Path.of(Args.value(args, ++i, "--data"));
         case "--json" -> json = Path.of(Args.value(args, ++i, "--json"));
         case "-h", "--help" -> {
-          System.out.println("usage: convspark bench spark [--steps 200] [--repeats 3] [--data data/mnist] [--json FILE]\n"
+          System.out.println("usage: convspark bench spark [--steps 200] [--repeats 3] [--master local[2]] [--workers 2]\n"
+              + "                           [--data data/mnist] [--json FILE]\n"
               + "  deep-mnist fit on local[2] (2 barrier workers x 1 thread) against the engine alone on 2\n"
               + "  threads, and transform of the 10,000 test images and of the 60,000 training images against\n"
-              + "  the engine's inference on the same images.");
+              + "  the engine's inference on the same images. --master local-cluster[2,1,2048] runs the\n"
+              + "  workers in two executor JVMs (started from the Maven jars), which sum over sockets.");
           return 0;
         }
         default -> throw new UsageException("bench spark: unknown argument '" + args[i] + "'");
@@ -55,12 +61,31 @@ final class BenchSparkCommand {
     }
     MnistArrays trainArrays = MnistArrays.load(data, true);
     MnistArrays testArrays = MnistArrays.load(data, false);
-    SparkSession spark = SparkSession.builder().master("local[2]").appName("convspark bench spark")
-        .config("spark.ui.enabled", "false").getOrCreate();
+    SparkSession.Builder builder = SparkSession.builder().master(master).appName("convspark bench spark")
+        .config("spark.ui.enabled", "false");
+    if (master.startsWith("local-cluster")) {
+      // Executor JVMs of this JVM's classpath and module flags (SPARK_HOME: see bin/convspark).
+      builder = builder.config("spark.executor.extraClassPath", System.getProperty("java.class.path"))
+          .config("spark.executor.extraJavaOptions", String.join(" ",
+              java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments().stream()
+                  .filter(a -> a.startsWith("--add-") || a.startsWith("-XX:+IgnoreUnrecognized") || a.startsWith("-Dio.netty"))
+                  .toList()));
+    }
+    SparkSession spark = builder.getOrCreate();
+    // Barrier training needs every worker's slot: wait for the executors to register.
+    long deadline = System.nanoTime() + 120_000_000_000L;
+    while (spark.sparkContext().defaultParallelism() < workers && System.nanoTime() < deadline) {
+      try {
+        Thread.sleep(100);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+    }
     Map<String, Object> out = new LinkedHashMap<>();
     try {
       Dataset<Row> train = spark.read().format("idx").option("imageFormat", "vector")
-          .load(data.resolve("train-images-idx3-ubyte").toAbsolutePath().toString()).repartition(2).cache();
+          .load(data.resolve("train-images-idx3-ubyte").toAbsolutePath().toString()).repartition(workers).cache();
       Dataset<Row> test = spark.read().format("idx").option("imageFormat", "vector")
           .load(data.resolve("t10k-images-idx3-ubyte").toAbsolutePath().toString()).cache();
       train.count();
@@ -76,7 +101,7 @@ final class BenchSparkCommand {
       for (int r = -1; r < repeats; r++) {
         int n = r < 0 ? 20 : steps;
         long t0 = System.nanoTime();
-        model = new CnnClassifier().setMaxIter(n).setNumWorkers(2).setSeed(1).fit(train);
+        model = new CnnClassifier().setMaxIter(n).setNumWorkers(workers).setSeed(1).fit(train);
         double fitIps = n * 50 / ((System.nanoTime() - t0) / 1e9);
         double stepIps = model.summary().stepImagesPerSecond();
         double engIps = engineTraining(trainArrays, n);
@@ -110,7 +135,8 @@ final class BenchSparkCommand {
       double ta = BenchEngineCommand.median(transformAll);
       double ia = BenchEngineCommand.median(engineInferAll);
       System.out.println();
-      System.out.println("| deep-mnist, 2 cores | Spark (local[2], 2 workers x 1 thread) | engine alone (2 threads) | Spark / engine |");
+      System.out.printf(Locale.ROOT, "| deep-mnist, %d cores | Spark (%s, %d workers x 1 thread) | engine alone (2 threads) | Spark / engine |%n",
+          Runtime.getRuntime().availableProcessors(), master, workers);
       System.out.println("| --- | --- | --- | --- |");
       System.out.printf(Locale.ROOT, "| training (%d steps of 50, the whole fit), images/s | %.0f | %.0f | %.2f |%n", steps, f, e,
           f / e);
