@@ -30,16 +30,18 @@ import scala.runtime.AbstractFunction1;
 /**
  * {@code syncMode=barrier}: one long-lived task per worker in a Spark barrier stage. The workers
  * find each other through {@link BarrierTaskContext#allGather} while they pack their partitions,
- * tell each other their sizes, then run every step without Spark: sample the worker's share of the
- * global batch, compute the gradient, sum it with a {@link GradientExchange} (sockets between
- * JVMs, shared memory within one), apply the same optimizer update. All replicas start from the
- * same seed and see the same sums, so they stay identical; rank 0 returns the weights.
+ * tell each other their sizes, then run every step without Spark: sample each worker's share of
+ * the global batch, compute the gradient, sum it with a {@link GradientExchange}, apply the same
+ * optimizer update. All replicas start from the same seed and see the same sums, so they stay
+ * identical; rank 0 returns the weights.
  *
- * <p>Workers that are all tasks of one JVM on one device (Spark's local mode on the CPU) are
- * trained as one: worker 0 draws every worker's share from that worker's partition, runs the whole
- * global batch on an engine with the threads of all of them, and the others wait for it. Same
- * samples, same dropout masks, the same sum up to the order of its additions; but the weights are
- * read once per step instead of once per worker, and no gradients are summed or copied.
+ * <p>The workers that are tasks of one JVM on one device form a unit, trained as one: the unit's
+ * first worker draws every member's share from that member's partition, runs them as one batch on
+ * an engine with the threads of all of them, and the others wait for it. Same samples, same
+ * dropout masks, the same sum up to the order of its additions; but the weights are read once per
+ * step and unit instead of once per worker, and only the units exchange gradients (over sockets;
+ * a run that is one unit exchanges nothing). Workers of one JVM on different devices are units of
+ * their own and sum through memory.
  */
 final class BarrierTraining {
 

@@ -10,9 +10,10 @@ import java.io.IOException;
  * same sums, added in rank order, so the replicas stay bit-identical and the result does not depend
  * on timing or on which implementation carried it:
  * <ul>
- *   <li>{@link StarAllreduce}: TCP sockets to rank 0, for workers in different JVMs;</li>
- *   <li>{@link LocalExchange}: shared memory, for workers that are tasks of one JVM (local mode,
- *       or one executor running every worker).</li>
+ *   <li>{@link StarAllreduce}: TCP sockets to rank 0, between the units of workers in different
+ *       JVMs (see {@link BarrierTraining});</li>
+ *   <li>{@link LocalExchange}: shared memory, for workers that are tasks of one JVM on different
+ *       devices.</li>
  * </ul>
  */
 interface GradientExchange extends AutoCloseable {
