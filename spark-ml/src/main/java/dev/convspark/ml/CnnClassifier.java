@@ -325,7 +325,8 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     FeatureReader reader = FeatureReader.of(dataset.schema(), $(featuresCol), spec.inputShape().size());
     int workers = intParam(numWorkers) > 0 ? intParam(numWorkers) : dataset.sparkSession().sparkContext().defaultParallelism();
     Dataset<Row> rows = dataset.select($(featuresCol), $(labelCol));
-    int slots = dataset.sparkSession().sparkContext().defaultParallelism();
+    int slots = $(syncMode).equals("barrier") ? slots(dataset.sparkSession().sparkContext(), workers)
+        : dataset.sparkSession().sparkContext().defaultParallelism();
     if ($(syncMode).equals("barrier") && workers > slots) {
       // Spark would otherwise retry for minutes waiting for slots that never come.
       throw new IllegalArgumentException("numWorkers=" + workers + " but the cluster runs at most " + slots
@@ -362,6 +363,32 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
         + " final loss %.4f", spec.name(), r.loss().length, intParam(batchSize), r.resumedFromStep(), workers, $(syncMode), seconds,
         m.summary().imagesPerSecond(), r.loss().length == 0 ? Double.NaN : r.loss()[r.loss().length - 1]));
     return copyValues(m.setParent(this), ParamMap.empty());
+  }
+
+  /**
+   * The tasks the cluster runs at once. A cluster whose executors are still registering (a
+   * {@code fit} right after start-up) counts only Spark's floor of 2: then, unless
+   * {@code spark.default.parallelism} fixes the count, wait for executors up to
+   * {@code spark.scheduler.maxRegisteredResourcesWaitingTime} (30 s by default), as Spark's own
+   * scheduler does. A local master has all its slots at once.
+   */
+  static int slots(org.apache.spark.SparkContext sc, int wanted) {
+    int slots = sc.defaultParallelism();
+    if (slots >= wanted || sc.isLocal() || sc.getConf().contains("spark.default.parallelism")) {
+      return slots;
+    }
+    long deadline = System.nanoTime()
+        + sc.getConf().getTimeAsMs("spark.scheduler.maxRegisteredResourcesWaitingTime", "30s") * 1_000_000L;
+    while (slots < wanted && System.nanoTime() < deadline) {
+      try {
+        Thread.sleep(100);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+      slots = sc.defaultParallelism();
+    }
+    return slots;
   }
 
   /** Runs the training: barrier mode (packing first when partitions outnumber workers) or driver mode. */

@@ -143,11 +143,7 @@ class MultiProcessTrainingTest {
     }
     SparkSession spark = session("local-cluster[2,2,1024]");
     try {
-      // Four slots once both executors have registered.
-      long deadline = System.nanoTime() + 120_000_000_000L;
-      while (spark.sparkContext().defaultParallelism() < 4 && System.nanoTime() < deadline) {
-        Thread.sleep(100);
-      }
+      // Called at once: fit waits for the executors' four slots to register.
       float[] got = trainFourWorkers(spark);
       assertEquals(2, spark.sparkContext().getExecutorIds().size(), "two executor processes");
       double maxDiff = 0;
