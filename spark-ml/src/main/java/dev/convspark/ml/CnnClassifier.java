@@ -24,7 +24,6 @@ import org.apache.spark.ml.util.Identifiable;
 import org.apache.spark.ml.util.MLReader;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
-import org.apache.spark.sql.types.NumericType;
 import org.apache.spark.sql.types.StructType;
 import org.apache.spark.storage.StorageLevel;
 
@@ -307,14 +306,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   public StructType transformSchema(StructType schema) {
     ModelSpec spec = ModelSpec.parse($(model));
     FeatureReader.of(schema, $(featuresCol), spec.inputShape().size());
-    if (!List.of(schema.fieldNames()).contains($(labelCol))) {
-      throw new IllegalArgumentException("label column '" + $(labelCol) + "' does not exist; columns are "
-          + String.join(", ", schema.fieldNames()));
-    }
-    if (!(schema.apply($(labelCol)).dataType() instanceof NumericType)) {
-      throw new IllegalArgumentException("label column '" + $(labelCol) + "' has type "
-          + schema.apply($(labelCol)).dataType().simpleString() + "; expected a numeric type holding 0-based class indices");
-    }
+    LabelReader.of(schema, $(labelCol), spec.numClasses());
     return new CnnClassificationModel(uid, spec.specString(), new float[0]).copyParamsFrom(this).transformSchema(schema);
   }
 
