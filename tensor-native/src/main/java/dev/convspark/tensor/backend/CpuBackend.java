@@ -49,9 +49,11 @@ public final class CpuBackend implements Backend {
 
   @Override
   public String describe() {
-    return kernels instanceof FastKernels
-        ? "cpu (" + kernels.threads() + " threads, " + FastKernels.vectorLength() + "-float vectors)"
-        : "cpu (reference kernels)";
+    if (!(kernels instanceof FastKernels)) {
+      return "cpu (reference kernels)";
+    }
+    int t = kernels.threads();
+    return "cpu (" + t + (t == 1 ? " thread, " : " threads, ") + FastKernels.vectorLength() + "-float vectors)";
   }
 
   @Override

@@ -84,12 +84,20 @@ public final class CudaBackend implements Backend {
   public static CudaBackend create(int ordinal) {
     try {
       JCudaDriver.setExceptionsEnabled(true);
-      cuInit(0);
       int[] count = new int[1];
-      cuDeviceGetCount(count);
+      try {
+        cuInit(0);
+        cuDeviceGetCount(count);
+      } catch (CudaException e) {
+        // A driver that finds no GPU fails cuInit itself.
+        if (!String.valueOf(e.getMessage()).contains("CUDA_ERROR_NO_DEVICE")) {
+          throw e;
+        }
+      }
       if (ordinal >= count[0]) {
         throw new IllegalStateException(count[0] == 0 ? "the CUDA driver reports no GPU"
-            : "gpu:" + ordinal + " does not exist (the CUDA driver reports " + count[0] + " GPUs: gpu:0 to gpu:" + (count[0] - 1) + ")");
+            : "gpu:" + ordinal + " does not exist (the CUDA driver reports " + (count[0] == 1 ? "1 GPU: gpu:0)"
+                : count[0] + " GPUs: gpu:0 to gpu:" + (count[0] - 1) + ")"));
       }
       CUdevice dev = new CUdevice();
       cuDeviceGet(dev, ordinal);

@@ -38,8 +38,8 @@ class CudaParityTest {
   void everyLayerForwardAndBackwardMatchesTheCpu() {
     Assumptions.assumeTrue(gpu != null, noGpu);
     try (CpuBackend cpu = CpuBackend.reference()) {
-      for (String spec : GpuCheck.PARITY_SPECS) {
-        for (GpuCheck.Check c : GpuCheck.layerParity(gpu, cpu, spec)) {
+      for (GpuCheck.Parity p : GpuCheck.PARITY) {
+        for (GpuCheck.Check c : GpuCheck.layerParity(gpu, cpu, p)) {
           assertTrue(c.ok(), c.what() + " differs by " + c.error() + " (relative)");
         }
       }
@@ -51,8 +51,11 @@ class CudaParityTest {
     Assumptions.assumeTrue(gpu != null, noGpu);
     try (CpuBackend cpu = CpuBackend.reference()) {
       for (String opt : new String[] {"adam", "sgd"}) {
-        GpuCheck.Check c = GpuCheck.trainingParity(gpu, cpu, opt);
-        assertTrue(c.ok(), c.what() + " differs by " + c.error() + " (relative)");
+        GpuCheck.Check o = GpuCheck.optimizerParity(gpu, cpu, opt);
+        assertTrue(o.ok(), o.what() + " differs by " + o.error() + " (relative)");
+        for (GpuCheck.Check c : GpuCheck.networkParity(gpu, cpu, opt)) {
+          assertTrue(c.ok(), c.what() + " differs by " + c.error() + " (relative)");
+        }
       }
     }
   }
