@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds the emulated CUDA driver (src/test/cuda-emu): a libcuda.so.1 that runs convspark's kernels
+# on the CPU, for checking CudaBackend's host code and the kernels' arithmetic where no GPU is
+# present (CudaEmulationTest). It is a test tool, not a GPU: gpu-check.sh on a GPU machine is that.
+#
+#   tensor-native/cuda-emu.sh [OUTPUT-DIR]   (default target/cuda-emu) -> OUTPUT-DIR/libcuda.so.1
+#
+# Then any JVM started with LD_LIBRARY_PATH=OUTPUT-DIR sees one emulated GPU through JCuda, e.g.
+#   LD_LIBRARY_PATH=tensor-native/target/cuda-emu java ... dev.convspark.tensor.backend.GpuCheck --parity-only
+# Needs g++ (C++17) on x86-64 Linux.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out=${1:-$here/target/cuda-emu}
+command -v g++ >/dev/null 2>&1 || { echo "cuda-emu: g++ not found" >&2; exit 1; }
+[[ $(uname -m) == x86_64 ]] || { echo "cuda-emu: written for x86-64, this is $(uname -m)" >&2; exit 1; }
+mkdir -p "$out"
+# One X(name) per kernel of convspark.cu, so the driver knows every kernel by name and signature.
+grep -o 'extern "C" __global__ void [A-Za-z_0-9]*' "$here/src/main/cuda/convspark.cu" \
+  | awk '{print "X(" $5 ")"}' > "$out/kernels.inc"
+# fmaf as one instruction where the processor has it (a libm call per multiply-add otherwise).
+fma=
+grep -qw fma /proc/cpuinfo 2>/dev/null && fma=-mfma
+g++ -std=c++17 -O2 $fma -fPIC -shared -fvisibility=hidden -Wall -Wno-unknown-pragmas -Wno-sign-compare \
+  -I "$here/src/test/cuda-emu" -I "$here/src/main/cuda" -I "$out" \
+  -Wl,-soname,libcuda.so.1 -o "$out/libcuda.so.1.tmp" "$here/src/test/cuda-emu/driver.cpp"
+mv "$out/libcuda.so.1.tmp" "$out/libcuda.so.1"
+echo "built $out/libcuda.so.1 ($(wc -l < "$out/kernels.inc") kernels)"

@@ -1,0 +1,600 @@
+// An emulated CUDA driver for machines without a GPU: a libcuda.so.1 with the part of the driver
+// API that CudaBackend calls through JCuda, running convspark's kernels (src/main/cuda/convspark.cu,
+// compiled here as ordinary C++) on the CPU. A block's threads take turns on the calling OS thread,
+// each on its own small stack, switching at __syncthreads.
+//
+// What it checks: the backend's host code (launch geometry, argument lists, buffer sizes, copies,
+// the current context on each calling thread) and the kernels' arithmetic, against the CPU
+// backend through the same GpuCheck parity checks a GPU machine runs. The driver refuses what a
+// real one refuses (no current context, a copy past the end of an allocation, an oversized block
+// or grid, PTX newer than the driver reads) with the real error codes and a line on stderr naming
+// what was wrong, and device memory ends at a guard page so a kernel reading past a buffer stops
+// the process. What it cannot check: the PTX's own code, timing, races between threads, memory
+// coalescing. It is a test tool: a GPU machine (gpu-check.sh) is the check of the GPU itself.
+//
+// Settings (environment): CONVSPARK_CUDA_EMU_DEVICES (number of devices, default 1; 0 makes cuInit
+// fail as on a machine whose driver sees no GPU), CONVSPARK_CUDA_EMU_DRIVER (the driver version
+// reported, as cuDriverGetVersion gives it, default 12000 = CUDA 12.0; it decides the newest PTX
+// ISA accepted).
+//
+// Built by tensor-native/cuda-emu.sh, which generates kernels.inc (one X(name) per kernel).
+
+#include "cuda_host.h"
+#include "convspark.cu"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#if !defined(__x86_64__)
+#error "the emulated CUDA driver's thread switch is written for x86-64"
+#endif
+
+#define API extern "C" __attribute__((visibility("default")))
+
+typedef int CUresult;
+typedef unsigned long long CUdeviceptr;
+typedef int CUdevice;
+
+enum {
+  CUDA_SUCCESS = 0,
+  CUDA_ERROR_INVALID_VALUE = 1,
+  CUDA_ERROR_NOT_INITIALIZED = 3,
+  CUDA_ERROR_NO_DEVICE = 100,
+  CUDA_ERROR_INVALID_DEVICE = 101,
+  CUDA_ERROR_INVALID_IMAGE = 200,
+  CUDA_ERROR_INVALID_CONTEXT = 201,
+  CUDA_ERROR_UNSUPPORTED_PTX_VERSION = 222,
+  CUDA_ERROR_INVALID_HANDLE = 400,
+  CUDA_ERROR_NOT_FOUND = 500,
+  CUDA_ERROR_LAUNCH_FAILED = 719,
+  CUDA_ERROR_NOT_SUPPORTED = 801,
+};
+
+namespace {
+
+struct Context {
+  int device;
+  bool alive;
+};
+
+struct KernelInfo {
+  const char* name;
+  std::vector<int> sizes;      // bytes of each parameter
+  std::vector<bool> pointers;  // which parameters are device pointers
+  void (*run)(void** params);  // runs the current emulated thread
+};
+
+struct Module {
+  Context* context;
+  std::map<std::string, std::vector<int>> entries;  // the PTX's entries and their parameter sizes
+};
+
+struct Function {
+  const KernelInfo* kernel;
+};
+
+template <typename Fn, Fn F>
+struct Info;
+
+template <typename... A, void (*F)(A...)>
+struct Info<void (*)(A...), F> {
+  template <size_t... I>
+  static void call(void** p, std::index_sequence<I...>) {
+    F(*static_cast<std::remove_cv_t<A>*>(p[I])...);
+  }
+  static void run(void** p) { call(p, std::index_sequence_for<A...>{}); }
+  static KernelInfo get(const char* name) {
+    return KernelInfo{name, {int(sizeof(A))...}, {std::is_pointer_v<A>...}, &run};
+  }
+};
+
+#define X(name) Info<decltype(&name), &name>::get(#name),
+const std::vector<KernelInfo> kernels = {
+#include "kernels.inc"
+};
+#undef X
+
+std::recursive_mutex lock;
+bool initialized = false;
+thread_local Context* current_context = nullptr;
+std::set<Context*> contexts;
+
+struct Allocation {
+  size_t size;
+  void* map;
+  size_t map_length;
+  Context* context;
+};
+std::map<uintptr_t, Allocation> allocations;  // by the address handed out
+
+int env_int(const char* name, int fallback) {
+  const char* v = getenv(name);
+  return v == nullptr || *v == 0 ? fallback : atoi(v);
+}
+
+int device_count() { return env_int("CONVSPARK_CUDA_EMU_DEVICES", 1); }
+int driver_version() { return env_int("CONVSPARK_CUDA_EMU_DRIVER", 12000); }
+
+// The newest PTX ISA (major * 10 + minor) a driver of the given version loads.
+int newest_ptx(int driver) {
+  static const int table[][2] = {{11080, 78}, {12000, 80}, {12010, 81}, {12020, 82}, {12030, 83}, {12040, 84},
+                                 {12050, 85}, {12060, 85}, {12080, 87}, {12090, 88}, {13000, 90}};
+  int best = 0;
+  for (auto& row : table) {
+    if (row[0] <= driver) best = row[1];
+  }
+  return best;
+}
+
+CUresult fail(CUresult code, const std::string& why) {
+  fprintf(stderr, "convspark CUDA emulator: %s\n", why.c_str());
+  fflush(stderr);
+  return code;
+}
+
+CUresult need_context(const char* call) {
+  if (!initialized) return fail(CUDA_ERROR_NOT_INITIALIZED, std::string(call) + " before cuInit");
+  if (current_context == nullptr) {
+    return fail(CUDA_ERROR_INVALID_CONTEXT, std::string(call) + " on a thread with no current context");
+  }
+  return CUDA_SUCCESS;
+}
+
+// The allocation holding [address, address + bytes), or nullptr.
+const Allocation* find(uintptr_t address, size_t bytes) {
+  auto it = allocations.upper_bound(address);
+  if (it == allocations.begin()) return nullptr;
+  --it;
+  if (address + bytes > it->first + it->second.size) return nullptr;
+  return &it->second;
+}
+
+std::string hex(uintptr_t v) {
+  std::ostringstream s;
+  s << "0x" << std::hex << v;
+  return s.str();
+}
+
+CUresult need_range(const char* call, const char* what, uintptr_t address, size_t bytes) {
+  if (find(address, bytes) == nullptr) {
+    return fail(CUDA_ERROR_INVALID_VALUE, std::string(call) + ": " + what + " " + hex(address) + " + " +
+                                              std::to_string(bytes) + " bytes is not inside one device allocation");
+  }
+  return CUDA_SUCCESS;
+}
+
+// ---- the emulated threads of a block ----
+
+enum State { FRESH, AT_BARRIER, DONE };
+
+}  // namespace
+
+namespace emu {
+struct Thread {
+  void* sp;
+  uint3 idx;
+  State state;
+};
+Thread* current;
+uint3 block_idx, block_dim, grid_dim;
+}  // namespace emu
+
+namespace {
+
+constexpr size_t STACK = 64 * 1024;
+constexpr int MAX_THREADS = 1024;
+char* stacks = nullptr;
+emu::Thread threads[MAX_THREADS];
+void* scheduler_sp;
+const KernelInfo* running;
+void** running_params;
+
+}  // namespace
+
+// Saves the callee-saved registers on the current stack, stores its pointer in *save, switches to
+// the stack at to and restores the registers saved there.
+extern "C" void emu_switch(void** save, void* to);
+asm(R"(
+  .text
+  .globl emu_switch
+  .hidden emu_switch
+  .type emu_switch, @function
+emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size emu_switch, .-emu_switch
+)");
+
+namespace emu {
+const uint3& thread_idx() { return current->idx; }
+
+void syncthreads() {
+  current->state = AT_BARRIER;
+  emu_switch(&current->sp, scheduler_sp);
+}
+}  // namespace emu
+
+namespace {
+
+void thread_main() {
+  running->run(running_params);
+  emu::current->state = DONE;
+  emu_switch(&emu::current->sp, scheduler_sp);
+  abort();  // a finished thread is never resumed
+}
+
+// Runs one block of n threads; false when they disagreed at a barrier.
+bool run_block(int n) {
+  for (int i = 0; i < n; i++) {
+    emu::Thread& t = threads[i];
+    t.idx = {unsigned(i) % emu::block_dim.x, unsigned(i) / emu::block_dim.x % emu::block_dim.y,
+             unsigned(i) / (emu::block_dim.x * emu::block_dim.y)};
+    t.state = FRESH;
+    // A frame that emu_switch "returns" into thread_main from: six zeroed registers, the entry,
+    // and a fake return address so that thread_main starts with the stack aligned as after a call.
+    uint64_t* top = reinterpret_cast<uint64_t*>(stacks + (i + 1) * STACK);
+    uint64_t* sp = top - 8;
+    for (int r = 0; r < 6; r++) sp[r] = 0;
+    sp[6] = reinterpret_cast<uint64_t>(&thread_main);
+    sp[7] = 0;
+    t.sp = sp;
+  }
+  for (;;) {
+    int waiting = 0;
+    for (int i = 0; i < n; i++) {
+      emu::current = &threads[i];
+      emu_switch(&scheduler_sp, threads[i].sp);
+      waiting += threads[i].state == AT_BARRIER;
+    }
+    if (waiting == 0) return true;
+    if (waiting != n) return false;
+  }
+}
+
+CUresult launch(const KernelInfo& k, void** params, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                unsigned bz) {
+  if (stacks == nullptr) {
+    void* m = mmap(nullptr, STACK * MAX_THREADS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (m == MAP_FAILED) return fail(CUDA_ERROR_LAUNCH_FAILED, "cannot map the emulated threads' stacks");
+    stacks = static_cast<char*>(m);
+  }
+  running = &k;
+  running_params = params;
+  emu::block_dim = {bx, by, bz};
+  emu::grid_dim = {gx, gy, gz};
+  int n = int(bx * by * bz);
+  for (unsigned z = 0; z < gz; z++) {
+    for (unsigned y = 0; y < gy; y++) {
+      for (unsigned x = 0; x < gx; x++) {
+        emu::block_idx = {x, y, z};
+        if (!run_block(n)) {
+          return fail(CUDA_ERROR_LAUNCH_FAILED, std::string(k.name) + ": block (" + std::to_string(x) + ", " +
+                                                    std::to_string(y) + ", " + std::to_string(z) +
+                                                    "): some threads finished while others waited at __syncthreads");
+        }
+      }
+    }
+  }
+  return CUDA_SUCCESS;
+}
+
+// The entries of a PTX text and the byte sizes of their parameters.
+std::map<std::string, std::vector<int>> ptx_entries(const std::string& ptx) {
+  std::map<std::string, std::vector<int>> entries;
+  std::istringstream in(ptx);
+  std::string line;
+  std::vector<int>* params = nullptr;
+  while (std::getline(in, line)) {
+    size_t e = line.find(".entry ");
+    if (e != std::string::npos) {
+      size_t start = e + 7;
+      size_t end = line.find('(', start);
+      params = &entries[line.substr(start, end - start)];
+      continue;
+    }
+    if (params == nullptr) continue;
+    size_t p = line.find(".param .");
+    if (p != std::string::npos) {
+      std::string type = line.substr(p + 8, 3);
+      params->push_back(type == "u64" || type == "b64" || type == "s64" || type == "f64" ? 8 : 4);
+    } else if (line.find(')') != std::string::npos) {
+      params = nullptr;
+    }
+  }
+  return entries;
+}
+
+std::string sizes_text(const std::vector<int>& s) {
+  std::string r = "(";
+  for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + ")";
+}
+
+CUresult load_module(Module** module, const void* image) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuModuleLoadData")) return r;
+  if (module == nullptr || image == nullptr) return fail(CUDA_ERROR_INVALID_VALUE, "cuModuleLoadData: null argument");
+  std::string ptx(static_cast<const char*>(image));
+  size_t v = ptx.find("\n.version ");
+  if (v == std::string::npos) return fail(CUDA_ERROR_INVALID_IMAGE, "cuModuleLoadData: not PTX text (no .version)");
+  int major = 0, minor = 0;
+  sscanf(ptx.c_str() + v + 10, "%d.%d", &major, &minor);
+  int newest = newest_ptx(driver_version());
+  if (major * 10 + minor > newest) {
+    return fail(CUDA_ERROR_UNSUPPORTED_PTX_VERSION,
+                "cuModuleLoadData: PTX ISA " + std::to_string(major) + "." + std::to_string(minor) +
+                    " is newer than this driver (" + std::to_string(driver_version()) + ") reads (" +
+                    std::to_string(newest / 10) + "." + std::to_string(newest % 10) + ")");
+  }
+  auto entries = ptx_entries(ptx);
+  for (auto& [name, sizes] : entries) {
+    const KernelInfo* k = nullptr;
+    for (auto& c : kernels) {
+      if (name == c.name) k = &c;
+    }
+    if (k == nullptr) {
+      return fail(CUDA_ERROR_INVALID_IMAGE, "the PTX has a kernel " + name + " that convspark.cu does not define");
+    }
+    if (k->sizes != sizes) {
+      return fail(CUDA_ERROR_INVALID_IMAGE, "kernel " + name + " takes parameters of " + sizes_text(sizes) +
+                                                " bytes in the PTX but " + sizes_text(k->sizes) +
+                                                " in convspark.cu: the PTX is stale (run tensor-native/build-ptx.sh)");
+    }
+  }
+  *module = new Module{current_context, entries};
+  return CUDA_SUCCESS;
+}
+
+}  // namespace
+
+API CUresult cuInit(unsigned flags) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (flags != 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuInit: flags must be 0");
+  if (device_count() <= 0) return CUDA_ERROR_NO_DEVICE;
+  initialized = true;
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuDriverGetVersion(int* version) {
+  if (version == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *version = driver_version();
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGetCount(int* count) {
+  if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+  if (count == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *count = device_count();
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGet(CUdevice* device, int ordinal) {
+  if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+  if (device == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (ordinal < 0 || ordinal >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
+  *device = ordinal;
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGetName(char* name, int length, CUdevice device) {
+  if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+  if (device < 0 || device >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
+  if (name == nullptr || length <= 0) return CUDA_ERROR_INVALID_VALUE;
+  snprintf(name, size_t(length), "convspark CUDA emulator (CPU)");
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGetAttribute(int*, int, CUdevice) { return CUDA_ERROR_NOT_SUPPORTED; }
+
+API CUresult cuCtxCreate_v2(Context** context, unsigned flags, CUdevice device) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+  if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (device < 0 || device >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
+  (void) flags;
+  Context* c = new Context{device, true};
+  contexts.insert(c);
+  current_context = c;
+  *context = c;
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuCtxDestroy_v2(Context* context) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (contexts.count(context) == 0 || !context->alive) {
+    return fail(CUDA_ERROR_INVALID_CONTEXT, "cuCtxDestroy: not a live context");
+  }
+  context->alive = false;
+  for (auto it = allocations.begin(); it != allocations.end();) {
+    if (it->second.context == context) {
+      munmap(it->second.map, it->second.map_length);
+      it = allocations.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (current_context == context) current_context = nullptr;
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuCtxSetCurrent(Context* context) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+  if (context != nullptr && (contexts.count(context) == 0 || !context->alive)) {
+    return fail(CUDA_ERROR_INVALID_CONTEXT, "cuCtxSetCurrent: not a live context");
+  }
+  current_context = context;
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuCtxSynchronize() {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  return need_context("cuCtxSynchronize");
+}
+
+API CUresult cuModuleLoadData(Module** module, const void* image) { return load_module(module, image); }
+
+API CUresult cuModuleLoadDataEx(Module** module, const void* image, unsigned, void*, void**) {
+  return load_module(module, image);
+}
+
+API CUresult cuModuleGetFunction(Function** function, Module* module, const char* name) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuModuleGetFunction")) return r;
+  if (function == nullptr || module == nullptr || name == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (module->entries.count(name) == 0) {
+    return fail(CUDA_ERROR_NOT_FOUND, std::string("cuModuleGetFunction: the module has no kernel ") + name);
+  }
+  for (auto& k : kernels) {
+    if (std::string(name) == k.name) {
+      *function = new Function{&k};
+      return CUDA_SUCCESS;
+    }
+  }
+  return CUDA_ERROR_NOT_FOUND;
+}
+
+API CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuMemAlloc")) return r;
+  if (pointer == nullptr || bytes == 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemAlloc: 0 bytes");
+  // The data ends where an inaccessible page begins, so a kernel reading past it faults.
+  size_t page = size_t(sysconf(_SC_PAGESIZE));
+  size_t data = (bytes + page - 1) / page * page;
+  void* map = mmap(nullptr, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (map == MAP_FAILED) return fail(2 /* CUDA_ERROR_OUT_OF_MEMORY */, "cuMemAlloc: out of memory");
+  mprotect(static_cast<char*>(map) + data, page, PROT_NONE);
+  uintptr_t address = reinterpret_cast<uintptr_t>(map) + data - (bytes + 3) / 4 * 4;
+  allocations[address] = Allocation{bytes, map, data + page, current_context};
+  *pointer = address;
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuMemFree_v2(CUdeviceptr pointer) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuMemFree")) return r;
+  auto it = allocations.find(uintptr_t(pointer));
+  if (it == allocations.end()) {
+    return fail(CUDA_ERROR_INVALID_VALUE, "cuMemFree: " + hex(uintptr_t(pointer)) + " is not a live allocation");
+  }
+  munmap(it->second.map, it->second.map_length);
+  allocations.erase(it);
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuMemcpyHtoD")) return r;
+  if (CUresult r = need_range("cuMemcpyHtoD", "destination", uintptr_t(dst), bytes)) return r;
+  memcpy(reinterpret_cast<void*>(dst), src, bytes);
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuMemcpyDtoH")) return r;
+  if (CUresult r = need_range("cuMemcpyDtoH", "source", uintptr_t(src), bytes)) return r;
+  memcpy(dst, reinterpret_cast<const void*>(src), bytes);
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuMemcpyDtoD")) return r;
+  if (CUresult r = need_range("cuMemcpyDtoD", "source", uintptr_t(src), bytes)) return r;
+  if (CUresult r = need_range("cuMemcpyDtoD", "destination", uintptr_t(dst), bytes)) return r;
+  memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), bytes);
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t count) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuMemsetD32")) return r;
+  if (dst % 4 != 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemsetD32: destination not 4-byte aligned");
+  if (CUresult r = need_range("cuMemsetD32", "destination", uintptr_t(dst), count * 4)) return r;
+  uint32_t* p = reinterpret_cast<uint32_t*>(dst);
+  for (size_t i = 0; i < count; i++) p[i] = value;
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                            unsigned shared_bytes, void* stream, void** params, void** extra) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuLaunchKernel")) return r;
+  if (f == nullptr) return fail(CUDA_ERROR_INVALID_HANDLE, "cuLaunchKernel: null function");
+  const KernelInfo& k = *f->kernel;
+  std::string call = std::string("cuLaunchKernel(") + k.name + ")";
+  unsigned long long threads_per_block = 1ULL * bx * by * bz;
+  if (bx == 0 || by == 0 || bz == 0 || bx > 1024 || by > 1024 || bz > 64 || threads_per_block > MAX_THREADS) {
+    return fail(CUDA_ERROR_INVALID_VALUE, call + ": block " + std::to_string(bx) + " x " + std::to_string(by) + " x " +
+                                              std::to_string(bz) + " is outside the limits (1024 threads)");
+  }
+  if (gx == 0 || gy == 0 || gz == 0 || gx > 2147483647u || gy > 65535 || gz > 65535) {
+    return fail(CUDA_ERROR_INVALID_VALUE, call + ": grid " + std::to_string(gx) + " x " + std::to_string(gy) + " x " +
+                                              std::to_string(gz) + " is outside the limits (2^31-1 x 65535 x 65535)");
+  }
+  if (shared_bytes != 0 || extra != nullptr || stream != nullptr) {
+    return fail(CUDA_ERROR_NOT_SUPPORTED, call + ": dynamic shared memory, extra and streams are not emulated");
+  }
+  if (params == nullptr && !k.sizes.empty()) return fail(CUDA_ERROR_INVALID_VALUE, call + ": no parameters");
+  for (size_t i = 0; i < k.sizes.size(); i++) {
+    if (params[i] == nullptr) return fail(CUDA_ERROR_INVALID_VALUE, call + ": parameter " + std::to_string(i) + " is null");
+    if (k.pointers[i]) {
+      uintptr_t p = *static_cast<uintptr_t*>(params[i]);
+      if (p != 0 && find(p, 0) == nullptr) {
+        return fail(CUDA_ERROR_INVALID_VALUE, call + ": parameter " + std::to_string(i) + " (" + hex(p) +
+                                                  ") is not inside a device allocation");
+      }
+    }
+  }
+  return launch(k, params, gx, gy, gz, bx, by, bz);
+}
+
+API CUresult cuGetErrorName(CUresult error, const char** name) {
+  if (name == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  switch (error) {
+    case CUDA_SUCCESS: *name = "CUDA_SUCCESS"; break;
+    case CUDA_ERROR_INVALID_VALUE: *name = "CUDA_ERROR_INVALID_VALUE"; break;
+    case CUDA_ERROR_NOT_INITIALIZED: *name = "CUDA_ERROR_NOT_INITIALIZED"; break;
+    case CUDA_ERROR_NO_DEVICE: *name = "CUDA_ERROR_NO_DEVICE"; break;
+    case CUDA_ERROR_INVALID_DEVICE: *name = "CUDA_ERROR_INVALID_DEVICE"; break;
+    case CUDA_ERROR_INVALID_IMAGE: *name = "CUDA_ERROR_INVALID_IMAGE"; break;
+    case CUDA_ERROR_INVALID_CONTEXT: *name = "CUDA_ERROR_INVALID_CONTEXT"; break;
+    case CUDA_ERROR_UNSUPPORTED_PTX_VERSION: *name = "CUDA_ERROR_UNSUPPORTED_PTX_VERSION"; break;
+    case CUDA_ERROR_INVALID_HANDLE: *name = "CUDA_ERROR_INVALID_HANDLE"; break;
+    case CUDA_ERROR_NOT_FOUND: *name = "CUDA_ERROR_NOT_FOUND"; break;
+    case CUDA_ERROR_LAUNCH_FAILED: *name = "CUDA_ERROR_LAUNCH_FAILED"; break;
+    case CUDA_ERROR_NOT_SUPPORTED: *name = "CUDA_ERROR_NOT_SUPPORTED"; break;
+    default: return CUDA_ERROR_INVALID_VALUE;
+  }
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuGetErrorString(CUresult error, const char** text) { return cuGetErrorName(error, text); }

@@ -1,0 +1,117 @@
+package dev.convspark.tensor.backend;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The GPU backend on the emulated CUDA driver ({@code src/test/cuda-emu}, built by
+ * {@code cuda-emu.sh}): a {@code libcuda.so.1} that runs convspark's kernels on the CPU, loaded
+ * through JCuda in a child JVM. It checks the backend's host code and the kernels' arithmetic
+ * against the CPU backend, and the device choices and their errors through a real driver
+ * interface; it does not check a GPU ({@link CudaParityTest} and {@code gpu-check.sh} do, where
+ * one exists). Skipped, saying so, without g++ or off x86-64 Linux.
+ */
+class CudaEmulationTest {
+
+  private static Path driver;
+
+  @BeforeAll
+  static void buildTheDriver() throws IOException, InterruptedException {
+    String arch = System.getProperty("os.arch");
+    boolean gxx = new ProcessBuilder("sh", "-c", "command -v g++").start().waitFor() == 0;
+    Assumptions.assumeTrue(gxx && System.getProperty("os.name").equals("Linux")
+            && (arch.equals("amd64") || arch.equals("x86_64")),
+        "the emulated CUDA driver needs g++ on x86-64 Linux (here: " + System.getProperty("os.name") + " " + arch
+            + (gxx ? "" : ", no g++") + "): the GPU backend's host code is not run");
+    Path script = Path.of("cuda-emu.sh");
+    if (!Files.exists(script)) {
+      script = Path.of("tensor-native", "cuda-emu.sh");
+    }
+    driver = script.toAbsolutePath().getParent().resolve("target/cuda-emu");
+    Process p = new ProcessBuilder("bash", script.toString(), driver.toString()).redirectErrorStream(true).start();
+    String log = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(5, TimeUnit.MINUTES), "cuda-emu.sh ran over 5 minutes");
+    assertEquals(0, p.exitValue(), "cuda-emu.sh failed:\n" + log);
+  }
+
+  private record Run(int exit, String output) {
+  }
+
+  /** Runs {@link EmulatedDriverProbe} with the emulated driver and {@code env}. */
+  private static Run probe(Map<String, String> env, String... args) throws IOException, InterruptedException {
+    List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        "--add-modules", "jdk.incubator.vector", "-Xmx2g", "-cp", System.getProperty("java.class.path"),
+        EmulatedDriverProbe.class.getName()));
+    command.addAll(List.of(args));
+    ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true);
+    pb.environment().put("LD_LIBRARY_PATH", driver.toString());
+    pb.environment().putAll(env);
+    Process p = pb.start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(10, TimeUnit.MINUTES), "the probe ran over 10 minutes");
+    return new Run(p.exitValue(), out);
+  }
+
+  @Test
+  void theGpuBackendMatchesTheCpuOnTheEmulatedDriver() throws IOException, InterruptedException {
+    Run r = probe(Map.of(), "parity");
+    System.out.println(r.output());
+    assertEquals(0, r.exit(), r.output());
+    assertTrue(r.output().contains("GPU: gpu:0 (convspark CUDA emulator (CPU), CUDA driver 12.0)"), r.output());
+    int checks = GpuCheck.PARITY.size() * 3 + 2 * (1 + 3);
+    assertEquals(checks, r.output().lines().filter(l -> l.endsWith("| yes |")).count(), r.output());
+  }
+
+  @Test
+  void deviceSettingsGoThroughTheDriverAndFailSayingWhy() throws IOException, InterruptedException {
+    Run one = probe(Map.of(), "open", "auto", "gpu", "gpu:1");
+    assertTrue(one.output().contains("auto -> gpu:0 (convspark CUDA emulator (CPU), CUDA driver 12.0)"), one.output());
+    assertTrue(one.output().contains("device auto: using gpu:0 (convspark CUDA emulator"), one.output());
+    assertTrue(one.output().contains("gpu -> gpu:0 ("), one.output());
+    assertTrue(one.output().contains("gpu:1 failed: gpu:1 does not exist (the CUDA driver reports 1 GPU: gpu:0)"),
+        one.output());
+
+    Run two = probe(Map.of("CONVSPARK_CUDA_EMU_DEVICES", "2"), "open", "gpu:1", "gpu:2");
+    assertTrue(two.output().contains("gpu:1 -> gpu:1 (convspark CUDA emulator"), two.output());
+    assertTrue(two.output().contains("gpu:2 failed: gpu:2 does not exist (the CUDA driver reports 2 GPUs: gpu:0 to gpu:1)"),
+        two.output());
+
+    Run none = probe(Map.of("CONVSPARK_CUDA_EMU_DEVICES", "0"), "open", "gpu", "auto");
+    assertTrue(none.output().contains("gpu failed: the CUDA driver reports no GPU"), none.output());
+    assertTrue(none.output().contains("auto -> cpu ("), none.output());
+    assertTrue(none.output().contains("device auto: no usable GPU (the CUDA driver reports no GPU); using cpu"),
+        none.output());
+
+    // A CUDA 11.8 driver reads PTX up to ISA 7.8; the kernels declare 8.0.
+    Run old = probe(Map.of("CONVSPARK_CUDA_EMU_DRIVER", "11080"), "open", "gpu", "auto");
+    assertTrue(old.output().contains("gpu failed: the CUDA driver (version 11.8) refused convspark's kernels"
+        + " (CUDA_ERROR_UNSUPPORTED_PTX_VERSION); they need a CUDA 12.0 or newer driver"), old.output());
+    assertTrue(old.output().contains("auto -> cpu ("), old.output());
+  }
+
+  @Test
+  void theEmulatedDriverRefusesWhatADriverRefuses() throws IOException, InterruptedException {
+    Run r = probe(Map.of(), "misuse");
+    assertEquals(0, r.exit(), r.output());
+    for (String line : new String[] {"copy of 16 bytes into 16: accepted",
+        "copy of 20 bytes into 16: CUDA_ERROR_INVALID_VALUE", "copy from 4 bytes in: CUDA_ERROR_INVALID_VALUE",
+        "relu over 4 floats: accepted", "a block of 2048 threads: CUDA_ERROR_INVALID_VALUE",
+        "a kernel the PTX lacks: CUDA_ERROR_NOT_FOUND",
+        "a copy on a thread with no current context: CUDA_ERROR_INVALID_CONTEXT",
+        "freeing it twice: CUDA_ERROR_INVALID_VALUE"}) {
+      assertTrue(r.output().contains(line), "expected '" + line + "' in:\n" + r.output());
+    }
+  }
+}
