@@ -37,6 +37,11 @@ class MultiProcessTrainingTest {
   }
 
   private static SparkSession session(String master) {
+    return builder(master).getOrCreate();
+  }
+
+  /** A session on {@code master}; a {@code local-cluster}'s executors get this JVM's classpath and flags. */
+  static SparkSession.Builder builder(String master) {
     SparkSession.Builder b = SparkSession.builder().master(master).appName("convspark-ml-multiprocess")
         .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1");
     if (master.startsWith("local-cluster")) {
@@ -46,7 +51,7 @@ class MultiProcessTrainingTest {
                   .filter(a -> a.startsWith("--add-") || a.startsWith("-XX:+IgnoreUnrecognized") || a.startsWith("-Dio.netty"))
                   .toList()));
     }
-    return b.getOrCreate();
+    return b;
   }
 
   @Test

@@ -1,0 +1,138 @@
+package dev.convspark.ml;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.convspark.datasets.mnist.MnistArrays;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.apache.spark.ml.linalg.Vector;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@code device=gpu} through Spark on executors whose {@code libcuda.so.1} is the emulated CUDA
+ * driver ({@code tensor-native/cuda-emu.sh}: convspark's kernels run on the CPU): Spark assigns
+ * each task a GPU ({@code spark.task.resource.gpu.amount}), the workers train on the GPU backend
+ * and sum over sockets (one GPU per executor) or through memory (two GPUs in one executor), and
+ * the weights and the scores match {@code device=cpu}. It checks the GPU path's Spark side and
+ * host code, not a GPU. Skipped, saying so, without g++ or off x86-64 Linux.
+ */
+class EmulatedGpuTrainingTest {
+
+  private static final Path MNIST = MnistArrays.defaultDir().toAbsolutePath();
+  /** A small convolutional network: the emulated driver runs about 1 GFLOP/s. */
+  private static final String SPEC = "in28x28x1-conv5x5x8-relu-pool2-dense32-relu-dropout-dense10";
+
+  private static Path driver;
+
+  @BeforeAll
+  static void buildTheDriver() throws IOException, InterruptedException {
+    String arch = System.getProperty("os.arch");
+    boolean gxx = new ProcessBuilder("sh", "-c", "command -v g++").start().waitFor() == 0;
+    Assumptions.assumeTrue(gxx && System.getProperty("os.name").equals("Linux")
+            && (arch.equals("amd64") || arch.equals("x86_64")),
+        "the emulated CUDA driver needs g++ on x86-64 Linux: device=gpu through Spark is not run here");
+    Path script = Path.of("..", "tensor-native", "cuda-emu.sh").toAbsolutePath().normalize();
+    driver = Path.of("target", "cuda-emu").toAbsolutePath();
+    Process p = new ProcessBuilder("bash", script.toString(), driver.toString()).redirectErrorStream(true).start();
+    String log = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(5, TimeUnit.MINUTES), "cuda-emu.sh ran over 5 minutes");
+    assertEquals(0, p.exitValue(), "cuda-emu.sh failed:\n" + log);
+    Files.createDirectories(Path.of(System.getenv("SPARK_HOME"), "jars"));
+  }
+
+  /** A local cluster of {@code executors} executor JVMs with {@code gpus} emulated GPUs each. */
+  private static SparkSession cluster(int executors, int gpus) throws IOException {
+    SparkSession.getActiveSession().foreach(s -> {
+      s.stop();
+      return null;
+    });
+    StringBuilder addresses = new StringBuilder();
+    for (int i = 0; i < gpus; i++) {
+      addresses.append(i == 0 ? "" : ",").append('"').append(i).append('"');
+    }
+    Path discovery = driver.resolve("gpus-" + gpus + ".sh");
+    Files.writeString(discovery, "#!/bin/sh\necho '{\"name\": \"gpu\", \"addresses\": [" + addresses + "]}'\n");
+    discovery.toFile().setExecutable(true);
+    return MultiProcessTrainingTest.builder("local-cluster[" + executors + "," + gpus + ",1024]")
+        .config("spark.executorEnv.LD_LIBRARY_PATH", driver.toString())
+        .config("spark.executorEnv.CONVSPARK_CUDA_EMU_DEVICES", String.valueOf(gpus))
+        .config("spark.worker.resource.gpu.amount", String.valueOf(gpus))
+        .config("spark.worker.resource.gpu.discoveryScript", discovery.toString())
+        .config("spark.executor.resource.gpu.amount", String.valueOf(gpus))
+        .config("spark.task.resource.gpu.amount", "1")
+        .getOrCreate();
+  }
+
+  private static Dataset<Row> images(SparkSession spark) {
+    return spark.read().format("idx").option("imageFormat", "vector").option("recordsPerPartition", 5000)
+        .load(MNIST.resolve("t10k-images-idx3-ubyte").toString());
+  }
+
+  private static CnnClassificationModel fit(Dataset<Row> data, String device) {
+    return new CnnClassifier().setModel(SPEC).setDevice(device).setBatchSize(50).setMaxIter(40).setKeepProb(0.5)
+        .setLearningRate(1e-3).setNumWorkers(2).setSeed(11).fit(data);
+  }
+
+  /** Trains and scores on the GPUs and on the CPUs of one cluster, and compares. */
+  private static void gpuMatchesCpu(SparkSession spark) {
+    Dataset<Row> data = images(spark);
+    CnnClassificationModel gpu = fit(data, "gpu");
+    CnnClassificationModel cpu = fit(data, "cpu");
+    float[] g = gpu.weights();
+    float[] c = cpu.weights();
+    double diff = 0;
+    double scale = 0;
+    for (int i = 0; i < c.length; i++) {
+      diff = Math.max(diff, Math.abs(g[i] - c[i]));
+      scale = Math.max(scale, Math.abs(c[i]));
+    }
+    // 40 steps run apart: a near-tie taken the other way or a zero-but-for-rounding gradient moves
+    // a weight by up to a step (GpuCheck's Javadoc); the parity checks hold each step to 1e-4.
+    assertTrue(diff / scale < 1e-3, "GPU and CPU weights differ by " + diff / scale + " of the largest");
+    List<Row> onGpu = cpu.setDevice("gpu").transform(data).select("prediction", "probability").collectAsList();
+    List<Row> onCpu = cpu.setDevice("cpu").transform(data).select("prediction", "probability").collectAsList();
+    assertEquals(onCpu.size(), onGpu.size());
+    double probDiff = 0;
+    int disagree = 0;
+    for (int i = 0; i < onCpu.size(); i++) {
+      disagree += onCpu.get(i).getDouble(0) == onGpu.get(i).getDouble(0) ? 0 : 1;
+      Vector a = onCpu.get(i).getAs(1);
+      Vector b = onGpu.get(i).getAs(1);
+      for (int k = 0; k < a.size(); k++) {
+        probDiff = Math.max(probDiff, Math.abs(a.apply(k) - b.apply(k)));
+      }
+    }
+    assertTrue(probDiff < 1e-4, "GPU and CPU probabilities differ by " + probDiff);
+    assertTrue(disagree <= 2, disagree + " of " + onCpu.size() + " predictions differ between GPU and CPU");
+  }
+
+  @Test
+  void twoExecutorsWithAGpuEachTrainAndScoreAsTheCpuDoes() throws IOException {
+    SparkSession spark = cluster(2, 1);
+    try {
+      gpuMatchesCpu(spark);
+    } finally {
+      spark.stop();
+    }
+  }
+
+  @Test
+  void twoGpusOfOneExecutorTrainAndScoreAsTheCpuDoes() throws IOException {
+    SparkSession spark = cluster(1, 2);
+    try {
+      gpuMatchesCpu(spark);
+    } finally {
+      spark.stop();
+    }
+  }
+}
