@@ -7,12 +7,13 @@
 #
 # Then any JVM started with LD_LIBRARY_PATH=OUTPUT-DIR sees one emulated GPU through JCuda, e.g.
 #   LD_LIBRARY_PATH=tensor-native/target/cuda-emu java ... dev.convspark.tensor.backend.GpuCheck --parity-only
-# Needs g++ (C++17) on x86-64 Linux.
+# Needs g++ (C++17) on x86-64 Linux; exits with 3, saying why, where it cannot be built.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-$here/target/cuda-emu}
-command -v g++ >/dev/null 2>&1 || { echo "cuda-emu: g++ not found" >&2; exit 1; }
-[[ $(uname -m) == x86_64 ]] || { echo "cuda-emu: written for x86-64, this is $(uname -m)" >&2; exit 1; }
+[[ $(uname -s) == Linux && $(uname -m) == x86_64 ]] \
+  || { echo "cuda-emu: written for x86-64 Linux, this is $(uname -s) $(uname -m)" >&2; exit 3; }
+command -v g++ >/dev/null 2>&1 || { echo "cuda-emu: g++ not found (apt-get install g++)" >&2; exit 3; }
 mkdir -p "$out"
 # One X(name) per kernel of convspark.cu, so the driver knows every kernel by name and signature.
 grep -o 'extern "C" __global__ void [A-Za-z_0-9]*' "$here/src/main/cuda/convspark.cu" \

@@ -36,16 +36,12 @@ class EmulatedGpuTrainingTest {
 
   @BeforeAll
   static void buildTheDriver() throws IOException, InterruptedException {
-    String arch = System.getProperty("os.arch");
-    boolean gxx = new ProcessBuilder("sh", "-c", "command -v g++").start().waitFor() == 0;
-    Assumptions.assumeTrue(gxx && System.getProperty("os.name").equals("Linux")
-            && (arch.equals("amd64") || arch.equals("x86_64")),
-        "the emulated CUDA driver needs g++ on x86-64 Linux: device=gpu through Spark is not run here");
     Path script = Path.of("..", "tensor-native", "cuda-emu.sh").toAbsolutePath().normalize();
     driver = Path.of("target", "cuda-emu").toAbsolutePath();
     Process p = new ProcessBuilder("bash", script.toString(), driver.toString()).redirectErrorStream(true).start();
     String log = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
     assertTrue(p.waitFor(5, TimeUnit.MINUTES), "cuda-emu.sh ran over 5 minutes");
+    Assumptions.assumeTrue(p.exitValue() != 3, log.strip() + ": device=gpu through Spark is not run here");
     assertEquals(0, p.exitValue(), "cuda-emu.sh failed:\n" + log);
     Files.createDirectories(Path.of(System.getenv("SPARK_HOME"), "jars"));
   }

@@ -181,23 +181,11 @@ public final class GpuCheck {
     }
   }
 
-  /** The mean cross-entropy of {@code n} samples of {@code x} labelled 0, 1, ..., 9, 0, 1, ... */
+  /** The mean cross-entropy of {@code n} samples of {@code x} under the labels {@link #labels} gives. */
   private static double probeLoss(ModelRunner r, float[] x, int n) {
     float[] z = logits(r, x, n);
     int classes = r.spec().numClasses();
-    double sum = 0;
-    for (int s = 0; s < n; s++) {
-      double max = Double.NEGATIVE_INFINITY;
-      for (int c = 0; c < classes; c++) {
-        max = Math.max(max, z[s * classes + c]);
-      }
-      double e = 0;
-      for (int c = 0; c < classes; c++) {
-        e += Math.exp(z[s * classes + c] - max);
-      }
-      sum += Math.log(e) + max - z[s * classes + s % classes];
-    }
-    return sum / n;
+    return SoftmaxCrossEntropy.compute(z, labels(n, classes, 0), n, classes, 1f, new float[z.length]).lossSum() / n;
   }
 
   /**

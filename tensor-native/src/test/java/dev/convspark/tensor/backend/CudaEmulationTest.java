@@ -29,12 +29,6 @@ class CudaEmulationTest {
 
   @BeforeAll
   static void buildTheDriver() throws IOException, InterruptedException {
-    String arch = System.getProperty("os.arch");
-    boolean gxx = new ProcessBuilder("sh", "-c", "command -v g++").start().waitFor() == 0;
-    Assumptions.assumeTrue(gxx && System.getProperty("os.name").equals("Linux")
-            && (arch.equals("amd64") || arch.equals("x86_64")),
-        "the emulated CUDA driver needs g++ on x86-64 Linux (here: " + System.getProperty("os.name") + " " + arch
-            + (gxx ? "" : ", no g++") + "): the GPU backend's host code is not run");
     Path script = Path.of("cuda-emu.sh");
     if (!Files.exists(script)) {
       script = Path.of("tensor-native", "cuda-emu.sh");
@@ -43,6 +37,7 @@ class CudaEmulationTest {
     Process p = new ProcessBuilder("bash", script.toString(), driver.toString()).redirectErrorStream(true).start();
     String log = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
     assertTrue(p.waitFor(5, TimeUnit.MINUTES), "cuda-emu.sh ran over 5 minutes");
+    Assumptions.assumeTrue(p.exitValue() != 3, log.strip() + ": the GPU backend's host code is not run");
     assertEquals(0, p.exitValue(), "cuda-emu.sh failed:\n" + log);
   }
 
