@@ -20,27 +20,34 @@ __device__ __forceinline__ float load_b(const float* b, int trans, int ldb, int 
 
 // C[m x n] = op(A)[m x k] * op(B)[k x n] + beta * C; op transposes when trans is 1. A 64 x 64
 // tile of C per block of 256 threads, each thread 4 x 4 of it; C is not read when beta is 0.
+// Split over k when the grid has a z extent: block z sums k from z * k_split (a multiple of TK) to
+// the next split and writes its m x n partial at c + z * m * ldc (beta 0), for sum_splits to add up.
+// So a product with few output tiles and a long k (a convolution's weight gradient: 1 to 13 tiles,
+// k of 9,800 to 39,200 at batch 50) keeps every multiprocessor busy instead of one to thirteen.
 extern "C" __global__ void sgemm(int trans_a, int trans_b, int m, int n, int k, const float* a, int lda,
-                                 const float* b, int ldb, float beta, float* c, int ldc) {
+                                 const float* b, int ldb, float beta, float* c, int ldc, int k_split) {
   __shared__ float as[TK][TM + 1];
   __shared__ float bs[TK][TN + 1];
   int tx = threadIdx.x % 16;
   int ty = threadIdx.x / 16;
   int row0 = blockIdx.y * TM;
   int col0 = blockIdx.x * TN;
+  int k_begin = blockIdx.z * k_split;
+  int k_end = min(k, k_begin + k_split);
+  c += (long long) blockIdx.z * m * ldc;
   float acc[4][4];
   for (int i = 0; i < 4; i++)
     for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
-  for (int k0 = 0; k0 < k; k0 += TK) {
+  for (int k0 = k_begin; k0 < k_end; k0 += TK) {
     for (int i = threadIdx.x; i < TM * TK; i += 256) {
       int r = trans_a ? i % TM : i / TK;
       int q = trans_a ? i / TM : i % TK;
-      as[q][r] = load_a(a, trans_a, lda, row0 + r, k0 + q, m, k);
+      as[q][r] = load_a(a, trans_a, lda, row0 + r, k0 + q, m, k_end);
     }
     for (int i = threadIdx.x; i < TK * TN; i += 256) {
       int q = trans_b ? i % TK : i / TN;
       int col = trans_b ? i / TK : i % TN;
-      bs[q][col] = load_b(b, trans_b, ldb, k0 + q, col0 + col, k, n);
+      bs[q][col] = load_b(b, trans_b, ldb, k0 + q, col0 + col, k_end, n);
     }
     __syncthreads();
 #pragma unroll
@@ -69,6 +76,18 @@ extern "C" __global__ void sgemm(int trans_a, int trans_b, int m, int n, int k, 
   }
 }
 
+// c[r][col] = sum over z of part[z][r][col] (splits partials of rows x cols, in order), + beta * c.
+extern "C" __global__ void sum_splits(const float* part, int splits, int rows, int cols, float beta, float* c,
+                                      int ldc) {
+  long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+  long long size = (long long) rows * cols;
+  if (i >= size) return;
+  float s = 0.f;
+  for (int z = 0; z < splits; z++) s += part[z * size + i];
+  long long o = i / cols * ldc + i % cols;
+  c[o] = beta == 0.f ? s : s + beta * c[o];
+}
+
 // y[r][c] = bias[c] for rows x cols.
 extern "C" __global__ void fill_rows(const float* bias, float* y, int rows, int cols) {
   long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
@@ -88,15 +107,6 @@ extern "C" __global__ void sum_rows(const float* dy, int rows, int cols, float* 
     __syncthreads();
   }
   if (threadIdx.x == 0) out[c] = part[0];
-}
-
-// dst[c][r] = src[r][c] for a rows x cols source.
-extern "C" __global__ void transpose(const float* src, int rows, int cols, float* dst) {
-  long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= (long long) rows * cols) return;
-  int r = (int) (i / cols);
-  int c = (int) (i % cols);
-  dst[(long long) c * rows + r] = src[i];
 }
 
 // Patches of n images (h x w x ch, NHWC) as rows (sample, out y, out x), columns (ky, kx, channel).
@@ -187,7 +197,25 @@ extern "C" __global__ void relu_backward(const float* y, const float* dy, float*
   if (i < len) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
 }
 
-// y = x * mask elementwise (dropout with a mask of 0 or 1/keep made on the host, and its backward).
+// Dropout's forward pass with the CPU's masks (Dropout.fillMask): value i of sample s is value
+// first[s] * size + i % size of the global batch, kept (mask = scale, else 0) when the top 24 bits
+// of SplitMix64's finaliser of mixed_seed + (value + 1) * 0x9E3779B97F4A7C15 are below `below`.
+// Integer arithmetic only, so the masks are the CPU's bit for bit; y = x * mask.
+extern "C" __global__ void dropout(const float* x, float* y, float* mask, int n, int size, const long long* first,
+                                   unsigned long long mixed_seed, unsigned long long below, float scale) {
+  long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (long long) n * size) return;
+  unsigned long long value = (unsigned long long) first[i / size] * size + i % size;
+  unsigned long long z = mixed_seed + (value + 1) * 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  float m = (z >> 40) < below ? scale : 0.f;
+  mask[i] = m;
+  y[i] = x[i] * m;
+}
+
+// y = x * mask elementwise (dropout's backward pass, with the mask its forward pass kept).
 extern "C" __global__ void multiply(const float* x, const float* mask, float* y, int len) {
   int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < len) y[i] = x[i] * mask[i];
@@ -231,6 +259,12 @@ extern "C" __global__ void adam(float* p, const float* g, float* m, float* v, in
   m[i] = mi;
   v[i] = vi;
   p[i] -= step_size * mi / (sqrtf(vi) + eps);
+}
+
+// x *= factor (a sum of gradients into their mean).
+extern "C" __global__ void scale(float* x, int len, float factor) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < len) x[i] *= factor;
 }
 
 extern "C" __global__ void sgd(float* p, const float* g, int len, float lr) {

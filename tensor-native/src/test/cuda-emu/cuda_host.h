@@ -26,6 +26,9 @@ void syncthreads();
 #define gridDim (emu::grid_dim)
 #define __syncthreads() emu::syncthreads()
 
+// CUDA's integer min, a device function.
+inline int min(int a, int b) { return a < b ? a : b; }
+
 // The emulated threads of a block take turns on one OS thread: a read-modify-write is atomic.
 inline float atomicAdd(float* address, float value) {
   float old = *address;

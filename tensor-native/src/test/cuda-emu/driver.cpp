@@ -15,7 +15,14 @@
 // Settings (environment): CONVSPARK_CUDA_EMU_DEVICES (number of devices, default 1; 0 makes cuInit
 // fail as on a machine whose driver sees no GPU), CONVSPARK_CUDA_EMU_DRIVER (the driver version
 // reported, as cuDriverGetVersion gives it, default 12000 = CUDA 12.0; it decides the newest PTX
-// ISA accepted).
+// ISA accepted), CONVSPARK_CUDA_EMU_SMS (the multiprocessor count reported, default 132, an
+// H100's and H200's), CONVSPARK_CUDA_EMU_TRACE (a file to which every launch, copy, memset and
+// synchronisation is appended as one line, so a test can see what a training step asks of the
+// device: "launch NAME GXxGYxGZ BX ARGS...", with each device pointer as "p" and other arguments
+// as numbers; "htod BYTES", "dtoh BYTES", "dtod BYTES", "memset BYTES", "sync", "alloc BYTES",
+// "free BYTES"), CONVSPARK_CUDA_EMU_KERNELS (0: launches and memsets are checked and traced but
+// not run, so that a benchmark times the host's side of a step: JCuda, the backend's Java, the
+// copies between host and device).
 //
 // Built by tensor-native/cuda-emu.sh, which generates kernels.inc (one X(name) per kernel).
 
@@ -74,6 +81,7 @@ struct KernelInfo {
   const char* name;
   std::vector<int> sizes;      // bytes of each parameter
   std::vector<bool> pointers;  // which parameters are device pointers
+  std::vector<bool> floats;    // which are float or double
   void (*run)(void** params);  // runs the current emulated thread
 };
 
@@ -97,7 +105,7 @@ struct Info<void (*)(A...), F> {
   }
   static void run(void** p) { call(p, std::index_sequence_for<A...>{}); }
   static KernelInfo get(const char* name) {
-    return KernelInfo{name, {int(sizeof(A))...}, {std::is_pointer_v<A>...}, &run};
+    return KernelInfo{name, {int(sizeof(A))...}, {std::is_pointer_v<A>...}, {std::is_floating_point_v<A>...}, &run};
   }
 };
 
@@ -127,6 +135,28 @@ int env_int(const char* name, int fallback) {
 
 int device_count() { return env_int("CONVSPARK_CUDA_EMU_DEVICES", 1); }
 int driver_version() { return env_int("CONVSPARK_CUDA_EMU_DRIVER", 12000); }
+
+// Whether device work (kernels, memsets) runs; CONVSPARK_CUDA_EMU_KERNELS=0 leaves it out.
+bool device_work() {
+  static const bool on = env_int("CONVSPARK_CUDA_EMU_KERNELS", 1) != 0;
+  return on;
+}
+
+// The trace file (CONVSPARK_CUDA_EMU_TRACE), or nullptr; appended to, one flushed line per call.
+FILE* trace_file() {
+  static FILE* f = [] {
+    const char* path = getenv("CONVSPARK_CUDA_EMU_TRACE");
+    return path == nullptr || *path == 0 ? nullptr : fopen(path, "a");
+  }();
+  return f;
+}
+
+void trace(const std::string& line) {
+  if (FILE* f = trace_file()) {
+    fprintf(f, "%s\n", line.c_str());
+    fflush(f);
+  }
+}
 
 // The newest PTX ISA (major * 10 + minor) a driver of the given version loads.
 int newest_ptx(int driver) {
@@ -331,6 +361,47 @@ std::map<std::string, std::vector<int>> ptx_entries(const std::string& ptx) {
   return entries;
 }
 
+// The parameters of a launch given as one buffer (extra: CU_LAUNCH_PARAM_BUFFER_POINTER, the
+// buffer, CU_LAUNCH_PARAM_BUFFER_SIZE, a size_t, CU_LAUNCH_PARAM_END), each parameter at the next
+// multiple of its own size: pointers to each into params, or an error when the size differs.
+CUresult unpack_extra(const KernelInfo& k, const std::string& call, void** extra, std::vector<void*>& params) {
+  char* buffer = nullptr;
+  size_t* size = nullptr;
+  for (int i = 0; extra[i] != nullptr; i += 2) {
+    uintptr_t key = reinterpret_cast<uintptr_t>(extra[i]);
+    if (key == 1) {
+      buffer = static_cast<char*>(extra[i + 1]);
+    } else if (key == 2) {
+      size = static_cast<size_t*>(extra[i + 1]);
+    } else {
+      return fail(CUDA_ERROR_INVALID_VALUE, call + ": extra holds an unknown key " + std::to_string(key));
+    }
+  }
+  if (buffer == nullptr || size == nullptr) {
+    return fail(CUDA_ERROR_INVALID_VALUE, call + ": extra needs both the buffer and its size");
+  }
+  size_t at = 0;
+  for (int bytes : k.sizes) {
+    at = (at + bytes - 1) / bytes * bytes;
+    params.push_back(buffer + at);
+    at += bytes;
+  }
+  if (*size != at) {
+    return fail(CUDA_ERROR_INVALID_VALUE, call + ": a parameter buffer of " + std::to_string(*size) +
+                                              " bytes, but the kernel's parameters take " + std::to_string(at));
+  }
+  return CUDA_SUCCESS;
+}
+
+// A kernel argument as the trace shows it: "p" for a device pointer, else its value.
+std::string argument_text(const KernelInfo& k, size_t i, const void* p) {
+  if (k.pointers[i]) return "p";
+  if (k.floats[i]) return k.sizes[i] == 4 ? std::to_string(*static_cast<const float*>(p))
+                                          : std::to_string(*static_cast<const double*>(p));
+  return k.sizes[i] == 4 ? std::to_string(*static_cast<const int*>(p))
+                         : std::to_string(*static_cast<const long long*>(p));
+}
+
 std::string sizes_text(const std::vector<int>& s) {
   std::string r = "(";
   for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
@@ -411,7 +482,18 @@ API CUresult cuDeviceGetName(char* name, int length, CUdevice device) {
   return CUDA_SUCCESS;
 }
 
-API CUresult cuDeviceGetAttribute(int*, int, CUdevice) { return CUDA_ERROR_NOT_SUPPORTED; }
+API CUresult cuDeviceGetAttribute(int* value, int attribute, CUdevice device) {
+  const int MULTIPROCESSOR_COUNT = 16;
+  if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+  if (device < 0 || device >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
+  if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (attribute != MULTIPROCESSOR_COUNT) {
+    return fail(CUDA_ERROR_NOT_SUPPORTED, "cuDeviceGetAttribute: attribute " + std::to_string(attribute) +
+                                              " is not emulated (only the multiprocessor count, 16)");
+  }
+  *value = env_int("CONVSPARK_CUDA_EMU_SMS", 132);
+  return CUDA_SUCCESS;
+}
 
 API CUresult cuCtxCreate_v2(Context** context, unsigned flags, CUdevice device) {
   std::lock_guard<std::recursive_mutex> g(lock);
@@ -456,7 +538,9 @@ API CUresult cuCtxSetCurrent(Context* context) {
 
 API CUresult cuCtxSynchronize() {
   std::lock_guard<std::recursive_mutex> g(lock);
-  return need_context("cuCtxSynchronize");
+  if (CUresult r = need_context("cuCtxSynchronize")) return r;
+  trace("sync");
+  return CUDA_SUCCESS;
 }
 
 API CUresult cuModuleLoadData(Module** module, const void* image) { return load_module(module, image); }
@@ -494,6 +578,7 @@ API CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes) {
   uintptr_t address = reinterpret_cast<uintptr_t>(map) + data - (bytes + 3) / 4 * 4;
   allocations[address] = Allocation{bytes, map, data + page, current_context};
   *pointer = address;
+  trace("alloc " + std::to_string(bytes));
   return CUDA_SUCCESS;
 }
 
@@ -504,6 +589,7 @@ API CUresult cuMemFree_v2(CUdeviceptr pointer) {
   if (it == allocations.end()) {
     return fail(CUDA_ERROR_INVALID_VALUE, "cuMemFree: " + hex(uintptr_t(pointer)) + " is not a live allocation");
   }
+  trace("free " + std::to_string(it->second.size));
   munmap(it->second.map, it->second.map_length);
   allocations.erase(it);
   return CUDA_SUCCESS;
@@ -514,6 +600,7 @@ API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
   if (CUresult r = need_context("cuMemcpyHtoD")) return r;
   if (CUresult r = need_range("cuMemcpyHtoD", "destination", uintptr_t(dst), bytes)) return r;
   memcpy(reinterpret_cast<void*>(dst), src, bytes);
+  trace("htod " + std::to_string(bytes));
   return CUDA_SUCCESS;
 }
 
@@ -522,6 +609,7 @@ API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
   if (CUresult r = need_context("cuMemcpyDtoH")) return r;
   if (CUresult r = need_range("cuMemcpyDtoH", "source", uintptr_t(src), bytes)) return r;
   memcpy(dst, reinterpret_cast<const void*>(src), bytes);
+  trace("dtoh " + std::to_string(bytes));
   return CUDA_SUCCESS;
 }
 
@@ -531,6 +619,7 @@ API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
   if (CUresult r = need_range("cuMemcpyDtoD", "source", uintptr_t(src), bytes)) return r;
   if (CUresult r = need_range("cuMemcpyDtoD", "destination", uintptr_t(dst), bytes)) return r;
   memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), bytes);
+  trace("dtod " + std::to_string(bytes));
   return CUDA_SUCCESS;
 }
 
@@ -540,7 +629,8 @@ API CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t count) {
   if (dst % 4 != 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemsetD32: destination not 4-byte aligned");
   if (CUresult r = need_range("cuMemsetD32", "destination", uintptr_t(dst), count * 4)) return r;
   uint32_t* p = reinterpret_cast<uint32_t*>(dst);
-  for (size_t i = 0; i < count; i++) p[i] = value;
+  for (size_t i = 0; device_work() && i < count; i++) p[i] = value;
+  trace("memset " + std::to_string(count * 4));
   return CUDA_SUCCESS;
 }
 
@@ -560,8 +650,14 @@ API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, 
     return fail(CUDA_ERROR_INVALID_VALUE, call + ": grid " + std::to_string(gx) + " x " + std::to_string(gy) + " x " +
                                               std::to_string(gz) + " is outside the limits (2^31-1 x 65535 x 65535)");
   }
-  if (shared_bytes != 0 || extra != nullptr || stream != nullptr) {
-    return fail(CUDA_ERROR_NOT_SUPPORTED, call + ": dynamic shared memory, extra and streams are not emulated");
+  if (shared_bytes != 0 || stream != nullptr) {
+    return fail(CUDA_ERROR_NOT_SUPPORTED, call + ": dynamic shared memory and streams are not emulated");
+  }
+  std::vector<void*> packed;
+  if (extra != nullptr) {
+    if (params != nullptr) return fail(CUDA_ERROR_INVALID_VALUE, call + ": both kernelParams and extra");
+    if (CUresult r = unpack_extra(k, call, extra, packed)) return r;
+    params = packed.data();
   }
   if (params == nullptr && !k.sizes.empty()) return fail(CUDA_ERROR_INVALID_VALUE, call + ": no parameters");
   for (size_t i = 0; i < k.sizes.size(); i++) {
@@ -574,6 +670,15 @@ API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, 
       }
     }
   }
+  if (trace_file() != nullptr) {
+    std::string line = std::string("launch ") + k.name + " " + std::to_string(gx) + "x" + std::to_string(gy) + "x" +
+                       std::to_string(gz) + " " + std::to_string(bx * by * bz);
+    for (size_t i = 0; i < k.sizes.size(); i++) {
+      line += " " + argument_text(k, i, params[i]);
+    }
+    trace(line);
+  }
+  if (!device_work()) return CUDA_SUCCESS;
   return launch(k, params, gx, gy, gz, bx, by, bz);
 }
 

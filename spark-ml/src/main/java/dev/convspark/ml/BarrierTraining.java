@@ -596,7 +596,7 @@ final class BarrierTraining {
           check.accept(stats);
           runner.applyGradients(optimizer);
         } else {
-          GradientExchange.alone(runner, optimizer, scratch, stats, check);
+          GradientExchange.alone(runner, optimizer, stats, check);
         }
       }
 

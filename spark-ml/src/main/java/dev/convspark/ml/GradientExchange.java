@@ -70,19 +70,13 @@ interface GradientExchange extends AutoCloseable {
   }
 
   /**
-   * The step of a worker alone: the gradients need no sum, only the division by the count; where
-   * they live in this JVM's heap, done in place (no 13 MB copied out and back every step).
+   * The step of a worker alone: the gradients need no sum, only the division by the count, done
+   * where they live (no 13 MB copied out and back every step, from the heap or from a GPU).
    */
-  static void alone(ModelRunner runner, Optimizer optimizer, float[] scratch, double[] stats,
+  static void alone(ModelRunner runner, Optimizer optimizer, double[] stats,
                     java.util.function.Consumer<double[]> check) {
-    float[] grads = runner.hostGradients();
     check.accept(stats);
-    if (grads != null) {
-      divideByCount(grads, stats);
-    } else {
-      runner.copyGradientsTo(scratch);
-      runner.copyGradientsFrom(divideByCount(scratch, stats));
-    }
+    runner.scaleGradients((float) (1 / stats[stats.length - 1]));
     runner.applyGradients(optimizer);
   }
 

@@ -241,7 +241,7 @@ final class StarAllreduce implements GradientExchange {
     if (size > 1) {
       GradientExchange.super.step(runner, optimizer, scratch, stats, check);
     } else {
-      GradientExchange.alone(runner, optimizer, scratch, stats, check);
+      GradientExchange.alone(runner, optimizer, stats, check);
     }
   }
 

@@ -1,10 +1,13 @@
 package dev.convspark.tensor.backend;
 
+import static jcuda.driver.JCudaDriver.CU_LAUNCH_PARAM_BUFFER_POINTER;
+import static jcuda.driver.JCudaDriver.CU_LAUNCH_PARAM_BUFFER_SIZE;
+import static jcuda.driver.JCudaDriver.CU_LAUNCH_PARAM_END;
 import static jcuda.driver.JCudaDriver.cuCtxCreate;
 import static jcuda.driver.JCudaDriver.cuCtxDestroy;
 import static jcuda.driver.JCudaDriver.cuCtxSetCurrent;
-import static jcuda.driver.JCudaDriver.cuCtxSynchronize;
 import static jcuda.driver.JCudaDriver.cuDeviceGet;
+import static jcuda.driver.JCudaDriver.cuDeviceGetAttribute;
 import static jcuda.driver.JCudaDriver.cuDeviceGetCount;
 import static jcuda.driver.JCudaDriver.cuDeviceGetName;
 import static jcuda.driver.JCudaDriver.cuDriverGetVersion;
@@ -34,6 +37,8 @@ import dev.convspark.tensor.optim.Sgd;
 import dev.convspark.tensor.spec.ModelSpec;
 import java.io.IOException;
 import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -42,6 +47,7 @@ import jcuda.CudaException;
 import jcuda.Pointer;
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
+import jcuda.driver.CUdevice_attribute;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUmodule;
@@ -50,10 +56,12 @@ import jcuda.driver.JCudaDriver;
 /**
  * The GPU backend: the CUDA driver API through JCuda, with convspark's own kernels
  * ({@code src/main/cuda/convspark.cu}, committed as PTX and loaded with {@code cuModuleLoadData}).
- * Parameters, gradients, optimizer moments and activations stay on the device between steps; a
- * training step uploads the batch (and the dropout masks, drawn on the host with the CPU's
- * generator so both backends drop the same units), and only the gradients (for the allreduce),
- * the loss and the accuracy come back.
+ * Parameters, gradients, optimizer moments and activations stay on the device between steps. A
+ * training step uploads the batch (images, then labels with each sample's place in the global
+ * batch, from which the dropout kernel draws the CPU's masks bit for bit), queues its kernels and
+ * waits once, for the loss and accuracy; the optimizer's update is queued behind it without a
+ * wait. Only the gradients (for an allreduce, when asked) and the parameters (when asked) come
+ * back otherwise.
  *
  * <p>Not yet run on a GPU: the project's build machines have none. {@code gpu-check.sh} runs the
  * CPU-versus-GPU parity checks and the benchmark where one exists.
@@ -68,11 +76,13 @@ public final class CudaBackend implements Backend {
   private final CUmodule module;
   private final Map<String, CUfunction> functions = new HashMap<>();
   private final String description;
+  private final int multiprocessors;
 
-  private CudaBackend(CUcontext context, CUmodule module, String description) {
+  private CudaBackend(CUcontext context, CUmodule module, String description, int multiprocessors) {
     this.context = context;
     this.module = module;
     this.description = description;
+    this.multiprocessors = multiprocessors;
   }
 
   /**
@@ -105,6 +115,8 @@ public final class CudaBackend implements Backend {
       cuDeviceGetName(name, name.length, dev);
       int[] version = new int[1];
       cuDriverGetVersion(version);
+      int[] sms = new int[1];
+      cuDeviceGetAttribute(sms, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
       CUcontext ctx = new CUcontext();
       cuCtxCreate(ctx, 0, dev);
       CUmodule module = new CUmodule();
@@ -117,7 +129,7 @@ public final class CudaBackend implements Backend {
       }
       String device = new String(name, java.nio.charset.StandardCharsets.US_ASCII).trim().replace("\0", "");
       return new CudaBackend(ctx, module, "gpu:" + ordinal + " (" + device + ", CUDA driver " + version[0] / 1000 + "."
-          + version[0] % 1000 / 10 + ")");
+          + version[0] % 1000 / 10 + ")", sms[0]);
     } catch (LinkageError e) {
       // No libcuda.so.1 (UnsatisfiedLinkError first, NoClassDefFoundError on later calls).
       String first = String.valueOf(e).lines().findFirst().orElse("");
@@ -164,54 +176,63 @@ public final class CudaBackend implements Backend {
     });
   }
 
-  /** Launches {@code name} over {@code count} threads in blocks of 256, with the given arguments. */
-  private void launch(String name, long count, Object... args) {
-    if (count <= 0) {
-      return;
+  /**
+   * How much of {@code k} one block of the {@code sgemm} kernel sums for an {@code m x n}
+   * product on a GPU of {@code multiprocessors}: all of it when the product has a 64 x 64 tile
+   * for every multiprocessor or k is short (under 8 steps of 16), else an equal share (a multiple
+   * of 16, at least 4 steps) of enough splits for two blocks per multiprocessor.
+   */
+  static int kSplit(int m, int n, int k, int multiprocessors) {
+    long tiles = (long) ((m + 63) / 64) * ((n + 63) / 64);
+    int steps = (k + 15) / 16;
+    if (tiles >= multiprocessors || steps < 8) {
+      return k;
     }
-    launchGrid(name, (int) ((count + THREADS - 1) / THREADS), 1, THREADS, args);
-  }
-
-  private void launchGrid(String name, int gx, int gy, int block, Object... args) {
-    Pointer[] p = new Pointer[args.length];
-    for (int i = 0; i < args.length; i++) {
-      Object a = args[i];
-      p[i] = a instanceof CUdeviceptr d ? Pointer.to(d)
-          : a instanceof Integer v ? Pointer.to(new int[] {v})
-          : a instanceof Float v ? Pointer.to(new float[] {v})
-          : null;
-      if (p[i] == null) {
-        throw new IllegalArgumentException("kernel argument " + i + " of " + name + " has type " + a.getClass());
-      }
-    }
-    cuLaunchKernel(function(name), gx, gy, 1, block, 1, 1, 0, null, Pointer.to(p), null);
+    long splits = Math.min((2L * multiprocessors + tiles - 1) / tiles, steps / 4);
+    return (int) ((steps + splits - 1) / splits) * 16;
   }
 
   /** A device buffer of floats (or ints), grown on demand. */
   private static final class Buffer {
+    /** For copies and cuMemFree. */
     CUdeviceptr ptr;
+    /** The device address, for kernel arguments. */
+    long address;
     long capacity;
 
-    CUdeviceptr ensure(long elements) {
+    long ensure(long elements) {
       if (elements > capacity) {
         free();
         ptr = new CUdeviceptr();
         cuMemAlloc(ptr, Math.max(1, elements) * 4L);
+        address = new DeviceAddress(ptr).value();
         capacity = elements;
       }
-      return ptr;
+      return address;
     }
 
-    CUdeviceptr at(long element) {
-      return ptr.withByteOffset(element * 4L);
+    long at(long element) {
+      return address + element * 4L;
     }
 
     void free() {
       if (ptr != null) {
         cuMemFree(ptr);
         ptr = null;
+        address = 0;
         capacity = 0;
       }
+    }
+  }
+
+  /** A device pointer's address as a number (JCuda keeps it to itself). */
+  private static final class DeviceAddress extends CUdeviceptr {
+    DeviceAddress(CUdeviceptr p) {
+      super(p, 0);
+    }
+
+    long value() {
+      return getNativePointer() + getByteOffset();
     }
   }
 
@@ -224,21 +245,36 @@ public final class CudaBackend implements Backend {
     private final Buffer m = new Buffer();
     private final Buffer v = new Buffer();
     private final Buffer input = new Buffer();
-    private final Buffer labels = new Buffer();
+    /** Labels (n ints), then each sample's index in the global batch (n longs, 8-byte aligned). */
+    private final Buffer batchInfo = new Buffer();
     private final Buffer dLogits = new Buffer();
-    private final Buffer loss = new Buffer();
-    private final Buffer correct = new Buffer();
+    /** Per sample: the loss (n doubles), then 1 where the prediction was right (n ints). */
+    private final Buffer metrics = new Buffer();
     private final Buffer scratch = new Buffer();
-    private final Buffer scratch2 = new Buffer();
+    private final Buffer splitK = new Buffer();
     private final List<Buffer> acts = new ArrayList<>();
     private final List<Buffer> dacts = new ArrayList<>();
     private final List<Buffer> aux = new ArrayList<>();
+    /** Where each layer's output of the last forward pass is: its buffer, or its input's. */
+    private final Buffer[] outs;
+    private final boolean[] masked;
     private Optimizer onDevice;
+    /**
+     * A launch's arguments, packed as the kernel's parameters lie (each at a multiple of its
+     * size) and handed to the driver in one buffer (cuLaunchKernel's {@code extra}): a pointer per
+     * argument made for every launch cost JCuda several times as much host time.
+     */
+    private final ByteBuffer args = ByteBuffer.allocateDirect(256).order(ByteOrder.nativeOrder());
+    private final ByteBuffer argsSize = ByteBuffer.allocateDirect(8).order(ByteOrder.nativeOrder());
+    private final Pointer extra = Pointer.to(CU_LAUNCH_PARAM_BUFFER_POINTER, Pointer.to(args),
+        CU_LAUNCH_PARAM_BUFFER_SIZE, Pointer.to(argsSize), CU_LAUNCH_PARAM_END);
 
     Runner(Network net) {
       this.net = net;
       this.layers = net.layers();
       this.paramCount = net.paramCount();
+      this.outs = new Buffer[layers.size()];
+      this.masked = new boolean[layers.size()];
       params.ensure(paramCount);
       grads.ensure(paramCount);
       for (int i = 0; i < layers.size(); i++) {
@@ -310,11 +346,54 @@ public final class CudaBackend implements Backend {
       net.setKeepProb(keepProb);
     }
 
-    /** C = op(A) op(B) (+ beta C), row-major, as the CPU kernels' gemm. */
-    private void gemm(boolean ta, boolean tb, int mm, int nn, int kk, CUdeviceptr a, int lda, CUdeviceptr b, int ldb,
-                      float beta, CUdeviceptr c, int ldc) {
-      launchGrid("sgemm", (nn + 63) / 64, (mm + 63) / 64, 256, ta ? 1 : 0, tb ? 1 : 0, mm, nn, kk, a, lda, b, ldb, beta,
-          c, ldc);
+    /** Launches {@code name} over {@code count} threads in blocks of 256, with the given arguments. */
+    private void launch(String name, long count, Object... a) {
+      if (count <= 0) {
+        return;
+      }
+      launchGrid(name, (int) ((count + THREADS - 1) / THREADS), 1, 1, THREADS, a);
+    }
+
+    /** Integers and floats are 4-byte parameters; longs, 8-byte ones (device addresses among them). */
+    private void launchGrid(String name, int gx, int gy, int gz, int block, Object... a) {
+      int at = 0;
+      for (int i = 0; i < a.length; i++) {
+        if (a[i] instanceof Long v) {
+          at = (at + 7) & ~7;
+          args.putLong(at, v);
+          at += 8;
+        } else if (a[i] instanceof Integer v) {
+          args.putInt(at, v);
+          at += 4;
+        } else if (a[i] instanceof Float v) {
+          args.putFloat(at, v);
+          at += 4;
+        } else {
+          throw new IllegalArgumentException("kernel argument " + i + " of " + name + " is " + a[i]);
+        }
+      }
+      argsSize.putLong(0, at);
+      cuLaunchKernel(function(name), gx, gy, gz, block, 1, 1, 0, null, null, extra);
+    }
+
+    /**
+     * C = op(A) op(B) (+ beta C), row-major, as the CPU kernels' gemm; split over k (partials
+     * summed in order by a second kernel) when the product has too few tiles to fill the GPU.
+     */
+    private void gemm(boolean ta, boolean tb, int mm, int nn, int kk, long a, int lda, long b, int ldb, float beta,
+                      long c, int ldc) {
+      int perSplit = kSplit(mm, nn, kk, multiprocessors);
+      int splits = perSplit >= kk ? 1 : (kk + perSplit - 1) / perSplit;
+      int gx = (nn + 63) / 64;
+      int gy = (mm + 63) / 64;
+      if (splits == 1) {
+        launchGrid("sgemm", gx, gy, 1, 256, ta ? 1 : 0, tb ? 1 : 0, mm, nn, kk, a, lda, b, ldb, beta, c, ldc, kk);
+        return;
+      }
+      long part = splitK.ensure((long) splits * mm * nn);
+      launchGrid("sgemm", gx, gy, splits, 256, ta ? 1 : 0, tb ? 1 : 0, mm, nn, kk, a, lda, b, ldb, 0f, part, nn,
+          perSplit);
+      launch("sum_splits", (long) mm * nn, part, splits, mm, nn, beta, c, ldc);
     }
 
     private Object[] geometry(ConvGeometry g) {
@@ -328,60 +407,58 @@ public final class CudaBackend implements Backend {
       return r;
     }
 
-    /** The forward pass of {@code n} samples in {@code input}; returns the logits' buffer. */
-    private Buffer forward(int n, boolean training, long seed, long[] firsts, int[] lengths) {
-      CUdeviceptr x = input.ptr;
+    /**
+     * Queues the forward pass of {@code n} samples in {@code input} (with, while training, each
+     * sample's global index at {@code samples}); returns the logits.
+     */
+    private Buffer forward(int n, boolean training, long seed, long samples) {
+      Buffer in = input;
+      long x = input.address;
       for (int i = 0; i < layers.size(); i++) {
         Layer l = layers.get(i);
         int outSize = l.outputShape().size();
         Buffer y = acts.get(i);
-        y.ensure((long) n * outSize);
         long layerSeed = seed * 0x9E3779B97F4A7C15L + i;
+        masked[i] = false;
+        if (l instanceof Flatten || (l instanceof Dropout dr && (!training || dr.keepProb() == 1f))) {
+          // The identity on these floats: the next layer reads this layer's input.
+          outs[i] = in;
+          continue;
+        }
+        y.ensure((long) n * outSize);
         if (l instanceof Conv2d c) {
           ConvGeometry g = c.geometry();
           int rows = n * g.outputPixels();
           int filters = l.outputShape().channels();
-          launch("fill_rows", (long) rows * filters, params.at(l.paramOffset() + c.weightCount()), y.ptr, rows, filters);
-          Buffer col = aux.get(i);
-          col.ensure((long) rows * g.patchSize());
-          launch("im2col", (long) rows * g.patchSize(), concat(new Object[] {x, col.ptr, n}, geometry(g)));
-          gemm(false, false, rows, filters, g.patchSize(), col.ptr, g.patchSize(), params.at(l.paramOffset()), filters, 1f,
-              y.ptr, filters);
+          launch("fill_rows", (long) rows * filters, params.at(l.paramOffset() + c.weightCount()), y.address, rows,
+              filters);
+          long col = aux.get(i).ensure((long) rows * g.patchSize());
+          launch("im2col", (long) rows * g.patchSize(), concat(new Object[] {x, col, n}, geometry(g)));
+          gemm(false, false, rows, filters, g.patchSize(), col, g.patchSize(), params.at(l.paramOffset()), filters, 1f,
+              y.address, filters);
         } else if (l instanceof Dense d) {
-          int in = l.inputShape().size();
-          launch("fill_rows", (long) n * outSize, params.at(l.paramOffset() + d.weightCount()), y.ptr, n, outSize);
-          gemm(false, false, n, outSize, in, x, in, params.at(l.paramOffset()), outSize, 1f, y.ptr, outSize);
+          int inSize = l.inputShape().size();
+          launch("fill_rows", (long) n * outSize, params.at(l.paramOffset() + d.weightCount()), y.address, n, outSize);
+          gemm(false, false, n, outSize, inSize, x, inSize, params.at(l.paramOffset()), outSize, 1f, y.address, outSize);
         } else if (l instanceof MaxPool2d p) {
-          Buffer argmax = aux.get(i);
-          argmax.ensure((long) n * outSize);
-          launch("max_pool", (long) n * outSize, concat(new Object[] {x, y.ptr, argmax.ptr, n}, geometry(p.geometry())));
+          long argmax = aux.get(i).ensure((long) n * outSize);
+          launch("max_pool", (long) n * outSize, concat(new Object[] {x, y.address, argmax, n}, geometry(p.geometry())));
         } else if (l instanceof Relu) {
-          launch("relu", (long) n * outSize, x, y.ptr, n * outSize);
+          launch("relu", (long) n * outSize, x, y.address, n * outSize);
         } else if (l instanceof Dropout dr) {
-          Buffer mask = aux.get(i);
-          int size = n * outSize;
-          if (!training || dr.keepProb() == 1f) {
-            mask.free();
-            cuMemcpyDtoDFloats(x, y.ptr, size);
-          } else {
-            // The CPU layer's masks, so both backends drop the same units for the same seed.
-            float[] h = new float[size];
-            Dropout.fillMasks(layerSeed, dr.keepProb(), h, outSize, n, firsts, lengths);
-            upload(h, mask);
-            launch("multiply", size, x, mask.ptr, y.ptr, size);
-          }
-        } else if (l instanceof Flatten) {
-          cuMemcpyDtoDFloats(x, y.ptr, n * outSize);
+          // The CPU layer's masks (Dropout.fillMask), so both backends drop the same units.
+          long mask = aux.get(i).ensure((long) n * outSize);
+          launch("dropout", (long) n * outSize, x, y.address, mask, n, outSize, samples, Dropout.mixSeed(layerSeed),
+              Dropout.keepBelow(dr.keepProb()), 1f / dr.keepProb());
+          masked[i] = true;
         } else {
           throw new UnsupportedOperationException("the GPU backend has no kernels for layer " + l);
         }
-        x = y.ptr;
+        outs[i] = y;
+        in = y;
+        x = y.address;
       }
-      return acts.get(layers.size() - 1);
-    }
-
-    private void cuMemcpyDtoDFloats(CUdeviceptr src, CUdeviceptr dst, long count) {
-      JCudaDriver.cuMemcpyDtoD(dst, src, count * 4L);
+      return in;
     }
 
     @Override
@@ -397,77 +474,85 @@ public final class CudaBackend implements Backend {
       int inSize = net.spec().inputShape().size();
       input.ensure((long) n * inSize);
       cuMemcpyHtoD(input.ptr, Pointer.to(images), (long) n * inSize * 4L);
-      labels.ensure(n);
-      cuMemcpyHtoD(labels.ptr, Pointer.to(y), n * 4L);
-      Buffer logits = forward(n, true, seed, firsts, lengths);
+      // One upload for the labels and the samples' global indices (little-endian longs, as the
+      // GPU reads them), which the dropout kernel needs.
+      int samplesAt = (n + 1) / 2 * 2;
+      int[] info = new int[samplesAt + 2 * n];
+      System.arraycopy(y, 0, info, 0, n);
+      long[] index = Dropout.sampleIndices(n, firsts, lengths);
+      for (int s = 0; s < n; s++) {
+        info[samplesAt + 2 * s] = (int) index[s];
+        info[samplesAt + 2 * s + 1] = (int) (index[s] >>> 32);
+      }
+      batchInfo.ensure(info.length);
+      cuMemcpyHtoD(batchInfo.ptr, Pointer.to(info), info.length * 4L);
+      long logits = forward(n, true, seed, batchInfo.at(samplesAt)).address;
       dLogits.ensure((long) n * classes);
-      loss.ensure(2L * n);
-      correct.ensure(n);
-      launch("softmax_xent", n, logits.ptr, labels.ptr, n, classes, lossScale, dLogits.ptr, loss.ptr, correct.ptr);
-      double[] l = new double[n];
-      int[] ok = new int[n];
-      cuMemcpyDtoH(Pointer.to(l), loss.ptr, n * 8L);
-      cuMemcpyDtoH(Pointer.to(ok), correct.ptr, n * 4L);
+      metrics.ensure(3L * n);
+      launch("softmax_xent", n, logits, batchInfo.address, n, classes, lossScale, dLogits.address, metrics.address,
+          metrics.at(2L * n));
+      backward(n);
+      // The step's one wait: a copy to the host follows the kernels queued before it.
+      byte[] out = new byte[12 * n];
+      cuMemcpyDtoH(Pointer.to(out), metrics.ptr, out.length);
+      java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(out).order(java.nio.ByteOrder.LITTLE_ENDIAN);
       double total = 0;
       int right = 0;
       for (int s = 0; s < n; s++) {
-        total += l[s];
-        right += ok[s];
+        total += b.getDouble(8 * s);
+        right += b.getInt(8 * n + 4 * s);
       }
-      backward(n);
-      cuCtxSynchronize();
       return new SoftmaxCrossEntropy.Result(total, right, n);
     }
 
     private void backward(int n) {
-      CUdeviceptr dy = dLogits.ptr;
+      long dy = dLogits.address;
       for (int i = layers.size() - 1; i >= 0; i--) {
         Layer l = layers.get(i);
-        CUdeviceptr x = i == 0 ? input.ptr : acts.get(i - 1).ptr;
+        long x = i == 0 ? input.address : outs[i - 1].address;
         int inSize = l.inputShape().size();
         int outSize = l.outputShape().size();
         boolean needDx = i > 0;
-        Buffer dxBuf = dacts.get(i);
-        CUdeviceptr dx = needDx ? dxBuf.ensure((long) n * inSize) : null;
+        if (needDx && (l instanceof Flatten || (l instanceof Dropout && !masked[i]))) {
+          continue;  // the identity: its input's gradient is dy itself
+        }
+        long dx = needDx ? dacts.get(i).ensure((long) n * inSize) : 0L;
         if (l instanceof Conv2d c) {
           ConvGeometry g = c.geometry();
           int rows = n * g.outputPixels();
           int filters = outSize / g.outputPixels();
           int patch = g.patchSize();
-          CUdeviceptr col = aux.get(i).ptr;
-          // dW^T = dy^T col (filters x patch), transposed into place; db = column sums of dy.
-          scratch.ensure((long) filters * patch);
-          gemm(true, false, filters, patch, rows, dy, filters, col, patch, 0f, scratch.ptr, patch);
-          launch("transpose", (long) filters * patch, scratch.ptr, filters, patch, grads.at(l.paramOffset()));
-          launchGrid("sum_rows", filters, 1, 256, dy, rows, filters, grads.at(l.paramOffset() + c.weightCount()));
+          long col = aux.get(i).address;
+          // dW = col^T dy (patch x filters, the weights' layout); db = column sums of dy.
+          gemm(true, false, patch, filters, rows, col, patch, dy, filters, 0f, grads.at(l.paramOffset()), filters);
+          launchGrid("sum_rows", filters, 1, 1, 256, dy, rows, filters, grads.at(l.paramOffset() + c.weightCount()));
           if (needDx) {
-            scratch2.ensure((long) rows * patch);
-            gemm(false, true, rows, patch, filters, dy, filters, params.at(l.paramOffset()), filters, 0f, scratch2.ptr, patch);
-            launch("col2im", (long) n * inSize, concat(new Object[] {scratch2.ptr, dx, n}, geometry(g)));
+            scratch.ensure((long) rows * patch);
+            gemm(false, true, rows, patch, filters, dy, filters, params.at(l.paramOffset()), filters, 0f, scratch.address, patch);
+            launch("col2im", (long) n * inSize, concat(new Object[] {scratch.address, dx, n}, geometry(g)));
           }
         } else if (l instanceof Dense d) {
           gemm(true, false, inSize, outSize, n, x, inSize, dy, outSize, 0f, grads.at(l.paramOffset()), outSize);
-          launchGrid("sum_rows", outSize, 1, 256, dy, n, outSize, grads.at(l.paramOffset() + d.weightCount()));
+          launchGrid("sum_rows", outSize, 1, 1, 256, dy, n, outSize, grads.at(l.paramOffset() + d.weightCount()));
           if (needDx) {
             gemm(false, true, n, inSize, outSize, dy, outSize, params.at(l.paramOffset()), outSize, 0f, dx, inSize);
           }
         } else if (needDx && l instanceof MaxPool2d) {
-          cuMemsetD32(dx, 0, (long) n * inSize);
-          launch("max_pool_backward", (long) n * outSize, dy, aux.get(i).ptr, dx, n * outSize);
+          cuMemsetD32(dacts.get(i).ptr, 0, (long) n * inSize);
+          launch("max_pool_backward", (long) n * outSize, dy, aux.get(i).address, dx, n * outSize);
         } else if (needDx && l instanceof Relu) {
-          launch("relu_backward", (long) n * outSize, acts.get(i).ptr, dy, dx, n * outSize);
+          launch("relu_backward", (long) n * outSize, outs[i].address, dy, dx, n * outSize);
         } else if (needDx && l instanceof Dropout) {
-          Buffer mask = aux.get(i);
-          if (mask.ptr == null) {
-            cuMemcpyDtoDFloats(dy, dx, (long) n * outSize);
-          } else {
-            launch("multiply", (long) n * outSize, dy, mask.ptr, dx, n * outSize);
-          }
-        } else if (needDx && l instanceof Flatten) {
-          cuMemcpyDtoDFloats(dy, dx, (long) n * outSize);
+          launch("multiply", (long) n * outSize, dy, aux.get(i).address, dx, n * outSize);
         }
         dy = dx;
       }
+    }
+
+    @Override
+    public void scaleGradients(float factor) {
+      cuCtxSetCurrent(context);
+      launch("scale", paramCount, grads.address, paramCount, factor);
     }
 
     @Override
@@ -481,14 +566,14 @@ public final class CudaBackend implements Backend {
           upload(a.moments()[1], v);
           onDevice = optimizer;
         }
-        launch("adam", paramCount, params.ptr, grads.ptr, m.ptr, v.ptr, paramCount, a.stepSize(), Adam.BETA1, Adam.BETA2,
+        launch("adam", paramCount, params.address, grads.address, m.address, v.address, paramCount, a.stepSize(), Adam.BETA1, Adam.BETA2,
             Adam.EPSILON);
       } else if (optimizer instanceof Sgd) {
-        launch("sgd", paramCount, params.ptr, grads.ptr, paramCount, optimizer.learningRate());
+        launch("sgd", paramCount, params.address, grads.address, paramCount, optimizer.learningRate());
       } else {
         throw new UnsupportedOperationException("the GPU backend has no kernel for optimizer " + optimizer.name());
       }
-      cuCtxSynchronize();
+      // No wait: the next copy to or from the device is queued behind the update.
     }
 
     @Override
@@ -509,7 +594,7 @@ public final class CudaBackend implements Backend {
         int k = Math.min(chunk, n - s);
         input.ensure((long) k * inSize);
         cuMemcpyHtoD(input.ptr, Pointer.to(images).withByteOffset((long) s * inSize * 4L), (long) k * inSize * 4L);
-        Buffer logits = forward(k, false, 0L, new long[] {0}, null);
+        Buffer logits = forward(k, false, 0L, 0L);
         cuMemcpyDtoH(Pointer.to(out).withByteOffset((long) s * classes * 4L), logits.ptr, (long) k * classes * 4L);
       }
     }
@@ -517,7 +602,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void close() {
       cuCtxSetCurrent(context);
-      for (Buffer b : List.of(params, grads, m, v, input, labels, dLogits, loss, correct, scratch, scratch2)) {
+      for (Buffer b : List.of(params, grads, m, v, input, batchInfo, dLogits, metrics, scratch, splitK)) {
         b.free();
       }
       for (List<Buffer> l : List.of(acts, dacts, aux)) {

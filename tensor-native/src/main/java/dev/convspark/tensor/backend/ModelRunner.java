@@ -88,6 +88,26 @@ public interface ModelRunner extends AutoCloseable {
   SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed,
                                               long[] firsts, int[] lengths);
 
+  /**
+   * Multiplies the gradients of the last {@link #computeGradients} by {@code factor}, where they
+   * are (a sum over samples into their mean): in place on the CPU, on the device on a GPU,
+   * rather than copied out and back.
+   */
+  default void scaleGradients(float factor) {
+    float[] g = hostGradients();
+    boolean copy = g == null;
+    if (copy) {
+      g = new float[paramCount()];
+      copyGradientsTo(g);
+    }
+    for (int i = 0; i < g.length; i++) {
+      g[i] *= factor;
+    }
+    if (copy) {
+      copyGradientsFrom(g);
+    }
+  }
+
   /** Applies the optimizer to the parameters with the current gradients. */
   void applyGradients(Optimizer optimizer);
 

@@ -88,6 +88,29 @@ public final class Dropout extends Layer {
     }
   }
 
+  /**
+   * The global batch index of each of {@code n} samples placed by {@code firsts} and
+   * {@code lengths} as {@link #setRuns} says: with {@link #mixSeed} and {@link #keepBelow}, what
+   * a backend drawing {@link #fillMask}'s masks on its own device needs (sample {@code s}'s values
+   * are values {@code index[s] * sampleSize} on of the step's mask).
+   */
+  public static long[] sampleIndices(int n, long[] firsts, int[] lengths) {
+    checkRuns(firsts, lengths);
+    long[] index = new long[n];
+    int at = 0;
+    for (int k = 0; k < (lengths == null ? 1 : lengths.length); k++) {
+      int len = lengths == null ? n : lengths[k];
+      for (int i = 0; i < len && at + i < n; i++) {
+        index[at + i] = firsts[k] + i;
+      }
+      at += len;
+    }
+    if (at != n) {
+      throw new IllegalArgumentException("the runs hold " + at + " samples but the batch has " + n);
+    }
+    return index;
+  }
+
   @Override
   public void forward(Kernels k, float[] params, float[] x, float[] y, int n, boolean training, long seed) {
     int size = n * inputShape().size();
@@ -120,14 +143,27 @@ public final class Dropout extends Layer {
   /** As above, writing the values from {@code mask[offset]} on. */
   public static void fillMask(long seed, float keepProb, float[] mask, int offset, long first, int size) {
     float scale = 1f / keepProb;
-    // draw * 2^-24 < keepProb exactly when the integer draw is below ceil(keepProb * 2^24);
-    // computed without a branch, which would be mispredicted half the time at keepProb 0.5.
-    long below = (long) Math.ceil(keepProb * 0x1.0p24);
-    long z = mix(seed) + first * 0x9E3779B97F4A7C15L;
+    // Kept when the draw is below keepBelow; computed without a branch, which would be
+    // mispredicted half the time at keepProb 0.5.
+    long below = keepBelow(keepProb);
+    long z = mixSeed(seed) + first * 0x9E3779B97F4A7C15L;
     for (int i = 0; i < size; i++) {
       z += 0x9E3779B97F4A7C15L;
       mask[offset + i] = scale * (int) (((mix(z) >>> 40) - below) >>> 63);
     }
+  }
+
+  /** The seed as {@link #fillMask} starts from it: SplitMix64's finaliser of {@code seed}. */
+  public static long mixSeed(long seed) {
+    return mix(seed);
+  }
+
+  /**
+   * The integer draws (24 bits) that keep a value: those below {@code ceil(keepProb * 2^24)}, as
+   * {@code draw * 2^-24 < keepProb} exactly when the draw is below it.
+   */
+  public static long keepBelow(float keepProb) {
+    return (long) Math.ceil(keepProb * 0x1.0p24);
   }
 
   private static long mix(long z) {

@@ -69,6 +69,48 @@ class CudaEmulationTest {
     assertEquals(checks, r.output().lines().filter(l -> l.endsWith("| yes |")).count(), r.output());
   }
 
+  /**
+   * What one deep-mnist training step at batch 50 asks of the device, as the driver traced it:
+   * only the batch goes in (images; labels with the samples' places), only the per-sample loss
+   * and hits come out, the host waits once (that copy), nothing is allocated, and no block of a
+   * matrix product sums more than 64 steps of 16 of k (unsplit, a convolution's weight gradient
+   * summed all 39,200 rows of conv1 in one block, on one multiprocessor).
+   */
+  @Test
+  void aTrainingStepMovesOnlyTheBatchAndWaitsOnce() throws IOException, InterruptedException {
+    Path trace = Files.createTempFile("cuda-emu-trace", ".txt");
+    try {
+      Run r = probe(Map.of("CONVSPARK_CUDA_EMU_TRACE", trace.toString()), "step");
+      assertEquals(0, r.exit(), r.output());
+      String[] parts = r.output().split("== alone\n");
+      assertEquals(2, parts.length, r.output());
+      String trainer = parts[0].substring(parts[0].indexOf("== trainer\n") + 11);
+      String alone = parts[1];
+      for (String step : new String[] {trainer, alone}) {
+        List<String> lines = step.lines().toList();
+        assertEquals(List.of("htod 156800", "htod 600"), lines.stream().filter(l -> l.startsWith("htod")).toList(), step);
+        assertEquals(List.of("dtoh 600"), lines.stream().filter(l -> l.startsWith("dtoh")).toList(), step);
+        assertTrue(lines.stream().noneMatch(l -> l.startsWith("sync") || l.startsWith("alloc") || l.startsWith("dtod")),
+            step);
+        int deepest = 0;
+        for (String l : lines) {
+          String[] w = l.split(" ");
+          if (w[0].equals("launch") && w[1].equals("sgemm")) {
+            int k = Integer.parseInt(w[8]);
+            int perBlock = Integer.parseInt(w[w.length - 1]);
+            deepest = Math.max(deepest, Math.min(k, perBlock));
+          }
+        }
+        assertTrue(deepest > 0 && deepest <= 64 * 16, "a block summed k over " + deepest + ":\n" + step);
+      }
+      System.out.println("one deep-mnist training step at batch 50 on the GPU backend (emulated driver's trace), "
+          + trainer.lines().filter(l -> l.startsWith("launch")).count() + " launches:\n" + trainer);
+      assertTrue(alone.lines().anyMatch(l -> l.startsWith("launch scale ")), alone);
+    } finally {
+      Files.deleteIfExists(trace);
+    }
+  }
+
   @Test
   void deviceSettingsGoThroughTheDriverAndFailSayingWhy() throws IOException, InterruptedException {
     Run one = probe(Map.of(), "open", "auto", "gpu", "gpu:1");
@@ -103,6 +145,8 @@ class CudaEmulationTest {
     for (String line : new String[] {"copy of 16 bytes into 16: accepted",
         "copy of 20 bytes into 16: CUDA_ERROR_INVALID_VALUE", "copy from 4 bytes in: CUDA_ERROR_INVALID_VALUE",
         "relu over 4 floats: accepted", "a block of 2048 threads: CUDA_ERROR_INVALID_VALUE",
+        "relu's parameters in a buffer of 20 bytes: accepted",
+        "relu's parameters in a buffer of 24 bytes: CUDA_ERROR_INVALID_VALUE",
         "a kernel the PTX lacks: CUDA_ERROR_NOT_FOUND",
         "a copy on a thread with no current context: CUDA_ERROR_INVALID_CONTEXT",
         "freeing it twice: CUDA_ERROR_INVALID_VALUE"}) {

@@ -1,5 +1,11 @@
 package dev.convspark.tensor.backend;
 
+import dev.convspark.tensor.optim.Optimizer;
+import dev.convspark.tensor.spec.ModelSpec;
+import dev.convspark.tensor.train.Trainer;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -19,14 +25,21 @@ import jcuda.driver.JCudaDriver;
  * taking about 1.6 s a deep-mnist step) and prints its table; {@code open DEVICE...} opens each
  * device setting and prints what it got or why it failed; {@code misuse} makes the mistakes the
  * driver must refuse (a copy past an allocation, a call on a thread with no current context, a
- * block of 2048 threads) and prints each error.
+ * block of 2048 threads) and prints each error; {@code step} runs deep-mnist training steps at
+ * batch 50 and prints what the driver traced ({@code CONVSPARK_CUDA_EMU_TRACE}) for one step as
+ * {@link Trainer} takes it ("== trainer") and one as a Spark worker alone takes it, summed loss
+ * then scaled gradients ("== alone").
  */
 final class EmulatedDriverProbe {
 
   private EmulatedDriverProbe() {
   }
 
-  public static void main(String[] args) {
+  public static void main(String[] args) throws IOException {
+    if (args.length > 0 && args[0].equals("step")) {
+      step(Path.of(System.getenv("CONVSPARK_CUDA_EMU_TRACE")));
+      return;
+    }
     if (args.length > 0 && args[0].equals("parity")) {
       boolean ok = true;
       try (CudaBackend gpu = CudaBackend.create(0); CpuBackend cpu = CpuBackend.create(2)) {
@@ -56,6 +69,30 @@ final class EmulatedDriverProbe {
       } catch (IllegalStateException e) {
         System.out.println(args[i] + " failed: " + e.getMessage());
       }
+    }
+  }
+
+  private static void step(Path trace) throws IOException {
+    ModelSpec spec = ModelSpec.parse(ModelSpec.DEEP_MNIST);
+    int n = 50;
+    float[] x = GpuCheck.random(n * 784, 1);
+    int[] y = new int[n];
+    for (int i = 0; i < n; i++) {
+      y[i] = i % 10;
+    }
+    try (CudaBackend gpu = CudaBackend.create(0); ModelRunner r = gpu.open(spec)) {
+      r.initialize(1);
+      Optimizer adam = Optimizer.create("adam", 1e-4f, r.paramCount());
+      Trainer trainer = new Trainer(r, adam, 0.5f, 7);
+      trainer.step(x, y, n, 1f / n);
+      long start = Files.size(trace);
+      trainer.step(x, y, n, 1f / n);
+      long middle = Files.size(trace);
+      r.computeGradients(x, y, n, 1f, 9);
+      r.scaleGradients(1f / n);
+      r.applyGradients(adam);
+      String all = Files.readString(trace);
+      System.out.print("== trainer\n" + all.substring((int) start, (int) middle) + "== alone\n" + all.substring((int) middle));
     }
   }
 
@@ -91,6 +128,14 @@ final class EmulatedDriverProbe {
     Pointer args = Pointer.to(Pointer.to(p), Pointer.to(p), Pointer.to(new int[] {4}));
     attempt("relu over 4 floats", () -> JCudaDriver.cuLaunchKernel(relu, 1, 1, 1, 256, 1, 1, 0, null, args, null));
     attempt("a block of 2048 threads", () -> JCudaDriver.cuLaunchKernel(relu, 1, 1, 1, 2048, 1, 1, 0, null, args, null));
+    // relu's parameters as one buffer: two pointers and an int take 20 bytes, not 24.
+    java.nio.ByteBuffer packed = java.nio.ByteBuffer.allocateDirect(24).order(java.nio.ByteOrder.nativeOrder());
+    for (int size : new int[] {20, 24}) {
+      Pointer extra = Pointer.to(JCudaDriver.CU_LAUNCH_PARAM_BUFFER_POINTER, Pointer.to(packed),
+          JCudaDriver.CU_LAUNCH_PARAM_BUFFER_SIZE, Pointer.to(new long[] {size}), JCudaDriver.CU_LAUNCH_PARAM_END);
+      attempt("relu's parameters in a buffer of " + size + " bytes",
+          () -> JCudaDriver.cuLaunchKernel(relu, 1, 1, 1, 256, 1, 1, 0, null, null, extra));
+    }
     attempt("a kernel the PTX lacks", () -> JCudaDriver.cuModuleGetFunction(new CUfunction(), module, "conv3d"));
     Thread other = new Thread(() -> attempt("a copy on a thread with no current context",
         () -> JCudaDriver.cuMemcpyHtoD(p, Pointer.to(new float[4]), 16)));
