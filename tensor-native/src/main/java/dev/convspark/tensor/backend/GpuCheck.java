@@ -16,6 +16,8 @@ import java.util.Random;
  * relative error under 1e-4) and the deep-mnist training and inference rates on the GPU at batch
  * 50 and 512, printed as one table. Exit status 0 when every check passes, 1 when one fails, 3
  * when no GPU can be used (the reason is printed). {@code tensor-native/gpu-check.sh} runs it.
+ * {@code --parity-only} skips the benchmark, {@code --benchmark-only} the checks (on the emulated
+ * driver with its kernels off, {@code bin/convspark bench gpu-host}, that times the host's side).
  */
 public final class GpuCheck {
 
@@ -245,7 +247,11 @@ public final class GpuCheck {
     return checks;
   }
 
-  /** Median deep-mnist training and inference images/s on {@code backend} at batch {@code batch}. */
+  /**
+   * Median deep-mnist images/s on {@code backend} at batch {@code batch}: training as one replica
+   * trains (the gradients stay where they are), training with the gradients copied to the host
+   * and back every step (what a data-parallel step adds), and inference in batches of 1000.
+   */
   public static double[] benchmark(Backend backend, int batch, int steps) {
     ModelSpec spec = ModelSpec.parse(ModelSpec.DEEP_MNIST);
     try (ModelRunner r = backend.open(spec)) {
@@ -259,17 +265,24 @@ public final class GpuCheck {
       }
       float[] grads = new float[r.paramCount()];
       double[] train = new double[3];
+      double[] throughHost = new double[3];
       for (int rep = -1; rep < 3; rep++) {
-        long t0 = System.nanoTime();
-        for (int s = 0; s < steps; s++) {
-          r.computeGradients(x, y, batch, 1f / batch, s);
-          // What a data-parallel step does: gradients out for the allreduce, the sum back in.
-          r.copyGradientsTo(grads);
-          r.copyGradientsFrom(grads);
-          r.applyGradients(opt);
-        }
-        if (rep >= 0) {
-          train[rep] = steps * (double) batch / ((System.nanoTime() - t0) / 1e9);
+        for (boolean copy : new boolean[] {false, true}) {
+          long t0 = System.nanoTime();
+          for (int s = 0; s < steps; s++) {
+            r.computeGradients(x, y, batch, 1f / batch, s);
+            if (copy) {
+              // What a data-parallel step adds: gradients out for the allreduce, the sum back in.
+              r.copyGradientsTo(grads);
+              r.copyGradientsFrom(grads);
+            }
+            r.applyGradients(opt);
+          }
+          // The last update is queued, not done, until a copy from the device waits for it.
+          r.copyParametersTo(grads);
+          if (rep >= 0) {
+            (copy ? throughHost : train)[rep] = steps * (double) batch / ((System.nanoTime() - t0) / 1e9);
+          }
         }
       }
       float[] images = random(10_000 * 784, 6);
@@ -285,8 +298,9 @@ public final class GpuCheck {
         }
       }
       Arrays.sort(train);
+      Arrays.sort(throughHost);
       Arrays.sort(infer);
-      return new double[] {train[1], infer[1]};
+      return new double[] {train[1], throughHost[1], infer[1]};
     }
   }
 
@@ -295,15 +309,19 @@ public final class GpuCheck {
     int ordinal = 0;
     java.nio.file.Path results = null;
     boolean parityOnly = false;
+    boolean benchmarkOnly = false;
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("--parity-only")) {
         parityOnly = true;
+      } else if (args[i].equals("--benchmark-only")) {
+        benchmarkOnly = true;
       } else if (args[i].equals("--results") && i + 1 < args.length) {
         results = java.nio.file.Path.of(args[++i]);
       } else if (args[i].matches("\\d{1,4}")) {
         ordinal = Integer.parseInt(args[i]);
       } else {
-        System.out.println("usage: GpuCheck [GPU-NUMBER] [--results FILE] [--parity-only]; '" + args[i] + "' is none of them");
+        System.out.println("usage: GpuCheck [GPU-NUMBER] [--results FILE] [--parity-only | --benchmark-only]; '" + args[i]
+            + "' is none of them");
         System.exit(2);
         return;
       }
@@ -320,23 +338,28 @@ public final class GpuCheck {
     boolean ok = true;
     try (CpuBackend cpu = CpuBackend.reference(); CpuBackend fast = CpuBackend.create()) {
       System.out.println("GPU: " + gpu.describe() + "; CPU: " + fast.describe());
-      List<Check> checks = allParity(gpu, cpu);
-      System.out.println("\n| parity check (GPU against the CPU reference) | relative error | within 1e-4 |");
-      System.out.println("| --- | --- | --- |");
-      for (Check c : checks) {
-        System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(), c.ok() ? "yes" : "NO");
-        ok &= c.ok();
+      if (!benchmarkOnly) {
+        List<Check> checks = allParity(gpu, cpu);
+        System.out.println("\n| parity check (GPU against the CPU reference) | relative error | within 1e-4 |");
+        System.out.println("| --- | --- | --- |");
+        for (Check c : checks) {
+          System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(), c.ok() ? "yes" : "NO");
+          ok &= c.ok();
+        }
       }
       if (!parityOnly) {
-        System.out.println("\n| deep-mnist | training images/s | inference images/s (batches of 1000) |");
-        System.out.println("| --- | --- | --- |");
+        System.out.println("\n| deep-mnist | training images/s | training, gradients through the host | inference"
+            + " images/s (batches of 1000) |");
+        System.out.println("| --- | --- | --- | --- |");
         for (int batch : new int[] {50, 512}) {
           double[] g = benchmark(gpu, batch, batch == 50 ? 200 : 40);
-          System.out.printf(Locale.ROOT, "| GPU, batch %d | %.0f | %.0f |%n", batch, g[0], g[1]);
-          figures.append(String.format(Locale.ROOT, "train%d %.1f%ninfer%d %.1f%n", batch, g[0], batch, g[1]));
+          System.out.printf(Locale.ROOT, "| GPU, batch %d | %.0f | %.0f | %.0f |%n", batch, g[0], g[1], g[2]);
+          figures.append(String.format(Locale.ROOT, "train%d %.1f%nhost%d %.1f%ninfer%d %.1f%n", batch, g[0], batch,
+              g[1], batch, g[2]));
         }
         double[] c = benchmark(fast, 50, 20);
-        System.out.printf(Locale.ROOT, "| CPU (%s), batch 50 | %.0f | %.0f |%n", fast.describe(), c[0], c[1]);
+        System.out.printf(Locale.ROOT, "| CPU (%s), batch 50 | %.0f | %.0f | %.0f |%n", fast.describe(), c[0], c[1],
+            c[2]);
         if (results != null) {
           java.nio.file.Files.writeString(results, figures.toString());
         }
