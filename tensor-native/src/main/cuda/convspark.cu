@@ -18,14 +18,26 @@ __device__ __forceinline__ float load_b(const float* b, int trans, int ldb, int 
   return trans ? b[(long long) col * ldb + k] : b[(long long) k * ldb + col];
 }
 
-// C[m x n] = op(A)[m x k] * op(B)[k x n] + beta * C; op transposes when trans is 1. A 64 x 64
-// tile of C per block of 256 threads, each thread 4 x 4 of it; C is not read when beta is 0.
+// What a product's entry becomes: plus the bias of its column, plus beta times the old entry,
+// through a ReLU (v > 0 ? v : 0, as the CPU's fused ReLU).
+__device__ __forceinline__ float epilogue(float v, const float* bias, int col, float beta, const float* c,
+                                          long long o, int relu) {
+  if (bias != 0) v += bias[col];
+  if (beta != 0.f) v += beta * c[o];
+  return relu && !(v > 0.f) ? 0.f : v;
+}
+
+// C[m x n] = op(A)[m x k] * op(B)[k x n] (+ bias[col] where bias is not null) + beta * C, then
+// max(., 0) when relu is 1; op transposes when trans is 1. A 64 x 64 tile of C per block of 256
+// threads, each thread 4 x 4 of it; C is not read when beta is 0.
 // Split over k when the grid has a z extent: block z sums k from z * k_split (a multiple of TK) to
-// the next split and writes its m x n partial at c + z * m * ldc (beta 0), for sum_splits to add up.
+// the next split and writes its m x n partial at c + z * m * ldc (beta 0, no bias, no relu), for
+// sum_splits to add up.
 // So a product with few output tiles and a long k (a convolution's weight gradient: 1 to 13 tiles,
 // k of 9,800 to 39,200 at batch 50) keeps every multiprocessor busy instead of one to thirteen.
 extern "C" __global__ void sgemm(int trans_a, int trans_b, int m, int n, int k, const float* a, int lda,
-                                 const float* b, int ldb, float beta, float* c, int ldc, int k_split) {
+                                 const float* b, int ldb, float beta, float* c, int ldc, int k_split,
+                                 const float* bias, int relu) {
   __shared__ float as[TK][TM + 1];
   __shared__ float bs[TK][TN + 1];
   int tx = threadIdx.x % 16;
@@ -71,27 +83,23 @@ extern "C" __global__ void sgemm(int trans_a, int trans_b, int m, int n, int k, 
       int col = col0 + tx + 16 * j;
       if (col >= n) continue;
       long long o = (long long) row * ldc + col;
-      c[o] = beta == 0.f ? acc[i][j] : acc[i][j] + beta * c[o];
+      c[o] = epilogue(acc[i][j], bias, col, beta, c, o, relu);
     }
   }
 }
 
-// c[r][col] = sum over z of part[z][r][col] (splits partials of rows x cols, in order), + beta * c.
+// c[r][col] = sum over z of part[z][r][col] (splits partials of rows x cols, in order), then as
+// sgemm's epilogue: + bias[col], + beta * c, ReLU.
 extern "C" __global__ void sum_splits(const float* part, int splits, int rows, int cols, float beta, float* c,
-                                      int ldc) {
+                                      int ldc, const float* bias, int relu) {
   long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
   long long size = (long long) rows * cols;
   if (i >= size) return;
   float s = 0.f;
   for (int z = 0; z < splits; z++) s += part[z * size + i];
-  long long o = i / cols * ldc + i % cols;
-  c[o] = beta == 0.f ? s : s + beta * c[o];
-}
-
-// y[r][c] = bias[c] for rows x cols.
-extern "C" __global__ void fill_rows(const float* bias, float* y, int rows, int cols) {
-  long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < (long long) rows * cols) y[i] = bias[i % cols];
+  int col = (int) (i % cols);
+  long long o = i / cols * ldc + col;
+  c[o] = epilogue(s, bias, col, beta, c, o, relu);
 }
 
 // out[c] = sum over r of dy[r][c]: one block of 256 threads per column.
@@ -107,6 +115,20 @@ extern "C" __global__ void sum_rows(const float* dy, int rows, int cols, float* 
     __syncthreads();
   }
   if (threadIdx.x == 0) out[c] = part[0];
+}
+
+// Element i of images of h x w x ch (NHWC): sample, row, column, channel.
+struct Pixel {
+  int s, y, x, c;
+};
+
+__device__ __forceinline__ Pixel pixel(long long i, int h, int w, int ch) {
+  Pixel p;
+  p.c = (int) (i % ch);
+  p.x = (int) ((i / ch) % w);
+  p.y = (int) ((i / ((long long) ch * w)) % h);
+  p.s = (int) (i / ((long long) ch * w * h));
+  return p;
 }
 
 // Patches of n images (h x w x ch, NHWC) as rows (sample, out y, out x), columns (ky, kx, channel).
@@ -134,10 +156,8 @@ extern "C" __global__ void col2im(const float* col, float* dx, int n, int h, int
                                   int pad_top, int pad_left, int oh, int ow) {
   long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long long) n * h * w * ch) return;
-  int c = (int) (i % ch);
-  int ix = (int) ((i / ch) % w);
-  int iy = (int) ((i / ((long long) ch * w)) % h);
-  int s = (int) (i / ((long long) ch * w * h));
+  Pixel p = pixel(i, h, w, ch);
+  int s = p.s, iy = p.y, ix = p.x, c = p.c;
   long long patch = (long long) kh * kw * ch;
   float sum = 0.f;
   for (int ky = 0; ky < kh; ky++) {
@@ -158,10 +178,8 @@ extern "C" __global__ void max_pool(const float* x, float* y, int* argmax, int n
                                     int stride, int pad_top, int pad_left, int oh, int ow) {
   long long o = (long long) blockIdx.x * blockDim.x + threadIdx.x;
   if (o >= (long long) n * oh * ow * ch) return;
-  int c = (int) (o % ch);
-  int ox = (int) ((o / ch) % ow);
-  int oy = (int) ((o / ((long long) ch * ow)) % oh);
-  int s = (int) (o / ((long long) ch * ow * oh));
+  Pixel p = pixel(o, oh, ow, ch);
+  int s = p.s, oy = p.y, ox = p.x, c = p.c;
   float best = 0.f;
   int where = -1;
   for (int ky = 0; ky < kh; ky++) {
@@ -181,7 +199,27 @@ extern "C" __global__ void max_pool(const float* x, float* y, int* argmax, int n
   argmax[o] = where;
 }
 
-// dx (zeroed by the host) gets each dy at the position its max came from.
+// Max pooling's backward pass where windows do not overlap (stride >= window): each input element
+// gets the dy of the one window it is in if its max came from there, else 0; with positive_only,
+// only where x > 0 (the backward pass of a ReLU before the pool, whose output x is).
+extern "C" __global__ void max_pool_backward_gather(const float* dy, const int* argmax, const float* x, float* dx,
+                                                    int n, int h, int w, int ch, int kh, int kw, int stride,
+                                                    int pad_top, int pad_left, int oh, int ow, int positive_only) {
+  long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (long long) n * h * w * ch) return;
+  Pixel p = pixel(i, h, w, ch);
+  int s = p.s, iy = p.y, ix = p.x, c = p.c;
+  int oy = (iy + pad_top) / stride;
+  int ox = (ix + pad_left) / stride;
+  float g = 0.f;
+  if (oy < oh && ox < ow && iy + pad_top - oy * stride < kh && ix + pad_left - ox * stride < kw) {
+    long long o = (((long long) s * oh + oy) * ow + ox) * ch + c;
+    if (argmax[o] == i && (!positive_only || x[i] > 0.f)) g = dy[o];
+  }
+  dx[i] = g;
+}
+
+// dx (zeroed by the host) gets each dy at the position its max came from (any windows).
 extern "C" __global__ void max_pool_backward(const float* dy, const int* argmax, float* dx, int size) {
   int o = blockIdx.x * blockDim.x + threadIdx.x;
   if (o < size) atomicAdd(&dx[argmax[o]], dy[o]);

@@ -257,7 +257,12 @@ public final class CudaBackend implements Backend {
     private final List<Buffer> aux = new ArrayList<>();
     /** Where each layer's output of the last forward pass is: its buffer, or its input's. */
     private final Buffer[] outs;
+    /** Dropout layers that masked in the last forward pass. */
     private final boolean[] masked;
+    /** ReLU layers that the convolution or dense layer before them applies (in its epilogue). */
+    private final boolean[] reluInPrevious;
+    /** ReLU layers whose backward pass the max pool after them did in the last backward pass. */
+    private final boolean[] reluInPoolBackward;
     private Optimizer onDevice;
     /**
      * A launch's arguments, packed as the kernel's parameters lie (each at a multiple of its
@@ -275,6 +280,12 @@ public final class CudaBackend implements Backend {
       this.paramCount = net.paramCount();
       this.outs = new Buffer[layers.size()];
       this.masked = new boolean[layers.size()];
+      this.reluInPrevious = new boolean[layers.size()];
+      this.reluInPoolBackward = new boolean[layers.size()];
+      for (int i = 1; i < layers.size(); i++) {
+        Layer before = layers.get(i - 1);
+        reluInPrevious[i] = layers.get(i) instanceof Relu && (before instanceof Conv2d || before instanceof Dense);
+      }
       params.ensure(paramCount);
       grads.ensure(paramCount);
       for (int i = 0; i < layers.size(); i++) {
@@ -376,24 +387,32 @@ public final class CudaBackend implements Backend {
       cuLaunchKernel(function(name), gx, gy, gz, block, 1, 1, 0, null, null, extra);
     }
 
+    /** C = op(A) op(B), row-major, as the CPU kernels' gemm with beta 0; see the next. */
+    private void gemm(boolean ta, boolean tb, int mm, int nn, int kk, long a, int lda, long b, int ldb, long c,
+                      int ldc) {
+      gemm(ta, tb, mm, nn, kk, a, lda, b, ldb, c, ldc, 0L, false);
+    }
+
     /**
-     * C = op(A) op(B) (+ beta C), row-major, as the CPU kernels' gemm; split over k (partials
-     * summed in order by a second kernel) when the product has too few tiles to fill the GPU.
+     * C = op(A) op(B) + bias (a column's, at device address {@code bias}; none when 0), through
+     * a ReLU when {@code relu}; split over k (partials summed in order by a second kernel, which
+     * adds the bias) when the product has too few tiles to fill the GPU.
      */
-    private void gemm(boolean ta, boolean tb, int mm, int nn, int kk, long a, int lda, long b, int ldb, float beta,
-                      long c, int ldc) {
+    private void gemm(boolean ta, boolean tb, int mm, int nn, int kk, long a, int lda, long b, int ldb, long c,
+                      int ldc, long bias, boolean relu) {
       int perSplit = kSplit(mm, nn, kk, multiprocessors);
       int splits = perSplit >= kk ? 1 : (kk + perSplit - 1) / perSplit;
       int gx = (nn + 63) / 64;
       int gy = (mm + 63) / 64;
+      int r = relu ? 1 : 0;
       if (splits == 1) {
-        launchGrid("sgemm", gx, gy, 1, 256, ta ? 1 : 0, tb ? 1 : 0, mm, nn, kk, a, lda, b, ldb, beta, c, ldc, kk);
+        launchGrid("sgemm", gx, gy, 1, 256, ta ? 1 : 0, tb ? 1 : 0, mm, nn, kk, a, lda, b, ldb, 0f, c, ldc, kk, bias, r);
         return;
       }
       long part = splitK.ensure((long) splits * mm * nn);
       launchGrid("sgemm", gx, gy, splits, 256, ta ? 1 : 0, tb ? 1 : 0, mm, nn, kk, a, lda, b, ldb, 0f, part, nn,
-          perSplit);
-      launch("sum_splits", (long) mm * nn, part, splits, mm, nn, beta, c, ldc);
+          perSplit, 0L, 0);
+      launch("sum_splits", (long) mm * nn, part, splits, mm, nn, 0f, c, ldc, bias, r);
     }
 
     private Object[] geometry(ConvGeometry g) {
@@ -420,8 +439,10 @@ public final class CudaBackend implements Backend {
         Buffer y = acts.get(i);
         long layerSeed = seed * 0x9E3779B97F4A7C15L + i;
         masked[i] = false;
-        if (l instanceof Flatten || (l instanceof Dropout dr && (!training || dr.keepProb() == 1f))) {
-          // The identity on these floats: the next layer reads this layer's input.
+        if (l instanceof Flatten || reluInPrevious[i]
+            || (l instanceof Dropout dr && (!training || dr.keepProb() == 1f))) {
+          // The identity on these floats, or a ReLU already applied: the next layer reads this
+          // layer's input.
           outs[i] = in;
           continue;
         }
@@ -430,16 +451,14 @@ public final class CudaBackend implements Backend {
           ConvGeometry g = c.geometry();
           int rows = n * g.outputPixels();
           int filters = l.outputShape().channels();
-          launch("fill_rows", (long) rows * filters, params.at(l.paramOffset() + c.weightCount()), y.address, rows,
-              filters);
           long col = aux.get(i).ensure((long) rows * g.patchSize());
           launch("im2col", (long) rows * g.patchSize(), concat(new Object[] {x, col, n}, geometry(g)));
-          gemm(false, false, rows, filters, g.patchSize(), col, g.patchSize(), params.at(l.paramOffset()), filters, 1f,
-              y.address, filters);
+          gemm(false, false, rows, filters, g.patchSize(), col, g.patchSize(), params.at(l.paramOffset()), filters,
+              y.address, filters, params.at(l.paramOffset() + c.weightCount()), reluNext(i));
         } else if (l instanceof Dense d) {
           int inSize = l.inputShape().size();
-          launch("fill_rows", (long) n * outSize, params.at(l.paramOffset() + d.weightCount()), y.address, n, outSize);
-          gemm(false, false, n, outSize, inSize, x, inSize, params.at(l.paramOffset()), outSize, 1f, y.address, outSize);
+          gemm(false, false, n, outSize, inSize, x, inSize, params.at(l.paramOffset()), outSize, y.address, outSize,
+              params.at(l.paramOffset() + d.weightCount()), reluNext(i));
         } else if (l instanceof MaxPool2d p) {
           long argmax = aux.get(i).ensure((long) n * outSize);
           launch("max_pool", (long) n * outSize, concat(new Object[] {x, y.address, argmax, n}, geometry(p.geometry())));
@@ -459,6 +478,10 @@ public final class CudaBackend implements Backend {
         x = y.address;
       }
       return in;
+    }
+
+    private boolean reluNext(int i) {
+      return i + 1 < layers.size() && reluInPrevious[i + 1];
     }
 
     @Override
@@ -513,8 +536,9 @@ public final class CudaBackend implements Backend {
         int inSize = l.inputShape().size();
         int outSize = l.outputShape().size();
         boolean needDx = i > 0;
-        if (needDx && (l instanceof Flatten || (l instanceof Dropout && !masked[i]))) {
-          continue;  // the identity: its input's gradient is dy itself
+        if (needDx && (l instanceof Flatten || (l instanceof Dropout && !masked[i])
+            || (l instanceof Relu && reluInPoolBackward[i]))) {
+          continue;  // the identity, or a ReLU the pool after it did: its input's gradient is dy
         }
         long dx = needDx ? dacts.get(i).ensure((long) n * inSize) : 0L;
         if (l instanceof Conv2d c) {
@@ -524,22 +548,34 @@ public final class CudaBackend implements Backend {
           int patch = g.patchSize();
           long col = aux.get(i).address;
           // dW = col^T dy (patch x filters, the weights' layout); db = column sums of dy.
-          gemm(true, false, patch, filters, rows, col, patch, dy, filters, 0f, grads.at(l.paramOffset()), filters);
+          gemm(true, false, patch, filters, rows, col, patch, dy, filters, grads.at(l.paramOffset()), filters);
           launchGrid("sum_rows", filters, 1, 1, 256, dy, rows, filters, grads.at(l.paramOffset() + c.weightCount()));
           if (needDx) {
             scratch.ensure((long) rows * patch);
-            gemm(false, true, rows, patch, filters, dy, filters, params.at(l.paramOffset()), filters, 0f, scratch.address, patch);
+            gemm(false, true, rows, patch, filters, dy, filters, params.at(l.paramOffset()), filters, scratch.address,
+                patch);
             launch("col2im", (long) n * inSize, concat(new Object[] {scratch.address, dx, n}, geometry(g)));
           }
         } else if (l instanceof Dense d) {
-          gemm(true, false, inSize, outSize, n, x, inSize, dy, outSize, 0f, grads.at(l.paramOffset()), outSize);
+          gemm(true, false, inSize, outSize, n, x, inSize, dy, outSize, grads.at(l.paramOffset()), outSize);
           launchGrid("sum_rows", outSize, 1, 1, 256, dy, n, outSize, grads.at(l.paramOffset() + d.weightCount()));
           if (needDx) {
-            gemm(false, true, n, inSize, outSize, dy, outSize, params.at(l.paramOffset()), outSize, 0f, dx, inSize);
+            gemm(false, true, n, inSize, outSize, dy, outSize, params.at(l.paramOffset()), outSize, dx, inSize);
           }
-        } else if (needDx && l instanceof MaxPool2d) {
-          cuMemsetD32(dacts.get(i).ptr, 0, (long) n * inSize);
-          launch("max_pool_backward", (long) n * outSize, dy, aux.get(i).address, dx, n * outSize);
+        } else if (needDx && l instanceof MaxPool2d p) {
+          ConvGeometry g = p.geometry();
+          if (g.stride() >= g.kernelHeight() && g.stride() >= g.kernelWidth()) {
+            // Windows apart: each input gathers its one window's gradient, and a ReLU before the
+            // pool (whose output is this pool's input) is done here too.
+            boolean relu = layers.get(i - 1) instanceof Relu;
+            launch("max_pool_backward_gather", (long) n * inSize, concat(new Object[] {dy, aux.get(i).address, x, dx, n},
+                concat(geometry(g), relu ? 1 : 0)));
+            reluInPoolBackward[i - 1] = relu;
+          } else {
+            cuMemsetD32(dacts.get(i).ptr, 0, (long) n * inSize);
+            launch("max_pool_backward", (long) n * outSize, dy, aux.get(i).address, dx, n * outSize);
+            reluInPoolBackward[i - 1] = false;
+          }
         } else if (needDx && l instanceof Relu) {
           launch("relu_backward", (long) n * outSize, outs[i].address, dy, dx, n * outSize);
         } else if (needDx && l instanceof Dropout) {

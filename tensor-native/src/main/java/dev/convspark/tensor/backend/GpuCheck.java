@@ -69,6 +69,8 @@ public final class GpuCheck {
       new Parity("in12x12x3-conv3x3x8:s2-dense10", 7), new Parity("in12x12x3-conv3x3x8-relu-dense10", 7),
       new Parity("in12x12x3-conv3x3x8-pool2-dense10", 7), new Parity("in13x13x3-conv3x3x8-pool3-dense10", 7),
       new Parity("in12x12x3-conv3x3x8-dropout-dense10", 7), new Parity("in100-dense64-relu-dense10", 7),
+      new Parity("in12x12x3-conv3x3x8-relu-pool2-dense10", 7),
+      new Parity("in13x13x3-conv3x3x8-relu-pool3:s2-dense10", 7),
       new Parity("in28x28x1-conv5x5x32-dense10", 50), new Parity("in28x28x32-relu-pool2-dense10", 50),
       new Parity("in14x14x32-conv5x5x64-dense10", 50), new Parity("in14x14x64-relu-pool2-dense10", 50),
       new Parity("in3136-dense1024-relu-dropout-dense10", 50));

@@ -72,7 +72,8 @@ class CudaEmulationTest {
   /**
    * What one deep-mnist training step at batch 50 asks of the device, as the driver traced it:
    * only the batch goes in (images; labels with the samples' places), only the per-sample loss
-   * and hits come out, the host waits once (that copy), nothing is allocated, and no block of a
+   * and hits come out, the host waits once (that copy), nothing is allocated or cleared (max
+   * pooling's backward pass gathers, as deep-mnist's windows do not overlap), and no block of a
    * matrix product sums more than 64 steps of 16 of k (unsplit, a convolution's weight gradient
    * summed all 39,200 rows of conv1 in one block, on one multiprocessor).
    */
@@ -90,8 +91,8 @@ class CudaEmulationTest {
         List<String> lines = step.lines().toList();
         assertEquals(List.of("htod 156800", "htod 600"), lines.stream().filter(l -> l.startsWith("htod")).toList(), step);
         assertEquals(List.of("dtoh 600"), lines.stream().filter(l -> l.startsWith("dtoh")).toList(), step);
-        assertTrue(lines.stream().noneMatch(l -> l.startsWith("sync") || l.startsWith("alloc") || l.startsWith("dtod")),
-            step);
+        assertTrue(lines.stream().noneMatch(l -> l.startsWith("sync") || l.startsWith("alloc") || l.startsWith("dtod")
+            || l.startsWith("memset")), step);
         int deepest = 0;
         for (String l : lines) {
           String[] w = l.split(" ");
