@@ -102,19 +102,27 @@ extern "C" __global__ void sum_splits(const float* part, int splits, int rows, i
   c[o] = epilogue(s, bias, col, beta, c, o, relu);
 }
 
-// out[c] = sum over r of dy[r][c]: one block of 256 threads per column.
-extern "C" __global__ void sum_rows(const float* dy, int rows, int cols, float* out) {
-  __shared__ float part[256];
-  int c = blockIdx.x;
+// Column sums of dy (rows x cols), a bias's gradient. Block (bx, by) sums columns bx * 32 to
+// bx * 32 + 31 over rows by * chunk to by * chunk + chunk - 1, eight rows at a time, a warp reading
+// 32 consecutive columns of a row, into part[by][col] (with one chunk, part is the result; with
+// more, sum_splits adds the chunks up in order).
+extern "C" __global__ void column_sums(const float* dy, int rows, int cols, int chunk, float* part) {
+  __shared__ float sums[8][33];
+  int tx = threadIdx.x % 32;
+  int ty = threadIdx.x / 32;
+  int col = blockIdx.x * 32 + tx;
+  int end = min(rows, (blockIdx.y + 1) * chunk);
   float s = 0.f;
-  for (int r = threadIdx.x; r < rows; r += 256) s += dy[(long long) r * cols + c];
-  part[threadIdx.x] = s;
-  __syncthreads();
-  for (int w = 128; w > 0; w >>= 1) {
-    if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
-    __syncthreads();
+  if (col < cols) {
+    for (int r = blockIdx.y * chunk + ty; r < end; r += 8) s += dy[(long long) r * cols + col];
   }
-  if (threadIdx.x == 0) out[c] = part[0];
+  sums[ty][tx] = s;
+  __syncthreads();
+  if (ty == 0 && col < cols) {
+    float t = 0.f;
+    for (int i = 0; i < 8; i++) t += sums[i][tx];
+    part[(long long) blockIdx.y * cols + col] = t;
+  }
 }
 
 // Element i of images of h x w x ch (NHWC): sample, row, column, channel.

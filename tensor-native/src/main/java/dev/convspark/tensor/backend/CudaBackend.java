@@ -480,6 +480,25 @@ public final class CudaBackend implements Backend {
       return in;
     }
 
+    /**
+     * out = the column sums of {@code rows x cols} at {@code dy} (a bias's gradient): in chunks of
+     * rows (at least 64) when a block per 32 columns would leave multiprocessors idle, added up in
+     * order by {@code sum_splits}.
+     */
+    private void columnSums(long dy, int rows, int cols, long out) {
+      int tiles = (cols + 31) / 32;
+      int chunks = Math.max(1, Math.min((2 * multiprocessors + tiles - 1) / tiles, (rows + 63) / 64));
+      int chunk = (rows + chunks - 1) / chunks;
+      chunks = (rows + chunk - 1) / chunk;
+      if (chunks == 1) {
+        launchGrid("column_sums", tiles, 1, 1, 256, dy, rows, cols, rows, out);
+        return;
+      }
+      long part = splitK.ensure((long) chunks * cols);
+      launchGrid("column_sums", tiles, chunks, 1, 256, dy, rows, cols, chunk, part);
+      launch("sum_splits", cols, part, chunks, 1, cols, 0f, out, cols, 0L, 0);
+    }
+
     private boolean reluNext(int i) {
       return i + 1 < layers.size() && reluInPrevious[i + 1];
     }
@@ -549,7 +568,7 @@ public final class CudaBackend implements Backend {
           long col = aux.get(i).address;
           // dW = col^T dy (patch x filters, the weights' layout); db = column sums of dy.
           gemm(true, false, patch, filters, rows, col, patch, dy, filters, grads.at(l.paramOffset()), filters);
-          launchGrid("sum_rows", filters, 1, 1, 256, dy, rows, filters, grads.at(l.paramOffset() + c.weightCount()));
+          columnSums(dy, rows, filters, grads.at(l.paramOffset() + c.weightCount()));
           if (needDx) {
             scratch.ensure((long) rows * patch);
             gemm(false, true, rows, patch, filters, dy, filters, params.at(l.paramOffset()), filters, scratch.address,
@@ -558,7 +577,7 @@ public final class CudaBackend implements Backend {
           }
         } else if (l instanceof Dense d) {
           gemm(true, false, inSize, outSize, n, x, inSize, dy, outSize, grads.at(l.paramOffset()), outSize);
-          launchGrid("sum_rows", outSize, 1, 1, 256, dy, n, outSize, grads.at(l.paramOffset() + d.weightCount()));
+          columnSums(dy, n, outSize, grads.at(l.paramOffset() + d.weightCount()));
           if (needDx) {
             gemm(false, true, n, inSize, outSize, dy, outSize, params.at(l.paramOffset()), outSize, dx, inSize);
           }
