@@ -108,7 +108,11 @@ public interface ModelRunner extends AutoCloseable {
     }
   }
 
-  /** Applies the optimizer to the parameters with the current gradients. */
+  /**
+   * Applies the optimizer to the parameters with the current gradients. On a GPU this queues the
+   * update and returns; every later call that reads or replaces parameters, gradients or the
+   * optimizer's state sees it done.
+   */
   void applyGradients(Optimizer optimizer);
 
   /**
