@@ -6,6 +6,7 @@ import static jcuda.driver.JCudaDriver.CU_LAUNCH_PARAM_END;
 import static jcuda.driver.JCudaDriver.cuCtxCreate;
 import static jcuda.driver.JCudaDriver.cuCtxDestroy;
 import static jcuda.driver.JCudaDriver.cuCtxSetCurrent;
+import static jcuda.driver.JCudaDriver.cuCtxSynchronize;
 import static jcuda.driver.JCudaDriver.cuDeviceGet;
 import static jcuda.driver.JCudaDriver.cuDeviceGetAttribute;
 import static jcuda.driver.JCudaDriver.cuDeviceGetCount;
@@ -202,6 +203,11 @@ public final class CudaBackend implements Backend {
 
     long ensure(long elements) {
       if (elements > capacity) {
+        if (ptr != null) {
+          // Kernels queued earlier in this step may still read the old memory, and cuMemFree
+          // only "may" wait for them. Growing happens in a first step, not in the ones after.
+          cuCtxSynchronize();
+        }
         free();
         ptr = new CUdeviceptr();
         cuMemAlloc(ptr, Math.max(1, elements) * 4L);
@@ -657,6 +663,8 @@ public final class CudaBackend implements Backend {
     @Override
     public void close() {
       cuCtxSetCurrent(context);
+      // The last update may still be queued.
+      cuCtxSynchronize();
       for (Buffer b : List.of(params, grads, m, v, input, batchInfo, dLogits, metrics, scratch, splitK)) {
         b.free();
       }
