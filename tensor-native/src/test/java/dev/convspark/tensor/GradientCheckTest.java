@@ -1,6 +1,8 @@
 package dev.convspark.tensor;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.convspark.tensor.kernels.ConvGeometry;
@@ -257,6 +259,33 @@ class GradientCheckTest {
       shifted += b[i] == a[i + 1] ? 1 : 0;
     }
     assertTrue(shifted < 600, "the next step's mask is not this one shifted, found " + shifted + " of 999 equal");
+  }
+
+  @Test
+  void sampleIndicesPlaceEachSampleAsFillMasksDoes() {
+    // Two runs: 2 samples from sample 10 of the global batch, then 3 from sample 3.
+    long[] firsts = {10, 3};
+    int[] lengths = {2, 3};
+    assertArrayEquals(new long[] {10, 11, 3, 4, 5}, Dropout.sampleIndices(5, firsts, lengths));
+    assertArrayEquals(new long[] {7, 8, 9}, Dropout.sampleIndices(3, new long[] {7}, null));
+    // What a GPU draws from these pieces is fillMasks' mask, value for value.
+    int size = 37;
+    float[] masks = new float[5 * size];
+    Dropout.fillMasks(99L, 0.5f, masks, size, 5, firsts, lengths);
+    long[] index = Dropout.sampleIndices(5, firsts, lengths);
+    long below = Dropout.keepBelow(0.5f);
+    for (int s = 0; s < 5; s++) {
+      for (int i = 0; i < size; i++) {
+        long z = Dropout.mixSeed(99L) + (index[s] * size + i + 1) * 0x9E3779B97F4A7C15L;
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        z ^= z >>> 31;
+        assertEquals((z >>> 40) < below ? 2f : 0f, masks[s * size + i], "sample " + s + ", value " + i);
+      }
+    }
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> Dropout.sampleIndices(6, firsts, lengths));
+    assertEquals("the runs hold 5 samples but the batch has 6", e.getMessage());
   }
 
   @Test

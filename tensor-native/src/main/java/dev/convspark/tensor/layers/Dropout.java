@@ -92,7 +92,7 @@ public final class Dropout extends Layer {
    * The global batch index of each of {@code n} samples placed by {@code firsts} and
    * {@code lengths} as {@link #setRuns} says: with {@link #mixSeed} and {@link #keepBelow}, what
    * a backend drawing {@link #fillMask}'s masks on its own device needs (sample {@code s}'s values
-   * are values {@code index[s] * sampleSize} on of the step's mask).
+   * are the step's mask from value {@code index[s] * sampleSize} on).
    */
   public static long[] sampleIndices(int n, long[] firsts, int[] lengths) {
     checkRuns(firsts, lengths);
