@@ -328,6 +328,11 @@ public final class GpuCheck {
         return;
       }
     }
+    if (parityOnly && benchmarkOnly) {
+      System.out.println("usage: GpuCheck: --parity-only and --benchmark-only leave nothing to run; give one of them");
+      System.exit(2);
+      return;
+    }
     StringBuilder figures = new StringBuilder();
     CudaBackend gpu;
     try {
