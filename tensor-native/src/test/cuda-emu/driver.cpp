@@ -55,19 +55,27 @@ typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
 typedef int CUdevice;
 
+// The result codes the emulated driver returns, with the driver's numbers: one list for the enum
+// and for cuGetErrorName.
+#define CU_RESULTS(X)                                                                                  \
+  X(CUDA_SUCCESS, 0)                                                                                   \
+  X(CUDA_ERROR_INVALID_VALUE, 1)                                                                       \
+  X(CUDA_ERROR_OUT_OF_MEMORY, 2)                                                                       \
+  X(CUDA_ERROR_NOT_INITIALIZED, 3)                                                                     \
+  X(CUDA_ERROR_NO_DEVICE, 100)                                                                         \
+  X(CUDA_ERROR_INVALID_DEVICE, 101)                                                                    \
+  X(CUDA_ERROR_INVALID_IMAGE, 200)                                                                     \
+  X(CUDA_ERROR_INVALID_CONTEXT, 201)                                                                   \
+  X(CUDA_ERROR_UNSUPPORTED_PTX_VERSION, 222)                                                           \
+  X(CUDA_ERROR_INVALID_HANDLE, 400)                                                                    \
+  X(CUDA_ERROR_NOT_FOUND, 500)                                                                         \
+  X(CUDA_ERROR_LAUNCH_FAILED, 719)                                                                     \
+  X(CUDA_ERROR_NOT_SUPPORTED, 801)
+
 enum {
-  CUDA_SUCCESS = 0,
-  CUDA_ERROR_INVALID_VALUE = 1,
-  CUDA_ERROR_NOT_INITIALIZED = 3,
-  CUDA_ERROR_NO_DEVICE = 100,
-  CUDA_ERROR_INVALID_DEVICE = 101,
-  CUDA_ERROR_INVALID_IMAGE = 200,
-  CUDA_ERROR_INVALID_CONTEXT = 201,
-  CUDA_ERROR_UNSUPPORTED_PTX_VERSION = 222,
-  CUDA_ERROR_INVALID_HANDLE = 400,
-  CUDA_ERROR_NOT_FOUND = 500,
-  CUDA_ERROR_LAUNCH_FAILED = 719,
-  CUDA_ERROR_NOT_SUPPORTED = 801,
+#define CU_RESULT_ENUM(name, value) name = value,
+  CU_RESULTS(CU_RESULT_ENUM)
+#undef CU_RESULT_ENUM
 };
 
 namespace {
@@ -573,7 +581,7 @@ API CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes) {
   size_t page = size_t(sysconf(_SC_PAGESIZE));
   size_t data = (bytes + page - 1) / page * page;
   void* map = mmap(nullptr, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (map == MAP_FAILED) return fail(2 /* CUDA_ERROR_OUT_OF_MEMORY */, "cuMemAlloc: out of memory");
+  if (map == MAP_FAILED) return fail(CUDA_ERROR_OUT_OF_MEMORY, "cuMemAlloc: out of memory");
   mprotect(static_cast<char*>(map) + data, page, PROT_NONE);
   uintptr_t address = reinterpret_cast<uintptr_t>(map) + data - (bytes + 3) / 4 * 4;
   allocations[address] = Allocation{bytes, map, data + page, current_context};
@@ -685,21 +693,15 @@ API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, 
 API CUresult cuGetErrorName(CUresult error, const char** name) {
   if (name == nullptr) return CUDA_ERROR_INVALID_VALUE;
   switch (error) {
-    case CUDA_SUCCESS: *name = "CUDA_SUCCESS"; break;
-    case CUDA_ERROR_INVALID_VALUE: *name = "CUDA_ERROR_INVALID_VALUE"; break;
-    case CUDA_ERROR_NOT_INITIALIZED: *name = "CUDA_ERROR_NOT_INITIALIZED"; break;
-    case CUDA_ERROR_NO_DEVICE: *name = "CUDA_ERROR_NO_DEVICE"; break;
-    case CUDA_ERROR_INVALID_DEVICE: *name = "CUDA_ERROR_INVALID_DEVICE"; break;
-    case CUDA_ERROR_INVALID_IMAGE: *name = "CUDA_ERROR_INVALID_IMAGE"; break;
-    case CUDA_ERROR_INVALID_CONTEXT: *name = "CUDA_ERROR_INVALID_CONTEXT"; break;
-    case CUDA_ERROR_UNSUPPORTED_PTX_VERSION: *name = "CUDA_ERROR_UNSUPPORTED_PTX_VERSION"; break;
-    case CUDA_ERROR_INVALID_HANDLE: *name = "CUDA_ERROR_INVALID_HANDLE"; break;
-    case CUDA_ERROR_NOT_FOUND: *name = "CUDA_ERROR_NOT_FOUND"; break;
-    case CUDA_ERROR_LAUNCH_FAILED: *name = "CUDA_ERROR_LAUNCH_FAILED"; break;
-    case CUDA_ERROR_NOT_SUPPORTED: *name = "CUDA_ERROR_NOT_SUPPORTED"; break;
-    default: return CUDA_ERROR_INVALID_VALUE;
+#define CU_RESULT_NAME(code, value) \
+  case code:                        \
+    *name = #code;                  \
+    return CUDA_SUCCESS;
+    CU_RESULTS(CU_RESULT_NAME)
+#undef CU_RESULT_NAME
+    default:
+      return CUDA_ERROR_INVALID_VALUE;
   }
-  return CUDA_SUCCESS;
 }
 
 API CUresult cuGetErrorString(CUresult error, const char** text) { return cuGetErrorName(error, text); }

@@ -112,9 +112,9 @@ class EmulatedGpuTrainingTest {
     assertTrue(disagree <= 2, disagree + " of " + onCpu.size() + " predictions differ between GPU and CPU");
   }
 
-  @Test
-  void twoExecutorsWithAGpuEachTrainAndScoreAsTheCpuDoes() throws IOException {
-    SparkSession spark = cluster(2, 1);
+  /** {@link #gpuMatchesCpu} on a cluster of {@code executors} with {@code gpus} GPUs each. */
+  private static void gpuMatchesCpuOn(int executors, int gpus) throws IOException {
+    SparkSession spark = cluster(executors, gpus);
     try {
       gpuMatchesCpu(spark);
     } finally {
@@ -123,12 +123,12 @@ class EmulatedGpuTrainingTest {
   }
 
   @Test
+  void twoExecutorsWithAGpuEachTrainAndScoreAsTheCpuDoes() throws IOException {
+    gpuMatchesCpuOn(2, 1);
+  }
+
+  @Test
   void twoGpusOfOneExecutorTrainAndScoreAsTheCpuDoes() throws IOException {
-    SparkSession spark = cluster(1, 2);
-    try {
-      gpuMatchesCpu(spark);
-    } finally {
-      spark.stop();
-    }
+    gpuMatchesCpuOn(1, 2);
   }
 }
