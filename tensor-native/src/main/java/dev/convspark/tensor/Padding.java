@@ -12,7 +12,7 @@ public enum Padding {
   /** No padding: output size {@code ceil((in - window + 1) / stride)}, only whole windows. */
   VALID;
 
-  /** Output length along one axis, or a value < 1 when the window does not fit. */
+  /** Output length along one axis, or a value {@code < 1} when the window does not fit. */
   public int outputSize(int in, int window, int stride) {
     return switch (this) {
       case SAME -> (in + stride - 1) / stride;
