@@ -18,10 +18,11 @@ mkdir -p "$out"
 # One X(name) per kernel of convspark.cu, so the driver knows every kernel by name and signature.
 grep -o 'extern "C" __global__ void [A-Za-z_0-9]*' "$here/src/main/cuda/convspark.cu" \
   | awk '{print "X(" $5 ")"}' > "$out/kernels.inc"
+# Strict aliasing off: the kernels read shared float arrays as float4, as CUDA code does.
 # fmaf as one instruction where the processor has it (a libm call per multiply-add otherwise).
 fma=
 grep -qw fma /proc/cpuinfo 2>/dev/null && fma=-mfma
-g++ -std=c++17 -O2 $fma -fPIC -shared -fvisibility=hidden -Wall -Wno-unknown-pragmas -Wno-sign-compare \
+g++ -std=c++17 -O2 $fma -fPIC -shared -fvisibility=hidden -fno-strict-aliasing -Wall -Wno-unknown-pragmas -Wno-sign-compare \
   -I "$here/src/test/cuda-emu" -I "$here/src/main/cuda" -I "$out" \
   -Wl,-soname,libcuda.so.1 -o "$out/libcuda.so.1.tmp" "$here/src/test/cuda-emu/driver.cpp"
 mv "$out/libcuda.so.1.tmp" "$out/libcuda.so.1"

@@ -27,9 +27,46 @@ __device__ __forceinline__ float epilogue(float v, const float* bias, int col, f
   return relu && !(v > 0.f) ? 0.f : v;
 }
 
+// One thread's share of loading a TK-deep slice of A's and B's tiles: 4 values of each (64 x 16
+// values per tile, 256 threads), read from global memory into registers.
+__device__ __forceinline__ void fetch_tiles(float* ra, float* rb, const float* a, int trans_a, int lda,
+                                            const float* b, int trans_b, int ldb, int row0, int col0, int k0,
+                                            int m, int n, int k_end) {
+#pragma unroll
+  for (int e = 0; e < 4; e++) {
+    int i = threadIdx.x + 256 * e;
+    int r = trans_a ? i % TM : i / TK;
+    int q = trans_a ? i / TM : i % TK;
+    ra[e] = load_a(a, trans_a, lda, row0 + r, k0 + q, m, k_end);
+    q = trans_b ? i % TK : i / TN;
+    int col = trans_b ? i / TK : i % TN;
+    rb[e] = load_b(b, trans_b, ldb, k0 + q, col0 + col, k_end, n);
+  }
+}
+
+// Rows of the shared tiles: 4 floats of padding keep each row 16-byte aligned for the float4
+// reads below (a thread's 4 rows of A and 4 columns of B at each q).
+#define TP (TM + 4)
+
+// Stores what fetch_tiles read into one of the two shared buffers, k-major: as[q][row], bs[q][col].
+__device__ __forceinline__ void stash_tiles(const float* ra, const float* rb, float (*as)[TP], float (*bs)[TP],
+                                            int trans_a, int trans_b) {
+#pragma unroll
+  for (int e = 0; e < 4; e++) {
+    int i = threadIdx.x + 256 * e;
+    as[trans_a ? i / TM : i % TK][trans_a ? i % TM : i / TK] = ra[e];
+    bs[trans_b ? i % TK : i / TN][trans_b ? i / TK : i % TN] = rb[e];
+  }
+}
+
 // C[m x n] = op(A)[m x k] * op(B)[k x n] (+ bias[col] where bias is not null) + beta * C, then
 // max(., 0) when relu is 1; op transposes when trans is 1. A 64 x 64 tile of C per block of 256
-// threads, each thread 4 x 4 of it; C is not read when beta is 0.
+// threads, each thread a 4 x 4 square of it (rows 4 ty to 4 ty + 3, columns 4 tx to 4 tx + 3, read
+// from shared memory as one float4 of A and one of B per step of k); C is not read when beta is 0.
+// The tiles are double-buffered: while the block multiplies one TK-deep slice from shared memory,
+// each thread's loads of the next slice are in flight into registers, stored into the other
+// buffer afterwards, so one barrier per slice suffices and global memory's latency is hidden
+// behind the arithmetic. Each entry is summed over k in the same order as with one buffer.
 // Split over k when the grid has a z extent: block z sums k from z * k_split (a multiple of TK) to
 // the next split and writes its m x n partial at c + z * m * ldc (beta 0, no bias, no relu), for
 // sum_splits to add up.
@@ -38,8 +75,8 @@ __device__ __forceinline__ float epilogue(float v, const float* bias, int col, f
 extern "C" __global__ void sgemm(int trans_a, int trans_b, int m, int n, int k, const float* a, int lda,
                                  const float* b, int ldb, float beta, float* c, int ldc, int k_split,
                                  const float* bias, int relu) {
-  __shared__ float as[TK][TM + 1];
-  __shared__ float bs[TK][TN + 1];
+  __shared__ __align__(16) float as[2][TK][TP];
+  __shared__ __align__(16) float bs[2][TK][TP];
   int tx = threadIdx.x % 16;
   int ty = threadIdx.x / 16;
   int row0 = blockIdx.y * TM;
@@ -50,37 +87,38 @@ extern "C" __global__ void sgemm(int trans_a, int trans_b, int m, int n, int k, 
   float acc[4][4];
   for (int i = 0; i < 4; i++)
     for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
+  float ra[4], rb[4];
+  if (k_begin < k_end) {
+    fetch_tiles(ra, rb, a, trans_a, lda, b, trans_b, ldb, row0, col0, k_begin, m, n, k_end);
+    stash_tiles(ra, rb, as[0], bs[0], trans_a, trans_b);
+  }
+  __syncthreads();
+  int cur = 0;
   for (int k0 = k_begin; k0 < k_end; k0 += TK) {
-    for (int i = threadIdx.x; i < TM * TK; i += 256) {
-      int r = trans_a ? i % TM : i / TK;
-      int q = trans_a ? i / TM : i % TK;
-      as[q][r] = load_a(a, trans_a, lda, row0 + r, k0 + q, m, k_end);
-    }
-    for (int i = threadIdx.x; i < TK * TN; i += 256) {
-      int q = trans_b ? i % TK : i / TN;
-      int col = trans_b ? i / TK : i % TN;
-      bs[q][col] = load_b(b, trans_b, ldb, k0 + q, col0 + col, k_end, n);
-    }
-    __syncthreads();
+    // The same for every thread of the block, so each reaches the same barriers.
+    bool next = k0 + TK < k_end;
+    if (next) fetch_tiles(ra, rb, a, trans_a, lda, b, trans_b, ldb, row0, col0, k0 + TK, m, n, k_end);
 #pragma unroll
     for (int q = 0; q < TK; q++) {
-      float av[4], bv[4];
-#pragma unroll
-      for (int i = 0; i < 4; i++) av[i] = as[q][ty + 16 * i];
-#pragma unroll
-      for (int j = 0; j < 4; j++) bv[j] = bs[q][tx + 16 * j];
+      float4 av = *reinterpret_cast<const float4*>(&as[cur][q][4 * ty]);
+      float4 bv = *reinterpret_cast<const float4*>(&bs[cur][q][4 * tx]);
+      float ar[4] = {av.x, av.y, av.z, av.w};
+      float br[4] = {bv.x, bv.y, bv.z, bv.w};
 #pragma unroll
       for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+        for (int j = 0; j < 4; j++) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
     }
+    // The other buffer was last read before the previous barrier: free to overwrite.
+    if (next) stash_tiles(ra, rb, as[cur ^ 1], bs[cur ^ 1], trans_a, trans_b);
     __syncthreads();
+    cur ^= 1;
   }
   for (int i = 0; i < 4; i++) {
-    int row = row0 + ty + 16 * i;
+    int row = row0 + 4 * ty + i;
     if (row >= m) continue;
     for (int j = 0; j < 4; j++) {
-      int col = col0 + tx + 16 * j;
+      int col = col0 + 4 * tx + j;
       if (col >= n) continue;
       long long o = (long long) row * ldc + col;
       c[o] = epilogue(acc[i][j], bias, col, beta, c, o, relu);

@@ -18,6 +18,7 @@ void syncthreads();
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __align__(n) __attribute__((aligned(n)))
 // One block runs at a time, so function-level statics are the block's shared memory.
 #define __shared__ static
 #define threadIdx (emu::thread_idx())
@@ -25,6 +26,11 @@ void syncthreads();
 #define blockDim (emu::block_dim)
 #define gridDim (emu::grid_dim)
 #define __syncthreads() emu::syncthreads()
+
+// CUDA's vector type, as the kernels read it: four floats, 16-byte aligned.
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
 
 // CUDA's integer min, a device function.
 inline int min(int a, int b) { return a < b ? a : b; }
