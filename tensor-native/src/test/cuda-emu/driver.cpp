@@ -9,7 +9,8 @@
 // real one refuses (no current context, a copy past the end of an allocation, an oversized block
 // or grid, PTX newer than the driver reads) with the real error codes and a line on stderr naming
 // what was wrong, and device memory ends at a guard page so a kernel reading past a buffer stops
-// the process. What it cannot check: the PTX's own code, timing, races between threads, memory
+// the process. Events record when they are called, so two around a launch time the kernel on the
+// CPU. What it cannot check: the PTX's own code, a GPU's timing, races between threads, memory
 // coalescing. It is a test tool: a GPU machine (gpu-check.sh) is the check of the GPU itself.
 //
 // Settings (environment): CONVSPARK_CUDA_EMU_DEVICES (number of devices, default 1; 0 makes cuInit
@@ -20,9 +21,9 @@
 // synchronisation is appended as one line, so a test can see what a training step asks of the
 // device: "launch NAME GXxGYxGZ BX ARGS...", with each device pointer as "p" and other arguments
 // as numbers; "htod BYTES", "dtoh BYTES", "dtod BYTES", "memset BYTES", "sync", "alloc BYTES",
-// "free BYTES"), CONVSPARK_CUDA_EMU_KERNELS (0: launches and memsets are checked and traced but
-// not run, so that a benchmark times the host's side of a step: JCuda, the backend's Java, the
-// copies between host and device).
+// "free BYTES", "event" (one recorded)), CONVSPARK_CUDA_EMU_KERNELS (0: launches and memsets are
+// checked and traced but not run, so that a benchmark times the host's side of a step: JCuda, the
+// backend's Java, the copies between host and device).
 //
 // Built by tensor-native/cuda-emu.sh, which generates kernels.inc (one X(name) per kernel).
 
@@ -36,6 +37,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
@@ -92,6 +94,15 @@ struct KernelInfo {
   std::vector<bool> floats;    // which are float or double
   void (*run)(void** params);  // runs the current emulated thread
 };
+
+// Everything runs when it is called, so an event records the time of its cuEventRecord: the time
+// between two events around a launch is the kernel's time on the CPU.
+struct Event {
+  Context* context;
+  bool recorded;
+  double ms;  // steady_clock, when recorded
+};
+std::set<Event*> events;
 
 struct Module {
   Context* context;
@@ -688,6 +699,54 @@ API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, 
   }
   if (!device_work()) return CUDA_SUCCESS;
   return launch(k, params, gx, gy, gz, bx, by, bz);
+}
+
+API CUresult cuEventCreate(Event** event, unsigned flags) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuEventCreate")) return r;
+  if (event == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  (void) flags;
+  *event = new Event{current_context, false, 0};
+  events.insert(*event);
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuEventRecord(Event* event, void* stream) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuEventRecord")) return r;
+  if (events.count(event) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventRecord: not an event");
+  if (stream != nullptr) return fail(CUDA_ERROR_NOT_SUPPORTED, "cuEventRecord: streams are not emulated");
+  event->recorded = true;
+  event->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  trace("event");
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuEventSynchronize(Event* event) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuEventSynchronize")) return r;
+  if (events.count(event) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventSynchronize: not an event");
+  trace("sync");
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuEventElapsedTime(float* ms, Event* start, Event* end) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuEventElapsedTime")) return r;
+  if (ms == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (events.count(start) == 0 || events.count(end) == 0 || !start->recorded || !end->recorded) {
+    return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventElapsedTime: an event that is not one or was never recorded");
+  }
+  *ms = float(end->ms - start->ms);
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuEventDestroy_v2(Event* event) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (events.count(event) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventDestroy: not an event");
+  events.erase(event);
+  delete event;
+  return CUDA_SUCCESS;
 }
 
 API CUresult cuGetErrorName(CUresult error, const char** name) {

@@ -78,6 +78,8 @@ public final class CudaBackend implements Backend {
   private final Map<String, CUfunction> functions = new HashMap<>();
   private final String description;
   private final int multiprocessors;
+  /** Times every launch while set (GpuCheck's profile); null otherwise. */
+  private KernelProfile profile;
 
   private CudaBackend(CUcontext context, CUmodule module, String description, int multiprocessors) {
     this.context = context;
@@ -167,6 +169,11 @@ public final class CudaBackend implements Backend {
   @Override
   public void close() {
     cuCtxDestroy(context);
+  }
+
+  /** Attaches {@code p} to time every later launch on the GPU, or detaches it (null). */
+  void profile(KernelProfile p) {
+    profile = p;
   }
 
   private CUfunction function(String name) {
@@ -390,7 +397,25 @@ public final class CudaBackend implements Backend {
         }
       }
       argsSize.putLong(0, at);
+      KernelProfile p = profile;
+      if (p != null) {
+        long blocks = (long) gx * gy * gz;
+        // Products and sums by their shapes (arguments m, n, k; splits, rows, cols; rows, cols).
+        if (name.equals("sgemm")) {
+          p.before("sgemm " + a[2] + "x" + a[3] + ", k " + a[4] + (gz > 1 ? ", " + gz + " splits" : ""),
+              2.0 * (Integer) a[2] * (Integer) a[3] * (Integer) a[4]);
+        } else if (name.equals("sum_splits")) {
+          p.before("sum_splits " + a[2] + "x" + a[3] + ", " + a[1] + " splits", 0);
+        } else if (name.equals("column_sums")) {
+          p.before("column_sums " + a[1] + "x" + a[2] + ", " + blocks + (blocks == 1 ? " block" : " blocks"), 0);
+        } else {
+          p.before(name + ", " + blocks + (blocks == 1 ? " block" : " blocks"), 0);
+        }
+      }
       cuLaunchKernel(function(name), gx, gy, gz, block, 1, 1, 0, null, null, extra);
+      if (p != null) {
+        p.after();
+      }
     }
 
     /** C = op(A) op(B), row-major, as the CPU kernels' gemm with beta 0; see the next. */

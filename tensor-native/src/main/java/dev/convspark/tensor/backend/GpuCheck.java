@@ -14,10 +14,12 @@ import java.util.Random;
  * The GPU check, runnable with the engine's jars alone (no Maven, no Spark, no test framework):
  * CPU-versus-GPU parity on random inputs (each layer's forward and backward, 20 training steps;
  * relative error under 1e-4) and the deep-mnist training and inference rates on the GPU at batch
- * 50 and 512, printed as one table. Exit status 0 when every check passes, 1 when one fails, 3
- * when no GPU can be used (the reason is printed). {@code tensor-native/gpu-check.sh} runs it.
- * {@code --parity-only} skips the benchmark, {@code --benchmark-only} the checks (on the emulated
- * driver with its kernels off, {@code bin/convspark bench gpu-host}, that times the host's side).
+ * 50 and 512, then where a training step's GPU time goes at batch 50 ({@link #profile}), printed
+ * as tables. Exit status 0 when every check passes, 1 when one fails, 3 when no GPU can be used
+ * (the reason is printed). {@code tensor-native/gpu-check.sh} runs it. {@code --parity-only} skips
+ * the benchmark and the profile, {@code --benchmark-only} the checks (on the emulated driver with
+ * its kernels off, {@code bin/convspark bench gpu-host}, that times the host's side),
+ * {@code --no-profile} the profile.
  */
 public final class GpuCheck {
 
@@ -306,24 +308,102 @@ public final class GpuCheck {
     }
   }
 
+  /**
+   * One kernel of a profiled training step: what it is, its launches in a step, the GPU's time for
+   * them in a step (microseconds, median over the steps) and, for matrix products, GFLOP/s.
+   */
+  public record KernelTime(String kernel, int launches, double micros, double gflops) {
+  }
+
+  /**
+   * Where a deep-mnist training step's GPU time goes at batch {@code batch}: every launch of
+   * {@code steps} steps (after 3 unmeasured ones) timed by events around it, summed per kernel
+   * and shape in each step, in launch order (forward, backward, update). The time between the
+   * kernels (uploads, the download of the metrics, the host launching) is not in it: the step's
+   * time from {@link #benchmark} less these is what the GPU spends waiting.
+   */
+  public static List<KernelTime> profile(CudaBackend gpu, int batch, int steps) {
+    ModelSpec spec = ModelSpec.parse(ModelSpec.DEEP_MNIST);
+    java.util.Map<String, double[]> perStep = new java.util.LinkedHashMap<>();
+    java.util.Map<String, int[]> launches = new java.util.HashMap<>();
+    java.util.Map<String, Double> flops = new java.util.HashMap<>();
+    try (ModelRunner r = gpu.open(spec); KernelProfile timer = new KernelProfile()) {
+      r.initialize(1);
+      r.setKeepProb(0.5f);
+      Optimizer opt = Optimizer.create("adam", 1e-4f, r.paramCount());
+      float[] x = random(batch * 784, 5);
+      int[] y = labels(batch, 10, 0);
+      for (int s = -3; s < steps; s++) {
+        if (s == 0) {
+          gpu.profile(timer);
+        }
+        r.computeGradients(x, y, batch, 1f / batch, s);
+        r.applyGradients(opt);
+        if (s < 0) {
+          continue;
+        }
+        for (KernelProfile.Launch l : timer.take()) {
+          perStep.computeIfAbsent(l.kernel(), k -> new double[steps])[s] += l.millis() * 1000;
+          if (s == 0) {
+            launches.computeIfAbsent(l.kernel(), k -> new int[1])[0]++;
+            flops.merge(l.kernel(), l.flops(), Double::sum);
+          }
+        }
+      }
+    } finally {
+      gpu.profile(null);
+    }
+    List<KernelTime> out = new ArrayList<>();
+    for (var e : perStep.entrySet()) {
+      double[] t = e.getValue().clone();
+      Arrays.sort(t);
+      double micros = t[t.length / 2];
+      double f = flops.getOrDefault(e.getKey(), 0.0);
+      out.add(new KernelTime(e.getKey(), launches.getOrDefault(e.getKey(), new int[1])[0], micros,
+          f > 0 && micros > 0 ? f / micros / 1e3 : 0));
+    }
+    return out;
+  }
+
+  private static void printProfile(List<KernelTime> kernels, double stepMicros, StringBuilder figures) {
+    System.out.println("\n| deep-mnist training step on the GPU, batch 50: kernel | launches | us per step (median"
+        + " of 50) | share | GFLOP/s |");
+    System.out.println("| --- | --- | --- | --- | --- |");
+    double total = kernels.stream().mapToDouble(KernelTime::micros).sum();
+    int count = 0;
+    for (KernelTime k : kernels) {
+      count += k.launches();
+      String gflops = k.gflops() > 0 ? String.format(Locale.ROOT, "%.0f", k.gflops()) : "";
+      System.out.printf(Locale.ROOT, "| %s | %d | %.1f | %.1f%% | %s |%n", k.kernel(), k.launches(), k.micros(),
+          100 * k.micros() / Math.max(total, 1e-9), gflops);
+    }
+    System.out.printf(Locale.ROOT, "| all kernels | %d | %.1f | 100%% | |%n", count, total);
+    System.out.printf(Locale.ROOT, "| the whole step, from the training rate above (its time less the kernels':"
+        + " uploads, the metrics' download, the GPU waiting for the host) | | %.1f | | |%n", stepMicros);
+    figures.append(String.format(Locale.ROOT, "kernels50 %.1f%n", total));
+  }
+
   /** Runs every check and the benchmark; see the class comment for the exit status. */
   public static void main(String[] args) {
     int ordinal = 0;
     java.nio.file.Path results = null;
     boolean parityOnly = false;
     boolean benchmarkOnly = false;
+    boolean profile = true;
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("--parity-only")) {
         parityOnly = true;
       } else if (args[i].equals("--benchmark-only")) {
         benchmarkOnly = true;
+      } else if (args[i].equals("--no-profile")) {
+        profile = false;
       } else if (args[i].equals("--results") && i + 1 < args.length) {
         results = java.nio.file.Path.of(args[++i]);
       } else if (args[i].matches("\\d{1,4}")) {
         ordinal = Integer.parseInt(args[i]);
       } else {
-        System.out.println("usage: GpuCheck [GPU-NUMBER] [--results FILE] [--parity-only | --benchmark-only]; '" + args[i]
-            + "' is none of them");
+        System.out.println("usage: GpuCheck [GPU-NUMBER] [--results FILE] [--parity-only | --benchmark-only]"
+            + " [--no-profile]; '" + args[i] + "' is none of them");
         System.exit(2);
         return;
       }
@@ -358,11 +438,18 @@ public final class GpuCheck {
         System.out.println("\n| deep-mnist | training images/s | training, gradients through the host | inference"
             + " images/s (batches of 1000) |");
         System.out.println("| --- | --- | --- | --- |");
+        double stepMicros = 0;
         for (int batch : new int[] {50, 512}) {
           double[] g = benchmark(gpu, batch, batch == 50 ? 200 : 40);
+          if (batch == 50) {
+            stepMicros = 1e6 * batch / g[0];
+          }
           System.out.printf(Locale.ROOT, "| GPU, batch %d | %.0f | %.0f | %.0f |%n", batch, g[0], g[1], g[2]);
           figures.append(String.format(Locale.ROOT, "train%d %.1f%nhost%d %.1f%ninfer%d %.1f%n", batch, g[0], batch,
               g[1], batch, g[2]));
+        }
+        if (profile) {
+          printProfile(profile(gpu, 50, 50), stepMicros, figures);
         }
         double[] c = benchmark(fast, 50, 20);
         System.out.printf(Locale.ROOT, "| CPU (%s), batch 50 | %.0f | %.0f | %.0f |%n", fast.describe(), c[0], c[1],

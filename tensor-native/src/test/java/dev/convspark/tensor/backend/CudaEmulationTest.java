@@ -112,6 +112,40 @@ class CudaEmulationTest {
     }
   }
 
+  /**
+   * The profile {@code gpu-check.sh} prints: every launch of a profiled step is timed by its own
+   * pair of events (the emulated driver records them when called, so each pair brackets the
+   * kernel's run on the CPU), grouped by kernel and shape, with a matrix product's GFLOP/s.
+   */
+  @Test
+  void theProfileTimesEveryLaunchOfAStep() throws IOException, InterruptedException {
+    Path trace = Files.createTempFile("cuda-emu-trace", ".txt");
+    try {
+      Run r = probe(Map.of("CONVSPARK_CUDA_EMU_TRACE", trace.toString()), "profile");
+      assertEquals(0, r.exit(), r.output());
+      System.out.println("profile of a deep-mnist step at batch 50 on the emulated driver (CPU times):\n" + r.output());
+      List<String[]> rows = r.output().lines().filter(l -> l.contains(" | ")).map(l -> l.split(" \\| ")).toList();
+      int launches = rows.stream().mapToInt(w -> Integer.parseInt(w[1])).sum();
+      List<String> traced = Files.readAllLines(trace);
+      List<String> profiled = traced.subList(traced.indexOf("event"), traced.size());
+      // Two profiled steps; an event before and after each launch.
+      assertEquals(2 * launches, profiled.stream().filter(l -> l.startsWith("launch ")).count(), r.output());
+      assertEquals(4 * launches, profiled.stream().filter(l -> l.equals("event")).count(), r.output());
+      assertTrue(launches >= 30, r.output());
+      for (String[] w : rows) {
+        double micros = Double.parseDouble(w[2]);
+        assertTrue(micros > 0, "no time for " + w[0]);
+        if (w[0].equals("sgemm 9800x64, k 800")) {
+          // conv2's forward product: 2 m n k floating-point operations.
+          assertEquals(2.0 * 9800 * 64 * 800 / micros / 1e3, Double.parseDouble(w[3]), 1e-3 * Double.parseDouble(w[3]));
+        }
+      }
+      assertTrue(rows.stream().anyMatch(w -> w[0].equals("sgemm 9800x64, k 800")), r.output());
+    } finally {
+      Files.deleteIfExists(trace);
+    }
+  }
+
   @Test
   void deviceSettingsGoThroughTheDriverAndFailSayingWhy() throws IOException, InterruptedException {
     Run one = probe(Map.of(), "open", "auto", "gpu", "gpu:1");

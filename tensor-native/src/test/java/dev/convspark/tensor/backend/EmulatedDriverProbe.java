@@ -28,7 +28,8 @@ import jcuda.driver.JCudaDriver;
  * block of 2048 threads) and prints each error; {@code step} runs deep-mnist training steps at
  * batch 50 and prints what the driver traced ({@code CONVSPARK_CUDA_EMU_TRACE}) for one step as
  * {@link Trainer} takes it ("== trainer") and one as a Spark worker alone takes it, summed loss
- * then scaled gradients ("== alone").
+ * then scaled gradients ("== alone"); {@code profile} prints {@link GpuCheck#profile}'s rows for two
+ * steps at batch 50 ("kernel | launches | us | GFLOP/s").
  */
 final class EmulatedDriverProbe {
 
@@ -58,6 +59,14 @@ final class EmulatedDriverProbe {
         }
       }
       System.exit(ok ? 0 : 1);
+    }
+    if (args.length > 0 && args[0].equals("profile")) {
+      try (CudaBackend gpu = CudaBackend.create(0)) {
+        for (GpuCheck.KernelTime k : GpuCheck.profile(gpu, 50, 2)) {
+          System.out.printf(Locale.ROOT, "%s | %d | %.3f | %.6f%n", k.kernel(), k.launches(), k.micros(), k.gflops());
+        }
+      }
+      return;
     }
     if (args.length > 0 && args[0].equals("misuse")) {
       misuse();
