@@ -21,9 +21,10 @@
 // synchronisation is appended as one line, so a test can see what a training step asks of the
 // device: "launch NAME GXxGYxGZ BX ARGS...", with each device pointer as "p" and other arguments
 // as numbers; "htod BYTES", "dtoh BYTES", "dtod BYTES", "memset BYTES", "sync", "alloc BYTES",
-// "free BYTES", "event" (one recorded)), CONVSPARK_CUDA_EMU_KERNELS (0: launches and memsets are
-// checked and traced but not run, so that a benchmark times the host's side of a step: JCuda, the
-// backend's Java, the copies between host and device).
+// "free BYTES", "alloc host BYTES" and "free host BYTES" for pinned memory, "event" (one
+// recorded)), CONVSPARK_CUDA_EMU_KERNELS (0: launches and memsets are checked and traced but not
+// run, so that a benchmark times the host's side of a step: JCuda, the backend's Java, the copies
+// between host and device).
 //
 // Built by tensor-native/cuda-emu.sh, which generates kernels.inc (one X(name) per kernel).
 
@@ -138,6 +139,25 @@ std::recursive_mutex lock;
 bool initialized = false;
 thread_local Context* current_context = nullptr;
 std::set<Context*> contexts;
+
+// Pinned host memory (cuMemAllocHost): its size by address.
+std::map<uintptr_t, size_t> pinned;
+
+// Asynchronous copies from pinned memory not made yet. A GPU reads an asynchronous copy's source
+// when its stream reaches the copy, after the work queued before it; here that is the next call
+// that runs device work or waits for it (run_pending), so a host that rewrites the source before
+// its copy has been waited for sends the new bytes, as it would to a GPU.
+struct PendingCopy {
+  uintptr_t dst;
+  const void* src;
+  size_t bytes;
+};
+std::vector<PendingCopy> pending;
+
+void run_pending() {
+  for (const PendingCopy& c : pending) memcpy(reinterpret_cast<void*>(c.dst), c.src, c.bytes);
+  pending.clear();
+}
 
 struct Allocation {
   size_t size;
@@ -529,6 +549,7 @@ API CUresult cuCtxCreate_v2(Context** context, unsigned flags, CUdevice device) 
 
 API CUresult cuCtxDestroy_v2(Context* context) {
   std::lock_guard<std::recursive_mutex> g(lock);
+  run_pending();
   if (contexts.count(context) == 0 || !context->alive) {
     return fail(CUDA_ERROR_INVALID_CONTEXT, "cuCtxDestroy: not a live context");
   }
@@ -558,6 +579,7 @@ API CUresult cuCtxSetCurrent(Context* context) {
 API CUresult cuCtxSynchronize() {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuCtxSynchronize")) return r;
+  run_pending();
   trace("sync");
   return CUDA_SUCCESS;
 }
@@ -604,6 +626,7 @@ API CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes) {
 API CUresult cuMemFree_v2(CUdeviceptr pointer) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuMemFree")) return r;
+  run_pending();
   auto it = allocations.find(uintptr_t(pointer));
   if (it == allocations.end()) {
     return fail(CUDA_ERROR_INVALID_VALUE, "cuMemFree: " + hex(uintptr_t(pointer)) + " is not a live allocation");
@@ -617,8 +640,53 @@ API CUresult cuMemFree_v2(CUdeviceptr pointer) {
 API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuMemcpyHtoD")) return r;
+  run_pending();
   if (CUresult r = need_range("cuMemcpyHtoD", "destination", uintptr_t(dst), bytes)) return r;
   memcpy(reinterpret_cast<void*>(dst), src, bytes);
+  trace("htod " + std::to_string(bytes));
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuMemAllocHost_v2(void** pointer, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuMemAllocHost")) return r;
+  if (pointer == nullptr || bytes == 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemAllocHost: 0 bytes");
+  void* p = aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
+  if (p == nullptr) return fail(CUDA_ERROR_OUT_OF_MEMORY, "cuMemAllocHost: out of memory");
+  pinned[reinterpret_cast<uintptr_t>(p)] = bytes;
+  *pointer = p;
+  trace("alloc host " + std::to_string(bytes));
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuMemFreeHost(void* pointer) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuMemFreeHost")) return r;
+  run_pending();
+  auto it = pinned.find(reinterpret_cast<uintptr_t>(pointer));
+  if (it == pinned.end()) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemFreeHost: not pinned memory of cuMemAllocHost");
+  trace("free host " + std::to_string(it->second));
+  free(pointer);
+  pinned.erase(it);
+  return CUDA_SUCCESS;
+}
+
+// From pinned memory, the copy waits for its turn (see PendingCopy); from any other host memory
+// it is made at once, as a driver stages pageable memory before returning.
+API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, void* stream) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuMemcpyHtoDAsync")) return r;
+  if (stream != nullptr) return fail(CUDA_ERROR_NOT_SUPPORTED, "cuMemcpyHtoDAsync: streams are not emulated");
+  if (CUresult r = need_range("cuMemcpyHtoDAsync", "destination", uintptr_t(dst), bytes)) return r;
+  uintptr_t from = reinterpret_cast<uintptr_t>(src);
+  auto it = pinned.upper_bound(from);
+  bool in_pinned = it != pinned.begin() && (--it, from + bytes <= it->first + it->second);
+  if (in_pinned) {
+    pending.push_back(PendingCopy{uintptr_t(dst), src, bytes});
+  } else {
+    run_pending();
+    memcpy(reinterpret_cast<void*>(dst), src, bytes);
+  }
   trace("htod " + std::to_string(bytes));
   return CUDA_SUCCESS;
 }
@@ -626,6 +694,7 @@ API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
 API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuMemcpyDtoH")) return r;
+  run_pending();
   if (CUresult r = need_range("cuMemcpyDtoH", "source", uintptr_t(src), bytes)) return r;
   memcpy(dst, reinterpret_cast<const void*>(src), bytes);
   trace("dtoh " + std::to_string(bytes));
@@ -635,6 +704,7 @@ API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
 API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuMemcpyDtoD")) return r;
+  run_pending();
   if (CUresult r = need_range("cuMemcpyDtoD", "source", uintptr_t(src), bytes)) return r;
   if (CUresult r = need_range("cuMemcpyDtoD", "destination", uintptr_t(dst), bytes)) return r;
   memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), bytes);
@@ -645,6 +715,7 @@ API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
 API CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t count) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuMemsetD32")) return r;
+  run_pending();
   if (dst % 4 != 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemsetD32: destination not 4-byte aligned");
   if (CUresult r = need_range("cuMemsetD32", "destination", uintptr_t(dst), count * 4)) return r;
   uint32_t* p = reinterpret_cast<uint32_t*>(dst);
@@ -657,6 +728,7 @@ API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, 
                             unsigned shared_bytes, void* stream, void** params, void** extra) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuLaunchKernel")) return r;
+  run_pending();
   if (f == nullptr) return fail(CUDA_ERROR_INVALID_HANDLE, "cuLaunchKernel: null function");
   const KernelInfo& k = *f->kernel;
   std::string call = std::string("cuLaunchKernel(") + k.name + ")";
@@ -714,6 +786,7 @@ API CUresult cuEventCreate(Event** event, unsigned flags) {
 API CUresult cuEventRecord(Event* event, void* stream) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuEventRecord")) return r;
+  run_pending();
   if (events.count(event) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventRecord: not an event");
   if (stream != nullptr) return fail(CUDA_ERROR_NOT_SUPPORTED, "cuEventRecord: streams are not emulated");
   event->recorded = true;
@@ -725,6 +798,7 @@ API CUresult cuEventRecord(Event* event, void* stream) {
 API CUresult cuEventSynchronize(Event* event) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuEventSynchronize")) return r;
+  run_pending();
   if (events.count(event) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventSynchronize: not an event");
   trace("sync");
   return CUDA_SUCCESS;

@@ -15,9 +15,12 @@ import static jcuda.driver.JCudaDriver.cuDriverGetVersion;
 import static jcuda.driver.JCudaDriver.cuInit;
 import static jcuda.driver.JCudaDriver.cuLaunchKernel;
 import static jcuda.driver.JCudaDriver.cuMemAlloc;
+import static jcuda.driver.JCudaDriver.cuMemAllocHost;
 import static jcuda.driver.JCudaDriver.cuMemFree;
+import static jcuda.driver.JCudaDriver.cuMemFreeHost;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoH;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoD;
+import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
 import static jcuda.driver.JCudaDriver.cuMemsetD32;
 import static jcuda.driver.JCudaDriver.cuModuleGetFunction;
 import static jcuda.driver.JCudaDriver.cuModuleLoadData;
@@ -238,6 +241,49 @@ public final class CudaBackend implements Backend {
     }
   }
 
+  /**
+   * Pinned (page-locked) host memory that a batch is uploaded from, grown on demand. A copy from
+   * it ({@code cuMemcpyHtoDAsync}) is queued behind the kernels before it and the host goes on at
+   * once; a copy from Java's heap (pageable memory) first waits for them, so every step's upload
+   * waited for the previous step's update. The host refills it only after a wait (a step's
+   * metrics, an inference chunk's logits), when the copies queued from it have been made.
+   */
+  private static final class Staging {
+    private Pointer host;
+    private ByteBuffer bytes;
+    private long capacity;
+
+    /** The memory, at least {@code size} bytes, cleared for writing from its start. */
+    ByteBuffer ensure(long size) {
+      if (size > capacity) {
+        if (host != null) {
+          cuCtxSynchronize();
+        }
+        free();
+        host = new Pointer();
+        cuMemAllocHost(host, size);
+        bytes = host.getByteBuffer(0, size).order(ByteOrder.nativeOrder());
+        capacity = size;
+      }
+      bytes.clear();
+      return bytes;
+    }
+
+    /** Queues the copy of {@code size} bytes from {@code offset} into {@code dst}. */
+    void upload(long offset, long size, Buffer dst) {
+      cuMemcpyHtoDAsync(dst.ptr, host.withByteOffset(offset), size, null);
+    }
+
+    void free() {
+      if (host != null) {
+        cuMemFreeHost(host);
+        host = null;
+        bytes = null;
+        capacity = 0;
+      }
+    }
+  }
+
   /** A device pointer's address as a number (JCuda keeps it to itself). */
   private static final class DeviceAddress extends CUdeviceptr {
     DeviceAddress(CUdeviceptr p) {
@@ -265,6 +311,7 @@ public final class CudaBackend implements Backend {
     private final Buffer metrics = new Buffer();
     private final Buffer scratch = new Buffer();
     private final Buffer splitK = new Buffer();
+    private final Staging staging = new Staging();
     private final List<Buffer> acts = new ArrayList<>();
     private final List<Buffer> dacts = new ArrayList<>();
     private final List<Buffer> aux = new ArrayList<>();
@@ -545,20 +592,21 @@ public final class CudaBackend implements Backend {
         }
       }
       int inSize = net.spec().inputShape().size();
-      input.ensure((long) n * inSize);
-      cuMemcpyHtoD(input.ptr, Pointer.to(images), (long) n * inSize * 4L);
-      // One upload for the labels and the samples' global indices (little-endian longs, as the
-      // GPU reads them), which the dropout kernel needs.
+      long imageBytes = (long) n * inSize * 4L;
+      // The images, then one upload for the labels and the samples' global indices (longs, as
+      // the GPU reads them), which the dropout kernel needs; both from pinned memory, queued.
       int samplesAt = (n + 1) / 2 * 2;
-      int[] info = new int[samplesAt + 2 * n];
-      System.arraycopy(y, 0, info, 0, n);
-      long[] index = Dropout.sampleIndices(n, firsts, lengths);
-      for (int s = 0; s < n; s++) {
-        info[samplesAt + 2 * s] = (int) index[s];
-        info[samplesAt + 2 * s + 1] = (int) (index[s] >>> 32);
-      }
-      batchInfo.ensure(info.length);
-      cuMemcpyHtoD(batchInfo.ptr, Pointer.to(info), info.length * 4L);
+      int infoInts = samplesAt + 2 * n;
+      ByteBuffer host = staging.ensure(imageBytes + infoInts * 4L);
+      host.asFloatBuffer().put(images, 0, n * inSize);
+      host.position((int) imageBytes);
+      host.asIntBuffer().put(y, 0, n);
+      host.position((int) imageBytes + samplesAt * 4);
+      host.asLongBuffer().put(Dropout.sampleIndices(n, firsts, lengths));
+      input.ensure((long) n * inSize);
+      batchInfo.ensure(infoInts);
+      staging.upload(0, imageBytes, input);
+      staging.upload(imageBytes, infoInts * 4L, batchInfo);
       long logits = forward(n, true, seed, batchInfo.at(samplesAt)).address;
       dLogits.ensure((long) n * classes);
       metrics.ensure(3L * n);
@@ -679,7 +727,8 @@ public final class CudaBackend implements Backend {
       for (int s = 0; s < n; s += chunk) {
         int k = Math.min(chunk, n - s);
         input.ensure((long) k * inSize);
-        cuMemcpyHtoD(input.ptr, Pointer.to(images).withByteOffset((long) s * inSize * 4L), (long) k * inSize * 4L);
+        staging.ensure((long) k * inSize * 4L).asFloatBuffer().put(images, s * inSize, k * inSize);
+        staging.upload(0, (long) k * inSize * 4L, input);
         Buffer logits = forward(k, false, 0L, 0L);
         cuMemcpyDtoH(Pointer.to(out).withByteOffset((long) s * classes * 4L), logits.ptr, (long) k * classes * 4L);
       }
@@ -696,6 +745,7 @@ public final class CudaBackend implements Backend {
       for (List<Buffer> l : List.of(acts, dacts, aux)) {
         l.forEach(Buffer::free);
       }
+      staging.free();
     }
   }
 }

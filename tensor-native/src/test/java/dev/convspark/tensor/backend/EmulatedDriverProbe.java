@@ -25,11 +25,12 @@ import jcuda.driver.JCudaDriver;
  * taking about 1.6 s a deep-mnist step) and prints its table; {@code open DEVICE...} opens each
  * device setting and prints what it got or why it failed; {@code misuse} makes the mistakes the
  * driver must refuse (a copy past an allocation, a call on a thread with no current context, a
- * block of 2048 threads) and prints each error; {@code step} runs deep-mnist training steps at
- * batch 50 and prints what the driver traced ({@code CONVSPARK_CUDA_EMU_TRACE}) for one step as
- * {@link Trainer} takes it ("== trainer") and one as a Spark worker alone takes it, summed loss
- * then scaled gradients ("== alone"); {@code profile} prints {@link GpuCheck#profile}'s rows for two
- * steps at batch 50 ("kernel | launches | us | GFLOP/s").
+ * block of 2048 threads) and prints each error, and what a queued copy from pinned memory sends;
+ * {@code step} runs deep-mnist training steps at batch 50 and prints what the driver traced
+ * ({@code CONVSPARK_CUDA_EMU_TRACE}) for one step as {@link Trainer} takes it ("== trainer") and
+ * one as a Spark worker alone takes it, summed loss then scaled gradients ("== alone");
+ * {@code profile} prints {@link GpuCheck#profile}'s rows for two steps at batch 50 ("kernel |
+ * launches | us | GFLOP/s").
  */
 final class EmulatedDriverProbe {
 
@@ -154,6 +155,18 @@ final class EmulatedDriverProbe {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
+    // An asynchronous copy from pinned memory reads its source when the stream reaches it: bytes
+    // rewritten before anything waited for it are the ones sent.
+    Pointer pinned = new Pointer();
+    JCudaDriver.cuMemAllocHost(pinned, 16);
+    java.nio.FloatBuffer staged = pinned.getByteBuffer(0, 16).order(java.nio.ByteOrder.nativeOrder()).asFloatBuffer();
+    staged.put(0, 1f);
+    JCudaDriver.cuMemcpyHtoDAsync(p, pinned, 16, null);
+    staged.put(0, 2f);
+    float[] back = new float[4];
+    JCudaDriver.cuMemcpyDtoH(Pointer.to(back), p, 16);
+    System.out.println("pinned memory rewritten after its copy was queued: the device got " + back[0]);
+    JCudaDriver.cuMemFreeHost(pinned);
     JCudaDriver.cuMemFree(p);
     attempt("freeing it twice", () -> JCudaDriver.cuMemFree(p));
     JCudaDriver.cuCtxDestroy(ctx);
