@@ -232,21 +232,39 @@ final class StarAllreduce implements GradientExchange {
   }
 
   /**
-   * A lone worker keeping its gradients in this JVM's heap scales them where they are: the same
-   * operations as {@link GradientExchange#step}, without copying 13 MB out and back every step.
+   * A lone worker scales its gradients where they are ({@link GradientExchange#alone}). Workers
+   * keeping their parameters and gradients in this JVM's heap (the CPU) apply the update chunk by
+   * chunk as the mean arrives, while the rest is still on the way: Adam's pass over 13 MB then
+   * overlaps the transfer instead of following it, with the same result (each parameter's update
+   * reads only its own gradient and moments). Others copy the gradients out and back
+   * ({@link GradientExchange#step}).
    */
   @Override
   public void step(dev.convspark.tensor.backend.ModelRunner runner, dev.convspark.tensor.optim.Optimizer optimizer,
                    float[] scratch, double[] stats, java.util.function.Consumer<double[]> check) throws IOException {
-    if (size > 1) {
+    float[] grads = runner.hostGradients();
+    float[] params = runner.hostParameters();
+    if (size == 1) {
+      GradientExchange.alone(runner, optimizer, stats, check);
+    } else if (grads == null || params == null) {
       GradientExchange.super.step(runner, optimizer, scratch, stats, check);
     } else {
-      GradientExchange.alone(runner, optimizer, stats, check);
+      exchange(grads, stats, true, summed -> {
+        check.accept(summed);
+        optimizer.beginStep();
+      }, (from, to) -> optimizer.update(params, grads, from, to));
     }
   }
 
   /** Floats per chunk of the pipelined exchange (256 KB). */
   static final int CHUNK = 1 << 16;
+
+  /** What a worker does with each chunk of the sums as it gets it: {@code data[from, to)}. */
+  private interface ChunkDone {
+    void accept(int from, int to);
+  }
+
+  private static final ChunkDone NOTHING = (from, to) -> { };
 
   /**
    * Replaces {@code data} and {@code stats} with their sums over all workers. Pipelined in chunks:
@@ -256,7 +274,7 @@ final class StarAllreduce implements GradientExchange {
    */
   @Override
   public void allreduce(float[] data, double[] stats) throws IOException {
-    exchange(data, stats, false);
+    exchange(data, stats, false, summed -> { }, NOTHING);
   }
 
   /**
@@ -268,11 +286,18 @@ final class StarAllreduce implements GradientExchange {
     if (size == 1) {
       return GradientExchange.divideByCount(grads, stats);
     }
-    exchange(grads, stats, true);
+    exchange(grads, stats, true, summed -> { }, NOTHING);
     return grads;
   }
 
-  private void exchange(float[] data, double[] stats, boolean mean) throws IOException {
+  /**
+   * The exchange: each worker's statistics and array to the hub, the summed statistics back to
+   * every worker first, shown to {@code summed} (which may throw to stop: every worker sees the
+   * same sums, so all stop there), then the summed (with {@code mean}, divided) array chunk by
+   * chunk, each handed to {@code done} as soon as this worker has it.
+   */
+  private void exchange(float[] data, double[] stats, boolean mean, java.util.function.Consumer<double[]> summed,
+                        ChunkDone done) throws IOException {
     if (size == 1) {
       return;
     }
@@ -289,6 +314,13 @@ final class StarAllreduce implements GradientExchange {
           stats[i] += st[i];
         }
       }
+      for (int r = 1; r < size; r++) {
+        for (double v : stats) {
+          out[r].writeDouble(v);
+        }
+        out[r].flush();
+      }
+      summed.accept(stats);
       float inv = (float) (1 / stats[stats.length - 1]);
       ByteBuffer b = buffer(CHUNK);
       for (int off = 0; off < n; off += CHUNK) {
@@ -315,12 +347,7 @@ final class StarAllreduce implements GradientExchange {
           out[r].write(b.array(), 0, len * 4);
           out[r].flush();
         }
-      }
-      for (int r = 1; r < size; r++) {
-        for (double v : stats) {
-          out[r].writeDouble(v);
-        }
-        out[r].flush();
+        done.accept(off, off + len);
       }
       return;
     }
@@ -340,26 +367,34 @@ final class StarAllreduce implements GradientExchange {
       d.flush();
       return null;
     });
+    boolean finished = false;
     try {
-      // A chunk comes back only after the hub has read it, so the sender is done with it by then.
+      // The sums come back only after the hub has read every worker's statistics, and a chunk
+      // only after the hub has read it, so the sender is done with each by then.
+      for (int i = 0; i < stats.length; i++) {
+        stats[i] = in[0].readDouble();
+      }
+      summed.accept(stats);
       ByteBuffer b = buffer(CHUNK);
       for (int off = 0; off < n; off += CHUNK) {
         int len = Math.min(CHUNK, n - off);
         in[0].readFully(b.array(), 0, len * 4);
         b.asFloatBuffer().get(data, off, len);
-      }
-      for (int i = 0; i < stats.length; i++) {
-        stats[i] = in[0].readDouble();
+        done.accept(off, off + len);
       }
       sending.get();
+      finished = true;
     } catch (IOException e) {
-      sending.cancel(true);
       throw new IOException("gradient exchange: worker 0 failed or stopped answering: " + why(e), e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IOException("gradient exchange interrupted", e);
     } catch (java.util.concurrent.ExecutionException e) {
       throw new IOException("gradient exchange: sending to worker 0 failed: " + e.getCause().getMessage(), e.getCause());
+    } finally {
+      if (!finished) {
+        sending.cancel(true);
+      }
     }
   }
 

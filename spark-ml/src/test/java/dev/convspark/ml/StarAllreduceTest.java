@@ -14,6 +14,11 @@ import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import dev.convspark.tensor.backend.CpuBackend;
+import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.optim.Optimizer;
+import dev.convspark.tensor.spec.ModelSpec;
+import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 /** The gradient exchange over real loopback sockets. */
@@ -75,6 +80,111 @@ class StarAllreduceTest {
     try (ServerSocket server = StarAllreduce.listen("127.0.0.1")) {
       IOException e = assertThrows(IOException.class, () -> StarAllreduce.hub(server, 2, "s", 300));
       assertTrue(e.getMessage().contains("only 1 of 2 workers") && e.getMessage().contains("missing ranks 1"), e.getMessage());
+    }
+  }
+
+  /** A worker's half of a two-worker step: its own batch, then {@code step} over the exchange. */
+  private static float[] workerStep(StarAllreduce ex, int rank, boolean stop) throws IOException {
+    ModelSpec spec = ModelSpec.parse("in100-dense64-relu-dense10");
+    try (CpuBackend cpu = CpuBackend.create(1); ModelRunner r = cpu.open(spec)) {
+      r.initialize(3);
+      Optimizer adam = Optimizer.create("adam", 1e-2f, r.paramCount());
+      for (int step = 0; step < 3; step++) {
+        var result = r.computeGradients(batch(rank, step), labels(rank, step), 8, 1f, step);
+        double[] stats = {result.lossSum(), 8};
+        try {
+          ex.step(r, adam, new float[r.paramCount()], stats, summed -> {
+            assertEquals(16, summed[1], 0.0);
+            if (stop) {
+              throw new IllegalStateException("stopped at loss " + summed[0]);
+            }
+          });
+        } catch (IllegalStateException e) {
+          assertTrue(stop && e.getMessage().startsWith("stopped at loss"), e.getMessage());
+          break;
+        }
+      }
+      return r.hostParameters().clone();
+    }
+  }
+
+  private static float[] batch(int rank, int step) {
+    Random g = new Random(31L * rank + step);
+    float[] x = new float[8 * 100];
+    for (int i = 0; i < x.length; i++) {
+      x[i] = (float) g.nextGaussian();
+    }
+    return x;
+  }
+
+  private static int[] labels(int rank, int step) {
+    int[] y = new int[8];
+    for (int i = 0; i < 8; i++) {
+      y[i] = (i + rank + step) % 10;
+    }
+    return y;
+  }
+
+  /**
+   * Workers on the CPU apply the update chunk by chunk as the mean arrives: the parameters are
+   * bit for bit those of summing both batches' gradients, dividing by the count and applying Adam
+   * to the whole array, on both workers.
+   */
+  @Test
+  void aStepUpdatesAsTheMeanArrivesToTheSameParameters() throws Exception {
+    float[][] got = twoWorkers(false);
+    ModelSpec spec = ModelSpec.parse("in100-dense64-relu-dense10");
+    try (CpuBackend cpu = CpuBackend.create(1); ModelRunner a = cpu.open(spec); ModelRunner b = cpu.open(spec)) {
+      a.initialize(3);
+      b.initialize(3);
+      Optimizer adam = Optimizer.create("adam", 1e-2f, a.paramCount());
+      for (int step = 0; step < 3; step++) {
+        a.computeGradients(batch(0, step), labels(0, step), 8, 1f, step);
+        b.computeGradients(batch(1, step), labels(1, step), 8, 1f, step);
+        float[] ga = a.hostGradients();
+        float[] gb = b.hostGradients();
+        for (int i = 0; i < ga.length; i++) {
+          ga[i] = (ga[i] + gb[i]) * (float) (1 / 16.0);
+        }
+        a.applyGradients(adam);
+        b.copyParametersFrom(a.hostParameters());
+      }
+      assertArrayEquals(a.hostParameters(), got[0]);
+      assertArrayEquals(a.hostParameters(), got[1]);
+    }
+  }
+
+  /** A check that stops the step (both workers see the same sums) leaves every parameter as it was. */
+  @Test
+  void aStepStoppedByItsCheckChangesNoParameter() throws Exception {
+    float[][] got = twoWorkers(true);
+    try (CpuBackend cpu = CpuBackend.create(1);
+         ModelRunner fresh = cpu.open(ModelSpec.parse("in100-dense64-relu-dense10"))) {
+      fresh.initialize(3);
+      assertArrayEquals(fresh.hostParameters(), got[0]);
+      assertArrayEquals(fresh.hostParameters(), got[1]);
+    }
+  }
+
+  private static float[][] twoWorkers(boolean stop) throws Exception {
+    ServerSocket server = StarAllreduce.listen("127.0.0.1");
+    int port = server.getLocalPort();
+    ExecutorService pool = Executors.newFixedThreadPool(2);
+    try {
+      List<Future<float[]>> results = new ArrayList<>();
+      for (int r = 0; r < 2; r++) {
+        int rank = r;
+        results.add(pool.submit(() -> {
+          try (StarAllreduce ex = rank == 0 ? StarAllreduce.hub(server, 2, "secret", 20_000)
+              : StarAllreduce.spoke(rank, 2, "127.0.0.1", port, "secret", 20_000)) {
+            return workerStep(ex, rank, stop);
+          }
+        }));
+      }
+      return new float[][] {results.get(0).get(), results.get(1).get()};
+    } finally {
+      pool.shutdownNow();
+      server.close();
     }
   }
 }
