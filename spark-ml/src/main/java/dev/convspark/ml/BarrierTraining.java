@@ -334,7 +334,7 @@ final class BarrierTraining {
               return new GradientSum(null, 0, 0, 0);
             }
             return CnnClassifier.partitionGradient(own, share, rank, firsts[rank], stepSeed, r, null);
-          }, alone, from, start, runner);
+          }, share, alone, from, start, runner);
         }
         // A unit (the workers of one JVM on one device): its first worker trains all their shares
         // as one batch with the threads of all, drawing each worker's share from that worker's
@@ -369,7 +369,7 @@ final class BarrierTraining {
           }
           SoftmaxCrossEntropy.Result g = r.computeGradients(x, y, batch, lossScale, stepSeed, runFirsts, runLengths);
           return new GradientSum(null, g.lossSum(), g.correct(), batch);
-        }, new Lead(ownGroup, exchange), from, start, runner);
+        }, batch, new Lead(ownGroup, exchange), from, start, runner);
       }
     }
 
@@ -422,11 +422,12 @@ final class BarrierTraining {
     }
 
     /**
-     * Runs the steps after {@code start}: {@code gradient} leaves each step's gradient in the
-     * runner, {@code exchange} sums it over the workers and applies the update.
+     * Runs the steps after {@code start}: {@code gradient} leaves each step's gradient of
+     * {@code count} samples in the runner, {@code exchange} sums it over the workers and applies
+     * the update.
      */
-    private TrainResult steps(BarrierTaskContext ctx, int[] members, StepGradient gradient, GradientExchange exchange,
-                              Start from, int start, ModelRunner runner) throws IOException {
+    private TrainResult steps(BarrierTaskContext ctx, int[] members, StepGradient gradient, int count,
+                              GradientExchange exchange, Start from, int start, ModelRunner runner) throws IOException {
       int rank = members[0];
       ModelSpec spec = ModelSpec.parse(s.spec());
       runner.setKeepProb(s.keepProb());
@@ -452,6 +453,7 @@ final class BarrierTraining {
           throw new IllegalStateException("injected failure of worker " + rank + " at step " + step
               + " (" + FAIL_AT_STEP + ", first attempt only)");
         }
+        exchange.beginStep(runner, count);
         GradientSum g = gradient.compute(Trainer.stepSeed(s.seed(), step));
         stats[0] = g.lossSum;
         stats[1] = g.correct;
@@ -572,6 +574,13 @@ final class BarrierTraining {
       @Override
       public String[] gather(String mine, int timeoutMs) throws IOException {
         return over == null ? new String[] {mine} : over.gather(mine, timeoutMs);
+      }
+
+      @Override
+      public void beginStep(ModelRunner runner, int count) throws IOException {
+        if (over != null) {
+          over.beginStep(runner, count);
+        }
       }
 
       @Override

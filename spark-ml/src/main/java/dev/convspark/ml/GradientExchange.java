@@ -24,6 +24,14 @@ interface GradientExchange extends AutoCloseable {
    */
   String[] gather(String mine, int timeoutMs) throws IOException;
 
+  /**
+   * Called before each step's gradient is computed, with the number of samples it will sum: an
+   * exchange that sends the gradients while the backward pass is still finishing them starts
+   * here ({@link StarAllreduce}); the step ends in {@link #step} as always. Here: nothing.
+   */
+  default void beginStep(ModelRunner runner, int count) throws IOException {
+  }
+
   /** Replaces {@code data} and {@code stats} with their sums over all workers, added in rank order. */
   void allreduce(float[] data, double[] stats) throws IOException;
 

@@ -28,7 +28,13 @@ import java.util.Arrays;
  *
  * <p>A star, not a ring: with the few workers of a CPU cluster the hub's bandwidth is not the
  * limit, and a fixed summation order makes the result independent of timing. The exchange is
- * pipelined in chunks (see {@link #allreduce}).
+ * pipelined in chunks (see {@link #allreduce}), and on the CPU it starts while the backward pass
+ * is still computing the gradients (see {@link #beginStep}).
+ *
+ * <p>A step on the wire: each worker sends its array's length and its sample count, then its
+ * chunks from the last to the first; the hub returns each chunk summed in rank order (divided by
+ * the total count for a mean) as soon as it has every worker's copy; then each worker sends its
+ * statistics and the hub returns their sums.
  */
 final class StarAllreduce implements GradientExchange {
 
@@ -231,50 +237,76 @@ final class StarAllreduce implements GradientExchange {
     return all;
   }
 
+  /** Floats per chunk of the pipelined exchange (256 KB). */
+  static final int CHUNK = 1 << 16;
+
+  /** The step begun by {@link #beginStep}, streaming as the backward pass goes, or null. */
+  private Stream streaming;
+
   /**
-   * A lone worker scales its gradients where they are ({@link GradientExchange#alone}). Workers
-   * keeping their parameters and gradients in this JVM's heap (the CPU) apply the update chunk by
-   * chunk as the mean arrives, while the rest is still on the way: Adam's pass over 13 MB then
-   * overlaps the transfer instead of following it, with the same result (each parameter's update
-   * reads only its own gradient and moments). Others copy the gradients out and back
-   * ({@link GradientExchange#step}).
+   * On the CPU (the gradients in this JVM's heap), starts sending this step's gradients while the
+   * backward pass is still computing them: it finishes the layers from the last to the first,
+   * and the first dense layer, 98% of deep-mnist's gradients, comes second. Each chunk goes out
+   * (last chunk first) as soon as the runner says it is final, the hub sums and returns each
+   * chunk once every worker's copy is in, and the means come back while the convolutions'
+   * gradients are still being computed. {@code count}: the samples this worker's gradient sums,
+   * known before the gradient is (the hub divides by the total as it goes).
+   */
+  @Override
+  public void beginStep(dev.convspark.tensor.backend.ModelRunner runner, int count) throws IOException {
+    float[] grads = runner.hostGradients();
+    if (size == 1 || grads == null) {
+      return;
+    }
+    streaming = start(grads, count, true, false);
+    runner.setGradientListener(streaming);
+  }
+
+  /**
+   * Finishes the step: the gradient's mean arrives (streamed since {@link #beginStep}, or sent
+   * now), the summed statistics after it, which {@code check} sees before anything changes, then
+   * the update. A lone worker scales its gradients where they are
+   * ({@link GradientExchange#alone}); gradients on a GPU are copied out through {@code scratch}
+   * and the mean back.
    */
   @Override
   public void step(dev.convspark.tensor.backend.ModelRunner runner, dev.convspark.tensor.optim.Optimizer optimizer,
                    float[] scratch, double[] stats, java.util.function.Consumer<double[]> check) throws IOException {
-    float[] grads = runner.hostGradients();
-    float[] params = runner.hostParameters();
     if (size == 1) {
       GradientExchange.alone(runner, optimizer, stats, check);
-    } else if (grads == null || params == null) {
-      GradientExchange.super.step(runner, optimizer, scratch, stats, check);
-    } else {
-      exchange(grads, stats, true, summed -> {
-        check.accept(summed);
-        optimizer.beginStep();
-      }, (from, to) -> optimizer.update(params, grads, from, to));
+      return;
     }
+    Stream s = streaming;
+    streaming = null;
+    float[] live = runner.hostGradients();
+    if (s == null) {
+      if (live == null) {
+        runner.copyGradientsTo(scratch);
+      }
+      s = start(live != null ? live : scratch, stats[stats.length - 1], true, true);
+    } else {
+      runner.setGradientListener(null);
+      s.accept(0);
+    }
+    finish(s, stats);
+    check.accept(stats);
+    if (s.data != live) {
+      runner.copyGradientsFrom(s.data);
+    }
+    runner.applyGradients(optimizer);
   }
-
-  /** Floats per chunk of the pipelined exchange (256 KB). */
-  static final int CHUNK = 1 << 16;
-
-  /** What a worker does with each chunk of the sums as it gets it: {@code data[from, to)}. */
-  private interface ChunkDone {
-    void accept(int from, int to);
-  }
-
-  private static final ChunkDone NOTHING = (from, to) -> { };
 
   /**
    * Replaces {@code data} and {@code stats} with their sums over all workers. Pipelined in chunks:
-   * a worker's sender streams its array while it reads the summed chunks coming back, and the hub
-   * returns each chunk as soon as every worker's copy of it has arrived, so sending, summing and
-   * returning overlap instead of following one another.
+   * a worker's sender streams its array while its receiver reads the summed chunks coming back,
+   * and the hub returns each chunk as soon as every worker's copy of it has arrived, so sending,
+   * summing and returning overlap instead of following one another.
    */
   @Override
   public void allreduce(float[] data, double[] stats) throws IOException {
-    exchange(data, stats, false, summed -> { }, NOTHING);
+    if (size > 1) {
+      finish(start(data, stats[stats.length - 1], false, true), stats);
+    }
   }
 
   /**
@@ -286,139 +318,237 @@ final class StarAllreduce implements GradientExchange {
     if (size == 1) {
       return GradientExchange.divideByCount(grads, stats);
     }
-    exchange(grads, stats, true, summed -> { }, NOTHING);
+    finish(start(grads, stats[stats.length - 1], true, true), stats);
     return grads;
   }
 
   /**
-   * The exchange: each worker's statistics and array to the hub, the summed statistics back to
-   * every worker first, shown to {@code summed} (which may throw to stop: every worker sees the
-   * same sums, so all stop there), then the summed (with {@code mean}, divided) array chunk by
-   * chunk, each handed to {@code done} as soon as this worker has it.
+   * One exchange of an array in flight. Its chunks go out from the last to the first, each once
+   * {@link #accept} has said that everything from its start on is final; the hub's reducer (a
+   * worker's sender and receiver) run on threads of their own meanwhile.
    */
-  private void exchange(float[] data, double[] stats, boolean mean, java.util.function.Consumer<double[]> summed,
-                        ChunkDone done) throws IOException {
-    if (size == 1) {
-      return;
+  private final class Stream implements java.util.function.IntConsumer {
+    final float[] data;
+    final double count;
+    final boolean mean;
+    /** The hub: the counts' sum, which the chunks were divided by. */
+    double total;
+    private int readyFrom;
+    private boolean abandoned;
+    java.util.concurrent.Future<?> io;
+    java.util.concurrent.Future<?> receiving;
+
+    Stream(float[] data, double count, boolean mean, boolean ready) {
+      this.data = data;
+      this.count = count;
+      this.mean = mean;
+      this.readyFrom = ready ? 0 : data.length;
     }
-    int n = data.length;
+
+    /** Everything from {@code from} on is final (the runner's gradient listener). */
+    @Override
+    public synchronized void accept(int from) {
+      if (from < readyFrom) {
+        readyFrom = from;
+        notifyAll();
+      }
+    }
+
+    synchronized void awaitReady(int from) throws IOException, InterruptedException {
+      while (readyFrom > from) {
+        if (abandoned) {
+          throw new IOException("gradient exchange: the step was abandoned");
+        }
+        wait(100);
+      }
+    }
+
+    synchronized void abandon() {
+      abandoned = true;
+      notifyAll();
+      for (java.util.concurrent.Future<?> f : new java.util.concurrent.Future<?>[] {io, receiving}) {
+        if (f != null) {
+          f.cancel(true);
+        }
+      }
+    }
+  }
+
+  private Stream start(float[] data, double count, boolean mean, boolean ready) {
+    Stream s = new Stream(data, count, mean, ready);
     if (rank == 0) {
-      double[] st = new double[stats.length];
+      s.io = helpers().submit(() -> reduce(s));
+    } else {
+      s.io = helpers().submit(() -> send(s));
+      s.receiving = helpers().submit(() -> receive(s));
+    }
+    return s;
+  }
+
+  /** The hub's reducer: every worker's count, then each chunk summed in rank order and returned. */
+  private Void reduce(Stream s) throws IOException, InterruptedException {
+    int n = s.data.length;
+    double total = s.count;
+    for (int r = 1; r < size; r++) {
+      try {
+        int got = in[r].readInt();
+        if (got != n) {
+          throw new IOException("expected " + n + " floats but the peer sent " + got);
+        }
+        total += in[r].readDouble();
+      } catch (IOException e) {
+        throw new IOException("gradient exchange: worker " + r + " failed or stopped answering: " + why(e), e);
+      }
+    }
+    s.total = total;
+    float inv = (float) (1 / total);
+    ByteBuffer b = buffer(CHUNK);
+    for (int off = (n - 1) / CHUNK * CHUNK; off >= 0; off -= CHUNK) {
+      int len = Math.min(CHUNK, n - off);
+      s.awaitReady(off);
       for (int r = 1; r < size; r++) {
         try {
-          readHeader(in[r], n, st);
+          in[r].readFully(b.array(), 0, len * 4);
         } catch (IOException e) {
           throw new IOException("gradient exchange: worker " + r + " failed or stopped answering: " + why(e), e);
         }
-        for (int i = 0; i < stats.length; i++) {
-          stats[i] += st[i];
+        FloatBuffer f = b.asFloatBuffer();
+        for (int i = 0; i < len; i++) {
+          s.data[off + i] += f.get(i);
         }
       }
-      for (int r = 1; r < size; r++) {
-        for (double v : stats) {
-          out[r].writeDouble(v);
+      if (s.mean) {
+        for (int i = off; i < off + len; i++) {
+          s.data[i] *= inv;
         }
+      }
+      b.clear();
+      b.asFloatBuffer().put(s.data, off, len);
+      for (int r = 1; r < size; r++) {
+        out[r].write(b.array(), 0, len * 4);
         out[r].flush();
       }
-      summed.accept(stats);
-      float inv = (float) (1 / stats[stats.length - 1]);
-      ByteBuffer b = buffer(CHUNK);
-      for (int off = 0; off < n; off += CHUNK) {
-        int len = Math.min(CHUNK, n - off);
+    }
+    return null;
+  }
+
+  /** A worker's sender: its count, then each chunk as it becomes final, last first. */
+  private Void send(Stream s) throws IOException, InterruptedException {
+    int n = s.data.length;
+    ByteBuffer b = ByteBuffer.allocate(CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
+    DataOutputStream d = out[0];
+    d.writeInt(n);
+    d.writeDouble(s.count);
+    d.flush();
+    for (int off = (n - 1) / CHUNK * CHUNK; off >= 0; off -= CHUNK) {
+      int len = Math.min(CHUNK, n - off);
+      s.awaitReady(off);
+      b.clear();
+      b.asFloatBuffer().put(s.data, off, len);
+      d.write(b.array(), 0, len * 4);
+      d.flush();
+    }
+    return null;
+  }
+
+  /** A worker's receiver: each summed chunk, in the order sent. */
+  private Void receive(Stream s) throws IOException {
+    int n = s.data.length;
+    // A chunk comes back only after the hub has read it, so the sender is done with it by then.
+    ByteBuffer b = ByteBuffer.allocate(CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
+    for (int off = (n - 1) / CHUNK * CHUNK; off >= 0; off -= CHUNK) {
+      int len = Math.min(CHUNK, n - off);
+      try {
+        in[0].readFully(b.array(), 0, len * 4);
+      } catch (IOException e) {
+        throw new IOException("gradient exchange: worker 0 failed or stopped answering: " + why(e), e);
+      }
+      b.asFloatBuffer().get(s.data, off, len);
+    }
+    return null;
+  }
+
+  /**
+   * Waits for {@code s}'s array, then sums {@code stats} over the workers in rank order (the hub
+   * adds them up and sends the sums back); checks that the counts are those the sums of the
+   * array were divided by.
+   */
+  private void finish(Stream s, double[] stats) throws IOException {
+    boolean done = false;
+    try {
+      if (rank == 0) {
+        await(s.io);
+        double[] st = new double[stats.length];
         for (int r = 1; r < size; r++) {
           try {
-            in[r].readFully(b.array(), 0, len * 4);
+            for (int i = 0; i < st.length; i++) {
+              st[i] = in[r].readDouble();
+            }
           } catch (IOException e) {
             throw new IOException("gradient exchange: worker " + r + " failed or stopped answering: " + why(e), e);
           }
-          FloatBuffer f = b.asFloatBuffer();
-          for (int i = 0; i < len; i++) {
-            data[off + i] += f.get(i);
+          for (int i = 0; i < stats.length; i++) {
+            stats[i] += st[i];
           }
         }
-        if (mean) {
-          for (int i = off; i < off + len; i++) {
-            data[i] *= inv;
-          }
+        if (stats[stats.length - 1] != s.total) {
+          throw new IOException("gradient exchange: the workers announced " + s.total + " samples before the step but"
+              + " their statistics count " + stats[stats.length - 1]);
         }
-        b.clear();
-        b.asFloatBuffer().put(data, off, len);
         for (int r = 1; r < size; r++) {
-          out[r].write(b.array(), 0, len * 4);
+          for (double v : stats) {
+            out[r].writeDouble(v);
+          }
           out[r].flush();
         }
-        done.accept(off, off + len);
+      } else {
+        await(s.io);
+        try {
+          for (double v : stats) {
+            out[0].writeDouble(v);
+          }
+          out[0].flush();
+          await(s.receiving);
+          for (int i = 0; i < stats.length; i++) {
+            stats[i] = in[0].readDouble();
+          }
+        } catch (IOException e) {
+          throw new IOException("gradient exchange: worker 0 failed or stopped answering: " + why(e), e);
+        }
       }
-      return;
+      done = true;
+    } finally {
+      if (!done) {
+        s.abandon();
+      }
     }
-    java.util.concurrent.Future<?> sending = sender().submit(() -> {
-      ByteBuffer b = ByteBuffer.allocate(CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
-      DataOutputStream d = out[0];
-      d.writeInt(n);
-      for (double v : stats) {
-        d.writeDouble(v);
-      }
-      for (int off = 0; off < n; off += CHUNK) {
-        int len = Math.min(CHUNK, n - off);
-        b.clear();
-        b.asFloatBuffer().put(data, off, len);
-        d.write(b.array(), 0, len * 4);
-      }
-      d.flush();
-      return null;
-    });
-    boolean finished = false;
+  }
+
+  private static void await(java.util.concurrent.Future<?> f) throws IOException {
     try {
-      // The sums come back only after the hub has read every worker's statistics, and a chunk
-      // only after the hub has read it, so the sender is done with each by then.
-      for (int i = 0; i < stats.length; i++) {
-        stats[i] = in[0].readDouble();
-      }
-      summed.accept(stats);
-      ByteBuffer b = buffer(CHUNK);
-      for (int off = 0; off < n; off += CHUNK) {
-        int len = Math.min(CHUNK, n - off);
-        in[0].readFully(b.array(), 0, len * 4);
-        b.asFloatBuffer().get(data, off, len);
-        done.accept(off, off + len);
-      }
-      sending.get();
-      finished = true;
-    } catch (IOException e) {
-      throw new IOException("gradient exchange: worker 0 failed or stopped answering: " + why(e), e);
+      f.get();
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IOException("gradient exchange interrupted", e);
     } catch (java.util.concurrent.ExecutionException e) {
-      throw new IOException("gradient exchange: sending to worker 0 failed: " + e.getCause().getMessage(), e.getCause());
-    } finally {
-      if (!finished) {
-        sending.cancel(true);
-      }
+      Throwable c = e.getCause();
+      throw c instanceof IOException io ? new IOException(io.getMessage(), io)
+          : new IOException("gradient exchange failed: " + c, c);
     }
   }
 
-  private java.util.concurrent.ExecutorService sender;
+  private java.util.concurrent.ExecutorService helpers;
 
-  private java.util.concurrent.ExecutorService sender() {
-    if (sender == null) {
-      sender = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
-        Thread t = new Thread(r, "convspark-gradient-sender-" + rank);
+  /** Threads for the hub's reducer and a worker's sender and receiver. */
+  private java.util.concurrent.ExecutorService helpers() {
+    if (helpers == null) {
+      helpers = java.util.concurrent.Executors.newCachedThreadPool(r -> {
+        Thread t = new Thread(r, "convspark-gradient-exchange-" + rank);
         t.setDaemon(true);
         return t;
       });
     }
-    return sender;
-  }
-
-  private static void readHeader(DataInputStream d, int n, double[] stats) throws IOException {
-    int got = d.readInt();
-    if (got != n) {
-      throw new IOException("expected " + n + " floats but the peer sent " + got);
-    }
-    for (int i = 0; i < stats.length; i++) {
-      stats[i] = d.readDouble();
-    }
+    return helpers;
   }
 
   private ByteBuffer buffer(int floats) {
@@ -431,8 +561,11 @@ final class StarAllreduce implements GradientExchange {
 
   @Override
   public void close() throws IOException {
-    if (sender != null) {
-      sender.shutdownNow();
+    if (streaming != null) {
+      streaming.abandon();
+    }
+    if (helpers != null) {
+      helpers.shutdownNow();
     }
     IOException first = null;
     for (Socket s : peers) {

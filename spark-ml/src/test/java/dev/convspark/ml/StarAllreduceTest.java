@@ -84,12 +84,15 @@ class StarAllreduceTest {
   }
 
   /** A worker's half of a two-worker step: its own batch, then {@code step} over the exchange. */
-  private static float[] workerStep(StarAllreduce ex, int rank, boolean stop) throws IOException {
-    ModelSpec spec = ModelSpec.parse("in100-dense64-relu-dense10");
+  private static float[] workerStep(StarAllreduce ex, int rank, boolean stop, boolean streamed) throws IOException {
+    ModelSpec spec = ModelSpec.parse("in784-dense256-relu-dense10");
     try (CpuBackend cpu = CpuBackend.create(1); ModelRunner r = cpu.open(spec)) {
       r.initialize(3);
       Optimizer adam = Optimizer.create("adam", 1e-2f, r.paramCount());
       for (int step = 0; step < 3; step++) {
+        if (streamed) {
+          ex.beginStep(r, 8);
+        }
         var result = r.computeGradients(batch(rank, step), labels(rank, step), 8, 1f, step);
         double[] stats = {result.lossSum(), 8};
         try {
@@ -110,7 +113,7 @@ class StarAllreduceTest {
 
   private static float[] batch(int rank, int step) {
     Random g = new Random(31L * rank + step);
-    float[] x = new float[8 * 100];
+    float[] x = new float[8 * 784];
     for (int i = 0; i < x.length; i++) {
       x[i] = (float) g.nextGaussian();
     }
@@ -126,14 +129,22 @@ class StarAllreduceTest {
   }
 
   /**
-   * Workers on the CPU apply the update chunk by chunk as the mean arrives: the parameters are
-   * bit for bit those of summing both batches' gradients, dividing by the count and applying Adam
-   * to the whole array, on both workers.
+   * Steps streamed from {@code beginStep} (the chunks go out as the backward pass finishes them)
+   * and steps sent whole after it: the parameters are bit for bit those of summing both batches'
+   * gradients, dividing by the count and applying Adam, on both workers.
    */
   @Test
-  void aStepUpdatesAsTheMeanArrivesToTheSameParameters() throws Exception {
-    float[][] got = twoWorkers(false);
-    ModelSpec spec = ModelSpec.parse("in100-dense64-relu-dense10");
+  void aStepGivesBothWorkersTheParametersOfTheMeanGradient() throws Exception {
+    for (boolean streamed : new boolean[] {true, false}) {
+      float[][] got = twoWorkers(false, streamed);
+      float[] expected = referenceParameters();
+      assertArrayEquals(expected, got[0], "streamed " + streamed);
+      assertArrayEquals(expected, got[1], "streamed " + streamed);
+    }
+  }
+
+  private static float[] referenceParameters() {
+    ModelSpec spec = ModelSpec.parse("in784-dense256-relu-dense10");
     try (CpuBackend cpu = CpuBackend.create(1); ModelRunner a = cpu.open(spec); ModelRunner b = cpu.open(spec)) {
       a.initialize(3);
       b.initialize(3);
@@ -149,24 +160,23 @@ class StarAllreduceTest {
         a.applyGradients(adam);
         b.copyParametersFrom(a.hostParameters());
       }
-      assertArrayEquals(a.hostParameters(), got[0]);
-      assertArrayEquals(a.hostParameters(), got[1]);
+      return a.hostParameters().clone();
     }
   }
 
   /** A check that stops the step (both workers see the same sums) leaves every parameter as it was. */
   @Test
   void aStepStoppedByItsCheckChangesNoParameter() throws Exception {
-    float[][] got = twoWorkers(true);
+    float[][] got = twoWorkers(true, true);
     try (CpuBackend cpu = CpuBackend.create(1);
-         ModelRunner fresh = cpu.open(ModelSpec.parse("in100-dense64-relu-dense10"))) {
+         ModelRunner fresh = cpu.open(ModelSpec.parse("in784-dense256-relu-dense10"))) {
       fresh.initialize(3);
       assertArrayEquals(fresh.hostParameters(), got[0]);
       assertArrayEquals(fresh.hostParameters(), got[1]);
     }
   }
 
-  private static float[][] twoWorkers(boolean stop) throws Exception {
+  private static float[][] twoWorkers(boolean stop, boolean streamed) throws Exception {
     ServerSocket server = StarAllreduce.listen("127.0.0.1");
     int port = server.getLocalPort();
     ExecutorService pool = Executors.newFixedThreadPool(2);
@@ -177,7 +187,7 @@ class StarAllreduceTest {
         results.add(pool.submit(() -> {
           try (StarAllreduce ex = rank == 0 ? StarAllreduce.hub(server, 2, "secret", 20_000)
               : StarAllreduce.spoke(rank, 2, "127.0.0.1", port, "secret", 20_000)) {
-            return workerStep(ex, rank, stop);
+            return workerStep(ex, rank, stop, streamed);
           }
         }));
       }

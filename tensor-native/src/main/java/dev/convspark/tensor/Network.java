@@ -209,6 +209,14 @@ public final class Network {
    * loss with respect to the logits; writes every parameter gradient into {@link #grads()}.
    */
   public void backward(Kernels k, float[] x, float[] dLogits, int n) {
+    backward(k, x, dLogits, n, null);
+  }
+
+  /**
+   * As {@link #backward(Kernels, float[], float[], int)}, telling {@code finished} (when not null)
+   * after each layer the index of {@link #grads()} from which every gradient is final.
+   */
+  public void backward(Kernels k, float[] x, float[] dLogits, int n, java.util.function.IntConsumer finished) {
     float[] dy = dLogits;
     for (int i = layers.size() - 1; i >= 0; i--) {
       float[] in = i == 0 ? x : acts[i - 1];
@@ -216,6 +224,9 @@ public final class Network {
       float[] dx = i == 0 ? null : dacts[i - 1];
       layers.get(i).backward(k, params, grads, in, acts[i], dy, dx, n);
       dy = dx;
+      if (finished != null) {
+        finished.accept(i == 0 ? 0 : layers.get(i).paramOffset());
+      }
     }
   }
 }

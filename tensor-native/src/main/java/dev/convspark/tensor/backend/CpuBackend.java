@@ -71,6 +71,8 @@ public final class CpuBackend implements Backend {
   private final class Runner implements ModelRunner {
     private final Network net;
     private float[] dLogits = new float[0];
+    /** Told as the backward pass finishes the gradients (see ModelRunner#setGradientListener); or null. */
+    private java.util.function.IntConsumer gradientListener;
 
     Runner(Network net) {
       this.net = net;
@@ -145,8 +147,13 @@ public final class CpuBackend implements Backend {
         dLogits = new float[n * classes];
       }
       SoftmaxCrossEntropy.Result r = SoftmaxCrossEntropy.compute(logits, labels, n, classes, lossScale, dLogits);
-      net.backward(kernels, images, dLogits, n);
+      net.backward(kernels, images, dLogits, n, gradientListener);
       return r;
+    }
+
+    @Override
+    public void setGradientListener(java.util.function.IntConsumer listener) {
+      gradientListener = listener;
     }
 
     @Override

@@ -52,6 +52,16 @@ public interface ModelRunner extends AutoCloseable {
     return null;
   }
 
+  /**
+   * Tells {@code listener}, during each later {@link #computeGradients}, the index from which the
+   * gradient array of {@link #hostGradients} is final: the backward pass finishes the layers from
+   * the last to the first, so the index falls as it goes (and reaches 0 at the end). So an
+   * allreduce can send the top layers' gradients while the lower ones are being computed. Null
+   * stops it. Backends whose gradients are not in this JVM's heap ignore it.
+   */
+  default void setGradientListener(java.util.function.IntConsumer listener) {
+  }
+
   /** The probability with which dropout layers keep a value while training. */
   void setKeepProb(float keepProb);
 
