@@ -214,7 +214,7 @@ final class StarAllreduce implements GradientExchange {
         try {
           all[r] = in[r].readUTF();
         } catch (IOException e) {
-          throw new IOException("gradient exchange: worker " + r + " failed or stopped answering: " + why(e), e);
+          throw silent(r, e);
         }
       }
       for (int r = 1; r < size; r++) {
@@ -232,7 +232,7 @@ final class StarAllreduce implements GradientExchange {
         all[r] = in[0].readUTF();
       }
     } catch (IOException e) {
-      throw new IOException("gradient exchange: worker 0 failed or stopped answering: " + why(e), e);
+      throw silent(0, e);
     }
     return all;
   }
@@ -397,7 +397,7 @@ final class StarAllreduce implements GradientExchange {
         }
         total += in[r].readDouble();
       } catch (IOException e) {
-        throw new IOException("gradient exchange: worker " + r + " failed or stopped answering: " + why(e), e);
+        throw silent(r, e);
       }
     }
     s.total = total;
@@ -410,7 +410,7 @@ final class StarAllreduce implements GradientExchange {
         try {
           in[r].readFully(b.array(), 0, len * 4);
         } catch (IOException e) {
-          throw new IOException("gradient exchange: worker " + r + " failed or stopped answering: " + why(e), e);
+          throw silent(r, e);
         }
         FloatBuffer f = b.asFloatBuffer();
         for (int i = 0; i < len; i++) {
@@ -461,7 +461,7 @@ final class StarAllreduce implements GradientExchange {
       try {
         in[0].readFully(b.array(), 0, len * 4);
       } catch (IOException e) {
-        throw new IOException("gradient exchange: worker 0 failed or stopped answering: " + why(e), e);
+        throw silent(0, e);
       }
       b.asFloatBuffer().get(s.data, off, len);
     }
@@ -485,7 +485,7 @@ final class StarAllreduce implements GradientExchange {
               st[i] = in[r].readDouble();
             }
           } catch (IOException e) {
-            throw new IOException("gradient exchange: worker " + r + " failed or stopped answering: " + why(e), e);
+            throw silent(r, e);
           }
           for (int i = 0; i < stats.length; i++) {
             stats[i] += st[i];
@@ -513,7 +513,7 @@ final class StarAllreduce implements GradientExchange {
             stats[i] = in[0].readDouble();
           }
         } catch (IOException e) {
-          throw new IOException("gradient exchange: worker 0 failed or stopped answering: " + why(e), e);
+          throw silent(0, e);
         }
       }
       done = true;
@@ -585,6 +585,11 @@ final class StarAllreduce implements GradientExchange {
   @Override
   public String toString() {
     return "StarAllreduce(rank " + rank + " of " + size + ", " + Arrays.toString(peers) + ")";
+  }
+
+  /** What a failed read from (or write to) worker {@code peer} means to this one. */
+  private static IOException silent(int peer, IOException e) {
+    return new IOException("gradient exchange: worker " + peer + " failed or stopped answering: " + why(e), e);
   }
 
   private static String why(IOException e) {
