@@ -222,6 +222,14 @@ CUresult need_context(const char* call) {
   return CUDA_SUCCESS;
 }
 
+// For a call that runs device work or waits for it: a current context, and the queued copies
+// made first (see PendingCopy), as the stream reaches this call after them.
+CUresult reach_stream(const char* call) {
+  if (CUresult r = need_context(call)) return r;
+  run_pending();
+  return CUDA_SUCCESS;
+}
+
 // The allocation holding [address, address + bytes), or nullptr.
 const Allocation* find(uintptr_t address, size_t bytes) {
   auto it = allocations.upper_bound(address);
@@ -578,8 +586,7 @@ API CUresult cuCtxSetCurrent(Context* context) {
 
 API CUresult cuCtxSynchronize() {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = need_context("cuCtxSynchronize")) return r;
-  run_pending();
+  if (CUresult r = reach_stream("cuCtxSynchronize")) return r;
   trace("sync");
   return CUDA_SUCCESS;
 }
@@ -625,8 +632,7 @@ API CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes) {
 
 API CUresult cuMemFree_v2(CUdeviceptr pointer) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = need_context("cuMemFree")) return r;
-  run_pending();
+  if (CUresult r = reach_stream("cuMemFree")) return r;
   auto it = allocations.find(uintptr_t(pointer));
   if (it == allocations.end()) {
     return fail(CUDA_ERROR_INVALID_VALUE, "cuMemFree: " + hex(uintptr_t(pointer)) + " is not a live allocation");
@@ -639,8 +645,7 @@ API CUresult cuMemFree_v2(CUdeviceptr pointer) {
 
 API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = need_context("cuMemcpyHtoD")) return r;
-  run_pending();
+  if (CUresult r = reach_stream("cuMemcpyHtoD")) return r;
   if (CUresult r = need_range("cuMemcpyHtoD", "destination", uintptr_t(dst), bytes)) return r;
   memcpy(reinterpret_cast<void*>(dst), src, bytes);
   trace("htod " + std::to_string(bytes));
@@ -661,8 +666,7 @@ API CUresult cuMemAllocHost_v2(void** pointer, size_t bytes) {
 
 API CUresult cuMemFreeHost(void* pointer) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = need_context("cuMemFreeHost")) return r;
-  run_pending();
+  if (CUresult r = reach_stream("cuMemFreeHost")) return r;
   auto it = pinned.find(reinterpret_cast<uintptr_t>(pointer));
   if (it == pinned.end()) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemFreeHost: not pinned memory of cuMemAllocHost");
   trace("free host " + std::to_string(it->second));
@@ -693,8 +697,7 @@ API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes
 
 API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = need_context("cuMemcpyDtoH")) return r;
-  run_pending();
+  if (CUresult r = reach_stream("cuMemcpyDtoH")) return r;
   if (CUresult r = need_range("cuMemcpyDtoH", "source", uintptr_t(src), bytes)) return r;
   memcpy(dst, reinterpret_cast<const void*>(src), bytes);
   trace("dtoh " + std::to_string(bytes));
@@ -703,8 +706,7 @@ API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
 
 API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = need_context("cuMemcpyDtoD")) return r;
-  run_pending();
+  if (CUresult r = reach_stream("cuMemcpyDtoD")) return r;
   if (CUresult r = need_range("cuMemcpyDtoD", "source", uintptr_t(src), bytes)) return r;
   if (CUresult r = need_range("cuMemcpyDtoD", "destination", uintptr_t(dst), bytes)) return r;
   memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), bytes);
@@ -714,8 +716,7 @@ API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
 
 API CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t count) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = need_context("cuMemsetD32")) return r;
-  run_pending();
+  if (CUresult r = reach_stream("cuMemsetD32")) return r;
   if (dst % 4 != 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemsetD32: destination not 4-byte aligned");
   if (CUresult r = need_range("cuMemsetD32", "destination", uintptr_t(dst), count * 4)) return r;
   uint32_t* p = reinterpret_cast<uint32_t*>(dst);
@@ -727,8 +728,7 @@ API CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t count) {
 API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                             unsigned shared_bytes, void* stream, void** params, void** extra) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = need_context("cuLaunchKernel")) return r;
-  run_pending();
+  if (CUresult r = reach_stream("cuLaunchKernel")) return r;
   if (f == nullptr) return fail(CUDA_ERROR_INVALID_HANDLE, "cuLaunchKernel: null function");
   const KernelInfo& k = *f->kernel;
   std::string call = std::string("cuLaunchKernel(") + k.name + ")";
@@ -785,8 +785,7 @@ API CUresult cuEventCreate(Event** event, unsigned flags) {
 
 API CUresult cuEventRecord(Event* event, void* stream) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = need_context("cuEventRecord")) return r;
-  run_pending();
+  if (CUresult r = reach_stream("cuEventRecord")) return r;
   if (events.count(event) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventRecord: not an event");
   if (stream != nullptr) return fail(CUDA_ERROR_NOT_SUPPORTED, "cuEventRecord: streams are not emulated");
   event->recorded = true;
@@ -797,8 +796,7 @@ API CUresult cuEventRecord(Event* event, void* stream) {
 
 API CUresult cuEventSynchronize(Event* event) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = need_context("cuEventSynchronize")) return r;
-  run_pending();
+  if (CUresult r = reach_stream("cuEventSynchronize")) return r;
   if (events.count(event) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventSynchronize: not an event");
   trace("sync");
   return CUDA_SUCCESS;

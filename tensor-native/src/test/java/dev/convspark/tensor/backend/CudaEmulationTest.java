@@ -59,6 +59,22 @@ class CudaEmulationTest {
     return new Run(p.exitValue(), out);
   }
 
+  /** A probe run with the driver's trace on, and the trace's lines. */
+  private record Traced(Run run, List<String> trace) {
+  }
+
+  /** Runs {@link EmulatedDriverProbe} {@code mode} with {@code CONVSPARK_CUDA_EMU_TRACE} set. */
+  private static Traced traced(String mode) throws IOException, InterruptedException {
+    Path trace = Files.createTempFile("cuda-emu-trace", ".txt");
+    try {
+      Run r = probe(Map.of("CONVSPARK_CUDA_EMU_TRACE", trace.toString()), mode);
+      assertEquals(0, r.exit(), r.output());
+      return new Traced(r, Files.readAllLines(trace));
+    } finally {
+      Files.deleteIfExists(trace);
+    }
+  }
+
   @Test
   void theGpuBackendMatchesTheCpuOnTheEmulatedDriver() throws IOException, InterruptedException {
     Run r = probe(Map.of(), "parity");
@@ -79,37 +95,31 @@ class CudaEmulationTest {
    */
   @Test
   void aTrainingStepMovesOnlyTheBatchAndWaitsOnce() throws IOException, InterruptedException {
-    Path trace = Files.createTempFile("cuda-emu-trace", ".txt");
-    try {
-      Run r = probe(Map.of("CONVSPARK_CUDA_EMU_TRACE", trace.toString()), "step");
-      assertEquals(0, r.exit(), r.output());
-      String[] parts = r.output().split("== alone\n");
-      assertEquals(2, parts.length, r.output());
-      String trainer = parts[0].substring(parts[0].indexOf("== trainer\n") + 11);
-      String alone = parts[1];
-      for (String step : new String[] {trainer, alone}) {
-        List<String> lines = step.lines().toList();
-        assertEquals(List.of("htod 156800", "htod 600"), lines.stream().filter(l -> l.startsWith("htod")).toList(), step);
-        assertEquals(List.of("dtoh 600"), lines.stream().filter(l -> l.startsWith("dtoh")).toList(), step);
-        assertTrue(lines.stream().noneMatch(l -> l.startsWith("sync") || l.startsWith("alloc") || l.startsWith("dtod")
-            || l.startsWith("memset")), step);
-        int deepest = 0;
-        for (String l : lines) {
-          String[] w = l.split(" ");
-          if (w[0].equals("launch") && w[1].equals("sgemm")) {
-            int k = Integer.parseInt(w[8]);
-            int perBlock = Integer.parseInt(w[w.length - 1]);
-            deepest = Math.max(deepest, Math.min(k, perBlock));
-          }
+    Run r = traced("step").run();
+    String[] parts = r.output().split("== alone\n");
+    assertEquals(2, parts.length, r.output());
+    String trainer = parts[0].substring(parts[0].indexOf("== trainer\n") + 11);
+    String alone = parts[1];
+    for (String step : new String[] {trainer, alone}) {
+      List<String> lines = step.lines().toList();
+      assertEquals(List.of("htod 156800", "htod 600"), lines.stream().filter(l -> l.startsWith("htod")).toList(), step);
+      assertEquals(List.of("dtoh 600"), lines.stream().filter(l -> l.startsWith("dtoh")).toList(), step);
+      assertTrue(lines.stream().noneMatch(l -> l.startsWith("sync") || l.startsWith("alloc") || l.startsWith("dtod")
+          || l.startsWith("memset")), step);
+      int deepest = 0;
+      for (String l : lines) {
+        String[] w = l.split(" ");
+        if (w[0].equals("launch") && w[1].equals("sgemm")) {
+          int k = Integer.parseInt(w[8]);
+          int perBlock = Integer.parseInt(w[w.length - 1]);
+          deepest = Math.max(deepest, Math.min(k, perBlock));
         }
-        assertTrue(deepest > 0 && deepest <= 64 * 16, "a block summed k over " + deepest + ":\n" + step);
       }
-      System.out.println("one deep-mnist training step at batch 50 on the GPU backend (emulated driver's trace), "
-          + trainer.lines().filter(l -> l.startsWith("launch")).count() + " launches:\n" + trainer);
-      assertTrue(alone.lines().anyMatch(l -> l.startsWith("launch scale ")), alone);
-    } finally {
-      Files.deleteIfExists(trace);
+      assertTrue(deepest > 0 && deepest <= 64 * 16, "a block summed k over " + deepest + ":\n" + step);
     }
+    System.out.println("one deep-mnist training step at batch 50 on the GPU backend (emulated driver's trace), "
+        + trainer.lines().filter(l -> l.startsWith("launch")).count() + " launches:\n" + trainer);
+    assertTrue(alone.lines().anyMatch(l -> l.startsWith("launch scale ")), alone);
   }
 
   /**
@@ -119,31 +129,26 @@ class CudaEmulationTest {
    */
   @Test
   void theProfileTimesEveryLaunchOfAStep() throws IOException, InterruptedException {
-    Path trace = Files.createTempFile("cuda-emu-trace", ".txt");
-    try {
-      Run r = probe(Map.of("CONVSPARK_CUDA_EMU_TRACE", trace.toString()), "profile");
-      assertEquals(0, r.exit(), r.output());
-      System.out.println("profile of a deep-mnist step at batch 50 on the emulated driver (CPU times):\n" + r.output());
-      List<String[]> rows = r.output().lines().filter(l -> l.contains(" | ")).map(l -> l.split(" \\| ")).toList();
-      int launches = rows.stream().mapToInt(w -> Integer.parseInt(w[1])).sum();
-      List<String> traced = Files.readAllLines(trace);
-      List<String> profiled = traced.subList(traced.indexOf("event"), traced.size());
-      // Two profiled steps; an event before and after each launch.
-      assertEquals(2 * launches, profiled.stream().filter(l -> l.startsWith("launch ")).count(), r.output());
-      assertEquals(4 * launches, profiled.stream().filter(l -> l.equals("event")).count(), r.output());
-      assertTrue(launches >= 30, r.output());
-      for (String[] w : rows) {
-        double micros = Double.parseDouble(w[2]);
-        assertTrue(micros > 0, "no time for " + w[0]);
-        if (w[0].equals("sgemm 9800x64, k 800")) {
-          // conv2's forward product: 2 m n k floating-point operations.
-          assertEquals(2.0 * 9800 * 64 * 800 / micros / 1e3, Double.parseDouble(w[3]), 1e-3 * Double.parseDouble(w[3]));
-        }
+    Traced t = traced("profile");
+    Run r = t.run();
+    System.out.println("profile of a deep-mnist step at batch 50 on the emulated driver (CPU times):\n" + r.output());
+    List<String[]> rows = r.output().lines().filter(l -> l.contains(" | ")).map(l -> l.split(" \\| ")).toList();
+    int launches = rows.stream().mapToInt(w -> Integer.parseInt(w[1])).sum();
+    List<String> traced = t.trace();
+    List<String> profiled = traced.subList(traced.indexOf("event"), traced.size());
+    // Two profiled steps; an event before and after each launch.
+    assertEquals(2 * launches, profiled.stream().filter(l -> l.startsWith("launch ")).count(), r.output());
+    assertEquals(4 * launches, profiled.stream().filter(l -> l.equals("event")).count(), r.output());
+    assertTrue(launches >= 30, r.output());
+    for (String[] w : rows) {
+      double micros = Double.parseDouble(w[2]);
+      assertTrue(micros > 0, "no time for " + w[0]);
+      if (w[0].equals("sgemm 9800x64, k 800")) {
+        // conv2's forward product: 2 m n k floating-point operations.
+        assertEquals(2.0 * 9800 * 64 * 800 / micros / 1e3, Double.parseDouble(w[3]), 1e-3 * Double.parseDouble(w[3]));
       }
-      assertTrue(rows.stream().anyMatch(w -> w[0].equals("sgemm 9800x64, k 800")), r.output());
-    } finally {
-      Files.deleteIfExists(trace);
     }
+    assertTrue(rows.stream().anyMatch(w -> w[0].equals("sgemm 9800x64, k 800")), r.output());
   }
 
   @Test
