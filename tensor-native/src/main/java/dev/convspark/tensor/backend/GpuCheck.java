@@ -9,6 +9,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.Random;
+import java.util.function.Consumer;
 
 /**
  * The GPU check, runnable with the engine's jars alone (no Maven, no Spark, no test framework):
@@ -19,7 +20,7 @@ import java.util.Random;
  * (the reason is printed). {@code tensor-native/gpu-check.sh} runs it. {@code --parity-only} skips
  * the benchmark and the profile, {@code --benchmark-only} the checks (on the emulated driver with
  * its kernels off, {@code bin/convspark bench gpu-host}, that times the host's side),
- * {@code --no-profile} the profile.
+ * {@code --no-profile} the profile, {@code --no-cpu} the CPU's row of the benchmark.
  */
 public final class GpuCheck {
 
@@ -239,15 +240,24 @@ public final class GpuCheck {
 
   /** Every parity check, in the order of {@code gpu-check.sh}'s table. */
   public static List<Check> allParity(Backend gpu, Backend cpu) {
+    return allParity(gpu, cpu, c -> { });
+  }
+
+  /** {@link #allParity(Backend, Backend)}, handing each check to {@code done} as it completes. */
+  public static List<Check> allParity(Backend gpu, Backend cpu, Consumer<Check> done) {
     List<Check> checks = new ArrayList<>();
+    Consumer<List<Check>> add = l -> {
+      checks.addAll(l);
+      l.forEach(done);
+    };
     for (Parity p : PARITY) {
-      checks.addAll(layerParity(gpu, cpu, p));
+      add.accept(layerParity(gpu, cpu, p));
     }
     for (String optimizer : new String[] {"adam", "sgd"}) {
-      checks.add(optimizerParity(gpu, cpu, optimizer));
+      add.accept(List.of(optimizerParity(gpu, cpu, optimizer)));
     }
-    checks.addAll(networkParity(gpu, cpu, "adam"));
-    checks.addAll(networkParity(gpu, cpu, "sgd").subList(1, 3));
+    add.accept(networkParity(gpu, cpu, "adam"));
+    add.accept(networkParity(gpu, cpu, "sgd").subList(1, 3));
     return checks;
   }
 
@@ -392,11 +402,14 @@ public final class GpuCheck {
     boolean parityOnly = false;
     boolean benchmarkOnly = false;
     boolean profile = true;
+    boolean cpuRow = true;
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("--parity-only")) {
         parityOnly = true;
       } else if (args[i].equals("--benchmark-only")) {
         benchmarkOnly = true;
+      } else if (args[i].equals("--no-cpu")) {
+        cpuRow = false;
       } else if (args[i].equals("--no-profile")) {
         profile = false;
       } else if (args[i].equals("--results") && i + 1 < args.length) {
@@ -405,7 +418,7 @@ public final class GpuCheck {
         ordinal = Integer.parseInt(args[i]);
       } else {
         System.out.println("usage: GpuCheck [GPU-NUMBER] [--results FILE] [--parity-only | --benchmark-only]"
-            + " [--no-profile]; '" + args[i] + "' is none of them");
+            + " [--no-profile] [--no-cpu]; '" + args[i] + "' is none of them");
         System.exit(2);
         return;
       }
@@ -428,13 +441,11 @@ public final class GpuCheck {
     try (CpuBackend cpu = CpuBackend.reference(); CpuBackend fast = CpuBackend.create()) {
       System.out.println("GPU: " + gpu.describe() + "; CPU: " + fast.describe());
       if (!benchmarkOnly) {
-        List<Check> checks = allParity(gpu, cpu);
         System.out.println("\n| parity check (GPU against the CPU reference) | relative error | within 1e-4 |");
         System.out.println("| --- | --- | --- |");
-        for (Check c : checks) {
-          System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(), c.ok() ? "yes" : "NO");
-          ok &= c.ok();
-        }
+        // Printed as they complete: deep-mnist's training steps on the reference take minutes.
+        ok = allParity(gpu, cpu, c -> System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(),
+            c.ok() ? "yes" : "NO")).stream().allMatch(Check::ok);
       }
       if (!parityOnly) {
         System.out.println("\n| deep-mnist | training images/s | training, gradients through the host | inference"
@@ -450,9 +461,11 @@ public final class GpuCheck {
           figures.append(String.format(Locale.ROOT, "train%d %.1f%nhost%d %.1f%ninfer%d %.1f%n", batch, g[0], batch,
               g[1], batch, g[2]));
         }
-        double[] c = benchmark(fast, 50, 20);
-        System.out.printf(Locale.ROOT, "| CPU (%s), batch 50 | %.0f | %.0f | %.0f |%n", fast.describe(), c[0], c[1],
-            c[2]);
+        if (cpuRow) {
+          double[] c = benchmark(fast, 50, 20);
+          System.out.printf(Locale.ROOT, "| CPU (%s), batch 50 | %.0f | %.0f | %.0f |%n", fast.describe(), c[0], c[1],
+              c[2]);
+        }
         if (profile) {
           printProfile(profile(gpu, 50, 50), stepMicros, figures);
         }
