@@ -170,6 +170,18 @@ struct Pixel {
 
 __device__ __forceinline__ Pixel pixel(long long i, int h, int w, int ch) {
   Pixel p;
+  if (i <= 0xffffffffLL) {
+    // 32-bit division where the index allows (it always does below 4 G elements): a 64-bit one
+    // is a long subroutine, and these kernels are bound by their index arithmetic, not memory.
+    unsigned u = (unsigned) i;
+    unsigned t = u / ch;
+    p.c = (int) (u - t * ch);
+    unsigned r = t / w;
+    p.x = (int) (t - r * w);
+    p.s = (int) (r / h);
+    p.y = (int) (r - p.s * h);
+    return p;
+  }
   p.c = (int) (i % ch);
   p.x = (int) ((i / ch) % w);
   p.y = (int) ((i / ((long long) ch * w)) % h);
@@ -177,43 +189,75 @@ __device__ __forceinline__ Pixel pixel(long long i, int h, int w, int ch) {
   return p;
 }
 
-// Patches of n images (h x w x ch, NHWC) as rows (sample, out y, out x), columns (ky, kx, channel).
-extern "C" __global__ void im2col(const float* x, float* col, int n, int h, int w, int ch, int kh, int kw, int stride,
-                                  int pad_top, int pad_left, int oh, int ow) {
-  long long patch = (long long) kh * kw * ch;
-  long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= (long long) n * oh * ow * patch) return;
-  long long row = i / patch;
-  int q = (int) (i % patch);
-  int s = (int) (row / ((long long) oh * ow));
-  int p = (int) (row % ((long long) oh * ow));
-  int oy = p / ow;
-  int ox = p % ow;
-  int c = q % ch;
-  int kx = (q / ch) % kw;
-  int ky = q / (ch * kw);
+// Entry q (ky, kx, channel) of patch row `row`, whose sample and output position are s, oy, ox.
+__device__ __forceinline__ void im2col_entry(const float* x, float* col, unsigned row, int s, int oy, int ox,
+                                             unsigned q, unsigned patch, int h, int w, int ch, int kw, int stride,
+                                             int pad_top, int pad_left) {
+  unsigned t = q / ch;
+  int c = (int) (q - t * ch);
+  int ky = (int) (t / kw);
+  int kx = (int) t - ky * kw;
   int iy = oy * stride - pad_top + ky;
   int ix = ox * stride - pad_left + kx;
-  col[i] = iy >= 0 && iy < h && ix >= 0 && ix < w ? x[(((long long) s * h + iy) * w + ix) * ch + c] : 0.f;
+  col[(long long) row * patch + q] =
+      iy >= 0 && iy < h && ix >= 0 && ix < w ? x[(((long long) s * h + iy) * w + ix) * ch + c] : 0.f;
 }
 
-// The transpose of im2col: each input element gathers the patch entries that read it.
+// Patches of n images (h x w x ch, NHWC) as rows (sample, out y, out x), columns (ky, kx, channel).
+// Block b fills rows b * rows_per_block onwards; the host gives rows_per_block = 256 / patch, or 1
+// where a patch has 256 entries or more, and then the block's threads walk the one row's entries
+// 256 apart, its sample and position worked out once. A warp writes consecutive floats and reads
+// consecutive channels. 32-bit index arithmetic: rows < 2^31 (the host's row counts are ints).
+extern "C" __global__ void im2col(const float* x, float* col, int n, int h, int w, int ch, int kh, int kw, int stride,
+                                  int pad_top, int pad_left, int oh, int ow, int rows_per_block) {
+  unsigned patch = (unsigned) (kh * kw * ch);
+  unsigned rows = (unsigned) n * oh * ow;
+  unsigned pixels = (unsigned) (oh * ow);
+  unsigned row = blockIdx.x * (unsigned) rows_per_block;
+  if (rows_per_block == 1) {
+    if (row >= rows) return;
+    int s = (int) (row / pixels);
+    int p = (int) (row - s * pixels);
+    int oy = p / ow;
+    int ox = p - oy * ow;
+    for (unsigned q = threadIdx.x; q < patch; q += blockDim.x) {
+      im2col_entry(x, col, row, s, oy, ox, q, patch, h, w, ch, kw, stride, pad_top, pad_left);
+    }
+    return;
+  }
+  unsigned r = threadIdx.x / patch;
+  row += r;
+  if (r >= (unsigned) rows_per_block || row >= rows) return;
+  int s = (int) (row / pixels);
+  int p = (int) (row - s * pixels);
+  int oy = p / ow;
+  im2col_entry(x, col, row, s, oy, p - oy * ow, threadIdx.x - r * patch, patch, h, w, ch, kw, stride, pad_top,
+               pad_left);
+}
+
+// The transpose of im2col: each input element gathers the patch entries that read it, the output
+// positions whose windows hold it worked out as ranges (ky ascending, then kx, as a loop over the
+// window that skips the positions outside would add them).
 extern "C" __global__ void col2im(const float* col, float* dx, int n, int h, int w, int ch, int kh, int kw, int stride,
                                   int pad_top, int pad_left, int oh, int ow) {
   long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long long) n * h * w * ch) return;
   Pixel p = pixel(i, h, w, ch);
-  int s = p.s, iy = p.y, ix = p.x, c = p.c;
+  int s = p.s, c = p.c;
+  // Output position oy reads row iy at ky = ty - oy * stride, for 0 <= ky < kh and 0 <= oy < oh.
+  int ty = p.y + pad_top;
+  int tx = p.x + pad_left;
+  int oy_last = min(oh - 1, ty / stride);
+  int oy_first = ty < kh ? 0 : (ty - kh + stride) / stride;
+  int ox_last = min(ow - 1, tx / stride);
+  int ox_first = tx < kw ? 0 : (tx - kw + stride) / stride;
   long long patch = (long long) kh * kw * ch;
   float sum = 0.f;
-  for (int ky = 0; ky < kh; ky++) {
-    int ty = iy + pad_top - ky;
-    if (ty < 0 || ty % stride != 0 || ty / stride >= oh) continue;
-    for (int kx = 0; kx < kw; kx++) {
-      int tx = ix + pad_left - kx;
-      if (tx < 0 || tx % stride != 0 || tx / stride >= ow) continue;
-      long long row = ((long long) s * oh + ty / stride) * ow + tx / stride;
-      sum += col[row * patch + ((long long) ky * kw + kx) * ch + c];
+  for (int oy = oy_last; oy >= oy_first; oy--) {
+    int ky = ty - oy * stride;
+    for (int ox = ox_last; ox >= ox_first; ox--) {
+      long long row = ((long long) s * oh + oy) * ow + ox;
+      sum += col[row * patch + ((long long) ky * kw + (tx - ox * stride)) * ch + c];
     }
   }
   dx[i] = sum;
@@ -333,16 +377,36 @@ extern "C" __global__ void softmax_xent(const float* logits, const int* labels, 
 }
 
 // Adam in TensorFlow's form; step_size = lr * sqrt(1 - beta2^t) / (1 - beta1^t), computed on the host.
+__device__ __forceinline__ void adam_entry(float& p, float g, float& m, float& v, float step_size, float beta1,
+                                           float beta2, float eps) {
+  m = beta1 * m + (1 - beta1) * g;
+  v = beta2 * v + (1 - beta2) * (g * g);
+  p -= step_size * m / (sqrtf(v) + eps);
+}
+
+// Thread i updates entries 4 i to 4 i + 3, with 16-byte loads and stores where the four arrays
+// allow them (cuMemAlloc's start 256-byte aligned): the update reads 4 and writes 3 floats per
+// parameter, memory-bound.
 extern "C" __global__ void adam(float* p, const float* g, float* m, float* v, int len, float step_size, float beta1,
                                 float beta2, float eps) {
-  int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= len) return;
-  float gi = g[i];
-  float mi = beta1 * m[i] + (1 - beta1) * gi;
-  float vi = beta2 * v[i] + (1 - beta2) * (gi * gi);
-  m[i] = mi;
-  v[i] = vi;
-  p[i] -= step_size * mi / (sqrtf(vi) + eps);
+  int i = 4 * (blockIdx.x * blockDim.x + threadIdx.x);
+  bool aligned = ((reinterpret_cast<unsigned long long>(p) | reinterpret_cast<unsigned long long>(g) |
+                   reinterpret_cast<unsigned long long>(m) | reinterpret_cast<unsigned long long>(v)) & 15) == 0;
+  if (aligned && i + 4 <= len) {
+    float4 pi = *reinterpret_cast<float4*>(p + i);
+    float4 gi = *reinterpret_cast<const float4*>(g + i);
+    float4 mi = *reinterpret_cast<float4*>(m + i);
+    float4 vi = *reinterpret_cast<float4*>(v + i);
+    adam_entry(pi.x, gi.x, mi.x, vi.x, step_size, beta1, beta2, eps);
+    adam_entry(pi.y, gi.y, mi.y, vi.y, step_size, beta1, beta2, eps);
+    adam_entry(pi.z, gi.z, mi.z, vi.z, step_size, beta1, beta2, eps);
+    adam_entry(pi.w, gi.w, mi.w, vi.w, step_size, beta1, beta2, eps);
+    *reinterpret_cast<float4*>(p + i) = pi;
+    *reinterpret_cast<float4*>(m + i) = mi;
+    *reinterpret_cast<float4*>(v + i) = vi;
+    return;
+  }
+  for (int e = i; e < min(i + 4, len); e++) adam_entry(p[e], g[e], m[e], v[e], step_size, beta1, beta2, eps);
 }
 
 // x *= factor (a sum of gradients into their mean).

@@ -617,13 +617,15 @@ API CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuMemAlloc")) return r;
   if (pointer == nullptr || bytes == 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemAlloc: 0 bytes");
-  // The data ends where an inaccessible page begins, so a kernel reading past it faults.
+  // The data ends where an inaccessible page begins, so a kernel reading past it faults. It starts
+  // 16-byte aligned, as the kernels' float4 accesses need (a real driver's allocations are 256-byte
+  // aligned), so a kernel reading past the end by under 16 bytes goes unnoticed.
   size_t page = size_t(sysconf(_SC_PAGESIZE));
   size_t data = (bytes + page - 1) / page * page;
   void* map = mmap(nullptr, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (map == MAP_FAILED) return fail(CUDA_ERROR_OUT_OF_MEMORY, "cuMemAlloc: out of memory");
   mprotect(static_cast<char*>(map) + data, page, PROT_NONE);
-  uintptr_t address = reinterpret_cast<uintptr_t>(map) + data - (bytes + 3) / 4 * 4;
+  uintptr_t address = reinterpret_cast<uintptr_t>(map) + data - (bytes + 15) / 16 * 16;
   allocations[address] = Allocation{bytes, map, data + page, current_context};
   *pointer = address;
   trace("alloc " + std::to_string(bytes));
