@@ -67,8 +67,10 @@ import jcuda.driver.JCudaDriver;
  * wait. Only the gradients (for an allreduce, when asked) and the parameters (when asked) come
  * back otherwise.
  *
- * <p>Not yet run on a GPU: the project's build machines have none. {@code gpu-check.sh} runs the
- * CPU-versus-GPU parity checks and the benchmark where one exists.
+ * <p>Checked and timed on an NVIDIA H200 with {@code gpu-check.sh} (the CPU-versus-GPU parity
+ * checks, the benchmark against PyTorch, a per-kernel profile; {@code tensor-native/GPU-RUNS.md}
+ * keeps every run). The project's build machines and CI have no GPU: there the tests run this
+ * backend on an emulated driver.
  */
 public final class CudaBackend implements Backend {
 
