@@ -26,6 +26,28 @@ class ThreadPoolTest {
   }
 
   @Test
+  void moreThreadsThanCoresStillRunEveryIndexOnceAndOnlyInItsOwnLoop() {
+    // Workers the operating system runs late wake into a later loop, or into none.
+    int threads = 4 * Runtime.getRuntime().availableProcessors() + 1;
+    try (ThreadPool pool = new ThreadPool(threads)) {
+      for (int loop = 0; loop < 500; loop++) {
+        int n = 1 + loop % 53;
+        int current = loop;
+        AtomicIntegerArray hits = new AtomicIntegerArray(n);
+        pool.parallelFor(n, i -> {
+          hits.incrementAndGet(i);
+          if (current % 7 == 0) {
+            Thread.yield();
+          }
+        });
+        for (int i = 0; i < n; i++) {
+          assertEquals(1, hits.get(i), "index " + i + " of loop " + loop + " on " + threads + " threads");
+        }
+      }
+    }
+  }
+
+  @Test
   void aFailureInAnyThreadIsRethrownAndThePoolStaysUsable() {
     try (ThreadPool pool = new ThreadPool(2)) {
       IllegalStateException e = assertThrows(IllegalStateException.class, () -> pool.parallelFor(100, i -> {

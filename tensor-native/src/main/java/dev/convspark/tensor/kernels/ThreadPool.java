@@ -12,19 +12,56 @@ import java.util.function.IntConsumer;
  * <p>A training step runs dozens of short loops, so hand-off latency matters: idle workers spin
  * briefly on a generation counter before they park, and a loop is published with two volatile
  * writes rather than a queue. Loops run one at a time (calls are serialised) and must not nest.
+ *
+ * <p>A loop is done when its indices are, not when every worker has looked in: each loop has
+ * counters of its own, so a worker the operating system has not run yet (more threads than free
+ * cores) neither holds the caller up nor can take an index of a later loop. Spinning threads yield
+ * their core now and then, to the threads that have work. (With every worker required to check in,
+ * deep-mnist training on 2 cores fell from 2,608 images/s with 2 threads to 641 with 4 and 210
+ * with 16.)
  */
 public final class ThreadPool implements AutoCloseable {
 
   /** Spins (about 50 microseconds) before an idle worker parks. */
   private static final int SPINS = 20_000;
+  /** A spinning thread yields its core once in this many spins. */
+  private static final int YIELD_EVERY = 128;
+
+  /** One loop: its body, its size and its own counters. */
+  private static final class Loop {
+    final IntConsumer body;
+    final int size;
+    final AtomicInteger next = new AtomicInteger();
+    /** Indices claimed and finished (or skipped after a failure). */
+    final AtomicInteger done = new AtomicInteger();
+    final AtomicReference<Throwable> failure = new AtomicReference<>();
+
+    Loop(IntConsumer body, int size) {
+      this.body = body;
+      this.size = size;
+    }
+
+    /** Takes indices until none is left; after a failure, the rest are claimed and skipped. */
+    void run() {
+      int finished = 0;
+      for (int i; (i = next.getAndIncrement()) < size; finished++) {
+        if (failure.get() == null) {
+          try {
+            body.accept(i);
+          } catch (Throwable t) {
+            failure.compareAndSet(null, t);
+          }
+        }
+      }
+      if (finished > 0) {
+        done.addAndGet(finished);
+      }
+    }
+  }
 
   private final int threads;
   private final Thread[] workers;
-  private final AtomicInteger next = new AtomicInteger();
-  private final AtomicInteger pending = new AtomicInteger();
-  private final AtomicReference<Throwable> failure = new AtomicReference<>();
-  private volatile IntConsumer body;
-  private volatile int size;
+  private volatile Loop loop;
   private volatile long generation;
   private volatile boolean closed;
 
@@ -53,12 +90,14 @@ public final class ThreadPool implements AutoCloseable {
       long g = generation;
       if (g != seen) {
         seen = g;
-        runShare();
-        pending.decrementAndGet();
+        Loop l = loop;
+        if (l != null) {
+          l.run();
+        }
         continue;
       }
-      for (int i = 0; i < SPINS && generation == seen && !closed; i++) {
-        Thread.onSpinWait();
+      for (int i = 1; i <= SPINS && generation == seen && !closed; i++) {
+        spin(i);
       }
       if (generation == seen && !closed) {
         LockSupport.park(this);
@@ -66,16 +105,11 @@ public final class ThreadPool implements AutoCloseable {
     }
   }
 
-  private void runShare() {
-    IntConsumer b = body;
-    int n = size;
-    try {
-      for (int i; (i = next.getAndIncrement()) < n; ) {
-        b.accept(i);
-      }
-    } catch (Throwable t) {
-      failure.compareAndSet(null, t);
-      next.set(n);
+  private static void spin(int i) {
+    if (i % YIELD_EVERY == 0) {
+      Thread.yield();
+    } else {
+      Thread.onSpinWait();
     }
   }
 
@@ -90,21 +124,19 @@ public final class ThreadPool implements AutoCloseable {
     if (closed) {
       throw new IllegalStateException("thread pool is closed");
     }
-    this.body = body;
-    this.size = n;
-    next.set(0);
-    failure.set(null);
-    pending.set(workers.length);
+    Loop l = new Loop(body, n);
+    loop = l;
     generation++;
     for (Thread w : workers) {
       LockSupport.unpark(w);
     }
-    runShare();
-    while (pending.get() > 0) {
-      Thread.onSpinWait();
+    l.run();
+    // Only indices a worker took and has not finished remain.
+    for (int i = 1; l.done.get() < n; i++) {
+      spin(i);
     }
-    this.body = null;
-    Throwable t = failure.get();
+    loop = null;
+    Throwable t = l.failure.get();
     if (t instanceof RuntimeException re) {
       throw re;
     } else if (t instanceof Error err) {
