@@ -1,7 +1,6 @@
 """The deep-mnist CNN on PyTorch's GPU path, timed as GpuCheck times convspark's GPU backend.
 
-Usage: python3 gpu-torch.py [--ours FILE] [--profile]  (FILE: GpuCheck's figures, to print ratios;
---profile: PyTorch's own kernels in a batch-50 training step, by time, instead of the benchmark)
+Usage: python3 gpu-torch.py [--ours FILE]  (FILE: GpuCheck's figures, to print ratios)
 Random inputs; Adam 1e-4, dropout 0.5; training images/s at batch 50 and 512 (as one replica
 trains, and with the gradient to the host and back every step, as data-parallel training does),
 inference images/s in batches of 1000.
@@ -66,54 +65,10 @@ def bench(batch, steps):
     return median(train), median(host), median(infer)
 
 
-def profile(batch=50, steps=50):
-    """Each CUDA kernel's time in a training step at this batch (torch.profiler), largest first."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
-    dev = torch.device("cuda")
-    m = model().to(dev)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-4)
-    loss_fn = nn.CrossEntropyLoss()
-    x = torch.randn(batch, 1, 28, 28, device=dev)
-    y = torch.randint(0, 10, (batch,), device=dev)
-
-    def step():
-        opt.zero_grad()
-        loss = loss_fn(m(x), y)
-        loss.backward()
-        opt.step()
-        loss.item()
-
-    for _ in range(10):
-        step()
-    torch.cuda.synchronize()
-    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(steps):
-            step()
-        torch.cuda.synchronize()
-    rows = []
-    for e in prof.key_averages():
-        us = getattr(e, "self_device_time_total", None)
-        if us is None:
-            us = getattr(e, "self_cuda_time_total", 0)
-        if us > 0:
-            rows.append((us / steps, e.count / steps, e.key))
-    rows.sort(reverse=True)
-    total = sum(r[0] for r in rows)
-    print(f"\n| PyTorch kernel, batch {batch} step | launches a step | microseconds a step | share |")
-    print("| --- | --- | --- | --- |")
-    for us, n, key in rows[:25]:
-        print(f"| {key[:90]} | {n:.0f} | {us:.1f} | {100 * us / total:.0f}% |")
-    print(f"| all kernels | {sum(r[1] for r in rows):.0f} | {total:.1f} | |")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ours", default=None)
-    ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
-    if args.profile:
-        profile()
-        return
     ours = {}
     if args.ours:
         for line in open(args.ours):
