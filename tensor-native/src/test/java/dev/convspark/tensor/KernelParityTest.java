@@ -19,6 +19,8 @@ class KernelParityTest {
 
   private static ThreadPool pool;
   private static FastKernels fast;
+  /** The other route for a row-major A than the one this CPU takes (read in place, or packed). */
+  private static FastKernels otherRoute;
   private static final ReferenceKernels REF = new ReferenceKernels();
   private final Random rnd = new Random(42);
 
@@ -26,6 +28,7 @@ class KernelParityTest {
   static void start() {
     pool = new ThreadPool(3);
     fast = new FastKernels(pool);
+    otherRoute = new FastKernels(pool, FastKernels.vectorLength() < 16);
   }
 
   @AfterAll
@@ -57,6 +60,7 @@ class KernelParityTest {
   void gemmMatchesReferenceForEveryTransposeAndAwkwardSizes() {
     int[][] sizes = {{1, 1, 1}, {7, 33, 5}, {50, 1024, 3136}, {97, 65, 300}, {3136, 64, 50}, {13, 800, 64}, {200, 10, 1024},
         {6, 32, 256}, {97, 10, 300}, {61, 95, 513}, {32, 25, 39200}, {5, 40, 9000}, {50, 10, 784}, {784, 10, 50}, {1000, 10, 1024}, {7, 3, 100}, {100, 16, 60}};
+    for (FastKernels fast : new FastKernels[] {fast, otherRoute})
     for (int[] s : sizes) {
       int m = s[0];
       int n = s[1];
@@ -160,6 +164,7 @@ class KernelParityTest {
         // kernel with uneven SAME padding, a kernel row wider than a register tile, two tiles)
         {3, 10, 9, 1, 3, 4, 1, 1, 64}, {4, 9, 13, 1, 2, 3, 1, 0, 32}, {2, 12, 11, 1, 7, 7, 1, 0, 32},
         {3, 4, 17, 1, 5, 1, 1, 0, 32}};
+    for (FastKernels fast : new FastKernels[] {fast, otherRoute})
     for (int[] cs : cases) {
       ConvGeometry g = ConvGeometry.of(cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], cs[7] == 1 ? Padding.VALID : Padding.SAME);
       int n = cs[0];

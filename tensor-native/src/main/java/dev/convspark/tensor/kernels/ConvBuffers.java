@@ -10,7 +10,7 @@ public final class ConvBuffers {
   private float[] col = new float[0];
   private float[] dcol = new float[0];
   private float[] dwT = new float[0];
-  private float[] wT = new float[0];
+  private float[] panels = new float[0];
   private float[][] threadCol = new float[0][];
   private float[][] threadDcol = new float[0][];
   private float[][] partial = new float[0][];
@@ -31,8 +31,9 @@ public final class ConvBuffers {
     return dwT = grow(dwT, n);
   }
 
-  float[] wT(int n) {
-    return wT = grow(wT, n);
+  /** The layer's weights (or their transpose) as the multiply's register-tile panels. */
+  float[] panels(int n) {
+    return panels = grow(panels, n);
   }
 
   /** Makes room for {@code threads} tasks' buffers: called before the tasks start. */

@@ -12,9 +12,13 @@ import jdk.incubator.vector.VectorSpecies;
  * API (the widest vectors the CPU has), and patch unfolding and pooling spread over samples. The
  * maths is that of {@link ReferenceKernels}; only the order of the additions differs.
  *
- * <p>The multiply follows the usual GotoBLAS plan: a {@code KC}-deep slice of B is packed once into
- * panels {@code NR} columns wide, each thread packs {@code MR}-row panels of its block of A, and a
- * micro-kernel keeps an {@code MR x NR} tile of C in registers while it walks the shared depth.
+ * <p>The multiply follows the GotoBLAS plan without a shared packed B: each task owns a block of
+ * C's rows and a range of its {@code NR}-column panels, packs one {@code KC}-deep slice of a panel
+ * of op(B) at a time into a buffer that stays in L1 while every {@code MR}-row strip of the block
+ * goes through it, and reads A in place where it is stored transposed (a column of op(A) is then
+ * consecutive floats) or else from a copy packed that way, which stays in L2. The micro-kernel
+ * keeps an {@code MR x NR} tile of C in registers.
+ * The depth and row blocks are sized from the CPU's caches ({@link CacheSizes}).
  */
 public final class FastKernels implements Kernels {
 
@@ -24,27 +28,38 @@ public final class FastKernels implements Kernels {
   static final int NR = 2 * L;
   /** Rows of a C tile: 6 x 2 accumulators leave registers for B and the broadcast even with AVX2. */
   static final int MR = 6;
-  /** Depth of a slice: 128 rows of an in-place B panel (two lines each) fit in L1 even at awkward strides. */
-  private static final int KC = 128;
-  private static final int MC = 16 * MR;
-  private static final int NC = 2048;
+  /** Depth of a slice: a packed B panel ({@code KC x NR} floats) takes half of L1. */
+  static final int KC = CacheSizes.local().depthFor(NR);
+  /** Rows of a block: its packed A ({@code MC x KC} floats) takes half of L2. */
+  static final int MC = CacheSizes.local().rowsFor(KC, MR);
   /** Below this many multiply-adds the packing costs more than it saves. */
   private static final long SMALL = 16 * 1024;
-  /** Marks a task that packs each panel of B itself (see {@link #block}). */
-  private static final float[] PACK_EACH = new float[0];
-
   private final ThreadPool pool;
+  /**
+   * Whether a row-major A is read in place ({@link #microRows}) rather than packed: by default
+   * where the CPU has 32 vector registers, that is where the vectors are 512 bits wide.
+   */
+  private final boolean inPlaceRows;
   private final ThreadLocal<float[]> aPack = ThreadLocal.withInitial(() -> new float[MC * KC]);
   private final ThreadLocal<float[]> tile = ThreadLocal.withInitial(() -> new float[MR * NR]);
-  private final ThreadLocal<float[]> edgePack = ThreadLocal.withInitial(() -> new float[KC * NR]);
+  private final ThreadLocal<float[]> bPanel = ThreadLocal.withInitial(() -> new float[KC * NR]);
   private final ThreadLocal<float[]> narrowB = ThreadLocal.withInitial(() -> new float[0]);
-  private float[] bPack = new float[0];
   private final ReferenceKernels reference = new ReferenceKernels();
 
   /** @param pool the threads to use; the kernels do not close it */
   public FastKernels(ThreadPool pool) {
+    this(pool, L >= 16);
+  }
+
+  /**
+   * With the route for a row-major A chosen by the caller: read in place (the default where
+   * vectors are 512 bits wide) or packed (elsewhere). For tests and benchmarks, which take both
+   * routes on any CPU; the results agree up to the order of additions.
+   */
+  public FastKernels(ThreadPool pool, boolean inPlaceRows) {
     WarmUp.done();
     this.pool = pool;
+    this.inPlaceRows = inPlaceRows;
   }
 
   /**
@@ -75,42 +90,45 @@ public final class FastKernels implements Kernels {
 
     private static void warmUp() {
       try (ThreadPool one = new ThreadPool(1)) {
-        FastKernels k = new FastKernels(one);
-        float[] a = values(64 * 96);
-        float[] b = values(96 * 64);
-        float[] c = new float[48 * 512];
-        for (boolean ta : new boolean[] {false, true}) {
-          for (boolean tb : new boolean[] {false, true}) {
-            k.gemm(ta, tb, 50, 64, 96, a, 0, ta ? 50 : 96, b, 0, tb ? 96 : 64, 0f, c, 0, 64);
-            k.gemm(ta, tb, 50, 64, 96, a, 0, ta ? 50 : 96, b, 0, tb ? 96 : 64, 1f, c, 0, 64);
+        // Both routes for a row-major A, whichever this CPU takes by default.
+        for (boolean rows : new boolean[] {false, true}) {
+          FastKernels k = new FastKernels(one, rows);
+          float[] a = values(64 * 96);
+          float[] b = values(96 * 64);
+          float[] c = new float[48 * 512];
+          for (boolean ta : new boolean[] {false, true}) {
+            for (boolean tb : new boolean[] {false, true}) {
+              k.gemm(ta, tb, 50, 64, 96, a, 0, ta ? 50 : 96, b, 0, tb ? 96 : 64, 0f, c, 0, 64);
+              k.gemm(ta, tb, 50, 64, 96, a, 0, ta ? 50 : 96, b, 0, tb ? 96 : 64, 1f, c, 0, 64);
+            }
           }
+          k.gemm(false, false, 64, 10, 96, a, 0, 96, b, 0, 10, 0f, c, 0, 10);
+          k.gemm(true, false, 96, 10, 64, a, 0, 96, b, 0, 10, 0f, c, 0, 10);
+          k.gemm(false, false, 48, 512, 8, a, 0, 8, b, 0, 512, 0f, c, 0, 512);
+          for (int channels : new int[] {1, 3}) {
+            ConvGeometry g = ConvGeometry.of(7, 6, channels, 3, 3, 1, dev.convspark.tensor.Padding.SAME);
+            int filters = 2 * NR;
+            float[] x = values(2 * g.inputSize());
+            float[] w = values(g.patchSize() * filters);
+            float[] y = new float[2 * g.outputPixels() * filters];
+            float[] grads = new float[w.length];
+            ConvBuffers buffers = new ConvBuffers();
+            k.convForward(x, 2, g, w, 0, filters, y, true, buffers);
+            k.convBackward(x, y, 2, g, w, 0, filters, grads, null, buffers);
+            k.convBackward(x, y, 2, g, w, 0, filters, grads, new float[x.length], buffers);
+            k.sumRows(y, 2 * g.outputPixels(), filters, grads, 0);
+            k.fillRows(w, 0, y, 2 * g.outputPixels(), filters);
+          }
+          ConvGeometry p = ConvGeometry.of(4, 4, 2 * L, 2, 2, 2, dev.convspark.tensor.Padding.SAME);
+          float[] x = values(p.inputSize());
+          float[] y = new float[p.outputPixels() * p.channels()];
+          int[] argmax = new int[y.length];
+          k.maxPool(x, 1, p, y, argmax);
+          k.maxPoolBackward(y, argmax, 1, p, null, x.clone());
+          k.maxPoolBackward(y, argmax, 1, p, x, new float[x.length]);
+          k.relu(x, x.clone(), x.length);
+          k.reluBackward(x, x, x.clone(), x.length);
         }
-        k.gemm(false, false, 64, 10, 96, a, 0, 96, b, 0, 10, 0f, c, 0, 10);
-        k.gemm(true, false, 96, 10, 64, a, 0, 96, b, 0, 10, 0f, c, 0, 10);
-        k.gemm(false, false, 48, 512, 8, a, 0, 8, b, 0, 512, 0f, c, 0, 512);
-        for (int channels : new int[] {1, 3}) {
-          ConvGeometry g = ConvGeometry.of(7, 6, channels, 3, 3, 1, dev.convspark.tensor.Padding.SAME);
-          int filters = 2 * NR;
-          float[] x = values(2 * g.inputSize());
-          float[] w = values(g.patchSize() * filters);
-          float[] y = new float[2 * g.outputPixels() * filters];
-          float[] grads = new float[w.length];
-          ConvBuffers buffers = new ConvBuffers();
-          k.convForward(x, 2, g, w, 0, filters, y, true, buffers);
-          k.convBackward(x, y, 2, g, w, 0, filters, grads, null, buffers);
-          k.convBackward(x, y, 2, g, w, 0, filters, grads, new float[x.length], buffers);
-          k.sumRows(y, 2 * g.outputPixels(), filters, grads, 0);
-          k.fillRows(w, 0, y, 2 * g.outputPixels(), filters);
-        }
-        ConvGeometry p = ConvGeometry.of(4, 4, 2 * L, 2, 2, 2, dev.convspark.tensor.Padding.SAME);
-        float[] x = values(p.inputSize());
-        float[] y = new float[p.outputPixels() * p.channels()];
-        int[] argmax = new int[y.length];
-        k.maxPool(x, 1, p, y, argmax);
-        k.maxPoolBackward(y, argmax, 1, p, null, x.clone());
-        k.maxPoolBackward(y, argmax, 1, p, x, new float[x.length]);
-        k.relu(x, x.clone(), x.length);
-        k.reluBackward(x, x, x.clone(), x.length);
       }
     }
   }
@@ -123,6 +141,24 @@ public final class FastKernels implements Kernels {
   /** The vector width in floats this JVM uses on this CPU. */
   public static int vectorLength() {
     return L;
+  }
+
+  /**
+   * The instruction set the kernels' vectors map to on this JVM: {@code avx512}, {@code avx2} or
+   * {@code sse} on x86 (what {@code -XX:UseAVX} allows of what the CPU has), else the
+   * architecture and the vector width.
+   */
+  public static String isa() {
+    String arch = System.getProperty("os.arch", "");
+    if (arch.equals("amd64") || arch.equals("x86_64")) {
+      return L >= 16 ? "avx512" : L == 8 ? "avx2" : "sse";
+    }
+    return arch + "-" + L * Float.SIZE + "bit";
+  }
+
+  /** The register tile and the blocks chosen for this CPU, for benchmark and log lines. */
+  public static String blocking() {
+    return "tile " + MR + " x " + NR + ", depth " + KC + ", rows " + MC + "; " + CacheSizes.local();
   }
 
   @Override
@@ -144,64 +180,31 @@ public final class FastKernels implements Kernels {
       narrowOuter(m, n, k, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
       return;
     }
-    // A row-major operand is read in place (each of a tile's rows is a sequential stream); a
-    // transposed one is packed. Likewise B. Only partial edge tiles of an in-place operand are
-    // copied, zero-padded, into a small buffer.
-    final boolean directA = !transA;
-    // Rows of B a multiple of 2 KB apart all fall into a few cache sets, so a panel read in place
-    // evicts itself: such a B is packed even when it is not transposed, unless A has so few rows
-    // that each element of B is read only a few times (measured: packing then costs more).
-    final boolean directB = !transB && (ldb % 512 != 0 || m < 8 * MR);
-    int mBlocks = (m + MC - 1) / MC;
-    int tiles = mBlocks * ((n + NR - 1) / NR);
-    if (directB && tiles < pool.threads() && k >= 2 * KC * pool.threads() && (long) m * n <= 1 << 16) {
-      splitDepth(directA, m, n, k, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+    int panels = (n + NR - 1) / NR;
+    if ((m + MC - 1) / MC * panels < pool.threads() && k >= 2 * KC * pool.threads() && (long) m * n <= 1 << 16) {
+      splitDepth(transA, transB, m, n, k, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
       return;
     }
-    for (int jc = 0; jc < n; jc += NC) {
-      final int jc0 = jc;
-      final int nc = Math.min(NC, n - jc);
-      final int panels = (nc + NR - 1) / NR;
-      // Enough tasks for every thread: split the panels when there are few row blocks.
-      final int chunks = Math.max(1, Math.min(panels, (2 * pool.threads() + mBlocks - 1) / mBlocks));
-      final int perChunk = (panels + chunks - 1) / chunks;
-      if (!directB && mBlocks == 1) {
-        // One block of rows (a batch through a dense layer): each panel of B is used by that one
-        // block only, so each task packs its panels one at a time into its own small buffer,
-        // instead of the whole slice of B being packed and then shared, once per depth slice.
-        pool.parallelFor(chunks, t -> {
-          for (int pc = 0; pc < k; pc += KC) {
-            block(directA, transB, a, aOff, lda, b, bOff, ldb, PACK_EACH, c, cOff, ldc, pc == 0 ? beta : 1f,
-                m, 0, t * perChunk, Math.min(panels, (t + 1) * perChunk), jc0, nc, pc, Math.min(KC, k - pc));
-          }
-        });
-        continue;
-      }
-      if (directB) {
-        // Nothing is shared between tasks, so each one walks the whole depth for its own part of C:
-        // one parallel loop per multiply, whatever k is.
-        pool.parallelFor(mBlocks * chunks, t -> {
-          for (int pc = 0; pc < k; pc += KC) {
-            block(directA, false, a, aOff, lda, b, bOff, ldb, null, c, cOff, ldc, pc == 0 ? beta : 1f,
-                m, t / chunks * MC, t % chunks * perChunk, Math.min(panels, (t % chunks + 1) * perChunk), jc0, nc,
-                pc, Math.min(KC, k - pc));
-          }
-        });
-        continue;
-      }
+    // Enough tasks for every thread (two each). Each task packs the part of op(A) and of op(B) it
+    // multiplies, so C is split along its longer side: into row blocks when C is at least as tall
+    // as wide (each of A's rows is then packed once, each panel of B once per block), else into
+    // chunks of panels.
+    int tasks = 2 * pool.threads();
+    int rows = m >= n ? Math.min(MC, ((m + tasks - 1) / tasks + MR - 1) / MR * MR) : MC;
+    int mBlocks = (m + rows - 1) / rows;
+    int chunks = Math.max(1, Math.min(panels, (tasks + mBlocks - 1) / mBlocks));
+    int perChunk = (panels + chunks - 1) / chunks;
+    // Nothing is shared between tasks, so each walks the whole depth for its own part of C: one
+    // parallel loop per multiply, whatever k is.
+    pool.parallelFor(mBlocks * chunks, t -> {
+      int q0 = t % chunks * perChunk;
+      int q1 = Math.min(panels, q0 + perChunk);
+      int ic = t / chunks * rows;
       for (int pc = 0; pc < k; pc += KC) {
-        final int pc0 = pc;
-        final int kc = Math.min(KC, k - pc);
-        if (bPack.length < panels * NR * kc) {
-          bPack = new float[panels * NR * KC];
-        }
-        final float[] bp = bPack;
-        packB(transB, b, bOff, ldb, pc, kc, jc, nc, bp);
-        final float betaHere = pc == 0 ? beta : 1f;
-        pool.parallelFor(mBlocks * chunks, t -> block(directA, false, a, aOff, lda, b, bOff, ldb, bp, c, cOff, ldc, betaHere,
-            m, t / chunks * MC, t % chunks * perChunk, Math.min(panels, (t % chunks + 1) * perChunk), jc0, nc, pc0, kc));
+        block(transA, transB, a, aOff, lda, null, b, bOff, ldb, null, k, c, cOff, ldc, pc == 0 ? beta : 1f,
+            Math.min(m, ic + rows), n, ic, q0, q1, pc, Math.min(KC, k - pc));
       }
-    }
+    });
   }
 
   /**
@@ -342,7 +345,7 @@ public final class FastKernels implements Kernels {
    * few tiles to share out: each thread multiplies its own slice of the depth into a private C,
    * and the slices are added up in a fixed order, so results do not depend on timing.
    */
-  private void splitDepth(boolean directA, int m, int n, int k, float[] a, int aOff, int lda,
+  private void splitDepth(boolean transA, boolean transB, int m, int n, int k, float[] a, int aOff, int lda,
                           float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
     int parts = pool.threads();
     int per = ((k + parts - 1) / parts + KC - 1) / KC * KC;
@@ -354,8 +357,8 @@ public final class FastKernels implements Kernels {
       int k1 = Math.min(k, k0 + per);
       for (int pc = k0; pc < k1; pc += KC) {
         for (int ib = 0; ib < mBlocks; ib++) {
-          block(directA, false, a, aOff, lda, b, bOff, ldb, null, partial[t], 0, n, pc == k0 ? 0f : 1f,
-              m, ib * MC, 0, panels, 0, n, pc, Math.min(KC, k1 - pc));
+          block(transA, transB, a, aOff, lda, null, b, bOff, ldb, null, k, partial[t], 0, n, pc == k0 ? 0f : 1f,
+              m, n, ib * MC, 0, panels, pc, Math.min(KC, k1 - pc));
         }
       }
       if (k0 >= k1) {
@@ -375,94 +378,117 @@ public final class FastKernels implements Kernels {
   }
 
   /**
-   * One task: rows [ic, ic+MC) of C, column panels [q0, q1) of the column block at jc, for the
-   * depth slice [pc, pc+kc). {@code bPacked} is the packed B slice, null to read B (not
-   * transposed) in place, or {@link #PACK_EACH} to pack op(B) one panel at a time here.
+   * One task: rows [ic, min(ic+MC, m)) of C, column panels [q0, q1), for the depth slice [pc, pc+kc).
+   * {@code aStrips} is op(A) already packed whole as {@link #packA} packs a slice (strip r's column
+   * p at {@code (r * k + p) * MR}; {@code ic} a multiple of MR), or null; {@code bPanels} is op(B)
+   * already packed whole by {@link #packPanels}, or null to pack each panel's slice here.
    */
-  private void block(boolean directA, boolean transB, float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
-                     float[] bPacked,
-                     float[] c, int cOff, int ldc, float beta, int m, int ic, int q0, int q1, int jc, int nc,
-                     int pc, int kc) {
+  private void block(boolean transA, boolean transB, float[] a, int aOff, int lda, float[] aStrips, float[] b, int bOff,
+                     int ldb, float[] bPanels, int k, float[] c, int cOff, int ldc, float beta, int m, int n, int ic,
+                     int q0, int q1, int pc, int kc) {
     if (q0 >= q1) {
       return;
     }
     int mc = Math.min(MC, m - ic);
-    float[] ap = aPack.get();
-    float[] edgeB = edgePack.get();
     float[] tmp = tile.get();
-    if (!directA) {
-      packA(true, a, aOff, lda, ic, mc, pc, kc, ap);
-    } else if (mc % MR != 0) {
-      int last = mc - mc % MR;
-      packA(false, a, aOff, lda, ic + last, mc - last, pc, kc, ap);
+    // A stored transposed is read in place: a column of op(A) is MR consecutive floats of one row.
+    // A row-major A is packed into MR-row strips, column by column, to be read the same way (read
+    // in place, its six rows need six index registers, and with AVX2's 16 vector registers the
+    // loop then ran at half speed); so is a last strip of fewer than MR rows.
+    float[] ap = aPack.get();
+    float[] aArr = ap;
+    int aBase = 0;
+    int rowStep = kc;
+    boolean inPlace = aStrips == null && transA;
+    boolean rowsInPlace = aStrips == null && !transA && inPlaceRows;
+    if (aStrips != null) {
+      aArr = aStrips;
+      aBase = ic * k + pc * MR;
+      rowStep = k;
+    } else if (rowsInPlace) {
+      aArr = a;
+      aBase = aOff + ic * lda + pc;
+      rowStep = lda;
+    } else if (!transA) {
+      packA(false, a, aOff, lda, ic, mc, pc, kc, ap);
+    } else {
+      aArr = a;
+      aBase = aOff + pc * lda + ic;
+      rowStep = 1;
+      if (mc % MR != 0) {
+        packA(true, a, aOff, lda, ic + mc - mc % MR, mc % MR, pc, kc, ap);
+      }
     }
+    int aCs = inPlace ? lda : MR;
+    float[] own = bPanels == null ? bPanel.get() : null;
     for (int q = q0; q < q1; q++) {
-      int j = jc + q * NR;
-      int nr = Math.min(NR, jc + nc - j);
-      float[] bArr;
-      int bBase;
-      int bRs;
-      if (bPacked == PACK_EACH) {
-        packBPanel(transB, b, bOff, ldb, pc, kc, j, nr, edgeB, 0);
-        bArr = edgeB;
+      int j = q * NR;
+      int nr = Math.min(NR, n - j);
+      float[] bArr = bPanels;
+      int bBase = (q * k + pc) * NR;
+      if (own != null) {
+        packBPanel(transB, b, bOff, ldb, pc, kc, j, nr, own, 0);
+        bArr = own;
         bBase = 0;
-        bRs = NR;
-      } else if (bPacked != null) {
-        bArr = bPacked;
-        bBase = q * NR * kc;
-        bRs = NR;
-      } else if (nr == NR) {
-        bArr = b;
-        bBase = bOff + pc * ldb + j;
-        bRs = ldb;
-      } else {
-        packBPanel(false, b, bOff, ldb, pc, kc, j, nr, edgeB, 0);
-        bArr = edgeB;
-        bBase = 0;
-        bRs = NR;
       }
       for (int ir = 0; ir < mc; ir += MR) {
         int mr = Math.min(MR, mc - ir);
         int cAt = cOff + (ic + ir) * ldc + j;
-        if (!directA) {
-          micro(kc, ap, ir * kc, 1, MR, bArr, bBase, bRs, c, cAt, ldc, beta, mr, nr, tmp);
-        } else if (mr == MR) {
-          micro(kc, a, aOff + (ic + ir) * lda + pc, lda, 1, bArr, bBase, bRs, c, cAt, ldc, beta, mr, nr, tmp);
+        if (rowsInPlace) {
+          microRows(kc, a, aBase + ir * rowStep, lda, bArr, bBase, c, cAt, ldc, beta, mr, nr, tmp);
+        } else if (mr < MR && inPlace) {
+          micro(kc, ap, 0, MR, bArr, bBase, c, cAt, ldc, beta, mr, nr, tmp);
         } else {
-          micro(kc, ap, 0, 1, MR, bArr, bBase, bRs, c, cAt, ldc, beta, mr, nr, tmp);
+          micro(kc, aArr, aBase + ir * rowStep, aCs, bArr, bBase, c, cAt, ldc, beta, mr, nr, tmp);
         }
       }
     }
   }
 
-  /** Packs rows [ic, ic+mc) x depth [pc, pc+kc) of op(A) into MR-row panels, depth-major inside. */
+  /**
+   * Packs rows [ic, ic+mc) x depth [pc, pc+kc) of op(A) into MR-row strips, each column's MR
+   * floats together (strip r's column p at {@code r * MR * kc + p * MR}), zero-padded to MR rows.
+   */
   private static void packA(boolean transA, float[] a, int aOff, int lda, int ic, int mc, int pc, int kc, float[] ap) {
     for (int ir = 0; ir < mc; ir += MR) {
       int mr = Math.min(MR, mc - ir);
       int base = ir * kc;
-      for (int p = 0; p < kc; p++) {
-        int o = base + p * MR;
-        for (int i = 0; i < mr; i++) {
-          int row = ic + ir + i;
-          ap[o + i] = transA ? a[aOff + (pc + p) * lda + row] : a[aOff + row * lda + pc + p];
+      if (transA) {
+        for (int p = 0; p < kc; p++) {
+          System.arraycopy(a, aOff + (pc + p) * lda + ic + ir, ap, base + p * MR, mr);
         }
-        for (int i = mr; i < MR; i++) {
-          ap[o + i] = 0f;
+      } else {
+        // Along each row of A, so that the reads are sequential.
+        for (int i = 0; i < mr; i++) {
+          for (int p = 0, from = aOff + (ic + ir + i) * lda + pc; p < kc; p++) {
+            ap[base + p * MR + i] = a[from + p];
+          }
+        }
+      }
+      if (mr < MR) {
+        for (int p = 0; p < kc; p++) {
+          Arrays.fill(ap, base + p * MR + mr, base + (p + 1) * MR, 0f);
         }
       }
     }
   }
 
-  /** Packs depth [pc, pc+kc) x columns [jc, jc+nc) of op(B) into NR-column panels. */
-  private void packB(boolean transB, float[] b, int bOff, int ldb, int pc, int kc, int jc, int nc, float[] bp) {
-    int panels = (nc + NR - 1) / NR;
-    pool.parallelFor(panels, q -> {
-      int j0 = jc + q * NR;
-      packBPanel(transB, b, bOff, ldb, pc, kc, j0, Math.min(NR, jc + nc - j0), bp, q * NR * kc);
-    });
+  /**
+   * All of op(B) ({@code k x n}) as NR-column panels, zero-padded: panel q's row p at
+   * {@code (q * k + p) * NR}. For an operand many small multiplies share (a layer's weights).
+   */
+  private static void packPanels(boolean transB, float[] b, int bOff, int ldb, int k, int n, float[] out) {
+    for (int q = 0; q * NR < n; q++) {
+      packBPanel(transB, b, bOff, ldb, 0, k, q * NR, Math.min(NR, n - q * NR), out, q * k * NR);
+    }
   }
 
-  /** Packs one NR-column panel of op(B), columns [j0, j0+nr), zero-padded to NR, at {@code base}. */
+  /** Floats {@link #packPanels} writes for a {@code k x n} op(B). */
+  private static int panelsSize(int k, int n) {
+    return (n + NR - 1) / NR * k * NR;
+  }
+
+  /** Packs one NR-column panel of op(B), columns [j0, j0+nr) of depth [pc, pc+kc), zero-padded to NR, at {@code base}. */
   private static void packBPanel(boolean transB, float[] b, int bOff, int ldb, int pc, int kc, int j0, int nr,
                                  float[] bp, int base) {
     if (!transB && nr == NR) {
@@ -472,24 +498,34 @@ public final class FastKernels implements Kernels {
       }
       return;
     }
-    for (int p = 0; p < kc; p++) {
-      int o = base + p * NR;
+    if (transB) {
+      // Stored transposed: read along B's rows (op(B)'s columns).
       for (int j = 0; j < nr; j++) {
-        bp[o + j] = transB ? b[bOff + (j0 + j) * ldb + pc + p] : b[bOff + (pc + p) * ldb + j0 + j];
+        int from = bOff + (j0 + j) * ldb + pc;
+        for (int p = 0; p < kc; p++) {
+          bp[base + p * NR + j] = b[from + p];
+        }
       }
-      for (int j = nr; j < NR; j++) {
-        bp[o + j] = 0f;
+    } else {
+      for (int p = 0; p < kc; p++) {
+        System.arraycopy(b, bOff + (pc + p) * ldb + j0, bp, base + p * NR, nr);
+      }
+    }
+    if (nr < NR) {
+      for (int p = 0; p < kc; p++) {
+        Arrays.fill(bp, base + p * NR + nr, base + (p + 1) * NR, 0f);
       }
     }
   }
 
   /**
-   * One MR x NR tile: C = acc + beta * C, where acc sums over depth p the outer product of A's
-   * column p (element i at {@code ap[aOff + i * aRs + p * aCs]}) and B's row p (NR floats at
-   * {@code bp[bOff + p * bRs]}). Packed operands have strides (1, MR) and NR; in-place ones
-   * (lda, 1) and ldb.
+   * One MR x NR tile: C = acc + beta * C for the first {@code mr} rows and {@code nr} columns, where
+   * acc sums over depth p the outer product of A's column p (its MR floats from
+   * {@code a[aOff + p * aCs]}) and B's row p (NR floats at {@code bp[bOff + p * NR]}). B's stride is
+   * a constant and A's column consecutive, so the JIT checks the bounds once per array, not per
+   * load.
    */
-  private static void micro(int kc, float[] ap, int aOff, int aRs, int aCs, float[] bp, int bOff, int bRs,
+  private static void micro(int kc, float[] a, int aOff, int aCs, float[] bp, int bOff,
                             float[] c, int cOff, int ldc, float beta, int mr, int nr, float[] tmp) {
     FloatVector c00 = FloatVector.zero(S);
     FloatVector c01 = c00;
@@ -504,26 +540,125 @@ public final class FastKernels implements Kernels {
     FloatVector c50 = c00;
     FloatVector c51 = c00;
     for (int p = 0; p < kc; p++) {
-      int bo = bOff + p * bRs;
+      int bo = bOff + p * NR;
       FloatVector b0 = FloatVector.fromArray(S, bp, bo);
       FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
       int ao = aOff + p * aCs;
-      FloatVector x = FloatVector.broadcast(S, ap[ao]);
+      FloatVector x = FloatVector.broadcast(S, a[ao]);
       c00 = b0.fma(x, c00);
       c01 = b1.fma(x, c01);
-      x = FloatVector.broadcast(S, ap[ao + aRs]);
+      x = FloatVector.broadcast(S, a[ao + 1]);
       c10 = b0.fma(x, c10);
       c11 = b1.fma(x, c11);
-      x = FloatVector.broadcast(S, ap[ao + 2 * aRs]);
+      x = FloatVector.broadcast(S, a[ao + 2]);
       c20 = b0.fma(x, c20);
       c21 = b1.fma(x, c21);
-      x = FloatVector.broadcast(S, ap[ao + 3 * aRs]);
+      x = FloatVector.broadcast(S, a[ao + 3]);
       c30 = b0.fma(x, c30);
       c31 = b1.fma(x, c31);
-      x = FloatVector.broadcast(S, ap[ao + 4 * aRs]);
+      x = FloatVector.broadcast(S, a[ao + 4]);
       c40 = b0.fma(x, c40);
       c41 = b1.fma(x, c41);
-      x = FloatVector.broadcast(S, ap[ao + 5 * aRs]);
+      x = FloatVector.broadcast(S, a[ao + 5]);
+      c50 = b0.fma(x, c50);
+      c51 = b1.fma(x, c51);
+    }
+    if (mr == MR && nr == NR) {
+      // Written out row by row: a helper taking vectors would not be inlined into this large
+      // method, and vectors passed to a call that is not inlined are boxed on the heap.
+      if (beta != 0f) {
+        c00 = c00.add(FloatVector.fromArray(S, c, cOff).mul(beta));
+        c01 = c01.add(FloatVector.fromArray(S, c, cOff + L).mul(beta));
+        c10 = c10.add(FloatVector.fromArray(S, c, cOff + ldc).mul(beta));
+        c11 = c11.add(FloatVector.fromArray(S, c, cOff + ldc + L).mul(beta));
+        c20 = c20.add(FloatVector.fromArray(S, c, cOff + 2 * ldc).mul(beta));
+        c21 = c21.add(FloatVector.fromArray(S, c, cOff + 2 * ldc + L).mul(beta));
+        c30 = c30.add(FloatVector.fromArray(S, c, cOff + 3 * ldc).mul(beta));
+        c31 = c31.add(FloatVector.fromArray(S, c, cOff + 3 * ldc + L).mul(beta));
+        c40 = c40.add(FloatVector.fromArray(S, c, cOff + 4 * ldc).mul(beta));
+        c41 = c41.add(FloatVector.fromArray(S, c, cOff + 4 * ldc + L).mul(beta));
+        c50 = c50.add(FloatVector.fromArray(S, c, cOff + 5 * ldc).mul(beta));
+        c51 = c51.add(FloatVector.fromArray(S, c, cOff + 5 * ldc + L).mul(beta));
+      }
+      c00.intoArray(c, cOff);
+      c01.intoArray(c, cOff + L);
+      c10.intoArray(c, cOff + ldc);
+      c11.intoArray(c, cOff + ldc + L);
+      c20.intoArray(c, cOff + 2 * ldc);
+      c21.intoArray(c, cOff + 2 * ldc + L);
+      c30.intoArray(c, cOff + 3 * ldc);
+      c31.intoArray(c, cOff + 3 * ldc + L);
+      c40.intoArray(c, cOff + 4 * ldc);
+      c41.intoArray(c, cOff + 4 * ldc + L);
+      c50.intoArray(c, cOff + 5 * ldc);
+      c51.intoArray(c, cOff + 5 * ldc + L);
+      return;
+    }
+    c00.intoArray(tmp, 0);
+    c01.intoArray(tmp, L);
+    c10.intoArray(tmp, NR);
+    c11.intoArray(tmp, NR + L);
+    c20.intoArray(tmp, 2 * NR);
+    c21.intoArray(tmp, 2 * NR + L);
+    c30.intoArray(tmp, 3 * NR);
+    c31.intoArray(tmp, 3 * NR + L);
+    c40.intoArray(tmp, 4 * NR);
+    c41.intoArray(tmp, 4 * NR + L);
+    c50.intoArray(tmp, 5 * NR);
+    c51.intoArray(tmp, 5 * NR + L);
+    for (int i = 0; i < mr; i++) {
+      for (int j = 0; j < nr; j++) {
+        int ci = cOff + i * ldc + j;
+        c[ci] = beta == 0 ? tmp[i * NR + j] : tmp[i * NR + j] + beta * c[ci];
+      }
+    }
+  }
+  /**
+   * {@link #micro} for a row-major A read in place (row i's element p at
+   * {@code a[aOff + i * lda + p]}; rows past {@code mr} repeat the last). Six rows need six index
+   * registers: with 32 vector registers (AVX-512) this runs as fast as a packed A and saves the
+   * packing; with AVX2's 16 it ran at half speed, so there A is packed ({@link #inPlaceRows}).
+   */
+  private static void microRows(int kc, float[] a, int aOff, int lda, float[] bp, int bOff,
+                            float[] c, int cOff, int ldc, float beta, int mr, int nr, float[] tmp) {
+    int a0 = aOff;
+    int a1 = aOff + Math.min(1, mr - 1) * lda;
+    int a2 = aOff + Math.min(2, mr - 1) * lda;
+    int a3 = aOff + Math.min(3, mr - 1) * lda;
+    int a4 = aOff + Math.min(4, mr - 1) * lda;
+    int a5 = aOff + Math.min(5, mr - 1) * lda;
+    FloatVector c00 = FloatVector.zero(S);
+    FloatVector c01 = c00;
+    FloatVector c10 = c00;
+    FloatVector c11 = c00;
+    FloatVector c20 = c00;
+    FloatVector c21 = c00;
+    FloatVector c30 = c00;
+    FloatVector c31 = c00;
+    FloatVector c40 = c00;
+    FloatVector c41 = c00;
+    FloatVector c50 = c00;
+    FloatVector c51 = c00;
+    for (int p = 0; p < kc; p++) {
+      int bo = bOff + p * NR;
+      FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+      FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
+      FloatVector x = FloatVector.broadcast(S, a[a0 + p]);
+      c00 = b0.fma(x, c00);
+      c01 = b1.fma(x, c01);
+      x = FloatVector.broadcast(S, a[a1 + p]);
+      c10 = b0.fma(x, c10);
+      c11 = b1.fma(x, c11);
+      x = FloatVector.broadcast(S, a[a2 + p]);
+      c20 = b0.fma(x, c20);
+      c21 = b1.fma(x, c21);
+      x = FloatVector.broadcast(S, a[a3 + p]);
+      c30 = b0.fma(x, c30);
+      c31 = b1.fma(x, c31);
+      x = FloatVector.broadcast(S, a[a4 + p]);
+      c40 = b0.fma(x, c40);
+      c41 = b1.fma(x, c41);
+      x = FloatVector.broadcast(S, a[a5 + p]);
       c50 = b0.fma(x, c50);
       c51 = b1.fma(x, c51);
     }
@@ -616,6 +751,47 @@ public final class FastKernels implements Kernels {
     }
   }
 
+  /**
+   * Sample {@code s}'s patches as {@link #unfold} makes them, written straight into the multiply's
+   * MR-row strips (output pixel r's patch element p at {@code ((r / MR) * patch + p) * MR + r % MR};
+   * the last strip's missing rows zero), so that the multiply needs no packing pass of its own.
+   */
+  private static void unfoldStrips(float[] x, int s, ConvGeometry g, float[] out) {
+    int patch = g.patchSize();
+    int ch = g.channels();
+    int kw = g.kernelWidth();
+    int xBase = s * g.inputSize();
+    int r = 0;
+    for (int oh = 0; oh < g.outHeight(); oh++) {
+      for (int ow = 0; ow < g.outWidth(); ow++, r++) {
+        int row = r / MR * patch * MR + r % MR;
+        int iw0 = ow * g.stride() - g.padLeft();
+        for (int kh = 0; kh < g.kernelHeight(); kh++) {
+          int ih = oh * g.stride() - g.padTop() + kh;
+          for (int kx = 0; kx < kw; kx++) {
+            int iw = iw0 + kx;
+            int o = row + (kh * kw + kx) * ch * MR;
+            if (ih < 0 || ih >= g.height() || iw < 0 || iw >= g.width()) {
+              for (int c = 0; c < ch; c++) {
+                out[o + c * MR] = 0f;
+              }
+            } else {
+              for (int c = 0, from = xBase + (ih * g.width() + iw) * ch; c < ch; c++) {
+                out[o + c * MR] = x[from + c];
+              }
+            }
+          }
+        }
+      }
+    }
+    for (; r % MR != 0; r++) {
+      int row = r / MR * patch * MR + r % MR;
+      for (int p = 0; p < patch; p++) {
+        out[row + p * MR] = 0f;
+      }
+    }
+  }
+
   @Override
   public void col2im(float[] col, int n, ConvGeometry g, float[] dx) {
     pool.parallelFor(n, s -> fold(col, s * g.outputPixels() * g.patchSize(), s, g, dx));
@@ -659,6 +835,9 @@ public final class FastKernels implements Kernels {
     int patch = g.patchSize();
     int parts = Math.min(pool.threads(), n);
     b.reserve(parts);
+    // The weights as register-tile panels, once for the whole batch.
+    float[] w = b.panels(panelsSize(patch, filters));
+    packPanels(false, params, wOff, filters, patch, filters, w);
     if (shiftedRoute(g, filters)) {
       Shifted sh = new Shifted(g);
       pool.parallelFor(parts, t -> {
@@ -671,8 +850,8 @@ public final class FastKernels implements Kernels {
               // The window's rows one after another: kernel row kh multiplies the padded image
               // from row kh on by the weights of that kernel row.
               for (int kh = 0; kh < g.kernelHeight(); kh++) {
-                micro(g.kernelWidth(), img, v + kh * sh.width, 1, 1, params, wOff + kh * g.kernelWidth() * filters + j,
-                    filters, out, v * filters + j, filters, kh == 0 ? 0f : 1f, MR, NR, null);
+                micro(g.kernelWidth(), img, v + kh * sh.width, 1, w, (j / NR * patch + kh * g.kernelWidth()) * NR,
+                    out, v * filters + j, filters, kh == 0 ? 0f : 1f, MR, NR, null);
               }
             }
           }
@@ -687,10 +866,15 @@ public final class FastKernels implements Kernels {
       return;
     }
     pool.parallelFor(parts, t -> {
-      float[] col = b.threadCol(t, pix * patch);
+      float[] col = b.threadCol(t, (pix + MR - 1) / MR * MR * patch);
       for (int s = t * n / parts, end = (t + 1) * n / parts; s < end; s++) {
-        unfold(x, s, g, col, 0);
-        gemmHere(true, pix, filters, patch, col, 0, patch, params, wOff, filters, 1f, y, s * pix * filters, filters);
+        if (inPlaceRows) {
+          unfold(x, s, g, col, 0);
+        } else {
+          unfoldStrips(x, s, g, col);
+        }
+        gemmHere(false, !inPlaceRows, pix, filters, patch, col, 0, patch, w, 0, 0, true, 1f, y, s * pix * filters,
+            filters);
         if (relu) {
           // While the sample's output is still in this thread's cache.
           reluRange(y, y, s * pix * filters, (s + 1) * pix * filters);
@@ -717,6 +901,8 @@ public final class FastKernels implements Kernels {
     final int width;
     /** Output pixels computed, a whole number of register tiles. */
     final int rows;
+    /** Output pixels at the padded width, the extra ones included: the weight gradient's depth. */
+    final int depth;
     /** Floats of the padded image buffer, with room for the last tiles' reads past its end. */
     final int imageLength;
     private final ConvGeometry g;
@@ -725,6 +911,7 @@ public final class FastKernels implements Kernels {
       this.g = g;
       this.width = g.outWidth() + g.kernelWidth() - 1;
       this.rows = (g.outHeight() * width + MR - 1) / MR * MR;
+      this.depth = g.outHeight() * width;
       this.imageLength = rows + (g.kernelHeight() - 1) * width + g.kernelWidth() + MR;
     }
 
@@ -737,12 +924,21 @@ public final class FastKernels implements Kernels {
       }
     }
 
-    /** Sample {@code s}'s output gradient at the padded width, the extra pixels' gradients zero. */
+    /**
+     * Sample {@code s}'s output gradient at the padded width, the extra pixels' gradients zero, as
+     * register-tile panels: panel q's pixel r at {@code (q * depth + r) * NR}.
+     */
     void spread(float[] dy, int s, int filters, float[] out) {
       int ow = g.outWidth();
-      for (int oh = 0; oh < g.outHeight(); oh++) {
-        System.arraycopy(dy, (s * g.outputPixels() + oh * ow) * filters, out, oh * width * filters, ow * filters);
-        Arrays.fill(out, (oh * width + ow) * filters, (oh + 1) * width * filters, 0f);
+      for (int q = 0; q < filters / NR; q++) {
+        for (int oh = 0; oh < g.outHeight(); oh++) {
+          int from = (s * g.outputPixels() + oh * ow) * filters + q * NR;
+          int to = (q * depth + oh * width) * NR;
+          for (int w = 0; w < ow; w++) {
+            System.arraycopy(dy, from + w * filters, out, to + w * NR, NR);
+          }
+          Arrays.fill(out, to + ow * NR, to + width * NR, 0f);
+        }
       }
     }
   }
@@ -759,10 +955,10 @@ public final class FastKernels implements Kernels {
     int patch = g.patchSize();
     int parts = Math.min(pool.threads(), n);
     b.reserve(parts);
-    float[] wT = dx == null ? null : b.wT(filters * patch);
+    // W^T (filters x patch) as register-tile panels, the B operand of every sample's dy_s W^T.
+    float[] wT = dx == null ? null : b.panels(panelsSize(filters, patch));
     if (wT != null) {
-      // W^T (filters x patch), so that dy_s W^T reads its B operand in place.
-      Transpose.into(params, wOff, patch, filters, wT, 0);
+      packPanels(true, params, wOff, filters, filters, patch, wT);
     }
     // The weight gradient as dy^T patches (filters x patch, transposed at the end), whose columns
     // fill whole register tiles; but where a patch is narrower than one tile (a first layer's few
@@ -776,7 +972,7 @@ public final class FastKernels implements Kernels {
     pool.parallelFor(parts, t -> {
       float[] col = b.threadCol(t, sh != null ? sh.imageLength : pix * patch);
       float[] acc = b.partial(t, filters * patch);
-      float[] dcol = sh != null ? b.threadDcol(t, sh.rows * filters) : wT == null ? null : b.threadDcol(t, pix * patch);
+      float[] dcol = sh != null ? b.threadDcol(t, sh.depth * filters) : wT == null ? null : b.threadDcol(t, pix * patch);
       int first = t * n / parts;
       int end = (t + 1) * n / parts;
       if (first == end) {
@@ -787,12 +983,12 @@ public final class FastKernels implements Kernels {
           sh.pad(x, s, col);
           sh.spread(dy, s, filters, dcol);
           int kw = g.kernelWidth();
-          int depth = g.outHeight() * sh.width;
+          int depth = sh.depth;
           for (int kh = 0; kh < g.kernelHeight(); kh++) {
             for (int k0 = 0; k0 < kw; k0 += MR) {
               for (int j = 0; j < filters; j += NR) {
-                micro(depth, col, kh * sh.width + k0, 1, 1, dcol, j, filters, acc, (kh * kw + k0) * filters + j, filters,
-                    s == first ? 0f : 1f, Math.min(MR, kw - k0), NR, tile.get());
+                micro(depth, col, kh * sh.width + k0, 1, dcol, j / NR * depth * NR,
+                    acc, (kh * kw + k0) * filters + j, filters, s == first ? 0f : 1f, Math.min(MR, kw - k0), NR, tile.get());
               }
             }
           }
@@ -800,14 +996,14 @@ public final class FastKernels implements Kernels {
         }
         unfold(x, s, g, col, 0);
         if (narrowPatch) {
-          gemmHere(false, patch, filters, pix, col, 0, patch, dy, s * pix * filters, filters, s == first ? 0f : 1f,
+          gemmHere(true, false, patch, filters, pix, col, 0, patch, dy, s * pix * filters, filters, false, s == first ? 0f : 1f,
               acc, 0, filters);
         } else {
-          gemmHere(false, filters, patch, pix, dy, s * pix * filters, filters, col, 0, patch, s == first ? 0f : 1f,
+          gemmHere(true, false, filters, patch, pix, dy, s * pix * filters, filters, col, 0, patch, false, s == first ? 0f : 1f,
               acc, 0, patch);
         }
         if (dcol != null) {
-          gemmHere(true, pix, patch, filters, dy, s * pix * filters, filters, wT, 0, patch, 0f, dcol, 0, patch);
+          gemmHere(false, false, pix, patch, filters, dy, s * pix * filters, filters, wT, 0, 0, true, 0f, dcol, 0, patch);
           fold(dcol, 0, s, g, dx);
         }
       }
@@ -829,20 +1025,19 @@ public final class FastKernels implements Kernels {
   }
 
   /**
-   * {@code C = op(A) * B + beta * C} on the calling thread alone, B read in place (row-major,
-   * {@code k x n}); op(A) is A itself when {@code directA}, else A stored transposed ({@code k x m}).
+   * {@code C = op(A) * B + beta * C} on the calling thread alone; op(A) is A stored transposed
+   * ({@code k x m}) when {@code transA}, or A already in MR-row strips when {@code stripsA} (see
+   * {@link #unfoldStrips}; {@code aOff} and {@code lda} unused). B is row-major ({@code k x n}), or
+   * already packed by {@link #packPanels} when {@code packedB} ({@code bOff} and {@code ldb} unused).
    */
-  private void gemmHere(boolean directA, int m, int n, int k, float[] a, int aOff, int lda, float[] b, int bOff,
-                        int ldb, float beta, float[] c, int cOff, int ldc) {
+  private void gemmHere(boolean transA, boolean stripsA, int m, int n, int k, float[] a, int aOff, int lda, float[] b,
+                        int bOff, int ldb, boolean packedB, float beta, float[] c, int cOff, int ldc) {
     int mBlocks = (m + MC - 1) / MC;
-    for (int jc = 0; jc < n; jc += NC) {
-      int nc = Math.min(NC, n - jc);
-      int panels = (nc + NR - 1) / NR;
-      for (int ib = 0; ib < mBlocks; ib++) {
-        for (int pc = 0; pc < k; pc += KC) {
-          block(directA, false, a, aOff, lda, b, bOff, ldb, null, c, cOff, ldc, pc == 0 ? beta : 1f,
-              m, ib * MC, 0, panels, jc, nc, pc, Math.min(KC, k - pc));
-        }
+    int panels = (n + NR - 1) / NR;
+    for (int ib = 0; ib < mBlocks; ib++) {
+      for (int pc = 0; pc < k; pc += KC) {
+        block(transA, false, a, aOff, lda, stripsA ? a : null, b, bOff, ldb, packedB ? b : null, k, c, cOff, ldc,
+            pc == 0 ? beta : 1f, m, n, ib * MC, 0, panels, pc, Math.min(KC, k - pc));
       }
     }
   }
