@@ -15,10 +15,11 @@ import jdk.incubator.vector.VectorSpecies;
  * <p>The multiply follows the GotoBLAS plan without a shared packed B: each task owns a block of
  * C's rows and a range of its {@code NR}-column panels, packs one {@code KC}-deep slice of a panel
  * of op(B) at a time into a buffer that stays in L1 while every {@code MR}-row strip of the block
- * goes through it, and reads A in place where it is stored transposed (a column of op(A) is then
- * consecutive floats) or else from a copy packed that way, which stays in L2. The micro-kernel
- * keeps an {@code MR x NR} tile of C in registers.
- * The depth and row blocks are sized from the CPU's caches ({@link CacheSizes}).
+ * goes through it. A stored transposed is read in place (a column of op(A) is then consecutive
+ * floats); a row-major A is read in place too where the vectors are 512 bits wide, and elsewhere
+ * packed into {@code MR}-row strips that stay in L2 (see {@link #inPlaceRows}). The micro-kernel
+ * keeps an {@code MR x NR} tile of C in registers. The depth and row blocks are sized from the
+ * CPU's caches ({@link CacheSizes}).
  */
 public final class FastKernels implements Kernels {
 
