@@ -89,7 +89,26 @@ public final class FastKernels implements Kernels {
       return a;
     }
 
+    /**
+     * The micro-kernels on their own, often enough for the JIT to profile and compile them here,
+     * with every branch of their epilogue taken: full and partial tiles, beta 0 and 1.
+     */
+    private static void warmUpMicroKernels() {
+      float[] a = values(8 * MR + 8);
+      float[] bp = values(8 * NR);
+      float[] c = new float[MR * NR];
+      float[] tmp = new float[MR * NR];
+      for (int i = 0; i < 6000; i++) {
+        int mr = i % 3 == 0 ? 1 : MR;
+        int nr = i % 4 == 0 ? 1 : NR;
+        float beta = i % 2;
+        micro(8, a, 0, MR, bp, 0, c, 0, NR, beta, mr, nr, tmp);
+        microRows(8, a, 0, 8, bp, 0, c, 0, NR, beta, mr, nr, tmp);
+      }
+    }
+
     private static void warmUp() {
+      warmUpMicroKernels();
       try (ThreadPool one = new ThreadPool(1)) {
         // Both routes for a row-major A, whichever this CPU takes by default.
         for (boolean rows : new boolean[] {false, true}) {
@@ -442,6 +461,9 @@ public final class FastKernels implements Kernels {
         } else {
           micro(kc, aArr, aBase + ir * rowStep, aCs, bArr, bBase, c, cAt, ldc, beta, mr, nr, tmp);
         }
+        if (mr < MR || nr < NR) {
+          copyTile(tmp, c, cAt, ldc, beta, mr, nr);
+        }
       }
     }
   }
@@ -520,11 +542,15 @@ public final class FastKernels implements Kernels {
   }
 
   /**
-   * One MR x NR tile: C = acc + beta * C for the first {@code mr} rows and {@code nr} columns, where
-   * acc sums over depth p the outer product of A's column p (its MR floats from
-   * {@code a[aOff + p * aCs]}) and B's row p (NR floats at {@code bp[bOff + p * NR]}). B's stride is
-   * a constant and A's column consecutive, so the JIT checks the bounds once per array, not per
-   * load.
+   * One MR x NR tile: C = acc + beta * C, where acc sums over depth p the outer product of A's
+   * column p (its MR floats from {@code a[aOff + p * aCs]}) and B's row p (NR floats at
+   * {@code bp[bOff + p * NR]}). B's stride is a constant and A's column consecutive, so the JIT
+   * checks the bounds once per array, not per load. A tile of fewer than {@code mr = MR} rows or
+   * {@code nr = NR} columns is left in {@code tmp} for the caller's {@link #copyTile}: the
+   * micro-kernels keep no branch that only some multiplies take, since the JIT compiles such a
+   * branch away while it has not been taken, and a later multiply that takes it sent the kernel
+   * back through the interpreter and an on-stack recompile that kept its vectors boxed (one JVM
+   * in two trained at a third of its speed at batch 512 after batch 50).
    */
   private static void micro(int kc, float[] a, int aOff, int aCs, float[] bp, int bOff,
                             float[] c, int cOff, int ldc, float beta, int mr, int nr, float[] tmp) {
@@ -607,6 +633,9 @@ public final class FastKernels implements Kernels {
     c41.intoArray(tmp, 4 * NR + L);
     c50.intoArray(tmp, 5 * NR);
     c51.intoArray(tmp, 5 * NR + L);
+  }
+  /** Adds the first {@code mr x nr} of a tile left in {@code tmp} into C: {@code C = tmp + beta * C}. */
+  private static void copyTile(float[] tmp, float[] c, int cOff, int ldc, float beta, int mr, int nr) {
     for (int i = 0; i < mr; i++) {
       for (int j = 0; j < nr; j++) {
         int ci = cOff + i * ldc + j;
@@ -614,6 +643,7 @@ public final class FastKernels implements Kernels {
       }
     }
   }
+
   /**
    * {@link #micro} for a row-major A read in place (row i's element p at
    * {@code a[aOff + i * lda + p]}; rows past {@code mr} repeat the last). Six rows need six index
@@ -706,12 +736,6 @@ public final class FastKernels implements Kernels {
     c41.intoArray(tmp, 4 * NR + L);
     c50.intoArray(tmp, 5 * NR);
     c51.intoArray(tmp, 5 * NR + L);
-    for (int i = 0; i < mr; i++) {
-      for (int j = 0; j < nr; j++) {
-        int ci = cOff + i * ldc + j;
-        c[ci] = beta == 0 ? tmp[i * NR + j] : tmp[i * NR + j] + beta * c[ci];
-      }
-    }
   }
 
   @Override
@@ -973,6 +997,7 @@ public final class FastKernels implements Kernels {
     pool.parallelFor(parts, t -> {
       float[] col = b.threadCol(t, sh != null ? sh.imageLength : pix * patch);
       float[] acc = b.partial(t, filters * patch);
+      float[] tmp = tile.get();
       float[] dcol = sh != null ? b.threadDcol(t, sh.depth * filters) : wT == null ? null : b.threadDcol(t, pix * patch);
       int first = t * n / parts;
       int end = (t + 1) * n / parts;
@@ -988,8 +1013,13 @@ public final class FastKernels implements Kernels {
           for (int kh = 0; kh < g.kernelHeight(); kh++) {
             for (int k0 = 0; k0 < kw; k0 += MR) {
               for (int j = 0; j < filters; j += NR) {
-                micro(depth, col, kh * sh.width + k0, 1, dcol, j / NR * depth * NR,
-                    acc, (kh * kw + k0) * filters + j, filters, s == first ? 0f : 1f, Math.min(MR, kw - k0), NR, tile.get());
+                int mr = Math.min(MR, kw - k0);
+                int at = (kh * kw + k0) * filters + j;
+                float beta = s == first ? 0f : 1f;
+                micro(depth, col, kh * sh.width + k0, 1, dcol, j / NR * depth * NR, acc, at, filters, beta, mr, NR, tmp);
+                if (mr < MR) {
+                  copyTile(tmp, acc, at, filters, beta, mr, NR);
+                }
               }
             }
           }
