@@ -16,7 +16,10 @@ final class Args {
 
   /** Parses an integer flag value within [min, max], or a usage error naming the flag. */
   static int intValue(String[] args, int i, String name, int min, int max) {
-    String v = value(args, i, name);
+    return parseInt(value(args, i, name), name, min, max);
+  }
+
+  private static int parseInt(String v, String name, int min, int max) {
     try {
       int x = Integer.parseInt(v);
       if (x < min || x > max) {
@@ -26,5 +29,18 @@ final class Args {
     } catch (NumberFormatException e) {
       throw new UsageException(name + " must be an integer but was '" + v + "'");
     }
+  }
+
+  /**
+   * A comma-separated list of integers within [min, max] ({@code 1,2,4}), in the order given, or a
+   * usage error naming the flag and the bad item.
+   */
+  static java.util.List<Integer> intList(String[] args, int i, String name, int min, int max) {
+    String v = value(args, i, name);
+    java.util.List<Integer> out = new java.util.ArrayList<>();
+    for (String item : v.split(",", -1)) {
+      out.add(parseInt(item.trim(), name, min, max));
+    }
+    return java.util.List.copyOf(out);
   }
 }

@@ -21,7 +21,8 @@ import java.util.Map;
 
 /**
  * {@code convspark bench engine}: the deep-mnist CNN's training and inference throughput on this
- * CPU, and the engine's matrix-multiply rate for reference. Medians of repeats after a warm-up.
+ * CPU for one or more thread counts, and the engine's matrix-multiply rate for reference. Medians
+ * of repeats after a warm-up.
  */
 final class BenchEngineCommand {
 
@@ -33,7 +34,7 @@ final class BenchEngineCommand {
   }
 
   static int run(String[] args) throws IOException {
-    int threads = 2;
+    List<Integer> threadCounts = List.of(2);
     // As many steps per repeat as the PyTorch reference times (300). The warm-up is longer than
     // its 20 steps because the JIT is still compiling the kernels then: a first repeat of 100
     // steps after 20 was 10% slower than the next ones.
@@ -44,18 +45,21 @@ final class BenchEngineCommand {
     Path json = null;
     for (int i = 0; i < args.length; i++) {
       switch (args[i]) {
-        case "--threads" -> threads = Args.intValue(args, ++i, "--threads", 1, 1024);
+        case "--threads" -> threadCounts = Args.intList(args, ++i, "--threads", 1, 1024);
         case "--steps" -> steps = Args.intValue(args, ++i, "--steps", 1, 1_000_000);
         case "--repeats" -> repeats = Args.intValue(args, ++i, "--repeats", 1, 100);
         case "--warmup" -> warmup = Args.intValue(args, ++i, "--warmup", 0, 100_000);
         case "--data" -> data = Path.of(Args.value(args, ++i, "--data"));
         case "--json" -> json = Path.of(Args.value(args, ++i, "--json"));
         case "-h", "--help" -> {
-          System.out.println("usage: convspark bench engine [--threads 2] [--steps 300] [--repeats 3] [--warmup 50]"
-              + " [--data data/mnist] [--json FILE]\n"
-              + "  Times the deep-mnist CNN (Adam 1e-4, batch 50, keep 0.5) on the CPU: training images/s,\n"
-              + "  inference images/s (the 10,000 test images in batches of 1000), effective GFLOP/s, and\n"
-              + "  the engine's own float32 2048^3 matrix-multiply rate. Medians over the repeats.");
+          System.out.println("usage: convspark bench engine [--threads 2 | --threads 1,2,4,8,16] [--steps 300] [--repeats 3]"
+              + " [--warmup 50] [--data data/mnist] [--json FILE]\n"
+              + "  Times the deep-mnist CNN (Adam 1e-4, keep 0.5) on the CPU for each thread count: training\n"
+              + "  images/s at batch 50 (--steps per repeat) and at batch 512 (as many images), inference\n"
+              + "  images/s (the 10,000 test images in batches of 1000), effective GFLOP/s, and the engine's\n"
+              + "  own float32 2048^3 matrix-multiply rate; then softmax regression on the first count.\n"
+              + "  Medians over the repeats. The JSON's top-level figures are the first count's; with several\n"
+              + "  counts, \"by_threads\" lists each one's.");
           return 0;
         }
         default -> throw new UsageException("bench engine: unknown argument '" + args[i] + "'");
@@ -63,36 +67,55 @@ final class BenchEngineCommand {
     }
     MnistArrays train = MnistArrays.load(data, true);
     MnistArrays test = MnistArrays.load(data, false);
+    System.out.println("isa: " + FastKernels.isa() + " (" + FastKernels.blocking() + "), java "
+        + System.getProperty("java.version") + ", " + Runtime.getRuntime().availableProcessors() + " cores");
+    List<Map<String, Object>> rows = new ArrayList<>();
+    for (int threads : threadCounts) {
+      rows.add(measure(threads, steps, repeats, warmup, train, test, rows.isEmpty()));
+    }
+    Map<String, Object> out = new LinkedHashMap<>(rows.get(0));
+    out.put("isa", FastKernels.isa());
+    if (rows.size() > 1) {
+      out.put("by_threads", rows);
+    }
+    System.out.println();
+    System.out.println("| threads | training, batch 50 (images/s) | training, batch 512 | inference, batches of 1000"
+        + " | effective GFLOP/s (training, batch 50) | matmul 2048^3 (GFLOP/s) |");
+    System.out.println("| --- | --- | --- | --- | --- | --- |");
+    for (Map<String, Object> r : rows) {
+      double t50 = (Double) r.get("train_images_per_s");
+      System.out.printf(Locale.ROOT, "| %d | %.0f | %.0f | %.0f | %.1f | %.1f |%n", (Integer) r.get("threads"), t50,
+          (Double) r.get("train512_images_per_s"), (Double) r.get("infer_images_per_s"), t50 * TRAIN_FLOPS / 1e9,
+          (Double) r.get("matmul_2048_gflops"));
+    }
+    System.out.printf(Locale.ROOT, "softmax regression, 1000 SGD steps of 50 (%d threads): %.1f ms, test accuracy %.4f%n",
+        threadCounts.get(0), (Double) out.get("softmax_ms"), (Double) out.get("softmax_accuracy"));
+    if (json != null) {
+      Files.writeString(json, Json.write(out));
+      System.out.println("wrote " + json);
+    }
+    return 0;
+  }
+
+  /** Every figure for one thread count; softmax regression too when {@code withSoftmax}. */
+  private static Map<String, Object> measure(int threads, int steps, int repeats, int warmup, MnistArrays train,
+                                             MnistArrays test, boolean withSoftmax) {
     Map<String, Object> out = new LinkedHashMap<>();
     try (CpuBackend backend = CpuBackend.create(threads)) {
-      System.out.println("engine: " + backend.describe() + ", java " + System.getProperty("java.version"));
-      System.out.println("isa: " + FastKernels.isa() + " (" + FastKernels.blocking() + ")");
+      System.out.println("== engine: " + backend.describe());
       double gemm = gemmRate(backend.kernels(), 2048, repeats);
       System.out.printf(Locale.ROOT, "matmul 2048^3 fp32: %.1f GFLOP/s (median of %d)%n", gemm, repeats);
-
-      List<Double> trainRates = new ArrayList<>();
+      List<Double> trainRates;
+      List<Double> train512Rates;
       List<Double> inferRates = new ArrayList<>();
       try (ModelRunner runner = backend.open(ModelSpec.parse(ModelSpec.DEEP_MNIST))) {
         runner.initialize(1);
-        Trainer trainer = new Trainer(runner, Optimizer.create("adam", 1e-4f, runner.paramCount()), 0.5f, 1);
-        int batch = 50;
+        Optimizer adam = Optimizer.create("adam", 1e-4f, runner.paramCount());
+        trainRates = trainRates(runner, adam, train, 50, steps, warmup, repeats);
+        // Batch 512: as many images per repeat and in the warm-up as at batch 50.
+        train512Rates = trainRates(runner, adam, train, 512, Math.max(1, steps * 50 / 512),
+            Math.max(2, warmup * 50 / 512), repeats);
         int size = 28 * 28;
-        BatchSampler sampler = new BatchSampler(train.count(), 1);
-        Runnable step = () -> trainer.step(sampler, train.images(), train.labels(), batch, 1f / batch);
-        for (int s = 0; s < warmup; s++) {
-          step.run();
-        }
-        for (int r = 0; r < repeats; r++) {
-          long t0 = System.nanoTime();
-          for (int s = 0; s < steps; s++) {
-            step.run();
-          }
-          double sec = (System.nanoTime() - t0) / 1e9;
-          double ips = steps * batch / sec;
-          trainRates.add(ips);
-          System.out.printf(Locale.ROOT, "train repeat %d: %d steps in %.3f s, %.2f ms/step, %.1f images/s%n",
-              r, steps, sec, sec * 1000 / steps, ips);
-        }
         float[] logits = new float[1000 * 10];
         float[] chunk = new float[1000 * size];
         for (int r = -1; r < repeats; r++) {
@@ -108,40 +131,51 @@ final class BenchEngineCommand {
                 test.count() / sec);
           }
         }
-        double acc = Trainer.accuracy(runner, test.images(), test.labels(), test.count(), 1000);
-        out.put("test_accuracy_after_bench_training", acc);
+        out.put("test_accuracy_after_bench_training", Trainer.accuracy(runner, test.images(), test.labels(), test.count(), 1000));
       }
-      double[] softmax = softmaxRegression(backend, train, test, repeats);
-      out.put("softmax_ms", softmax[0]);
-      out.put("softmax_accuracy", softmax[1]);
       double trainIps = median(trainRates);
       double inferIps = median(inferRates);
       out.put("engine", backend.describe());
-      out.put("isa", FastKernels.isa());
       out.put("threads", threads);
       out.put("train_images_per_s", trainIps);
+      out.put("train512_images_per_s", median(train512Rates));
       out.put("infer_images_per_s", inferIps);
       out.put("train_effective_gflops", trainIps * TRAIN_FLOPS / 1e9);
       out.put("infer_effective_gflops", inferIps * INFER_FLOPS / 1e9);
       out.put("matmul_2048_gflops", gemm);
       out.put("train_images_per_s_all", trainRates);
+      out.put("train512_images_per_s_all", train512Rates);
       out.put("infer_images_per_s_all", inferRates);
-      System.out.println();
-      System.out.println("| figure (deep-mnist, " + threads + " threads) | median | effective GFLOP/s | share of matmul rate |");
-      System.out.println("| --- | --- | --- | --- |");
-      System.out.printf(Locale.ROOT, "| training, batch 50 | %.0f images/s | %.1f | %.0f%% |%n", trainIps,
-          trainIps * TRAIN_FLOPS / 1e9, 100 * trainIps * TRAIN_FLOPS / 1e9 / gemm);
-      System.out.printf(Locale.ROOT, "| inference, batches of 1000 | %.0f images/s | %.1f | %.0f%% |%n", inferIps,
-          inferIps * INFER_FLOPS / 1e9, 100 * inferIps * INFER_FLOPS / 1e9 / gemm);
-      System.out.printf(Locale.ROOT, "| matmul 2048^3 (engine) | %.1f GFLOP/s | | |%n", gemm);
-      System.out.printf(Locale.ROOT, "| softmax regression, 1000 SGD steps of 50 | %.1f ms, test accuracy %.4f | | |%n",
-          softmax[0], softmax[1]);
+      if (withSoftmax) {
+        double[] softmax = softmaxRegression(backend, train, test, repeats);
+        out.put("softmax_ms", softmax[0]);
+        out.put("softmax_accuracy", softmax[1]);
+      }
     }
-    if (json != null) {
-      Files.writeString(json, Json.write(out));
-      System.out.println("wrote " + json);
+    return out;
+  }
+
+  /** Training images/s at {@code batch}, one figure per repeat of {@code steps} steps after {@code warmup}. */
+  private static List<Double> trainRates(ModelRunner runner, Optimizer adam, MnistArrays train, int batch, int steps,
+                                         int warmup, int repeats) {
+    Trainer trainer = new Trainer(runner, adam, 0.5f, 1);
+    BatchSampler sampler = new BatchSampler(train.count(), 1);
+    Runnable step = () -> trainer.step(sampler, train.images(), train.labels(), batch, 1f / batch);
+    for (int s = 0; s < warmup; s++) {
+      step.run();
     }
-    return 0;
+    List<Double> rates = new ArrayList<>();
+    for (int r = 0; r < repeats; r++) {
+      long t0 = System.nanoTime();
+      for (int s = 0; s < steps; s++) {
+        step.run();
+      }
+      double sec = (System.nanoTime() - t0) / 1e9;
+      rates.add(steps * batch / sec);
+      System.out.printf(Locale.ROOT, "train (batch %d) repeat %d: %d steps in %.3f s, %.2f ms/step, %.1f images/s%n",
+          batch, r, steps, sec, sec * 1000 / steps, steps * batch / sec);
+    }
+    return rates;
   }
 
   /**

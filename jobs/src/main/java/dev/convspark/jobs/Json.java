@@ -4,7 +4,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
-/** Writes flat JSON objects of numbers, strings and lists, for the benchmark and summary files. */
+/** Writes JSON objects of numbers, strings, lists and nested objects, for the benchmark and summary files. */
 final class Json {
 
   private Json() {
@@ -27,6 +27,14 @@ final class Json {
       double d = n.doubleValue();
       return n instanceof Integer || n instanceof Long ? n.toString()
           : Double.isFinite(d) ? String.format(Locale.ROOT, "%.6g", d) : "null";
+    } else if (v instanceof Map<?, ?> m) {
+      // A nested object (a row of a table), on one line.
+      StringBuilder b = new StringBuilder("{");
+      int i = 0;
+      for (Map.Entry<?, ?> e : m.entrySet()) {
+        b.append(i++ == 0 ? "" : ", ").append(quote(e.getKey().toString())).append(": ").append(value(e.getValue()));
+      }
+      return b.append("}").toString();
     } else if (v instanceof List<?> l) {
       StringBuilder b = new StringBuilder("[");
       for (int i = 0; i < l.size(); i++) {

@@ -21,6 +21,7 @@ class LauncherTest {
     assertEquals(2, Launcher.run(new String[] {"fetch-mnist", "--dir"}));
     assertEquals(2, Launcher.run(new String[] {"quickstart", "--steps", "zero"}));
     assertEquals(2, Launcher.run(new String[] {"bench", "engine", "--threads", "0"}));
+    assertEquals(2, Launcher.run(new String[] {"bench", "engine", "--threads", "1,two"}));
   }
 
   @Test
@@ -39,6 +40,16 @@ class LauncherTest {
   }
 
   @Test
+  void threadListsAreReadInOrderAndEachItemValidated() {
+    assertEquals(List.of(1, 2, 16), Args.intList(new String[] {"1, 2,16"}, 0, "--threads", 1, 1024));
+    UsageException e = assertThrows(UsageException.class,
+        () -> Args.intList(new String[] {"1,,4"}, 0, "--threads", 1, 1024));
+    assertEquals("--threads must be an integer but was ''", e.getMessage());
+    e = assertThrows(UsageException.class, () -> Args.intList(new String[] {"2,0"}, 0, "--threads", 1, 1024));
+    assertEquals("--threads must be in [1, 1024] but was 0", e.getMessage());
+  }
+
+  @Test
   void jsonEscapesStringsAndWritesNumbersAndLists() {
     Map<String, Object> m = new LinkedHashMap<>();
     m.put("name", "a \"quoted\"\nline");
@@ -46,11 +57,13 @@ class LauncherTest {
     m.put("count", 3);
     m.put("all", List.of(1.5, 2.5));
     m.put("nan", Double.NaN);
+    m.put("rows", List.of(Map.of("threads", 2)));
     String json = Json.write(m);
     assertTrue(json.contains("\"name\": \"a \\\"quoted\\\"\\nline\""), json);
     assertTrue(json.contains("\"rate\": 1234.50"), json);
     assertTrue(json.contains("\"count\": 3"), json);
     assertTrue(json.contains("\"all\": [1.50000, 2.50000]"), json);
     assertTrue(json.contains("\"nan\": null"), json);
+    assertTrue(json.contains("\"rows\": [{\"threads\": 2}]"), json);
   }
 }
