@@ -1,5 +1,10 @@
 package dev.convspark.ml;
 
+import dev.convspark.ml.exchange.GradientExchange;
+import dev.convspark.ml.exchange.LocalExchange;
+import dev.convspark.ml.exchange.RingAllreduce;
+import dev.convspark.ml.exchange.StarAllreduce;
+import dev.convspark.ml.exchange.Wire;
 import dev.convspark.tensor.Network;
 import dev.convspark.tensor.backend.Device;
 import dev.convspark.tensor.backend.ModelRunner;
@@ -74,8 +79,9 @@ final class BarrierTraining {
 
   /**
    * The local property {@value} set to {@code socket} makes workers that share a JVM exchange
-   * gradients over sockets all the same, as workers in separate executors do (for tests and
-   * diagnosis: the sums are the same either way).
+   * gradients over sockets all the same, each a unit of its own, as workers in separate executors
+   * do (for tests and diagnosis); {@code star} does the same through the star exchange of before
+   * the ring ({@link StarAllreduce}) instead of {@link RingAllreduce}.
    */
   static final String EXCHANGE = "convspark.exchange";
 
@@ -178,14 +184,16 @@ final class BarrierTraining {
       String host = address.substring(0, address.lastIndexOf(':'));
       // The rendezvous runs while the partition is packed: Spark's allGather answers on a poll of
       // about a second, which would otherwise come on top of the packing. Every worker tells its
-      // JVM and its device, so that workers sharing one JVM share memory instead of sockets, and
-      // those sharing a device too are trained as one; rank 0 adds where it listens, the run's
+      // JVM, its device and where it listens, so that workers sharing one JVM share memory instead
+      // of sockets, and those sharing a device too are trained as one; rank 0 adds the run's
       // secret and the step to start from (the newest checkpoint when there is one, so a retried
       // stage resumes from it).
       ServerSocket server = null;
       java.util.concurrent.FutureTask<Start> init = null;
       Device device = EngineCache.taskDevice(Device.parse(s.device()));
-      String mine = LocalExchange.JVM_ID + " " + device.kind() + ":" + device.ordinal();
+      server = Wire.listen(host);
+      String mine = LocalExchange.JVM_ID + " " + device.kind() + ":" + device.ordinal() + " " + host + " "
+          + server.getLocalPort();
       if (rank == 0) {
         int resume = s.checkpoints() == null ? 0 : s.checkpoints().latest();
         // The initial weights (or the checkpoint's) are made while the partition is packed.
@@ -193,11 +201,10 @@ final class BarrierTraining {
         Thread initialising = new Thread(init, "convspark-init");
         initialising.setDaemon(true);
         initialising.start();
-        server = StarAllreduce.listen(host);
         lastHubPort = server.getLocalPort();
         byte[] token = new byte[24];
         new SecureRandom().nextBytes(token);
-        mine += " " + host + " " + server.getLocalPort() + " " + HexFormat.of().formatHex(token) + " " + resume;
+        mine += " " + HexFormat.of().formatHex(token) + " " + resume;
       }
       String announce = mine;
       java.util.concurrent.FutureTask<String[]> rendezvous = new java.util.concurrent.FutureTask<>(
@@ -222,7 +229,9 @@ final class BarrierTraining {
       try {
         String[] all = awaitRendezvous(rendezvous, gathering);
         hub = all[0].split(" ");
-        boolean sockets = "socket".equals(ctx.getLocalProperty(EXCHANGE));
+        String exchangeProperty = ctx.getLocalProperty(EXCHANGE);
+        boolean star = "star".equals(exchangeProperty);
+        boolean sockets = star || "socket".equals(exchangeProperty);
         // Workers of one JVM on different devices (each task its own GPU) sum through memory.
         sameJvmOtherDevices = size > 1 && !sockets
             && java.util.Arrays.stream(all).allMatch(m -> m.split(" ")[0].equals(LocalExchange.JVM_ID))
@@ -250,9 +259,16 @@ final class BarrierTraining {
         if (sameJvmOtherDevices) {
           over = group;
         } else if (units.size() > 1) {
-          // The units' first workers sum over sockets, unit u as worker u of the star.
-          over = rank == 0 ? StarAllreduce.hub(server, units.size(), secret, START_TIMEOUT_MS, TIMEOUT_MS, ctx::isInterrupted)
-              : StarAllreduce.spoke(unit, units.size(), hub[2], Integer.parseInt(hub[3]), secret, TIMEOUT_MS);
+          // The units' first workers sum over sockets, unit u as worker u of the ring (or star).
+          if (star) {
+            over = rank == 0 ? StarAllreduce.hub(server, units.size(), secret, START_TIMEOUT_MS, TIMEOUT_MS,
+                ctx::isInterrupted, Wire.NONE)
+                : StarAllreduce.spoke(unit, units.size(), hub[2], Integer.parseInt(hub[3]), secret, TIMEOUT_MS, Wire.NONE);
+          } else {
+            String[] next = all[units.get((unit + 1) % units.size())[0]].split(" ");
+            over = RingAllreduce.join(unit, units.size(), server, next[2], Integer.parseInt(next[3]), secret,
+                START_TIMEOUT_MS, TIMEOUT_MS, ctx::isInterrupted, Wire.NONE);
+          }
         }
       } catch (IOException | RuntimeException e) {
         if (group != null) {

@@ -1,4 +1,4 @@
-package dev.convspark.ml;
+package dev.convspark.ml.exchange;
 
 import java.io.IOException;
 import java.util.UUID;
@@ -12,17 +12,17 @@ import java.util.function.BooleanSupplier;
  * own slice of the parameters over all of them, in rank order, into a shared buffer. No bytes are
  * encoded and no socket is crossed. The sums are the same, bit for bit, as {@link StarAllreduce}'s.
  * (Workers on one device do not sum at all: worker 0 trains the whole global batch, see
- * {@link BarrierTraining}.)
+ * {@code BarrierTraining}.)
  *
  * <p>Workers find their group by the run's secret (made by rank 0 for each stage attempt and
  * shared through Spark's {@code allGather}). A worker that leaves early (its task failed) or does
  * not arrive within the timeout makes the others fail with a message naming it, never wait forever;
  * so does a task Spark has killed.
  */
-final class LocalExchange implements GradientExchange {
+public final class LocalExchange implements GradientExchange {
 
   /** This JVM, as the workers tell each other in Spark's {@code allGather}. */
-  static final String JVM_ID = UUID.randomUUID().toString();
+  public static final String JVM_ID = UUID.randomUUID().toString();
 
   private static final ConcurrentHashMap<String, Group> GROUPS = new ConcurrentHashMap<>();
 
@@ -43,7 +43,7 @@ final class LocalExchange implements GradientExchange {
    *
    * @param killed true once this worker's task has been killed (it then stops waiting)
    */
-  static LocalExchange join(String secret, int rank, int size, int timeoutMs, BooleanSupplier killed) {
+  public static LocalExchange join(String secret, int rank, int size, int timeoutMs, BooleanSupplier killed) {
     Group g = GROUPS.computeIfAbsent(secret, k -> new Group(k, size));
     if (g.size != size || rank < 0 || rank >= size) {
       throw new IllegalStateException("worker " + rank + " of " + size + " cannot join a group of " + g.size);
@@ -61,7 +61,7 @@ final class LocalExchange implements GradientExchange {
    * Every worker's {@code mine}, in rank order, shared by reference (a worker's packed partition
    * is not copied), waiting up to {@code waitMs} for the others.
    */
-  Object[] share(Object mine, int waitMs) throws IOException {
+  public Object[] share(Object mine, int waitMs) throws IOException {
     group.shared[rank] = mine;
     group.await(rank, waitMs, killed);
     Object[] all = group.shared.clone();
@@ -73,12 +73,12 @@ final class LocalExchange implements GradientExchange {
    * Waits, with no time limit, until worker 0 has left the group (it ended, or its task failed);
    * fails only when this worker's task is killed. For workers whose share worker 0 trains.
    */
-  void awaitLeader() throws IOException {
+  public void awaitLeader() throws IOException {
     group.awaitLeft(0, rank, killed);
   }
 
   /** Fails, naming the worker, when another worker has left the group or this worker's task was killed. */
-  void checkOthers() throws IOException {
+  public void checkOthers() throws IOException {
     group.check(rank, killed);
   }
 

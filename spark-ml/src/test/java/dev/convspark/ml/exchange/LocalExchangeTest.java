@@ -1,4 +1,4 @@
-package dev.convspark.ml;
+package dev.convspark.ml.exchange;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;

@@ -1,4 +1,4 @@
-package dev.convspark.ml;
+package dev.convspark.ml.exchange;
 
 import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.optim.Optimizer;
@@ -7,16 +7,23 @@ import java.io.IOException;
 /**
  * How the barrier workers of one training run talk to each other once Spark has introduced them:
  * a small gather of strings at the start, then one gradient sum per step. Every worker gets the
- * same sums, added in rank order, so the replicas stay bit-identical and the result does not depend
- * on timing or on which implementation carried it:
+ * same sums, added in an order fixed by the run's size alone, so the replicas stay bit-identical
+ * and the result does not depend on timing:
  * <ul>
- *   <li>{@link StarAllreduce}: TCP sockets to rank 0, between the units of workers in different
- *       JVMs (see {@link BarrierTraining});</li>
+ *   <li>{@link RingAllreduce}: TCP sockets in a ring, between the units of workers in different
+ *       JVMs (see {@code BarrierTraining}); each unit sends and receives 2 (N - 1) / N of the
+ *       gradient a step, whatever the number N of units;</li>
+ *   <li>{@link StarAllreduce}: TCP sockets to rank 0, which adds in rank order (the exchange before
+ *       the ring; kept for comparison, {@code bench scaling}, and the local property
+ *       {@code convspark.exchange=star});</li>
  *   <li>{@link LocalExchange}: shared memory, for workers that are tasks of one JVM on different
- *       devices.</li>
+ *       devices (its sums are the star's, bit for bit).</li>
  * </ul>
+ *
+ * <p>Internal to convspark: public only so that the barrier training and the benchmarks, in other
+ * packages, can use it.
  */
-interface GradientExchange extends AutoCloseable {
+public interface GradientExchange extends AutoCloseable {
 
   /**
    * Every worker's {@code mine}, in rank order (short strings: sizes, error messages), waiting up

@@ -1,4 +1,4 @@
-package dev.convspark.ml;
+package dev.convspark.ml.exchange;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -79,7 +79,7 @@ class StarAllreduceTest {
   void aMissingWorkerFailsTheHubWithATimeoutNamingIt() throws IOException {
     try (ServerSocket server = StarAllreduce.listen("127.0.0.1")) {
       IOException e = assertThrows(IOException.class, () -> StarAllreduce.hub(server, 2, "s", 300));
-      assertTrue(e.getMessage().contains("only 1 of 2 workers") && e.getMessage().contains("missing ranks 1"), e.getMessage());
+      assertTrue(e.getMessage().contains("worker 0 of 2") && e.getMessage().contains("missing ranks 1"), e.getMessage());
     }
   }
 

@@ -1,0 +1,337 @@
+package dev.convspark.ml.exchange;
+
+import java.io.BufferedInputStream;
+import java.io.BufferedOutputStream;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.concurrent.Future;
+import java.util.function.BooleanSupplier;
+
+/**
+ * Sums a float array (and a few statistics) across the workers of one training run over TCP, in
+ * a ring: worker r sends only to worker r + 1 and receives only from worker r - 1 (mod N). Each
+ * worker sends and receives 2 (N - 1) / N of the array a step, whatever the number N of workers,
+ * where the hub of {@link StarAllreduce} carries (N - 1) times the array each way.
+ *
+ * <p>The array is cut into chunks of {@value #CHUNK} floats, taken from the last to the first (the
+ * order in which the backward pass finishes them, see {@link #beginStep}). Chunk q belongs to
+ * worker q mod N, its owner. Its reduce-scatter starts at the owner's successor, which sends its
+ * copy; each worker on the way adds its own copy to the partial sum it received and passes it
+ * on, and the owner's addition completes the sum (divided by the total sample count for a mean).
+ * The all-gather then carries the sum from the owner round the ring to its predecessor. So chunk
+ * q is always added in the same order, {@code ((g[o+1] + g[o+2]) + ...) + g[o]}: the sums depend on
+ * the number of workers alone, never on timing, and every worker ends with the same bits.
+ *
+ * <p>Each connection carries its messages in one schedule that both ends know, so no message
+ * needs a header: in round t, the reduce-scatter message of chunk t, then the all-gather message of
+ * chunk t - {@code lag}, where the lag (2 N rounds) lets the chunks in flight fill the ring before
+ * the first sum comes back. Each worker runs a sender and a receiver thread; the receiver never
+ * waits for its own worker's sender, only for the backward pass to finish the chunk it adds to, so
+ * the ring cannot deadlock.
+ *
+ * <p>Each worker listens on its executor's address and connects to its successor as
+ * {@link Wire} says.
+ */
+public final class RingAllreduce extends SocketExchange {
+
+  /** Floats per chunk (64 KB): small enough that the ring fills within a few per cent of a step. */
+  static final int CHUNK = 1 << 14;
+
+  private final Socket toNext;
+  private final Socket fromPrev;
+  private final DataOutputStream out;
+  private final DataInputStream in;
+  private final int next;
+  private final int prev;
+
+  private RingAllreduce(int rank, int size, Socket toNext, Socket fromPrev, Wire.Shaper shaper) throws IOException {
+    super(rank, size);
+    this.toNext = toNext;
+    this.fromPrev = fromPrev;
+    this.next = (rank + 1) % size;
+    this.prev = (rank + size - 1) % size;
+    this.out = toNext == null ? null
+        : new DataOutputStream(new BufferedOutputStream(shaper.out(toNext.getOutputStream()), 1 << 16));
+    this.in = fromPrev == null ? null
+        : new DataInputStream(new BufferedInputStream(shaper.in(fromPrev.getInputStream()), 1 << 16));
+  }
+
+  /**
+   * Joins the ring as worker {@code rank} of {@code size}: connects to its successor, listening at
+   * {@code nextHost:nextPort}, and accepts its predecessor on {@code server} (refusing anyone
+   * without the run's {@code secret}). Every worker's listening socket must be open before any
+   * joins (they are, before Spark's {@code allGather} tells them to each other).
+   *
+   * @param killed true once this worker's task was killed: it then stops waiting
+   */
+  public static RingAllreduce join(int rank, int size, ServerSocket server, String nextHost, int nextPort,
+                                   String secret, int startTimeoutMs, int stepTimeoutMs, BooleanSupplier killed,
+                                   Wire.Shaper shaper) throws IOException {
+    if (size == 1) {
+      return new RingAllreduce(0, 1, null, null, shaper);
+    }
+    int next = (rank + 1) % size;
+    Socket toNext = Wire.connect(rank, nextHost, nextPort, secret, startTimeoutMs, "worker " + next);
+    Socket fromPrev = null;
+    try {
+      boolean[] wanted = new boolean[size];
+      wanted[(rank + size - 1) % size] = true;
+      fromPrev = Wire.accept(server, wanted, secret, startTimeoutMs, stepTimeoutMs, killed, rank)[(rank + size - 1) % size];
+      toNext.setSoTimeout(stepTimeoutMs);
+      return new RingAllreduce(rank, size, toNext, fromPrev, shaper);
+    } catch (IOException e) {
+      Wire.closeAll(toNext, fromPrev);
+      throw e;
+    }
+  }
+
+  /** Passes every worker's {@code mine} round the ring: N - 1 hops, each forwarding what it got. */
+  @Override
+  public String[] gather(String mine, int timeoutMs) throws IOException {
+    String[] all = new String[size];
+    all[rank] = mine;
+    if (size == 1) {
+      return all;
+    }
+    int stepTimeout = fromPrev.getSoTimeout();
+    fromPrev.setSoTimeout(timeoutMs);
+    try {
+      out.writeUTF(mine);
+      out.flush();
+      for (int k = 1; k < size; k++) {
+        int from = (rank - k + size) % size;
+        all[from] = in.readUTF();
+        if (k < size - 1) {
+          out.writeUTF(all[from]);
+          out.flush();
+        }
+      }
+      return all;
+    } catch (IOException e) {
+      throw Wire.silent(prev, e);
+    } finally {
+      fromPrev.setSoTimeout(stepTimeout);
+    }
+  }
+
+  /** Chunk q: floats {@code [start(q), end(q))}, counted from the end of the array. */
+  private static int chunks(int n) {
+    return Math.max(1, (n + CHUNK - 1) / CHUNK);
+  }
+
+  private static int end(int n, int q) {
+    return n - q * CHUNK;
+  }
+
+  private static int start(int n, int q) {
+    return Math.max(0, n - (q + 1) * CHUNK);
+  }
+
+  /** Rounds between a chunk's reduce-scatter message and its all-gather message on every connection. */
+  private int lag() {
+    return 2 * size;
+  }
+
+  /** The owner of chunk {@code q}, where its sum is completed. */
+  private int owner(int q) {
+    return q % size;
+  }
+
+  /** A ring exchange in flight: which chunks this worker has summed or received in full. */
+  private final class RingFlow {
+    final Flow flow;
+    /** Chunk q's partial sum (or, at its owner, the sum) is in the array. */
+    final boolean[] reduced;
+    /** Chunk q's sum has arrived in the array. */
+    final boolean[] gathered;
+    final double[] counts = new double[size];
+    int countsKnown = 1;
+
+    RingFlow(Flow flow) {
+      this.flow = flow;
+      int c = chunks(flow.data.length);
+      this.reduced = new boolean[c];
+      this.gathered = new boolean[c];
+      counts[rank] = flow.count;
+    }
+  }
+
+  @Override
+  Flow start(float[] data, double count, boolean mean, boolean ready) {
+    Flow f = new Flow(data, count, mean, ready);
+    RingFlow r = new RingFlow(f);
+    f.tasks = new Future<?>[] {submit(f.failing(() -> send(r))), submit(f.failing(() -> receive(r)))};
+    return f;
+  }
+
+  /**
+   * The sender: the array's length and this worker's count, the counts it relays, then each
+   * chunk in the schedule (see the class comment) once it is final here.
+   */
+  private Void send(RingFlow r) throws IOException, InterruptedException {
+    Flow f = r.flow;
+    float[] data = f.data;
+    int n = data.length;
+    int c = chunks(n);
+    ByteBuffer b = ByteBuffer.allocate(CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
+    out.writeInt(n);
+    out.writeDouble(f.count);
+    out.flush();
+    for (int k = 1; k < size - 1; k++) {
+      int k0 = k;
+      f.await(() -> r.countsKnown > k0);
+      out.writeDouble(r.counts[(rank - k + size) % size]);
+      out.flush();
+    }
+    for (int t = 0; t < c + lag(); t++) {
+      if (t < c && rank != owner(t)) {
+        int q = t;
+        if (rank == (owner(q) + 1) % size) {
+          f.awaitReady(start(n, q));
+        } else {
+          f.await(() -> r.reduced[q]);
+        }
+        write(b, data, start(n, q), end(n, q));
+      }
+      int q = t - lag();
+      if (q >= 0 && q < c && next != owner(q)) {
+        if (rank == owner(q)) {
+          f.await(() -> r.reduced[q]);
+        } else {
+          f.await(() -> r.gathered[q]);
+        }
+        write(b, data, start(n, q), end(n, q));
+      }
+    }
+    return null;
+  }
+
+  private void write(ByteBuffer b, float[] data, int from, int to) throws IOException {
+    b.clear();
+    b.asFloatBuffer().put(data, from, to - from);
+    out.write(b.array(), 0, (to - from) * 4);
+    out.flush();
+  }
+
+  /**
+   * The receiver: the predecessor's messages in its sender's order. A partial sum is added to
+   * this worker's copy of the chunk once the backward pass has finished it (at the owner, the
+   * sum is then complete, and divided by the total count for a mean); a sum replaces the chunk.
+   */
+  private Void receive(RingFlow r) throws IOException, InterruptedException {
+    Flow f = r.flow;
+    float[] data = f.data;
+    int n = data.length;
+    int c = chunks(n);
+    ByteBuffer b = ByteBuffer.allocate(CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
+    float[] partial = new float[CHUNK];
+    float inv = 0;
+    try {
+      int got = in.readInt();
+      if (got != n) {
+        throw new IOException("expected " + n + " floats but worker " + prev + " sent " + got);
+      }
+      for (int k = 1; k < size; k++) {
+        double v = in.readDouble();
+        synchronized (f) {
+          r.counts[(rank - k + size) % size] = v;
+          r.countsKnown++;
+        }
+        f.changed();
+      }
+      double total = 0;
+      for (double v : r.counts) {
+        total += v;
+      }
+      f.total = total;
+      inv = (float) (1 / total);
+      for (int t = 0; t < c + lag(); t++) {
+        if (t < c && prev != owner(t)) {
+          int q = t;
+          int from = start(n, q);
+          int len = end(n, q) - from;
+          in.readFully(b.array(), 0, len * 4);
+          b.asFloatBuffer().get(partial, 0, len);
+          f.awaitReady(from);
+          for (int i = 0; i < len; i++) {
+            data[from + i] = partial[i] + data[from + i];
+          }
+          if (rank == owner(q) && f.mean) {
+            for (int i = from; i < from + len; i++) {
+              data[i] *= inv;
+            }
+          }
+          synchronized (f) {
+            r.reduced[q] = true;
+          }
+          f.changed();
+        }
+        int q = t - lag();
+        if (q >= 0 && q < c && rank != owner(q)) {
+          int from = start(n, q);
+          int len = end(n, q) - from;
+          in.readFully(b.array(), 0, len * 4);
+          b.asFloatBuffer().get(data, from, len);
+          synchronized (f) {
+            r.gathered[q] = true;
+          }
+          f.changed();
+        }
+      }
+    } catch (IOException e) {
+      throw e.getMessage() != null && e.getMessage().startsWith("gradient exchange") ? e : Wire.silent(prev, e);
+    }
+    return null;
+  }
+
+  /**
+   * Waits for the array, then passes every worker's {@code stats} round the ring; each worker adds
+   * them up in rank order, so all get the same sums.
+   */
+  @Override
+  void finish(Flow f, double[] stats) throws IOException {
+    await(f.tasks[0]);
+    await(f.tasks[1]);
+    double[][] all = new double[size][];
+    all[rank] = stats.clone();
+    try {
+      writeStats(all[rank]);
+      for (int k = 1; k < size; k++) {
+        int from = (rank - k + size) % size;
+        all[from] = new double[stats.length];
+        for (int i = 0; i < stats.length; i++) {
+          all[from][i] = in.readDouble();
+        }
+        if (k < size - 1) {
+          writeStats(all[from]);
+        }
+      }
+    } catch (IOException e) {
+      throw Wire.silent(prev, e);
+    }
+    sumInRankOrder(all, stats);
+  }
+
+  private void writeStats(double[] v) throws IOException {
+    for (double x : v) {
+      out.writeDouble(x);
+    }
+    out.flush();
+  }
+
+  @Override
+  public void close() throws IOException {
+    stopHelpers();
+    Wire.closeAll(toNext, fromPrev);
+  }
+
+  @Override
+  public String toString() {
+    return "RingAllreduce(rank " + rank + " of " + size + ", to " + toNext + ", from " + fromPrev + ")";
+  }
+}
