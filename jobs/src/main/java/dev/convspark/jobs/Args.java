@@ -43,4 +43,19 @@ final class Args {
     }
     return java.util.List.copyOf(out);
   }
+
+  /** A number within [min, max], or a usage error naming the flag and the value. */
+  static double doubleValue(String[] args, int i, String name, double min, double max) {
+    String v = value(args, i, name);
+    double d;
+    try {
+      d = Double.parseDouble(v);
+    } catch (NumberFormatException e) {
+      throw new UsageException(name + " must be a number but was '" + v + "'");
+    }
+    if (!(d >= min && d <= max)) {
+      throw new UsageException(name + " must be in [" + min + ", " + max + "] but was " + v);
+    }
+    return d;
+  }
 }

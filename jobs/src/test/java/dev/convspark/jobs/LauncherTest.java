@@ -22,12 +22,17 @@ class LauncherTest {
     assertEquals(2, Launcher.run(new String[] {"quickstart", "--steps", "zero"}));
     assertEquals(2, Launcher.run(new String[] {"bench", "engine", "--threads", "0"}));
     assertEquals(2, Launcher.run(new String[] {"bench", "engine", "--threads", "1,two"}));
+    assertEquals(2, Launcher.run(new String[] {"bench", "scaling", "--link-gbps", "0"}));
+    assertEquals(2, Launcher.run(new String[] {"bench", "scaling", "--link-gbps", "fast"}));
+    assertEquals(2, Launcher.run(new String[] {"bench", "scaling", "--topology", "mesh"}));
+    assertEquals(2, Launcher.run(new String[] {"bench", "scaling", "--workers", "0,2"}));
   }
 
   @Test
   void helpExitsWithZero() {
     assertEquals(0, Launcher.run(new String[] {"quickstart", "--help"}));
     assertEquals(0, Launcher.run(new String[] {"bench", "engine", "--help"}));
+    assertEquals(0, Launcher.run(new String[] {"bench", "scaling", "--help"}));
   }
 
   @Test
