@@ -39,6 +39,8 @@ final class BenchSparkCommand {
     Path json = null;
     String master = "local[2]";
     int workers = 2;
+    String exchange = "ring";
+    boolean encrypt = false;
     for (int i = 0; i < args.length; i++) {
       switch (args[i]) {
         case "--master" -> master = Args.value(args, ++i, "--master");
@@ -47,13 +49,23 @@ final class BenchSparkCommand {
         case "--repeats" -> repeats = Args.intValue(args, ++i, "--repeats", 1, 100);
         case "--data" -> data = Path.of(Args.value(args, ++i, "--data"));
         case "--json" -> json = Path.of(Args.value(args, ++i, "--json"));
+        case "--exchange" -> {
+          exchange = Args.value(args, ++i, "--exchange");
+          if (!exchange.equals("ring") && !exchange.equals("star")) {
+            throw new UsageException("--exchange must be ring or star, not '" + exchange + "'");
+          }
+        }
+        case "--encrypt" -> encrypt = true;
         case "-h", "--help" -> {
           System.out.println("usage: convspark bench spark [--steps 200] [--repeats 3] [--master local[2]] [--workers 2]\n"
-              + "                           [--data data/mnist] [--json FILE]\n"
+              + "                           [--exchange ring|star] [--encrypt] [--data data/mnist] [--json FILE]\n"
               + "  deep-mnist fit on local[2] (2 barrier workers x 1 thread) against the engine alone on 2\n"
               + "  threads, and transform of the 10,000 test images and of the 60,000 training images against\n"
               + "  the engine's inference on the same images. --master local-cluster[2,1,2048] runs the\n"
-              + "  workers in two executor JVMs (started from the Maven jars), which sum over sockets.");
+              + "  workers in two executor JVMs (started from the Maven jars), which sum over sockets: a ring, or\n"
+              + "  with --exchange star the star of before (workers of one JVM then sum over sockets too).\n"
+              + "  --encrypt sets spark.authenticate and spark.network.crypto.enabled: Spark's traffic and the\n"
+              + "  gradient exchange's are encrypted.");
           return 0;
         }
         default -> throw new UsageException("bench spark: unknown argument '" + args[i] + "'");
@@ -71,7 +83,17 @@ final class BenchSparkCommand {
                   .filter(a -> a.startsWith("--add-") || a.startsWith("-XX:+IgnoreUnrecognized") || a.startsWith("-Dio.netty"))
                   .toList()));
     }
+    if (encrypt) {
+      byte[] secret = new byte[24];
+      new java.security.SecureRandom().nextBytes(secret);
+      builder = builder.config("spark.authenticate", "true")
+          .config("spark.authenticate.secret", java.util.HexFormat.of().formatHex(secret))
+          .config("spark.network.crypto.enabled", "true");
+    }
     SparkSession spark = builder.getOrCreate();
+    if (exchange.equals("star")) {
+      spark.sparkContext().setLocalProperty("convspark.exchange", "star");
+    }
     // Barrier training needs every worker's slot: wait for the executors to register.
     long deadline = System.nanoTime() + 120_000_000_000L;
     while (spark.sparkContext().defaultParallelism() < workers && System.nanoTime() < deadline) {
@@ -144,6 +166,9 @@ final class BenchSparkCommand {
           + " | %.0f | %.2f |%n", fs, e, fs / e);
       System.out.printf(Locale.ROOT, "| scoring 10,000 test images, images/s | %.0f | %.0f | %.2f |%n", t, i, t / i);
       System.out.printf(Locale.ROOT, "| scoring 60,000 training images, images/s | %.0f | %.0f | %.2f |%n", ta, ia, ta / ia);
+      out.put("master", master);
+      out.put("exchange", exchange);
+      out.put("encrypted", encrypt);
       out.put("fit_images_per_s", f);
       out.put("fit_step_images_per_s", fs);
       out.put("engine_train_images_per_s", e);

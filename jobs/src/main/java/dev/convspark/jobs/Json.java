@@ -23,6 +23,8 @@ final class Json {
   private static String value(Object v) {
     if (v == null) {
       return "null";
+    } else if (v instanceof Boolean b) {
+      return b.toString();
     } else if (v instanceof Number n) {
       double d = n.doubleValue();
       return n instanceof Integer || n instanceof Long ? n.toString()

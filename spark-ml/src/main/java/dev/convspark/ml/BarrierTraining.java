@@ -1,5 +1,6 @@
 package dev.convspark.ml;
 
+import dev.convspark.ml.exchange.Encryption;
 import dev.convspark.ml.exchange.GradientExchange;
 import dev.convspark.ml.exchange.LocalExchange;
 import dev.convspark.ml.exchange.RingAllreduce;
@@ -67,7 +68,18 @@ final class BarrierTraining {
   /** The settings every worker needs, shipped with the task. */
   record Settings(String spec, FeatureReader reader, LabelReader labels, String optimizer, float learningRate,
                   int batchSize, int steps, float keepProb, long seed, int threads, Checkpoints checkpoints,
-                  int checkpointInterval, String device, TrainingProgress.Remote progress) implements Serializable {
+                  int checkpointInterval, String device, TrainingProgress.Remote progress, boolean encrypt)
+      implements Serializable {
+  }
+
+  /**
+   * Whether the units' gradient and parameter traffic is encrypted ({@link Encryption}): as Spark's
+   * own traffic is, when {@code spark.network.crypto.enabled} or {@code spark.ssl.enabled} is set.
+   * With {@code spark.authenticate} alone the exchange authenticates its connections (the run's
+   * secret in the handshake, as always) and sends in the clear.
+   */
+  static boolean encrypts(org.apache.spark.SparkConf conf) {
+    return conf.getBoolean("spark.network.crypto.enabled", false) || conf.getBoolean("spark.ssl.enabled", false);
   }
 
   /**
@@ -260,14 +272,15 @@ final class BarrierTraining {
           over = group;
         } else if (units.size() > 1) {
           // The units' first workers sum over sockets, unit u as worker u of the ring (or star).
+          Wire.Shaper link = s.encrypt() ? new Encryption(secret, unit, Wire.NONE) : Wire.NONE;
           if (star) {
             over = rank == 0 ? StarAllreduce.hub(server, units.size(), secret, START_TIMEOUT_MS, TIMEOUT_MS,
-                ctx::isInterrupted, Wire.NONE)
-                : StarAllreduce.spoke(unit, units.size(), hub[2], Integer.parseInt(hub[3]), secret, TIMEOUT_MS, Wire.NONE);
+                ctx::isInterrupted, link)
+                : StarAllreduce.spoke(unit, units.size(), hub[2], Integer.parseInt(hub[3]), secret, TIMEOUT_MS, link);
           } else {
             String[] next = all[units.get((unit + 1) % units.size())[0]].split(" ");
             over = RingAllreduce.join(unit, units.size(), server, next[2], Integer.parseInt(next[3]), secret,
-                START_TIMEOUT_MS, TIMEOUT_MS, ctx::isInterrupted, Wire.NONE);
+                START_TIMEOUT_MS, TIMEOUT_MS, ctx::isInterrupted, link);
           }
         }
       } catch (IOException | RuntimeException e) {
@@ -282,9 +295,11 @@ final class BarrierTraining {
       }
       if (members.length > 1) {
         LOG.info("worker {} trains workers {} (the tasks of this JVM) as one{}", rank, java.util.Arrays.toString(members),
-            over == null ? "" : ", summing with " + (units.size() - 1) + " other unit(s) through " + over);
+            over == null ? "" : ", summing with " + (units.size() - 1) + " other unit(s) through " + over
+                + (s.encrypt() ? ", encrypted (AES-GCM)" : ""));
       } else if (rank == 0 && size > 1) {
-        LOG.info("{} workers, each training its share, summing through {}", size, over);
+        LOG.info("{} workers, each training its share, summing through {}{}", size, over,
+            s.encrypt() ? ", encrypted (AES-GCM)" : "");
       }
       try (LocalExchange ownGroup = sameJvmOtherDevices ? null : group; GradientExchange exchange = over) {
         ModelRunner runner = null;

@@ -340,7 +340,8 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
         (Long) getOrDefault(seed), isSet(threadsPerWorker) ? intParam(threadsPerWorker)
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
         checkpoints, intParam(checkpointInterval), $(device),
-        $(syncMode).equals("barrier") ? TrainingProgress.attach(sc, intParam(maxIter), intParam(batchSize)) : null);
+        $(syncMode).equals("barrier") ? TrainingProgress.attach(sc, intParam(maxIter), intParam(batchSize)) : null,
+        BarrierTraining.encrypts(sc.getConf()));
     TrainResult r;
     try {
       r = runTraining(rows, settings, spec, reader, workers, packFirst);

@@ -185,6 +185,9 @@ public final class Wire {
 
   /** What a failed read from (or write to) worker {@code peer} means to this one. */
   static IOException silent(int peer, IOException e) {
+    if (e instanceof Encryption.Refused) {
+      return new IOException("gradient exchange: a message from worker " + peer + " was refused: " + e.getMessage(), e);
+    }
     String why = e instanceof java.io.EOFException ? "it closed its connection mid-step"
         : e instanceof SocketTimeoutException ? "no data within the timeout" : String.valueOf(e.getMessage());
     return new IOException("gradient exchange: worker " + peer + " failed or stopped answering: " + why, e);

@@ -1,0 +1,52 @@
+package dev.convspark.ml;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.convspark.datasets.mnist.MnistArrays;
+import org.apache.spark.ml.param.ParamMap;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Spark's {@code spark.network.crypto.enabled} set: the workers' gradient exchange is encrypted
+ * too ({@link dev.convspark.ml.exchange.Encryption}, whose own test finds no gradient on the wire),
+ * and training over it, ring and star, gives the weights of training without it.
+ */
+class EncryptedTrainingTest {
+
+  @Test
+  void withSparksNetworkCryptoTheExchangeIsEncryptedAndTrainsTheSameWeights() {
+    SparkSession spark = SparkSession.builder().master("local[2]").appName("convspark-encrypted")
+        .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
+        .config("spark.authenticate", "true").config("spark.authenticate.secret", "a test secret")
+        .config("spark.network.crypto.enabled", "true").getOrCreate();
+    try {
+      assertTrue(BarrierTraining.encrypts(spark.sparkContext().getConf()));
+      Dataset<Row> small = spark.read().format("idx").option("imageFormat", "vector")
+          .load(MnistArrays.defaultDir().toAbsolutePath().resolve("train-images-idx3-ubyte").toString())
+          .orderBy("index").limit(400).repartition(2);
+      CnnClassifier clf = new CnnClassifier().setModel("in28x28x1-conv5x5x4-relu-pool2-dense32-relu-dropout-dense10")
+          .setBatchSize(40).setMaxIter(6).setSeed(5).setLearningRate(1e-3).setNumWorkers(2);
+      // Both workers in this JVM on one device: one unit, nothing crosses a socket.
+      float[] merged = clf.copy(ParamMap.empty()).fit(small).weights();
+      for (String exchange : new String[] {"socket", "star"}) {
+        spark.sparkContext().setLocalProperty(BarrierTraining.EXCHANGE, exchange);
+        float[] sealed;
+        try {
+          sealed = clf.copy(ParamMap.empty()).fit(small).weights();
+        } finally {
+          spark.sparkContext().setLocalProperty(BarrierTraining.EXCHANGE, null);
+        }
+        double maxDiff = 0;
+        for (int i = 0; i < merged.length; i++) {
+          maxDiff = Math.max(maxDiff, Math.abs(merged[i] - sealed[i]));
+        }
+        assertTrue(maxDiff < 1e-5, exchange + ": weights over the encrypted exchange differ by " + maxDiff);
+      }
+    } finally {
+      spark.stop();
+    }
+  }
+}
