@@ -472,6 +472,11 @@ final class BarrierTraining {
       int[] failAt = failAt(ctx);
       // Scratch for exchanges that copy the gradients out.
       float[] grads = new float[runner.paramCount()];
+      // Every unit updates its share of the parameters when all keep them in the heap (the CPU).
+      boolean sharded = exchange.shardUpdates(runner.hostGradients() != null && runner.hostParameters() != null);
+      if (sharded && rank == 0) {
+        LOG.info("the optimizer's update is sharded between the units");
+      }
       double[] stats = new double[3];
       long t0 = System.nanoTime();
       for (int step = start + 1; step <= s.steps(); step++) {
@@ -484,7 +489,7 @@ final class BarrierTraining {
           throw new IllegalStateException("injected failure of worker " + rank + " at step " + step
               + " (" + FAIL_AT_STEP + ", first attempt only)");
         }
-        exchange.beginStep(runner, count);
+        exchange.beginStep(runner, opt, count);
         GradientSum g = gradient.compute(Trainer.stepSeed(s.seed(), step));
         stats[0] = g.lossSum;
         stats[1] = g.correct;
@@ -502,7 +507,9 @@ final class BarrierTraining {
         if (s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps())) {
           float[] w = new float[runner.paramCount()];
           runner.copyParametersTo(w);
-          // Rank 0's optimizer state is the current one (see LocalExchange#step); only rank 0 saves.
+          // Sharded updates left each unit's moments current for its share only: made whole on
+          // every unit (a collective call); only rank 0 saves.
+          exchange.syncOptimizer(opt);
           OptimizerState optState = null;
           if (rank == 0) {
             runner.syncOptimizer(opt);
@@ -608,9 +615,21 @@ final class BarrierTraining {
       }
 
       @Override
-      public void beginStep(ModelRunner runner, int count) throws IOException {
+      public void beginStep(ModelRunner runner, Optimizer optimizer, int count) throws IOException {
         if (over != null) {
-          over.beginStep(runner, count);
+          over.beginStep(runner, optimizer, count);
+        }
+      }
+
+      @Override
+      public boolean shardUpdates(boolean canHere) throws IOException {
+        return over != null && over.shardUpdates(canHere);
+      }
+
+      @Override
+      public void syncOptimizer(Optimizer optimizer) throws IOException {
+        if (over != null) {
+          over.syncOptimizer(optimizer);
         }
       }
 

@@ -130,10 +130,11 @@ class MultiProcessTrainingTest {
   }
 
   @Test
-  void twoExecutorsOfTwoCoresEachTrainTheirWorkersAsOneAndMatchLocalMode() throws Exception {
+  void fourWorkersInTwoOrFourExecutorProcessesMatchLocalMode() throws Exception {
     // local[4]: one unit of four workers. local-cluster[2,2,...]: each executor's two workers are
-    // trained as one and the two units sum over a socket. Same samples and dropout masks wherever
-    // the four tasks land, so the same weights up to the order of the additions.
+    // trained as one and the two units sum over sockets; local-cluster[4,1,...]: four units of one
+    // worker, a ring of four processes. Same samples and dropout masks wherever the four tasks
+    // land, so the same weights up to the order of the additions.
     Files.createDirectories(Path.of(System.getenv("SPARK_HOME"), "jars"));
     SparkSession.getActiveSession().foreach(s -> {
       s.stop();
@@ -146,18 +147,21 @@ class MultiProcessTrainingTest {
     } finally {
       local.stop();
     }
-    SparkSession spark = session("local-cluster[2,2,1024]");
-    try {
-      // Called at once: fit waits for the executors' four slots to register.
-      float[] got = trainFourWorkers(spark);
-      assertEquals(2, spark.sparkContext().getExecutorIds().size(), "two executor processes");
-      double maxDiff = 0;
-      for (int i = 0; i < got.length; i++) {
-        maxDiff = Math.max(maxDiff, Math.abs(got[i] - expected[i]));
+    for (int executors : new int[] {2, 4}) {
+      String master = "local-cluster[" + executors + "," + 4 / executors + ",1024]";
+      SparkSession spark = session(master);
+      try {
+        // Called at once: fit waits for the executors' four slots to register.
+        float[] got = trainFourWorkers(spark);
+        assertEquals(executors, spark.sparkContext().getExecutorIds().size(), master + ": executor processes");
+        double maxDiff = 0;
+        for (int i = 0; i < got.length; i++) {
+          maxDiff = Math.max(maxDiff, Math.abs(got[i] - expected[i]));
+        }
+        assertTrue(maxDiff < 1e-5, master + " and local[4] weights differ by " + maxDiff);
+      } finally {
+        spark.stop();
       }
-      assertTrue(maxDiff < 1e-5, "local-cluster[2,2] and local[4] weights differ by " + maxDiff);
-    } finally {
-      spark.stop();
     }
   }
 }

@@ -166,19 +166,24 @@ public final class ScalingSimulator {
   /** One worker's steps as {@code BarrierTraining} runs them; the timed steps' durations in ns. */
   private double[] worker(GradientExchange ex, StepProfile p, double scale) throws IOException {
     ModelRunner runner = p.replay(scale);
+    dev.convspark.tensor.optim.Optimizer optimizer = p.replayOptimizer(scale);
     float[] scratch = new float[p.paramCount()];
+    // As in training: the update sharded between the workers where the exchange can (the ring).
+    if (ex != null) {
+      ex.shardUpdates(true);
+    }
     double[] times = new double[steps];
     for (int s = 0; s < warmup + steps; s++) {
       long t0 = System.nanoTime();
       if (ex != null) {
-        ex.beginStep(runner, p.batch());
+        ex.beginStep(runner, optimizer, p.batch());
       }
       var g = runner.computeGradients(null, null, p.batch(), 1f, s, null, null);
       double[] stats = {g.lossSum(), g.correct(), g.count()};
       if (ex != null) {
-        ex.step(runner, null, scratch, stats, sums -> { });
+        ex.step(runner, optimizer, scratch, stats, sums -> { });
       } else {
-        GradientExchange.alone(runner, null, stats, sums -> { });
+        GradientExchange.alone(runner, optimizer, stats, sums -> { });
       }
       if (s >= warmup) {
         times[s - warmup] = System.nanoTime() - t0;

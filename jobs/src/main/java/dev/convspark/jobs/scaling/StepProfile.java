@@ -80,6 +80,46 @@ record StepProfile(int batch, int threads, int paramCount, long[] readyAtNanos, 
     return new Replay(this, scale);
   }
 
+  /**
+   * An optimizer that waits, for each range it updates, its share of the measured update, times
+   * {@code scale}: so a worker that updates 1/N of the parameters (a sharded update) waits 1/N.
+   */
+  Optimizer replayOptimizer(double scale) {
+    return new Optimizer() {
+      private long steps;
+
+      @Override
+      public String name() {
+        return "replay";
+      }
+
+      @Override
+      public float learningRate() {
+        return 0;
+      }
+
+      @Override
+      public void beginStep() {
+        steps++;
+      }
+
+      @Override
+      public void update(float[] params, float[] grads, int from, int to) {
+        sleepUntil(System.nanoTime() + (long) ((double) (to - from) / paramCount * updateNanos * scale));
+      }
+
+      @Override
+      public long steps() {
+        return steps;
+      }
+
+      @Override
+      public dev.convspark.tensor.optim.OptimizerState state() {
+        throw new UnsupportedOperationException("a replayed update has no state");
+      }
+    };
+  }
+
   private static void sleepUntil(long deadline) {
     for (long left = deadline - System.nanoTime(); left > 0; left = deadline - System.nanoTime()) {
       LockSupport.parkNanos(left);
@@ -91,12 +131,14 @@ record StepProfile(int batch, int threads, int paramCount, long[] readyAtNanos, 
     private final StepProfile p;
     private final double scale;
     private final float[] grads;
+    private final float[] params;
     private java.util.function.IntConsumer listener;
 
     Replay(StepProfile p, double scale) {
       this.p = p;
       this.scale = scale;
       this.grads = new float[p.paramCount];
+      this.params = new float[p.paramCount];
       SplittableRandom g = new SplittableRandom(3);
       for (int i = 0; i < grads.length; i++) {
         grads[i] = (float) g.nextGaussian();
@@ -119,7 +161,13 @@ record StepProfile(int batch, int threads, int paramCount, long[] readyAtNanos, 
 
     @Override
     public void applyGradients(Optimizer optimizer) {
-      sleepUntil(System.nanoTime() + (long) (p.updateNanos * scale));
+      optimizer.beginStep();
+      optimizer.update(params, grads, 0, params.length);
+    }
+
+    @Override
+    public float[] hostParameters() {
+      return params;
     }
 
     @Override

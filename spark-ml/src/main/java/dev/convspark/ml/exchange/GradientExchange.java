@@ -32,11 +32,30 @@ public interface GradientExchange extends AutoCloseable {
   String[] gather(String mine, int timeoutMs) throws IOException;
 
   /**
-   * Called before each step's gradient is computed, with the number of samples it will sum: an
-   * exchange that sends the gradients while the backward pass is still finishing them starts
-   * here ({@link StarAllreduce}); the step ends in {@link #step} as always. Here: nothing.
+   * Called before each step's gradient is computed, with the number of samples it will sum and
+   * the optimizer {@link #step} will apply: an exchange that sends the gradients while the
+   * backward pass is still finishing them starts here ({@link SocketExchange}); the step ends in
+   * {@link #step} as always. Here: nothing.
    */
-  default void beginStep(ModelRunner runner, int count) throws IOException {
+  default void beginStep(ModelRunner runner, Optimizer optimizer, int count) throws IOException {
+  }
+
+  /**
+   * Called by every worker once, before the first step, with whether its runner keeps the
+   * parameters and gradients in this JVM's heap ({@code canHere}); true when every worker can and
+   * this exchange then shards the optimizer's update between the workers (see
+   * {@link RingAllreduce}). Here: false, every worker applies the whole update.
+   */
+  default boolean shardUpdates(boolean canHere) throws IOException {
+    return false;
+  }
+
+  /**
+   * Makes {@code optimizer}'s state whole again on every worker after sharded updates (each
+   * worker's moments are current only for the part it updates): a collective call, made by every
+   * worker before a checkpoint reads {@link Optimizer#state()}. Here: nothing to do.
+   */
+  default void syncOptimizer(Optimizer optimizer) throws IOException {
   }
 
   /** Replaces {@code data} and {@code stats} with their sums over all workers, added in rank order. */

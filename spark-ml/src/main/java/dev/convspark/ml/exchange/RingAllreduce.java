@@ -1,5 +1,7 @@
 package dev.convspark.ml.exchange;
 
+import dev.convspark.tensor.optim.Adam;
+import dev.convspark.tensor.optim.Optimizer;
 import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
 import java.io.DataInputStream;
@@ -9,6 +11,7 @@ import java.net.ServerSocket;
 import java.net.Socket;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.Arrays;
 import java.util.concurrent.Future;
 import java.util.function.BooleanSupplier;
 
@@ -33,6 +36,15 @@ import java.util.function.BooleanSupplier;
  * the first sum comes back. Each worker runs a sender and a receiver thread; the receiver never
  * waits for its own worker's sender, only for the backward pass to finish the chunk it adds to, so
  * the ring cannot deadlock.
+ *
+ * <p>The optimizer's update is sharded as in ZeRO stage 1 when every worker keeps its parameters
+ * in the heap ({@link #shardUpdates}): a chunk's owner applies the optimizer to the chunk's
+ * parameters as soon as their mean gradient is complete, and the all-gather carries the updated
+ * parameters instead of the mean. So each worker updates 1/N of the parameters, during the
+ * backward pass, and the parameters are those of every worker applying the whole update, bit for
+ * bit (the optimizers update element by element). The moments are then current on each worker
+ * for its chunks only: {@link #syncOptimizer} gathers them before a checkpoint, which so holds
+ * the whole state and resumes on any number of workers.
  *
  * <p>Each worker listens on its executor's address and connects to its successor as
  * {@link Wire} says.
@@ -161,9 +173,59 @@ public final class RingAllreduce extends SocketExchange {
     }
   }
 
+  /** Since the last {@link #syncOptimizer}, a step was sharded: the moments are whole nowhere. */
+  private boolean shardedSinceSync;
+
+  @Override
+  public boolean shardUpdates(boolean canHere) throws IOException {
+    if (size == 1) {
+      return false;
+    }
+    String[] all = gather(canHere ? "shard" : "whole", 60_000);
+    sharded = Arrays.stream(all).allMatch("shard"::equals);
+    return sharded;
+  }
+
+  @Override
+  Flow startSharded(float[] grads, double count, float[] params, Optimizer optimizer) {
+    Flow f = new Flow(grads, count, true, false);
+    f.params = params;
+    f.optimizer = optimizer;
+    shardedSinceSync = true;
+    return launch(f);
+  }
+
+  /**
+   * Gathers Adam's moments: each worker's chunks (the others' zeroed) summed over the ring, which
+   * adds to each value only zeros. SGD has nothing to gather.
+   */
+  @Override
+  public void syncOptimizer(Optimizer optimizer) throws IOException {
+    if (!shardedSinceSync) {
+      return;
+    }
+    shardedSinceSync = false;
+    if (optimizer instanceof Adam adam) {
+      for (float[] moment : adam.moments()) {
+        float[] mine = moment.clone();
+        int n = mine.length;
+        for (int q = 0; q < chunks(n); q++) {
+          if (owner(q) != rank) {
+            Arrays.fill(mine, start(n, q), end(n, q), 0f);
+          }
+        }
+        allreduce(mine, new double[] {1});
+        System.arraycopy(mine, 0, moment, 0, n);
+      }
+    }
+  }
+
   @Override
   Flow start(float[] data, double count, boolean mean, boolean ready) {
-    Flow f = new Flow(data, count, mean, ready);
+    return launch(new Flow(data, count, mean, ready));
+  }
+
+  private Flow launch(Flow f) {
     RingFlow r = new RingFlow(f);
     f.tasks = new Future<?>[] {submit(f.failing(() -> send(r))), submit(f.failing(() -> receive(r)))};
     return f;
@@ -205,7 +267,7 @@ public final class RingAllreduce extends SocketExchange {
         } else {
           f.await(() -> r.gathered[q]);
         }
-        write(b, data, start(n, q), end(n, q));
+        write(b, f.params != null ? f.params : data, start(n, q), end(n, q));
       }
     }
     return null;
@@ -266,6 +328,10 @@ public final class RingAllreduce extends SocketExchange {
               data[i] *= inv;
             }
           }
+          if (rank == owner(q) && f.params != null) {
+            // This worker's share of the update; the backward pass is done with these parameters.
+            f.optimizer.update(f.params, data, from, from + len);
+          }
           synchronized (f) {
             r.reduced[q] = true;
           }
@@ -276,7 +342,7 @@ public final class RingAllreduce extends SocketExchange {
           int from = start(n, q);
           int len = end(n, q) - from;
           in.readFully(b.array(), 0, len * 4);
-          b.asFloatBuffer().get(data, from, len);
+          b.asFloatBuffer().get(f.params != null ? f.params : data, from, len);
           synchronized (f) {
             r.gathered[q] = true;
           }

@@ -23,6 +23,8 @@ abstract class SocketExchange implements GradientExchange {
   private ExecutorService helpers;
   /** The step begun by {@link #beginStep}, streaming as the backward pass goes, or null. */
   private Flow streaming;
+  /** Whether the optimizer's update is sharded between the workers (see {@link #shardUpdates}). */
+  boolean sharded;
 
   SocketExchange(int rank, int size) {
     this.rank = rank;
@@ -36,6 +38,15 @@ abstract class SocketExchange implements GradientExchange {
    */
   abstract Flow start(float[] data, double count, boolean mean, boolean ready);
 
+  /**
+   * As {@link #start}, for a sharded step: each worker applies {@code optimizer} (its step begun
+   * already) to the part of {@code params} whose mean gradient it completes, and the workers then
+   * gather the updated parameters instead of the mean gradients. Only where {@link #sharded}.
+   */
+  Flow startSharded(float[] grads, double count, float[] params, Optimizer optimizer) {
+    throw new UnsupportedOperationException(getClass().getSimpleName() + " does not shard the update");
+  }
+
   /** Waits for {@code f}'s array, then replaces {@code stats} with its sums over all workers. */
   abstract void finish(Flow f, double[] stats) throws IOException;
 
@@ -44,15 +55,22 @@ abstract class SocketExchange implements GradientExchange {
    * backward pass is still computing them: it finishes the layers from the last to the first,
    * and the first dense layer, 98% of deep-mnist's gradients, comes second. Each chunk goes out
    * (last chunk first) as soon as the runner says it is final. {@code count}: the samples this
-   * worker's gradient sums, known before the gradient is.
+   * worker's gradient sums, known before the gradient is. With the update sharded, the step of
+   * {@code optimizer} begins here too: each worker updates its part of the parameters as soon as
+   * the part's mean gradient is complete, while the backward pass runs on.
    */
   @Override
-  public void beginStep(ModelRunner runner, int count) throws IOException {
+  public void beginStep(ModelRunner runner, Optimizer optimizer, int count) throws IOException {
     float[] grads = runner.hostGradients();
     if (size == 1 || grads == null) {
       return;
     }
-    streaming = start(grads, count, true, false);
+    if (sharded && optimizer != null && runner.hostParameters() != null) {
+      optimizer.beginStep();
+      streaming = startSharded(grads, count, runner.hostParameters(), optimizer);
+    } else {
+      streaming = start(grads, count, true, false);
+    }
     runner.setGradientListener(streaming);
   }
 
@@ -61,7 +79,8 @@ abstract class SocketExchange implements GradientExchange {
    * now), the summed statistics after it, which {@code check} sees before anything changes, then
    * the update. A lone worker scales its gradients where they are
    * ({@link GradientExchange#alone}); gradients on a GPU are copied out through {@code scratch}
-   * and the mean back.
+   * and the mean back. A sharded step has updated the parameters already, before {@code check}
+   * sees the sums (a check that stops the run leaves them changed; nothing is saved then).
    */
   @Override
   public void step(ModelRunner runner, Optimizer optimizer, float[] scratch, double[] stats,
@@ -84,6 +103,9 @@ abstract class SocketExchange implements GradientExchange {
     }
     finishOrAbandon(f, stats);
     check.accept(stats);
+    if (f.params != null) {
+      return;
+    }
     if (f.data != live) {
       runner.copyGradientsFrom(f.data);
     }
@@ -189,6 +211,9 @@ abstract class SocketExchange implements GradientExchange {
     final float[] data;
     final double count;
     final boolean mean;
+    /** A sharded step: the parameters the workers update and gather, and the optimizer; else null. */
+    float[] params;
+    Optimizer optimizer;
     /** The sum of every worker's count, which a mean divides by. */
     volatile double total = Double.NaN;
     private int readyFrom;

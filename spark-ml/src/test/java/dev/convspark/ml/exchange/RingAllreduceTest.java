@@ -5,6 +5,11 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.convspark.tensor.backend.CpuBackend;
+import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.optim.Adam;
+import dev.convspark.tensor.optim.Optimizer;
+import dev.convspark.tensor.spec.ModelSpec;
 import java.io.DataOutputStream;
 import java.io.FilterOutputStream;
 import java.io.IOException;
@@ -260,6 +265,79 @@ class RingAllreduceTest {
       IOException e = assertThrows(IOException.class, () -> RingAllreduce.join(1, 3, one, "127.0.0.1",
           two.getLocalPort(), "s", 300, 300, () -> false, Wire.NONE));
       assertTrue(e.getMessage().contains("worker 1 of 3") && e.getMessage().contains("missing ranks 0"), e.getMessage());
+    }
+  }
+
+  private static final String SPEC = "in784-dense256-relu-dense10";
+
+  private static float[] images(int rank, int step) {
+    SplittableRandom g = new SplittableRandom(31L * rank + step);
+    float[] x = new float[8 * 784];
+    for (int i = 0; i < x.length; i++) {
+      x[i] = (float) g.nextGaussian();
+    }
+    return x;
+  }
+
+  private static int[] labels(int rank, int step) {
+    int[] y = new int[8];
+    for (int i = 0; i < 8; i++) {
+      y[i] = (i + rank + step) % 10;
+    }
+    return y;
+  }
+
+  /**
+   * Three workers with the update sharded (each applies Adam to the chunks it owns, during the
+   * exchange, and the parameters are gathered): bit for bit the parameters of applying Adam to
+   * the whole mean gradient, and after {@code syncOptimizer} the whole moments, on every worker.
+   */
+  @Test
+  void shardedUpdatesGiveEveryWorkerTheParametersAndMomentsOfTheWholeUpdate() throws Exception {
+    int size = 3;
+    List<float[][]> got = ring(size, null, (rank, ex) -> {
+      try (CpuBackend cpu = CpuBackend.create(1); ModelRunner r = cpu.open(ModelSpec.parse(SPEC))) {
+        r.initialize(3);
+        Adam adam = (Adam) Optimizer.create("adam", 1e-2f, r.paramCount());
+        assertTrue(ex.shardUpdates(true), "every worker keeps its parameters in the heap");
+        float[] scratch = new float[r.paramCount()];
+        for (int step = 0; step < 3; step++) {
+          ex.beginStep(r, adam, 8);
+          var result = r.computeGradients(images(rank, step), labels(rank, step), 8, 1f, step);
+          double[] stats = {result.lossSum(), 8};
+          ex.step(r, adam, scratch, stats, sums -> assertEquals(24, sums[1], 0.0));
+        }
+        ex.syncOptimizer(adam);
+        return new float[][] {r.hostParameters().clone(), adam.moments()[0].clone(), adam.moments()[1].clone()};
+      }
+    });
+    try (CpuBackend cpu = CpuBackend.create(1)) {
+      ModelRunner[] runners = new ModelRunner[size];
+      for (int r = 0; r < size; r++) {
+        runners[r] = cpu.open(ModelSpec.parse(SPEC));
+        runners[r].initialize(3);
+      }
+      Adam adam = (Adam) Optimizer.create("adam", 1e-2f, runners[0].paramCount());
+      for (int step = 0; step < 3; step++) {
+        float[][] g = new float[size][];
+        for (int r = 0; r < size; r++) {
+          runners[r].computeGradients(images(r, step), labels(r, step), 8, 1f, step);
+          g[r] = runners[r].hostGradients().clone();
+        }
+        runners[0].copyGradientsFrom(ringSum(g, (float) (1 / 24.0)));
+        runners[0].applyGradients(adam);
+        for (int r = 1; r < size; r++) {
+          runners[r].copyParametersFrom(runners[0].hostParameters());
+        }
+      }
+      for (int r = 0; r < size; r++) {
+        assertArrayEquals(runners[0].hostParameters(), got.get(r)[0], "parameters, worker " + r);
+        assertArrayEquals(adam.moments()[0], got.get(r)[1], "first moment, worker " + r);
+        assertArrayEquals(adam.moments()[1], got.get(r)[2], "second moment, worker " + r);
+      }
+      for (ModelRunner r : runners) {
+        r.close();
+      }
     }
   }
 }

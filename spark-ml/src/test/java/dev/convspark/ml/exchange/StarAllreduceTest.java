@@ -91,7 +91,7 @@ class StarAllreduceTest {
       Optimizer adam = Optimizer.create("adam", 1e-2f, r.paramCount());
       for (int step = 0; step < 3; step++) {
         if (streamed) {
-          ex.beginStep(r, 8);
+          ex.beginStep(r, adam, 8);
         }
         var result = r.computeGradients(batch(rank, step), labels(rank, step), 8, 1f, step);
         double[] stats = {result.lossSum(), 8};
