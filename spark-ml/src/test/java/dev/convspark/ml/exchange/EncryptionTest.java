@@ -7,8 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.ByteArrayOutputStream;
 import java.io.FilterOutputStream;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.net.ServerSocket;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -47,33 +45,23 @@ class EncryptionTest {
 
   /** What every worker sends, as it leaves (below any encryption). */
   private static Wire.Shaper capturing(ByteArrayOutputStream sink) {
-    return new Wire.Shaper() {
+    return Shapers.outbound(raw -> new FilterOutputStream(raw) {
       @Override
-      public InputStream in(InputStream raw) {
-        return raw;
+      public void write(byte[] b, int off, int len) throws IOException {
+        synchronized (sink) {
+          sink.write(b, off, len);
+        }
+        out.write(b, off, len);
       }
 
       @Override
-      public OutputStream out(OutputStream raw) {
-        return new FilterOutputStream(raw) {
-          @Override
-          public void write(byte[] b, int off, int len) throws IOException {
-            synchronized (sink) {
-              sink.write(b, off, len);
-            }
-            out.write(b, off, len);
-          }
-
-          @Override
-          public void write(int b) throws IOException {
-            synchronized (sink) {
-              sink.write(b);
-            }
-            out.write(b);
-          }
-        };
+      public void write(int b) throws IOException {
+        synchronized (sink) {
+          sink.write(b);
+        }
+        out.write(b);
       }
-    };
+    });
   }
 
   /** Three workers' mean over a ring whose worker r's connections go through {@code links.apply(r)}. */
@@ -152,29 +140,19 @@ class EncryptionTest {
   void aChangedByteOrAPeerWithoutTheKeyStopsTheStepNamingTheWorker() {
     // Worker 1's 5,000th byte out is flipped on the way to worker 2.
     Exception e = org.junit.jupiter.api.Assertions.assertThrows(IOException.class,
-        () -> ring(r -> new Encryption("run secret", r, r != 1 ? Wire.NONE : new Wire.Shaper() {
-          @Override
-          public InputStream in(InputStream raw) {
-            return raw;
-          }
+        () -> ring(r -> new Encryption("run secret", r, r != 1 ? Wire.NONE : Shapers.outbound(raw -> new FilterOutputStream(raw) {
+          private long sent;
 
           @Override
-          public OutputStream out(OutputStream raw) {
-            return new FilterOutputStream(raw) {
-              private long sent;
-
-              @Override
-              public void write(byte[] b, int off, int len) throws IOException {
-                byte[] copy = java.util.Arrays.copyOfRange(b, off, off + len);
-                if (sent <= 5000 && sent + len > 5000) {
-                  copy[(int) (5000 - sent)] ^= 1;
-                }
-                sent += len;
-                out.write(copy);
-              }
-            };
+          public void write(byte[] b, int off, int len) throws IOException {
+            byte[] copy = java.util.Arrays.copyOfRange(b, off, off + len);
+            if (sent <= 5000 && sent + len > 5000) {
+              copy[(int) (5000 - sent)] ^= 1;
+            }
+            sent += len;
+            out.write(copy);
           }
-        })));
+        }))));
     String m = e.getMessage();
     assertTrue(m.contains("a message from worker 1 was refused: a message failed authentication"), m);
     // Worker 0 with another key.

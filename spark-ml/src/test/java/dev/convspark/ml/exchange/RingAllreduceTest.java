@@ -13,8 +13,6 @@ import dev.convspark.tensor.spec.ModelSpec;
 import java.io.DataOutputStream;
 import java.io.FilterOutputStream;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.util.ArrayList;
@@ -188,29 +186,19 @@ class RingAllreduceTest {
       Wire.Shaper[] shapers = new Wire.Shaper[size];
       for (int r = 0; r < size; r++) {
         AtomicLong count = sent[r] = new AtomicLong();
-        shapers[r] = new Wire.Shaper() {
+        shapers[r] = Shapers.outbound(raw -> new FilterOutputStream(raw) {
           @Override
-          public InputStream in(InputStream raw) {
-            return raw;
+          public void write(byte[] b, int off, int len) throws IOException {
+            count.addAndGet(len);
+            out.write(b, off, len);
           }
 
           @Override
-          public OutputStream out(OutputStream raw) {
-            return new FilterOutputStream(raw) {
-              @Override
-              public void write(byte[] b, int off, int len) throws IOException {
-                count.addAndGet(len);
-                out.write(b, off, len);
-              }
-
-              @Override
-              public void write(int b) throws IOException {
-                count.incrementAndGet();
-                out.write(b);
-              }
-            };
+          public void write(int b) throws IOException {
+            count.incrementAndGet();
+            out.write(b);
           }
-        };
+        });
       }
       ring(size, shapers, (rank, ex) -> {
         sent[rank].set(0);
@@ -270,23 +258,6 @@ class RingAllreduceTest {
 
   private static final String SPEC = "in784-dense256-relu-dense10";
 
-  private static float[] images(int rank, int step) {
-    SplittableRandom g = new SplittableRandom(31L * rank + step);
-    float[] x = new float[8 * 784];
-    for (int i = 0; i < x.length; i++) {
-      x[i] = (float) g.nextGaussian();
-    }
-    return x;
-  }
-
-  private static int[] labels(int rank, int step) {
-    int[] y = new int[8];
-    for (int i = 0; i < 8; i++) {
-      y[i] = (i + rank + step) % 10;
-    }
-    return y;
-  }
-
   /**
    * Three workers with the update sharded (each applies Adam to the chunks it owns, during the
    * exchange, and the parameters are gathered): bit for bit the parameters of applying Adam to
@@ -303,7 +274,7 @@ class RingAllreduceTest {
         float[] scratch = new float[r.paramCount()];
         for (int step = 0; step < 3; step++) {
           ex.beginStep(r, adam, 8);
-          var result = r.computeGradients(images(rank, step), labels(rank, step), 8, 1f, step);
+          var result = r.computeGradients(StarAllreduceTest.batch(rank, step), StarAllreduceTest.labels(rank, step), 8, 1f, step);
           double[] stats = {result.lossSum(), 8};
           ex.step(r, adam, scratch, stats, sums -> assertEquals(24, sums[1], 0.0));
         }
@@ -321,7 +292,7 @@ class RingAllreduceTest {
       for (int step = 0; step < 3; step++) {
         float[][] g = new float[size][];
         for (int r = 0; r < size; r++) {
-          runners[r].computeGradients(images(r, step), labels(r, step), 8, 1f, step);
+          runners[r].computeGradients(StarAllreduceTest.batch(r, step), StarAllreduceTest.labels(r, step), 8, 1f, step);
           g[r] = runners[r].hostGradients().clone();
         }
         runners[0].copyGradientsFrom(ringSum(g, (float) (1 / 24.0)));

@@ -111,7 +111,7 @@ class StarAllreduceTest {
     }
   }
 
-  private static float[] batch(int rank, int step) {
+  static float[] batch(int rank, int step) {
     Random g = new Random(31L * rank + step);
     float[] x = new float[8 * 784];
     for (int i = 0; i < x.length; i++) {
@@ -120,7 +120,7 @@ class StarAllreduceTest {
     return x;
   }
 
-  private static int[] labels(int rank, int step) {
+  static int[] labels(int rank, int step) {
     int[] y = new int[8];
     for (int i = 0; i < 8; i++) {
       y[i] = (i + rank + step) % 10;
