@@ -23,13 +23,22 @@ import org.apache.spark.sql.functions;
  * table, or a directory of PNG/JPEG images (Spark's {@code image} source). Images are turned
  * into the model's grayscale input: 1-channel images are used as they are, 3- and 4-channel
  * (BGR, BGRA) ones are converted to luma (0.299 R + 0.587 G + 0.114 B); an image of another size
- * than the model's input is refused, naming the file. Labels of an image directory come from the
- * name of each image's parent directory ({@code DIR/7/any.png} has label 7) when it is a number.
+ * than the model's input is refused, naming the file, and so is a file that Spark's image source
+ * cannot decode (never dropped in silence). Scoring can keep such files instead, as rows whose
+ * {@link #ERROR} column says why ({@code score --handle-invalid keep}). Labels of an image
+ * directory come from the name of each image's parent directory ({@code DIR/7/any.png} has label 7)
+ * when it is a number.
  */
 final class JobData {
 
   /** The column holding the model's input after {@link #load}. */
   static final String FEATURES = "features";
+
+  /**
+   * With invalid inputs kept: why a row's input cannot be scored (its features are then zeros, to be
+   * ignored), or null.
+   */
+  static final String ERROR = "error";
 
   private JobData() {
   }
@@ -66,6 +75,16 @@ final class JobData {
    */
   static Dataset<Row> load(SparkSession spark, String path, String format, String featuresCol, Shape input)
       throws IOException {
+    return load(spark, path, format, featuresCol, input, false);
+  }
+
+  /**
+   * As above; with {@code keepInvalid}, an image that cannot be read as the model's input (not
+   * decodable, another size, another number of channels) is a row with the reason in
+   * {@link #ERROR} instead of a failure, and every format gets that column.
+   */
+  static Dataset<Row> load(SparkSession spark, String path, String format, String featuresCol, Shape input,
+                           boolean keepInvalid) throws IOException {
     int side = (int) Math.round(Math.sqrt(input.size()));
     int h = input.isImage() ? input.height() : side;
     int w = input.isImage() ? input.width() : side;
@@ -82,40 +101,62 @@ final class JobData {
         }
         yield featuresCol.equals(FEATURES) ? d : d.withColumnRenamed(featuresCol, FEATURES);
       }
-      case "image" -> images(spark, path, h, w, c);
+      case "image" -> images(spark, path, h, w, c, keepInvalid);
       default -> throw new UsageException("--format must be auto, idx, parquet or image but was '" + format + "'");
     };
   }
 
-  private static Dataset<Row> images(SparkSession spark, String path, int h, int w, int c) {
+  private static Dataset<Row> images(SparkSession spark, String path, int h, int w, int c, boolean keepInvalid) {
     if (c != 1) {
       throw new UsageException("image directories are read as grayscale square images, but the model's input is not"
           + " one channel of h x w pixels");
     }
-    Dataset<Row> d = spark.read().format("image").option("dropInvalid", true).option("recursiveFileLookup", true)
+    // Spark's image source keeps a file it cannot decode as a row of height -1 (dropInvalid false).
+    Dataset<Row> d = spark.read().format("image").option("dropInvalid", false).option("recursiveFileLookup", true)
         .load(path);
     UserDefinedFunction toInput = functions.udf((UDF1<Row, org.apache.spark.ml.linalg.Vector>) img ->
-        Vectors.dense(gray(img, h, w)), SQLDataTypes.VectorType());
+        keepInvalid && problem(img, h, w) != null ? Vectors.zeros(h * w) : Vectors.dense(gray(img, h, w)),
+        SQLDataTypes.VectorType());
     Column origin = functions.col("image.origin");
     Column digits = functions.regexp_extract(origin, "/(\\d+)/[^/]+$", 1);
-    return d.select(origin.as("origin"),
-            functions.when(digits.notEqual(""), digits.cast("double")).as("label"),
-            toInput.apply(functions.col("image")).as(FEATURES));
+    List<Column> cols = new java.util.ArrayList<>(List.of(origin.as("origin"),
+        functions.when(digits.notEqual(""), digits.cast("double")).as("label"),
+        toInput.apply(functions.col("image")).as(FEATURES)));
+    if (keepInvalid) {
+      UserDefinedFunction why = functions.udf((UDF1<Row, String>) img -> problem(img, h, w),
+          org.apache.spark.sql.types.DataTypes.StringType);
+      cols.add(why.apply(functions.col("image")).as(ERROR));
+    }
+    return d.select(cols.toArray(new Column[0]));
   }
 
-  /** One image struct as {@code h * w} grayscale values in [0, 1]. */
-  static double[] gray(Row img, int h, int w) {
+  /** Why {@code img} cannot be the model's {@code h x w} grayscale input, or null when it can. */
+  static String problem(Row img, int h, int w) {
     String origin = img.getAs("origin");
     int ih = img.<Integer>getAs("height");
     int iw = img.<Integer>getAs("width");
     int ch = img.<Integer>getAs("nChannels");
+    if (ih < 0 || iw < 0 || ch < 0) {
+      return "image " + origin + " could not be decoded (not an image Spark's image source reads: PNG, JPEG, BMP or"
+          + " GIF, or a truncated one)";
+    }
     if (ih != h || iw != w) {
-      throw new IllegalArgumentException("image " + origin + " is " + iw + "x" + ih + " pixels, but the model reads "
-          + w + "x" + h + "; resize the images first");
+      return "image " + origin + " is " + iw + "x" + ih + " pixels, but the model reads " + w + "x" + h
+          + "; resize the images first";
     }
     if (ch != 1 && ch != 3 && ch != 4) {
-      throw new IllegalArgumentException("image " + origin + " has " + ch + " channels; expected 1 (gray), 3 or 4 (color)");
+      return "image " + origin + " has " + ch + " channels; expected 1 (gray), 3 or 4 (color)";
     }
+    return null;
+  }
+
+  /** One image struct as {@code h * w} grayscale values in [0, 1]. */
+  static double[] gray(Row img, int h, int w) {
+    String problem = problem(img, h, w);
+    if (problem != null) {
+      throw new IllegalArgumentException(problem);
+    }
+    int ch = img.<Integer>getAs("nChannels");
     byte[] data = img.getAs("data");
     double[] out = new double[h * w];
     for (int i = 0; i < out.length; i++) {

@@ -26,11 +26,16 @@ final class ScoreJob {
 
   static String usage() {
     return "usage: score --model DIR --data PATH --output PATH [--format auto|idx|parquet|image]\n"
-        + "             [--output-format parquet|csv] [--features-col features] [--overwrite]\n"
+        + "             [--output-format parquet|csv] [--features-col features] [--handle-invalid error|keep]\n"
+        + "             [--overwrite]\n"
         + "  Writes the input's columns (without the features) plus prediction (the 0-based class, a\n"
         + "  double) and probability (a vector in Parquet; in CSV the probabilities joined by ';').\n"
         + "  Image directories: 1-channel images are used as they are, 3- and 4-channel ones converted\n"
-        + "  to grayscale; images of another size than the model's input are refused, naming the file.\n";
+        + "  to grayscale. An image that cannot be scored (not decodable, another size than the model's\n"
+        + "  input, another number of channels) fails the job naming the file (--handle-invalid error, the\n"
+        + "  default), or with --handle-invalid keep is a row whose prediction and probability are null\n"
+        + "  and whose error column says why; the last line counts those rows. IDX and Parquet inputs\n"
+        + "  fail naming the file or the column.\n";
   }
 
   static int run(String[] args) throws IOException {
@@ -41,6 +46,7 @@ final class ScoreJob {
     String outFormat = "parquet";
     String featuresCol = "features";
     boolean overwrite = false;
+    boolean keepInvalid = false;
     for (int i = 0; i < args.length; i++) {
       String a = args[i];
       switch (a) {
@@ -56,6 +62,13 @@ final class ScoreJob {
         }
         case "--features-col" -> featuresCol = Args.value(args, ++i, a);
         case "--overwrite" -> overwrite = true;
+        case "--handle-invalid" -> {
+          String h = Args.value(args, ++i, a).toLowerCase(Locale.ROOT);
+          if (!h.equals("error") && !h.equals("keep")) {
+            throw new UsageException("--handle-invalid must be error or keep but was '" + args[i] + "'");
+          }
+          keepInvalid = h.equals("keep");
+        }
         case "-h", "--help" -> {
           System.out.print(usage());
           return 0;
@@ -69,25 +82,38 @@ final class ScoreJob {
     SparkSession spark = Jobs.session("convspark score");
     CnnClassificationModel model = CnnClassificationModel.load(modelPath);
     Shape in = ModelSpec.parse(model.getOrDefault(model.model())).inputShape();
-    Dataset<Row> d = JobData.load(spark, data, format, featuresCol, in);
+    Dataset<Row> d = JobData.load(spark, data, format, featuresCol, in, keepInvalid);
+    boolean errors = List.of(d.columns()).contains(JobData.ERROR);
     Dataset<Row> scored = model.setFeaturesCol(JobData.FEATURES).transform(d);
     List<Column> keep = new ArrayList<>();
     for (String c : d.columns()) {
-      if (!c.equals(JobData.FEATURES)) {
+      if (!c.equals(JobData.FEATURES) && !c.equals(JobData.ERROR)) {
         keep.add(functions.col(c));
       }
     }
-    keep.add(functions.col("prediction"));
+    // A kept invalid row was scored on zeros: its prediction and probability are nulled.
+    Column valid = errors ? functions.col(JobData.ERROR).isNull() : functions.lit(true);
+    keep.add(functions.when(valid, functions.col("prediction")).as("prediction"));
     Column probability = functions.col("probability");
     if (outFormat.equals("csv")) {
       probability = functions.concat_ws(";", org.apache.spark.ml.functions.vector_to_array(probability, "float64")
-          .cast("array<string>")).as("probability");
+          .cast("array<string>"));
     }
-    keep.add(probability);
+    keep.add(functions.when(valid, probability).as("probability"));
+    if (errors) {
+      keep.add(functions.col(JobData.ERROR));
+    }
     scored.select(keep.toArray(new Column[0])).write().mode(overwrite ? "overwrite" : "errorifexists")
         .option("header", "true").format(outFormat).save(output);
-    long rows = spark.read().format(outFormat).option("header", "true").load(output).count();
-    System.out.printf(Locale.ROOT, "scored %,d rows into %s (%s)%n", rows, output, outFormat);
+    Dataset<Row> written = spark.read().format(outFormat).option("header", "true").load(output);
+    long rows = written.count();
+    if (errors) {
+      long invalid = written.filter(functions.col(JobData.ERROR).isNotNull()).count();
+      System.out.printf(Locale.ROOT, "scored %,d rows into %s (%s); %,d could not be scored (prediction null, the"
+          + " error column says why)%n", rows, output, outFormat, invalid);
+    } else {
+      System.out.printf(Locale.ROOT, "scored %,d rows into %s (%s)%n", rows, output, outFormat);
+    }
     return 0;
   }
 }

@@ -53,6 +53,7 @@ class JobArgsTest {
     assertUsageError("--format must be auto, idx, parquet or image but was 'csv'", "train", "--data", "x", "--format", "csv");
     assertUsageError("--model and --data are required", "evaluate", "--data", "x");
     assertUsageError("--max-images must be in [0, 10000] but was -1", "evaluate", "--max-images", "-1");
+    assertUsageError("--handle-invalid must be error or keep but was 'skip'", "score", "--handle-invalid", "skip");
     assertUsageError("--model, --data and --output are required", "score", "--model", "m");
     assertUsageError("--output-format must be parquet or csv but was 'json'", "score", "--output-format", "json");
     assertUsageError("--output needs a value", "score", "--output");

@@ -123,5 +123,32 @@ class JobsIT {
         "--data", tmp.resolve("big").toString(), "--output", tmp.resolve("bad.csv").toString());
     assertEquals(1, bad.exitCode(), bad.output());
     assertTrue(bad.output().contains("odd.png is 32x30 pixels, but the model reads 28x28"), bad.output());
+
+    // A file that does not decode is never dropped in silence: the job fails naming it, or, with
+    // --handle-invalid keep, it is a row with a null prediction and the reason, counted at the end.
+    Path broken = tmp.resolve("broken/5");
+    Files.createDirectories(broken);
+    Path good = Files.list(images.resolve(Integer.toString(digits.labels()[0]))).findFirst().orElseThrow();
+    byte[] png = Files.readAllBytes(good);
+    Files.write(broken.resolve("good.png"), png);
+    Files.write(broken.resolve("truncated.png"), java.util.Arrays.copyOf(png, png.length / 2));
+    bad = SubmitProcess.run(tmp, LOCAL, "score", "--model", run.resolve("model").toString(),
+        "--data", tmp.resolve("broken").toString(), "--output", tmp.resolve("broken-failed.csv").toString());
+    assertEquals(1, bad.exitCode(), bad.output());
+    assertTrue(bad.output().contains("truncated.png could not be decoded"), bad.output());
+    Path kept = tmp.resolve("broken.csv");
+    s = ok(SubmitProcess.run(tmp, LOCAL, "score", "--model", run.resolve("model").toString(), "--data",
+        tmp.resolve("broken").toString(), "--output", kept.toString(), "--output-format", "csv", "--handle-invalid", "keep"));
+    assertTrue(s.output().contains("scored 2 rows") && s.output().contains("1 could not be scored"), s.output());
+    List<String> lines = new java.util.ArrayList<>();
+    try (var parts = Files.list(kept)) {
+      for (Path part : parts.filter(f -> f.getFileName().toString().endsWith(".csv")).toList()) {
+        lines.addAll(Files.readAllLines(part));
+      }
+    }
+    String truncated = lines.stream().filter(l -> l.contains("truncated.png")).findFirst().orElseThrow();
+    String fine = lines.stream().filter(l -> l.contains("good.png")).findFirst().orElseThrow();
+    assertTrue(truncated.contains("could not be decoded") && truncated.contains(",5.0,,,"), truncated);
+    assertTrue(fine.matches(".*,5\\.0,\\d\\.0,[^,]+,$"), fine);
   }
 }
