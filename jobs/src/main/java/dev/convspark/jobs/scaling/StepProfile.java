@@ -99,6 +99,15 @@ record StepProfile(int batch, int threads, int paramCount, long[] readyAtNanos, 
       }
 
       @Override
+      public void setSchedule(dev.convspark.tensor.optim.LearningRateSchedule schedule) {
+      }
+
+      @Override
+      public float currentLearningRate() {
+        return 0;
+      }
+
+      @Override
       public void beginStep() {
         steps++;
       }

@@ -711,7 +711,7 @@ public final class CudaBackend implements Backend {
         launch("adam", (paramCount + 3) / 4, params.address, grads.address, m.address, v.address, paramCount, a.stepSize(), Adam.BETA1, Adam.BETA2,
             Adam.EPSILON);
       } else if (optimizer instanceof Sgd) {
-        launch("sgd", paramCount, params.address, grads.address, paramCount, optimizer.learningRate());
+        launch("sgd", paramCount, params.address, grads.address, paramCount, optimizer.currentLearningRate());
       } else {
         throw new UnsupportedOperationException("the GPU backend has no kernel for optimizer " + optimizer.name());
       }

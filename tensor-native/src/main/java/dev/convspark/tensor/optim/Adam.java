@@ -27,12 +27,15 @@ public final class Adam implements Optimizer {
   private final float[] v;
   private long steps;
   private float stepSize;
+  private float current;
+  private LearningRateSchedule schedule = LearningRateSchedule.constant();
   private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
 
   /** @param learningRate positive and finite; {@code paramCount} sizes the moment buffers */
   public Adam(float learningRate, int paramCount) {
     checkLearningRate(learningRate);
     this.lr = learningRate;
+    this.current = learningRate;
     this.m = new float[paramCount];
     this.v = new float[paramCount];
   }
@@ -54,9 +57,21 @@ public final class Adam implements Optimizer {
   }
 
   @Override
+  public void setSchedule(LearningRateSchedule schedule) {
+    this.schedule = schedule;
+  }
+
+  @Override
+  public float currentLearningRate() {
+    return current;
+  }
+
+  @Override
   public void beginStep() {
     steps++;
-    stepSize = (float) (lr * Math.sqrt(1 - Math.pow(BETA2, steps)) / (1 - Math.pow(BETA1, steps)));
+    double rate = lr * schedule.factor(steps);
+    current = (float) rate;
+    stepSize = (float) (rate * Math.sqrt(1 - Math.pow(BETA2, steps)) / (1 - Math.pow(BETA1, steps)));
   }
 
   @Override
@@ -82,7 +97,7 @@ public final class Adam implements Optimizer {
     }
   }
 
-  /** The step size of the step begun last: {@code lr * sqrt(1 - beta2^t) / (1 - beta1^t)}. */
+  /** The step size of the step begun last: {@code lr_t * sqrt(1 - beta2^t) / (1 - beta1^t)}, {@code lr_t} the scheduled rate. */
   public float stepSize() {
     return stepSize;
   }

@@ -9,8 +9,18 @@ public interface Optimizer {
   /** The optimizer's name as written in model files: {@code sgd} or {@code adam}. */
   String name();
 
-  /** The learning rate. */
+  /** The base learning rate. */
   float learningRate();
+
+  /**
+   * Makes the learning rate follow {@code schedule} (a factor of the base rate per update; constant
+   * until this is called). Not saved with the state: the step count is, so a restored optimizer
+   * given the same schedule continues it exactly.
+   */
+  void setSchedule(LearningRateSchedule schedule);
+
+  /** The learning rate of the step begun last: the base rate times the schedule's factor. */
+  float currentLearningRate();
 
   /** Applies one update: {@code params} changes in place. */
   default void step(float[] params, float[] grads) {

@@ -5,11 +5,14 @@ public final class Sgd implements Optimizer {
 
   private final float lr;
   private long steps;
+  private float current;
+  private LearningRateSchedule schedule = LearningRateSchedule.constant();
 
   /** @param learningRate positive and finite */
   public Sgd(float learningRate) {
     Adam.checkLearningRate(learningRate);
     this.lr = learningRate;
+    this.current = learningRate;
   }
 
   @Override
@@ -23,14 +26,26 @@ public final class Sgd implements Optimizer {
   }
 
   @Override
+  public void setSchedule(LearningRateSchedule schedule) {
+    this.schedule = schedule;
+  }
+
+  @Override
+  public float currentLearningRate() {
+    return current;
+  }
+
+  @Override
   public void beginStep() {
     steps++;
+    current = (float) (lr * schedule.factor(steps));
   }
 
   @Override
   public void update(float[] params, float[] grads, int from, int to) {
+    float rate = current;
     for (int i = from; i < to; i++) {
-      params[i] -= lr * grads[i];
+      params[i] -= rate * grads[i];
     }
   }
 
