@@ -67,6 +67,12 @@ final class ParamArgs {
         v = Double.parseDouble(value);
       } else if (p instanceof FloatParam) {
         v = Float.parseFloat(value);
+      } else if ((Object) p instanceof org.apache.spark.ml.param.IntArrayParam) {
+        v = value.isBlank() ? new int[0]
+            : java.util.Arrays.stream(value.split(",")).mapToInt(x -> Integer.parseInt(x.trim())).toArray();
+      } else if ((Object) p instanceof org.apache.spark.ml.param.DoubleArrayParam) {
+        v = value.isBlank() ? new double[0]
+            : java.util.Arrays.stream(value.split(",")).mapToDouble(x -> Double.parseDouble(x.trim())).toArray();
       } else if (p instanceof BooleanParam) {
         if (!value.equalsIgnoreCase("true") && !value.equalsIgnoreCase("false")) {
           throw new NumberFormatException();
@@ -76,7 +82,10 @@ final class ParamArgs {
         v = value;
       }
     } catch (NumberFormatException e) {
-      throw new UsageException(flag + " (param " + p.name() + ") must be a number but was '" + value + "'");
+      boolean list = (Object) p instanceof org.apache.spark.ml.param.IntArrayParam
+          || (Object) p instanceof org.apache.spark.ml.param.DoubleArrayParam;
+      throw new UsageException(flag + " (param " + p.name() + ") must be " + (list ? "a comma-separated list of numbers"
+          : "a number") + " but was '" + value + "'");
     }
     try {
       target.set(p, v);

@@ -72,6 +72,13 @@ class JobArgsTest {
     assertEquals(9L, (Long) c.getOrDefault(c.seed()));
     assertEquals("softmax-regression", c.getOrDefault(c.model()));
     assertEquals("/tmp/x", c.getOrDefault(c.checkpointDir()));
+    ParamArgs.set(c, "--learning-rate-schedule", "piecewise");
+    ParamArgs.set(c, "--learning-rate-boundaries", "4000, 5200");
+    ParamArgs.set(c, "--learning-rate-factors", "1,0.1,0.01");
+    assertArrayEquals(new int[] {4000, 5200}, (int[]) c.getOrDefault(c.learningRateBoundaries()));
+    assertArrayEquals(new double[] {1, 0.1, 0.01}, (double[]) c.getOrDefault(c.learningRateFactors()));
+    UsageException u = assertThrows(UsageException.class, () -> ParamArgs.set(c, "--learning-rate-factors", "1,x"));
+    assertTrue(u.getMessage().contains("a comma-separated list of numbers"), u.getMessage());
     for (var p : c.params()) {
       assertTrue(ParamArgs.isParam(c, ParamArgs.flag(p.name())), p.name());
       assertEquals(p.name(), ParamArgs.paramName(ParamArgs.flag(p.name())));

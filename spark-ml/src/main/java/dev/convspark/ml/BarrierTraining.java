@@ -11,6 +11,7 @@ import dev.convspark.tensor.backend.Device;
 import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.io.ModelState;
 import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
+import dev.convspark.tensor.optim.LearningRateSchedule;
 import dev.convspark.tensor.optim.Optimizer;
 import dev.convspark.tensor.optim.OptimizerState;
 import dev.convspark.tensor.spec.ModelSpec;
@@ -68,8 +69,8 @@ final class BarrierTraining {
   /** The settings every worker needs, shipped with the task. */
   record Settings(String spec, FeatureReader reader, LabelReader labels, String optimizer, float learningRate,
                   int batchSize, int steps, float keepProb, long seed, int threads, Checkpoints checkpoints,
-                  int checkpointInterval, String device, TrainingProgress.Remote progress, boolean encrypt)
-      implements Serializable {
+                  int checkpointInterval, String device, TrainingProgress.Remote progress, boolean encrypt,
+                  LearningRateSchedule schedule) implements Serializable {
   }
 
   /**
@@ -110,14 +111,18 @@ final class BarrierTraining {
       if (step == 0) {
         Network init = new Network(spec);
         init.initialize(s.seed());
-        return new Start(init.params(), Optimizer.create(s.optimizer(), s.learningRate(), init.paramCount()), loss,
-            accuracy);
+        Optimizer fresh = Optimizer.create(s.optimizer(), s.learningRate(), init.paramCount());
+        fresh.setSchedule(s.schedule());
+        return new Start(init.params(), fresh, loss, accuracy);
       }
       Checkpoints.Checkpoint c = s.checkpoints().load(step, spec, s.optimizer());
       System.arraycopy(c.loss(), 0, loss, 0, step);
       System.arraycopy(c.accuracy(), 0, accuracy, 0, step);
       float[] params = c.state().params();
-      return new Start(params, Optimizer.restore(c.state().optimizer(), params.length), loss, accuracy);
+      // The step count is in the checkpoint: the schedule continues where it was.
+      Optimizer restored = Optimizer.restore(c.state().optimizer(), params.length);
+      restored.setSchedule(s.schedule());
+      return new Start(params, restored, loss, accuracy);
     }
   }
 

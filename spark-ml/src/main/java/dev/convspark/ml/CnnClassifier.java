@@ -3,6 +3,7 @@ package dev.convspark.ml;
 import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.io.ModelState;
 import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
+import dev.convspark.tensor.optim.LearningRateSchedule;
 import dev.convspark.tensor.optim.Optimizer;
 import dev.convspark.tensor.spec.ModelSpec;
 import dev.convspark.tensor.train.Trainer;
@@ -62,6 +63,12 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   private final Param<String> checkpointDir;
   private final IntParam checkpointInterval;
   private final Param<String> device;
+  private final Param<String> learningRateSchedule;
+  private final org.apache.spark.ml.param.IntArrayParam learningRateBoundaries;
+  private final org.apache.spark.ml.param.DoubleArrayParam learningRateFactors;
+  private final IntParam decaySteps;
+  private final DoubleParam decayRate;
+  private final IntParam warmupSteps;
 
   /** A classifier with a random uid. */
   public CnnClassifier() {
@@ -90,6 +97,12 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     this.checkpointDir = CnnParams.checkpointDir(this);
     this.checkpointInterval = CnnParams.checkpointInterval(this);
     this.device = CnnParams.device(this);
+    this.learningRateSchedule = CnnParams.learningRateSchedule(this);
+    this.learningRateBoundaries = CnnParams.learningRateBoundaries(this);
+    this.learningRateFactors = CnnParams.learningRateFactors(this);
+    this.decaySteps = CnnParams.decaySteps(this);
+    this.decayRate = CnnParams.decayRate(this);
+    this.warmupSteps = CnnParams.warmupSteps(this);
     setDefault(featuresCol, "features");
     setDefault(labelCol, "label");
     setDefault(predictionCol, "prediction");
@@ -107,6 +120,12 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     setDefault(threadsPerWorker, 1);
     setDefault(checkpointInterval, 1000);
     setDefault(device, "cpu");
+    setDefault(learningRateSchedule, "constant");
+    setDefault(learningRateBoundaries, new int[0]);
+    setDefault(learningRateFactors, new double[0]);
+    setDefault(decaySteps, 0);
+    setDefault(decayRate, 0.1);
+    setDefault(warmupSteps, 0);
   }
 
   @Override
@@ -264,6 +283,91 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     return (CnnClassifier) set(learningRate, v);
   }
 
+  /** The {@code learningRateSchedule} param; see {@link #explainParams()} for its doc and default. */
+  public Param<String> learningRateSchedule() {
+    return learningRateSchedule;
+  }
+
+  /** The {@code learningRateBoundaries} param; see {@link #explainParams()} for its doc and default. */
+  public org.apache.spark.ml.param.IntArrayParam learningRateBoundaries() {
+    return learningRateBoundaries;
+  }
+
+  /** The {@code learningRateFactors} param; see {@link #explainParams()} for its doc and default. */
+  public org.apache.spark.ml.param.DoubleArrayParam learningRateFactors() {
+    return learningRateFactors;
+  }
+
+  /** The {@code decaySteps} param; see {@link #explainParams()} for its doc and default. */
+  public IntParam decaySteps() {
+    return decaySteps;
+  }
+
+  /** The {@code decayRate} param; see {@link #explainParams()} for its doc and default. */
+  public DoubleParam decayRate() {
+    return decayRate;
+  }
+
+  /** The {@code warmupSteps} param; see {@link #explainParams()} for its doc and default. */
+  public IntParam warmupSteps() {
+    return warmupSteps;
+  }
+
+  /** Sets {@code learningRateSchedule}; a value the param rejects fails here, naming it. */
+  public CnnClassifier setLearningRateSchedule(String v) {
+    return (CnnClassifier) set(learningRateSchedule, v);
+  }
+
+  /** Sets {@code learningRateBoundaries}; a value the param rejects fails here, naming it. */
+  public CnnClassifier setLearningRateBoundaries(int[] v) {
+    return (CnnClassifier) set(learningRateBoundaries, v);
+  }
+
+  /** Sets {@code learningRateFactors}; a value the param rejects fails here, naming it. */
+  public CnnClassifier setLearningRateFactors(double[] v) {
+    return (CnnClassifier) set(learningRateFactors, v);
+  }
+
+  /** Sets {@code decaySteps}; a value the param rejects fails here, naming it. */
+  public CnnClassifier setDecaySteps(int v) {
+    return (CnnClassifier) set(decaySteps, v);
+  }
+
+  /** Sets {@code decayRate}; a value the param rejects fails here, naming it. */
+  public CnnClassifier setDecayRate(double v) {
+    return (CnnClassifier) set(decayRate, v);
+  }
+
+  /** Sets {@code warmupSteps}; a value the param rejects fails here, naming it. */
+  public CnnClassifier setWarmupSteps(int v) {
+    return (CnnClassifier) set(warmupSteps, v);
+  }
+
+  /**
+   * The schedule the params describe, checked as a whole (one factor more than boundaries for
+   * piecewise); a mismatch fails naming the params.
+   */
+  LearningRateSchedule schedule() {
+    int[] boundaries = (int[]) getOrDefault(learningRateBoundaries);
+    double[] factors = (double[]) getOrDefault(learningRateFactors);
+    int decay = intParam(decaySteps) > 0 ? intParam(decaySteps) : intParam(maxIter);
+    LearningRateSchedule s;
+    switch ($(learningRateSchedule).toLowerCase(java.util.Locale.ROOT)) {
+      case "piecewise" -> {
+        if (factors.length != boundaries.length + 1) {
+          throw new IllegalArgumentException("learningRateSchedule=piecewise needs one learningRateFactors entry more"
+              + " than learningRateBoundaries, but has " + factors.length + " factors for " + boundaries.length
+              + " boundaries");
+        }
+        s = LearningRateSchedule.piecewise(boundaries, factors);
+      }
+      case "cosine" -> s = LearningRateSchedule.cosine(decay);
+      case "exponential" -> s = LearningRateSchedule.exponential(decay, doubleParam(decayRate));
+      default -> s = LearningRateSchedule.constant();
+    }
+    return s.withWarmup(intParam(warmupSteps));
+  }
+
   /** Sets {@code batchSize}; a value the param rejects fails here, naming it. */
   public CnnClassifier setBatchSize(int v) {
     return (CnnClassifier) set(batchSize, v);
@@ -313,6 +417,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   @Override
   public CnnClassificationModel fit(Dataset<?> dataset) {
     transformSchema(dataset.schema());
+    LearningRateSchedule schedule = schedule();
     ModelSpec spec = ModelSpec.parse($(model));
     FeatureReader reader = FeatureReader.of(dataset.schema(), $(featuresCol), spec.inputShape().size());
     int workers = intParam(numWorkers) > 0 ? intParam(numWorkers) : dataset.sparkSession().sparkContext().defaultParallelism();
@@ -341,7 +446,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
         checkpoints, intParam(checkpointInterval), $(device),
         $(syncMode).equals("barrier") ? TrainingProgress.attach(sc, intParam(maxIter), intParam(batchSize)) : null,
-        BarrierTraining.encrypts(sc.getConf()));
+        BarrierTraining.encrypts(sc.getConf()), schedule);
     TrainResult r;
     try {
       r = runTraining(rows, settings, spec, reader, workers, packFirst);

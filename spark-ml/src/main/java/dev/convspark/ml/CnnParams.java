@@ -83,6 +83,49 @@ final class CnnParams {
     return new DoubleParam(owner, "learningRate", "learning rate (> 0)", ParamValidators.gt(0));
   }
 
+  static Param<String> learningRateSchedule(Params owner) {
+    return new Param<>(owner, "learningRateSchedule", "how the learning rate changes with the step t = 1, 2, ...:"
+        + " constant; piecewise (learningRate times learningRateFactors[i] after learningRateBoundaries[i-1]);"
+        + " cosine (decaying to 0 at decaySteps); exponential (times decayRate every decaySteps, smoothly);"
+        + " each times t / warmupSteps for the first warmupSteps steps (case-insensitive)",
+        new OneOf("constant", "piecewise", "cosine", "exponential"));
+  }
+
+  static org.apache.spark.ml.param.IntArrayParam learningRateBoundaries(Params owner) {
+    return new org.apache.spark.ml.param.IntArrayParam(owner, "learningRateBoundaries", "steps after which a"
+        + " piecewise schedule's next factor applies: increasing, >= 1",
+        (scala.Function1<int[], Object> & java.io.Serializable) v -> {
+          for (int i = 0; i < v.length; i++) {
+            if (v[i] < 1 || (i > 0 && v[i] <= v[i - 1])) {
+              return false;
+            }
+          }
+          return true;
+        });
+  }
+
+  static org.apache.spark.ml.param.DoubleArrayParam learningRateFactors(Params owner) {
+    return new org.apache.spark.ml.param.DoubleArrayParam(owner, "learningRateFactors", "a piecewise schedule's"
+        + " factors of learningRate, one more than learningRateBoundaries: positive and finite",
+        (scala.Function1<double[], Object> & java.io.Serializable) v -> java.util.Arrays.stream(v)
+            .allMatch(f -> f > 0 && !Double.isInfinite(f)));
+  }
+
+  static IntParam decaySteps(Params owner) {
+    return new IntParam(owner, "decaySteps", "steps over which a cosine schedule decays to 0, or an exponential"
+        + " one multiplies the rate by decayRate (>= 1); 0 means maxIter", ParamValidators.gtEq(0));
+  }
+
+  static DoubleParam decayRate(Params owner) {
+    return new DoubleParam(owner, "decayRate", "an exponential schedule's factor per decaySteps, in (0, 1]",
+        ParamValidators.inRange(0, 1, false, true));
+  }
+
+  static IntParam warmupSteps(Params owner) {
+    return new IntParam(owner, "warmupSteps", "steps of linear warm-up: the scheduled rate times t / warmupSteps"
+        + " while t <= warmupSteps (>= 0; 0: none)", ParamValidators.gtEq(0));
+  }
+
   static IntParam batchSize(Params owner) {
     return new IntParam(owner, "batchSize", "global mini-batch size, summed over all partitions (>= 1)", ParamValidators.gtEq(1));
   }

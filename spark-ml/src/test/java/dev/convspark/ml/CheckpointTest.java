@@ -85,6 +85,55 @@ class CheckpointTest {
     assertEquals(List.of("step-10.cspk", "step-10.history", "step-12.cspk", "step-12.history"), files(dir));
   }
 
+  /**
+   * A schedule (warm-up, then piecewise) follows the optimizer's step count, which checkpoints keep:
+   * a run interrupted at step 8 and resumed from step 5 ends with the uninterrupted run's weights,
+   * in both sync modes; and the schedule is used (the weights differ from a constant rate's).
+   */
+  @Test
+  void aScheduledRunInterruptedAndResumedEndsWithTheUninterruptedWeights() throws IOException {
+    for (String mode : List.of("barrier", "driver")) {
+      java.util.function.Supplier<CnnClassifier> scheduled = () -> classifier(12).setSyncMode(mode)
+          .setLearningRateSchedule("piecewise").setLearningRateBoundaries(new int[] {6})
+          .setLearningRateFactors(new double[] {1, 0.1}).setWarmupSteps(3);
+      float[] uninterrupted = scheduled.get().fit(data).weights();
+      float[] constant = classifier(12).setSyncMode(mode).fit(data).weights();
+      assertTrue(!java.util.Arrays.equals(uninterrupted, constant), mode + ": the schedule changed the weights");
+      Path dir = tmp.resolve("scheduled-" + mode);
+      CnnClassificationModel m;
+      if (mode.equals("barrier")) {
+        spark.sparkContext().setLocalProperty(BarrierTraining.FAIL_AT_STEP, "1:8");
+        try {
+          m = scheduled.get().setCheckpointDir(dir.toString()).setCheckpointInterval(5).fit(data);
+        } finally {
+          spark.sparkContext().setLocalProperty(BarrierTraining.FAIL_AT_STEP, null);
+        }
+        assertEquals(5, m.summary().resumedFromStep(), "the retried stage resumed from the step-5 checkpoint");
+      } else {
+        scheduled.get().setMaxIter(5).setCheckpointDir(dir.toString()).fit(data);
+        m = scheduled.get().setCheckpointDir(dir.toString()).fit(data);
+        assertEquals(5, m.summary().resumedFromStep(), "the second fit resumed from the first's step 5");
+      }
+      assertSameWeights(uninterrupted, m.weights());
+    }
+  }
+
+  @Test
+  void scheduleParamsAreValidatedNamingThem() {
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> classifier(4).setLearningRateSchedule("linear"));
+    assertTrue(e.getMessage().contains("learningRateSchedule"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> classifier(4).setLearningRateBoundaries(new int[] {5, 3}));
+    assertTrue(e.getMessage().contains("learningRateBoundaries"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> classifier(4).setLearningRateFactors(new double[] {1, -1}));
+    assertTrue(e.getMessage().contains("learningRateFactors"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> classifier(4).setDecayRate(0));
+    assertTrue(e.getMessage().contains("decayRate"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> classifier(4).setLearningRateSchedule("piecewise")
+        .setLearningRateBoundaries(new int[] {2}).fit(data));
+    assertTrue(e.getMessage().contains("one learningRateFactors entry more than learningRateBoundaries"), e.getMessage());
+  }
+
   @Test
   void aSecondFitResumesFromTheCheckpointOfTheFirstInBothSyncModes() {
     for (String mode : List.of("barrier", "driver")) {

@@ -159,10 +159,16 @@ class CnnClassifierTest {
     List<Row> pb = loaded.transform(test.limit(200)).select("prediction", "probability").collectAsList();
     assertEquals(pa, pb);
     String estPath = tmp.resolve("estimator").toString();
+    clf.setLearningRateSchedule("piecewise").setLearningRateBoundaries(new int[] {10})
+        .setLearningRateFactors(new double[] {1, 0.5}).setWarmupSteps(2);
     clf.write().overwrite().save(estPath);
     CnnClassifier again = CnnClassifier.load(estPath);
     assertEquals(20, again.getOrDefault(again.maxIter()));
     assertEquals("softmax-regression", again.getOrDefault(again.model()));
+    assertEquals("piecewise", again.getOrDefault(again.learningRateSchedule()));
+    assertArrayEquals(new int[] {10}, (int[]) again.getOrDefault(again.learningRateBoundaries()));
+    assertArrayEquals(new double[] {1, 0.5}, (double[]) again.getOrDefault(again.learningRateFactors()));
+    assertEquals(2, again.getOrDefault(again.warmupSteps()));
   }
 
   @Test
