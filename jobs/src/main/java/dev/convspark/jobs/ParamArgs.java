@@ -98,12 +98,21 @@ final class ParamArgs {
   static String help(Params target) {
     StringBuilder b = new StringBuilder();
     for (Param<?> p : target.params()) {
-      b.append("  ").append(String.format("%-24s", flag(p.name()))).append(p.doc());
+      b.append("  ").append(String.format("%-26s", flag(p.name()))).append(' ').append(p.doc());
       if (target.hasDefault(p)) {
-        b.append(" (default: ").append(target.getDefault(p).get()).append(')');
+        Object d = target.getDefault(p).get();
+        String shown = d instanceof int[] ints ? join(java.util.Arrays.stream(ints).mapToObj(Integer::toString))
+            : d instanceof double[] doubles ? join(java.util.Arrays.stream(doubles).mapToObj(Double::toString))
+            : String.valueOf(d);
+        b.append(" (default: ").append(shown.isEmpty() ? "none" : shown).append(')');
       }
       b.append('\n');
     }
     return b.toString();
+  }
+
+  /** Items as a flag takes them: comma-separated. */
+  private static String join(java.util.stream.Stream<String> items) {
+    return String.join(",", items.toList());
   }
 }

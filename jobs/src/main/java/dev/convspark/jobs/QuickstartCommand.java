@@ -28,7 +28,8 @@ final class QuickstartCommand {
   static int run(String[] args) throws IOException {
     Path data = MnistArrays.defaultDir();
     String model = ModelSpec.DEEP_MNIST;
-    int steps = 20_000;
+    String recipe = "fast";
+    Integer steps = null;
     int batch = 50;
     int threads = Runtime.getRuntime().availableProcessors();
     long seed = 1;
@@ -38,17 +39,27 @@ final class QuickstartCommand {
         case "--data" -> data = Path.of(Args.value(args, ++i, "--data"));
         case "--model" -> model = Args.value(args, ++i, "--model");
         case "--steps" -> steps = Args.intValue(args, ++i, "--steps", 1, 100_000_000);
+        case "--recipe" -> {
+          recipe = Args.value(args, ++i, "--recipe").toLowerCase(Locale.ROOT);
+          if (!recipe.equals("fast") && !recipe.equals("tutorial")) {
+            throw new UsageException("--recipe must be fast or tutorial but was '" + args[i] + "'");
+          }
+        }
         case "--batch-size" -> batch = Args.intValue(args, ++i, "--batch-size", 1, 1_000_000);
         case "--threads" -> threads = Args.intValue(args, ++i, "--threads", 1, 1024);
         case "--seed" -> seed = Args.intValue(args, ++i, "--seed", 0, Integer.MAX_VALUE);
         case "--output" -> out = Path.of(Args.value(args, ++i, "--output"));
         case "-h", "--help" -> {
-          System.out.println("usage: convspark quickstart [--steps 20000] [--model deep-mnist] [--batch-size 50]"
-              + " [--threads N] [--seed 1] [--data data/mnist] [--output data/models]\n"
-              + "  Trains the model on the 60,000 MNIST training images through an embedded local Spark\n"
-              + "  (Adam 1e-4 and dropout keep 0.5 for deep-mnist, SGD 0.5 for softmax-regression: the\n"
-              + "  tutorial's recipes), shows progress, evaluates on the 10,000 test images, scores them, and\n"
-              + "  writes the model, summary, pictures and predictions under --output/MODEL.");
+          System.out.println("usage: convspark quickstart [--recipe fast|tutorial] [--steps N] [--model deep-mnist]"
+              + " [--batch-size 50]\n"
+              + "                           [--threads N] [--seed 1] [--data data/mnist] [--output data/models]\n"
+              + "  Trains the model on the 60,000 MNIST training images through an embedded local Spark, shows\n"
+              + "  progress, evaluates on the 10,000 test images, scores them, and writes the model, summary,\n"
+              + "  pictures and predictions under --output/MODEL. deep-mnist with dropout keep 0.5 and Adam:\n"
+              + "  --recipe fast (the default) 6,000 steps at 1e-3, divided by 10 after 2/3 and 13/15 of the\n"
+              + "  steps; --recipe tutorial the tutorial's 20,000 steps at 1e-4. softmax-regression: SGD 0.5\n"
+              + "  (the tutorial's) either way, 20,000 steps. --steps changes the number of steps (a fast\n"
+              + "  recipe's boundaries keep their fractions).");
           return 0;
         }
         default -> throw new UsageException("quickstart: unknown argument '" + args[i] + "'");
@@ -56,10 +67,14 @@ final class QuickstartCommand {
     }
     ModelSpec spec = ModelSpec.parse(model);
     boolean cnn = !spec.name().equals(ModelSpec.SOFTMAX_REGRESSION);
+    boolean fast = cnn && recipe.equals("fast");
+    if (steps == null) {
+      steps = fast ? 6_000 : 20_000;
+    }
     double ips = estimateImagesPerSecond(data, spec, cnn, threads, batch);
-    System.out.printf(Locale.ROOT, "training %s on 60,000 MNIST images: %,d steps of %d on %d threads;"
-        + " about %s at %.0f images/s (measured just now)%n", spec.name(), steps, batch, threads,
-        duration(steps * (double) batch / ips), ips);
+    System.out.printf(Locale.ROOT, "training %s on 60,000 MNIST images (%s recipe): %,d steps of %d on %d threads;"
+        + " about %s at %.0f images/s (measured just now)%n", spec.name(), cnn ? recipe : "the tutorial's", steps, batch,
+        threads, duration(steps * (double) batch / ips), ips);
     Path run = out.resolve(spec.name()).toAbsolutePath();
     String trainFile = data.resolve("train-images-idx3-ubyte").toAbsolutePath().toString();
     String testFile = data.resolve("t10k-images-idx3-ubyte").toAbsolutePath().toString();
@@ -69,6 +84,8 @@ final class QuickstartCommand {
         "--num-workers", "1", "--threads-per-worker", Integer.toString(threads), "--output", run.toString()));
     if (!cnn) {
       train.addAll(List.of("--optimizer", "sgd", "--learning-rate", "0.5", "--keep-prob", "1"));
+    } else if (fast) {
+      train.addAll(fastRecipe(steps));
     }
     System.setProperty("spark.master", "local[" + threads + "]");
     System.setProperty("spark.ui.enabled", "false");
@@ -97,6 +114,17 @@ final class QuickstartCommand {
         + " summary.csv, loss.png, accuracy.png, evaluation/ (metrics.json, confusion.png, misclassified.png),"
         + " predictions.parquet");
     return 0;
+  }
+
+  /**
+   * The fast recipe's flags for {@code steps} steps: Adam 1e-3, divided by 10 after 2/3 of the steps
+   * and again after 13/15 (4,000 and 5,200 of 6,000).
+   */
+  static List<String> fastRecipe(int steps) {
+    int first = Math.max(1, (int) Math.round(steps * 2.0 / 3));
+    int second = Math.max(first + 1, (int) Math.round(steps * 13.0 / 15));
+    return List.of("--learning-rate", "1e-3", "--learning-rate-schedule", "piecewise", "--learning-rate-boundaries",
+        first + "," + second, "--learning-rate-factors", "1,0.1,0.01");
   }
 
   /** A few engine steps on this machine, to say up front how long the run will take. */

@@ -22,6 +22,7 @@ class LauncherTest {
     assertEquals(2, Launcher.run(new String[] {"quickstart", "--steps", "zero"}));
     assertEquals(2, Launcher.run(new String[] {"bench", "engine", "--threads", "0"}));
     assertEquals(2, Launcher.run(new String[] {"bench", "engine", "--threads", "1,two"}));
+    assertEquals(2, Launcher.run(new String[] {"quickstart", "--recipe", "quick"}));
     assertEquals(2, Launcher.run(new String[] {"bench", "scaling", "--link-gbps", "0"}));
     assertEquals(2, Launcher.run(new String[] {"bench", "scaling", "--link-gbps", "fast"}));
     assertEquals(2, Launcher.run(new String[] {"bench", "scaling", "--topology", "mesh"}));
@@ -33,6 +34,7 @@ class LauncherTest {
     assertEquals(0, Launcher.run(new String[] {"quickstart", "--help"}));
     assertEquals(0, Launcher.run(new String[] {"bench", "engine", "--help"}));
     assertEquals(0, Launcher.run(new String[] {"bench", "scaling", "--help"}));
+    assertEquals(0, Launcher.run(new String[] {"quickstart", "--help"}));
   }
 
   @Test
