@@ -54,10 +54,7 @@ class CheckpointTest {
 
   private static void assertSameWeights(float[] expected, float[] got) {
     assertEquals(expected.length, got.length);
-    double maxDiff = 0;
-    for (int i = 0; i < got.length; i++) {
-      maxDiff = Math.max(maxDiff, Math.abs(got[i] - expected[i]));
-    }
+    double maxDiff = Weights.maxDiff(got, expected);
     assertEquals(0.0, maxDiff, "largest weight difference from the uninterrupted run");
   }
 

@@ -120,10 +120,7 @@ class CnnClassifierTest {
       float[] local = new float[runner.paramCount()];
       runner.copyParametersTo(local);
       float[] distributed = m.weights();
-      double maxDiff = 0;
-      for (int i = 0; i < local.length; i++) {
-        maxDiff = Math.max(maxDiff, Math.abs(local[i] - distributed[i]));
-      }
+      double maxDiff = Weights.maxDiff(local, distributed);
       assertTrue(maxDiff < 1e-5, "distributed and single-process weights differ by " + maxDiff);
     }
   }
@@ -135,10 +132,7 @@ class CnnClassifierTest {
         .setMaxIter(6).setSeed(5).setLearningRate(1e-3).setNumWorkers(2);
     float[] barrier = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setSyncMode("barrier").fit(small).weights();
     float[] driver = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setSyncMode("driver").fit(small).weights();
-    double maxDiff = 0;
-    for (int i = 0; i < barrier.length; i++) {
-      maxDiff = Math.max(maxDiff, Math.abs(barrier[i] - driver[i]));
-    }
+    double maxDiff = Weights.maxDiff(barrier, driver);
     assertTrue(maxDiff < 1e-5, "barrier and driver weights differ by " + maxDiff);
   }
 
@@ -226,10 +220,7 @@ class CnnClassifierTest {
     } finally {
       spark.sparkContext().setLocalProperty(BarrierTraining.EXCHANGE, null);
     }
-    double maxDiff = 0;
-    for (int i = 0; i < merged.length; i++) {
-      maxDiff = Math.max(maxDiff, Math.abs(merged[i] - sockets[i]));
-    }
+    double maxDiff = Weights.maxDiff(merged, sockets);
     assertTrue(maxDiff < 1e-5, "weights trained as one and over sockets differ by " + maxDiff);
     assertTrue(maxDiff > 0 || java.util.Arrays.equals(merged, sockets), "compared two runs");
   }
@@ -247,10 +238,7 @@ class CnnClassifierTest {
     float[] packedFirst = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setNumWorkers(2)
         .fit(small.repartition(4)).weights();
     for (float[] other : new float[][] {two, four, packedFirst}) {
-      double maxDiff = 0;
-      for (int i = 0; i < one.length; i++) {
-        maxDiff = Math.max(maxDiff, Math.abs(one[i] - other[i]));
-      }
+      double maxDiff = Weights.maxDiff(one, other);
       assertTrue(maxDiff < 1e-5, "weights differ by " + maxDiff);
     }
   }

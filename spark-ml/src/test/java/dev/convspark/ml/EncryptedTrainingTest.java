@@ -42,10 +42,7 @@ class EncryptedTrainingTest {
         } finally {
           spark.sparkContext().setLocalProperty(BarrierTraining.EXCHANGE, null);
         }
-        double maxDiff = 0;
-        for (int i = 0; i < merged.length; i++) {
-          maxDiff = Math.max(maxDiff, Math.abs(merged[i] - sealed[i]));
-        }
+        double maxDiff = Weights.maxDiff(merged, sealed);
         assertTrue(maxDiff < 1e-5, exchange + ": weights over the encrypted exchange differ by " + maxDiff);
       }
     } finally {

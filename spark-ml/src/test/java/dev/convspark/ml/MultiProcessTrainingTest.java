@@ -73,10 +73,7 @@ class MultiProcessTrainingTest {
       CnnClassificationModel m = train(spark);
       assertEquals(2, spark.sparkContext().getExecutorIds().size(), "two executor processes");
       float[] got = m.weights();
-      double maxDiff = 0;
-      for (int i = 0; i < got.length; i++) {
-        maxDiff = Math.max(maxDiff, Math.abs(got[i] - expected[i]));
-      }
+      double maxDiff = Weights.maxDiff(got, expected);
       assertTrue(maxDiff < 1e-6, "local-cluster and local[2] weights differ by " + maxDiff);
       Dataset<Row> test = spark.read().format("idx").option("imageFormat", "vector")
           .load(MNIST.resolve("t10k-images-idx3-ubyte").toString());
@@ -111,10 +108,7 @@ class MultiProcessTrainingTest {
       }
       assertEquals(100, resumed.summary().resumedFromStep(), "resumed from the last checkpoint");
       float[] w = resumed.weights();
-      maxDiff = 0;
-      for (int i = 0; i < w.length; i++) {
-        maxDiff = Math.max(maxDiff, Math.abs(w[i] - expected[i]));
-      }
+      maxDiff = Weights.maxDiff(w, expected);
       assertTrue(maxDiff < 1e-6, "resumed and uninterrupted weights differ by " + maxDiff);
     } finally {
       spark.stop();
@@ -154,10 +148,7 @@ class MultiProcessTrainingTest {
         // Called at once: fit waits for the executors' four slots to register.
         float[] got = trainFourWorkers(spark);
         assertEquals(executors, spark.sparkContext().getExecutorIds().size(), master + ": executor processes");
-        double maxDiff = 0;
-        for (int i = 0; i < got.length; i++) {
-          maxDiff = Math.max(maxDiff, Math.abs(got[i] - expected[i]));
-        }
+        double maxDiff = Weights.maxDiff(got, expected);
         assertTrue(maxDiff < 1e-5, master + " and local[4] weights differ by " + maxDiff);
       } finally {
         spark.stop();

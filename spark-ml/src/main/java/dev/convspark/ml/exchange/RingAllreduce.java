@@ -60,6 +60,10 @@ public final class RingAllreduce extends SocketExchange {
   private final DataInputStream in;
   private final int next;
   private final int prev;
+  // One flow at a time, its sender and receiver each with buffers of its own, kept between steps.
+  private final ByteBuffer sendBuf = ByteBuffer.allocate(CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
+  private final ByteBuffer receiveBuf = ByteBuffer.allocate(CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
+  private final float[] partial = new float[CHUNK];
 
   private RingAllreduce(int rank, int size, Socket toNext, Socket fromPrev, Wire.Shaper shaper) throws IOException {
     super(rank, size);
@@ -240,7 +244,7 @@ public final class RingAllreduce extends SocketExchange {
     float[] data = f.data;
     int n = data.length;
     int c = chunks(n);
-    ByteBuffer b = ByteBuffer.allocate(CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
+    ByteBuffer b = sendBuf;
     out.writeInt(n);
     out.writeDouble(f.count);
     out.flush();
@@ -290,8 +294,7 @@ public final class RingAllreduce extends SocketExchange {
     float[] data = f.data;
     int n = data.length;
     int c = chunks(n);
-    ByteBuffer b = ByteBuffer.allocate(CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
-    float[] partial = new float[CHUNK];
+    ByteBuffer b = receiveBuf;
     float inv = 0;
     try {
       int got = in.readInt();

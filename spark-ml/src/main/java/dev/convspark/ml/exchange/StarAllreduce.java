@@ -57,11 +57,6 @@ public final class StarAllreduce extends SocketExchange {
     }
   }
 
-  /** Rank 0's listening socket, bound to {@code host} (the executor's address) on a free port. */
-  static ServerSocket listen(String host) throws IOException {
-    return Wire.listen(host);
-  }
-
   /**
    * Rank 0: accepts the other {@code size - 1} workers, refusing connections without the secret.
    *

@@ -98,7 +98,7 @@ class LocalExchangeTest {
     };
     List<float[][]> mem = runAll(size, local(size), work);
     List<float[][]> net;
-    try (ServerSocket server = StarAllreduce.listen("127.0.0.1")) {
+    try (ServerSocket server = Wire.listen("127.0.0.1")) {
       net = runAll(size, sockets(size, server), work);
     }
     for (int r = 0; r < size; r++) {

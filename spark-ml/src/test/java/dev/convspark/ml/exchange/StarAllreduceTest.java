@@ -27,7 +27,7 @@ class StarAllreduceTest {
   @Test
   void threeWorkersGetTheSameSumAndAStrangerIsRefused() throws Exception {
     int size = 3;
-    ServerSocket server = StarAllreduce.listen("127.0.0.1");
+    ServerSocket server = Wire.listen("127.0.0.1");
     int port = server.getLocalPort();
     ExecutorService pool = Executors.newFixedThreadPool(size + 1);
     try {
@@ -77,7 +77,7 @@ class StarAllreduceTest {
 
   @Test
   void aMissingWorkerFailsTheHubWithATimeoutNamingIt() throws IOException {
-    try (ServerSocket server = StarAllreduce.listen("127.0.0.1")) {
+    try (ServerSocket server = Wire.listen("127.0.0.1")) {
       IOException e = assertThrows(IOException.class, () -> StarAllreduce.hub(server, 2, "s", 300));
       assertTrue(e.getMessage().contains("worker 0 of 2") && e.getMessage().contains("missing ranks 1"), e.getMessage());
     }
@@ -177,7 +177,7 @@ class StarAllreduceTest {
   }
 
   private static float[][] twoWorkers(boolean stop, boolean streamed) throws Exception {
-    ServerSocket server = StarAllreduce.listen("127.0.0.1");
+    ServerSocket server = Wire.listen("127.0.0.1");
     int port = server.getLocalPort();
     ExecutorService pool = Executors.newFixedThreadPool(2);
     try {
