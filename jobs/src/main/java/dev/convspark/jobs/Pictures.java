@@ -117,6 +117,15 @@ final class Pictures {
    */
   static void lineChart(Path file, String title, String yLabel, double[] y, int window, int width, int height)
       throws IOException {
+    lineChart(file, title, yLabel, y, window, width, height, new int[0], new double[0]);
+  }
+
+  /**
+   * As above, with a second series drawn over it in orange, a point at each of {@code atSteps}
+   * (1-based steps) joined by lines: the validation curve. Both series share the y axis.
+   */
+  static void lineChart(Path file, String title, String yLabel, double[] y, int window, int width, int height,
+                        int[] atSteps, double[] second) throws IOException {
     BufferedImage img = canvas(width, height);
     Graphics2D g = img.createGraphics();
     g.setRenderingHint(RenderingHints.KEY_ANTIALIASING, RenderingHints.VALUE_ANTIALIAS_ON);
@@ -128,10 +137,12 @@ final class Pictures {
     int ph = height - top - bottom;
     double lo = Double.POSITIVE_INFINITY;
     double hi = Double.NEGATIVE_INFINITY;
-    for (double v : y) {
-      if (Double.isFinite(v)) {
-        lo = Math.min(lo, v);
-        hi = Math.max(hi, v);
+    for (double[] series : new double[][] {y, second}) {
+      for (double v : series) {
+        if (Double.isFinite(v)) {
+          lo = Math.min(lo, v);
+          hi = Math.max(hi, v);
+        }
       }
     }
     if (!(lo <= hi)) {
@@ -184,6 +195,27 @@ final class Pictures {
       g.setColor(new Color(20, 60, 170));
       g.setStroke(new BasicStroke(2f));
       g.drawPolyline(xs, smooth, n);
+    }
+    if (second.length > 0 && n > 0) {
+      int[] px = new int[second.length];
+      int[] py = new int[second.length];
+      for (int i = 0; i < second.length; i++) {
+        double v = Double.isFinite(second[i]) ? second[i] : hi;
+        px[i] = left + (n == 1 ? pw / 2 : (int) Math.round(pw * (double) (atSteps[i] - 1) / (n - 1)));
+        py[i] = top + ph - (int) Math.round(ph * (v - lo) / (hi - lo));
+      }
+      Color orange = new Color(230, 120, 20);
+      g.setColor(orange);
+      g.drawPolyline(px, py, second.length);
+      for (int i = 0; i < second.length; i++) {
+        g.fillOval(px[i] - 3, py[i] - 3, 7, 7);
+      }
+      String legend = "training";
+      int lx = left + pw - textWidth(legend, 1) - textWidth("  validation", 1) - 30;
+      g.setColor(new Color(20, 60, 170));
+      text(g, legend, lx, top - 11, 1);
+      g.setColor(orange);
+      text(g, "validation", lx + textWidth(legend + "  ", 1) + 10, top - 11, 1);
     }
     g.dispose();
     write(img, file);

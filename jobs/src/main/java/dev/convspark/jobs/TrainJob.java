@@ -14,10 +14,10 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import org.apache.spark.ml.evaluation.MulticlassClassificationEvaluator;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.functions;
 
 /**
  * {@code train}: fits {@link CnnClassifier} on IDX files, a Parquet table or an image directory,
@@ -33,10 +33,14 @@ final class TrainJob {
     return "usage: train --data PATH [--validation PATH] [--format auto|idx|parquet|image] [--output DIR]\n"
         + "             [--PARAM VALUE ...]\n"
         + "  Trains a CnnClassifier and writes under --output (default data/run): model/ (load it with\n"
-        + "  CnnClassificationModel.load), summary.json, summary.csv (step, loss, accuracy), loss.png and\n"
+        + "  CnnClassificationModel.load), summary.json, summary.csv (step, loss, accuracy, and with\n"
+        + "  validation validation_loss and validation_accuracy at the steps evaluated), loss.png and\n"
         + "  accuracy.png. --data and --validation are IDX files (labels found beside them), a Parquet\n"
         + "  table (features and label columns), or a directory of 28x28 images whose parent directory\n"
-        + "  names are their labels; --format auto tells them apart. Every CnnClassifier param is a flag:\n"
+        + "  names are their labels; --format auto tells them apart. --validation's rows are held out\n"
+        + "  and evaluated while training, every --validation-interval steps, as rows marked by\n"
+        + "  --validation-indicator-col are (a column of --data; not both); --early-stopping-patience N\n"
+        + "  stops after N evaluations without improvement. Every CnnClassifier param is a flag:\n"
         + ParamArgs.help(new CnnClassifier());
   }
 
@@ -74,6 +78,9 @@ final class TrainJob {
     String featuresCol = clf.getOrDefault(clf.featuresCol());
     Dataset<Row> train = JobData.load(spark, data, format, featuresCol, in);
     clf.setFeaturesCol(JobData.FEATURES);
+    if (validation != null) {
+      train = withValidation(clf, train, JobData.load(spark, validation, format, featuresCol, in));
+    }
     int steps = (Integer) clf.getOrDefault(clf.maxIter());
     int batch = (Integer) clf.getOrDefault(clf.batchSize());
     System.out.printf(Locale.ROOT, "training %s on %s: %,d steps of %d (%s, %s sync)%n", spec.name(), data, steps, batch,
@@ -95,20 +102,27 @@ final class TrainJob {
     String modelPath = out.resolve("model").toAbsolutePath().toString();
     model.write().overwrite().save(modelPath);
     CnnTrainingSummary s = model.summary();
+    // The validation accuracy of the model's own weights: evaluated at their step while training.
     Double valAcc = null;
-    if (validation != null) {
-      Dataset<Row> val = JobData.load(spark, validation, format, featuresCol, in);
-      valAcc = new MulticlassClassificationEvaluator().setMetricName("accuracy").setLabelCol(clf.getOrDefault(clf.labelCol()))
-          .evaluate(model.transform(val));
+    int[] evaluated = s.validationIterations();
+    for (int i = 0; i < evaluated.length; i++) {
+      if (evaluated[i] == s.weightsIteration()) {
+        valAcc = s.validationAccuracyHistory()[i];
+      }
     }
     writeSummary(out, spec, clf, s, data, validation, valAcc, modelPath);
-    Pictures.lineChart(out.resolve("loss.png"), "training loss", "mean cross-entropy", s.objectiveHistory(),
-        Math.max(1, steps / 100), 800, 500);
-    Pictures.lineChart(out.resolve("accuracy.png"), "training accuracy", "batch accuracy", s.accuracyHistory(),
-        Math.max(1, steps / 100), 800, 500);
-    System.out.printf(Locale.ROOT, "trained in %s (%.0f images/s on %d worker%s)%s%s%n",
+    int window = Math.max(1, s.totalIterations() / 100);
+    boolean validated = evaluated.length > 0;
+    Pictures.lineChart(out.resolve("loss.png"), validated ? "loss: training and validation" : "training loss",
+        "mean cross-entropy", s.objectiveHistory(), window, 800, 500, evaluated, s.validationLossHistory());
+    Pictures.lineChart(out.resolve("accuracy.png"), validated ? "accuracy: training and validation"
+        : "training accuracy", "accuracy", s.accuracyHistory(), window, 800, 500, evaluated,
+        s.validationAccuracyHistory());
+    System.out.printf(Locale.ROOT, "trained in %s (%.0f images/s on %d worker%s)%s%s%s%n",
         QuickstartCommand.duration(s.wallSeconds()), s.imagesPerSecond(), s.numWorkers(), s.numWorkers() == 1 ? "" : "s",
         s.resumedFromStep() > 0 ? ", resumed from step " + s.resumedFromStep() : "",
+        s.stoppedEarly() ? String.format(Locale.ROOT, "; early stopping after step %,d, the model holds step %,d's"
+            + " weights", s.totalIterations(), s.weightsIteration()) : "",
         valAcc == null ? "" : String.format(Locale.ROOT, "; validation accuracy %.4f", valAcc));
     System.out.println("model:    " + modelPath);
     System.out.println("summary:  " + out.resolve("summary.json") + ", " + out.resolve("summary.csv"));
@@ -146,14 +160,42 @@ final class TrainJob {
     m.put("final_loss_last100", lastLoss);
     m.put("train_accuracy_last100", lastAcc);
     m.put("validation_accuracy", valAcc);
+    m.put("best_step", s.bestIteration());
+    m.put("weights_step", s.weightsIteration());
+    m.put("stopped_early", s.stoppedEarly());
     m.put("model_path", modelPath);
     Files.writeString(out.resolve("summary.json"), Json.write(m));
     List<String> lines = new ArrayList<>();
-    lines.add("step,loss,accuracy");
-    for (int i = 0; i < n; i++) {
-      lines.add(String.format(Locale.ROOT, "%d,%.6f,%.6f", i + 1, loss[i], acc[i]));
+    int[] evaluated = s.validationIterations();
+    double[] valLoss = s.validationLossHistory();
+    double[] valAccuracy = s.validationAccuracyHistory();
+    lines.add(evaluated.length == 0 ? "step,loss,accuracy" : "step,loss,accuracy,validation_loss,validation_accuracy");
+    for (int i = 0, v = 0; i < n; i++) {
+      String line = String.format(Locale.ROOT, "%d,%.6f,%.6f", i + 1, loss[i], acc[i]);
+      if (evaluated.length > 0) {
+        boolean here = v < evaluated.length && evaluated[v] == i + 1;
+        line += here ? String.format(Locale.ROOT, ",%.6f,%.6f", valLoss[v], valAccuracy[v++]) : ",,";
+      }
+      lines.add(line);
     }
     Files.write(out.resolve("summary.csv"), lines);
+  }
+
+  /**
+   * {@code train} and {@code validation} as one DataFrame for the fit, the validation rows marked
+   * by a boolean column that {@code clf}'s {@code validationIndicatorCol} then names.
+   *
+   * @throws UsageException when {@code validationIndicatorCol} is set already
+   */
+  static Dataset<Row> withValidation(CnnClassifier clf, Dataset<Row> train, Dataset<Row> validation) {
+    if (clf.isSet(clf.validationIndicatorCol())) {
+      throw new UsageException("--validation and --validation-indicator-col are both set; give one of them");
+    }
+    String label = clf.getOrDefault(clf.labelCol());
+    String marker = "isValidation";
+    clf.setValidationIndicatorCol(marker);
+    return train.select(JobData.FEATURES, label).withColumn(marker, functions.lit(false))
+        .unionByName(validation.select(JobData.FEATURES, label).withColumn(marker, functions.lit(true)));
   }
 
   /** Shows progress: a bar redrawn in place on a terminal, a plain line every 100 steps otherwise. */
@@ -168,9 +210,10 @@ final class TrainJob {
 
     @Override
     public synchronized void accept(TrainingProgress.Update u) {
-      String stats = String.format(Locale.ROOT, "step %d/%d  loss %.4f  accuracy %.3f  %.0f images/s  ETA %s",
-          u.step(), u.steps(), u.loss(), u.accuracy(), u.imagesPerSecond(),
-          QuickstartCommand.duration(Math.max(0, u.etaSeconds())));
+      String stats = String.format(Locale.ROOT, "step %d/%d  loss %.4f  accuracy %.3f%s  %.0f images/s  ETA %s",
+          u.step(), u.steps(), u.loss(), u.accuracy(), Double.isNaN(u.validationLoss()) ? ""
+              : String.format(Locale.ROOT, "  validation loss %.4f accuracy %.4f", u.validationLoss(),
+                  u.validationAccuracy()), u.imagesPerSecond(), QuickstartCommand.duration(Math.max(0, u.etaSeconds())));
       if (terminal) {
         int width = 30;
         int done = (int) Math.round(width * (double) u.step() / u.steps());

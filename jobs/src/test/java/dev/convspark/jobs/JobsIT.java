@@ -48,16 +48,22 @@ class JobsIT {
     String test = MNIST.resolve("t10k-images-idx3-ubyte").toString();
     SubmitProcess.Result t = ok(SubmitProcess.run(tmp, LOCAL, "train", "--data", train, "--validation", test,
         "--model", "softmax-regression", "--optimizer", "sgd", "--learning-rate", "0.5", "--keep-prob", "1",
-        "--max-iter", "300", "--num-workers", "2", "--seed", "5", "--output", run.toString()));
+        "--max-iter", "300", "--num-workers", "2", "--seed", "5", "--validation-interval", "100",
+        "--output", run.toString()));
     assertTrue(t.output().contains("step 300/300"), "progress lines: " + t.output());
+    assertTrue(t.output().contains("validation loss"), "progress lines show the validation: " + t.output());
     String summary = Files.readString(run.resolve("summary.json"));
-    assertTrue(number(summary, "\"validation_accuracy\": ([0-9.]+)") > 0.85, summary);
+    double valAcc = number(summary, "\"validation_accuracy\": ([0-9.]+)");
+    assertTrue(valAcc > 0.85, summary);
     assertEquals(300, (int) number(summary, "\"steps\": (\\d+)"));
+    assertEquals(300, (int) number(summary, "\"weights_step\": (\\d+)"));
     assertTrue(number(summary, "\"step_seconds\": ([0-9.E-]+)") > 0, summary);
     List<String> csv = Files.readAllLines(run.resolve("summary.csv"));
     assertEquals(301, csv.size());
-    assertEquals("step,loss,accuracy", csv.get(0));
-    assertTrue(csv.get(300).startsWith("300,"), csv.get(300));
+    assertEquals("step,loss,accuracy,validation_loss,validation_accuracy", csv.get(0));
+    assertTrue(csv.get(1).endsWith(",,"), "step 1 was not evaluated: " + csv.get(1));
+    assertTrue(csv.get(100).startsWith("100,") && !csv.get(100).endsWith(",,"), csv.get(100));
+    assertEquals(valAcc, Double.parseDouble(csv.get(300).split(",")[4]), 1e-6, csv.get(300));
     for (String png : List.of("loss.png", "accuracy.png")) {
       BufferedImage img = ImageIO.read(run.resolve(png).toFile());
       assertEquals(800, img.getWidth(), png);
@@ -70,6 +76,7 @@ class JobsIT {
         "--data", test, "--output", eval.toString()));
     double acc = number(e.output(), "accuracy ([0-9.]+) \\(");
     assertTrue(acc > 0.85, e.output());
+    assertEquals(valAcc, acc, 1e-4, "the validation while training scored the same rows with the same weights");
     String metrics = Files.readString(eval.resolve("metrics.json"));
     assertEquals(acc, number(metrics, "\"accuracy\": ([0-9.]+)"), 1e-4);
     assertTrue(metrics.contains("\"confusion_matrix\": [["), metrics);

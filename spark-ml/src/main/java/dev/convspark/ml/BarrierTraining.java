@@ -70,7 +70,12 @@ final class BarrierTraining {
   record Settings(String spec, FeatureReader reader, LabelReader labels, String optimizer, float learningRate,
                   int batchSize, int steps, float keepProb, long seed, int threads, Checkpoints checkpoints,
                   int checkpointInterval, String device, TrainingProgress.Remote progress, boolean encrypt,
-                  LearningRateSchedule schedule) implements Serializable {
+                  LearningRateSchedule schedule, Validation.Plan validation) implements Serializable {
+
+    /** The validation indicator the workers read as the rows' third field, or null. */
+    IndicatorReader indicator() {
+      return validation == null ? null : validation.indicator();
+    }
   }
 
   /**
@@ -99,21 +104,24 @@ final class BarrierTraining {
   static final String EXCHANGE = "convspark.exchange";
 
   /**
-   * Where training starts in both sync modes: the weights, optimizer and history of checkpoint
-   * {@code step}, or at step 0 the seeded initial weights, a fresh optimizer and empty histories
-   * (each {@code s.steps()} long).
+   * Where training starts in both sync modes: the weights, optimizer, history and validation of
+   * checkpoint {@code step}, or at step 0 the seeded initial weights, a fresh optimizer and empty
+   * histories (each {@code s.steps()} long). {@code validation} is null without validation;
+   * {@code best} holds the best evaluation's weights when the model keeps them (else null).
    */
-  record Start(float[] params, Optimizer optimizer, double[] loss, double[] accuracy) {
+  record Start(float[] params, Optimizer optimizer, double[] loss, double[] accuracy, Validation validation,
+               float[] best) {
 
     static Start of(Settings s, ModelSpec spec, int step) throws IOException {
       double[] loss = new double[s.steps()];
       double[] accuracy = new double[s.steps()];
+      Validation.Plan plan = s.validation();
       if (step == 0) {
         Network init = new Network(spec);
         init.initialize(s.seed());
         Optimizer fresh = Optimizer.create(s.optimizer(), s.learningRate(), init.paramCount());
         fresh.setSchedule(s.schedule());
-        return new Start(init.params(), fresh, loss, accuracy);
+        return new Start(init.params(), fresh, loss, accuracy, plan == null ? null : new Validation(plan), null);
       }
       Checkpoints.Checkpoint c = s.checkpoints().load(step, spec, s.optimizer());
       System.arraycopy(c.loss(), 0, loss, 0, step);
@@ -122,7 +130,22 @@ final class BarrierTraining {
       // The step count is in the checkpoint: the schedule continues where it was.
       Optimizer restored = Optimizer.restore(c.state().optimizer(), params.length);
       restored.setSchedule(s.schedule());
-      return new Start(params, restored, loss, accuracy);
+      Validation validation = null;
+      float[] best = null;
+      if (plan != null) {
+        if (c.validation() == null) {
+          LOG.info("checkpoint step {} was written without validation: validation starts after it", step);
+        }
+        validation = c.validation() == null ? new Validation(plan) : Validation.restore(plan, c.validation());
+        if (plan.keepsBest() && validation.bestStep() > 0) {
+          best = validation.bestStep() == step ? params.clone() : c.best();
+          if (best == null) {
+            throw new IOException(s.checkpoints().dir() + ": checkpoint step " + step + " lacks the weights of its best"
+                + " validation step " + validation.bestStep() + " (step-" + step + ".best.cspk)");
+          }
+        }
+      }
+      return new Start(params, restored, loss, accuracy, validation, best);
     }
   }
 
@@ -233,7 +256,7 @@ final class BarrierTraining {
       Block block = null;
       String status = null;
       try {
-        block = Block.of(rows, s.reader(), s.labels(), spec.inputShape().size());
+        block = Block.of(rows, s.reader(), s.labels(), spec.inputShape().size(), s.indicator());
       } catch (IllegalArgumentException | IllegalStateException e) {
         status = failure(e);
       }
@@ -370,7 +393,7 @@ final class BarrierTraining {
               return new GradientSum(null, 0, 0, 0);
             }
             return CnnClassifier.partitionGradient(own, share, rank, firsts[rank], stepSeed, r, null);
-          }, share, alone, from, start, runner);
+          }, share, alone, from, start, runner, new Block[] {own});
         }
         // A unit (the workers of one JVM on one device): its first worker trains all their shares
         // as one batch with the threads of all, drawing each worker's share from that worker's
@@ -405,7 +428,7 @@ final class BarrierTraining {
           }
           SoftmaxCrossEntropy.Result g = r.computeGradients(x, y, batch, lossScale, stepSeed, runFirsts, runLengths);
           return new GradientSum(null, g.lossSum(), g.correct(), batch);
-        }, batch, new Lead(ownGroup, exchange), from, start, runner);
+        }, batch, new Lead(ownGroup, exchange), from, start, runner, parts);
       }
     }
 
@@ -460,10 +483,12 @@ final class BarrierTraining {
     /**
      * Runs the steps after {@code start}: {@code gradient} leaves each step's gradient of
      * {@code count} samples in the runner, {@code exchange} sums it over the workers and applies
-     * the update.
+     * the update; with validation, the validation rows of {@code blocks} are evaluated when due
+     * and the evaluations summed over the units.
      */
     private TrainResult steps(BarrierTaskContext ctx, int[] members, StepGradient gradient, int count,
-                              GradientExchange exchange, Start from, int start, ModelRunner runner) throws IOException {
+                              GradientExchange exchange, Start from, int start, ModelRunner runner, Block[] blocks)
+        throws IOException {
       int rank = members[0];
       ModelSpec spec = ModelSpec.parse(s.spec());
       runner.setKeepProb(s.keepProb());
@@ -471,6 +496,9 @@ final class BarrierTraining {
       Optimizer opt = from.optimizer();
       double[] loss = from.loss();
       double[] accuracy = from.accuracy();
+      Validation validation = from.validation();
+      float[] best = from.best();
+      int last = start;
       if (start > 0 && rank == 0) {
         LOG.info("resuming at step {} from the checkpoint in {}", start, s.checkpoints().dir());
       }
@@ -484,7 +512,7 @@ final class BarrierTraining {
       }
       double[] stats = new double[3];
       long t0 = System.nanoTime();
-      for (int step = start + 1; step <= s.steps(); step++) {
+      for (int step = start + 1; step <= s.steps() && (validation == null || !validation.stopped()); step++) {
         // A unit's first worker fails for any of its workers.
         if (failAt != null && java.util.Arrays.stream(members).anyMatch(m -> m == failAt[0]) && failAt[1] == step) {
           if (failAt[2] == 1) {
@@ -509,7 +537,26 @@ final class BarrierTraining {
         });
         loss[step - 1] = stats[0] / stats[2];
         accuracy[step - 1] = stats[1] / stats[2];
-        if (s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps())) {
+        last = step;
+        if (validation != null && validation.plan().due(step, s.steps())) {
+          double[] sums = Validation.sum(exchange.gather(Validation.encode(Validation.evaluate(runner, blocks)),
+              TIMEOUT_MS));
+          boolean better;
+          try {
+            better = validation.record(step, sums);
+          } catch (IllegalArgumentException e) {
+            throw new Deterministic(e);
+          }
+          if (better && rank == 0 && validation.plan().keepsBest()) {
+            best = best == null ? new float[runner.paramCount()] : best;
+            runner.copyParametersTo(best);
+          }
+          if (rank == 0) {
+            TrainingProgress.validated(step, validation);
+          }
+        }
+        boolean stopping = validation != null && validation.stopped();
+        if (s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps() || stopping)) {
           float[] w = new float[runner.paramCount()];
           runner.copyParametersTo(w);
           // Sharded updates left each unit's moments current for its share only: made whole on
@@ -528,26 +575,32 @@ final class BarrierTraining {
             throw new Deterministic(e);
           }
           if (rank == 0) {
-            s.checkpoints().save(step, state, loss, accuracy);
+            s.checkpoints().save(step, state, loss, accuracy, validation == null ? null : validation.history(),
+                best != null && validation.bestStep() < step ? best : null);
           }
         }
         if (rank == 0) {
-          TrainingProgress.report(step, s.steps(), start, loss[step - 1], accuracy[step - 1], stats[2], t0);
+          TrainingProgress.report(step, s.steps(), start, loss[step - 1], accuracy[step - 1], stats[2], t0, validation);
           if (s.progress() != null) {
-            s.progress().publish(step, loss[step - 1], accuracy[step - 1]);
+            s.progress().publish(step, loss[step - 1], accuracy[step - 1], validation);
           }
         }
       }
       if (rank != 0) {
         return null;
       }
-      float[] weights = new float[runner.paramCount()];
-      runner.copyParametersTo(weights);
-      TrainResult result = new TrainResult(weights, loss, accuracy, start, (System.nanoTime() - t0) / 1e9);
+      float[] weights = best;
+      if (weights == null) {
+        weights = new float[runner.paramCount()];
+        runner.copyParametersTo(weights);
+      }
+      TrainResult result = new TrainResult(weights, java.util.Arrays.copyOf(loss, last),
+          java.util.Arrays.copyOf(accuracy, last), validation == null ? null : validation.history(), start,
+          (System.nanoTime() - t0) / 1e9);
       if (key.startsWith(LocalExchange.JVM_ID + " ")) {
         // The driver is in this JVM: the shuffle carries only a marker.
         HANDED_OVER.put(key, result);
-        return new TrainResult(null, null, null, start, result.stepSeconds());
+        return new TrainResult(null, null, null, null, start, result.stepSeconds());
       }
       return result;
     }

@@ -12,7 +12,7 @@ import org.apache.spark.sql.catalyst.InternalRow;
  * copies every value about twice; a 60,000-image partition took up to 0.4 s that way.
  */
 final class Block implements Serializable {
-  private static final long serialVersionUID = 2L;
+  private static final long serialVersionUID = 3L;
 
   /** Floats per chunk (512 KB). */
   static final int CHUNK_FLOATS = 1 << 17;
@@ -23,8 +23,11 @@ final class Block implements Serializable {
   private final int rowsPerChunk;
   private final float[][] chunks;
   private final int[] labels;
+  /** The partition's rows held out for validation, packed likewise; null when nothing is validated. */
+  final Block held;
 
-  private Block(int size, int count, float[][] chunks, int[] labels) {
+  private Block(int size, int count, float[][] chunks, int[] labels, Block held) {
+    this.held = held;
     this.size = size;
     this.count = count;
     this.rowsPerChunk = rowsPerChunk(size);
@@ -48,12 +51,13 @@ final class Block implements Serializable {
 
   /**
    * A partition's block: the rows of (features, label) packed, or, when the partition holds
-   * blocks packed already (see {@link #merge}), those blocks as one.
+   * blocks packed already (see {@link #merge}), those blocks as one. With {@code indicator}, the
+   * rows hold a third field, the validation indicator, and those marked true go to {@link #held}.
    */
   @SuppressWarnings("unchecked")
-  static Block of(Iterator<?> items, FeatureReader features, LabelReader labels, int size) {
+  static Block of(Iterator<?> items, FeatureReader features, LabelReader labels, int size, IndicatorReader indicator) {
     if (!items.hasNext()) {
-      return new Builder(size).build();
+      return new Builder(size).build(indicator == null ? null : new Builder(size).build(null));
     }
     Object first = items.next();
     Iterator<Object> all = new Iterator<>() {
@@ -77,25 +81,26 @@ final class Block implements Serializable {
     if (first instanceof Block) {
       return merge((Iterator<Block>) (Iterator<?>) all);
     }
-    return pack((Iterator<InternalRow>) (Iterator<?>) all, features, labels, size);
+    return pack((Iterator<InternalRow>) (Iterator<?>) all, features, labels, size, indicator);
   }
 
   /** The blocks one after another, as one block. */
   static Block merge(Iterator<Block> blocks) {
     Builder b = null;
+    Builder held = null;
     while (blocks.hasNext()) {
       Block next = blocks.next();
       b = b == null ? new Builder(next.size) : b;
-      for (int i = 0; i < next.count; i++) {
-        int at = b.reserve();
-        next.copyFeatures(i, b.chunk, at);
-        b.labels[b.count - 1] = next.labels[i];
+      b.addAll(next);
+      if (next.held != null) {
+        held = held == null ? new Builder(next.size) : held;
+        held.addAll(next.held);
       }
     }
     if (b == null) {
       throw new IllegalStateException("no blocks to merge");
     }
-    return b.build();
+    return b.build(held == null ? null : held.build(null));
   }
 
   /**
@@ -103,15 +108,18 @@ final class Block implements Serializable {
    *
    * @throws IllegalArgumentException naming the column and the value for a bad feature or label
    */
-  static Block pack(Iterator<InternalRow> rows, FeatureReader features, LabelReader labels, int size) {
+  static Block pack(Iterator<InternalRow> rows, FeatureReader features, LabelReader labels, int size,
+                    IndicatorReader indicator) {
     Builder b = new Builder(size);
+    Builder held = indicator == null ? null : new Builder(size);
     while (rows.hasNext()) {
       InternalRow r = rows.next();
-      int at = b.reserve();
-      features.read(r, 0, b.chunk, at);
-      b.labels[b.count - 1] = labels.read(r, 1);
+      Builder to = indicator != null && indicator.read(r, 2) ? held : b;
+      int at = to.reserve();
+      features.read(r, 0, to.chunk, at);
+      to.labels[to.count - 1] = labels.read(r, 1);
     }
-    return b.build();
+    return b.build(held == null ? null : held.build(null));
   }
 
   /** Appends samples chunk by chunk. */
@@ -142,12 +150,20 @@ final class Block implements Serializable {
       return inChunk * size;
     }
 
-    Block build() {
+    void addAll(Block from) {
+      for (int i = 0; i < from.count; i++) {
+        int at = reserve();
+        from.copyFeatures(i, chunk, at);
+        labels[count - 1] = from.labels[i];
+      }
+    }
+
+    Block build(Block held) {
       if (chunk != null && count % rowsPerChunk != 0) {
         // The last chunk holds only what it was given.
         chunks.set(chunks.size() - 1, java.util.Arrays.copyOf(chunk, (count % rowsPerChunk) * size));
       }
-      return new Block(size, count, chunks.toArray(new float[0][]), java.util.Arrays.copyOf(labels, count));
+      return new Block(size, count, chunks.toArray(new float[0][]), java.util.Arrays.copyOf(labels, count), held);
     }
   }
 }

@@ -29,7 +29,9 @@ import org.apache.spark.util.SerializableConfiguration;
  * {@code step-N.cspk} (a {@link ModelFile} holding the weights and the optimizer state, whose step
  * count is {@code N}). Each is written under a temporary name and renamed into place, the model
  * file last, so a checkpoint exists only once both are whole; the two newest are kept and older
- * ones deleted. The data sampling and dropout of step {@code s} derive from the seed and
+ * ones deleted. With validation the history also holds the evaluations so far, and when the model
+ * keeps the best weights and they are older than the checkpoint, {@code step-N.best.cspk} holds
+ * them (written before the model file). The data sampling and dropout of step {@code s} derive from the seed and
  * {@code s} alone, so the step is all the random state a resumed run needs.
  */
 final class Checkpoints implements Serializable {
@@ -38,14 +40,20 @@ final class Checkpoints implements Serializable {
   private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(Checkpoints.class);
   private static final Pattern NAME = Pattern.compile("step-(\\d{1,10})\\.cspk");
   private static final byte[] HISTORY_MAGIC = "CSPKHIST".getBytes(StandardCharsets.US_ASCII);
+  /** A history that also holds validation evaluations. */
+  private static final byte[] VALIDATED_MAGIC = "CSPKHIS2".getBytes(StandardCharsets.US_ASCII);
   /** Checkpoints kept: the newest and the one before it. */
   private static final int KEEP = 2;
 
   private final String dir;
   private final SerializableConfiguration conf;
 
-  /** One loaded checkpoint. */
-  record Checkpoint(int step, ModelState state, double[] loss, double[] accuracy) {
+  /**
+   * One loaded checkpoint; {@code validation} is null when it was written without validation,
+   * {@code best} null unless it holds best weights older than the checkpoint.
+   */
+  record Checkpoint(int step, ModelState state, double[] loss, double[] accuracy, Validation.History validation,
+                    float[] best) {
   }
 
   Checkpoints(String dir, Configuration conf) {
@@ -67,6 +75,10 @@ final class Checkpoints implements Serializable {
 
   private Path history(int step) {
     return new Path(dir, "step-" + step + ".history");
+  }
+
+  private Path best(int step) {
+    return new Path(dir, "step-" + step + ".best.cspk");
   }
 
   /** The steps of the complete checkpoints in the directory, oldest first (none when it does not exist). */
@@ -122,11 +134,20 @@ final class Checkpoints implements Serializable {
           + state.optimizer().steps() + " steps") + ", but this fit uses '" + optimizer + "'; use another checkpointDir");
     }
     Path h = history(step);
-    double[][] hist;
-    try (InputStream in = open(fs, h, 24L + step * 16L)) {
+    History hist;
+    try (InputStream in = open(fs, h, 28L + step * 36L)) {
       hist = readHistory(in.readAllBytes(), step, h.toString());
     }
-    return new Checkpoint(step, state, hist[0], hist[1]);
+    float[] best = null;
+    if (hist.validation() != null && fs.exists(best(step))) {
+      try (InputStream in = open(fs, best(step), max)) {
+        best = ModelFile.read(in, best(step).toString()).params();
+      }
+      if (best.length != spec.paramCount()) {
+        throw new IOException(best(step) + ": holds " + best.length + " weights, the model has " + spec.paramCount());
+      }
+    }
+    return new Checkpoint(step, state, hist.loss(), hist.accuracy(), hist.validation(), best);
   }
 
   private static InputStream open(FileSystem fs, Path p, long maxBytes) throws IOException {
@@ -159,17 +180,32 @@ final class Checkpoints implements Serializable {
    * @throws ArithmeticException when a weight is not finite: a diverged model is never saved
    */
   void save(int step, ModelState state, double[] loss, double[] accuracy) throws IOException {
+    save(step, state, loss, accuracy, null, null);
+  }
+
+  /**
+   * As above, with the validation history so far ({@code validation}, or null) and the best
+   * weights when the model keeps them and they are not the checkpoint's own ({@code best}, or null).
+   */
+  void save(int step, ModelState state, double[] loss, double[] accuracy, Validation.History validation, float[] best)
+      throws IOException {
     checkFinite(state, step);
     FileSystem fs = fs();
     fs.mkdirs(new Path(dir));
     ByteArrayOutputStream b = new ByteArrayOutputStream();
     ModelFile.write(state, b);
-    writeAtomically(fs, history(step), historyBytes(step, loss, accuracy));
+    writeAtomically(fs, history(step), historyBytes(step, loss, accuracy, validation));
+    if (best != null) {
+      ByteArrayOutputStream kept = new ByteArrayOutputStream();
+      ModelFile.write(new ModelState(state.spec(), best, null), kept);
+      writeAtomically(fs, best(step), kept.toByteArray());
+    }
     writeAtomically(fs, model(step), b.toByteArray());
     List<Integer> all = steps();
     for (int i = 0; i < all.size() - KEEP; i++) {
       fs.delete(model(all.get(i)), false);
       fs.delete(history(all.get(i)), false);
+      fs.delete(best(all.get(i)), false);
     }
     LOG.info("checkpoint of step {} written to {}", step, dir);
   }
@@ -192,16 +228,29 @@ final class Checkpoints implements Serializable {
     }
   }
 
-  static byte[] historyBytes(int step, double[] loss, double[] accuracy) throws IOException {
+  /** A checkpoint's history: per step, and the validation evaluations (null when not validated). */
+  record History(double[] loss, double[] accuracy, Validation.History validation) {
+  }
+
+  static byte[] historyBytes(int step, double[] loss, double[] accuracy, Validation.History validation)
+      throws IOException {
     ByteArrayOutputStream bytes = new ByteArrayOutputStream(24 + step * 16);
     DataOutputStream d = new DataOutputStream(bytes);
-    d.write(HISTORY_MAGIC);
+    d.write(validation == null ? HISTORY_MAGIC : VALIDATED_MAGIC);
     d.writeInt(step);
     for (int i = 0; i < step; i++) {
       d.writeDouble(loss[i]);
     }
     for (int i = 0; i < step; i++) {
       d.writeDouble(accuracy[i]);
+    }
+    if (validation != null) {
+      d.writeInt(validation.steps().length);
+      for (int i = 0; i < validation.steps().length; i++) {
+        d.writeInt(validation.steps()[i]);
+        d.writeDouble(validation.loss()[i]);
+        d.writeDouble(validation.accuracy()[i]);
+      }
     }
     d.flush();
     CRC32 crc = new CRC32();
@@ -211,10 +260,15 @@ final class Checkpoints implements Serializable {
     return bytes.toByteArray();
   }
 
-  static double[][] readHistory(byte[] all, int step, String source) throws IOException {
-    if (all.length != HISTORY_MAGIC.length + 4 + step * 16L + 8) {
-      throw new IOException(source + ": checkpoint history of step " + step + " should be "
-          + (HISTORY_MAGIC.length + 4 + step * 16L + 8) + " bytes but is " + all.length);
+  static History readHistory(byte[] all, int step, String source) throws IOException {
+    boolean validated = all.length >= VALIDATED_MAGIC.length
+        && java.util.Arrays.equals(all, 0, VALIDATED_MAGIC.length, VALIDATED_MAGIC, 0, VALIDATED_MAGIC.length);
+    long plain = HISTORY_MAGIC.length + 4 + step * 16L + 8;
+    int evaluations = validated && all.length >= plain + 4 ? ByteBuffer.wrap(all).getInt((int) plain - 8) : 0;
+    long expected = validated ? plain + 4 + evaluations * 20L : plain;
+    if (all.length != expected || evaluations < 0 || evaluations > step) {
+      throw new IOException(source + ": checkpoint history of step " + step + " should be " + expected
+          + " bytes but is " + all.length);
     }
     CRC32 crc = new CRC32();
     crc.update(all, 0, all.length - 8);
@@ -226,7 +280,7 @@ final class Checkpoints implements Serializable {
       byte[] magic = new byte[HISTORY_MAGIC.length];
       b.get(magic);
       int n = b.getInt();
-      if (!java.util.Arrays.equals(magic, HISTORY_MAGIC) || n != step) {
+      if (!(java.util.Arrays.equals(magic, HISTORY_MAGIC) || validated) || n != step) {
         throw new IOException(source + ": not the history of checkpoint step " + step);
       }
       double[][] h = new double[2][n];
@@ -235,7 +289,20 @@ final class Checkpoints implements Serializable {
           h[k][i] = b.getDouble();
         }
       }
-      return h;
+      Validation.History v = null;
+      if (validated) {
+        b.getInt();
+        int[] at = new int[evaluations];
+        double[] vl = new double[evaluations];
+        double[] va = new double[evaluations];
+        for (int i = 0; i < evaluations; i++) {
+          at[i] = b.getInt();
+          vl[i] = b.getDouble();
+          va[i] = b.getDouble();
+        }
+        v = new Validation.History(at, vl, va, 0, false);
+      }
+      return new History(h[0], h[1], v);
     } catch (BufferUnderflowException e) {
       throw new IOException(source + ": checkpoint history is truncated", e);
     }

@@ -69,6 +69,10 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   private final IntParam decaySteps;
   private final DoubleParam decayRate;
   private final IntParam warmupSteps;
+  private final Param<String> validationIndicatorCol;
+  private final IntParam validationInterval;
+  private final IntParam earlyStoppingPatience;
+  private final DoubleParam validationTol;
 
   /** A classifier with a random uid. */
   public CnnClassifier() {
@@ -103,6 +107,10 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     this.decaySteps = CnnParams.decaySteps(this);
     this.decayRate = CnnParams.decayRate(this);
     this.warmupSteps = CnnParams.warmupSteps(this);
+    this.validationIndicatorCol = CnnParams.validationIndicatorCol(this);
+    this.validationInterval = CnnParams.validationInterval(this);
+    this.earlyStoppingPatience = CnnParams.earlyStoppingPatience(this);
+    this.validationTol = CnnParams.validationTol(this);
     setDefault(featuresCol, "features");
     setDefault(labelCol, "label");
     setDefault(predictionCol, "prediction");
@@ -126,6 +134,9 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     setDefault(decaySteps, 0);
     setDefault(decayRate, 0.1);
     setDefault(warmupSteps, 0);
+    setDefault(validationInterval, 500);
+    setDefault(earlyStoppingPatience, 0);
+    setDefault(validationTol, 0.0);
   }
 
   @Override
@@ -313,6 +324,62 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     return warmupSteps;
   }
 
+  /** The {@code validationIndicatorCol} param; see {@link #explainParams()} for its doc (no default: no validation). */
+  public Param<String> validationIndicatorCol() {
+    return validationIndicatorCol;
+  }
+
+  /** The {@code validationInterval} param; see {@link #explainParams()} for its doc and default. */
+  public IntParam validationInterval() {
+    return validationInterval;
+  }
+
+  /** The {@code earlyStoppingPatience} param; see {@link #explainParams()} for its doc and default. */
+  public IntParam earlyStoppingPatience() {
+    return earlyStoppingPatience;
+  }
+
+  /** The {@code validationTol} param; see {@link #explainParams()} for its doc and default. */
+  public DoubleParam validationTol() {
+    return validationTol;
+  }
+
+  /** Sets {@code validationIndicatorCol}; see {@link #validationIndicatorCol()}. */
+  public CnnClassifier setValidationIndicatorCol(String v) {
+    return (CnnClassifier) set(validationIndicatorCol, v);
+  }
+
+  /** Sets {@code validationInterval}; a value the param rejects fails here, naming it. */
+  public CnnClassifier setValidationInterval(int v) {
+    return (CnnClassifier) set(validationInterval, v);
+  }
+
+  /** Sets {@code earlyStoppingPatience}; a value the param rejects fails here, naming it. */
+  public CnnClassifier setEarlyStoppingPatience(int v) {
+    return (CnnClassifier) set(earlyStoppingPatience, v);
+  }
+
+  /** Sets {@code validationTol}; a value the param rejects fails here, naming it. */
+  public CnnClassifier setValidationTol(double v) {
+    return (CnnClassifier) set(validationTol, v);
+  }
+
+  /**
+   * How this fit validates, or null without {@code validationIndicatorCol}; early stopping
+   * without validation is refused, naming the params.
+   */
+  Validation.Plan validationPlan(StructType schema) {
+    if (!isDefined(validationIndicatorCol)) {
+      if (intParam(earlyStoppingPatience) > 0) {
+        throw new IllegalArgumentException("earlyStoppingPatience=" + intParam(earlyStoppingPatience)
+            + " needs validation rows: set validationIndicatorCol");
+      }
+      return null;
+    }
+    return new Validation.Plan(IndicatorReader.of(schema, $(validationIndicatorCol)), intParam(validationInterval),
+        intParam(earlyStoppingPatience), doubleParam(validationTol));
+  }
+
   /** Sets {@code learningRateSchedule}; a value the param rejects fails here, naming it. */
   public CnnClassifier setLearningRateSchedule(String v) {
     return (CnnClassifier) set(learningRateSchedule, v);
@@ -411,6 +478,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     ModelSpec spec = ModelSpec.parse($(model));
     FeatureReader.of(schema, $(featuresCol), spec.inputShape().size());
     LabelReader.of(schema, $(labelCol), spec.numClasses());
+    validationPlan(schema);
     return new CnnClassificationModel(uid, spec.specString(), new float[0]).copyParamsFrom(this).transformSchema(schema);
   }
 
@@ -418,10 +486,14 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   public CnnClassificationModel fit(Dataset<?> dataset) {
     transformSchema(dataset.schema());
     LearningRateSchedule schedule = schedule();
+    Validation.Plan validation = validationPlan(dataset.schema());
     ModelSpec spec = ModelSpec.parse($(model));
     FeatureReader reader = FeatureReader.of(dataset.schema(), $(featuresCol), spec.inputShape().size());
     int workers = intParam(numWorkers) > 0 ? intParam(numWorkers) : dataset.sparkSession().sparkContext().defaultParallelism();
-    Dataset<Row> rows = dataset.select($(featuresCol), $(labelCol));
+    // The validation rows travel with the training rows (a third column) and are held out as each
+    // partition is packed: no second pass over the input, and each worker validates its own share.
+    Dataset<Row> rows = validation == null ? dataset.select($(featuresCol), $(labelCol))
+        : dataset.select($(featuresCol), $(labelCol), $(validationIndicatorCol));
     int slots = $(syncMode).equals("barrier") ? slots(dataset.sparkSession().sparkContext(), workers)
         : dataset.sparkSession().sparkContext().defaultParallelism();
     if ($(syncMode).equals("barrier") && workers > slots) {
@@ -446,7 +518,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
         checkpoints, intParam(checkpointInterval), $(device),
         $(syncMode).equals("barrier") ? TrainingProgress.attach(sc, intParam(maxIter), intParam(batchSize)) : null,
-        BarrierTraining.encrypts(sc.getConf()), schedule);
+        BarrierTraining.encrypts(sc.getConf()), schedule, validation);
     TrainResult r;
     try {
       r = runTraining(rows, settings, spec, reader, workers, packFirst);
@@ -455,8 +527,16 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     }
     double seconds = (System.nanoTime() - t0) / 1e9;
     CnnClassificationModel m = new CnnClassificationModel(uid, spec.specString(), r.weights());
+    int weightsStep = validation != null && validation.keepsBest() && r.validation().bestStep() > 0
+        ? r.validation().bestStep() : r.loss().length;
     m.setSummary(new CnnTrainingSummary(r.loss(), r.accuracy(), seconds, r.stepSeconds(),
-        (long) (r.loss().length - r.resumedFromStep()) * intParam(batchSize), workers, $(syncMode), r.resumedFromStep()));
+        (long) Math.max(0, r.loss().length - r.resumedFromStep()) * intParam(batchSize), workers, $(syncMode),
+        r.resumedFromStep(), r.validation(), weightsStep));
+    if (r.validation() != null && r.validation().stopped()) {
+      LOG.info("early stopping after step {}: the validation loss has not improved by more than {} in {} evaluations;"
+          + " the model holds the weights of step {}", r.loss().length, doubleParam(validationTol),
+          intParam(earlyStoppingPatience), weightsStep);
+    }
     LOG.info(String.format("trained %s: %d steps of %d (from step %d) on %d workers (%s) in %.1f s, %.0f images/s,"
         + " final loss %.4f", spec.name(), r.loss().length, intParam(batchSize), r.resumedFromStep(), workers, $(syncMode), seconds,
         m.summary().imagesPerSecond(), r.loss().length == 0 ? Double.NaN : r.loss()[r.loss().length - 1]));
@@ -500,10 +580,11 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
       // partition-merging RDD, and a shuffle can be recomputed when an executor is lost.
       int size = spec.inputShape().size();
       LabelReader labels = settings.labels();
+      IndicatorReader indicator = settings.indicator();
       int w = workers;
       org.apache.spark.api.java.JavaRDD<Block> blocks = internalRows(rows)
           .mapPartitionsWithIndex((i, it) -> List.of(new scala.Tuple2<>(i % w,
-              new scala.Tuple2<>(i, Block.pack(it, reader, labels, size)))).iterator(), false)
+              new scala.Tuple2<>(i, Block.pack(it, reader, labels, size, indicator)))).iterator(), false)
           .mapToPair(t -> t)
           .partitionBy(new org.apache.spark.HashPartitioner(w))
           .values()
@@ -564,10 +645,11 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     int size = spec.inputShape().size();
     FeatureReader reader = s.reader();
     LabelReader labels = s.labels();
+    IndicatorReader indicator = s.indicator();
     JavaSparkContext jsc = JavaSparkContext.fromSparkContext(rows.sparkSession().sparkContext());
     // Pack and validate every partition before the first step: a bad label fails here.
     JavaRDD<Block> blocks = internalRows(rows)
-        .mapPartitions(it -> List.of(Block.pack(it, reader, labels, size)).iterator())
+        .mapPartitions(it -> List.of(Block.pack(it, reader, labels, size, indicator)).iterator())
         .persist(StorageLevel.MEMORY_AND_DISK());
     try {
       List<Integer> sizes = blocks.map(b -> b.count).collect();
@@ -586,8 +668,11 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
       Optimizer opt = from.optimizer();
       double[] loss = from.loss();
       double[] accuracy = from.accuracy();
+      Validation validation = from.validation();
+      float[] best = from.best();
+      int last = start;
       long t0 = System.nanoTime();
-      for (int step = start + 1; step <= s.steps(); step++) {
+      for (int step = start + 1; step <= s.steps() && (validation == null || !validation.stopped()); step++) {
         Broadcast<float[]> w = jsc.broadcast(params);
         long stepSeed = Trainer.stepSeed(s.seed(), step);
         GradientSum g = blocks.mapPartitionsWithIndex((index, it) -> {
@@ -613,12 +698,30 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
         opt.step(params, g.grads);
         loss[step - 1] = g.lossSum / g.count;
         accuracy[step - 1] = (double) g.correct / g.count;
-        TrainingProgress.report(step, s.steps(), start, loss[step - 1], accuracy[step - 1], g.count, t0);
-        if (s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps())) {
-          s.checkpoints().save(step, new ModelState(spec, params.clone(), opt.state()), loss, accuracy);
+        last = step;
+        if (validation != null && validation.plan().due(step, s.steps())) {
+          Broadcast<float[]> now = jsc.broadcast(params);
+          List<String> parts = blocks.map(b -> {
+            ModelRunner runner = EngineCache.runner(specText, threads, deviceText);
+            runner.copyParametersFrom(now.value());
+            return Validation.encode(Validation.evaluate(runner, new Block[] {b}));
+          }).collect();
+          now.destroy();
+          if (validation.record(step, Validation.sum(parts.toArray(new String[0]))) && validation.plan().keepsBest()) {
+            best = params.clone();
+          }
+          TrainingProgress.validated(step, validation);
+        }
+        boolean stopping = validation != null && validation.stopped();
+        TrainingProgress.report(step, s.steps(), start, loss[step - 1], accuracy[step - 1], g.count, t0, validation);
+        if (s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps() || stopping)) {
+          s.checkpoints().save(step, new ModelState(spec, params.clone(), opt.state()), loss, accuracy,
+              validation == null ? null : validation.history(), best != null && validation.bestStep() < step ? best : null);
         }
       }
-      return new TrainResult(params.clone(), loss, accuracy, start, (System.nanoTime() - t0) / 1e9);
+      return new TrainResult(best != null ? best : params.clone(), java.util.Arrays.copyOf(loss, last),
+          java.util.Arrays.copyOf(accuracy, last), validation == null ? null : validation.history(), start,
+          (System.nanoTime() - t0) / 1e9);
     } catch (java.io.IOException e) {
       throw new java.io.UncheckedIOException(e.getMessage(), e);
     } finally {

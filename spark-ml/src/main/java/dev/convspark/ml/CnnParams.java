@@ -126,6 +126,29 @@ final class CnnParams {
         + " while t <= warmupSteps (>= 0; 0: none)", ParamValidators.gtEq(0));
   }
 
+  static Param<String> validationIndicatorCol(Params owner) {
+    return new Param<>(owner, "validationIndicatorCol", "name of the column that indicates whether each row is for"
+        + " training or for validation (boolean, no nulls): false indicates training; true indicates validation, a"
+        + " row held out of training and evaluated every validationInterval steps. Not set: no validation");
+  }
+
+  static IntParam validationInterval(Params owner) {
+    return new IntParam(owner, "validationInterval", "steps between evaluations of the validation rows (>= 1); the"
+        + " last step is always evaluated", ParamValidators.gtEq(1));
+  }
+
+  static IntParam earlyStoppingPatience(Params owner) {
+    return new IntParam(owner, "earlyStoppingPatience", "evaluations in a row without a validation loss lower than"
+        + " the best so far by more than validationTol after which training stops, and the model keeps the weights"
+        + " of the best evaluation (>= 0; 0: never stop early, the model keeps the last weights)",
+        ParamValidators.gtEq(0));
+  }
+
+  static DoubleParam validationTol(Params owner) {
+    return new DoubleParam(owner, "validationTol", "how much lower than the best so far a validation loss must be"
+        + " to count as an improvement for earlyStoppingPatience (>= 0)", ParamValidators.gtEq(0));
+  }
+
   static IntParam batchSize(Params owner) {
     return new IntParam(owner, "batchSize", "global mini-batch size, summed over all partitions (>= 1)", ParamValidators.gtEq(1));
   }

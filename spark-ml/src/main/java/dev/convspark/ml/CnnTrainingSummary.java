@@ -4,7 +4,9 @@ import java.io.Serializable;
 
 /**
  * What training recorded, in MLlib's style: the mean loss of every step's global batch (as
- * {@code objectiveHistory}) and its training accuracy.
+ * {@code objectiveHistory}) and its training accuracy; with {@code validationIndicatorCol}, the
+ * validation rows' mean loss and accuracy at every evaluation, the best one, and whether early
+ * stopping ended the fit.
  */
 public final class CnnTrainingSummary implements Serializable {
   private static final long serialVersionUID = 1L;
@@ -17,9 +19,15 @@ public final class CnnTrainingSummary implements Serializable {
   private final int numWorkers;
   private final String syncMode;
   private final int resumedFromStep;
+  private final Validation.History validation;
+  private final int weightsIteration;
 
   CnnTrainingSummary(double[] objectiveHistory, double[] accuracyHistory, double wallSeconds, double stepSeconds,
-                     long imagesSeen, int numWorkers, String syncMode, int resumedFromStep) {
+                     long imagesSeen, int numWorkers, String syncMode, int resumedFromStep,
+                     Validation.History validation, int weightsIteration) {
+    this.validation = validation != null ? validation : new Validation.History(new int[0], new double[0],
+        new double[0], 0, false);
+    this.weightsIteration = weightsIteration;
     this.stepSeconds = stepSeconds;
     this.resumedFromStep = resumedFromStep;
     this.objectiveHistory = objectiveHistory;
@@ -82,8 +90,41 @@ public final class CnnTrainingSummary implements Serializable {
     return accuracyHistory.clone();
   }
 
-  /** Number of steps taken. */
+  /** Number of steps taken (fewer than {@code maxIter} when early stopping ended the fit). */
   public int totalIterations() {
     return objectiveHistory.length;
+  }
+
+  /** The steps after which the validation rows were evaluated, in order; empty without validation. */
+  public int[] validationIterations() {
+    return validation.steps().clone();
+  }
+
+  /** Mean cross-entropy of the validation rows at each of {@link #validationIterations()}. */
+  public double[] validationLossHistory() {
+    return validation.loss().clone();
+  }
+
+  /** Fraction of the validation rows classified right at each of {@link #validationIterations()}. */
+  public double[] validationAccuracyHistory() {
+    return validation.accuracy().clone();
+  }
+
+  /** The evaluated step with the lowest validation loss (improving by more than validationTol); 0 without validation. */
+  public int bestIteration() {
+    return validation.bestStep();
+  }
+
+  /** Whether early stopping ({@code earlyStoppingPatience}) ended the fit before {@code maxIter}. */
+  public boolean stoppedEarly() {
+    return validation.stopped();
+  }
+
+  /**
+   * The step whose weights the model holds: the last step's, or with {@code earlyStoppingPatience}
+   * set, the best evaluation's ({@link #bestIteration()}).
+   */
+  public int weightsIteration() {
+    return weightsIteration;
   }
 }

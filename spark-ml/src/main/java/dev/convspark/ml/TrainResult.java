@@ -3,19 +3,21 @@ package dev.convspark.ml;
 import java.io.Serializable;
 
 /**
- * What a training run hands back to the driver: the final weights, the per-step history, the
- * checkpoint step it resumed from (0 when it started from scratch) and the seconds its steps took;
- * or, when training cannot succeed whatever the retries (bad input, a diverged model), only
- * {@code failure}.
+ * What a training run hands back to the driver: the weights of the model (the last step's, or
+ * with early stopping the best evaluation's), the per-step history of the steps it ran, the
+ * validation history (null without validation), the checkpoint step it resumed from (0 when it
+ * started from scratch) and the seconds its steps took; or, when training cannot succeed whatever
+ * the retries (bad input, a diverged model), only {@code failure}.
  */
-record TrainResult(float[] weights, double[] loss, double[] accuracy, int resumedFromStep, double stepSeconds,
-                   RuntimeException failure) implements Serializable {
+record TrainResult(float[] weights, double[] loss, double[] accuracy, Validation.History validation,
+                   int resumedFromStep, double stepSeconds, RuntimeException failure) implements Serializable {
 
-  TrainResult(float[] weights, double[] loss, double[] accuracy, int resumedFromStep, double stepSeconds) {
-    this(weights, loss, accuracy, resumedFromStep, stepSeconds, null);
+  TrainResult(float[] weights, double[] loss, double[] accuracy, Validation.History validation, int resumedFromStep,
+              double stepSeconds) {
+    this(weights, loss, accuracy, validation, resumedFromStep, stepSeconds, null);
   }
 
   static TrainResult failed(RuntimeException failure) {
-    return new TrainResult(null, null, null, 0, 0, failure);
+    return new TrainResult(null, null, null, null, 0, 0, failure);
   }
 }

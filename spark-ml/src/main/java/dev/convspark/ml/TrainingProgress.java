@@ -33,8 +33,17 @@ public final class TrainingProgress {
    * @param accuracy        training accuracy of this step's global batch
    * @param imagesPerSecond images per second since this run (or resume) started
    * @param etaSeconds      estimated seconds to the last step
+   * @param validationLoss  mean loss of the validation rows at the latest evaluation; NaN before
+   *                        the first, and without validation
+   * @param validationAccuracy accuracy of the validation rows at the latest evaluation, or NaN
    */
-  public record Update(int step, int steps, double loss, double accuracy, double imagesPerSecond, double etaSeconds) {
+  public record Update(int step, int steps, double loss, double accuracy, double imagesPerSecond, double etaSeconds,
+                       double validationLoss, double validationAccuracy) {
+
+    /** An update without validation figures. */
+    public Update(int step, int steps, double loss, double accuracy, double imagesPerSecond, double etaSeconds) {
+      this(step, steps, loss, accuracy, imagesPerSecond, etaSeconds, Double.NaN, Double.NaN);
+    }
   }
 
   /** Sets (or, with null, clears) the listener of this JVM. */
@@ -44,6 +53,24 @@ public final class TrainingProgress {
 
   /** Reports step {@code step} when it is due for a log line or a listener call. */
   static void report(int step, int steps, int startStep, double loss, double accuracy, double batch, long startNanos) {
+    report(step, steps, startStep, loss, accuracy, batch, startNanos, null);
+  }
+
+  /** Logs the evaluation just recorded by {@code v} after step {@code step}. */
+  static void validated(int step, Validation v) {
+    double[] latest = v.latest();
+    LOG.info(String.format("step %d  validation loss %.4f  accuracy %.4f  (best at step %d%s)", step, latest[0],
+        latest[1], v.bestStep(), v.stopped() ? "; early stopping: no improvement in " + v.plan().patience()
+            + " evaluations" : ""));
+  }
+
+  /**
+   * As above, with the validation so far ({@code v}, or null): a listener sees its latest
+   * evaluation, and the step that early stopping ends on is reported as the last.
+   */
+  static void report(int step, int steps, int startStep, double loss, double accuracy, double batch, long startNanos,
+                     Validation v) {
+    steps = v != null && v.stopped() ? step : steps;
     boolean last = step == steps;
     boolean log = step % LOG_EVERY == 0 || last;
     Consumer<Update> l = listener;
@@ -53,7 +80,8 @@ public final class TrainingProgress {
     }
     double sec = (System.nanoTime() - startNanos) / 1e9;
     double ips = (step - startStep) * batch / Math.max(sec, 1e-9);
-    Update u = new Update(step, steps, loss, accuracy, ips, (steps - step) * batch / ips);
+    double[] val = v == null ? new double[] {Double.NaN, Double.NaN} : v.latest();
+    Update u = new Update(step, steps, loss, accuracy, ips, (steps - step) * batch / ips, val[0], val[1]);
     if (log) {
       LOG.info(String.format("step %d/%d  loss %.4f  accuracy %.4f  %.0f images/s  ETA %.0f s", step, steps, loss,
           accuracy, ips, u.etaSeconds()));
@@ -74,18 +102,27 @@ public final class TrainingProgress {
     static final String STEP = "convspark.progress.step";
     static final String LOSS = "convspark.progress.loss";
     static final String ACCURACY = "convspark.progress.accuracy";
+    static final String VALIDATION_LOSS = "convspark.progress.validationLoss";
+    static final String VALIDATION_ACCURACY = "convspark.progress.validationAccuracy";
     private final org.apache.spark.util.LongAccumulator step;
     private final org.apache.spark.util.DoubleAccumulator loss;
     private final org.apache.spark.util.DoubleAccumulator accuracy;
+    private final org.apache.spark.util.DoubleAccumulator validationLoss;
+    private final org.apache.spark.util.DoubleAccumulator validationAccuracy;
 
     private Remote(org.apache.spark.SparkContext sc) {
       step = sc.longAccumulator(STEP);
       loss = sc.doubleAccumulator(LOSS);
       accuracy = sc.doubleAccumulator(ACCURACY);
+      validationLoss = sc.doubleAccumulator(VALIDATION_LOSS);
+      validationAccuracy = sc.doubleAccumulator(VALIDATION_ACCURACY);
     }
 
-    /** Called by worker 0: the task's copies hold the latest values, not sums. */
-    void publish(int s, double l, double a) {
+    /**
+     * Called by worker 0: the task's copies hold the latest values, not sums; {@code v}, the
+     * validation so far or null.
+     */
+    void publish(int s, double l, double a, Validation v) {
       if (s % NOTIFY_EVERY != 0) {
         return;
       }
@@ -95,6 +132,11 @@ public final class TrainingProgress {
       loss.add(l);
       accuracy.reset();
       accuracy.add(a);
+      double[] val = v == null ? new double[] {Double.NaN, Double.NaN} : v.latest();
+      validationLoss.reset();
+      validationLoss.add(val[0]);
+      validationAccuracy.reset();
+      validationAccuracy.add(val[1]);
     }
   }
 
@@ -147,6 +189,8 @@ public final class TrainingProgress {
         long step = -1;
         double loss = Double.NaN;
         double accuracy = Double.NaN;
+        double validationLoss = Double.NaN;
+        double validationAccuracy = Double.NaN;
         for (org.apache.spark.scheduler.AccumulableInfo info : scala.jdk.javaapi.CollectionConverters.asJava(t._4())) {
           String name = info.name().isDefined() ? info.name().get() : "";
           Object v = info.update().isDefined() ? info.update().get() : null;
@@ -155,17 +199,20 @@ public final class TrainingProgress {
               case Remote.STEP -> step = n.longValue();
               case Remote.LOSS -> loss = n.doubleValue();
               case Remote.ACCURACY -> accuracy = n.doubleValue();
+              case Remote.VALIDATION_LOSS -> validationLoss = n.doubleValue();
+              case Remote.VALIDATION_ACCURACY -> validationAccuracy = n.doubleValue();
               default -> { }
             }
           }
         }
         if (step > 0) {
-          report(step, loss, accuracy);
+          report(step, loss, accuracy, validationLoss, validationAccuracy);
         }
       }
     }
 
-    private synchronized void report(long step, double loss, double accuracy) {
+    private synchronized void report(long step, double loss, double accuracy, double validationLoss,
+                                     double validationAccuracy) {
       if (step == lastStep) {
         return;
       }
@@ -177,7 +224,8 @@ public final class TrainingProgress {
         return;
       }
       double ips = (step - firstStep) * (double) batch / Math.max(1e-9, (now - firstNanos) / 1e9);
-      target.accept(new Update((int) step, steps, loss, accuracy, ips, ips > 0 ? (steps - step) * batch / ips : Double.NaN));
+      target.accept(new Update((int) step, steps, loss, accuracy, ips, ips > 0 ? (steps - step) * batch / ips : Double.NaN,
+          validationLoss, validationAccuracy));
     }
   }
 }

@@ -38,7 +38,7 @@ class BlockTest {
 
   private static Block pack(int from, int n) {
     return Block.pack(rows(from, n).iterator(), FeatureReader.of(SCHEMA, "x", SIZE), LabelReader.of(SCHEMA, "label", 10),
-        SIZE);
+        SIZE, null);
   }
 
   private static void assertSample(Block b, int i, int row) {

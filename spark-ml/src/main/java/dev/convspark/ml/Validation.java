@@ -1,0 +1,181 @@
+package dev.convspark.ml;
+
+import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
+import java.io.Serializable;
+import java.util.Arrays;
+
+/**
+ * Validation while training ({@code validationIndicatorCol}): the rows marked true are held out of
+ * training and evaluated every {@code validationInterval} steps and at the last one. This class
+ * records those evaluations and decides early stopping from them alone, so a run resumed from a
+ * checkpoint (which keeps the history) decides exactly as an uninterrupted one. Every training
+ * replica sees the same summed evaluations and so stops at the same step.
+ */
+final class Validation {
+
+  /** Rows scored per engine call when evaluating. */
+  private static final int BATCH = 500;
+
+  /** How a fit validates, shipped with its tasks. */
+  record Plan(IndicatorReader indicator, int interval, int patience, double tol) implements Serializable {
+    private static final long serialVersionUID = 1L;
+
+    /** Whether step {@code step} of {@code steps} is evaluated. */
+    boolean due(int step, int steps) {
+      return step % interval == 0 || step == steps;
+    }
+
+    /** Whether the model keeps the weights of the best evaluation rather than the last step's. */
+    boolean keepsBest() {
+      return patience > 0;
+    }
+  }
+
+  /**
+   * What validation recorded: the steps evaluated, the mean loss and accuracy of the validation
+   * rows after each, the step of the lowest loss, and whether early stopping ended the run.
+   */
+  record History(int[] steps, double[] loss, double[] accuracy, int bestStep, boolean stopped) implements Serializable {
+    private static final long serialVersionUID = 1L;
+
+    /** The evaluations up to and including step {@code step}. */
+    History upTo(int step) {
+      int n = 0;
+      while (n < steps.length && steps[n] <= step) {
+        n++;
+      }
+      return new History(Arrays.copyOf(steps, n), Arrays.copyOf(loss, n), Arrays.copyOf(accuracy, n), 0, false);
+    }
+  }
+
+  private final Plan plan;
+  private int[] steps = new int[16];
+  private double[] loss = new double[16];
+  private double[] accuracy = new double[16];
+  private int n;
+  private double bestLoss = Double.POSITIVE_INFINITY;
+  private int bestStep;
+  private int sinceBest;
+
+  Validation(Plan plan) {
+    this.plan = plan;
+  }
+
+  /** A validation that has recorded {@code h}'s evaluations, as if it had made them. */
+  static Validation restore(Plan plan, History h) {
+    Validation v = new Validation(plan);
+    for (int i = 0; i < h.steps().length; i++) {
+      v.add(h.steps()[i], h.loss()[i], h.accuracy()[i]);
+    }
+    return v;
+  }
+
+  Plan plan() {
+    return plan;
+  }
+
+  /**
+   * Records the evaluation after step {@code step} from the summed {@code {lossSum, correct, count}}
+   * of every replica's validation rows; returns whether it is the best so far (its weights are
+   * then the ones to keep).
+   *
+   * @throws IllegalArgumentException when no row is marked for validation, naming the column
+   */
+  boolean record(int step, double[] sums) {
+    if (sums[2] == 0) {
+      throw new IllegalArgumentException("validationIndicatorCol '" + plan.indicator().column() + "' marks no row"
+          + " true, so there is nothing to validate on; mark the validation rows true or leave the param unset");
+    }
+    return add(step, sums[0] / sums[2], sums[1] / sums[2]);
+  }
+
+  private boolean add(int step, double meanLoss, double acc) {
+    if (n == steps.length) {
+      steps = Arrays.copyOf(steps, 2 * n);
+      loss = Arrays.copyOf(loss, 2 * n);
+      accuracy = Arrays.copyOf(accuracy, 2 * n);
+    }
+    steps[n] = step;
+    loss[n] = meanLoss;
+    accuracy[n] = acc;
+    n++;
+    boolean better = meanLoss < bestLoss - plan.tol();
+    if (better) {
+      bestLoss = meanLoss;
+      bestStep = step;
+      sinceBest = 0;
+    } else {
+      sinceBest++;
+    }
+    return better;
+  }
+
+  /** Whether early stopping ends the run: {@code earlyStoppingPatience} evaluations without improvement. */
+  boolean stopped() {
+    return plan.patience() > 0 && sinceBest >= plan.patience();
+  }
+
+  /** The step of the lowest validation loss so far (0 before the first evaluation). */
+  int bestStep() {
+    return bestStep;
+  }
+
+  /** The latest evaluation's mean loss and accuracy, or NaNs before the first. */
+  double[] latest() {
+    return n == 0 ? new double[] {Double.NaN, Double.NaN} : new double[] {loss[n - 1], accuracy[n - 1]};
+  }
+
+  History history() {
+    return new History(Arrays.copyOf(steps, n), Arrays.copyOf(loss, n), Arrays.copyOf(accuracy, n), bestStep, stopped());
+  }
+
+  /**
+   * Scores the runner's current weights on the validation rows of {@code blocks} (their
+   * {@link Block#held} parts): {@code {lossSum, correct, count}}.
+   */
+  static double[] evaluate(ModelRunner runner, Block[] blocks) {
+    int classes = runner.spec().numClasses();
+    double[] sums = new double[3];
+    float[] x = null;
+    int[] y = new int[BATCH];
+    float[] logits = new float[BATCH * classes];
+    for (Block block : blocks) {
+      Block b = block == null ? null : block.held;
+      if (b == null) {
+        continue;
+      }
+      x = x == null ? new float[BATCH * b.size] : x;
+      for (int from = 0; from < b.count; from += BATCH) {
+        int k = Math.min(BATCH, b.count - from);
+        for (int i = 0; i < k; i++) {
+          b.copyFeatures(from + i, x, i * b.size);
+          y[i] = b.label(from + i);
+        }
+        runner.predictLogits(x, k, logits);
+        SoftmaxCrossEntropy.Result r = SoftmaxCrossEntropy.compute(logits, y, k, classes, 1f, null);
+        sums[0] += r.lossSum();
+        sums[1] += r.correct();
+        sums[2] += k;
+      }
+    }
+    return sums;
+  }
+
+  /** One replica's evaluation as text for a gather (exact: the shortest decimal of each double). */
+  static String encode(double[] sums) {
+    return sums[0] + "," + sums[1] + "," + sums[2];
+  }
+
+  /** The sum of every replica's evaluation, added in rank order. */
+  static double[] sum(String[] all) {
+    double[] s = new double[3];
+    for (String a : all) {
+      String[] p = a.split(",");
+      for (int i = 0; i < 3; i++) {
+        s[i] += Double.parseDouble(p[i]);
+      }
+    }
+    return s;
+  }
+}
