@@ -18,15 +18,16 @@ public final class Launcher {
 
   private static int bench(String[] args) throws Exception {
     if (args.length == 0) {
-      throw new UsageException("bench needs a target: engine, idx, spark or scaling");
+      throw new UsageException("bench needs a target: engine, profile, idx, spark or scaling");
     }
     String[] rest = Arrays.copyOfRange(args, 1, args.length);
     return switch (args[0]) {
       case "engine" -> BenchEngineCommand.run(rest);
+      case "profile" -> BenchProfileCommand.run(rest);
       case "idx" -> BenchIdxCommand.run(rest);
       case "spark" -> BenchSparkCommand.run(rest);
       case "scaling" -> BenchScalingCommand.run(rest);
-      default -> throw new UsageException("unknown benchmark '" + args[0] + "' (expected engine, idx, spark or scaling)");
+      default -> throw new UsageException("unknown benchmark '" + args[0] + "' (expected engine, profile, idx, spark or scaling)");
     };
   }
 

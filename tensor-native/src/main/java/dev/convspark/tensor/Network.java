@@ -196,12 +196,33 @@ public final class Network {
   public float[] forward(Kernels k, float[] x, int n, boolean training, long seed) {
     ensureCapacity(n);
     float[] in = x;
+    long[] c = clock;
     for (int i = 0; i < layers.size(); i++) {
+      long t0 = c == null ? 0 : System.nanoTime();
       // Each layer gets its own stream of randomness for the step.
       layers.get(i).forward(k, params, in, acts[i], n, training, seed * 0x9E3779B97F4A7C15L + i);
       in = acts[i];
+      if (c != null) {
+        c[i] += System.nanoTime() - t0;
+      }
     }
     return in;
+  }
+
+  /** Per-layer time accumulators while set (see {@link #setClock}); null: not timed. */
+  private long[] clock;
+
+  /**
+   * Adds each layer's forward time to {@code nanos[i]} and its backward time to
+   * {@code nanos[layers().size() + i]} from now on (null: stop timing). For profiles: a clock read
+   * costs tens of nanoseconds per layer.
+   */
+  public void setClock(long[] nanos) {
+    if (nanos != null && nanos.length < 2 * layers.size()) {
+      throw new IllegalArgumentException("a clock for " + layers.size() + " layers needs " + 2 * layers.size()
+          + " entries, not " + nanos.length);
+    }
+    clock = nanos;
   }
 
   /**
@@ -218,12 +239,17 @@ public final class Network {
    */
   public void backward(Kernels k, float[] x, float[] dLogits, int n, java.util.function.IntConsumer finished) {
     float[] dy = dLogits;
+    long[] c = clock;
     for (int i = layers.size() - 1; i >= 0; i--) {
+      long t0 = c == null ? 0 : System.nanoTime();
       float[] in = i == 0 ? x : acts[i - 1];
       // The first layer needs no input gradient.
       float[] dx = i == 0 ? null : dacts[i - 1];
       layers.get(i).backward(k, params, grads, in, acts[i], dy, dx, n);
       dy = dx;
+      if (c != null) {
+        c[layers.size() + i] += System.nanoTime() - t0;
+      }
       if (finished != null) {
         finished.accept(i == 0 ? 0 : layers.get(i).paramOffset());
       }

@@ -73,6 +73,8 @@ public final class CpuBackend implements Backend {
     private float[] dLogits = new float[0];
     /** Told as the backward pass finishes the gradients (see ModelRunner#setGradientListener); or null. */
     private java.util.function.IntConsumer gradientListener;
+    /** See {@link ModelRunner#setClock}; or null. */
+    private long[] clock;
 
     Runner(Network net) {
       this.net = net;
@@ -146,9 +148,29 @@ public final class CpuBackend implements Backend {
       if (dLogits.length < n * classes) {
         dLogits = new float[n * classes];
       }
+      long t0 = clock == null ? 0 : System.nanoTime();
       SoftmaxCrossEntropy.Result r = SoftmaxCrossEntropy.compute(logits, labels, n, classes, lossScale, dLogits);
+      if (clock != null) {
+        clock[2 * net.layers().size()] += System.nanoTime() - t0;
+      }
       net.backward(kernels, images, dLogits, n, gradientListener);
       return r;
+    }
+
+    @Override
+    public void setClock(long[] nanos) {
+      int layers = net.layers().size();
+      if (nanos != null && nanos.length < 2 * layers + 2) {
+        throw new IllegalArgumentException("a clock for " + layers + " layers needs " + (2 * layers + 2)
+            + " entries, not " + nanos.length);
+      }
+      clock = nanos;
+      net.setClock(nanos);
+    }
+
+    @Override
+    public java.util.List<String> layerNames() {
+      return net.layers().stream().map(dev.convspark.tensor.layers.Layer::name).toList();
     }
 
     @Override
@@ -158,6 +180,14 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void applyGradients(Optimizer optimizer) {
+      long t0 = clock == null ? 0 : System.nanoTime();
+      update(optimizer);
+      if (clock != null) {
+        clock[2 * net.layers().size() + 1] += System.nanoTime() - t0;
+      }
+    }
+
+    private void update(Optimizer optimizer) {
       float[] p = net.params();
       float[] g = net.grads();
       optimizer.beginStep();

@@ -132,6 +132,20 @@ public interface ModelRunner extends AutoCloseable {
   default void syncOptimizer(Optimizer optimizer) {
   }
 
+  /**
+   * For profiles, on the CPU: from now on adds the time of each layer's forward pass to
+   * {@code nanos[i]}, of its backward pass to {@code nanos[L + i]} (L layers, in
+   * {@link #layerNames()}' order), of the loss to {@code nanos[2L]} and of the optimizer's update to
+   * {@code nanos[2L + 1]}; null stops. Other backends time nothing (their work is asynchronous).
+   */
+  default void setClock(long[] nanos) {
+  }
+
+  /** The layers' names in order ({@code conv1}, {@code pool1}, ...), as the engine built them. */
+  default java.util.List<String> layerNames() {
+    return java.util.List.of();
+  }
+
   /** Inference (dropout off): writes {@code n x numClasses} logits into {@code logits}. */
   void predictLogits(float[] images, int n, float[] logits);
 
