@@ -1,5 +1,7 @@
 package dev.convspark.ml;
 
+import dev.convspark.ml.training.EngineCache;
+import dev.convspark.ml.training.FeatureReader;
 import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.io.ModelFile;
 import dev.convspark.tensor.io.ModelState;

@@ -1,18 +1,17 @@
 package dev.convspark.ml;
 
-import dev.convspark.tensor.backend.ModelRunner;
-import dev.convspark.tensor.io.ModelState;
-import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
+import dev.convspark.ml.training.BarrierTraining;
+import dev.convspark.ml.training.Checkpoints;
+import dev.convspark.ml.training.FeatureReader;
+import dev.convspark.ml.training.IndicatorReader;
+import dev.convspark.ml.training.LabelReader;
+import dev.convspark.ml.training.ProgressReports;
+import dev.convspark.ml.training.Settings;
+import dev.convspark.ml.training.TrainResult;
+import dev.convspark.ml.training.Training;
+import dev.convspark.ml.training.Validation;
 import dev.convspark.tensor.optim.LearningRateSchedule;
-import dev.convspark.tensor.optim.Optimizer;
 import dev.convspark.tensor.spec.ModelSpec;
-import dev.convspark.tensor.train.Trainer;
-import java.util.List;
-import java.util.SplittableRandom;
-import org.apache.spark.api.java.JavaRDD;
-import org.apache.spark.api.java.JavaSparkContext;
-import org.apache.spark.broadcast.Broadcast;
-import org.apache.spark.scheduler.BarrierJobUnsupportedRDDChainException;
 import org.apache.spark.ml.Estimator;
 import org.apache.spark.ml.param.DoubleParam;
 import org.apache.spark.ml.param.IntParam;
@@ -26,7 +25,6 @@ import org.apache.spark.ml.util.MLReader;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.types.StructType;
-import org.apache.spark.storage.StorageLevel;
 
 /**
  * Trains a convolutional network (the engine's {@link ModelSpec}) as a Spark ML
@@ -511,19 +509,19 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     }
     org.apache.spark.SparkContext sc = dataset.sparkSession().sparkContext();
     Checkpoints checkpoints = checkpoints(sc.hadoopConfiguration(), spec);
-    BarrierTraining.Settings settings = new BarrierTraining.Settings(spec.specString(), reader,
+    Settings settings = new Settings(spec.specString(), reader,
         LabelReader.of(dataset.schema(), $(labelCol), spec.numClasses()), $(optimizer),
         (float) doubleParam(learningRate), intParam(batchSize), intParam(maxIter), (float) doubleParam(keepProb),
         (Long) getOrDefault(seed), isSet(threadsPerWorker) ? intParam(threadsPerWorker)
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
         checkpoints, intParam(checkpointInterval), $(device),
-        $(syncMode).equals("barrier") ? TrainingProgress.attach(sc, intParam(maxIter), intParam(batchSize)) : null,
+        $(syncMode).equals("barrier") ? ProgressReports.attach(sc, intParam(maxIter), intParam(batchSize)) : null,
         BarrierTraining.encrypts(sc.getConf()), schedule, validation);
     TrainResult r;
     try {
-      r = runTraining(rows, settings, spec, reader, workers, packFirst);
+      r = Training.run(rows, settings, workers, $(syncMode).equals("barrier"), packFirst);
     } finally {
-      TrainingProgress.detach(sc, settings.progress());
+      ProgressReports.detach(sc, settings.progress());
     }
     double seconds = (System.nanoTime() - t0) / 1e9;
     CnnClassificationModel m = new CnnClassificationModel(uid, spec.specString(), r.weights());
@@ -569,49 +567,6 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     return slots;
   }
 
-  /** Runs the training: barrier mode (packing first when partitions outnumber workers) or driver mode. */
-  private TrainResult runTraining(Dataset<Row> rows, BarrierTraining.Settings settings, ModelSpec spec,
-                                  FeatureReader reader, int workers, boolean packFirst) {
-    TrainResult r;
-    if (packFirst) {
-      // More partitions than workers: pack each partition (a compact float block, a quarter of the
-      // rows' size) and shuffle the blocks, partition i to worker i % workers, each worker merging
-      // its blocks in partition order. A shuffle, not a coalesce: a barrier stage may not hold a
-      // partition-merging RDD, and a shuffle can be recomputed when an executor is lost.
-      int size = spec.inputShape().size();
-      LabelReader labels = settings.labels();
-      IndicatorReader indicator = settings.indicator();
-      int w = workers;
-      org.apache.spark.api.java.JavaRDD<Block> blocks = internalRows(rows)
-          .mapPartitionsWithIndex((i, it) -> List.of(new scala.Tuple2<>(i % w,
-              new scala.Tuple2<>(i, Block.pack(it, reader, labels, size, indicator)))).iterator(), false)
-          .mapToPair(t -> t)
-          .partitionBy(new org.apache.spark.HashPartitioner(w))
-          .values()
-          .mapPartitions(it -> {
-            List<scala.Tuple2<Integer, Block>> parts = new java.util.ArrayList<>();
-            it.forEachRemaining(parts::add);
-            parts.sort(java.util.Comparator.comparing(scala.Tuple2::_1));
-            return List.of(Block.merge(parts.stream().map(scala.Tuple2::_2).iterator())).iterator();
-          });
-      r = BarrierTraining.run(blocks.rdd(), settings);
-    } else if ($(syncMode).equals("barrier")) {
-      try {
-        r = BarrierTraining.run(rows.queryExecution().toRdd(), settings);
-      } catch (Exception e) {
-        // Scala throws this checked exception undeclared. The input's lineage ends in something a
-        // barrier stage cannot hold (a limit, a coalesce): start the stage after a shuffle instead.
-        if (!(e instanceof BarrierJobUnsupportedRDDChainException)) {
-          throw e;
-        }
-        r = BarrierTraining.run(rows.repartition(workers).queryExecution().toRdd(), settings);
-      }
-    } else {
-      r = driverTraining(rows, settings);
-    }
-    return r;
-  }
-
   /**
    * The checkpoints of this fit, or null when {@code checkpointDir} is not set or the interval is
    * -1. A checkpoint already there must be of this model and optimizer and not beyond
@@ -636,189 +591,6 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
       throw new java.io.UncheckedIOException("checkpointDir " + $(checkpointDir) + ": " + e.getMessage(), e);
     }
     return c;
-  }
-
-  /** {@code syncMode=driver}: one Spark job per step, weights broadcast and gradients tree-aggregated. */
-  private static TrainResult driverTraining(Dataset<Row> rows, BarrierTraining.Settings s) {
-    ModelSpec spec = ModelSpec.parse(s.spec());
-    String specText = s.spec();
-    int size = spec.inputShape().size();
-    FeatureReader reader = s.reader();
-    LabelReader labels = s.labels();
-    IndicatorReader indicator = s.indicator();
-    JavaSparkContext jsc = JavaSparkContext.fromSparkContext(rows.sparkSession().sparkContext());
-    // Pack and validate every partition before the first step: a bad label fails here.
-    JavaRDD<Block> blocks = internalRows(rows)
-        .mapPartitions(it -> List.of(Block.pack(it, reader, labels, size, indicator)).iterator())
-        .persist(StorageLevel.MEMORY_AND_DISK());
-    try {
-      List<Integer> sizes = blocks.map(b -> b.count).collect();
-      long total = sizes.stream().mapToLong(Integer::longValue).sum();
-      if (total == 0) {
-        throw new IllegalArgumentException("cannot fit on an empty dataset");
-      }
-      int[] shares = shares(sizes, total, s.batchSize());
-      int[] firsts = firstSamples(shares);
-      int threads = s.threads();
-      String deviceText = s.device();
-      float keep = s.keepProb();
-      int start = s.checkpoints() == null ? 0 : s.checkpoints().latest();
-      BarrierTraining.Start from = BarrierTraining.Start.of(s, spec, start);
-      float[] params = from.params();
-      Optimizer opt = from.optimizer();
-      double[] loss = from.loss();
-      double[] accuracy = from.accuracy();
-      Validation validation = from.validation();
-      float[] best = from.best();
-      int last = start;
-      long t0 = System.nanoTime();
-      for (int step = start + 1; step <= s.steps() && (validation == null || !validation.stopped()); step++) {
-        Broadcast<float[]> w = jsc.broadcast(params);
-        long stepSeed = Trainer.stepSeed(s.seed(), step);
-        GradientSum g = blocks.mapPartitionsWithIndex((index, it) -> {
-          int share = shares[index];
-          Block b = it.hasNext() ? it.next() : null;
-          if (b == null || share == 0) {
-            return List.of(new GradientSum(null, 0, 0, 0)).iterator();
-          }
-          ModelRunner runner = EngineCache.runner(specText, threads, deviceText);
-          runner.copyParametersFrom(w.value());
-          runner.setKeepProb(keep);
-          return List.of(partitionGradient(b, share, index, firsts[index], stepSeed, runner)).iterator();
-        }, false).treeReduce(GradientSum::add, 2);
-        w.destroy();
-        if (!Double.isFinite(g.lossSum)) {
-          throw new ArithmeticException("loss became " + g.lossSum + " at step " + step
-              + "; the model diverged (try a lower learningRate, or check the features for huge values)");
-        }
-        float inv = 1f / g.count;
-        for (int i = 0; i < g.grads.length; i++) {
-          g.grads[i] *= inv;
-        }
-        opt.step(params, g.grads);
-        loss[step - 1] = g.lossSum / g.count;
-        accuracy[step - 1] = (double) g.correct / g.count;
-        last = step;
-        if (validation != null && validation.plan().due(step, s.steps())) {
-          Broadcast<float[]> now = jsc.broadcast(params);
-          List<String> parts = blocks.map(b -> {
-            ModelRunner runner = EngineCache.runner(specText, threads, deviceText);
-            runner.copyParametersFrom(now.value());
-            return Validation.encode(Validation.evaluate(runner, new Block[] {b}));
-          }).collect();
-          now.destroy();
-          if (validation.record(step, Validation.sum(parts.toArray(new String[0]))) && validation.plan().keepsBest()) {
-            best = params.clone();
-          }
-          TrainingProgress.validated(step, validation);
-        }
-        boolean stopping = validation != null && validation.stopped();
-        TrainingProgress.report(step, s.steps(), start, loss[step - 1], accuracy[step - 1], g.count, t0, validation);
-        if (s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps() || stopping)) {
-          s.checkpoints().save(step, new ModelState(spec, params.clone(), opt.state()), loss, accuracy,
-              validation == null ? null : validation.history(), best != null && validation.bestStep() < step ? best : null);
-        }
-      }
-      return new TrainResult(best != null ? best : params.clone(), java.util.Arrays.copyOf(loss, last),
-          java.util.Arrays.copyOf(accuracy, last), validation == null ? null : validation.history(), start,
-          (System.nanoTime() - t0) / 1e9);
-    } catch (java.io.IOException e) {
-      throw new java.io.UncheckedIOException(e.getMessage(), e);
-    } finally {
-      blocks.unpersist(false);
-    }
-  }
-
-  /**
-   * The rows of {@code rows} as Spark holds them, for packing without building row or vector
-   * objects. Each row is read before the next is fetched (Spark may reuse the object).
-   */
-  private static JavaRDD<org.apache.spark.sql.catalyst.InternalRow> internalRows(Dataset<Row> rows) {
-    return rows.queryExecution().toRdd().toJavaRDD();
-  }
-
-  /**
-   * Splits the global batch over partitions in proportion to their sizes; the remainder goes to
-   * the partitions with the largest fractional parts (ties to the lower index), so the shares
-   * always sum to the batch and never exceed a partition's size.
-   */
-  static int[] shares(List<Integer> sizes, long total, int batch) {
-    int p = sizes.size();
-    int[] s = new int[p];
-    double[] frac = new double[p];
-    int given = 0;
-    int wanted = (int) Math.min(batch, total);
-    for (int i = 0; i < p; i++) {
-      double exact = (double) wanted * sizes.get(i) / total;
-      s[i] = (int) Math.floor(exact);
-      frac[i] = exact - s[i];
-      given += s[i];
-    }
-    while (given < wanted) {
-      int best = -1;
-      for (int i = 0; i < p; i++) {
-        if (s[i] < sizes.get(i) && (best < 0 || frac[i] > frac[best])) {
-          best = i;
-        }
-      }
-      s[best]++;
-      frac[best] = -1;
-      given++;
-    }
-    return s;
-  }
-
-  /** Where each share starts in the global batch: the sum of the shares before it. */
-  static int[] firstSamples(int[] shares) {
-    int[] first = new int[shares.length];
-    for (int i = 1; i < shares.length; i++) {
-      first[i] = first[i - 1] + shares[i - 1];
-    }
-    return first;
-  }
-
-  /**
-   * The summed-loss gradient over {@code share} samples of a partition drawn for this step, on a
-   * runner that holds the step's weights, the share starting at sample {@code first} of the global
-   * batch (for dropout). Both sync modes draw the same samples.
-   */
-  static GradientSum partitionGradient(Block b, int share, int partition, int first, long stepSeed, ModelRunner runner) {
-    return partitionGradient(b, share, partition, first, stepSeed, runner, new float[runner.paramCount()]);
-  }
-
-  /**
-   * As above, copying the gradient into {@code grads}, or leaving it in the runner when
-   * {@code grads} is null (barrier workers reach it there).
-   */
-  static GradientSum partitionGradient(Block b, int share, int partition, int first, long stepSeed, ModelRunner runner,
-                                       float[] grads) {
-    float[] x = new float[share * b.size];
-    int[] y = new int[share];
-    sample(b, share, partition, stepSeed, x, y, 0);
-    SoftmaxCrossEntropy.Result r = runner.computeGradients(x, y, share, 1f, stepSeed, first);
-    if (grads != null) {
-      runner.copyGradientsTo(grads);
-    }
-    return new GradientSum(grads, r.lossSum(), r.correct(), share);
-  }
-
-  /**
-   * Draws partition {@code partition}'s {@code share} samples of this step from its block into
-   * {@code x} and {@code y} from sample {@code at} on: without replacement within the step, the
-   * first {@code share} places of a Fisher-Yates shuffle seeded by step and partition.
-   */
-  static void sample(Block b, int share, int partition, long stepSeed, float[] x, int[] y, int at) {
-    SplittableRandom rnd = new SplittableRandom(stepSeed * 31 + partition);
-    // The shuffle's swaps, kept only where they moved something: order[k] is moved.get(k), else k.
-    // The same draws as a whole permutation array, without filling one of the partition's size every step.
-    java.util.HashMap<Integer, Integer> moved = new java.util.HashMap<>(4 * share);
-    for (int i = 0; i < share; i++) {
-      int j = i + rnd.nextInt(b.count - i);
-      int picked = moved.getOrDefault(j, j);
-      moved.put(j, moved.getOrDefault(i, i));
-      b.copyFeatures(picked, x, (at + i) * b.size);
-      y[at + i] = b.label(picked);
-    }
   }
 
   @Override

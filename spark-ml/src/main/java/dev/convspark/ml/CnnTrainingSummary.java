@@ -1,5 +1,6 @@
 package dev.convspark.ml;
 
+import dev.convspark.ml.training.Validation;
 import java.io.Serializable;
 
 /**

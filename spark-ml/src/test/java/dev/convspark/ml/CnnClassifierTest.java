@@ -1,5 +1,6 @@
 package dev.convspark.ml;
 
+import dev.convspark.ml.training.BarrierTraining;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -270,13 +271,6 @@ class CnnClassifierTest {
         .setEvaluator(new MulticlassClassificationEvaluator().setMetricName("accuracy")).fit(train.limit(1000));
     assertEquals(2, cv.avgMetrics().length);
     assertTrue(accuracy(cv.transform(test.limit(300))) > 0.5);
-  }
-
-  @Test
-  void sharesSplitTheGlobalBatchInProportion() {
-    assertArrayEquals(new int[] {17, 17, 16}, CnnClassifier.shares(List.of(100, 100, 100), 300, 50));
-    assertArrayEquals(new int[] {5, 0, 45}, CnnClassifier.shares(List.of(10, 0, 90), 100, 50));
-    assertArrayEquals(new int[] {3, 2}, CnnClassifier.shares(List.of(3, 2), 5, 50));
   }
 
   private static String messages(Throwable e) {

@@ -1,5 +1,6 @@
 package dev.convspark.ml;
 
+import dev.convspark.ml.training.BarrierTraining;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 

@@ -1,5 +1,6 @@
 package dev.convspark.ml;
 
+import dev.convspark.ml.training.BarrierTraining;
 import static org.apache.spark.sql.functions.col;
 import static org.apache.spark.sql.functions.lit;
 import static org.apache.spark.sql.functions.not;

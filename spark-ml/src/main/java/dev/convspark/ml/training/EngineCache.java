@@ -1,4 +1,4 @@
-package dev.convspark.ml;
+package dev.convspark.ml.training;
 
 import dev.convspark.tensor.backend.Backend;
 import dev.convspark.tensor.backend.Backends;
@@ -13,7 +13,7 @@ import org.apache.spark.resource.ResourceInformation;
  * replica allocates its activations, thread pool or device memory once, not once per step. Task
  * threads never share one (a replica is not thread-safe).
  */
-final class EngineCache {
+public final class EngineCache {
 
   private static final ThreadLocal<EngineCache> LOCAL = new ThreadLocal<>();
 
@@ -33,7 +33,7 @@ final class EngineCache {
    * Spark assigned to the task ({@code TaskContext.resources()}), so that executors sharing a
    * machine do not pile onto one device.
    */
-  static ModelRunner runner(String spec, int threads, String device) {
+  public static ModelRunner runner(String spec, int threads, String device) {
     Device d = taskDevice(Device.parse(device));
     String key = spec + "/" + threads + "/" + d;
     EngineCache c = LOCAL.get();

@@ -1,4 +1,4 @@
-package dev.convspark.ml;
+package dev.convspark.ml.training;
 
 import java.io.Serializable;
 import org.apache.spark.sql.catalyst.InternalRow;
@@ -12,7 +12,7 @@ import org.apache.spark.sql.types.StructType;
  * Reads the label column of Spark's internal rows as a 0-based class index, refusing anything
  * else with a message naming the column and the value.
  */
-final class LabelReader implements Serializable {
+public final class LabelReader implements Serializable {
   private static final long serialVersionUID = 1L;
 
   private final String column;
@@ -30,7 +30,7 @@ final class LabelReader implements Serializable {
    *
    * @throws IllegalArgumentException when the column is missing or not numeric
    */
-  static LabelReader of(StructType schema, String column, int classes) {
+  public static LabelReader of(StructType schema, String column, int classes) {
     if (!java.util.Arrays.asList(schema.fieldNames()).contains(column)) {
       throw new IllegalArgumentException("label column '" + column + "' does not exist; columns are "
           + String.join(", ", schema.fieldNames()));

@@ -1,4 +1,4 @@
-package dev.convspark.ml;
+package dev.convspark.ml.training;
 
 import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
@@ -12,13 +12,13 @@ import java.util.Arrays;
  * checkpoint (which keeps the history) decides exactly as an uninterrupted one. Every training
  * replica sees the same summed evaluations and so stops at the same step.
  */
-final class Validation {
+public final class Validation {
 
   /** Rows scored per engine call when evaluating. */
   private static final int BATCH = 500;
 
   /** How a fit validates, shipped with its tasks. */
-  record Plan(IndicatorReader indicator, int interval, int patience, double tol) implements Serializable {
+  public record Plan(IndicatorReader indicator, int interval, int patience, double tol) implements Serializable {
     private static final long serialVersionUID = 1L;
 
     /** Whether step {@code step} of {@code steps} is evaluated. */
@@ -27,7 +27,7 @@ final class Validation {
     }
 
     /** Whether the model keeps the weights of the best evaluation rather than the last step's. */
-    boolean keepsBest() {
+    public boolean keepsBest() {
       return patience > 0;
     }
   }
@@ -36,7 +36,7 @@ final class Validation {
    * What validation recorded: the steps evaluated, the mean loss and accuracy of the validation
    * rows after each, the step of the lowest loss, and whether early stopping ended the run.
    */
-  record History(int[] steps, double[] loss, double[] accuracy, int bestStep, boolean stopped) implements Serializable {
+  public record History(int[] steps, double[] loss, double[] accuracy, int bestStep, boolean stopped) implements Serializable {
     private static final long serialVersionUID = 1L;
 
     /** The evaluations up to and including step {@code step}. */

@@ -1,4 +1,4 @@
-package dev.convspark.ml;
+package dev.convspark.ml.training;
 
 import dev.convspark.tensor.io.ModelFile;
 import dev.convspark.tensor.io.ModelState;
@@ -34,7 +34,7 @@ import org.apache.spark.util.SerializableConfiguration;
  * them (written before the model file). The data sampling and dropout of step {@code s} derive from the seed and
  * {@code s} alone, so the step is all the random state a resumed run needs.
  */
-final class Checkpoints implements Serializable {
+public final class Checkpoints implements Serializable {
   private static final long serialVersionUID = 1L;
 
   private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(Checkpoints.class);
@@ -52,11 +52,11 @@ final class Checkpoints implements Serializable {
    * One loaded checkpoint; {@code validation} is null when it was written without validation,
    * {@code best} null unless it holds best weights older than the checkpoint.
    */
-  record Checkpoint(int step, ModelState state, double[] loss, double[] accuracy, Validation.History validation,
+  public record Checkpoint(int step, ModelState state, double[] loss, double[] accuracy, Validation.History validation,
                     float[] best) {
   }
 
-  Checkpoints(String dir, Configuration conf) {
+  public Checkpoints(String dir, Configuration conf) {
     this.dir = dir;
     this.conf = new SerializableConfiguration(conf);
   }
@@ -103,7 +103,7 @@ final class Checkpoints implements Serializable {
   }
 
   /** The newest checkpoint's step, or 0 when there is none. */
-  int latest() throws IOException {
+  public int latest() throws IOException {
     List<Integer> s = steps();
     return s.isEmpty() ? 0 : s.get(s.size() - 1);
   }
@@ -114,7 +114,7 @@ final class Checkpoints implements Serializable {
    * @throws IllegalArgumentException when it holds another model or optimizer, naming both
    * @throws IOException when a file is missing, truncated or corrupt, naming it
    */
-  Checkpoint load(int step, ModelSpec spec, String optimizer) throws IOException {
+  public Checkpoint load(int step, ModelSpec spec, String optimizer) throws IOException {
     FileSystem fs = fs();
     Path m = model(step);
     ModelState state;

@@ -1,4 +1,4 @@
-package dev.convspark.ml;
+package dev.convspark.ml.training;
 
 import java.io.Serializable;
 import org.apache.spark.sql.catalyst.InternalRow;
@@ -10,7 +10,7 @@ import org.apache.spark.sql.types.StructType;
  * Reads the {@code validationIndicatorCol} of Spark's internal rows: true holds the row out of
  * training for validation. Anything but a non-null boolean is refused, naming the column.
  */
-final class IndicatorReader implements Serializable {
+public final class IndicatorReader implements Serializable {
   private static final long serialVersionUID = 1L;
 
   private final String column;
@@ -29,7 +29,7 @@ final class IndicatorReader implements Serializable {
    *
    * @throws IllegalArgumentException when the column is missing or not boolean
    */
-  static IndicatorReader of(StructType schema, String column) {
+  public static IndicatorReader of(StructType schema, String column) {
     if (!java.util.Arrays.asList(schema.fieldNames()).contains(column)) {
       throw new IllegalArgumentException("validationIndicatorCol '" + column + "' does not exist; columns are "
           + String.join(", ", schema.fieldNames()));

@@ -1,4 +1,4 @@
-package dev.convspark.ml;
+package dev.convspark.ml.training;
 
 import java.io.Serializable;
 import org.apache.spark.ml.linalg.SQLDataTypes;
@@ -19,7 +19,7 @@ import org.apache.spark.sql.types.StructType;
  * (NHWC), either {@code size} unsigned bytes (scaled to [0, 1]) or {@code 4 * size} bytes of
  * little-endian float32. Other values are used as they are, and must number exactly {@code size}.
  */
-final class FeatureReader implements Serializable {
+public final class FeatureReader implements Serializable {
   private static final long serialVersionUID = 1L;
 
   private enum Kind { IMAGE, VECTOR, FLOAT_ARRAY, DOUBLE_ARRAY, BINARY }
@@ -44,7 +44,7 @@ final class FeatureReader implements Serializable {
    *
    * @throws IllegalArgumentException when the column is missing or of a type the model cannot read
    */
-  static FeatureReader of(StructType schema, String column, int size) {
+  public static FeatureReader of(StructType schema, String column, int size) {
     if (!java.util.Arrays.asList(schema.fieldNames()).contains(column)) {
       throw new IllegalArgumentException("features column '" + column + "' does not exist; columns are "
           + String.join(", ", schema.fieldNames()));
@@ -74,7 +74,7 @@ final class FeatureReader implements Serializable {
   }
 
   /** Writes the value of {@code row}'s field {@code index} into {@code dst} at {@code offset}. */
-  void read(Row row, int index, float[] dst, int offset) {
+  public void read(Row row, int index, float[] dst, int offset) {
     if (row.isNullAt(index)) {
       throw new IllegalArgumentException("features column '" + column + "' holds a null");
     }
@@ -115,7 +115,7 @@ final class FeatureReader implements Serializable {
    * As {@link #read(Row, int, float[], int)} for Spark's internal row: the value is read where it
    * lies (a vector's values, an array's elements), without building row or vector objects.
    */
-  void read(InternalRow row, int index, float[] dst, int offset) {
+  public void read(InternalRow row, int index, float[] dst, int offset) {
     if (row.isNullAt(index)) {
       throw new IllegalArgumentException("features column '" + column + "' holds a null");
     }

@@ -1,4 +1,4 @@
-package dev.convspark.ml;
+package dev.convspark.ml.training;
 
 import java.io.Serializable;
 
@@ -9,7 +9,7 @@ import java.io.Serializable;
  * started from scratch) and the seconds its steps took; or, when training cannot succeed whatever
  * the retries (bad input, a diverged model), only {@code failure}.
  */
-record TrainResult(float[] weights, double[] loss, double[] accuracy, Validation.History validation,
+public record TrainResult(float[] weights, double[] loss, double[] accuracy, Validation.History validation,
                    int resumedFromStep, double stepSeconds, RuntimeException failure) implements Serializable {
 
   TrainResult(float[] weights, double[] loss, double[] accuracy, Validation.History validation, int resumedFromStep,

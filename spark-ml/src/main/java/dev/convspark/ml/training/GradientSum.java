@@ -1,4 +1,4 @@
-package dev.convspark.ml;
+package dev.convspark.ml.training;
 
 import java.io.Serializable;
 

@@ -1,4 +1,4 @@
-package dev.convspark.ml;
+package dev.convspark.ml.training;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -76,7 +76,7 @@ class BlockTest {
     for (int share : new int[] {1, 50, 500}) {
       float[] x = new float[(share + 3) * SIZE];
       int[] y = new int[share + 3];
-      CnnClassifier.sample(b, share, 2, 77L, x, y, 3);
+      Sampling.sample(b, share, 2, 77L, x, y, 3);
       // The same shuffle on a whole permutation array.
       java.util.SplittableRandom rnd = new java.util.SplittableRandom(77L * 31 + 2);
       int[] order = new int[500];
@@ -94,5 +94,12 @@ class BlockTest {
         assertTrue(seen.add(order[i]), "no row twice in a step");
       }
     }
+  }
+
+  @Test
+  void sharesSplitTheGlobalBatchInProportion() {
+    assertArrayEquals(new int[] {17, 17, 16}, Sampling.shares(List.of(100, 100, 100), 300, 50));
+    assertArrayEquals(new int[] {5, 0, 45}, Sampling.shares(List.of(10, 0, 90), 100, 50));
+    assertArrayEquals(new int[] {3, 2}, Sampling.shares(List.of(3, 2), 5, 50));
   }
 }

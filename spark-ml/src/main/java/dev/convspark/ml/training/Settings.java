@@ -1,0 +1,19 @@
+package dev.convspark.ml.training;
+
+import dev.convspark.tensor.optim.LearningRateSchedule;
+import java.io.Serializable;
+
+/**
+ * What every worker of a fit needs, shipped with its tasks: the model, how to read the rows, the
+ * recipe, the checkpoints, the progress channel, whether to encrypt, the validation plan.
+ */
+public record Settings(String spec, FeatureReader reader, LabelReader labels, String optimizer, float learningRate,
+                int batchSize, int steps, float keepProb, long seed, int threads, Checkpoints checkpoints,
+                int checkpointInterval, String device, ProgressReports.Remote progress, boolean encrypt,
+                LearningRateSchedule schedule, Validation.Plan validation) implements Serializable {
+
+  /** The validation indicator the workers read as the rows' third field, or null. */
+  IndicatorReader indicator() {
+    return validation == null ? null : validation.indicator();
+  }
+}
