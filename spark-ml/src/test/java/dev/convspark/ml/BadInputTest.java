@@ -113,7 +113,7 @@ class BadInputTest {
     // No GPU on the machines the tests run on: gpu fails once, clearly, in both sync modes; auto trains on the CPU.
     for (String mode : List.of("barrier", "driver")) {
       String m = messages(assertThrows(Exception.class, () -> classifier().setSyncMode(mode).setDevice("gpu").fit(rows(40, null))));
-      assertTrue(m.contains("libcuda.so.1") || m.contains("GPU"), mode + ": " + m);
+      assertTrue(m.contains("device=gpu: ") && (m.contains("libcuda.so.1") || m.contains("GPU")), mode + ": " + m);
     }
     CnnClassificationModel auto = classifier().setDevice("auto").fit(rows(40, null));
     assertEquals("auto", auto.getOrDefault(auto.device()), "the model takes the estimator's device");

@@ -12,7 +12,8 @@ import dev.convspark.ml.TrainingProgress;
  */
 public final class ProgressReports {
 
-  private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(ProgressReports.class);
+  // Logged under the public class's name, the one users know and set log levels for.
+  private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(TrainingProgress.class);
 
   private ProgressReports() {
   }

@@ -3,7 +3,8 @@ package dev.convspark.tensor.backend;
 /**
  * Opens the backend a {@link Device} setting asks for. {@code auto} tries the GPU and falls back
  * to the CPU, logging one line that says which it chose and why; {@code gpu} without a usable GPU
- * fails with the reason (no driver, no device, kernels refused by the driver).
+ * fails with the reason (no driver, no device, kernels refused by the driver), in terms of the
+ * setting: {@code device=gpu: no CUDA driver library (libcuda.so.1) could be loaded ...}.
  */
 public final class Backends {
 
@@ -22,7 +23,11 @@ public final class Backends {
       case CPU:
         return CpuBackend.create(threads);
       case GPU:
-        return CudaBackend.create(Math.max(0, device.ordinal()));
+        try {
+          return CudaBackend.create(Math.max(0, device.ordinal()));
+        } catch (IllegalStateException e) {
+          throw new IllegalStateException("device=" + device + ": " + e.getMessage(), e);
+        }
       default:
         try {
           CudaBackend gpu = CudaBackend.create(Math.max(0, device.ordinal()));

@@ -157,23 +157,23 @@ class CudaEmulationTest {
     assertTrue(one.output().contains("auto -> gpu:0 (convspark CUDA emulator (CPU), CUDA driver 12.0)"), one.output());
     assertTrue(one.output().contains("device auto: using gpu:0 (convspark CUDA emulator"), one.output());
     assertTrue(one.output().contains("gpu -> gpu:0 ("), one.output());
-    assertTrue(one.output().contains("gpu:1 failed: gpu:1 does not exist (the CUDA driver reports 1 GPU: gpu:0)"),
+    assertTrue(one.output().contains("gpu:1 failed: device=gpu:1: gpu:1 does not exist (the CUDA driver reports 1 GPU: gpu:0)"),
         one.output());
 
     Run two = probe(Map.of("CONVSPARK_CUDA_EMU_DEVICES", "2"), "open", "gpu:1", "gpu:2");
     assertTrue(two.output().contains("gpu:1 -> gpu:1 (convspark CUDA emulator"), two.output());
-    assertTrue(two.output().contains("gpu:2 failed: gpu:2 does not exist (the CUDA driver reports 2 GPUs: gpu:0 to gpu:1)"),
+    assertTrue(two.output().contains("gpu:2 failed: device=gpu:2: gpu:2 does not exist (the CUDA driver reports 2 GPUs: gpu:0 to gpu:1)"),
         two.output());
 
     Run none = probe(Map.of("CONVSPARK_CUDA_EMU_DEVICES", "0"), "open", "gpu", "auto");
-    assertTrue(none.output().contains("gpu failed: the CUDA driver reports no GPU"), none.output());
+    assertTrue(none.output().contains("gpu failed: device=gpu: the CUDA driver reports no GPU"), none.output());
     assertTrue(none.output().contains("auto -> cpu ("), none.output());
     assertTrue(none.output().contains("device auto: no usable GPU (the CUDA driver reports no GPU); using cpu"),
         none.output());
 
     // A CUDA 11.8 driver reads PTX up to ISA 7.8; the kernels declare 8.0.
     Run old = probe(Map.of("CONVSPARK_CUDA_EMU_DRIVER", "11080"), "open", "gpu", "auto");
-    assertTrue(old.output().contains("gpu failed: the CUDA driver (version 11.8) refused convspark's kernels"
+    assertTrue(old.output().contains("gpu failed: device=gpu: the CUDA driver (version 11.8) refused convspark's kernels"
         + " (CUDA_ERROR_UNSUPPORTED_PTX_VERSION); they need a CUDA 12.0 or newer driver"), old.output());
     assertTrue(old.output().contains("auto -> cpu ("), old.output());
   }

@@ -52,6 +52,7 @@ class DeviceTest {
       assertTrue(b.describe().startsWith("cpu (2 threads"), b.describe());
     }
     IllegalStateException e = assertThrows(IllegalStateException.class, () -> Backends.open(Device.parse("gpu"), 2));
+    assertTrue(e.getMessage().startsWith("device=gpu: "), "the error names the setting: " + e.getMessage());
     assertTrue(e.getMessage().contains("libcuda.so.1") || e.getMessage().contains("no GPU")
         || e.getMessage().contains("CUDA driver"), e.getMessage());
     // A second attempt fails the same clear way (the JVM's linker state after the first failure).
