@@ -529,7 +529,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
         ? r.validation().bestStep() : r.loss().length;
     m.setSummary(new CnnTrainingSummary(r.loss(), r.accuracy(), seconds, r.stepSeconds(),
         (long) Math.max(0, r.loss().length - r.resumedFromStep()) * intParam(batchSize), workers, $(syncMode),
-        r.resumedFromStep(), r.validation(), weightsStep));
+        r.resumedFromStep(), r.validation(), weightsStep, r.exchangeSeconds()));
     if (r.validation() != null && r.validation().stopped()) {
       LOG.info("early stopping after step {}: the validation loss has not improved by more than {} in {} evaluations;"
           + " the model holds the weights of step {}", r.loss().length, doubleParam(validationTol),

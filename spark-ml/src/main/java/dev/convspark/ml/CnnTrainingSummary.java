@@ -22,10 +22,12 @@ public final class CnnTrainingSummary implements Serializable {
   private final int resumedFromStep;
   private final Validation.History validation;
   private final int weightsIteration;
+  private final double exchangeSeconds;
 
   CnnTrainingSummary(double[] objectiveHistory, double[] accuracyHistory, double wallSeconds, double stepSeconds,
                      long imagesSeen, int numWorkers, String syncMode, int resumedFromStep,
-                     Validation.History validation, int weightsIteration) {
+                     Validation.History validation, int weightsIteration, double exchangeSeconds) {
+    this.exchangeSeconds = exchangeSeconds;
     this.validation = validation != null ? validation : new Validation.History(new int[0], new double[0],
         new double[0], 0, false);
     this.weightsIteration = weightsIteration;
@@ -64,6 +66,17 @@ public final class CnnTrainingSummary implements Serializable {
    */
   public double stepSeconds() {
     return stepSeconds;
+  }
+
+  /**
+   * Of {@link #stepSeconds()}, the seconds worker 0 spent in each step after its share of the
+   * gradient was computed until the step's update was applied, summed: the gradients' exchange
+   * that the backward pass did not hide, the wait for slower workers, and the optimizer's update
+   * (for a worker alone, the update only). NaN with {@code syncMode=driver}, where each step's sum
+   * is a Spark job of its own.
+   */
+  public double exchangeSeconds() {
+    return exchangeSeconds;
   }
 
   /** Training images per second over the steps alone (see {@link #stepSeconds()}). */

@@ -92,6 +92,10 @@ class CnnClassifierTest {
     assertTrue(acc >= 0.97, "deep-mnist test accuracy after 1500 steps " + acc);
     assertTrue(s.stepSeconds() > 0 && s.stepSeconds() < s.wallSeconds(),
         "the steps took " + s.stepSeconds() + " s of a " + s.wallSeconds() + " s fit");
+    assertTrue(s.exchangeSeconds() > 0 && s.exchangeSeconds() < s.stepSeconds(),
+        "from the gradients to the updates: " + s.exchangeSeconds() + " s of the steps' " + s.stepSeconds());
+    assertTrue(Double.isNaN(new CnnClassifier().setModel("softmax-regression").setMaxIter(3).setSyncMode("driver")
+        .fit(train).summary().exchangeSeconds()), "driver mode times no exchange of its own");
   }
 
   @Test

@@ -107,7 +107,7 @@ final class DriverTraining {
       }
       return new TrainResult(best != null ? best : params.clone(), java.util.Arrays.copyOf(loss, last),
           java.util.Arrays.copyOf(accuracy, last), validation == null ? null : validation.history(), start,
-          (System.nanoTime() - t0) / 1e9);
+          (System.nanoTime() - t0) / 1e9, Double.NaN);
     } catch (java.io.IOException e) {
       throw new java.io.UncheckedIOException(e.getMessage(), e);
     } finally {

@@ -60,6 +60,8 @@ final class StepLoop {
     }
     double[] stats = new double[3];
     long t0 = System.nanoTime();
+    // The time from each step's gradient to its update: the exchange not hidden behind the backward pass, and the update.
+    long exchangeNanos = 0;
     for (int step = start + 1; step <= s.steps() && (validation == null || !validation.stopped()); step++) {
       // A unit's first worker fails for any of its workers.
       if (failAt != null && java.util.Arrays.stream(members).anyMatch(m -> m == failAt[0]) && failAt[1] == step) {
@@ -76,6 +78,7 @@ final class StepLoop {
       stats[1] = g.correct;
       stats[2] = g.count;
       int current = step;
+      long computed = System.nanoTime();
       exchange.step(runner, opt, grads, stats, sums -> {
         if (!Double.isFinite(sums[0])) {
           // Every replica sees the same sum, so all stop here together.
@@ -83,6 +86,7 @@ final class StepLoop {
               + "; the model diverged (try a lower learningRate, or check the features for huge values)"));
         }
       });
+      exchangeNanos += System.nanoTime() - computed;
       loss[step - 1] = stats[0] / stats[2];
       accuracy[step - 1] = stats[1] / stats[2];
       last = step;
@@ -144,11 +148,11 @@ final class StepLoop {
     }
     TrainResult result = new TrainResult(weights, java.util.Arrays.copyOf(loss, last),
         java.util.Arrays.copyOf(accuracy, last), validation == null ? null : validation.history(), start,
-        (System.nanoTime() - t0) / 1e9);
+        (System.nanoTime() - t0) / 1e9, exchangeNanos / 1e9);
     if (key.startsWith(LocalExchange.JVM_ID + " ")) {
       // The driver is in this JVM: the shuffle carries only a marker.
       BarrierTraining.HANDED_OVER.put(key, result);
-      return new TrainResult(null, null, null, null, start, result.stepSeconds());
+      return new TrainResult(null, null, null, null, start, result.stepSeconds(), result.exchangeSeconds());
     }
     return result;
   }
