@@ -65,20 +65,12 @@ class BadInputTest {
   }
 
   private static String fitError(Dataset<Row> data) {
-    return messages(assertThrows(Exception.class, () -> classifier().fit(data)));
+    return Failures.messages(assertThrows(Exception.class, () -> classifier().fit(data)));
   }
 
   private static CnnClassifier classifier() {
     return new CnnClassifier().setModel(SPEC).setOptimizer("sgd").setLearningRate(0.1).setBatchSize(10).setMaxIter(5)
         .setKeepProb(1.0).setNumWorkers(2);
-  }
-
-  private static String messages(Throwable e) {
-    StringBuilder b = new StringBuilder();
-    for (Throwable t = e; t != null; t = t.getCause()) {
-      b.append(t.getMessage()).append(" | ");
-    }
-    return b.toString();
   }
 
   @Test
@@ -101,7 +93,7 @@ class BadInputTest {
     assertTrue(m.contains("label column 'label' holds -1.0"), m);
 
     CnnClassificationModel model = classifier().fit(rows(40, null));
-    m = messages(assertThrows(Exception.class,
+    m = Failures.messages(assertThrows(Exception.class,
         () -> model.transform(rows(40, RowFactory.create(Vectors.dense(nan), 1.0))).collect()));
     assertTrue(m.contains("non-finite value (NaN)"), "scoring refuses NaN too: " + m);
   }
@@ -112,7 +104,7 @@ class BadInputTest {
     assertTrue(e.getMessage().contains("device"), e.getMessage());
     // No GPU on the machines the tests run on: gpu fails once, clearly, in both sync modes; auto trains on the CPU.
     for (String mode : List.of("barrier", "driver")) {
-      String m = messages(assertThrows(Exception.class, () -> classifier().setSyncMode(mode).setDevice("gpu").fit(rows(40, null))));
+      String m = Failures.messages(assertThrows(Exception.class, () -> classifier().setSyncMode(mode).setDevice("gpu").fit(rows(40, null))));
       assertTrue(m.contains("device=gpu: ") && (m.contains("libcuda.so.1") || m.contains("GPU")), mode + ": " + m);
     }
     CnnClassificationModel auto = classifier().setDevice("auto").fit(rows(40, null));
@@ -140,7 +132,7 @@ class BadInputTest {
     List<Row> fromBytes = m.setFeaturesCol("bytes").transform(binary).select("probability").collectAsList();
     assertEquals(fromVectors, fromBytes);
     Dataset<Row> wrong = binary.withColumn("bytes", org.apache.spark.sql.functions.lit(new byte[10]));
-    String msg = messages(assertThrows(Exception.class, () -> m.transform(wrong).collect()));
+    String msg = Failures.messages(assertThrows(Exception.class, () -> m.transform(wrong).collect()));
     assertTrue(msg.contains("features column 'bytes' holds 10 bytes in a row, but the model's input needs 16"
         + " (unsigned bytes) or 64 (float32)"), msg);
   }
@@ -184,11 +176,11 @@ class BadInputTest {
     }
     Dataset<Row> holes = data.withColumn("x", org.apache.spark.sql.functions.when(data.col("label").equalTo(2),
         org.apache.spark.sql.functions.array(withHole)).otherwise(org.apache.spark.ml.functions.vector_to_array(features, "float64")));
-    String m = messages(assertThrows(Exception.class, () -> classifier().setFeaturesCol("x").fit(holes)));
+    String m = Failures.messages(assertThrows(Exception.class, () -> classifier().setFeaturesCol("x").fit(holes)));
     assertTrue(m.contains("features column 'x' holds a null at position 3"), m);
     CnnClassificationModel model = classifier().setFeaturesCol("x").fit(data.withColumn("x",
         org.apache.spark.ml.functions.vector_to_array(features, "float64")));
-    m = messages(assertThrows(Exception.class, () -> model.transform(holes).collect()));
+    m = Failures.messages(assertThrows(Exception.class, () -> model.transform(holes).collect()));
     assertTrue(m.contains("features column 'x' holds a null at position 3"), "scoring too: " + m);
   }
 
@@ -209,7 +201,7 @@ class BadInputTest {
     Dataset<Row> data = rows(40, null, 1e19);
     Path dir = tmp.resolve("ckpt");
     for (String mode : List.of("barrier", "driver")) {
-      String m = messages(assertThrows(Exception.class, () -> classifier().setLearningRate(1e30).setMaxIter(50)
+      String m = Failures.messages(assertThrows(Exception.class, () -> classifier().setLearningRate(1e30).setMaxIter(50)
           .setSyncMode(mode).setCheckpointDir(dir.toString()).setCheckpointInterval(1).fit(data)));
       assertTrue(m.contains("at step") && m.contains("lower learningRate"), mode + ": " + m);
     }

@@ -184,10 +184,10 @@ class CnnClassifierTest {
     Dataset<Row> bad = train.limit(100).withColumn("label", org.apache.spark.sql.functions.lit(10));
     Exception e = assertThrows(Exception.class, () -> new CnnClassifier().setModel("softmax-regression")
         .setMaxIter(1).fit(bad));
-    String all = messages(e);
+    String all = Failures.messages(e);
     assertTrue(all.contains("label column 'label' holds 10.0") && all.contains("[0, 10)"), all);
     Dataset<Row> fractional = train.limit(100).withColumn("label", org.apache.spark.sql.functions.lit(1.5));
-    all = messages(assertThrows(Exception.class, () -> new CnnClassifier().setModel("softmax-regression")
+    all = Failures.messages(assertThrows(Exception.class, () -> new CnnClassifier().setModel("softmax-regression")
         .setMaxIter(1).fit(fractional)));
     assertTrue(all.contains("holds 1.5"), all);
   }
@@ -250,16 +250,16 @@ class CnnClassifierTest {
 
   @Test
   void emptyWrongSizeAndTooManyWorkersFailClearly() {
-    String m = messages(assertThrows(Exception.class,
+    String m = Failures.messages(assertThrows(Exception.class,
         () -> new CnnClassifier().setModel("softmax-regression").fit(train.limit(0))));
     assertTrue(m.contains("empty dataset"), m);
-    m = messages(assertThrows(Exception.class,
+    m = Failures.messages(assertThrows(Exception.class,
         () -> new CnnClassifier().setModel("in10x10x1-dense10").setMaxIter(1).fit(train.limit(10))));
     assertTrue(m.contains("features column 'features' holds 784 values per row but the model's input needs 100"), m);
-    m = messages(assertThrows(Exception.class,
+    m = Failures.messages(assertThrows(Exception.class,
         () -> new CnnClassifier().setModel("softmax-regression").setNumWorkers(8).setMaxIter(1).fit(train.limit(10))));
     assertTrue(m.contains("numWorkers=8") && m.contains("at most 2 tasks at once"), m);
-    m = messages(assertThrows(Exception.class,
+    m = Failures.messages(assertThrows(Exception.class,
         () -> new CnnClassifier().setFeaturesCol("index").fit(train.limit(10))));
     assertTrue(m.contains("features column 'index' has type bigint"), m);
   }
@@ -277,11 +277,4 @@ class CnnClassifierTest {
     assertTrue(accuracy(cv.transform(test.limit(300))) > 0.5);
   }
 
-  private static String messages(Throwable e) {
-    StringBuilder b = new StringBuilder();
-    for (Throwable t = e; t != null; t = t.getCause()) {
-      b.append(t.getMessage()).append(" | ");
-    }
-    return b.toString();
-  }
 }

@@ -85,14 +85,6 @@ class ValidationTest {
     return new double[] {loss / rows.size(), (double) right / rows.size()};
   }
 
-  private static String messages(Throwable e) {
-    StringBuilder b = new StringBuilder();
-    for (Throwable t = e; t != null; t = t.getCause()) {
-      b.append(t.getMessage()).append(" | ");
-    }
-    return b.toString();
-  }
-
   /**
    * Both sync modes, and barrier workers exchanging over sockets as executors in separate JVMs do
    * ({@code ring}: the ring allreduce, sharded updates, evaluations summed over it).
@@ -198,10 +190,10 @@ class ValidationTest {
     e = assertThrows(IllegalArgumentException.class, () -> classifier(3).setValidationTol(-1));
     assertTrue(e.getMessage().contains("validationTol"), e.getMessage());
     for (String mode : List.of("barrier", "driver")) {
-      String none = messages(assertThrows(Exception.class,
+      String none = Failures.messages(assertThrows(Exception.class,
           () -> validating(3).setSyncMode(mode).fit(data.withColumn("isVal", lit(false)))));
       assertTrue(none.contains("validationIndicatorCol 'isVal' marks no row true"), mode + ": " + none);
-      String nulls = messages(assertThrows(Exception.class,
+      String nulls = Failures.messages(assertThrows(Exception.class,
           () -> validating(3).setSyncMode(mode).fit(data.withColumn("isVal", lit(null).cast("boolean")))));
       assertTrue(nulls.contains("validationIndicatorCol 'isVal' holds a null"), mode + ": " + nulls);
     }
