@@ -55,7 +55,6 @@ final class DriverTraining {
       double[] loss = from.loss();
       double[] accuracy = from.accuracy();
       Validation validation = from.validation();
-      float[] best = from.best();
       int last = start;
       long t0 = System.nanoTime();
       for (int step = start + 1; step <= s.steps() && (validation == null || !validation.stopped()); step++) {
@@ -93,19 +92,18 @@ final class DriverTraining {
             return Validation.encode(Validation.evaluate(runner, new Block[] {b}));
           }).collect();
           now.destroy();
-          if (validation.record(step, Validation.sum(parts.toArray(new String[0]))) && validation.plan().keepsBest()) {
-            best = params.clone();
-          }
+          validation.record(step, Validation.sum(parts.toArray(new String[0])), params::clone);
           ProgressReports.validated(step, validation);
         }
         boolean stopping = validation != null && validation.stopped();
         ProgressReports.report(step, s.steps(), start, loss[step - 1], accuracy[step - 1], g.count, t0, validation);
         if (s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps() || stopping)) {
           s.checkpoints().save(step, new ModelState(spec, params.clone(), opt.state()), loss, accuracy,
-              validation == null ? null : validation.history(), best != null && validation.bestStep() < step ? best : null);
+              validation == null ? null : validation.history(), validation == null ? null : validation.bestOlderThan(step));
         }
       }
-      return new TrainResult(best != null ? best : params.clone(), java.util.Arrays.copyOf(loss, last),
+      return new TrainResult(validation == null ? params.clone() : validation.modelWeights(params::clone),
+          java.util.Arrays.copyOf(loss, last),
           java.util.Arrays.copyOf(accuracy, last), validation == null ? null : validation.history(), start,
           (System.nanoTime() - t0) / 1e9, Double.NaN);
     } catch (java.io.IOException e) {

@@ -8,11 +8,10 @@ import java.io.IOException;
 /**
  * Where training starts in both sync modes: the weights, optimizer, history and validation of
  * checkpoint {@code step}, or at step 0 the seeded initial weights, a fresh optimizer and empty
- * histories (each {@code s.steps()} long). {@code validation} is null without validation;
- * {@code best} holds the best evaluation's weights when the model keeps them (else null).
+ * histories (each {@code s.steps()} long). {@code validation} is null without validation; it holds
+ * the best evaluation's weights when the model keeps them.
  */
-record Start(float[] params, Optimizer optimizer, double[] loss, double[] accuracy, Validation validation,
-             float[] best) {
+record Start(float[] params, Optimizer optimizer, double[] loss, double[] accuracy, Validation validation) {
 
   private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(Start.class);
 
@@ -25,7 +24,7 @@ record Start(float[] params, Optimizer optimizer, double[] loss, double[] accura
       init.initialize(s.seed());
       Optimizer fresh = Optimizer.create(s.optimizer(), s.learningRate(), init.paramCount());
       fresh.setSchedule(s.schedule());
-      return new Start(init.params(), fresh, loss, accuracy, plan == null ? null : new Validation(plan), null);
+      return new Start(init.params(), fresh, loss, accuracy, plan == null ? null : new Validation(plan));
     }
     Checkpoints.Checkpoint c = s.checkpoints().load(step, spec, s.optimizer());
     System.arraycopy(c.loss(), 0, loss, 0, step);
@@ -35,20 +34,20 @@ record Start(float[] params, Optimizer optimizer, double[] loss, double[] accura
     Optimizer restored = Optimizer.restore(c.state().optimizer(), params.length);
     restored.setSchedule(s.schedule());
     Validation validation = null;
-    float[] best = null;
     if (plan != null) {
       if (c.validation() == null) {
         LOG.info("checkpoint step {} was written without validation: validation starts after it", step);
       }
       validation = c.validation() == null ? new Validation(plan) : Validation.restore(plan, c.validation());
       if (plan.keepsBest() && validation.bestStep() > 0) {
-        best = validation.bestStep() == step ? params.clone() : c.best();
+        float[] best = validation.bestStep() == step ? params.clone() : c.best();
         if (best == null) {
           throw new IOException(s.checkpoints().dir() + ": checkpoint step " + step + " lacks the weights of its best"
               + " validation step " + validation.bestStep() + " (step-" + step + ".best.cspk)");
         }
+        validation.keepBest(best);
       }
     }
-    return new Start(params, restored, loss, accuracy, validation, best);
+    return new Start(params, restored, loss, accuracy, validation);
   }
 }

@@ -45,7 +45,12 @@ final class StepLoop {
     double[] loss = from.loss();
     double[] accuracy = from.accuracy();
     Validation validation = from.validation();
-    float[] best = from.best();
+    // A fresh copy of the current weights: for a checkpoint, the best evaluation, the result.
+    java.util.function.Supplier<float[]> weightsNow = () -> {
+      float[] w = new float[runner.paramCount()];
+      runner.copyParametersTo(w);
+      return w;
+    };
     int last = start;
     if (start > 0 && rank == 0) {
       LOG.info("resuming at step {} from the checkpoint in {}", start, s.checkpoints().dir());
@@ -93,15 +98,11 @@ final class StepLoop {
       if (validation != null && validation.plan().due(step, s.steps())) {
         double[] sums = Validation.sum(exchange.gather(Validation.encode(Validation.evaluate(runner, blocks)),
             BarrierTraining.TIMEOUT_MS));
-        boolean better;
         try {
-          better = validation.record(step, sums);
+          // Only worker 0 hands back a model, so only it keeps the best weights.
+          validation.record(step, sums, rank == 0 ? weightsNow : null);
         } catch (IllegalArgumentException e) {
           throw new Deterministic(e);
-        }
-        if (better && rank == 0 && validation.plan().keepsBest()) {
-          best = best == null ? new float[runner.paramCount()] : best;
-          runner.copyParametersTo(best);
         }
         if (rank == 0) {
           ProgressReports.validated(step, validation);
@@ -109,8 +110,7 @@ final class StepLoop {
       }
       boolean stopping = validation != null && validation.stopped();
       if (s.checkpoints() != null && (step % s.checkpointInterval() == 0 || step == s.steps() || stopping)) {
-        float[] w = new float[runner.paramCount()];
-        runner.copyParametersTo(w);
+        float[] w = weightsNow.get();
         // Sharded updates left each unit's moments current for its share only: made whole on
         // every unit (a collective call); only rank 0 saves.
         exchange.syncOptimizer(opt);
@@ -128,7 +128,7 @@ final class StepLoop {
         }
         if (rank == 0) {
           s.checkpoints().save(step, state, loss, accuracy, validation == null ? null : validation.history(),
-              best != null && validation.bestStep() < step ? best : null);
+              validation == null ? null : validation.bestOlderThan(step));
         }
       }
       if (rank == 0) {
@@ -141,11 +141,7 @@ final class StepLoop {
     if (rank != 0) {
       return null;
     }
-    float[] weights = best;
-    if (weights == null) {
-      weights = new float[runner.paramCount()];
-      runner.copyParametersTo(weights);
-    }
+    float[] weights = validation == null ? weightsNow.get() : validation.modelWeights(weightsNow);
     TrainResult result = new TrainResult(weights, java.util.Arrays.copyOf(loss, last),
         java.util.Arrays.copyOf(accuracy, last), validation == null ? null : validation.history(), start,
         (System.nanoTime() - t0) / 1e9, exchangeNanos / 1e9);

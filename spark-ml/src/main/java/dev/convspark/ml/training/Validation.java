@@ -4,6 +4,7 @@ import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
 import java.io.Serializable;
 import java.util.Arrays;
+import java.util.function.Supplier;
 
 /**
  * Validation while training ({@code validationIndicatorCol}): the rows marked true are held out of
@@ -57,6 +58,8 @@ public final class Validation {
   private double bestLoss = Double.POSITIVE_INFINITY;
   private int bestStep;
   private int sinceBest;
+  /** The best evaluation's weights, where the model keeps them and this replica holds them; else null. */
+  private float[] best;
 
   Validation(Plan plan) {
     this.plan = plan;
@@ -71,23 +74,41 @@ public final class Validation {
     return v;
   }
 
+  /** Holds {@code weights} as the best evaluation's (a restored run's, read from its checkpoint). */
+  void keepBest(float[] weights) {
+    best = weights;
+  }
+
   Plan plan() {
     return plan;
   }
 
   /**
    * Records the evaluation after step {@code step} from the summed {@code {lossSum, correct, count}}
-   * of every replica's validation rows; returns whether it is the best so far (its weights are
-   * then the ones to keep).
+   * of every replica's validation rows. When it is the best so far and the model keeps the best
+   * weights, takes a copy of the current ones from {@code weights} (null on a replica that hands
+   * back no model).
    *
    * @throws IllegalArgumentException when no row is marked for validation, naming the column
    */
-  boolean record(int step, double[] sums) {
+  void record(int step, double[] sums, Supplier<float[]> weights) {
     if (sums[2] == 0) {
       throw new IllegalArgumentException("validationIndicatorCol '" + plan.indicator().column() + "' marks no row"
           + " true, so there is nothing to validate on; mark the validation rows true or leave the param unset");
     }
-    return add(step, sums[0] / sums[2], sums[1] / sums[2]);
+    if (add(step, sums[0] / sums[2], sums[1] / sums[2]) && plan.keepsBest() && weights != null) {
+      best = weights.get();
+    }
+  }
+
+  /** The best evaluation's weights when the model keeps them and they are older than {@code step}, else null. */
+  float[] bestOlderThan(int step) {
+    return best != null && bestStep < step ? best : null;
+  }
+
+  /** The weights the model gets: the best evaluation's when it keeps them, else {@code current}'s. */
+  float[] modelWeights(Supplier<float[]> current) {
+    return best != null ? best : current.get();
   }
 
   private boolean add(int step, double meanLoss, double acc) {
