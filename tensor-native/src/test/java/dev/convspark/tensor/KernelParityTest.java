@@ -163,7 +163,14 @@ class KernelParityTest {
         // one channel, stride 1, whole tiles of filters: the shifted-image route (VALID, an even
         // kernel with uneven SAME padding, a kernel row wider than a register tile, two tiles)
         {3, 10, 9, 1, 3, 4, 1, 1, 64}, {4, 9, 13, 1, 2, 3, 1, 0, 32}, {2, 12, 11, 1, 7, 7, 1, 0, 32},
-        {3, 4, 17, 1, 5, 1, 1, 0, 32}};
+        {3, 4, 17, 1, 5, 1, 1, 0, 32},
+        // several channels, stride 1: the implicit route (filters and channels off whole panels, an
+        // even kernel with uneven SAME padding, VALID, more channels than a panel, a 1-wide kernel)
+        {2, 9, 7, 3, 3, 3, 1, 0, 5}, {3, 8, 10, 4, 2, 4, 1, 0, 40}, {2, 10, 9, 5, 3, 2, 1, 1, 33},
+        {2, 6, 5, 40, 3, 3, 1, 0, 17}, {2, 7, 4, 6, 1, 1, 1, 0, 9}, {1, 3, 3, 2, 3, 3, 1, 1, 4},
+        // output rows of 7 pixels (whole 7-row tiles with 512-bit vectors): the forward pass only,
+        // and both passes
+        {2, 9, 9, 3, 3, 3, 1, 1, 40}, {2, 7, 7, 5, 3, 3, 1, 0, 40}};
     for (FastKernels fast : new FastKernels[] {fast, otherRoute})
     for (int[] cs : cases) {
       ConvGeometry g = ConvGeometry.of(cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], cs[7] == 1 ? Padding.VALID : Padding.SAME);

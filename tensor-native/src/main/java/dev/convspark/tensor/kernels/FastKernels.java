@@ -98,12 +98,16 @@ public final class FastKernels implements Kernels {
       float[] bp = values(8 * NR);
       float[] c = new float[MR * NR];
       float[] tmp = new float[MR * NR];
+      int[] offsets = {0, 7, 1, 8, 2, 9, 3, 10};
+      float[] c7 = new float[ImplicitConv.SEVEN * NR];
       for (int i = 0; i < 6000; i++) {
         int mr = i % 3 == 0 ? 1 : MR;
         int nr = i % 4 == 0 ? 1 : NR;
         float beta = i % 2;
         micro(8, a, 0, MR, bp, 0, c, 0, NR, beta, mr, nr, tmp);
         microRows(8, a, 0, 8, bp, 0, c, 0, NR, beta, mr, nr, tmp);
+        ImplicitConv.microTable(8, a, i % 2, offsets, 0, bp, 0, c, 0, NR, beta != 0f);
+        ImplicitConv.microTableSeven(8, a, i % 2, offsets, 0, bp, 0, c7, 0, NR, beta != 0f);
       }
     }
 
@@ -500,14 +504,14 @@ public final class FastKernels implements Kernels {
    * All of op(B) ({@code k x n}) as NR-column panels, zero-padded: panel q's row p at
    * {@code (q * k + p) * NR}. For an operand many small multiplies share (a layer's weights).
    */
-  private static void packPanels(boolean transB, float[] b, int bOff, int ldb, int k, int n, float[] out) {
+  static void packPanels(boolean transB, float[] b, int bOff, int ldb, int k, int n, float[] out) {
     for (int q = 0; q * NR < n; q++) {
       packBPanel(transB, b, bOff, ldb, 0, k, q * NR, Math.min(NR, n - q * NR), out, q * k * NR);
     }
   }
 
   /** Floats {@link #packPanels} writes for a {@code k x n} op(B). */
-  private static int panelsSize(int k, int n) {
+  static int panelsSize(int k, int n) {
     return (n + NR - 1) / NR * k * NR;
   }
 
@@ -552,7 +556,7 @@ public final class FastKernels implements Kernels {
    * back through the interpreter and an on-stack recompile that kept its vectors boxed (one JVM
    * in two trained at a third of its speed at batch 512 after batch 50).
    */
-  private static void micro(int kc, float[] a, int aOff, int aCs, float[] bp, int bOff,
+  static void micro(int kc, float[] a, int aOff, int aCs, float[] bp, int bOff,
                             float[] c, int cOff, int ldc, float beta, int mr, int nr, float[] tmp) {
     FloatVector c00 = FloatVector.zero(S);
     FloatVector c01 = c00;
@@ -863,6 +867,22 @@ public final class FastKernels implements Kernels {
     // The weights as register-tile panels, once for the whole batch.
     float[] w = b.panels(panelsSize(patch, filters));
     packPanels(false, params, wOff, filters, patch, filters, w);
+    if (ImplicitConv.applies(g)) {
+      ImplicitConv ic = new ImplicitConv(g, filters);
+      pool.parallelFor(parts, t -> {
+        float[] img = b.threadCol(t, ic.imageLength);
+        float[] out = b.threadDcol(t, ic.rows * ic.filterPanels);
+        for (int s = t * n / parts, end = (t + 1) * n / parts; s < end; s++) {
+          ic.padChannelMajor(x, s, img);
+          ic.forward(img, w, out);
+          ic.addOutput(out, s, y);
+          if (relu) {
+            reluRange(y, y, s * pix * filters, (s + 1) * pix * filters);
+          }
+        }
+      });
+      return;
+    }
     if (shiftedRoute(g, filters)) {
       Shifted sh = new Shifted(g);
       pool.parallelFor(parts, t -> {
@@ -980,6 +1000,10 @@ public final class FastKernels implements Kernels {
     int patch = g.patchSize();
     int parts = Math.min(pool.threads(), n);
     b.reserve(parts);
+    if (ImplicitConv.applies(g)) {
+      implicitBackward(x, dy, n, g, params, wOff, filters, grads, dx, b, parts);
+      return;
+    }
     // W^T (filters x patch) as register-tile panels, the B operand of every sample's dy_s W^T.
     float[] wT = dx == null ? null : b.panels(panelsSize(filters, patch));
     if (wT != null) {
@@ -1053,6 +1077,45 @@ public final class FastKernels implements Kernels {
     } else {
       Transpose.into(dwT, filters, patch, grads, wOff);
     }
+  }
+
+  /**
+   * {@link #convBackward} by {@link ImplicitConv}: each thread pads its samples one at a time, adds
+   * their weight gradients into its own sum and writes their input gradients; the threads' sums
+   * are added in thread order.
+   */
+  private void implicitBackward(float[] x, float[] dy, int n, ConvGeometry g, float[] params, int wOff, int filters,
+                                float[] grads, float[] dx, ConvBuffers b, int parts) {
+    ImplicitConv ic = new ImplicitConv(g, filters);
+    float[] flipped = dx == null ? null : b.panels(ic.flippedLength());
+    if (flipped != null) {
+      ic.packFlipped(params, wOff, flipped);
+    }
+    int size = ic.gradientLength();
+    pool.parallelFor(parts, t -> {
+      float[] img = b.threadCol(t, Math.max(ic.lastImageLength, dx == null ? 0 : ic.dyImageLength));
+      float[] acc = b.partial(t, size);
+      float[] work = b.threadDcol(t, Math.max(ic.gradientPanelsLength(), dx == null ? 0 : ic.dxRows * ic.channelPanels));
+      int first = t * n / parts;
+      int end = (t + 1) * n / parts;
+      if (first == end) {
+        Arrays.fill(acc, 0, size, 0f);
+      }
+      for (int s = first; s < end; s++) {
+        ic.padChannelLast(x, s, img);
+        ic.packGradient(dy, s, work);
+        ic.weightGradient(img, work, acc, s == first);
+        if (flipped != null) {
+          ic.padGradient(dy, s, img);
+          ic.inputGradient(img, flipped, work, s, dx);
+        }
+      }
+    });
+    float[] sum = b.partial(0, size);
+    for (int t = 1; t < parts; t++) {
+      addInto(b.partial(t, size), 0, sum, 0, size);
+    }
+    ic.copyGradient(sum, grads, wOff);
   }
 
   /**
