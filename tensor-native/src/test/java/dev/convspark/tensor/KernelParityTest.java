@@ -170,7 +170,9 @@ class KernelParityTest {
         {2, 6, 5, 40, 3, 3, 1, 0, 17}, {2, 7, 4, 6, 1, 1, 1, 0, 9}, {1, 3, 3, 2, 3, 3, 1, 1, 4},
         // output rows of 7 pixels (whole 7-row tiles with 512-bit vectors): the forward pass only,
         // and both passes
-        {2, 9, 9, 3, 3, 3, 1, 1, 40}, {2, 7, 7, 5, 3, 3, 1, 0, 40}};
+        {2, 9, 9, 3, 3, 3, 1, 1, 40}, {2, 7, 7, 5, 3, 3, 1, 0, 40},
+        // a 1-wide kernel over lines whose last tile runs past them: the padded width is widened
+        {2, 5, 13, 4, 1, 1, 1, 0, 33}};
     for (FastKernels fast : new FastKernels[] {fast, otherRoute})
     for (int[] cs : cases) {
       ConvGeometry g = ConvGeometry.of(cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], cs[7] == 1 ? Padding.VALID : Padding.SAME);

@@ -99,7 +99,7 @@ public final class FastKernels implements Kernels {
       float[] c = new float[MR * NR];
       float[] tmp = new float[MR * NR];
       int[] offsets = {0, 7, 1, 8, 2, 9, 3, 10};
-      float[] c7 = new float[ImplicitConv.SEVEN * NR];
+      float[] c7 = new float[7 * NR];
       for (int i = 0; i < 6000; i++) {
         int mr = i % 3 == 0 ? 1 : MR;
         int nr = i % 4 == 0 ? 1 : NR;

@@ -12,7 +12,7 @@ import jdk.incubator.vector.VectorSpecies;
  * lie (an implicit GEMM): no patch matrix is unfolded and no patch gradient folded back (at
  * 14 x 14 x 32 with a 5 x 5 kernel, MNIST's second layer, each is 627 KB per sample, and the two
  * together more than L2). Each sample is zero-padded once into a small image at the padded width
- * {@code Wp = outWidth + kernelWidth - 1}: output pixel {@code (oh, ow)} is row {@code v = oh * Wp
+ * {@code Wp >= outWidth + kernelWidth - 1}: output pixel {@code (oh, ow)} is row {@code v = oh * Wp
  * + ow}, and in a channel-major padded image patch element {@code (kh, kw, c)} of consecutive rows
  * is consecutive floats, {@code img[c * plane + kh * Wp + kw + v]}, which the micro-kernel
  * broadcasts from one offset per depth step (a table of the patch's offsets). The three products
@@ -30,10 +30,8 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>All tiles are whole: columns are padded to panels of {@code NR} and rows to whole tiles, and
  * the extra values (read from the padding, or past a row's end) land in columns or rows that are
- * dropped. The forward products' tiles are 7 rows where a tile fits an output row exactly ({@link
- * #SEVEN}); elsewhere they are {@code MR} consecutive rows at the padded width, which computes its
- * {@code kernelWidth - 1} extra pixels per output row too ({@code Wp / outWidth} more work: 1.29x
- * at a 14-wide output).
+ * dropped. The forward products cut each line of output pixels into tiles of 6 or 7 rows,
+ * whichever computes the fewest extra rows for the line's width ({@link #HEIGHTS}).
  */
 final class ImplicitConv {
 
@@ -43,24 +41,25 @@ final class ImplicitConv {
   /** Off with {@code -Dconvspark.conv.implicit=false}: the unfolding route, for comparisons. */
   private static final boolean ENABLED = !"false".equals(System.getProperty("convspark.conv.implicit"));
   /**
-   * Rows of the tiles that fit an output row of a multiple of 7 pixels (MNIST's 14) exactly, so
-   * that no padded-width pixel is computed: where the vectors are 512 bits wide, whose 32
-   * registers hold 7 x 2 accumulators, two B vectors and the broadcast. With AVX2's 16 registers
-   * the padded width's 6-row tiles were the fastest measured (single thread, conv2 at batch 25, in
-   * useful GFLOP/s: 6 x 2 vectors at the padded width 85, 7 x 1 vector 69, 14 x 1 vector 54).
+   * The tile heights a line of output pixels can be cut into: 7 rows x 2 vectors where the
+   * vectors are 512 bits wide (32 registers hold the 14 accumulators, two B vectors and the
+   * broadcast; AVX2's 16 do not), and 6 rows. A line of {@code w} pixels takes the height that
+   * computes the fewest rows, {@code ceil(w / R) * R} (the extra rows run into the padding and are
+   * dropped): for MNIST's 14, 7 (14 rows) with AVX-512 and 6 (18) with AVX2. Measured on conv2
+   * with AVX2, single thread, useful GFLOP/s: 6 rows 85-86; 5 rows (15 computed) 86; 7 rows x 1
+   * vector 69; 14 rows x 1 vector 54 (registers spilled); so AVX2 keeps 6.
    */
-  static final int SEVEN = 7;
-  private static final boolean SEVENS = L >= 16;
+  private static final int[] HEIGHTS = L >= 16 ? new int[] {7, 6} : new int[] {6};
   private final ConvGeometry g;
-  /** Whether the forward pass's (and the input gradient's) output rows are whole 7-row tiles. */
-  private final boolean forwardSevens;
-  private final boolean backwardSevens;
+  /** The tile heights of the forward product's and the input gradient's lines. */
+  private final int forwardHeight;
+  private final int backwardHeight;
   private final int filters;
-  /** The padded width of the forward pass and the weight gradient. */
+  /** The padded width of the forward pass and the weight gradient (at least {@code outWidth + kernelWidth - 1}). */
   private final int wp;
   /** The padded height: the rows the output pixels' windows cover. */
   private final int hp;
-  /** Output rows computed at the padded width, a whole number of strips. */
+  /** Rows of the forward product's output buffer: every tile of every line. */
   final int rows;
   /** Filters padded to whole panels: the width of the forward pass's output buffer. */
   final int filterPanels;
@@ -88,9 +87,12 @@ final class ImplicitConv {
     int kh = g.kernelHeight();
     int kw = g.kernelWidth();
     int ch = g.channels();
-    wp = g.outWidth() + kw - 1;
+    // A line's last tile may run past its pixels into the padding, never into the next line
+    // (whose rows it would add to twice): the padded width is widened where a tile needs it.
+    forwardHeight = height(g.outWidth());
+    wp = Math.max(g.outWidth() + kw - 1, tiled(g.outWidth(), forwardHeight));
     hp = g.outHeight() + kh - 1;
-    rows = (g.outHeight() * wp + MR - 1) / MR * MR;
+    rows = (g.outHeight() - 1) * wp + tiled(g.outWidth(), forwardHeight);
     filterPanels = (filters + NR - 1) / NR * NR;
     forwardOffsets = new int[g.patchSize()];
     int plane = hp * wp;
@@ -102,9 +104,10 @@ final class ImplicitConv {
       }
     }
     imageLength = (ch - 1) * plane + (kh - 1) * wp + kw - 1 + rows;
-    dwp = g.width() + kw - 1;
+    backwardHeight = height(g.width());
+    dwp = Math.max(g.width() + kw - 1, tiled(g.width(), backwardHeight));
     dhp = g.height() + kh - 1;
-    dxRows = (g.height() * dwp + MR - 1) / MR * MR;
+    dxRows = (g.height() - 1) * dwp + tiled(g.width(), backwardHeight);
     channelPanels = (ch + NR - 1) / NR * NR;
     backwardOffsets = new int[kh * kw * filters];
     int dPlane = dhp * dwp;
@@ -116,8 +119,6 @@ final class ImplicitConv {
       }
     }
     dyImageLength = (filters - 1) * dPlane + (kh - 1) * dwp + kw - 1 + dxRows;
-    forwardSevens = SEVENS && g.outWidth() % SEVEN == 0;
-    backwardSevens = SEVENS && g.width() % SEVEN == 0;
     pixelOffsets = new int[g.outputPixels()];
     for (int oh = 0, u = 0; oh < g.outHeight(); oh++) {
       for (int ow = 0; ow < g.outWidth(); ow++) {
@@ -126,6 +127,22 @@ final class ImplicitConv {
     }
     rowValues = (kw * ch + MR - 1) / MR * MR;
     lastImageLength = (hp * wp + 1) * ch + rowValues;
+  }
+
+  /** The tile height for lines of {@code width} pixels (see {@link #HEIGHTS}). */
+  static int height(int width) {
+    int best = HEIGHTS[0];
+    for (int r : HEIGHTS) {
+      if (tiled(width, r) < tiled(width, best)) {
+        best = r;
+      }
+    }
+    return best;
+  }
+
+  /** Rows computed for a line of {@code width} pixels in tiles of {@code r}. */
+  private static int tiled(int width, int r) {
+    return (width + r - 1) / r * r;
   }
 
   /**
@@ -202,30 +219,28 @@ final class ImplicitConv {
    */
   void forward(float[] img, float[] w, float[] out) {
     product(img, forwardOffsets, g.patchSize(), g.kernelWidth() * g.channels(), w, out, filterPanels, g.outHeight(),
-        g.outWidth(), wp, rows, forwardSevens);
+        g.outWidth(), wp, forwardHeight);
   }
 
   /**
    * {@code out (rows x ld) = A B} where A's row v, depth p is {@code img[v + offsets[p]]} and B is
-   * panels {@code k} deep, in slices of {@code kc} (one kernel row: its B slice stays in L1). Rows
-   * are {@code lines} lines of {@code width} pixels {@code stride} apart: whole 7-row tiles per
-   * line where {@code sevens}, else {@code paddedRows} rows in 6-row tiles.
+   * panels {@code k} deep, in slices of {@code kc} (one kernel row: its B slice stays in L1). The
+   * rows are {@code lines} lines of {@code width} pixels {@code stride} apart, each cut into
+   * tiles of {@code height} rows.
    */
   private static void product(float[] img, int[] offsets, int k, int kc, float[] b, float[] out, int ld, int lines,
-                              int width, int stride, int paddedRows, boolean sevens) {
+                              int width, int stride, int height) {
     for (int j = 0; j < ld; j += NR) {
       for (int p = 0; p < k; p += kc) {
         int bOff = (j / NR * k + p) * NR;
         boolean add = p > 0;
-        if (!sevens) {
-          for (int v = 0; v < paddedRows; v += MR) {
-            microTable(kc, img, v, offsets, p, b, bOff, out, v * ld + j, ld, add);
-          }
-          continue;
-        }
         for (int line = 0; line < lines; line++) {
-          for (int v = line * stride, end = v + width; v < end; v += SEVEN) {
-            microTableSeven(kc, img, v, offsets, p, b, bOff, out, v * ld + j, ld, add);
+          for (int v = line * stride, end = v + width; v < end; v += height) {
+            if (height == 7) {
+              microTableSeven(kc, img, v, offsets, p, b, bOff, out, v * ld + j, ld, add);
+            } else {
+              microTable(kc, img, v, offsets, p, b, bOff, out, v * ld + j, ld, add);
+            }
           }
         }
       }
@@ -245,7 +260,7 @@ final class ImplicitConv {
   /** The input gradient of one sample from its padded output gradient, into sample {@code s} of {@code dx}. */
   void inputGradient(float[] dyImg, float[] flipped, float[] out, int s, float[] dx) {
     product(dyImg, backwardOffsets, g.kernelHeight() * g.kernelWidth() * filters, g.kernelWidth() * filters, flipped,
-        out, channelPanels, g.height(), g.width(), dwp, dxRows, backwardSevens);
+        out, channelPanels, g.height(), g.width(), dwp, backwardHeight);
     int ch = g.channels();
     for (int ih = 0; ih < g.height(); ih++) {
       for (int iw = 0; iw < g.width(); iw++) {
@@ -391,7 +406,7 @@ final class ImplicitConv {
   }
 
   /**
-   * {@link #microTable} with 7 rows (see {@link #SEVEN}): one whole {@code 7 x NR} tile, {@code C = A B}: A's row i, depth p at
+   * {@link #microTable} with 7 rows (see {@link #HEIGHTS}): one whole {@code 7 x NR} tile, {@code C = A B}: A's row i, depth p at
    * {@code a[aOff + offsets[p] + i]} (the six rows of a depth step are consecutive floats, found
    * through one table look-up), B's row p at {@code bp[bOff + p * NR]}.
    */
