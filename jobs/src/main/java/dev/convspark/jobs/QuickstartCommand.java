@@ -73,8 +73,8 @@ final class QuickstartCommand {
     }
     if (batch == null) {
       // Batches of 100 train the same images about 10% faster on 2 cores, but 3,000 of them gave
-      // 99.14% to 99.28% over 8 runs (2 under 99.2%), where 6,000 of 50 gave 99.21% to 99.30% over
-      // 8 (see README's Results).
+      // 99.14% to 99.28% over 8 runs (mean 99.23%, 2 under 99.2%), where 6,000 of 50 gave 99.18% to
+      // 99.33% over 11 (mean 99.26%, 1 under; see README's Results).
       batch = 50;
     }
     double ips = estimateImagesPerSecond(data, spec, cnn, threads, batch);
