@@ -3,7 +3,8 @@ package dev.convspark.tensor.kernels;
 /**
  * The work arrays of one convolution layer, kept from step to step and grown when a larger batch
  * comes: the unfolded patches and their gradient for the whole batch (the plain route), or one set
- * per thread (the fused route, see {@link FastKernels#convForward}). Not thread-safe: one per layer.
+ * per thread (the fused route, see {@link FastKernels#convForward}; the implicit route keeps its
+ * padded images and product outputs in the same per-thread arrays). Not thread-safe: one per layer.
  */
 public final class ConvBuffers {
 

@@ -934,7 +934,8 @@ public final class FastKernels implements Kernels {
    * tiny copy per kernel row and output pixel, more than the multiply; instead the image is
    * zero-padded once, and output pixels are computed over the padded width (the few extra ones
    * dropped), so that the patch values of consecutive pixels are consecutive floats of the padded
-   * image: the multiply reads them in place.
+   * image: the multiply reads them in place. Asked only where {@link ImplicitConv} does not take
+   * the convolution: with 256-bit vectors, or with its route turned off.
    */
   private static boolean shiftedRoute(ConvGeometry g, int filters) {
     return g.channels() == 1 && g.stride() == 1 && filters % NR == 0;
