@@ -138,8 +138,8 @@ final class ImplicitConv {
 
   /**
    * The depth of one slice of a product {@code k} deep whose kernel rows are {@code rowDepth}
-   * deep: all of it where its B panel fits in half of L1 (a first layer's few
-   * channels), else one kernel row, whose B slice stays in L1 while every tile goes through it.
+   * deep: all of it where its B panel fits in half of L1 (a first layer's few channels), else one
+   * kernel row at a time, so that a slice of B is reused by every tile while it is still cached.
    */
   private static int slice(int k, int rowDepth) {
     return (long) k * NR * Float.BYTES <= CacheSizes.local().l1Bytes() / 2 ? k : rowDepth;
@@ -234,14 +234,14 @@ final class ImplicitConv {
    * FastKernels#packPanels}).
    */
   void forward(float[] img, float[] w, float[] out) {
-    product(img, forwardOffsets, g.patchSize(), slice(g.patchSize(), g.kernelWidth() * g.channels()), w, out,
-        filterPanels, g.outHeight(),
+    int k = g.patchSize();
+    product(img, forwardOffsets, k, slice(k, g.kernelWidth() * g.channels()), w, out, filterPanels, g.outHeight(),
         g.outWidth(), wp, forwardHeight);
   }
 
   /**
    * {@code out (rows x ld) = A B} where A's row v, depth p is {@code img[v + offsets[p]]} and B is
-   * panels {@code k} deep, in slices of {@code kc} (one kernel row: its B slice stays in L1). The
+   * panels {@code k} deep, in slices of {@code kc} ({@link #slice}), added up in {@code out}. The
    * rows are {@code lines} lines of {@code width} pixels {@code stride} apart, each cut into
    * tiles of {@code height} rows.
    */
