@@ -39,7 +39,15 @@ final class ImplicitConv {
   private static final int L = S.length();
 
   /** Off with {@code -Dconvspark.conv.implicit=false}: the unfolding route, for comparisons. */
-  private static final boolean ENABLED = !"false".equals(System.getProperty("convspark.conv.implicit"));
+  private static final boolean ENABLED = enabled(System.getProperty("convspark.conv.implicit", "true"));
+
+  /** The switch's value, {@code true} or {@code false}; any other is refused, naming the property. */
+  static boolean enabled(String value) {
+    if (!value.equals("true") && !value.equals("false")) {
+      throw new IllegalArgumentException("convspark.conv.implicit must be true or false but was '" + value + "'");
+    }
+    return value.equals("true");
+  }
   /**
    * Whether a one-channel convolution (a first layer over gray images) takes this route rather
    * than its shifted-image route in {@link FastKernels}: where the vectors are 512 bits wide.
