@@ -172,7 +172,12 @@ class KernelParityTest {
         // and both passes
         {2, 9, 9, 3, 3, 3, 1, 1, 40}, {2, 7, 7, 5, 3, 3, 1, 0, 40},
         // a 1-wide kernel over lines whose last tile runs past them: the padded width is widened
-        {2, 5, 13, 4, 1, 1, 1, 0, 33}};
+        {2, 5, 13, 4, 1, 1, 1, 0, 33},
+        // 5 x 5, stride 1, 8 channels or more: the Winograd route (odd sizes, so tiles past the
+        // edges; channels off whole vectors and filters off whole panels; VALID; more channels than
+        // a multiply's depth slice; an output smaller than two tiles)
+        {2, 9, 7, 9, 5, 5, 1, 0, 33}, {2, 10, 9, 8, 5, 5, 1, 1, 17}, {1, 6, 6, 300, 5, 5, 1, 0, 20},
+        {1, 3, 3, 8, 5, 5, 1, 0, 4}, {3, 5, 6, 16, 5, 5, 1, 1, 64}};
     for (FastKernels fast : new FastKernels[] {fast, otherRoute})
     for (int[] cs : cases) {
       ConvGeometry g = ConvGeometry.of(cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], cs[7] == 1 ? Padding.VALID : Padding.SAME);

@@ -109,6 +109,7 @@ public final class FastKernels implements Kernels {
         ImplicitConv.microTable(8, a, i % 2, offsets, 0, bp, 0, c, 0, NR, beta != 0f);
         ImplicitConv.microTableSeven(8, a, i % 2, offsets, 0, bp, 0, c7, 0, NR, beta != 0f);
       }
+      WinogradConv.warmUp(values(4096));
     }
 
     private static void warmUp() {
@@ -129,8 +130,9 @@ public final class FastKernels implements Kernels {
           k.gemm(false, false, 64, 10, 96, a, 0, 96, b, 0, 10, 0f, c, 0, 10);
           k.gemm(true, false, 96, 10, 64, a, 0, 96, b, 0, 10, 0f, c, 0, 10);
           k.gemm(false, false, 48, 512, 8, a, 0, 8, b, 0, 512, 0f, c, 0, 512);
-          for (int channels : new int[] {1, 3}) {
-            ConvGeometry g = ConvGeometry.of(7, 6, channels, 3, 3, 1, dev.convspark.tensor.Padding.SAME);
+          for (int channels : new int[] {1, 3, WinogradConv.MIN_CHANNELS}) {
+            int side = channels < WinogradConv.MIN_CHANNELS ? 3 : WinogradConv.K;
+            ConvGeometry g = ConvGeometry.of(7, 6, channels, side, side, 1, dev.convspark.tensor.Padding.SAME);
             int filters = 2 * NR;
             float[] x = values(2 * g.inputSize());
             float[] w = values(g.patchSize() * filters);
@@ -864,6 +866,10 @@ public final class FastKernels implements Kernels {
     int patch = g.patchSize();
     int parts = Math.min(pool.threads(), n);
     b.reserve(parts);
+    if (WinogradConv.applies(g)) {
+      winogradForward(x, n, g, params, wOff, filters, y, relu, b, parts);
+      return;
+    }
     // The weights as register-tile panels, once for the whole batch.
     float[] w = b.panels(panelsSize(patch, filters));
     packPanels(false, params, wOff, filters, patch, filters, w);
@@ -1001,6 +1007,10 @@ public final class FastKernels implements Kernels {
     int patch = g.patchSize();
     int parts = Math.min(pool.threads(), n);
     b.reserve(parts);
+    if (WinogradConv.applies(g)) {
+      winogradBackward(x, dy, n, g, params, wOff, filters, grads, dx, b, parts);
+      return;
+    }
     if (ImplicitConv.applies(g)) {
       implicitBackward(x, dy, n, g, params, wOff, filters, grads, dx, b, parts);
       return;
@@ -1117,6 +1127,141 @@ public final class FastKernels implements Kernels {
       addInto(b.partial(t, size), 0, sum, 0, size);
     }
     ic.copyGradient(sum, grads, wOff);
+  }
+
+  /**
+   * {@link #convForward} by {@link WinogradConv}: the weights transformed once, then each thread
+   * pads its samples one at a time and transforms, multiplies and transforms back a block of
+   * {@link WinogradConv#BLOCK} tiles at a time, so that a block's transformed input and products
+   * stay in L2 beside the transformed weights.
+   */
+  private void winogradForward(float[] x, int n, ConvGeometry g, float[] params, int wOff, int filters, float[] y,
+                               boolean relu, ConvBuffers b, int parts) {
+    WinogradConv p = WinogradConv.forward(g, filters);
+    float[] u = b.panels(p.weightsLength());
+    p.transformWeights(params, wOff, false, u, WinogradConv.work(0, p.weightScratch()));
+    int pix = g.outputPixels();
+    int image = p.imageLength();
+    int block = WinogradConv.BLOCK;
+    pool.parallelFor(parts, t -> {
+      float[] in = b.threadCol(t, image + p.inputLength(block));
+      float[] m = b.threadDcol(t, p.productLength(block));
+      float[] scratch = WinogradConv.work(0, WinogradConv.SCRATCH);
+      float[] pixel = WinogradConv.work(1, 4 * p.width);
+      for (int s = t * n / parts, end = (t + 1) * n / parts; s < end; s++) {
+        p.pad(x, s, in);
+        winogradBlocks(p, in, u, m, y, s, true, scratch, pixel);
+        if (relu) {
+          reluRange(y, y, s * pix * filters, (s + 1) * pix * filters);
+        }
+      }
+    });
+  }
+
+  /** A padded sample ({@code in}, the transformed input after it) through plan {@code p}, block by block, into {@code out}. */
+  private void winogradBlocks(WinogradConv p, float[] in, float[] u, float[] m, float[] out, int s, boolean add,
+                              float[] scratch, float[] pixel) {
+    int image = p.imageLength();
+    for (int t0 = 0; t0 < p.tiles; t0 += WinogradConv.BLOCK) {
+      int t1 = Math.min(p.tiles, t0 + WinogradConv.BLOCK);
+      p.transformInput(in, t0, t1, in, image, scratch);
+      winogradProduct(p, in, image, t1 - t0, u, m);
+      p.transformOutput(m, t0, t1, out, s, add, scratch, pixel);
+    }
+  }
+
+  /**
+   * The 36 products of a {@link WinogradConv} plan for {@code rows} tiles:
+   * {@code M[.][point] = V[.][point] U[point]}, each point's slice of the transformed input
+   * ({@code v} from {@code vOff}) and of the weights' panels being a depth range of one long operand.
+   */
+  void winogradProduct(WinogradConv p, float[] v, int vOff, int rows, float[] u, float[] m) {
+    int lda = WinogradConv.POINTS * p.depth;
+    int ldc = WinogradConv.POINTS * p.width;
+    int panels = p.width / NR;
+    for (int point = 0; point < WinogradConv.POINTS; point++) {
+      for (int ic = 0; ic < rows; ic += MC) {
+        for (int c0 = 0; c0 < p.depth; c0 += KC) {
+          block(false, false, v, vOff, lda, null, null, 0, 0, u, lda, m, point * p.width, ldc, c0 == 0 ? 0f : 1f,
+              rows, p.width, ic, 0, panels, point * p.depth + c0, Math.min(KC, p.depth - c0));
+        }
+      }
+    }
+  }
+
+  /**
+   * {@link #convBackward} by {@link WinogradConv}: each thread adds its samples' weight gradients,
+   * in the transformed domain, into its own sum and writes their input gradients (the forward
+   * route over the output gradient with the flipped weights); the sums are added in thread order
+   * and transformed back once.
+   */
+  private void winogradBackward(float[] x, float[] dy, int n, ConvGeometry g, float[] params, int wOff, int filters,
+                                float[] grads, float[] dx, ConvBuffers b, int parts) {
+    WinogradConv fw = WinogradConv.forward(g, filters);
+    WinogradConv bw = dx == null ? null : WinogradConv.inputGradient(g, filters);
+    float[] u = bw == null ? null : b.panels(bw.weightsLength());
+    if (bw != null) {
+      bw.transformWeights(params, wOff, true, u, WinogradConv.work(0, bw.weightScratch()));
+    }
+    int size = fw.gradientLength();
+    int block = WinogradConv.BLOCK;
+    int gradientBlock = WinogradConv.GRADIENT_BLOCK;
+    int inLength = fw.imageLength() + fw.inputLength(gradientBlock);
+    int outLength = fw.productLength(gradientBlock);
+    if (bw != null) {
+      inLength = Math.max(inLength, bw.imageLength() + bw.inputLength(block));
+      outLength = Math.max(outLength, bw.productLength(block));
+    }
+    int inSize = inLength;
+    int outSize = outLength;
+    pool.parallelFor(parts, t -> {
+      float[] in = b.threadCol(t, inSize);
+      float[] work = b.threadDcol(t, outSize);
+      float[] acc = b.partial(t, size);
+      float[] scratch = WinogradConv.work(0, WinogradConv.SCRATCH);
+      float[] pixel = WinogradConv.work(1, 4 * Math.max(fw.width, bw == null ? 0 : bw.width));
+      int first = t * n / parts;
+      int image = fw.imageLength();
+      for (int s = first, end = (t + 1) * n / parts; s < end; s++) {
+        fw.pad(x, s, in);
+        for (int t0 = 0; t0 < fw.tiles; t0 += gradientBlock) {
+          int t1 = Math.min(fw.tiles, t0 + gradientBlock);
+          fw.transformInput(in, t0, t1, in, image, scratch);
+          fw.transformGradient(dy, s, t0, t1, work, scratch, pixel);
+          winogradGradientProduct(fw, in, image, t1 - t0, work, acc, s == first && t0 == 0);
+        }
+        if (bw != null) {
+          bw.pad(dy, s, in);
+          winogradBlocks(bw, in, u, work, dx, s, false, scratch, pixel);
+        }
+      }
+    });
+    float[] sum = b.partial(0, size);
+    for (int t = 1; t < parts; t++) {
+      addInto(b.partial(t, size), 0, sum, 0, size);
+    }
+    fw.weightGradient(sum, grads, wOff, WinogradConv.work(0, WinogradConv.SCRATCH));
+  }
+
+  /**
+   * The weight gradient of {@code rows} tiles in the transformed domain, added into {@code acc}
+   * ({@code [point][width][depth]}; written when {@code first}): for each point,
+   * {@code acc[point] += dy'[.][point]^T V[.][point]}, the depth being the tiles.
+   */
+  private void winogradGradientProduct(WinogradConv p, float[] v, int vOff, int rows, float[] d, float[] acc,
+                                       boolean first) {
+    int lda = WinogradConv.POINTS * p.width;
+    int ldb = WinogradConv.POINTS * p.depth;
+    int panels = (p.depth + NR - 1) / NR;
+    for (int point = 0; point < WinogradConv.POINTS; point++) {
+      for (int ic = 0; ic < p.width; ic += MC) {
+        for (int pc = 0; pc < rows; pc += KC) {
+          block(true, false, d, point * p.width, lda, null, v, vOff + point * p.depth, ldb, null, rows, acc,
+              point * p.width * p.depth, p.depth, first && pc == 0 ? 0f : 1f, p.width, p.depth, ic, 0, panels, pc,
+              Math.min(KC, rows - pc));
+        }
+      }
+    }
   }
 
   /**
