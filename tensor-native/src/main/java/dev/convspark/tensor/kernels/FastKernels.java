@@ -486,6 +486,23 @@ public final class FastKernels implements Kernels {
         for (int p = 0; p < kc; p++) {
           System.arraycopy(a, aOff + (pc + p) * lda + ic + ir, ap, base + p * MR, mr);
         }
+      } else if (mr == MR) {
+        // A whole strip column by column: six reads, one from each row, and six consecutive
+        // writes per column (row by row, the writes were MR apart, about twice as slow).
+        int r0 = aOff + (ic + ir) * lda + pc;
+        int r1 = r0 + lda;
+        int r2 = r1 + lda;
+        int r3 = r2 + lda;
+        int r4 = r3 + lda;
+        int r5 = r4 + lda;
+        for (int p = 0, o = base; p < kc; p++, o += MR) {
+          ap[o] = a[r0 + p];
+          ap[o + 1] = a[r1 + p];
+          ap[o + 2] = a[r2 + p];
+          ap[o + 3] = a[r3 + p];
+          ap[o + 4] = a[r4 + p];
+          ap[o + 5] = a[r5 + p];
+        }
       } else {
         // Along each row of A, so that the reads are sequential.
         for (int i = 0; i < mr; i++) {
@@ -855,9 +872,13 @@ public final class FastKernels implements Kernels {
   }
 
   /**
-   * The fused route: the samples are split over the threads, and each thread unfolds one sample's
-   * patches at a time into its own buffer and multiplies them at once, while they are still in its
-   * cache, instead of unfolding the whole batch into a matrix that goes to memory and back.
+   * The samples are split over the threads, each taking its samples one at a time, by the first
+   * route that takes the convolution: Winograd's F(2 x 2, 5 x 5) for stride-1 5 x 5 kernels over
+   * several channels ({@link WinogradConv}); the implicit multiply for other stride-1 kernels
+   * ({@link ImplicitConv}); the shifted image for one channel where the implicit route does not
+   * take it; else the fused route: each thread unfolds one sample's patches into its own buffer
+   * and multiplies them at once, while they are still in its cache, instead of unfolding the
+   * whole batch into a matrix that goes to memory and back.
    */
   @Override
   public void convForward(float[] x, int n, ConvGeometry g, float[] params, int wOff, int filters, float[] y,
