@@ -1303,7 +1303,8 @@ public final class FastKernels implements Kernels {
     }
   }
 
-  private static void addInto(float[] src, int so, float[] dst, int d, int len) {
+  /** {@code dst[d + i] += src[so + i]} for {@code i < len}, vectorised. */
+  static void addInto(float[] src, int so, float[] dst, int d, int len) {
     int i = 0;
     for (int bound = S.loopBound(len); i < bound; i += L) {
       FloatVector.fromArray(S, dst, d + i).add(FloatVector.fromArray(S, src, so + i)).intoArray(dst, d + i);

@@ -277,7 +277,8 @@ final class ImplicitConv {
     int ow = g.outWidth();
     for (int oh = 0; oh < g.outHeight(); oh++) {
       for (int i = 0; i < ow; i++) {
-        add(out, (oh * wp + i) * filterPanels, y, (s * g.outputPixels() + oh * ow + i) * filters, filters);
+        FastKernels.addInto(out, (oh * wp + i) * filterPanels, y, (s * g.outputPixels() + oh * ow + i) * filters,
+            filters);
       }
     }
   }
@@ -347,16 +348,6 @@ final class ImplicitConv {
       for (int q = 0; q < values; q++) {
         System.arraycopy(acc, (kh * rowValues + q) * filterPanels, grads, off + (kh * values + q) * filters, filters);
       }
-    }
-  }
-
-  private static void add(float[] src, int so, float[] dst, int d, int len) {
-    int i = 0;
-    for (int bound = S.loopBound(len); i < bound; i += L) {
-      FloatVector.fromArray(S, dst, d + i).add(FloatVector.fromArray(S, src, so + i)).intoArray(dst, d + i);
-    }
-    for (; i < len; i++) {
-      dst[d + i] += src[so + i];
     }
   }
 

@@ -316,7 +316,7 @@ final class WinogradConv {
           int at = (s * pixels + (2 * ti + i) * outWidth + 2 * tj + j) * outChannels;
           int from = (2 * i + j) * width;
           if (add) {
-            addInto(pixel, from, out, at, outChannels);
+            FastKernels.addInto(pixel, from, out, at, outChannels);
           } else {
             System.arraycopy(pixel, from, out, at, outChannels);
           }
@@ -349,16 +349,6 @@ final class WinogradConv {
       FloatVector m5 = FloatVector.fromArray(S, src, so + 5 * ss);
       m0.add(m1).add(m2).add(m3).add(m4).intoArray(dst, d0);
       m1.sub(m2).add(m3.sub(m4).mul(TWO)).add(m5).intoArray(dst, d0 + ds);
-    }
-  }
-
-  private static void addInto(float[] src, int so, float[] dst, int d, int len) {
-    int i = 0;
-    for (int bound = S.loopBound(len); i < bound; i += L) {
-      FloatVector.fromArray(S, dst, d + i).add(FloatVector.fromArray(S, src, so + i)).intoArray(dst, d + i);
-    }
-    for (; i < len; i++) {
-      dst[d + i] += src[so + i];
     }
   }
 
