@@ -1196,7 +1196,7 @@ public final class FastKernels implements Kernels {
    * {@code M[.][point] = V[.][point] U[point]}, each point's slice of the transformed input
    * ({@code v} from {@code vOff}) and of the weights' panels being a depth range of one long operand.
    */
-  void winogradProduct(WinogradConv p, float[] v, int vOff, int rows, float[] u, float[] m) {
+  private void winogradProduct(WinogradConv p, float[] v, int vOff, int rows, float[] u, float[] m) {
     int lda = WinogradConv.POINTS * p.depth;
     int ldc = WinogradConv.POINTS * p.width;
     int panels = p.width / NR;
