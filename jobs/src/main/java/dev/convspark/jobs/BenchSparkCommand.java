@@ -51,19 +51,21 @@ final class BenchSparkCommand {
         case "--json" -> json = Path.of(Args.value(args, ++i, "--json"));
         case "--exchange" -> {
           exchange = Args.value(args, ++i, "--exchange");
-          if (!exchange.equals("ring") && !exchange.equals("star")) {
-            throw new UsageException("--exchange must be ring or star, not '" + exchange + "'");
+          if (!exchange.equals("ring") && !exchange.equals("stream") && !exchange.equals("star")) {
+            throw new UsageException("--exchange must be ring, stream or star, not '" + exchange + "'");
           }
         }
         case "--encrypt" -> encrypt = true;
         case "-h", "--help" -> {
           System.out.println("usage: convspark bench spark [--steps 200] [--repeats 3] [--master local[2]] [--workers 2]\n"
-              + "                           [--exchange ring|star] [--encrypt] [--data data/mnist] [--json FILE]\n"
+              + "                           [--exchange ring|stream|star] [--encrypt] [--data data/mnist] [--json FILE]\n"
               + "  deep-mnist fit on local[2] (2 barrier workers x 1 thread) against the engine alone on 2\n"
               + "  threads, and transform of the 10,000 test images and of the 60,000 training images against\n"
               + "  the engine's inference on the same images. --master local-cluster[2,1,2048] runs the\n"
-              + "  workers in two executor JVMs (started from the Maven jars), which sum over sockets: a ring, or\n"
-              + "  with --exchange star the star of before (workers of one JVM then sum over sockets too).\n"
+              + "  workers in two executor JVMs (started from the Maven jars), which sum in a ring: its floats\n"
+              + "  through shared memory between executors of one host, with --exchange stream through the\n"
+              + "  sockets all the same; --exchange star the star of before (workers of one JVM then sum over\n"
+              + "  sockets too).\n"
               + "  --encrypt sets spark.authenticate and spark.network.crypto.enabled: Spark's traffic and the\n"
               + "  gradient exchange's are encrypted.");
           return 0;
@@ -91,8 +93,8 @@ final class BenchSparkCommand {
           .config("spark.network.crypto.enabled", "true");
     }
     SparkSession spark = builder.getOrCreate();
-    if (exchange.equals("star")) {
-      spark.sparkContext().setLocalProperty("convspark.exchange", "star");
+    if (!exchange.equals("ring")) {
+      spark.sparkContext().setLocalProperty("convspark.exchange", exchange);
     }
     // Barrier training needs every worker's slot: wait for the executors to register.
     long deadline = System.nanoTime() + 120_000_000_000L;

@@ -246,6 +246,16 @@ abstract class SocketExchange implements GradientExchange {
       }
     }
 
+    /** Whether everything from {@code from} on is final. */
+    synchronized boolean isReady(int from) {
+      return readyFrom <= from;
+    }
+
+    /** What {@code done} says now, read under this flow's lock. */
+    synchronized boolean holds(java.util.function.BooleanSupplier done) {
+      return done.getAsBoolean();
+    }
+
     /** Waits until {@code done} says yes; {@code done} is read under this flow's lock. */
     synchronized void await(java.util.function.BooleanSupplier done) throws IOException, InterruptedException {
       while (!done.getAsBoolean()) {

@@ -38,10 +38,23 @@ public final class Wire {
 
     /** The stream a worker writes a connection through. */
     OutputStream out(OutputStream raw);
+
+    /**
+     * Whether a connection's floats may bypass its streams through memory both ends map, where
+     * the two workers share a host ({@link MappedLane}): only for connections taken as they are.
+     */
+    default boolean sharesMemory() {
+      return false;
+    }
   }
 
-  /** Connections as they are. */
-  public static final Shaper NONE = new Shaper() {
+  /** Connections as they are; between workers on one host, the floats through shared memory. */
+  public static final Shaper NONE = new Plain(true);
+
+  /** Connections as they are, every byte through the socket even on one host. */
+  public static final Shaper STREAM = new Plain(false);
+
+  private record Plain(boolean sharesMemory) implements Shaper {
     @Override
     public InputStream in(InputStream raw) {
       return raw;
@@ -51,7 +64,7 @@ public final class Wire {
     public OutputStream out(OutputStream raw) {
       return raw;
     }
-  };
+  }
 
   /** A listening socket bound to {@code host} (the executor's address) on a free port. */
   public static ServerSocket listen(String host) throws IOException {

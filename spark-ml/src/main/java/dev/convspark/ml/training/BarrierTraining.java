@@ -64,7 +64,9 @@ public final class BarrierTraining {
    * The local property {@value} set to {@code socket} makes workers that share a JVM exchange
    * gradients over sockets all the same, each a unit of its own, as workers in separate executors
    * do (for tests and diagnosis); {@code star} does the same through the star exchange of before
-   * the ring ({@link StarAllreduce}) instead of {@link RingAllreduce}.
+   * the ring ({@link StarAllreduce}) instead of {@link RingAllreduce}; {@code stream} keeps the
+   * ring's floats in its sockets even between executors on one host, where they would take shared
+   * memory ({@code MappedLane}).
    */
   public static final String EXCHANGE = "convspark.exchange";
 

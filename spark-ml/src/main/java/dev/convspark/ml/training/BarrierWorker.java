@@ -143,7 +143,9 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<T
         over = group;
       } else if (units.size() > 1) {
         // The units' first workers sum over sockets, unit u as worker u of the ring (or star).
-        Wire.Shaper link = s.encrypt() ? new Encryption(secret, unit, Wire.NONE) : Wire.NONE;
+        // Between executors on one host the ring's floats take shared memory, unless encrypted.
+        Wire.Shaper link = s.encrypt() ? new Encryption(secret, unit, Wire.NONE)
+            : "stream".equals(exchangeProperty) ? Wire.STREAM : Wire.NONE;
         if (star) {
           over = rank == 0 ? StarAllreduce.hub(server, units.size(), secret, BarrierTraining.START_TIMEOUT_MS, BarrierTraining.TIMEOUT_MS,
               ctx::isInterrupted, link)

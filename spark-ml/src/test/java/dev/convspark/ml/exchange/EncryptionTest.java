@@ -26,7 +26,7 @@ import org.junit.jupiter.api.Test;
 /** The ring's traffic sealed with AES-GCM: the same sums, no gradient on the wire, tampering refused. */
 class EncryptionTest {
 
-  private static final int N = 3 * RingAllreduce.CHUNK + 5;
+  private static final int N = 3 * RingAllreduce.MIN_CHUNK + 5;
   private final ExecutorService pool = Executors.newCachedThreadPool();
 
   @AfterEach

@@ -87,9 +87,10 @@ class RingAllreduceTest {
     int size = g.length;
     int n = g[0].length;
     float[] sum = new float[n];
-    for (int q = 0; q * RingAllreduce.CHUNK < Math.max(n, 1); q++) {
+    int per = RingAllreduce.chunk(n, size);
+    for (int q = 0; q * per < Math.max(n, 1); q++) {
       int o = q % size;
-      for (int i = Math.max(0, n - (q + 1) * RingAllreduce.CHUNK); i < n - q * RingAllreduce.CHUNK; i++) {
+      for (int i = Math.max(0, n - (q + 1) * per); i < n - q * per; i++) {
         float s = g[(o + 1) % size][i];
         for (int k = 2; k <= size; k++) {
           s = s + g[(o + k) % size][i];
@@ -100,13 +101,47 @@ class RingAllreduceTest {
     return sum;
   }
 
+  /** Every worker's shaper: {@code link}. */
+  private static Wire.Shaper[] all(int size, Wire.Shaper link) {
+    Wire.Shaper[] s = new Wire.Shaper[size];
+    java.util.Arrays.fill(s, link);
+    return s;
+  }
+
+  /** Whether this host has a {@code /dev/shm} to put a lane's file in (Linux has). */
+  private static boolean sharedMemoryHere() {
+    return java.nio.file.Files.isDirectory(MappedLane.DIRECTORY) && java.nio.file.Files.isWritable(MappedLane.DIRECTORY);
+  }
+
+  /** The lanes' files in {@code /dev/shm}: none once the workers have joined. */
+  private static List<String> laneFiles() throws IOException {
+    if (!sharedMemoryHere()) {
+      return List.of();
+    }
+    try (var files = java.nio.file.Files.list(MappedLane.DIRECTORY)) {
+      return files.map(p -> p.getFileName().toString()).filter(n -> n.startsWith("convspark-ring-")).toList();
+    }
+  }
+
   @Test
-  void everyWorkerGetsTheSumsInTheRingsOrderBitForBit() throws Exception {
-    int[] lengths = {1, 7, RingAllreduce.CHUNK, 3 * RingAllreduce.CHUNK + 5, 9 * RingAllreduce.CHUNK + 123};
+  void everyWorkerGetsTheSumsInTheRingsOrderBitForBitThroughSharedMemoryAndThroughTheStream() throws Exception {
+    List<String> before = laneFiles();
+    for (Wire.Shaper link : new Wire.Shaper[] {Wire.NONE, Wire.STREAM}) {
+      everyWorkerGetsTheSumsInTheRingsOrderBitForBit(link);
+    }
+    assertEquals(before, laneFiles(), "no lane's file is left in /dev/shm");
+  }
+
+  private void everyWorkerGetsTheSumsInTheRingsOrderBitForBit(Wire.Shaper link) throws Exception {
+    int[] lengths = {1, 7, RingAllreduce.MIN_CHUNK, 3 * RingAllreduce.MIN_CHUNK + 5, 9 * RingAllreduce.MIN_CHUNK + 123,
+        40 * RingAllreduce.MIN_CHUNK + 77};
     for (int size = 2; size <= 5; size++) {
       for (int n : lengths) {
         int sz = size;
-        List<float[][]> got = ring(size, null, (rank, ex) -> {
+        List<float[][]> got = ring(size, all(size, link), (rank, ex) -> {
+          // On one host, the floats take shared memory unless the link says otherwise.
+          boolean lanes = link.sharesMemory() && sharedMemoryHere();
+          assertEquals(lanes ? 2 : 0, ex.toString().split("through shared memory", -1).length - 1, ex.toString());
           float[][] out = new float[2][];
           for (int step = 0; step < 2; step++) {
             float[] data = gradient(rank, step, n);
@@ -135,7 +170,7 @@ class RingAllreduceTest {
           float[] expected = ringSum(g, step == 0 ? Float.NaN : (float) (1 / total));
           for (int r = 0; r < size; r++) {
             assertArrayEquals(expected, got.get(r)[step], size + " workers, " + n + " floats, step " + step
-                + ", worker " + r);
+                + ", worker " + r + ", " + link);
           }
         }
       }
@@ -149,14 +184,14 @@ class RingAllreduceTest {
   @Test
   void aStreamedStepGivesTheMeansOfAWholeOne() throws Exception {
     int size = 3;
-    int n = 7 * RingAllreduce.CHUNK + 11;
+    int n = 7 * RingAllreduce.MIN_CHUNK + 11;
     List<float[]> got = ring(size, null, (rank, ex) -> {
       float[] data = new float[n];
       SocketExchange.Flow f = ex.start(data, 4, true, false);
       float[] g = gradient(rank, 0, n);
       SplittableRandom pause = new SplittableRandom(rank);
       for (int from = n; from > 0; ) {
-        int next = Math.max(0, from - 1 - pause.nextInt(3 * RingAllreduce.CHUNK));
+        int next = Math.max(0, from - 1 - pause.nextInt(3 * RingAllreduce.MIN_CHUNK));
         System.arraycopy(g, next, data, next, from - next);
         f.accept(next);
         from = next;
@@ -180,7 +215,7 @@ class RingAllreduceTest {
   /** Each worker sends 2 (N - 1) / N of the array a step, whatever N: what makes the ring scale. */
   @Test
   void eachWorkerSendsTwiceTheArrayTimesNMinusOneOverN() throws Exception {
-    int n = 48 * RingAllreduce.CHUNK;
+    int n = 48 * RingAllreduce.MIN_CHUNK;
     for (int size : new int[] {2, 3, 4}) {
       AtomicLong[] sent = new AtomicLong[size];
       Wire.Shaper[] shapers = new Wire.Shaper[size];
