@@ -80,4 +80,67 @@ class OptimizerTest {
       assertEquals(want, p[i], 1e-6, "element " + i);
     }
   }
+
+  /**
+   * A worker of a sharded update keeps the moments of its ranges only: the parameters it updates
+   * and their moments are bit for bit those of an Adam keeping every moment, its moments take
+   * its share of the memory, and a range outside its share is refused.
+   */
+  @Test
+  void adamKeepingSomeRangesOnlyUpdatesThemBitForBit() {
+    int n = 1000;
+    int[] starts = {3, 130, 517};
+    int[] ends = {100, 517, 999};
+    java.util.SplittableRandom r = new java.util.SplittableRandom(7);
+    float[] init = new float[n];
+    for (int i = 0; i < n; i++) {
+      init[i] = (float) r.nextGaussian();
+    }
+    Adam whole = new Adam(1e-2f, n);
+    Adam part = new Adam(1e-2f, n);
+    float[] pw = init.clone();
+    float[] pp = init.clone();
+    for (int step = 0; step < 4; step++) {
+      float[] g = new float[n];
+      for (int i = 0; i < n; i++) {
+        g[i] = (float) r.nextGaussian();
+      }
+      whole.beginStep();
+      whole.update(pw, g, 0, n);
+      if (step == 1) {
+        // Kept from the second step on: the first step's moments carry over.
+        part.keepOnly(starts, ends);
+      }
+      part.beginStep();
+      if (step < 1) {
+        part.update(pp, g, 0, n);
+      } else {
+        for (int k = 0; k < starts.length; k++) {
+          // In pieces, as a ring's chunks come: one at an odd offset.
+          int mid = starts[k] + (ends[k] - starts[k]) / 3;
+          part.update(pp, g, mid, ends[k]);
+          part.update(pp, g, starts[k], mid);
+        }
+      }
+    }
+    assertEquals(97 + 387 + 482, part.momentLength(), "the moments of the kept ranges only");
+    float[][] wm = whole.moments();
+    float[][] pm = part.wholeMoments();
+    for (int k = 0; k < starts.length; k++) {
+      for (int i = starts[k]; i < ends[k]; i++) {
+        assertEquals(pw[i], pp[i], 0f, "parameter " + i);
+        assertEquals(wm[0][i], pm[0][i], 0f, "first moment " + i);
+        assertEquals(wm[1][i], pm[1][i], 0f, "second moment " + i);
+      }
+    }
+    assertEquals(0f, pm[0][100], 0f, "outside the kept ranges: zero");
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> part.update(pp, pp, 90, 131));
+    assertTrue(e.getMessage().contains("[90, 131)"), e.getMessage());
+    IllegalStateException s = assertThrows(IllegalStateException.class, part::state);
+    assertTrue(s.getMessage().contains("sharded"), s.getMessage());
+    assertThrows(IllegalArgumentException.class, () -> part.keepOnly(new int[] {5, 4}, new int[] {10, 8}));
+    part.restoreWhole(wm[0].clone(), wm[1].clone());
+    assertEquals(n, part.momentLength());
+    assertEquals(4, part.state().steps());
+  }
 }

@@ -42,9 +42,9 @@ import java.util.function.BooleanSupplier;
  * parameters as soon as their mean gradient is complete, and the all-gather carries the updated
  * parameters instead of the mean. So each worker updates 1/N of the parameters, during the
  * backward pass, and the parameters are those of every worker applying the whole update, bit for
- * bit (the optimizers update element by element). The moments are then current on each worker
- * for its chunks only: {@link #syncOptimizer} gathers them before a checkpoint, which so holds
- * the whole state and resumes on any number of workers.
+ * bit (the optimizers update element by element). Each worker keeps Adam's moments for its chunks
+ * only ({@code Adam.keepOnly}: 1/N of their memory); {@link #syncOptimizer} gathers them whole
+ * before a checkpoint, which so holds the whole state and resumes on any number of workers.
  *
  * <p>Each worker listens on its executor's address and connects to its successor as
  * {@link Wire} says.
@@ -261,6 +261,17 @@ public final class RingAllreduce extends SocketExchange {
     f.params = params;
     f.optimizer = optimizer;
     shardedSinceSync = true;
+    if (optimizer instanceof Adam adam) {
+      // This worker updates its own chunks only, so it keeps only their moments: 1/N of them.
+      int n = params.length;
+      java.util.List<int[]> mine = new java.util.ArrayList<>();
+      for (int q = chunks(n) - 1; q >= 0; q--) {
+        if (owner(q) == rank) {
+          mine.add(new int[] {start(n, q), end(n, q)});
+        }
+      }
+      adam.keepOnly(mine.stream().mapToInt(r -> r[0]).toArray(), mine.stream().mapToInt(r -> r[1]).toArray());
+    }
     return launch(f);
   }
 
@@ -275,17 +286,12 @@ public final class RingAllreduce extends SocketExchange {
     }
     shardedSinceSync = false;
     if (optimizer instanceof Adam adam) {
-      for (float[] moment : adam.moments()) {
-        float[] mine = moment.clone();
-        int n = mine.length;
-        for (int q = 0; q < chunks(n); q++) {
-          if (owner(q) != rank) {
-            Arrays.fill(mine, start(n, q), end(n, q), 0f);
-          }
-        }
-        allreduce(mine, new double[] {1});
-        System.arraycopy(mine, 0, moment, 0, n);
+      float[][] whole = adam.wholeMoments();
+      for (float[] moment : whole) {
+        allreduce(moment, new double[] {1});
       }
+      // Whole until the next sharded step keeps this worker's share again.
+      adam.restoreWhole(whole[0], whole[1]);
     }
   }
 

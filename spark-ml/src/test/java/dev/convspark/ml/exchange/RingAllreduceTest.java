@@ -313,7 +313,18 @@ class RingAllreduceTest {
           double[] stats = {result.lossSum(), 8};
           ex.step(r, adam, scratch, stats, sums -> assertEquals(24, sums[1], 0.0));
         }
+        // Each worker keeps the moments of its own chunks only: its share of their memory.
+        int n = r.paramCount();
+        int per = RingAllreduce.chunk(n, size);
+        int chunks = (n + per - 1) / per;
+        int owned = 0;
+        for (int q = rank; q < chunks; q += size) {
+          owned += Math.min(per, n - q * per);
+        }
+        assertEquals(owned, adam.momentLength(), "worker " + rank + " keeps the moments of its chunks only");
+        assertTrue(adam.momentLength() < n / 2, adam.momentLength() + " of " + n);
         ex.syncOptimizer(adam);
+        assertEquals(n, adam.momentLength(), "whole again after syncOptimizer");
         return new float[][] {r.hostParameters().clone(), adam.moments()[0].clone(), adam.moments()[1].clone()};
       }
     });

@@ -23,8 +23,14 @@ public final class Adam implements Optimizer {
   public static final float EPSILON = 1e-8f;
 
   private final float lr;
-  private final float[] m;
-  private final float[] v;
+  private final int paramCount;
+  /** The moments: of every parameter, or (see {@link #keepOnly}) of the kept ranges, back to back. */
+  private float[] m;
+  private float[] v;
+  /** The kept ranges {@code [keptStarts[k], keptEnds[k])} and where each begins in the moments; null when whole. */
+  private int[] keptStarts;
+  private int[] keptEnds;
+  private int[] keptOffsets;
   private long steps;
   private float stepSize;
   private float current;
@@ -36,6 +42,7 @@ public final class Adam implements Optimizer {
     checkLearningRate(learningRate);
     this.lr = learningRate;
     this.current = learningRate;
+    this.paramCount = paramCount;
     this.m = new float[paramCount];
     this.v = new float[paramCount];
   }
@@ -77,23 +84,121 @@ public final class Adam implements Optimizer {
   @Override
   public void update(float[] params, float[] grads, int from, int to) {
     float a = stepSize;
+    float[] m = this.m;
+    float[] v = this.v;
     int i = from;
+    // Parameter i's moments are at i + d: d = 0 when whole, else where its kept range begins.
+    int d = momentsAt(from, to) - from;
     // The same operations lane by lane as the scalar loop below, so results do not depend on
     // where a range starts.
     for (int bound = from + S.loopBound(to - from); i < bound; i += S.length()) {
       FloatVector g = FloatVector.fromArray(S, grads, i);
-      FloatVector mi = FloatVector.fromArray(S, m, i).mul(BETA1).add(g.mul(1 - BETA1));
-      FloatVector vi = FloatVector.fromArray(S, v, i).mul(BETA2).add(g.mul(g).mul(1 - BETA2));
-      mi.intoArray(m, i);
-      vi.intoArray(v, i);
+      FloatVector mi = FloatVector.fromArray(S, m, i + d).mul(BETA1).add(g.mul(1 - BETA1));
+      FloatVector vi = FloatVector.fromArray(S, v, i + d).mul(BETA2).add(g.mul(g).mul(1 - BETA2));
+      mi.intoArray(m, i + d);
+      vi.intoArray(v, i + d);
       FloatVector p = FloatVector.fromArray(S, params, i);
       p.sub(mi.mul(a).div(vi.sqrt().add(EPSILON))).intoArray(params, i);
     }
     for (; i < to; i++) {
       float g = grads[i];
-      m[i] = BETA1 * m[i] + (1 - BETA1) * g;
-      v[i] = BETA2 * v[i] + (1 - BETA2) * (g * g);
-      params[i] -= a * m[i] / ((float) Math.sqrt(v[i]) + EPSILON);
+      int j = i + d;
+      m[j] = BETA1 * m[j] + (1 - BETA1) * g;
+      v[j] = BETA2 * v[j] + (1 - BETA2) * (g * g);
+      params[i] -= a * m[j] / ((float) Math.sqrt(v[j]) + EPSILON);
+    }
+  }
+
+  /** Where the moments of parameters {@code [from, to)} begin; they must lie in one kept range. */
+  private int momentsAt(int from, int to) {
+    if (keptStarts == null) {
+      return from;
+    }
+    int k = java.util.Arrays.binarySearch(keptStarts, from);
+    k = k >= 0 ? k : -k - 2;
+    if (k < 0 || to > keptEnds[k]) {
+      throw new IllegalArgumentException("adam keeps the moments of " + keptStarts.length + " ranges only, and ["
+          + from + ", " + to + ") is not within one of them");
+    }
+    return keptOffsets[k] + from - keptStarts[k];
+  }
+
+  /**
+   * Keeps the moments of the parameters in {@code [starts[k], ends[k])} only (ascending, disjoint),
+   * with their values, and drops the others: for a worker that updates those ranges alone (the
+   * update sharded between workers), whose moments then take that share of the memory.
+   * {@link #update} then takes ranges within them only. {@link #wholeMoments} and
+   * {@link #restoreWhole} make them whole again (for a checkpoint).
+   */
+  public void keepOnly(int[] starts, int[] ends) {
+    if (starts.length != ends.length) {
+      throw new IllegalArgumentException("keepOnly: " + starts.length + " starts but " + ends.length + " ends");
+    }
+    if (keptStarts != null && java.util.Arrays.equals(starts, keptStarts) && java.util.Arrays.equals(ends, keptEnds)) {
+      return;
+    }
+    int[] offsets = new int[starts.length];
+    int total = 0;
+    for (int k = 0; k < starts.length; k++) {
+      if (starts[k] < (k == 0 ? 0 : ends[k - 1]) || ends[k] <= starts[k] || ends[k] > paramCount) {
+        throw new IllegalArgumentException("keepOnly: ranges must be ascending, disjoint, non-empty and within the "
+            + paramCount + " parameters, but range " + k + " is [" + starts[k] + ", " + ends[k] + ")");
+      }
+      offsets[k] = total;
+      total += ends[k] - starts[k];
+    }
+    float[] nm = new float[total];
+    float[] nv = new float[total];
+    for (int k = 0; k < starts.length; k++) {
+      int at = momentsAt(starts[k], ends[k]);
+      System.arraycopy(m, at, nm, offsets[k], ends[k] - starts[k]);
+      System.arraycopy(v, at, nv, offsets[k], ends[k] - starts[k]);
+    }
+    m = nm;
+    v = nv;
+    keptStarts = starts.clone();
+    keptEnds = ends.clone();
+    keptOffsets = offsets;
+  }
+
+  /** The floats each moment holds now: every parameter's, or the kept ranges' (see {@link #keepOnly}). */
+  public int momentLength() {
+    return m.length;
+  }
+
+  /**
+   * The moments {@code {m, v}} over every parameter, as new arrays: zero outside the kept ranges
+   * when only some are kept.
+   */
+  public float[][] wholeMoments() {
+    if (keptStarts == null) {
+      return new float[][] {m.clone(), v.clone()};
+    }
+    float[][] w = {new float[paramCount], new float[paramCount]};
+    for (int k = 0; k < keptStarts.length; k++) {
+      System.arraycopy(m, keptOffsets[k], w[0], keptStarts[k], keptEnds[k] - keptStarts[k]);
+      System.arraycopy(v, keptOffsets[k], w[1], keptStarts[k], keptEnds[k] - keptStarts[k]);
+    }
+    return w;
+  }
+
+  /** Keeps every parameter's moments again, taking {@code m} and {@code v} (of every parameter) as they are. */
+  public void restoreWhole(float[] m, float[] v) {
+    if (m.length != paramCount || v.length != paramCount) {
+      throw new IllegalArgumentException("adam moments must have " + paramCount + " floats, not " + m.length
+          + " and " + v.length);
+    }
+    this.m = m;
+    this.v = v;
+    keptStarts = null;
+    keptEnds = null;
+    keptOffsets = null;
+  }
+
+  private void requireWhole(String what) {
+    if (keptStarts != null) {
+      throw new IllegalStateException("adam keeps the moments of some parameters only (the update is sharded): "
+          + what + " needs them whole; gather them first (wholeMoments, restoreWhole)");
     }
   }
 
@@ -107,6 +212,7 @@ public final class Adam implements Optimizer {
    * copies them in here so that {@link #state()} is current.
    */
   public float[][] moments() {
+    requireWhole("moments()");
     return new float[][] {m, v};
   }
 
@@ -117,15 +223,15 @@ public final class Adam implements Optimizer {
 
   @Override
   public OptimizerState state() {
+    requireWhole("state()");
     return new OptimizerState(name(), lr, steps, new float[][] {m.clone(), v.clone()});
   }
 
   void restore(OptimizerState s) {
-    if (s.moments().length != 2 || s.moments()[0].length != m.length || s.moments()[1].length != v.length) {
-      throw new IllegalArgumentException("adam state must hold 2 moment arrays of " + m.length + " floats");
+    if (s.moments().length != 2 || s.moments()[0].length != paramCount || s.moments()[1].length != paramCount) {
+      throw new IllegalArgumentException("adam state must hold 2 moment arrays of " + paramCount + " floats");
     }
-    System.arraycopy(s.moments()[0], 0, m, 0, m.length);
-    System.arraycopy(s.moments()[1], 0, v, 0, v.length);
+    restoreWhole(s.moments()[0].clone(), s.moments()[1].clone());
     steps = s.steps();
     stepSize = 0f;
   }
