@@ -235,7 +235,8 @@ public final class Network {
 
   /**
    * As {@link #backward(Kernels, float[], float[], int)}, telling {@code finished} (when not null)
-   * after each layer the index of {@link #grads()} from which every gradient is final.
+   * after each layer the index of {@link #grads()} from which every gradient is final, and within
+   * a layer that finishes its gradients in parts (a dense layer's rows) after each part.
    */
   public void backward(Kernels k, float[] x, float[] dLogits, int n, java.util.function.IntConsumer finished) {
     float[] dy = dLogits;
@@ -245,7 +246,7 @@ public final class Network {
       float[] in = i == 0 ? x : acts[i - 1];
       // The first layer needs no input gradient.
       float[] dx = i == 0 ? null : dacts[i - 1];
-      layers.get(i).backward(k, params, grads, in, acts[i], dy, dx, n);
+      layers.get(i).backward(k, params, grads, in, acts[i], dy, dx, n, finished);
       dy = dx;
       if (c != null) {
         c[layers.size() + i] += System.nanoTime() - t0;

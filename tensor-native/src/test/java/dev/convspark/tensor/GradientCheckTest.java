@@ -173,6 +173,45 @@ class GradientCheckTest {
     }
   }
 
+  /**
+   * Told as it goes (a gradient exchange listening), a dense layer finishes its bias, then its
+   * weights' rows from the last block to the first: each index lower than the one before, ending
+   * at the layer's first parameter, and every gradient bit for bit that of one multiply.
+   */
+  @Test
+  void aDenseLayerThatTellsItsPartsGivesTheGradientsOfOneMultiply() {
+    int[][] cases = {{3136, 1024, 25}, {3136, 1024, 50}, {300, 70, 9}, {17, 5, 3}};
+    for (int[] c : cases) {
+      for (Kernels k : new Kernels[] {REF, fast}) {
+        Dense dense = new Dense("dense", c[0], c[1]);
+        dense.setParamOffset(13);
+        int n = c[2];
+        float[] params = random(13 + dense.paramCount());
+        float[] x = random(n * c[0]);
+        float[] dy = random(n * c[1]);
+        float[] whole = new float[params.length];
+        float[] dxWhole = new float[x.length];
+        dense.backward(k, params, whole, x, null, dy, dxWhole, n);
+        float[] parts = new float[params.length];
+        float[] dxParts = new float[x.length];
+        java.util.List<Integer> told = new java.util.ArrayList<>();
+        dense.backward(k, params, parts, x, null, dy, dxParts, n, told::add);
+        String what = c[0] + " x " + c[1] + ", batch " + n + ", " + k.getClass().getSimpleName();
+        assertArrayEquals(whole, parts, what);
+        assertArrayEquals(dxWhole, dxParts, what);
+        if (c[0] >= 16) {
+          assertEquals(13 + dense.weightCount(), told.get(0), "the bias first: " + what);
+          assertEquals(13, told.get(told.size() - 1), "the first weight row last: " + what);
+          for (int i = 1; i < told.size(); i++) {
+            assertTrue(told.get(i) < told.get(i - 1), "falling: " + told + ", " + what);
+          }
+        } else {
+          assertTrue(told.isEmpty(), "too small to cut: " + told);
+        }
+      }
+    }
+  }
+
   @Test
   void dropoutUsesTheSameMaskForwardAndBackward() {
     Dropout drop = new Dropout("dropout", Shape.vector(40));

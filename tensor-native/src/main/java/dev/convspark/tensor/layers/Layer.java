@@ -69,6 +69,18 @@ public abstract class Layer {
   public abstract void backward(Kernels k, float[] params, float[] grads, float[] x, float[] y, float[] dy,
                                 float[] dx, int n);
 
+  /**
+   * As {@link #backward(Kernels, float[], float[], float[], float[], float[], float[], int)}, telling
+   * {@code finished} (when not null) indices of {@code grads} from which this layer's gradients are
+   * final while it is still computing the rest, so that they can leave early (a gradient exchange
+   * sends them during the backward pass): each index no higher than the one before. The caller says
+   * when the whole layer is done. Here: nothing before the end.
+   */
+  public void backward(Kernels k, float[] params, float[] grads, float[] x, float[] y, float[] dy, float[] dx, int n,
+                       java.util.function.IntConsumer finished) {
+    backward(k, params, grads, x, y, dy, dx, n);
+  }
+
   /** Grows a scratch buffer to at least {@code size} floats, keeping it when large enough. */
   protected static float[] ensure(float[] buf, int size) {
     return buf != null && buf.length >= size ? buf : new float[size];
