@@ -47,8 +47,17 @@ public final class Dense extends Layer {
   private static final int STREAMED_BLOCKS = 8;
 
   /**
-   * With a listener, the bias gradient first, then the weight gradient in {@value #STREAMED_BLOCKS}
-   * blocks of rows from the last to the first, each told final as it is done (deep-mnist's first
+   * Whether the weight gradient is computed in blocks when someone listens: for large layers only
+   * (at least 2^20 weights and 64 units), where it matters and where each block's multiply still
+   * takes the kernels' general route, so that every element's sum is that of one multiply.
+   */
+  private boolean streamed() {
+    return weightCount() >= 1 << 20 && units >= 64;
+  }
+
+  /**
+   * With a listener and a large layer, the bias gradient first, then the weight gradient in
+   * {@value #STREAMED_BLOCKS} blocks of rows from the last to the first, each told final as it is done (deep-mnist's first
    * dense layer is 98% of its gradient: an exchange can start on it while the layer still
    * computes). Each element's sum is the same as in one multiply; without a listener, one multiply.
    */
@@ -57,7 +66,7 @@ public final class Dense extends Layer {
                        java.util.function.IntConsumer finished) {
     int w = paramOffset();
     int b = w + weightCount();
-    if (finished == null || inputs < 2 * STREAMED_BLOCKS) {
+    if (finished == null || !streamed()) {
       k.gemm(true, false, inputs, units, n, x, 0, inputs, dy, 0, units, 0f, grads, w, units);
       k.sumRows(dy, n, units, grads, b);
     } else {
