@@ -65,7 +65,7 @@ public final class RingAllreduce extends SocketExchange {
   // One flow at a time, its sender and receiver each with buffers of its own, kept between steps.
   private final ByteBuffer sendBuf = ByteBuffer.allocate(MAX_CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
   private final ByteBuffer receiveBuf = ByteBuffer.allocate(MAX_CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
-  private final float[] partial = new float[MAX_CHUNK];
+  private final float[] partial = new float[PIECE];
   /** The floats to the successor, and from the predecessor, through shared memory; else null. */
   private MappedLane toNextLane;
   private MappedLane fromPrevLane;
@@ -388,16 +388,24 @@ public final class RingAllreduce extends SocketExchange {
   /** Reads the message of {@code len} floats at float {@code at} of the lane, or from the stream, into {@code dst}. */
   private void read(ByteBuffer b, MappedLane lane, int at, float[] dst, int off, int len) throws IOException {
     if (lane != null) {
-      int bell = in.readUnsignedByte();
-      if (bell != DOORBELL) {
-        throw new IOException("gradient exchange: worker " + prev + " sent " + bell + " where a doorbell was due");
-      }
+      awaitDoorbell();
       lane.get(at, dst, off, len);
       return;
     }
     in.readFully(b.array(), 0, len * 4);
     b.asFloatBuffer().get(dst, off, len);
   }
+
+  /** Waits for the doorbell of the lane's next message. */
+  private void awaitDoorbell() throws IOException {
+    int bell = in.readUnsignedByte();
+    if (bell != DOORBELL) {
+      throw new IOException("gradient exchange: worker " + prev + " sent " + bell + " where a doorbell was due");
+    }
+  }
+
+  /** Floats a received partial sum is added in at a time (64 KB): it and its chunk's piece stay in the cache. */
+  private static final int PIECE = 1 << 14;
 
   /**
    * The receiver: the predecessor's messages in its sender's order. A partial sum is added to
@@ -439,19 +447,36 @@ public final class RingAllreduce extends SocketExchange {
           int q = t;
           int from = start(n, q);
           int len = end(n, q) - from;
-          read(b, lane, from, partial, 0, len);
+          if (lane != null) {
+            awaitDoorbell();
+          }
           f.awaitReady(from);
-          for (int i = 0; i < len; i++) {
-            data[from + i] = partial[i] + data[from + i];
-          }
-          if (rank == owner(q) && f.mean) {
-            for (int i = from; i < from + len; i++) {
-              data[i] *= inv;
+          // Piece by piece, each added, divided and (this worker's share) updated while it is in
+          // the cache: one pass over the chunk's memory instead of one per operation. The same
+          // operations on every element as one at a time.
+          boolean completes = rank == owner(q);
+          for (int o = 0; o < len; o += PIECE) {
+            int at = from + o;
+            int p = Math.min(PIECE, len - o);
+            if (lane != null) {
+              lane.get(at, partial, 0, p);
+            } else {
+              in.readFully(b.array(), 0, p * 4);
+              b.asFloatBuffer().get(partial, 0, p);
             }
-          }
-          if (rank == owner(q) && f.params != null) {
-            // This worker's share of the update; the backward pass is done with these parameters.
-            f.optimizer.update(f.params, data, from, from + len);
+            if (completes && f.mean) {
+              for (int i = 0; i < p; i++) {
+                data[at + i] = (partial[i] + data[at + i]) * inv;
+              }
+            } else {
+              for (int i = 0; i < p; i++) {
+                data[at + i] = partial[i] + data[at + i];
+              }
+            }
+            if (completes && f.params != null) {
+              // This worker's share of the update; the backward pass is done with these parameters.
+              f.optimizer.update(f.params, data, at, at + p);
+            }
           }
           synchronized (f) {
             r.reduced[q] = true;
