@@ -3,6 +3,8 @@ package dev.convspark.jobs;
 import dev.convspark.datasets.mnist.MnistArrays;
 import dev.convspark.ml.CnnClassificationModel;
 import dev.convspark.ml.CnnClassifier;
+import dev.convspark.ml.exchange.RingAllreduce;
+import dev.convspark.ml.exchange.Wire;
 import dev.convspark.tensor.backend.CpuBackend;
 import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.optim.Optimizer;
@@ -10,6 +12,7 @@ import dev.convspark.tensor.spec.ModelSpec;
 import dev.convspark.tensor.train.BatchSampler;
 import dev.convspark.tensor.train.Trainer;
 import java.io.IOException;
+import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -17,6 +20,10 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
@@ -174,6 +181,16 @@ final class BenchSparkCommand {
           + " not hide, and the update), ms a step | %.2f | | |%n", ex);
       System.out.printf(Locale.ROOT, "| scoring 10,000 test images, images/s | %.0f | %.0f | %.2f |%n", t, i, t / i);
       System.out.printf(Locale.ROOT, "| scoring 60,000 training images, images/s | %.0f | %.0f | %.2f |%n", ta, ia, ta / ia);
+      // What the exchange costs with nothing else running: its share of a step's CPU on a host
+      // whose cores the executors' computations already fill.
+      int params = model.weights().length;
+      double shared = exchangeAlone(params, Wire.NONE);
+      double sockets = exchangeAlone(params, Wire.STREAM);
+      System.out.printf(Locale.ROOT, "%nthe exchange alone (2 ring workers in this JVM, no computation): the mean of the %.1f MB"
+          + " gradient in %.2f ms through shared memory, %.2f ms through loopback sockets (medians of 3 x 30)%n",
+          params * 4 / 1e6, shared, sockets);
+      out.put("exchange_alone_shared_memory_ms", shared);
+      out.put("exchange_alone_sockets_ms", sockets);
       out.put("master", master);
       out.put("exchange", exchange);
       out.put("encrypted", encrypt);
@@ -193,6 +210,50 @@ final class BenchSparkCommand {
       System.out.println("wrote " + json);
     }
     return 0;
+  }
+
+  /**
+   * Milliseconds for two ring workers of this JVM, over loopback through {@code link}, to average
+   * an array of {@code n} floats (the median of 3 rounds of 30, after 10).
+   */
+  private static double exchangeAlone(int n, Wire.Shaper link) throws IOException {
+    ServerSocket[] servers = {Wire.listen("127.0.0.1"),
+        Wire.listen("127.0.0.1")};
+    ExecutorService pool = Executors.newFixedThreadPool(2);
+    try {
+      List<Future<List<Double>>> workers = new ArrayList<>();
+      for (int r = 0; r < 2; r++) {
+        int rank = r;
+        workers.add(pool.submit(() -> {
+          try (var ring = RingAllreduce.join(rank, 2, servers[rank], "127.0.0.1",
+              servers[1 - rank].getLocalPort(), "bench", 20_000, 20_000, () -> false, link)) {
+            float[] data = new float[n];
+            List<Double> ms = new ArrayList<>();
+            for (int round = -1; round < 3; round++) {
+              int times = round < 0 ? 10 : 30;
+              long t0 = System.nanoTime();
+              for (int i = 0; i < times; i++) {
+                ring.mean(data, new double[] {25});
+              }
+              if (round >= 0) {
+                ms.add((System.nanoTime() - t0) / 1e6 / times);
+              }
+            }
+            return ms;
+          }
+        }));
+      }
+      List<Double> ms = workers.get(0).get();
+      workers.get(1).get();
+      return BenchEngineCommand.median(ms);
+    } catch (InterruptedException | ExecutionException e) {
+      throw new IOException("bench spark: the exchange alone failed: " + e, e);
+    } finally {
+      pool.shutdownNow();
+      for (ServerSocket s : servers) {
+        s.close();
+      }
+    }
   }
 
   private static double engineTraining(MnistArrays train, int steps) {
