@@ -134,11 +134,11 @@ final class MappedLane implements AutoCloseable {
    */
   boolean reserve(int n) {
     long bytes = HEADER + 8L * n;
-    if (bytes > Integer.MAX_VALUE) {
-      return false;
-    }
     if (bytes <= capacity) {
       return true;
+    }
+    if (bytes > Integer.MAX_VALUE || refused) {
+      return false;
     }
     try {
       ByteBuffer zeros = ByteBuffer.allocate(1 << 20);
@@ -149,9 +149,19 @@ final class MappedLane implements AutoCloseable {
       map(bytes);
       return true;
     } catch (IOException e) {
+      // No room: give back what was written and do not try again every step.
+      refused = true;
+      try {
+        channel.truncate(Math.max(capacity, HEADER));
+      } catch (IOException ignored) {
+        // the file goes with the lane
+      }
       return false;
     }
   }
+
+  /** The file could not grow once ({@code /dev/shm} full): later flows take the stream. */
+  private boolean refused;
 
   /** The receiver, before a flow of {@code n} floats the sender has made room for. */
   void mapFor(int n) throws IOException {

@@ -21,8 +21,9 @@ import java.util.function.BooleanSupplier;
  * worker sends and receives 2 (N - 1) / N of the array a step, whatever the number N of workers,
  * where the hub of {@link StarAllreduce} carries (N - 1) times the array each way.
  *
- * <p>The array is cut into chunks ({@link #chunk}: about eight a worker, of 64 KB to 1 MB), taken from the last to the first (the
- * order in which the backward pass finishes them, see {@link #beginStep}). Chunk q belongs to
+ * <p>The array is cut into chunks ({@link #chunk}: about eight a worker, of 64 KB to 1 MB), taken
+ * from the last to the first (the order in which the backward pass finishes them, see
+ * {@link #beginStep}). Chunk q belongs to
  * worker q mod N, its owner. Its reduce-scatter starts at the owner's successor, which sends its
  * copy; each worker on the way adds its own copy to the partial sum it received and passes it
  * on, and the owner's addition completes the sum (divided by the total sample count for a mean).
@@ -203,9 +204,10 @@ public final class RingAllreduce extends SocketExchange {
    * The floats in each chunk of an {@code n}-float array summed by {@code size} workers (the last
    * chunk, at the array's start, may have fewer): about eight chunks a worker, so the ring fills
    * within a few per cent of the array, but no fewer than {@link #MIN_CHUNK} nor more than
-   * {@link #MAX_CHUNK}, since every chunk costs each worker's threads a hand-over or two (on two
-   * cores with deep-mnist's 13 MB, 1 MB chunks trained about 10% faster than 64 KB ones). A
-   * function of the run's size alone, as the order of the additions must be.
+   * {@link #MAX_CHUNK}, since every chunk costs each worker's threads a hand-over or two (two
+   * executors on two cores with deep-mnist's 13 MB: about 10% more images a second with 800 KB
+   * chunks than with 64 KB ones, in {@code bench spark} runs minutes apart). A function of the
+   * array's length and the run's size alone, as the order of the additions must be.
    */
   static int chunk(int n, int size) {
     long per = ((long) n + 8L * size - 1) / (8L * size);
