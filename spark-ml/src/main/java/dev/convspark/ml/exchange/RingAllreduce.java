@@ -2,15 +2,11 @@ package dev.convspark.ml.exchange;
 
 import dev.convspark.tensor.optim.Adam;
 import dev.convspark.tensor.optim.Optimizer;
-import java.io.BufferedInputStream;
-import java.io.BufferedOutputStream;
 import java.io.DataInputStream;
 import java.io.DataOutputStream;
 import java.io.IOException;
 import java.net.ServerSocket;
 import java.net.Socket;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.concurrent.Future;
 import java.util.function.BooleanSupplier;
@@ -48,7 +44,8 @@ import java.util.function.BooleanSupplier;
  * before a checkpoint, which so holds the whole state and resumes on any number of workers.
  *
  * <p>Each worker listens on its executor's address and connects to its successor as
- * {@link Wire} says.
+ * {@link Wire} says; its two connections, and whether their floats take shared memory, are its
+ * {@link RingLinks}.
  */
 public final class RingAllreduce extends SocketExchange {
 
@@ -57,30 +54,23 @@ public final class RingAllreduce extends SocketExchange {
   /** The most floats a chunk has (1 MB). */
   static final int MAX_CHUNK = 1 << 18;
 
-  private final Socket toNext;
-  private final Socket fromPrev;
+  /** The connections to the successor and from the predecessor; null for a worker alone. */
+  private final RingLinks links;
+  /** The links' streams (null for a worker alone): the schedule's small values go through them. */
   private final DataOutputStream out;
   private final DataInputStream in;
   private final int next;
   private final int prev;
-  // One flow at a time, its sender and receiver each with buffers of its own, kept between steps.
-  private final ByteBuffer sendBuf = ByteBuffer.allocate(MAX_CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
-  private final ByteBuffer receiveBuf = ByteBuffer.allocate(MAX_CHUNK * 4).order(ByteOrder.LITTLE_ENDIAN);
+  // One flow at a time: the receiver's piece of a partial sum, kept between steps.
   private final float[] partial = new float[PIECE];
-  /** The floats to the successor, and from the predecessor, through shared memory; else null. */
-  private MappedLane toNextLane;
-  private MappedLane fromPrevLane;
 
-  private RingAllreduce(int rank, int size, Socket toNext, Socket fromPrev, Wire.Shaper shaper) throws IOException {
+  private RingAllreduce(int rank, int size, RingLinks links) {
     super(rank, size);
-    this.toNext = toNext;
-    this.fromPrev = fromPrev;
+    this.links = links;
+    this.out = links == null ? null : links.out;
+    this.in = links == null ? null : links.in;
     this.next = (rank + 1) % size;
     this.prev = (rank + size - 1) % size;
-    this.out = toNext == null ? null
-        : new DataOutputStream(new BufferedOutputStream(shaper.out(toNext.getOutputStream()), 1 << 16));
-    this.in = fromPrev == null ? null
-        : new DataInputStream(new BufferedInputStream(shaper.in(fromPrev.getInputStream()), 1 << 16));
   }
 
   /**
@@ -95,7 +85,7 @@ public final class RingAllreduce extends SocketExchange {
                                    String secret, int startTimeoutMs, int stepTimeoutMs, BooleanSupplier killed,
                                    Wire.Shaper shaper) throws IOException {
     if (size == 1) {
-      return new RingAllreduce(0, 1, null, null, shaper);
+      return new RingAllreduce(0, 1, null);
     }
     int next = (rank + 1) % size;
     Socket toNext = Wire.connect(rank, nextHost, nextPort, secret, startTimeoutMs, "worker " + next);
@@ -105,55 +95,12 @@ public final class RingAllreduce extends SocketExchange {
       wanted[(rank + size - 1) % size] = true;
       fromPrev = Wire.accept(server, wanted, secret, startTimeoutMs, stepTimeoutMs, killed, rank)[(rank + size - 1) % size];
       toNext.setSoTimeout(stepTimeoutMs);
-      RingAllreduce ring = new RingAllreduce(rank, size, toNext, fromPrev, shaper);
-      ring.pairLanes(shaper.sharesMemory());
-      return ring;
+      RingLinks links = new RingLinks(toNext, fromPrev, shaper, (rank + size - 1) % size, next, MAX_CHUNK);
+      links.pairLanes(shaper.sharesMemory());
+      return new RingAllreduce(rank, size, links);
     } catch (IOException e) {
       Wire.closeAll(toNext, fromPrev);
       throw e;
-    }
-  }
-
-  /**
-   * Each worker offers its successor a {@link MappedLane} (when {@code shared} allows and it can
-   * make one) and answers its predecessor's offer: yes where it finds the file, that is, where the
-   * two share a host. Every worker writes its offer before it reads, and answers before it waits
-   * for its own answer, so no worker waits on one that waits on it.
-   */
-  private void pairLanes(boolean shared) throws IOException {
-    MappedLane offered = shared ? MappedLane.create() : null;
-    try {
-      out.writeUTF(offered == null ? "" : offered.offer());
-      out.flush();
-      String offer;
-      try {
-        offer = in.readUTF();
-      } catch (IOException e) {
-        throw Wire.silent(prev, e);
-      }
-      if (!offer.isEmpty()) {
-        fromPrevLane = shared ? MappedLane.open(offer) : null;
-        fromPrev.getOutputStream().write(fromPrevLane != null ? 1 : 0);
-        fromPrev.getOutputStream().flush();
-      }
-      if (offered != null) {
-        int answer = toNext.getInputStream().read();
-        if (answer < 0) {
-          throw Wire.silent(next, new java.io.EOFException());
-        }
-        if (answer == 1) {
-          toNextLane = offered;
-          offered = null;
-        }
-      }
-    } finally {
-      if (toNextLane != null) {
-        toNextLane.unlink();
-      }
-      if (offered != null) {
-        offered.unlink();
-        offered.close();
-      }
     }
   }
 
@@ -165,8 +112,8 @@ public final class RingAllreduce extends SocketExchange {
     if (size == 1) {
       return all;
     }
-    int stepTimeout = fromPrev.getSoTimeout();
-    fromPrev.setSoTimeout(timeoutMs);
+    int stepTimeout = links.readTimeout();
+    links.setReadTimeout(timeoutMs);
     try {
       out.writeUTF(mine);
       out.flush();
@@ -182,7 +129,7 @@ public final class RingAllreduce extends SocketExchange {
     } catch (IOException e) {
       throw Wire.silent(prev, e);
     } finally {
-      fromPrev.setSoTimeout(stepTimeout);
+      links.setReadTimeout(stepTimeout);
     }
   }
 
@@ -317,13 +264,8 @@ public final class RingAllreduce extends SocketExchange {
     float[] data = f.data;
     int n = data.length;
     int c = chunks(n);
-    ByteBuffer b = sendBuf;
     out.writeInt(n);
-    // With a lane, a byte says whether this flow's floats take it (it may find no room for them).
-    MappedLane lane = toNextLane != null && toNextLane.reserve(n) ? toNextLane : null;
-    if (toNextLane != null) {
-      out.writeBoolean(lane != null);
-    }
+    MappedLane lane = links.sendLane(n);
     out.writeDouble(f.count);
     out.flush();
     for (int k = 1; k < size - 1; k++) {
@@ -341,7 +283,7 @@ public final class RingAllreduce extends SocketExchange {
         } else {
           awaitFlushing(f, () -> r.reduced[q]);
         }
-        write(b, lane, from, data, from, end(n, q));
+        links.send(lane, from, data, from, end(n, q));
       }
       int q = t - lag();
       if (q >= 0 && q < c && next != owner(q)) {
@@ -350,7 +292,7 @@ public final class RingAllreduce extends SocketExchange {
         } else {
           awaitFlushing(f, () -> r.gathered[q]);
         }
-        write(b, lane, n + start(n, q), f.params != null ? f.params : data, start(n, q), end(n, q));
+        links.send(lane, n + start(n, q), f.params != null ? f.params : data, start(n, q), end(n, q));
       }
     }
     out.flush();
@@ -368,44 +310,6 @@ public final class RingAllreduce extends SocketExchange {
     }
   }
 
-  /**
-   * Sends {@code data[from, to)}: through {@code lane} at float {@code at} of its file, then its
-   * doorbell (flushed with the next wait or the flow's end); else through the stream, now.
-   */
-  private void write(ByteBuffer b, MappedLane lane, int at, float[] data, int from, int to) throws IOException {
-    if (lane != null) {
-      lane.put(at, data, from, to - from);
-      out.write(DOORBELL);
-      return;
-    }
-    b.clear();
-    b.asFloatBuffer().put(data, from, to - from);
-    out.write(b.array(), 0, (to - from) * 4);
-    out.flush();
-  }
-
-  /** The byte that tells the receiver a message of the flow's schedule is in the lane. */
-  private static final int DOORBELL = 0x5A;
-
-  /** Reads the message of {@code len} floats at float {@code at} of the lane, or from the stream, into {@code dst}. */
-  private void read(ByteBuffer b, MappedLane lane, int at, float[] dst, int off, int len) throws IOException {
-    if (lane != null) {
-      awaitDoorbell();
-      lane.get(at, dst, off, len);
-      return;
-    }
-    in.readFully(b.array(), 0, len * 4);
-    b.asFloatBuffer().get(dst, off, len);
-  }
-
-  /** Waits for the doorbell of the lane's next message. */
-  private void awaitDoorbell() throws IOException {
-    int bell = in.readUnsignedByte();
-    if (bell != DOORBELL) {
-      throw new IOException("gradient exchange: worker " + prev + " sent " + bell + " where a doorbell was due");
-    }
-  }
-
   /** Floats a received partial sum is added in at a time (64 KB): it and its chunk's piece stay in the cache. */
   private static final int PIECE = 1 << 14;
 
@@ -419,17 +323,13 @@ public final class RingAllreduce extends SocketExchange {
     float[] data = f.data;
     int n = data.length;
     int c = chunks(n);
-    ByteBuffer b = receiveBuf;
     float inv = 0;
     try {
       int got = in.readInt();
       if (got != n) {
         throw new IOException("expected " + n + " floats but worker " + prev + " sent " + got);
       }
-      MappedLane lane = fromPrevLane != null && in.readBoolean() ? fromPrevLane : null;
-      if (lane != null) {
-        lane.mapFor(n);
-      }
+      MappedLane lane = links.receiveLane(n);
       for (int k = 1; k < size; k++) {
         double v = in.readDouble();
         synchronized (f) {
@@ -450,7 +350,7 @@ public final class RingAllreduce extends SocketExchange {
           int from = start(n, q);
           int len = end(n, q) - from;
           if (lane != null) {
-            awaitDoorbell();
+            links.awaitDoorbell();
           }
           f.awaitReady(from);
           // Piece by piece, each added, divided and (this worker's share) updated while it is in
@@ -460,12 +360,7 @@ public final class RingAllreduce extends SocketExchange {
           for (int o = 0; o < len; o += PIECE) {
             int at = from + o;
             int p = Math.min(PIECE, len - o);
-            if (lane != null) {
-              lane.get(at, partial, 0, p);
-            } else {
-              in.readFully(b.array(), 0, p * 4);
-              b.asFloatBuffer().get(partial, 0, p);
-            }
+            links.receivePart(lane, at, partial, 0, p);
             if (completes && f.mean) {
               for (int i = 0; i < p; i++) {
                 data[at + i] = (partial[i] + data[at + i]) * inv;
@@ -489,7 +384,7 @@ public final class RingAllreduce extends SocketExchange {
         if (q >= 0 && q < c && rank != owner(q)) {
           int from = start(n, q);
           int len = end(n, q) - from;
-          read(b, lane, n + from, f.params != null ? f.params : data, from, len);
+          links.receive(lane, n + from, f.params != null ? f.params : data, from, len);
           synchronized (f) {
             r.gathered[q] = true;
           }
@@ -540,17 +435,13 @@ public final class RingAllreduce extends SocketExchange {
   @Override
   public void close() throws IOException {
     stopHelpers();
-    for (MappedLane lane : new MappedLane[] {toNextLane, fromPrevLane}) {
-      if (lane != null) {
-        lane.close();
-      }
+    if (links != null) {
+      links.close();
     }
-    Wire.closeAll(toNext, fromPrev);
   }
 
   @Override
   public String toString() {
-    return "RingAllreduce(rank " + rank + " of " + size + ", to " + toNext + (toNextLane != null ? " through shared memory" : "")
-        + ", from " + fromPrev + (fromPrevLane != null ? " through shared memory" : "") + ")";
+    return "RingAllreduce(rank " + rank + " of " + size + (links == null ? "" : ", " + links) + ")";
   }
 }

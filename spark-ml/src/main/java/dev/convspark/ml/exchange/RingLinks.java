@@ -1,0 +1,190 @@
+package dev.convspark.ml.exchange;
+
+import java.io.BufferedInputStream;
+import java.io.BufferedOutputStream;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+/**
+ * A ring worker's two connections, the one to its successor and the one from its predecessor,
+ * and how their floats travel: in the socket's stream, or through a {@link MappedLane} where the
+ * two ends share a host. {@link RingAllreduce} keeps the schedule (which message goes when); the
+ * small values of its schedule (lengths, counts, statistics, strings) go through {@link #out} and
+ * {@link #in} as they are, the floats through {@link #send} and {@link #receive}.
+ */
+final class RingLinks implements AutoCloseable {
+
+  /** The byte that tells the receiver a message of the flow's schedule is in the lane. */
+  private static final int DOORBELL = 0x5A;
+
+  private final Socket toNext;
+  private final Socket fromPrev;
+  /** To the successor, through the connection's shaper. */
+  final DataOutputStream out;
+  /** From the predecessor, through the connection's shaper. */
+  final DataInputStream in;
+  private final int next;
+  private final int prev;
+  // The sender's and the receiver's buffers for floats through the stream, kept between steps.
+  private final ByteBuffer sendBuf;
+  private final ByteBuffer receiveBuf;
+  /** The floats to the successor, and from the predecessor, through shared memory; else null. */
+  private MappedLane toNextLane;
+  private MappedLane fromPrevLane;
+
+  /**
+   * The connections of worker {@code prev + 1}, whose messages hold at most {@code maxFloats}
+   * floats; they go through {@code shaper} (and never through shared memory until
+   * {@link #pairLanes}).
+   */
+  RingLinks(Socket toNext, Socket fromPrev, Wire.Shaper shaper, int prev, int next, int maxFloats) throws IOException {
+    this.toNext = toNext;
+    this.fromPrev = fromPrev;
+    this.prev = prev;
+    this.next = next;
+    this.out = new DataOutputStream(new BufferedOutputStream(shaper.out(toNext.getOutputStream()), 1 << 16));
+    this.in = new DataInputStream(new BufferedInputStream(shaper.in(fromPrev.getInputStream()), 1 << 16));
+    this.sendBuf = ByteBuffer.allocate(maxFloats * 4).order(ByteOrder.LITTLE_ENDIAN);
+    this.receiveBuf = ByteBuffer.allocate(maxFloats * 4).order(ByteOrder.LITTLE_ENDIAN);
+  }
+
+  /**
+   * Each worker offers its successor a {@link MappedLane} (when {@code shared} allows and it can
+   * make one) and answers its predecessor's offer: yes where it finds the file, that is, where the
+   * two share a host. Every worker writes its offer before it reads, and answers before it waits
+   * for its own answer, so no worker waits on one that waits on it.
+   */
+  void pairLanes(boolean shared) throws IOException {
+    MappedLane offered = shared ? MappedLane.create() : null;
+    try {
+      out.writeUTF(offered == null ? "" : offered.offer());
+      out.flush();
+      String offer;
+      try {
+        offer = in.readUTF();
+      } catch (IOException e) {
+        throw Wire.silent(prev, e);
+      }
+      if (!offer.isEmpty()) {
+        fromPrevLane = shared ? MappedLane.open(offer) : null;
+        fromPrev.getOutputStream().write(fromPrevLane != null ? 1 : 0);
+        fromPrev.getOutputStream().flush();
+      }
+      if (offered != null) {
+        int answer = toNext.getInputStream().read();
+        if (answer < 0) {
+          throw Wire.silent(next, new java.io.EOFException());
+        }
+        if (answer == 1) {
+          toNextLane = offered;
+          offered = null;
+        }
+      }
+    } finally {
+      if (toNextLane != null) {
+        toNextLane.unlink();
+      }
+      if (offered != null) {
+        offered.unlink();
+        offered.close();
+      }
+    }
+  }
+
+  /**
+   * The sender, at the start of a flow of {@code n} floats: the lane its floats take, or null for
+   * the stream; with a lane, a byte tells the receiver which (the lane may find no room for them).
+   */
+  MappedLane sendLane(int n) throws IOException {
+    MappedLane lane = toNextLane != null && toNextLane.reserve(n) ? toNextLane : null;
+    if (toNextLane != null) {
+      out.writeBoolean(lane != null);
+    }
+    return lane;
+  }
+
+  /** The receiver, at the start of a flow of {@code n} floats: what {@link #sendLane} chose at the other end. */
+  MappedLane receiveLane(int n) throws IOException {
+    MappedLane lane = fromPrevLane != null && in.readBoolean() ? fromPrevLane : null;
+    if (lane != null) {
+      lane.mapFor(n);
+    }
+    return lane;
+  }
+
+  /**
+   * Sends {@code data[from, to)}: through {@code lane} at float {@code at} of its file, then its
+   * doorbell (flushed with the sender's next wait or the flow's end); else through the stream, now.
+   */
+  void send(MappedLane lane, int at, float[] data, int from, int to) throws IOException {
+    if (lane != null) {
+      lane.put(at, data, from, to - from);
+      out.write(DOORBELL);
+      return;
+    }
+    ByteBuffer b = sendBuf;
+    b.clear();
+    b.asFloatBuffer().put(data, from, to - from);
+    out.write(b.array(), 0, (to - from) * 4);
+    out.flush();
+  }
+
+  /** Receives a whole message of {@code len} floats (at float {@code at} of the lane) into {@code dst} from {@code off}. */
+  void receive(MappedLane lane, int at, float[] dst, int off, int len) throws IOException {
+    if (lane != null) {
+      awaitDoorbell();
+    }
+    receivePart(lane, at, dst, off, len);
+  }
+
+  /**
+   * Receives the next {@code len} floats of a message whose doorbell has come (a lane's message
+   * is then read at float {@code at}), so that a long one can be taken in pieces.
+   */
+  void receivePart(MappedLane lane, int at, float[] dst, int off, int len) throws IOException {
+    if (lane != null) {
+      lane.get(at, dst, off, len);
+      return;
+    }
+    ByteBuffer b = receiveBuf;
+    in.readFully(b.array(), 0, len * 4);
+    b.asFloatBuffer().get(dst, off, len);
+  }
+
+  /** Waits for the doorbell of the lane's next message. */
+  void awaitDoorbell() throws IOException {
+    int bell = in.readUnsignedByte();
+    if (bell != DOORBELL) {
+      throw new IOException("gradient exchange: worker " + prev + " sent " + bell + " where a doorbell was due");
+    }
+  }
+
+  /** How long a read from the predecessor may wait, in ms. */
+  int readTimeout() throws IOException {
+    return fromPrev.getSoTimeout();
+  }
+
+  void setReadTimeout(int ms) throws IOException {
+    fromPrev.setSoTimeout(ms);
+  }
+
+  @Override
+  public void close() throws IOException {
+    for (MappedLane lane : new MappedLane[] {toNextLane, fromPrevLane}) {
+      if (lane != null) {
+        lane.close();
+      }
+    }
+    Wire.closeAll(toNext, fromPrev);
+  }
+
+  @Override
+  public String toString() {
+    return "to " + toNext + (toNextLane != null ? " through shared memory" : "") + ", from " + fromPrev
+        + (fromPrevLane != null ? " through shared memory" : "");
+  }
+}
