@@ -212,14 +212,18 @@ public final class RingAllreduce extends SocketExchange {
     shardedSinceSync = true;
     if (optimizer instanceof Adam adam) {
       // This worker updates its own chunks only, so it keeps only their moments: 1/N of them.
+      // Its chunks are q = rank, rank + N, ...; ascending in the array from the highest q.
       int n = params.length;
-      java.util.List<int[]> mine = new java.util.ArrayList<>();
-      for (int q = chunks(n) - 1; q >= 0; q--) {
-        if (owner(q) == rank) {
-          mine.add(new int[] {start(n, q), end(n, q)});
-        }
+      int c = chunks(n);
+      int owned = c > rank ? (c - 1 - rank) / size + 1 : 0;
+      int[] starts = new int[owned];
+      int[] ends = new int[owned];
+      for (int i = 0; i < owned; i++) {
+        int q = rank + (owned - 1 - i) * size;
+        starts[i] = start(n, q);
+        ends[i] = end(n, q);
       }
-      adam.keepOnly(mine.stream().mapToInt(r -> r[0]).toArray(), mine.stream().mapToInt(r -> r[1]).toArray());
+      adam.keepOnly(starts, ends);
     }
     return launch(f);
   }
