@@ -94,8 +94,8 @@ public final class FastKernels implements Kernels {
      * with every branch of their epilogue taken: full and partial tiles, beta 0 and 1.
      */
     private static void warmUpMicroKernels() {
-      float[] a = values(8 * MR + 8);
-      float[] bp = values(8 * NR);
+      float[] a = values(Math.max(8, L) * MR + 8);
+      float[] bp = values(Math.max(8, L) * NR);
       float[] c = new float[MR * NR];
       float[] tmp = new float[MR * NR];
       int[] offsets = {0, 7, 1, 8, 2, 9, 3, 10};
@@ -106,6 +106,7 @@ public final class FastKernels implements Kernels {
         float beta = i % 2;
         micro(8, a, 0, MR, bp, 0, c, 0, NR, beta, mr, nr, tmp);
         microRows(8, a, 0, 8, bp, 0, c, 0, NR, beta, mr, nr, tmp);
+        microInterleaved(L, a, 0, bp, 0, c, 0, NR, beta, mr, nr, tmp);
         ImplicitConv.microTable(8, a, i % 2, offsets, 0, bp, 0, c, 0, NR, beta != 0f);
         ImplicitConv.microTableSeven(8, a, i % 2, offsets, 0, bp, 0, c7, 0, NR, beta != 0f);
       }
@@ -657,6 +658,97 @@ public final class FastKernels implements Kernels {
     c50.intoArray(tmp, 5 * NR);
     c51.intoArray(tmp, 5 * NR + L);
   }
+  /**
+   * {@link #micro} for an A in interleaved strips: each strip's depth in blocks of one vector, a
+   * block holding its {@code MR} rows' {@code L} floats one row after the other (row r's column p
+   * at {@code aOff + (p - p % L) * MR + r * L + p % L}; {@code kc} a multiple of {@code L}). A
+   * transform that yields one vector of a row at a time writes this layout with plain vector
+   * stores, where an {@code MR}-row strip (six floats of one column together) needs a scalar pass
+   * over every float ({@link WinogradConv}'s products with AVX2; see {@link #inPlaceRows}). The
+   * rows' offsets are constants, so the loop needs one index into A, as {@link #micro} does.
+   */
+  static void microInterleaved(int kc, float[] a, int aOff, float[] bp, int bOff,
+                               float[] c, int cOff, int ldc, float beta, int mr, int nr, float[] tmp) {
+    FloatVector c00 = FloatVector.zero(S);
+    FloatVector c01 = c00;
+    FloatVector c10 = c00;
+    FloatVector c11 = c00;
+    FloatVector c20 = c00;
+    FloatVector c21 = c00;
+    FloatVector c30 = c00;
+    FloatVector c31 = c00;
+    FloatVector c40 = c00;
+    FloatVector c41 = c00;
+    FloatVector c50 = c00;
+    FloatVector c51 = c00;
+    for (int p = 0; p < kc; p++) {
+      int bo = bOff + p * NR;
+      FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+      FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
+      int ao = aOff + (p & -L) * MR + (p & (L - 1));
+      FloatVector x = FloatVector.broadcast(S, a[ao]);
+      c00 = b0.fma(x, c00);
+      c01 = b1.fma(x, c01);
+      x = FloatVector.broadcast(S, a[ao + L]);
+      c10 = b0.fma(x, c10);
+      c11 = b1.fma(x, c11);
+      x = FloatVector.broadcast(S, a[ao + 2 * L]);
+      c20 = b0.fma(x, c20);
+      c21 = b1.fma(x, c21);
+      x = FloatVector.broadcast(S, a[ao + 3 * L]);
+      c30 = b0.fma(x, c30);
+      c31 = b1.fma(x, c31);
+      x = FloatVector.broadcast(S, a[ao + 4 * L]);
+      c40 = b0.fma(x, c40);
+      c41 = b1.fma(x, c41);
+      x = FloatVector.broadcast(S, a[ao + 5 * L]);
+      c50 = b0.fma(x, c50);
+      c51 = b1.fma(x, c51);
+    }
+    if (mr == MR && nr == NR) {
+      // Written out row by row, as in micro.
+      if (beta != 0f) {
+        c00 = c00.add(FloatVector.fromArray(S, c, cOff).mul(beta));
+        c01 = c01.add(FloatVector.fromArray(S, c, cOff + L).mul(beta));
+        c10 = c10.add(FloatVector.fromArray(S, c, cOff + ldc).mul(beta));
+        c11 = c11.add(FloatVector.fromArray(S, c, cOff + ldc + L).mul(beta));
+        c20 = c20.add(FloatVector.fromArray(S, c, cOff + 2 * ldc).mul(beta));
+        c21 = c21.add(FloatVector.fromArray(S, c, cOff + 2 * ldc + L).mul(beta));
+        c30 = c30.add(FloatVector.fromArray(S, c, cOff + 3 * ldc).mul(beta));
+        c31 = c31.add(FloatVector.fromArray(S, c, cOff + 3 * ldc + L).mul(beta));
+        c40 = c40.add(FloatVector.fromArray(S, c, cOff + 4 * ldc).mul(beta));
+        c41 = c41.add(FloatVector.fromArray(S, c, cOff + 4 * ldc + L).mul(beta));
+        c50 = c50.add(FloatVector.fromArray(S, c, cOff + 5 * ldc).mul(beta));
+        c51 = c51.add(FloatVector.fromArray(S, c, cOff + 5 * ldc + L).mul(beta));
+      }
+      c00.intoArray(c, cOff);
+      c01.intoArray(c, cOff + L);
+      c10.intoArray(c, cOff + ldc);
+      c11.intoArray(c, cOff + ldc + L);
+      c20.intoArray(c, cOff + 2 * ldc);
+      c21.intoArray(c, cOff + 2 * ldc + L);
+      c30.intoArray(c, cOff + 3 * ldc);
+      c31.intoArray(c, cOff + 3 * ldc + L);
+      c40.intoArray(c, cOff + 4 * ldc);
+      c41.intoArray(c, cOff + 4 * ldc + L);
+      c50.intoArray(c, cOff + 5 * ldc);
+      c51.intoArray(c, cOff + 5 * ldc + L);
+      return;
+    }
+    c00.intoArray(tmp, 0);
+    c01.intoArray(tmp, L);
+    c10.intoArray(tmp, NR);
+    c11.intoArray(tmp, NR + L);
+    c20.intoArray(tmp, 2 * NR);
+    c21.intoArray(tmp, 2 * NR + L);
+    c30.intoArray(tmp, 3 * NR);
+    c31.intoArray(tmp, 3 * NR + L);
+    c40.intoArray(tmp, 4 * NR);
+    c41.intoArray(tmp, 4 * NR + L);
+    c50.intoArray(tmp, 5 * NR);
+    c51.intoArray(tmp, 5 * NR + L);
+  }
+
   /** Adds the first {@code mr x nr} of a tile left in {@code tmp} into C: {@code C = tmp + beta * C}. */
   private static void copyTile(float[] tmp, float[] c, int cOff, int ldc, float beta, int mr, int nr) {
     for (int i = 0; i < mr; i++) {
@@ -1185,7 +1277,7 @@ public final class FastKernels implements Kernels {
     int image = p.imageLength();
     for (int t0 = 0; t0 < p.tiles; t0 += WinogradConv.BLOCK) {
       int t1 = Math.min(p.tiles, t0 + WinogradConv.BLOCK);
-      p.transformInput(in, t0, t1, in, image, scratch);
+      p.transformInput(in, t0, t1, in, image, !inPlaceRows, scratch);
       winogradProduct(p, in, image, t1 - t0, u, m);
       p.transformOutput(m, t0, t1, out, s, add, scratch, pixel);
     }
@@ -1200,6 +1292,29 @@ public final class FastKernels implements Kernels {
     int lda = WinogradConv.POINTS * p.depth;
     int ldc = WinogradConv.POINTS * p.width;
     int panels = p.width / NR;
+    if (!inPlaceRows) {
+      // V in interleaved strips, as the transform wrote it: no packing.
+      float[] tmp = tile.get();
+      for (int point = 0; point < WinogradConv.POINTS; point++) {
+        for (int c0 = 0; c0 < p.depth; c0 += KC) {
+          int kc = Math.min(KC, p.depth - c0);
+          float beta = c0 == 0 ? 0f : 1f;
+          for (int q = 0; q < panels; q++) {
+            int bBase = (q * lda + point * p.depth + c0) * NR;
+            for (int r0 = 0; r0 < rows; r0 += MR) {
+              int mr = Math.min(MR, rows - r0);
+              int cAt = r0 * ldc + point * p.width + q * NR;
+              microInterleaved(kc, v, vOff + r0 * lda + (point * p.depth + c0) * MR, u, bBase, m, cAt, ldc, beta, mr,
+                  NR, tmp);
+              if (mr < MR) {
+                copyTile(tmp, m, cAt, ldc, beta, mr, NR);
+              }
+            }
+          }
+        }
+      }
+      return;
+    }
     for (int point = 0; point < WinogradConv.POINTS; point++) {
       for (int ic = 0; ic < rows; ic += MC) {
         for (int c0 = 0; c0 < p.depth; c0 += KC) {
@@ -1247,7 +1362,7 @@ public final class FastKernels implements Kernels {
         fw.pad(x, s, in);
         for (int t0 = 0; t0 < fw.tiles; t0 += gradientBlock) {
           int t1 = Math.min(fw.tiles, t0 + gradientBlock);
-          fw.transformInput(in, t0, t1, in, image, scratch);
+          fw.transformInput(in, t0, t1, in, image, false, scratch);
           fw.transformGradient(dy, s, t0, t1, work, scratch, pixel);
           winogradGradientProduct(fw, in, image, t1 - t0, work, acc, s == first && t0 == 0);
         }

@@ -1,5 +1,6 @@
 package dev.convspark.tensor.kernels;
 
+import static dev.convspark.tensor.kernels.FastKernels.MR;
 import static dev.convspark.tensor.kernels.FastKernels.NR;
 
 import java.util.Arrays;
@@ -79,7 +80,7 @@ final class WinogradConv {
    * channels and 64 filters, 55 and 110 KB) stay in L2 beside the transformed weights (288 KB).
    * Whole sets of the multiply's register-tile rows.
    */
-  static final int BLOCK = 24;
+  static final int BLOCK = 4 * MR;
 
   /**
    * Tiles of the weight gradient's products at a time, their depth: a whole sample of MNIST's
@@ -109,7 +110,8 @@ final class WinogradConv {
    */
   static void warmUp(float[] values) {
     WinogradConv p = new WinogradConv(4, 4, MIN_CHANNELS, 2, 2, 4, 4, MIN_CHANNELS);
-    float[] in = new float[p.imageLength() + p.inputLength(p.tiles)];
+    // Room for whole strips of tiles: the interleaved layout's last strip is a whole one.
+    float[] in = new float[p.imageLength() + p.inputLength((p.tiles + MR - 1) / MR * MR)];
     float[] m = new float[Math.max(p.productLength(p.tiles), p.gradientLength())];
     float[] u = new float[p.weightsLength()];
     float[] out = new float[16 * MIN_CHANNELS];
@@ -120,7 +122,7 @@ final class WinogradConv {
     // whole (not only its loops, on stack, which left some vector calls boxed in a test run).
     for (int i = 0; i < 6000; i++) {
       p.pad(values, 0, in);
-      p.transformInput(in, 0, p.tiles, in, p.imageLength(), scratch);
+      p.transformInput(in, 0, p.tiles, in, p.imageLength(), i % 2 == 0, scratch);
       p.transformOutput(m, 0, p.tiles, out, 0, i % 2 == 0, scratch, pixel);
       p.transformGradient(values, 0, 0, p.tiles, m, scratch, pixel);
       if (i % 10 == 0) {
@@ -242,16 +244,22 @@ final class WinogradConv {
 
   /**
    * The transformed input {@code V = B^T d B} of tiles {@code [t0, t1)} (row-major over the tile
-   * grid) of a padded image, into {@code v} from {@code vOff} ({@code [tile - t0][point][depth]});
+   * grid) of a padded image, into {@code v} from {@code vOff}: as rows {@code [tile - t0][point][depth]},
+   * or when {@code interleaved} as the multiply's interleaved strips (see
+   * {@link FastKernels#microInterleaved}): the tiles in strips of {@code MR}, each strip
+   * {@code [point][depth / L][MR][L]}, the last strip's rows past {@code t1} left as they were.
    * {@code scratch} holds {@link #POINTS} vectors.
    */
-  void transformInput(float[] img, int t0, int t1, float[] v, int vOff, float[] scratch) {
+  void transformInput(float[] img, int t0, int t1, float[] v, int vOff, boolean interleaved, float[] scratch) {
     int rowStride = paddedWidth * depth;
+    int pointStep = interleaved ? depth * MR : depth;
+    int channelStep = interleaved ? MR : 1;
     for (int t = t0; t < t1; t++) {
       int window = (2 * (t / tilesWide) * paddedWidth + 2 * (t % tilesWide)) * depth;
-      int out = vOff + (t - t0) * POINTS * depth;
+      int i = t - t0;
+      int out = vOff + (interleaved ? i / MR * MR * POINTS * depth + i % MR * L : i * POINTS * depth);
       for (int c = 0; c < depth; c += L) {
-        inputTile(img, window + c, rowStride, depth, scratch, v, out + c, depth);
+        inputTile(img, window + c, rowStride, depth, scratch, v, out + c * channelStep, pointStep);
       }
     }
   }
