@@ -665,7 +665,14 @@ public final class FastKernels implements Kernels {
    * transform that yields one vector of a row at a time writes this layout with plain vector
    * stores, where an {@code MR}-row strip (six floats of one column together) needs a scalar pass
    * over every float ({@link WinogradConv}'s products with AVX2; see {@link #inPlaceRows}). The
-   * rows' offsets are constants, so the loop needs one index into A, as {@link #micro} does.
+   * rows' offsets are constants, so the loop needs one index into A, as {@link #micro} does. Only a
+   * whole tile with {@code beta = 0} is written to C; any other is left in {@code tmp} for the
+   * caller's {@link #copyTile}. The kernel is kept that small on purpose: with the epilogue of
+   * {@link #micro} (C read back and scaled), some JVMs compiled it with its vector stores left as
+   * calls on boxed vectors (JFR profiles: the stores' Java fallback sampled inside it), and their
+   * step ran 70% slower for the JVM's life: 2 of 5 profiled {@code bench engine} runs with
+   * {@code -XX:UseAVX=2}, and in 2 of about 40 without a profiler; 0 of 22 profiled runs with this
+   * epilogue. A likely cause is C2's inlining budget, which the larger method ran past.
    */
   static void microInterleaved(int kc, float[] a, int aOff, float[] bp, int bOff,
                                float[] c, int cOff, int ldc, float beta, int mr, int nr, float[] tmp) {
@@ -705,22 +712,7 @@ public final class FastKernels implements Kernels {
       c50 = b0.fma(x, c50);
       c51 = b1.fma(x, c51);
     }
-    if (mr == MR && nr == NR) {
-      // Written out row by row, as in micro.
-      if (beta != 0f) {
-        c00 = c00.add(FloatVector.fromArray(S, c, cOff).mul(beta));
-        c01 = c01.add(FloatVector.fromArray(S, c, cOff + L).mul(beta));
-        c10 = c10.add(FloatVector.fromArray(S, c, cOff + ldc).mul(beta));
-        c11 = c11.add(FloatVector.fromArray(S, c, cOff + ldc + L).mul(beta));
-        c20 = c20.add(FloatVector.fromArray(S, c, cOff + 2 * ldc).mul(beta));
-        c21 = c21.add(FloatVector.fromArray(S, c, cOff + 2 * ldc + L).mul(beta));
-        c30 = c30.add(FloatVector.fromArray(S, c, cOff + 3 * ldc).mul(beta));
-        c31 = c31.add(FloatVector.fromArray(S, c, cOff + 3 * ldc + L).mul(beta));
-        c40 = c40.add(FloatVector.fromArray(S, c, cOff + 4 * ldc).mul(beta));
-        c41 = c41.add(FloatVector.fromArray(S, c, cOff + 4 * ldc + L).mul(beta));
-        c50 = c50.add(FloatVector.fromArray(S, c, cOff + 5 * ldc).mul(beta));
-        c51 = c51.add(FloatVector.fromArray(S, c, cOff + 5 * ldc + L).mul(beta));
-      }
+    if (mr == MR && nr == NR && beta == 0f) {
       c00.intoArray(c, cOff);
       c01.intoArray(c, cOff + L);
       c10.intoArray(c, cOff + ldc);
@@ -1306,7 +1298,7 @@ public final class FastKernels implements Kernels {
               int cAt = r0 * ldc + point * p.width + q * NR;
               microInterleaved(kc, v, vOff + r0 * lda + (point * p.depth + c0) * MR, u, bBase, m, cAt, ldc, beta, mr,
                   NR, tmp);
-              if (mr < MR) {
+              if (mr < MR || beta != 0f) {
                 copyTile(tmp, m, cAt, ldc, beta, mr, NR);
               }
             }
