@@ -13,6 +13,13 @@
 #                                     1e-4), printed as each completes: against the CPU reference
 #                                     it takes about 5 minutes on an H200's machine, so a run cut
 #                                     short has the figures already.
+#   tensor-native/gpu-check.sh cpu [--threads 8,16] [--steps 100]
+#                                     on the GPU machine's host (no GPU needed): deep-mnist training
+#                                     (batch 50 and 512) and inference on the engine's CPU backend
+#                                     per thread count, then, where python3 has PyTorch, the same on
+#                                     PyTorch's CPU path on the same thread counts and the ratios
+#                                     ($PYTHON, python3 by default); BENCH_ISA=avx2|avx512 holds
+#                                     both sides to one instruction set
 # Exit status: 0 all checks passed, 1 a check failed, 3 no usable GPU (the reason is printed).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -72,8 +79,34 @@ run() {
   return $rc
 }
 
+# The engine on the CPU per thread count (CpuCheck), then PyTorch's CPU path on the same counts.
+cpu() {
+  local java="$dist/jre/bin/java" python=${PYTHON:-python3} out rc=0 steps=100 a prev=
+  [[ -x "$java" ]] || java=java
+  for a in "$@"; do [[ $prev == --steps ]] && steps=$a; prev=$a; done
+  # BENCH_ISA=avx2|avx512 holds both sides to one instruction set, as ../shared/bench/run.sh does.
+  local isa=()
+  case "${BENCH_ISA:-native}" in
+    avx2) isa=(-XX:UseAVX=2); export ATEN_CPU_CAPABILITY=avx2 ;;
+    avx512) isa=(-XX:UseAVX=3); export ATEN_CPU_CAPABILITY=avx512 ;;
+    native) ;;
+    *) echo "BENCH_ISA must be avx2, avx512 or native" >&2; return 2 ;;
+  esac
+  out=$(mktemp)
+  "$java" "${isa[@]}" --add-modules jdk.incubator.vector -cp "$dist/lib/*" dev.convspark.tensor.backend.CpuCheck \
+    --results "$out" "$@" || rc=$?
+  if [[ $rc -eq 0 ]] && "$python" -c 'import torch' 2>/dev/null; then
+    "$python" "$here/gpu-torch.py" --cpu --ours "$out" --steps "$steps" || rc=$?
+  elif [[ $rc -eq 0 ]]; then
+    echo "(no PyTorch here: no reference figures)"
+  fi
+  rm -f "$out"
+  return $rc
+}
+
 case "${1:-run}" in
   pack) pack ;;
   run) shift || true; run "$@" ;;
-  *) echo "usage: gpu-check.sh pack | run [GPU-NUMBER]" >&2; exit 2 ;;
+  cpu) shift; cpu "$@" ;;
+  *) echo "usage: gpu-check.sh pack | run [GPU-NUMBER] | cpu [--threads 8,16] [--steps 100]" >&2; exit 2 ;;
 esac

@@ -1,9 +1,11 @@
 """The deep-mnist CNN on PyTorch's GPU path, timed as GpuCheck times convspark's GPU backend.
 
 Usage: python3 gpu-torch.py [--ours FILE]  (FILE: GpuCheck's figures, to print ratios)
+       python3 gpu-torch.py --cpu --ours FILE  (FILE: CpuCheck's figures and thread counts)
 Random inputs; Adam 1e-4, dropout 0.5; training images/s at batch 50 and 512 (as one replica
 trains, and with the gradient to the host and back every step, as data-parallel training does),
-inference images/s in batches of 1000.
+inference images/s in batches of 1000. With --cpu, PyTorch's CPU path on each of the thread
+counts CpuCheck measured (torch.set_num_threads), training as one replica trains.
 """
 import argparse
 import time
@@ -24,8 +26,12 @@ def median(xs):
     return xs[len(xs) // 2]
 
 
-def bench(batch, steps):
-    dev = torch.device("cuda")
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(batch, steps, dev=torch.device("cuda")):
     m = model().to(dev)
     opt = torch.optim.Adam(m.parameters(), lr=1e-4)
     loss_fn = nn.CrossEntropyLoss()
@@ -33,8 +39,8 @@ def bench(batch, steps):
     y = torch.randint(0, 10, (batch,))
     train, host = [], []
     for rep in range(4):
-        for copy in (False, True):
-            torch.cuda.synchronize()
+        for copy in (False, True) if dev.type == "cuda" else (False,):
+            sync(dev)
             t0 = time.perf_counter()
             for _ in range(steps):
                 xb, yb = x.to(dev), y.to(dev)
@@ -47,7 +53,7 @@ def bench(batch, steps):
                 opt.step()
                 # convspark's step returns the loss: the host reads it every step.
                 loss.item()
-            torch.cuda.synchronize()
+            sync(dev)
             if rep > 0:
                 (host if copy else train).append(steps * batch / (time.perf_counter() - t0))
     m.eval()
@@ -55,25 +61,51 @@ def bench(batch, steps):
     infer = []
     with torch.no_grad():
         for rep in range(4):
-            torch.cuda.synchronize()
+            sync(dev)
             t0 = time.perf_counter()
             for s in range(0, 10000, 1000):
                 m(images[s:s + 1000].to(dev)).cpu()
-            torch.cuda.synchronize()
+            sync(dev)
             if rep > 0:
                 infer.append(10000 / (time.perf_counter() - t0))
-    return median(train), median(host), median(infer)
+    return median(train), median(host) if host else 0.0, median(infer)
+
+
+def cpu(ours, steps):
+    """PyTorch on the CPU, thread count by thread count, beside CpuCheck's figures."""
+    caps = [l.strip() for l in torch.__config__.show().splitlines() if "capability" in l]
+    print(f"\n| deep-mnist on the CPU, PyTorch {torch.__version__} {caps} | training images/s, batch 50 "
+          "| training, batch 512 | inference images/s | convspark / PyTorch: training, batch 50 | batch 512 "
+          "| inference |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for n in (int(t) for t in ours["threads"].split(",")):
+        torch.set_num_threads(n)
+        t50, _, infer = bench(50, steps, torch.device("cpu"))
+        t512, _, _ = bench(512, max(2, steps * 50 // 512), torch.device("cpu"))
+
+        def ratio(key, theirs):
+            return f"{float(ours[key]) / theirs:.2f}x" if key in ours else "-"
+
+        print(f"| {n} thread{'' if n == 1 else 's'} | {t50:.0f} | {t512:.0f} | {infer:.0f} | {ratio(f'cpu_train50_{n}', t50)} "
+              f"| {ratio(f'cpu_train512_{n}', t512)} | {ratio(f'cpu_infer_{n}', infer)} |", flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ours", default=None)
+    ap.add_argument("--cpu", action="store_true")
+    ap.add_argument("--steps", type=int, default=100)
     args = ap.parse_args()
     ours = {}
     if args.ours:
         for line in open(args.ours):
             k, v = line.split()
-            ours[k] = float(v)
+            ours[k] = v if k == "threads" else float(v)
+    if args.cpu:
+        if "threads" not in ours:
+            raise SystemExit("--cpu needs --ours with CpuCheck's figures (its thread counts)")
+        cpu(ours, args.steps)
+        return
     print(f"\n| deep-mnist on {torch.cuda.get_device_name(0)}, PyTorch {torch.__version__} | training images/s "
           "| training, gradients through the host | inference images/s | convspark / PyTorch: training "
           "| through the host | inference |")

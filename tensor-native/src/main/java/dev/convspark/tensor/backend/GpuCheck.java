@@ -267,6 +267,11 @@ public final class GpuCheck {
    * and back every step (what a data-parallel step adds), and inference in batches of 1000.
    */
   public static double[] benchmark(Backend backend, int batch, int steps) {
+    return benchmark(backend, batch, steps, true);
+  }
+
+  /** {@link #benchmark(Backend, int, int)}, with inference timed only when {@code infer} (else 0). */
+  static double[] benchmark(Backend backend, int batch, int steps, boolean infer) {
     ModelSpec spec = ModelSpec.parse(ModelSpec.DEEP_MNIST);
     try (ModelRunner r = backend.open(spec)) {
       r.initialize(1);
@@ -299,22 +304,22 @@ public final class GpuCheck {
           }
         }
       }
-      float[] images = random(10_000 * 784, 6);
+      float[] images = random(infer ? 10_000 * 784 : 0, 6);
       float[] logits = new float[10_000 * 10];
-      double[] infer = new double[3];
-      for (int rep = -1; rep < 3; rep++) {
+      double[] rates = new double[3];
+      for (int rep = -1; infer && rep < 3; rep++) {
         long t0 = System.nanoTime();
         for (int s = 0; s < 10_000; s += 1000) {
           r.predictLogits(Arrays.copyOfRange(images, s * 784, (s + 1000) * 784), 1000, logits);
         }
         if (rep >= 0) {
-          infer[rep] = 10_000 / ((System.nanoTime() - t0) / 1e9);
+          rates[rep] = 10_000 / ((System.nanoTime() - t0) / 1e9);
         }
       }
       Arrays.sort(train);
       Arrays.sort(throughHost);
-      Arrays.sort(infer);
-      return new double[] {train[1], throughHost[1], infer[1]};
+      Arrays.sort(rates);
+      return new double[] {train[1], throughHost[1], rates[1]};
     }
   }
 
