@@ -101,8 +101,8 @@ public final class CpuCheck {
       System.exit(2);
       return;
     }
-    System.out.println("CPU: " + Runtime.getRuntime().availableProcessors() + " logical cores; isa: " + FastKernels.isa()
-        + " (" + FastKernels.blocking() + "), java " + System.getProperty("java.version"));
+    System.out.println("CPU: " + Runtime.getRuntime().availableProcessors() + " logical cores; isa: "
+        + FastKernels.isa() + " (" + FastKernels.blocking() + "), java " + System.getProperty("java.version"));
     System.out.println("\n| deep-mnist on the CPU, convspark | training images/s, batch 50 | training, batch 512"
         + " | inference images/s (batches of 1000) |");
     System.out.println("| --- | --- | --- | --- |");
@@ -110,7 +110,8 @@ public final class CpuCheck {
     for (int t : threads) {
       Row r = measure(new int[] {t}, steps).get(0);
       rows.add(r);
-      System.out.printf(Locale.ROOT, "| %d thread%s | %.0f | %.0f | %.0f |%n", t, t == 1 ? "" : "s", r.train50(), r.train512(), r.infer());
+      System.out.printf(Locale.ROOT, "| %d thread%s | %.0f | %.0f | %.0f |%n", t, t == 1 ? "" : "s", r.train50(),
+          r.train512(), r.infer());
     }
     if (results != null) {
       try {

@@ -658,6 +658,7 @@ public final class FastKernels implements Kernels {
     c50.intoArray(tmp, 5 * NR);
     c51.intoArray(tmp, 5 * NR + L);
   }
+
   /**
    * {@link #micro} for an A in interleaved strips: each strip's depth in blocks of one vector, a
    * block holding its {@code MR} rows' {@code L} floats one row after the other (row r's column p
@@ -671,8 +672,8 @@ public final class FastKernels implements Kernels {
    * {@link #micro} (C read back and scaled), some JVMs compiled it with its vector stores left as
    * calls on boxed vectors (JFR profiles: the stores' Java fallback sampled inside it), and their
    * step ran 70% slower for the JVM's life: 2 of 5 profiled {@code bench engine} runs with
-   * {@code -XX:UseAVX=2}, and in 2 of about 40 without a profiler; 0 of 22 profiled runs with this
-   * epilogue. A likely cause is C2's inlining budget, which the larger method ran past.
+   * {@code -XX:UseAVX=2}, and 2 of about 40 without a profiler; with this epilogue, 0 of 22
+   * profiled runs. A likely cause is C2's inlining budget, which the larger method ran past.
    */
   static void microInterleaved(int kc, float[] a, int aOff, float[] bp, int bOff,
                                float[] c, int cOff, int ldc, float beta, int mr, int nr, float[] tmp) {
