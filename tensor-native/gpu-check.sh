@@ -87,8 +87,8 @@ cpu() {
   # BENCH_ISA=avx2|avx512 holds both sides to one instruction set, as ../shared/bench/run.sh does.
   local isa=()
   case "${BENCH_ISA:-native}" in
-    avx2) isa=(-XX:UseAVX=2); export ATEN_CPU_CAPABILITY=avx2 ;;
-    avx512) isa=(-XX:UseAVX=3); export ATEN_CPU_CAPABILITY=avx512 ;;
+    avx2) isa=(-XX:UseAVX=2); export ATEN_CPU_CAPABILITY=avx2 OPENBLAS_CORETYPE=Haswell ;;
+    avx512) isa=(-XX:UseAVX=3); export ATEN_CPU_CAPABILITY=avx512 OPENBLAS_CORETYPE=SkylakeX ;;
     native) ;;
     *) echo "BENCH_ISA must be avx2, avx512 or native" >&2; return 2 ;;
   esac
