@@ -217,8 +217,7 @@ final class BenchSparkCommand {
    * an array of {@code n} floats (the median of 3 rounds of 30, after 10).
    */
   private static double exchangeAlone(int n, Wire.Shaper link) throws IOException {
-    ServerSocket[] servers = {Wire.listen("127.0.0.1"),
-        Wire.listen("127.0.0.1")};
+    ServerSocket[] servers = {Wire.listen("127.0.0.1"), Wire.listen("127.0.0.1")};
     ExecutorService pool = Executors.newFixedThreadPool(2);
     try {
       List<Future<List<Double>>> workers = new ArrayList<>();
