@@ -54,6 +54,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   private final IntParam batchSize;
   private final IntParam maxIter;
   private final DoubleParam keepProb;
+  private final Param<String> weightInit;
   private final LongParam seed;
   private final Param<String> syncMode;
   private final IntParam threadsPerWorker;
@@ -92,6 +93,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     this.batchSize = CnnParams.batchSize(this);
     this.maxIter = CnnParams.maxIter(this);
     this.keepProb = CnnParams.keepProb(this);
+    this.weightInit = CnnParams.weightInit(this);
     this.seed = CnnParams.seed(this);
     this.syncMode = CnnParams.syncMode(this);
     this.threadsPerWorker = CnnParams.threadsPerWorker(this);
@@ -120,6 +122,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     setDefault(batchSize, 50);
     setDefault(maxIter, 20_000);
     setDefault(keepProb, 0.5);
+    setDefault(weightInit, "tutorial");
     setDefault(seed, (long) CnnClassifier.class.getName().hashCode());
     setDefault(syncMode, "barrier");
     setDefault(numWorkers, 0);
@@ -443,6 +446,16 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     return (CnnClassifier) set(maxIter, v);
   }
 
+  /** The {@code weightInit} param; see {@link #explainParams()} for its doc and default. */
+  public Param<String> weightInit() {
+    return weightInit;
+  }
+
+  /** Sets {@code weightInit}; a value the param rejects fails here, naming it. */
+  public CnnClassifier setWeightInit(String v) {
+    return (CnnClassifier) set(weightInit, v);
+  }
+
   /** Sets {@code keepProb}; a value the param rejects fails here, naming it. */
   public CnnClassifier setKeepProb(double v) {
     return (CnnClassifier) set(keepProb, v);
@@ -512,7 +525,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     Settings settings = new Settings(spec.specString(), reader,
         LabelReader.of(dataset.schema(), $(labelCol), spec.numClasses()), $(optimizer),
         (float) doubleParam(learningRate), intParam(batchSize), intParam(maxIter), (float) doubleParam(keepProb),
-        (Long) getOrDefault(seed), isSet(threadsPerWorker) ? intParam(threadsPerWorker)
+        $(weightInit).equalsIgnoreCase("he"), (Long) getOrDefault(seed), isSet(threadsPerWorker) ? intParam(threadsPerWorker)
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
         checkpoints, intParam(checkpointInterval), $(device),
         $(syncMode).equals("barrier") ? ProgressReports.attach(sc, intParam(maxIter), intParam(batchSize)) : null,

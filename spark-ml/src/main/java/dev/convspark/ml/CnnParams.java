@@ -162,6 +162,13 @@ final class CnnParams {
         ParamValidators.inRange(0, 1, false, true));
   }
 
+  static Param<String> weightInit(Params owner) {
+    return new Param<>(owner, "weightInit", "how the weights are initialised: tutorial (the tutorial's: truncated"
+        + " normal with standard deviation 0.1 and biases 0.1; softmax-regression all zeros) or he (truncated normal"
+        + " with standard deviation sqrt(2 / fan-in) and biases 0, He et al. 2015: fewer steps to the same accuracy,"
+        + " which short and large-batch trainings need) (case-insensitive)", new OneOf("tutorial", "he"));
+  }
+
   static LongParam seed(Params owner) {
     return new LongParam(owner, "seed", "random seed: initialisation, batch sampling and dropout");
   }

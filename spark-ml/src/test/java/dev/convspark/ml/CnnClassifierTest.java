@@ -159,7 +159,7 @@ class CnnClassifierTest {
     assertEquals(pa, pb);
     String estPath = tmp.resolve("estimator").toString();
     clf.setLearningRateSchedule("piecewise").setLearningRateBoundaries(new int[] {10})
-        .setLearningRateFactors(new double[] {1, 0.5}).setWarmupSteps(2);
+        .setLearningRateFactors(new double[] {1, 0.5}).setWarmupSteps(2).setWeightInit("he");
     clf.write().overwrite().save(estPath);
     CnnClassifier again = CnnClassifier.load(estPath);
     assertEquals(20, again.getOrDefault(again.maxIter()));
@@ -168,6 +168,34 @@ class CnnClassifierTest {
     assertArrayEquals(new int[] {10}, (int[]) again.getOrDefault(again.learningRateBoundaries()));
     assertArrayEquals(new double[] {1, 0.5}, (double[]) again.getOrDefault(again.learningRateFactors()));
     assertEquals(2, again.getOrDefault(again.warmupSteps()));
+    assertEquals("he", again.getOrDefault(again.weightInit()));
+  }
+
+  @Test
+  void weightInitReachesTheWorkers() {
+    // One step at a learning rate too small to move anything: the model holds its initial weights.
+    Dataset<Row> small = train.orderBy("index").limit(40);
+    CnnClassifier clf = new CnnClassifier().setModel("in28x28x1-conv5x5x16-relu-pool2-dense10").setBatchSize(20)
+        .setMaxIter(1).setOptimizer("sgd").setLearningRate(1e-12).setSeed(3).setNumWorkers(2);
+    float[] tutorial = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).fit(small).weights();
+    float[] he = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setWeightInit("HE").fit(small).weights();
+    int convWeights = 5 * 5 * 16;
+    // The convolution's weights: standard deviation 0.1 or sqrt(2 / 25), truncated (0.88 of it).
+    assertEquals(0.088, rms(tutorial, 0, convWeights), 0.01);
+    assertEquals(0.88 * Math.sqrt(2.0 / 25), rms(he, 0, convWeights), 0.025);
+    assertEquals(0.1f, tutorial[convWeights], 1e-6f);
+    assertEquals(0f, he[convWeights], 1e-6f);
+    // The dense layer's weights (fan-in 14 * 14 * 16): sqrt(2 / 3136).
+    int denseWeights = 3136 * 10;
+    assertEquals(0.88 * Math.sqrt(2.0 / 3136), rms(he, convWeights + 16, denseWeights), 0.002);
+  }
+
+  private static double rms(float[] w, int from, int n) {
+    double sum2 = 0;
+    for (int i = from; i < from + n; i++) {
+      sum2 += (double) w[i] * w[i];
+    }
+    return Math.sqrt(sum2 / n);
   }
 
   @Test
@@ -204,6 +232,8 @@ class CnnClassifierTest {
     e = assertThrows(IllegalArgumentException.class, () -> c.setOptimizer("rmsprop"));
     assertTrue(e.getMessage().contains("optimizer"), e.getMessage());
     c.setOptimizer("SGD");
+    e = assertThrows(IllegalArgumentException.class, () -> c.setWeightInit("xavier"));
+    assertTrue(e.getMessage().contains("weightInit"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> c.setBatchSize(0));
     assertTrue(e.getMessage().contains("batchSize"), e.getMessage());
     assertTrue(c.explainParams().contains("learningRate: learning rate (> 0) (default: 1.0E-4)"), c.explainParams());

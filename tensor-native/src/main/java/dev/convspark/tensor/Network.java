@@ -119,15 +119,27 @@ public final class Network {
    * (standard deviation 0.1, redrawn beyond two standard deviations) or zero, biases constant.
    */
   public void initialize(long seed) {
+    initialize(seed, spec.weightInit(), spec.biasInit());
+  }
+
+  /**
+   * Initialises the parameters from {@code seed} with {@code init} for the weights and every bias
+   * {@code biasInit}. The draws are taken layer by layer, weights first, in the order of
+   * {@link #params()}: the same seed gives the same parameters.
+   */
+  public void initialize(long seed, ModelSpec.WeightInit init, float biasInit) {
     SplittableRandom rnd = new SplittableRandom(seed);
     for (Layer l : layers) {
       int weights = l instanceof Conv2d c ? c.weightCount() : l instanceof Dense d ? d.weightCount() : 0;
       int o = l.paramOffset();
+      // One bias per output: a weight's fan-in is the weights per output (kh * kw * c for a convolution).
+      int outputs = l.paramCount() - weights;
+      double stddev = init == ModelSpec.WeightInit.HE_NORMAL && outputs > 0 ? Math.sqrt(2.0 * outputs / weights) : 0.1;
       for (int i = 0; i < weights; i++) {
-        params[o + i] = spec.weightInit() == ModelSpec.WeightInit.ZEROS ? 0f : truncatedNormal(rnd, 0.1);
+        params[o + i] = init == ModelSpec.WeightInit.ZEROS ? 0f : truncatedNormal(rnd, stddev);
       }
       for (int i = weights; i < l.paramCount(); i++) {
-        params[o + i] = spec.biasInit();
+        params[o + i] = biasInit;
       }
     }
   }

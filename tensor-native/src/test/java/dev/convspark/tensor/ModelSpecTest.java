@@ -67,6 +67,36 @@ class ModelSpecTest {
   }
 
   @Test
+  void heNormalInitScalesEachLayerByItsFanIn() {
+    Network a = new Network(ModelSpec.parse("deep-mnist"));
+    Network b = new Network(ModelSpec.parse("deep-mnist"));
+    a.initialize(5, ModelSpec.WeightInit.HE_NORMAL, 0f);
+    b.initialize(5, ModelSpec.WeightInit.HE_NORMAL, 0f);
+    assertTrue(java.util.Arrays.equals(a.params(), b.params()), "same seed, same parameters");
+    // conv1 (fan-in 5 * 5 * 1), conv2 (5 * 5 * 32), dense1 (3136), dense2 (1024): weights, then one bias an output.
+    int[][] layers = {{25, 32}, {800, 64}, {3136, 1024}, {1024, 10}};
+    int o = 0;
+    for (int[] l : layers) {
+      int weights = l[0] * l[1];
+      double bound = 2 * Math.sqrt(2.0 / l[0]);
+      double sum2 = 0;
+      for (int i = o; i < o + weights; i++) {
+        assertTrue(Math.abs(a.params()[i]) <= bound, "fan-in " + l[0] + ": weight " + a.params()[i] + " beyond " + bound);
+        sum2 += a.params()[i] * a.params()[i];
+      }
+      // Normal truncated at two standard deviations: 0.88 of the untruncated standard deviation.
+      double expected = 0.88 * Math.sqrt(2.0 / l[0]);
+      double std = Math.sqrt(sum2 / weights);
+      assertTrue(Math.abs(std / expected - 1) < 0.1, "fan-in " + l[0] + ": std " + std + ", expected about " + expected);
+      for (int i = o + weights; i < o + weights + l[1]; i++) {
+        assertEquals(0f, a.params()[i], "biases start at 0");
+      }
+      o += weights + l[1];
+    }
+    assertEquals(a.paramCount(), o);
+  }
+
+  @Test
   void poolThatShrinksBelowOnePixelFailsNamingTheLayer() {
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
         () -> ModelSpec.parse("in4x4x1-pool2-pool2-pool3:valid-dense10"));

@@ -21,7 +21,11 @@ record Start(float[] params, Optimizer optimizer, double[] loss, double[] accura
     Validation.Plan plan = s.validation();
     if (step == 0) {
       Network init = new Network(spec);
-      init.initialize(s.seed());
+      if (s.heInit()) {
+        init.initialize(s.seed(), ModelSpec.WeightInit.HE_NORMAL, 0f);
+      } else {
+        init.initialize(s.seed());
+      }
       Optimizer fresh = Optimizer.create(s.optimizer(), s.learningRate(), init.paramCount());
       fresh.setSchedule(s.schedule());
       return new Start(init.params(), fresh, loss, accuracy, plan == null ? null : new Validation(plan));
