@@ -84,17 +84,18 @@ class JobArgsTest {
       assertEquals(p.name(), ParamArgs.paramName(ParamArgs.flag(p.name())));
     }
     assertTrue(TrainJob.usage().contains("--threads-per-worker"), TrainJob.usage());
-    // The quick start's fast recipe: divided by 10 after 2/3 and 13/15 of the steps, as flags the train job takes.
-    assertEquals(java.util.List.of("--learning-rate", "1e-3", "--learning-rate-schedule", "piecewise",
-        "--learning-rate-boundaries", "4000,5200", "--learning-rate-factors", "1,0.1,0.01"), QuickstartCommand.fastRecipe(6000));
-    assertEquals("2,3", QuickstartCommand.fastRecipe(3).get(5));
+    // The quick start's fast recipe: a warm-up over 2/15 of the steps, as flags the train job takes.
+    assertEquals(java.util.List.of("--weight-init", "he", "--learning-rate", "3e-3", "--learning-rate-schedule", "cosine",
+        "--warmup-steps", "100"), QuickstartCommand.fastRecipe(750));
+    assertEquals("1", QuickstartCommand.fastRecipe(3).get(7));
     CnnClassifier q = new CnnClassifier();
-    java.util.List<String> flags = QuickstartCommand.fastRecipe(6000);
+    java.util.List<String> flags = QuickstartCommand.fastRecipe(750);
     for (int i = 0; i < flags.size(); i += 2) {
       ParamArgs.set(q, flags.get(i), flags.get(i + 1));
     }
-    assertArrayEquals(new int[] {4000, 5200}, (int[]) q.getOrDefault(q.learningRateBoundaries()));
-    assertEquals(1e-3, (Double) q.getOrDefault(q.learningRate()));
+    assertEquals(100, q.getOrDefault(q.warmupSteps()));
+    assertEquals("he", q.getOrDefault(q.weightInit()));
+    assertEquals(3e-3, (Double) q.getOrDefault(q.learningRate()));
   }
 
   @Test
