@@ -86,14 +86,14 @@ class JobArgsTest {
     assertTrue(TrainJob.usage().contains("--threads-per-worker"), TrainJob.usage());
     // The quick start's fast recipe: a warm-up over 2/15 of the steps, as flags the train job takes.
     assertEquals(java.util.List.of("--weight-init", "he", "--learning-rate", "3e-3", "--learning-rate-schedule", "cosine",
-        "--warmup-steps", "100"), QuickstartCommand.fastRecipe(750));
+        "--warmup-steps", "80"), QuickstartCommand.fastRecipe(600));
     assertEquals("1", QuickstartCommand.fastRecipe(3).get(7));
     CnnClassifier q = new CnnClassifier();
-    java.util.List<String> flags = QuickstartCommand.fastRecipe(750);
+    java.util.List<String> flags = QuickstartCommand.fastRecipe(600);
     for (int i = 0; i < flags.size(); i += 2) {
       ParamArgs.set(q, flags.get(i), flags.get(i + 1));
     }
-    assertEquals(100, q.getOrDefault(q.warmupSteps()));
+    assertEquals(80, q.getOrDefault(q.warmupSteps()));
     assertEquals("he", q.getOrDefault(q.weightInit()));
     assertEquals(3e-3, (Double) q.getOrDefault(q.learningRate()));
   }
