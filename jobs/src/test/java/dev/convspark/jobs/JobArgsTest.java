@@ -85,8 +85,8 @@ class JobArgsTest {
     }
     assertTrue(TrainJob.usage().contains("--threads-per-worker"), TrainJob.usage());
     // The quick start's fast recipe: a warm-up over 2/15 of the steps, as flags the train job takes.
-    assertEquals(java.util.List.of("--weight-init", "he", "--learning-rate", "3e-3", "--learning-rate-schedule", "cosine",
-        "--warmup-steps", "80"), QuickstartCommand.fastRecipe(600));
+    assertEquals(java.util.List.of("--weight-init", "he", "--learning-rate", "3e-3", "--learning-rate-schedule",
+        "cosine", "--warmup-steps", "80"), QuickstartCommand.fastRecipe(600));
     assertEquals("1", QuickstartCommand.fastRecipe(3).get(7));
     CnnClassifier q = new CnnClassifier();
     java.util.List<String> flags = QuickstartCommand.fastRecipe(600);

@@ -525,7 +525,8 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     Settings settings = new Settings(spec.specString(), reader,
         LabelReader.of(dataset.schema(), $(labelCol), spec.numClasses()), $(optimizer),
         (float) doubleParam(learningRate), intParam(batchSize), intParam(maxIter), (float) doubleParam(keepProb),
-        $(weightInit).equalsIgnoreCase("he"), (Long) getOrDefault(seed), isSet(threadsPerWorker) ? intParam(threadsPerWorker)
+        $(weightInit).equalsIgnoreCase("he"), (Long) getOrDefault(seed),
+        isSet(threadsPerWorker) ? intParam(threadsPerWorker)
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
         checkpoints, intParam(checkpointInterval), $(device),
         $(syncMode).equals("barrier") ? ProgressReports.attach(sc, intParam(maxIter), intParam(batchSize)) : null,

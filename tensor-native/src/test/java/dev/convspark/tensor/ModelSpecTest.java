@@ -81,13 +81,15 @@ class ModelSpecTest {
       double bound = 2 * Math.sqrt(2.0 / l[0]);
       double sum2 = 0;
       for (int i = o; i < o + weights; i++) {
-        assertTrue(Math.abs(a.params()[i]) <= bound, "fan-in " + l[0] + ": weight " + a.params()[i] + " beyond " + bound);
+        assertTrue(Math.abs(a.params()[i]) <= bound,
+            "fan-in " + l[0] + ": weight " + a.params()[i] + " beyond " + bound);
         sum2 += a.params()[i] * a.params()[i];
       }
       // Normal truncated at two standard deviations: 0.88 of the untruncated standard deviation.
       double expected = 0.88 * Math.sqrt(2.0 / l[0]);
       double std = Math.sqrt(sum2 / weights);
-      assertTrue(Math.abs(std / expected - 1) < 0.1, "fan-in " + l[0] + ": std " + std + ", expected about " + expected);
+      assertTrue(Math.abs(std / expected - 1) < 0.1,
+          "fan-in " + l[0] + ": std " + std + ", expected about " + expected);
       for (int i = o + weights; i < o + weights + l[1]; i++) {
         assertEquals(0f, a.params()[i], "biases start at 0");
       }

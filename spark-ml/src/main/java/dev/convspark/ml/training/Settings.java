@@ -9,9 +9,9 @@ import java.io.Serializable;
  * {@code heInit}: the weights start as He et al.'s, not as the spec's.
  */
 public record Settings(String spec, FeatureReader reader, LabelReader labels, String optimizer, float learningRate,
-                int batchSize, int steps, float keepProb, boolean heInit, long seed, int threads, Checkpoints checkpoints,
-                int checkpointInterval, String device, ProgressReports.Remote progress, boolean encrypt,
-                LearningRateSchedule schedule, Validation.Plan validation) implements Serializable {
+                int batchSize, int steps, float keepProb, boolean heInit, long seed, int threads,
+                Checkpoints checkpoints, int checkpointInterval, String device, ProgressReports.Remote progress,
+                boolean encrypt, LearningRateSchedule schedule, Validation.Plan validation) implements Serializable {
 
   /** The validation indicator the workers read as the rows' third field, or null. */
   IndicatorReader indicator() {
