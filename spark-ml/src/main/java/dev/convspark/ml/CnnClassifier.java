@@ -7,6 +7,7 @@ import dev.convspark.ml.training.IndicatorReader;
 import dev.convspark.ml.training.LabelReader;
 import dev.convspark.ml.training.ProgressReports;
 import dev.convspark.ml.training.Settings;
+import dev.convspark.ml.training.Shift;
 import dev.convspark.ml.training.TrainResult;
 import dev.convspark.ml.training.Training;
 import dev.convspark.ml.training.Validation;
@@ -55,6 +56,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   private final IntParam maxIter;
   private final DoubleParam keepProb;
   private final Param<String> weightInit;
+  private final IntParam shiftRange;
   private final LongParam seed;
   private final Param<String> syncMode;
   private final IntParam threadsPerWorker;
@@ -94,6 +96,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     this.maxIter = CnnParams.maxIter(this);
     this.keepProb = CnnParams.keepProb(this);
     this.weightInit = CnnParams.weightInit(this);
+    this.shiftRange = CnnParams.shiftRange(this);
     this.seed = CnnParams.seed(this);
     this.syncMode = CnnParams.syncMode(this);
     this.threadsPerWorker = CnnParams.threadsPerWorker(this);
@@ -123,6 +126,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     setDefault(maxIter, 20_000);
     setDefault(keepProb, 0.5);
     setDefault(weightInit, "tutorial");
+    setDefault(shiftRange, 0);
     setDefault(seed, (long) CnnClassifier.class.getName().hashCode());
     setDefault(syncMode, "barrier");
     setDefault(numWorkers, 0);
@@ -456,6 +460,16 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     return (CnnClassifier) set(weightInit, v);
   }
 
+  /** The {@code shiftRange} param; see {@link #explainParams()} for its doc and default. */
+  public IntParam shiftRange() {
+    return shiftRange;
+  }
+
+  /** Sets {@code shiftRange}; a value the param rejects fails here, naming it. */
+  public CnnClassifier setShiftRange(int v) {
+    return (CnnClassifier) set(shiftRange, v);
+  }
+
   /** Sets {@code keepProb}; a value the param rejects fails here, naming it. */
   public CnnClassifier setKeepProb(double v) {
     return (CnnClassifier) set(keepProb, v);
@@ -499,6 +513,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     LearningRateSchedule schedule = schedule();
     Validation.Plan validation = validationPlan(dataset.schema());
     ModelSpec spec = ModelSpec.parse($(model));
+    Shift shift = shift(spec);
     FeatureReader reader = FeatureReader.of(dataset.schema(), $(featuresCol), spec.inputShape().size());
     int workers = intParam(numWorkers) > 0 ? intParam(numWorkers) : dataset.sparkSession().sparkContext().defaultParallelism();
     // The validation rows travel with the training rows (a third column) and are held out as each
@@ -530,7 +545,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
         checkpoints, intParam(checkpointInterval), $(device),
         $(syncMode).equals("barrier") ? ProgressReports.attach(sc, intParam(maxIter), intParam(batchSize)) : null,
-        BarrierTraining.encrypts(sc.getConf()), schedule, validation);
+        BarrierTraining.encrypts(sc.getConf()), schedule, validation, shift);
     TrainResult r;
     try {
       r = Training.run(rows, settings, workers, $(syncMode).equals("barrier"), packFirst);
@@ -553,6 +568,24 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
         + " final loss %.4f", spec.name(), r.loss().length, intParam(batchSize), r.resumedFromStep(), workers, $(syncMode), seconds,
         m.summary().imagesPerSecond(), r.loss().length == 0 ? Double.NaN : r.loss()[r.loss().length - 1]));
     return copyValues(m.setParent(this), ParamMap.empty());
+  }
+
+  /** The training images' random shifts, or null without; a shift the model's input cannot take fails naming the param. */
+  private Shift shift(ModelSpec spec) {
+    int range = intParam(shiftRange);
+    if (range == 0) {
+      return null;
+    }
+    dev.convspark.tensor.Shape in = spec.inputShape();
+    if (!in.isImage()) {
+      throw new IllegalArgumentException("shiftRange=" + range + " shifts images, but model " + $(model)
+          + " takes a vector of " + in.size() + " features; give the model an image input (inHxWxC) or set shiftRange 0");
+    }
+    if (range >= Math.min(in.height(), in.width())) {
+      throw new IllegalArgumentException("shiftRange=" + range + " must be less than the model's input height and width ("
+          + in.height() + " x " + in.width() + ")");
+    }
+    return new Shift(in.height(), in.width(), in.channels(), range);
   }
 
   /**

@@ -169,6 +169,12 @@ final class CnnParams {
         + " which short and large-batch trainings need) (case-insensitive)", new OneOf("tutorial", "he"));
   }
 
+  static IntParam shiftRange(Params owner) {
+    return new IntParam(owner, "shiftRange", "data augmentation: each training image moved by a random whole number"
+        + " of pixels in [-shiftRange, shiftRange] along each axis, the pixels it uncovers 0 (>= 0; 0: none; for"
+        + " models with an image input, less than its height and width)", ParamValidators.gtEq(0));
+  }
+
   static LongParam seed(Params owner) {
     return new LongParam(owner, "seed", "random seed: initialisation, batch sampling and dropout");
   }

@@ -139,6 +139,27 @@ class CnnClassifierTest {
     float[] driver = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setSyncMode("driver").fit(small).weights();
     double maxDiff = Weights.maxDiff(barrier, driver);
     assertTrue(maxDiff < 1e-5, "barrier and driver weights differ by " + maxDiff);
+    // Shifted images: the same shifts in both modes, and they change the training.
+    clf.setShiftRange(2);
+    float[] barrierShifted = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setSyncMode("barrier").fit(small)
+        .weights();
+    float[] driverShifted = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setSyncMode("driver").fit(small)
+        .weights();
+    maxDiff = Weights.maxDiff(barrierShifted, driverShifted);
+    assertTrue(maxDiff < 1e-5, "barrier and driver weights with shiftRange 2 differ by " + maxDiff);
+    assertTrue(Weights.maxDiff(barrier, barrierShifted) > 1e-4, "shiftRange 2 changed nothing");
+  }
+
+  @Test
+  void shiftRangeNeedsAnImageInputSmallerThanTheShift() {
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new CnnClassifier().setShiftRange(-1));
+    assertTrue(e.getMessage().contains("shiftRange"), e.getMessage());
+    Dataset<Row> few = train.limit(20);
+    e = assertThrows(IllegalArgumentException.class, () -> new CnnClassifier().setModel("softmax-regression")
+        .setShiftRange(2).setMaxIter(1).fit(few));
+    assertTrue(e.getMessage().contains("shiftRange=2") && e.getMessage().contains("vector of 784"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> new CnnClassifier().setShiftRange(28).setMaxIter(1).fit(few));
+    assertTrue(e.getMessage().contains("shiftRange=28") && e.getMessage().contains("28 x 28"), e.getMessage());
   }
 
   @Test

@@ -237,7 +237,7 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<T
             r.copyGradientsFrom(zeros);
             return new GradientSum(null, 0, 0, 0);
           }
-          return Sampling.partitionGradient(own, share, rank, firsts[rank], stepSeed, r, null);
+          return Sampling.partitionGradient(own, share, rank, firsts[rank], stepSeed, r, null, s.shift());
         }, share, alone, from, start, runner, new Block[] {own});
       }
       // A unit (the workers of one JVM on one device): its first worker trains all their shares
@@ -268,7 +268,7 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<T
         }
         int at = 0;
         for (int m = 0; m < members.length; m++) {
-          Sampling.sample(parts[m], runLengths[m], members[m], stepSeed, x, y, at);
+          Sampling.sample(parts[m], runLengths[m], members[m], stepSeed, x, y, at, s.shift());
           at += runLengths[m];
         }
         SoftmaxCrossEntropy.Result g = r.computeGradients(x, y, batch, lossScale, stepSeed, runFirsts, runLengths);

@@ -48,6 +48,7 @@ final class DriverTraining {
       int threads = s.threads();
       String deviceText = s.device();
       float keep = s.keepProb();
+      Shift shift = s.shift();
       int start = s.checkpoints() == null ? 0 : s.checkpoints().latest();
       Start from = Start.of(s, spec, start);
       float[] params = from.params();
@@ -69,7 +70,7 @@ final class DriverTraining {
           ModelRunner runner = EngineCache.runner(specText, threads, deviceText);
           runner.copyParametersFrom(w.value());
           runner.setKeepProb(keep);
-          return List.of(Sampling.partitionGradient(b, share, index, firsts[index], stepSeed, runner)).iterator();
+          return List.of(Sampling.partitionGradient(b, share, index, firsts[index], stepSeed, runner, shift)).iterator();
         }, false).treeReduce(GradientSum::add, 2);
         w.destroy();
         if (!Double.isFinite(g.lossSum)) {

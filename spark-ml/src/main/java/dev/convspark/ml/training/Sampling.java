@@ -60,8 +60,9 @@ final class Sampling {
    * runner that holds the step's weights, the share starting at sample {@code first} of the global
    * batch (for dropout). Both sync modes draw the same samples.
    */
-  static GradientSum partitionGradient(Block b, int share, int partition, int first, long stepSeed, ModelRunner runner) {
-    return partitionGradient(b, share, partition, first, stepSeed, runner, new float[runner.paramCount()]);
+  static GradientSum partitionGradient(Block b, int share, int partition, int first, long stepSeed, ModelRunner runner,
+                                       Shift shift) {
+    return partitionGradient(b, share, partition, first, stepSeed, runner, new float[runner.paramCount()], shift);
   }
 
   /**
@@ -69,10 +70,10 @@ final class Sampling {
    * {@code grads} is null (barrier workers reach it there).
    */
   static GradientSum partitionGradient(Block b, int share, int partition, int first, long stepSeed, ModelRunner runner,
-                                       float[] grads) {
+                                       float[] grads, Shift shift) {
     float[] x = new float[share * b.size];
     int[] y = new int[share];
-    sample(b, share, partition, stepSeed, x, y, 0);
+    sample(b, share, partition, stepSeed, x, y, 0, shift);
     SoftmaxCrossEntropy.Result r = runner.computeGradients(x, y, share, 1f, stepSeed, first);
     if (grads != null) {
       runner.copyGradientsTo(grads);
@@ -83,10 +84,12 @@ final class Sampling {
   /**
    * Draws partition {@code partition}'s {@code share} samples of this step from its block into
    * {@code x} and {@code y} from sample {@code at} on: without replacement within the step, the
-   * first {@code share} places of a Fisher-Yates shuffle seeded by step and partition.
+   * first {@code share} places of a Fisher-Yates shuffle seeded by step and partition. With a
+   * {@code shift} (else null), each image is shifted as it is drawn, by draws from the same stream.
    */
-  static void sample(Block b, int share, int partition, long stepSeed, float[] x, int[] y, int at) {
+  static void sample(Block b, int share, int partition, long stepSeed, float[] x, int[] y, int at, Shift shift) {
     SplittableRandom rnd = new SplittableRandom(stepSeed * 31 + partition);
+    float[] scratch = shift == null ? null : new float[b.size];
     // The shuffle's swaps, kept only where they moved something: order[k] is moved.get(k), else k.
     // The same draws as a whole permutation array, without filling one of the partition's size every step.
     java.util.HashMap<Integer, Integer> moved = new java.util.HashMap<>(4 * share);
@@ -96,6 +99,9 @@ final class Sampling {
       moved.put(j, moved.getOrDefault(i, i));
       b.copyFeatures(picked, x, (at + i) * b.size);
       y[at + i] = b.label(picked);
+      if (shift != null) {
+        shift.apply(x, (at + i) * b.size, rnd, scratch);
+      }
     }
   }
 }

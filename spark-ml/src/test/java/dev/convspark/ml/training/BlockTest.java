@@ -76,7 +76,7 @@ class BlockTest {
     for (int share : new int[] {1, 50, 500}) {
       float[] x = new float[(share + 3) * SIZE];
       int[] y = new int[share + 3];
-      Sampling.sample(b, share, 2, 77L, x, y, 3);
+      Sampling.sample(b, share, 2, 77L, x, y, 3, null);
       // The same shuffle on a whole permutation array.
       java.util.SplittableRandom rnd = new java.util.SplittableRandom(77L * 31 + 2);
       int[] order = new int[500];
