@@ -570,7 +570,10 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     return copyValues(m.setParent(this), ParamMap.empty());
   }
 
-  /** The training images' random shifts, or null without; a shift the model's input cannot take fails naming the param. */
+  /**
+   * The training images' random shifts, or null without; a shift the model's input cannot take
+   * fails naming the param.
+   */
   private Shift shift(ModelSpec spec) {
     int range = intParam(shiftRange);
     if (range == 0) {
@@ -579,11 +582,12 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     dev.convspark.tensor.Shape in = spec.inputShape();
     if (!in.isImage()) {
       throw new IllegalArgumentException("shiftRange=" + range + " shifts images, but model " + $(model)
-          + " takes a vector of " + in.size() + " features; give the model an image input (inHxWxC) or set shiftRange 0");
+          + " takes a vector of " + in.size() + " features; give the model an image input (inHxWxC)"
+          + " or set shiftRange 0");
     }
     if (range >= Math.min(in.height(), in.width())) {
-      throw new IllegalArgumentException("shiftRange=" + range + " must be less than the model's input height and width ("
-          + in.height() + " x " + in.width() + ")");
+      throw new IllegalArgumentException("shiftRange=" + range + " must be less than the model's input height"
+          + " and width (" + in.height() + " x " + in.width() + ")");
     }
     return new Shift(in.height(), in.width(), in.channels(), range);
   }

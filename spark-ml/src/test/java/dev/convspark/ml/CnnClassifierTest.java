@@ -152,13 +152,15 @@ class CnnClassifierTest {
 
   @Test
   void shiftRangeNeedsAnImageInputSmallerThanTheShift() {
-    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new CnnClassifier().setShiftRange(-1));
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> new CnnClassifier().setShiftRange(-1));
     assertTrue(e.getMessage().contains("shiftRange"), e.getMessage());
     Dataset<Row> few = train.limit(20);
     e = assertThrows(IllegalArgumentException.class, () -> new CnnClassifier().setModel("softmax-regression")
         .setShiftRange(2).setMaxIter(1).fit(few));
     assertTrue(e.getMessage().contains("shiftRange=2") && e.getMessage().contains("vector of 784"), e.getMessage());
-    e = assertThrows(IllegalArgumentException.class, () -> new CnnClassifier().setShiftRange(28).setMaxIter(1).fit(few));
+    e = assertThrows(IllegalArgumentException.class,
+        () -> new CnnClassifier().setShiftRange(28).setMaxIter(1).fit(few));
     assertTrue(e.getMessage().contains("shiftRange=28") && e.getMessage().contains("28 x 28"), e.getMessage());
   }
 

@@ -70,7 +70,8 @@ final class DriverTraining {
           ModelRunner runner = EngineCache.runner(specText, threads, deviceText);
           runner.copyParametersFrom(w.value());
           runner.setKeepProb(keep);
-          return List.of(Sampling.partitionGradient(b, share, index, firsts[index], stepSeed, runner, shift)).iterator();
+          return List.of(Sampling.partitionGradient(b, share, index, firsts[index], stepSeed, runner, shift))
+              .iterator();
         }, false).treeReduce(GradientSum::add, 2);
         w.destroy();
         if (!Double.isFinite(g.lossSum)) {
