@@ -93,13 +93,7 @@ final class QuickstartCommand {
     if (!cnn) {
       train.addAll(List.of("--optimizer", "sgd", "--learning-rate", "0.5", "--keep-prob", "1"));
     } else if (fast) {
-      List<String> recipeFlags = new ArrayList<>(fastRecipe(steps));
-      if (!spec.inputShape().isImage()) {
-        // A model of vector inputs has no pixels to shift.
-        int at = recipeFlags.indexOf("--shift-range");
-        recipeFlags.subList(at, at + 2).clear();
-      }
-      train.addAll(recipeFlags);
+      train.addAll(fastRecipe(steps, spec.inputShape().isImage()));
     }
     System.setProperty("spark.master", "local[" + threads + "]");
     System.setProperty("spark.ui.enabled", "false");
@@ -133,12 +127,18 @@ final class QuickstartCommand {
   /**
    * The fast recipe's flags for {@code steps} steps: He et al.'s initial weights, the training images
    * shifted by up to 2 pixels, Adam 3e-3 reached by a linear warm-up over 2/15 of the steps, then
-   * cosine decay to 0 at the last step (60 of 450).
+   * cosine decay to 0 at the last step (60 of 450). A model of vector inputs ({@code images} false)
+   * has no pixels to shift.
    */
-  static List<String> fastRecipe(int steps) {
+  static List<String> fastRecipe(int steps, boolean images) {
     int warmup = Math.max(1, (int) Math.round(steps * 2.0 / 15));
-    return List.of("--weight-init", "he", "--shift-range", "2", "--learning-rate", "3e-3", "--learning-rate-schedule",
-        "cosine", "--warmup-steps", Integer.toString(warmup));
+    List<String> flags = new ArrayList<>(List.of("--weight-init", "he"));
+    if (images) {
+      flags.addAll(List.of("--shift-range", "2"));
+    }
+    flags.addAll(List.of("--learning-rate", "3e-3", "--learning-rate-schedule", "cosine", "--warmup-steps",
+        Integer.toString(warmup)));
+    return flags;
   }
 
   /** A few engine steps on this machine, to say up front how long the run will take. */

@@ -86,10 +86,10 @@ class JobArgsTest {
     assertTrue(TrainJob.usage().contains("--threads-per-worker"), TrainJob.usage());
     // The quick start's fast recipe: a warm-up over 2/15 of the steps, as flags the train job takes.
     assertEquals(java.util.List.of("--weight-init", "he", "--shift-range", "2", "--learning-rate", "3e-3",
-        "--learning-rate-schedule", "cosine", "--warmup-steps", "60"), QuickstartCommand.fastRecipe(450));
-    assertEquals("1", QuickstartCommand.fastRecipe(3).get(9));
+        "--learning-rate-schedule", "cosine", "--warmup-steps", "60"), QuickstartCommand.fastRecipe(450, true));
+    assertEquals("1", QuickstartCommand.fastRecipe(3, true).get(9));
     CnnClassifier q = new CnnClassifier();
-    java.util.List<String> flags = QuickstartCommand.fastRecipe(450);
+    java.util.List<String> flags = QuickstartCommand.fastRecipe(450, true);
     for (int i = 0; i < flags.size(); i += 2) {
       ParamArgs.set(q, flags.get(i), flags.get(i + 1));
     }
