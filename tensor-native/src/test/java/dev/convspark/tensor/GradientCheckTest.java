@@ -213,6 +213,94 @@ class GradientCheckTest {
     }
   }
 
+  /**
+   * A listener told that a block of the weight gradient is final may update those weights at once
+   * (a sharded optimizer does): the input gradient, which reads the weights, is done by then.
+   */
+  @Test
+  void aListenerToldOfAPartMayChangeThoseWeightsAtOnce() {
+    Dense dense = new Dense("dense", 3136, 1024);
+    dense.setParamOffset(13);
+    int n = 25;
+    float[] params = random(13 + dense.paramCount());
+    float[] x = random(n * 3136);
+    float[] dy = random(n * 1024);
+    float[] whole = new float[params.length];
+    float[] dxWhole = new float[x.length];
+    dense.backward(fast, params.clone(), whole, x, null, dy, dxWhole, n);
+    float[] parts = new float[params.length];
+    float[] dxParts = new float[x.length];
+    int told = 13 + dense.weightCount();
+    int[] lowest = {told};
+    dense.backward(fast, params, parts, x, null, dy, dxParts, n, from -> {
+      // What a sharded update does to the weights it is told of.
+      for (int i = from; i < lowest[0]; i++) {
+        params[i] = Float.NaN;
+      }
+      lowest[0] = Math.min(lowest[0], from);
+    });
+    assertEquals(13, lowest[0], "every weight row told final");
+    assertArrayEquals(whole, parts);
+    assertArrayEquals(dxWhole, dxParts);
+  }
+
+  /**
+   * A listener that takes the factors gets the layer's input and output gradient; the layer then
+   * writes its bias and input gradients only. One that declines gets the whole backward pass.
+   */
+  @Test
+  void aDenseLayerHandsItsFactorsToAListenerThatTakesThem() {
+    int[][] cases = {{3136, 1024, 25}, {300, 70, 9}};
+    for (int[] c : cases) {
+      Dense dense = new Dense("dense", c[0], c[1]);
+      dense.setParamOffset(13);
+      int n = c[2];
+      float[] params = random(13 + dense.paramCount());
+      float[] x = random(n * c[0]);
+      float[] dy = random(n * c[1]);
+      float[] whole = new float[params.length];
+      float[] dxWhole = new float[x.length];
+      dense.backward(fast, params, whole, x, null, dy, dxWhole, n);
+      for (boolean take : new boolean[] {true, false}) {
+        float[] grads = new float[params.length];
+        java.util.Arrays.fill(grads, 7f);
+        float[] dx = new float[x.length];
+        float[][] got = new float[2][];
+        int[] shape = new int[4];
+        dense.backward(fast, params, grads, x, null, dy, dx, n, new dev.convspark.tensor.layers.FactoredGradients() {
+          @Override
+          public boolean takeFactors(int weightOffset, int inputs, int units, float[] fx, float[] fdy, int fn) {
+            shape[0] = weightOffset;
+            shape[1] = inputs;
+            shape[2] = units;
+            shape[3] = fn;
+            got[0] = java.util.Arrays.copyOf(fx, fn * inputs);
+            got[1] = java.util.Arrays.copyOf(fdy, fn * units);
+            return take;
+          }
+
+          @Override
+          public void accept(int from) {
+          }
+        });
+        String what = c[0] + " x " + c[1] + ", taken " + take;
+        assertArrayEquals(new int[] {13, c[0], c[1], n}, shape, what);
+        assertArrayEquals(x, got[0], what);
+        assertArrayEquals(dy, got[1], what);
+        assertArrayEquals(dxWhole, dx, what);
+        int b = 13 + dense.weightCount();
+        assertArrayEquals(java.util.Arrays.copyOfRange(whole, b, whole.length),
+            java.util.Arrays.copyOfRange(grads, b, grads.length), "bias: " + what);
+        for (int i = 13; i < b; i++) {
+          float expected = take ? 7f : whole[i];
+          if (grads[i] != expected) {
+            assertEquals(expected, grads[i], "weight " + (i - 13) + ": " + what);
+          }
+        }
+      }
+    }
+  }
+
   @Test
   void dropoutUsesTheSameMaskForwardAndBackward() {
     Dropout drop = new Dropout("dropout", Shape.vector(40));

@@ -179,6 +179,18 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public DenseWeights largestDense() {
+      DenseWeights best = null;
+      for (dev.convspark.tensor.layers.Layer l : net.layers()) {
+        if (l instanceof dev.convspark.tensor.layers.Dense d
+            && (best == null || d.weightCount() > (long) best.inputs() * best.units())) {
+          best = new DenseWeights(d.paramOffset(), d.inputs(), d.units());
+        }
+      }
+      return best;
+    }
+
+    @Override
     public void applyGradients(Optimizer optimizer) {
       long t0 = clock == null ? 0 : System.nanoTime();
       update(optimizer);

@@ -62,6 +62,23 @@ public interface ModelRunner extends AutoCloseable {
   default void setGradientListener(java.util.function.IntConsumer listener) {
   }
 
+  /**
+   * Where a dense layer's weights lie in the parameter array: {@code inputs x units} floats,
+   * row-major, from {@code weightOffset}.
+   */
+  record DenseWeights(int weightOffset, int inputs, int units) {
+  }
+
+  /**
+   * The dense layer with the most weights, when this backend's listener (see
+   * {@link #setGradientListener}) may be a {@link dev.convspark.tensor.layers.FactoredGradients}
+   * that takes its weight gradient as factors; null when the model has no dense layer or the
+   * gradients are not in this JVM's heap.
+   */
+  default DenseWeights largestDense() {
+    return null;
+  }
+
   /** The probability with which dropout layers keep a value while training. */
   void setKeepProb(float keepProb);
 

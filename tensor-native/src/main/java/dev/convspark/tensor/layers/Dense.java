@@ -26,6 +26,16 @@ public final class Dense extends Layer {
     return inputs * units + units;
   }
 
+  /** Number of inputs: the rows of the weight matrix. */
+  public int inputs() {
+    return inputs;
+  }
+
+  /** Number of units: the columns of the weight matrix. */
+  public int units() {
+    return units;
+  }
+
   /** Number of weights (the bias follows them). */
   public int weightCount() {
     return inputs * units;
@@ -56,22 +66,31 @@ public final class Dense extends Layer {
   }
 
   /**
-   * With a listener and a large layer, the bias gradient first, then the weight gradient in
-   * {@value #STREAMED_BLOCKS} blocks of rows from the last to the first, each told final as it is done (deep-mnist's first
-   * dense layer is 98% of its gradient: an exchange can start on it while the layer still
-   * computes). Each element's sum is the same as in one multiply; without a listener, one multiply.
+   * With a listener: a {@link FactoredGradients} listener may take the weight gradient as its
+   * factors (the layer then writes the bias and input gradients only). Otherwise, for a large
+   * layer, the bias gradient first, then the input gradient, then the weight gradient in
+   * {@value #STREAMED_BLOCKS} blocks of rows from the last to the first, each told final as it is
+   * done (deep-mnist's first dense layer is 98% of its gradient: an exchange can start on it while
+   * the layer still computes). The input gradient comes before the blocks because it reads the
+   * weights, which a listener told of a block may update at once. Each element's sum is the same
+   * as in one multiply; without a listener, one multiply.
    */
   @Override
   public void backward(Kernels k, float[] params, float[] grads, float[] x, float[] y, float[] dy, float[] dx, int n,
                        java.util.function.IntConsumer finished) {
     int w = paramOffset();
     int b = w + weightCount();
-    if (finished == null || !streamed()) {
+    if (finished instanceof FactoredGradients f && f.takeFactors(w, inputs, units, x, dy, n)) {
+      k.sumRows(dy, n, units, grads, b);
+      inputGradient(k, params, dy, dx, n);
+    } else if (finished == null || !streamed()) {
       k.gemm(true, false, inputs, units, n, x, 0, inputs, dy, 0, units, 0f, grads, w, units);
       k.sumRows(dy, n, units, grads, b);
+      inputGradient(k, params, dy, dx, n);
     } else {
       k.sumRows(dy, n, units, grads, b);
       finished.accept(b);
+      inputGradient(k, params, dy, dx, n);
       int per = (inputs + STREAMED_BLOCKS - 1) / STREAMED_BLOCKS;
       for (int r1 = inputs; r1 > 0; r1 -= per) {
         int r0 = Math.max(0, r1 - per);
@@ -79,11 +98,17 @@ public final class Dense extends Layer {
         finished.accept(w + r0 * units);
       }
     }
+  }
+
+  /**
+   * {@code dx = dy W^T} (nothing when {@code dx} is null), computed as its transpose
+   * {@code W dy^T} (inputs x n), which reads W in place instead of packing its transpose, then
+   * transposed into place.
+   */
+  private void inputGradient(Kernels k, float[] params, float[] dy, float[] dx, int n) {
     if (dx != null) {
-      // dx = dy W^T, computed as its transpose W dy^T (inputs x n), which reads W in place instead
-      // of packing its transpose, then transposed into place.
       dxT = ensure(dxT, inputs * n);
-      k.gemm(false, true, inputs, n, units, params, w, units, dy, 0, units, 0f, dxT, 0, n);
+      k.gemm(false, true, inputs, n, units, params, paramOffset(), units, dy, 0, units, 0f, dxT, 0, n);
       Transpose.into(dxT, inputs, n, dx, 0);
     }
   }
