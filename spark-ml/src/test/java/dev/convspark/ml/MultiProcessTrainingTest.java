@@ -116,11 +116,15 @@ class MultiProcessTrainingTest {
     }
   }
 
-  /** A small CNN with dropout on 4 workers, over the test set in 4 partitions. */
+  /**
+   * A small CNN with dropout on 4 workers, over the test set in 4 partitions. Its first dense
+   * layer's weight gradient (784 x 64) is more floats than its factors at a global batch of 40
+   * (40 x (784 + 64)), so between processes it travels as factors.
+   */
   private static float[] trainFourWorkers(SparkSession spark) {
     Dataset<Row> data = spark.read().format("idx").option("imageFormat", "vector").option("recordsPerPartition", 2500)
         .load(MNIST.resolve("t10k-images-idx3-ubyte").toString());
-    return new CnnClassifier().setModel("in28x28x1-conv5x5x4-relu-pool2-dense32-relu-dropout-dense10")
+    return new CnnClassifier().setModel("in28x28x1-conv5x5x4-relu-pool2-dense64-relu-dropout-dense10")
         .setBatchSize(40).setMaxIter(10).setLearningRate(1e-3).setNumWorkers(4).setSeed(6).fit(data).weights();
   }
 
@@ -129,7 +133,8 @@ class MultiProcessTrainingTest {
     // local[4]: one unit of four workers. local-cluster[2,2,...]: each executor's two workers are
     // trained as one and the two units sum over sockets; local-cluster[4,1,...]: four units of one
     // worker, a ring of four processes. Same samples and dropout masks wherever the four tasks
-    // land, so the same weights up to the order of the additions.
+    // land, so the same weights up to the order of the additions (and, where the first dense
+    // layer's gradient travels as factors, of the products' sums).
     Files.createDirectories(Path.of(System.getenv("SPARK_HOME"), "jars"));
     SparkSession.getActiveSession().foreach(s -> {
       s.stop();

@@ -25,8 +25,8 @@ import java.util.HexFormat;
  * offers its path; the receiver maps it only when it finds the nonce there (so a worker on another
  * host, where the path names nothing or another file, answers no and the connection keeps its
  * stream), and the sender deletes the file once the receiver has answered: the mappings stay, so
- * nothing is left behind when a worker dies. A chunk has a place of its own in the file for each of
- * its two messages (a step's partial sum and its gathered sum), so no place is written twice
+ * nothing is left behind when a worker dies. Every message of a step has a place of its own in the
+ * file (a chunk's partial sum and its gathered sum, each worker's factors), so no place is written twice
  * within a step, and a worker only begins a step once every worker's receiver has finished the
  * last one (each sends its statistics after its receiver is done), so a place is never written
  * while it is being read.
@@ -128,12 +128,13 @@ final class MappedLane implements AutoCloseable {
   }
 
   /**
-   * The sender, before a flow of {@code n} floats: makes room for both messages of every chunk,
-   * writing the new part of the file so that a full {@code /dev/shm} fails here (false: this flow
-   * goes through the stream) rather than as a fault on a later store.
+   * The sender, before a flow whose messages take {@code floats} places (each message of the flow
+   * a place of its own): makes room for them, writing the new part of the file so that a full
+   * {@code /dev/shm} fails here (false: this flow goes through the stream) rather than as a fault
+   * on a later store.
    */
-  boolean reserve(int n) {
-    long bytes = HEADER + 8L * n;
+  boolean reserve(long floats) {
+    long bytes = HEADER + 4L * floats;
     if (bytes <= capacity) {
       return true;
     }
@@ -163,9 +164,9 @@ final class MappedLane implements AutoCloseable {
   /** The file could not grow once ({@code /dev/shm} full): later flows take the stream. */
   private boolean refused;
 
-  /** The receiver, before a flow of {@code n} floats the sender has made room for. */
-  void mapFor(int n) throws IOException {
-    long bytes = HEADER + 8L * n;
+  /** The receiver, before a flow of {@code floats} places the sender has made room for. */
+  void mapFor(long floats) throws IOException {
+    long bytes = HEADER + 4L * floats;
     if (bytes > capacity) {
       map(bytes);
     }

@@ -1,5 +1,7 @@
 package dev.convspark.ml.exchange;
 
+import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.layers.FactoredGradients;
 import dev.convspark.tensor.optim.Adam;
 import dev.convspark.tensor.optim.Optimizer;
 import java.io.DataInputStream;
@@ -17,22 +19,25 @@ import java.util.function.BooleanSupplier;
  * worker sends and receives 2 (N - 1) / N of the array a step, whatever the number N of workers,
  * where the hub of {@link StarAllreduce} carries (N - 1) times the array each way.
  *
- * <p>The array is cut into chunks ({@link #chunk}: about eight a worker, of 64 KB to 1 MB), taken
- * from the last to the first (the order in which the backward pass finishes them, see
- * {@link #beginStep}). Chunk q belongs to
- * worker q mod N, its owner. Its reduce-scatter starts at the owner's successor, which sends its
+ * <p>The array is cut into chunks ({@link #chunk}: about eight a worker, of 64 KB to 1 MB; the
+ * largest dense layer's weights begin and end chunks of their own, see {@code RingFlow.bounds}),
+ * taken from the last to the first (the order in which the backward pass finishes them, see
+ * {@link #beginStep}). Chunk q belongs to worker q mod N, its owner. Its reduce-scatter starts at the owner's successor, which sends its
  * copy; each worker on the way adds its own copy to the partial sum it received and passes it
  * on, and the owner's addition completes the sum (divided by the total sample count for a mean).
  * The all-gather then carries the sum from the owner round the ring to its predecessor. So chunk
  * q is always added in the same order, {@code ((g[o+1] + g[o+2]) + ...) + g[o]}: the sums depend on
- * the number of workers alone, never on timing, and every worker ends with the same bits.
+ * the number of workers and the model alone, never on timing, and every worker ends with the same
+ * bits.
  *
  * <p>Each connection carries its messages in one schedule that both ends know, so no message
- * needs a header: in round t, the reduce-scatter message of chunk t, then the all-gather message of
- * chunk t - {@code lag}, where the lag (2 N rounds) lets the chunks in flight fill the ring before
- * the first sum comes back. Each worker runs a sender and a receiver thread; the receiver never
- * waits for its own worker's sender, only for the backward pass to finish the chunk it adds to, so
- * the ring cannot deadlock.
+ * needs a header: the array's length and the workers' sample counts, in a factored flow the
+ * factors (below), then in round t the reduce-scatter message of chunk t, then the all-gather
+ * message of chunk t - {@code lag}, where the lag (2 N rounds) lets the chunks in flight fill the
+ * ring before the first sum comes back (the last chunk's reduce-scatter waits for its all-gather:
+ * see {@code RingFlow.schedule}). Each worker runs a sender and a receiver thread; the
+ * receiver never waits for its own worker's sender, only for the backward pass to finish the chunk
+ * it adds to (or to hand over the factors), so the ring cannot deadlock.
  *
  * <p>The optimizer's update is sharded as in ZeRO stage 1 when every worker keeps its parameters
  * in the heap ({@link #shardUpdates}): a chunk's owner applies the optimizer to the chunk's
@@ -42,6 +47,20 @@ import java.util.function.BooleanSupplier;
  * bit (the optimizers update element by element). Each worker keeps Adam's moments for its chunks
  * only ({@code Adam.keepOnly}: 1/N of their memory); {@link #syncOptimizer} gathers them whole
  * before a checkpoint, which so holds the whole state and resumes on any number of workers.
+ *
+ * <p>At small batches the largest dense layer's weight gradient does not travel at all (a
+ * factored flow, see {@code RingFlow.decide}): its gradient is {@code x^T dy}, and its factors,
+ * each sample's input row and output-gradient row, are far fewer floats than the product when the
+ * global batch is small (deep-mnist's first dense layer at a batch of 50: 0.2 M floats against
+ * 3.2 M). The layer hands its factors over ({@link FactoredGradients}) instead of computing the
+ * product, the factors go round the ring first (an all-gather, in rank order), and the owner of
+ * each chunk computes the chunk's part of the summed gradient from every worker's factors in one
+ * multiply, as soon as it has them, and updates it as soon as the backward pass is done with the
+ * layer; the reduce-scatter carries the rest of the chunk only. The product costs each worker
+ * what its own gradient cost (1/N of the rows, N times the samples); the sums are exact but for
+ * float rounding: one multiply over all samples, where the ring adds one product per worker.
+ * Only in sharded flows (the all-gather then carries parameters, and no worker needs the
+ * gradient rows it does not own).
  *
  * <p>Each worker listens on its executor's address and connects to its successor as
  * {@link Wire} says; its two connections, and whether their floats take shared memory, are its
@@ -63,6 +82,12 @@ public final class RingAllreduce extends SocketExchange {
   private final int prev;
   // One flow at a time: the receiver's piece of a partial sum, kept between steps.
   private final float[] partial = new float[PIECE];
+  private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(RingAllreduce.class);
+
+  /** The factors of factored flows, kept between steps. */
+  private final Factors factors = new Factors();
+  /** Whether a flow was factored already (said once in the log). */
+  private boolean factoredBefore;
 
   private RingAllreduce(int rank, int size, RingLinks links) {
     super(rank, size);
@@ -133,20 +158,6 @@ public final class RingAllreduce extends SocketExchange {
     }
   }
 
-  /** Chunk q: floats {@code [start(q), end(q))}, counted from the end of the array. */
-  private int chunks(int n) {
-    int k = chunk(n, size);
-    return Math.max(1, (n + k - 1) / k);
-  }
-
-  private int end(int n, int q) {
-    return n - q * chunk(n, size);
-  }
-
-  private int start(int n, int q) {
-    return Math.max(0, n - (q + 1) * chunk(n, size));
-  }
-
   /**
    * The floats in each chunk of an {@code n}-float array summed by {@code size} workers (the last
    * chunk, at the array's start, may have fewer): about eight chunks a worker, so the ring fills
@@ -172,25 +183,6 @@ public final class RingAllreduce extends SocketExchange {
     return q % size;
   }
 
-  /** A ring exchange in flight: which chunks this worker has summed or received in full. */
-  private final class RingFlow {
-    final Flow flow;
-    /** Chunk q's partial sum (or, at its owner, the sum) is in the array. */
-    final boolean[] reduced;
-    /** Chunk q's sum has arrived in the array. */
-    final boolean[] gathered;
-    final double[] counts = new double[size];
-    int countsKnown = 1;
-
-    RingFlow(Flow flow) {
-      this.flow = flow;
-      int c = chunks(flow.data.length);
-      this.reduced = new boolean[c];
-      this.gathered = new boolean[c];
-      counts[rank] = flow.count;
-    }
-  }
-
   /** Since the last {@link #syncOptimizer}, a step was sharded: the moments are whole nowhere. */
   private boolean shardedSinceSync;
 
@@ -205,27 +197,27 @@ public final class RingAllreduce extends SocketExchange {
   }
 
   @Override
-  Flow startSharded(float[] grads, double count, float[] params, Optimizer optimizer) {
+  Flow startSharded(float[] grads, double count, float[] params, Optimizer optimizer, ModelRunner.DenseWeights dense) {
     Flow f = new Flow(grads, count, true, false);
     f.params = params;
     f.optimizer = optimizer;
     shardedSinceSync = true;
+    RingFlow r = new RingFlow(f, dense, rank, size);
     if (optimizer instanceof Adam adam) {
       // This worker updates its own chunks only, so it keeps only their moments: 1/N of them.
       // Its chunks are q = rank, rank + N, ...; ascending in the array from the highest q.
-      int n = params.length;
-      int c = chunks(n);
+      int c = r.bounds.length - 1;
       int owned = c > rank ? (c - 1 - rank) / size + 1 : 0;
       int[] starts = new int[owned];
       int[] ends = new int[owned];
       for (int i = 0; i < owned; i++) {
         int q = rank + (owned - 1 - i) * size;
-        starts[i] = start(n, q);
-        ends[i] = end(n, q);
+        starts[i] = r.bounds[q + 1];
+        ends[i] = r.bounds[q];
       }
       adam.keepOnly(starts, ends);
     }
-    return launch(f);
+    return launch(r);
   }
 
   /**
@@ -250,13 +242,39 @@ public final class RingAllreduce extends SocketExchange {
 
   @Override
   Flow start(float[] data, double count, boolean mean, boolean ready) {
-    return launch(new Flow(data, count, mean, ready));
+    return launch(new RingFlow(new Flow(data, count, mean, ready), null, rank, size));
   }
 
-  private Flow launch(Flow f) {
-    RingFlow r = new RingFlow(f);
+  private Flow launch(RingFlow r) {
+    Flow f = r.flow;
+    if (r.dense != null) {
+      f.factors = (w, inputs, units, x, dy, n) -> takeFactors(r, w, x, dy, n);
+    }
     f.tasks = new Future<?>[] {submit(f.failing(() -> send(r))), submit(f.failing(() -> receive(r)))};
     return f;
+  }
+
+  /**
+   * The backward pass's thread, at a dense layer: in a factored flow, the factored layer's input and
+   * output gradient go into this worker's place among every worker's factors, for the sender.
+   */
+  private boolean takeFactors(RingFlow r, int weightOffset, float[] x, float[] dy, int n)
+      throws IOException, InterruptedException {
+    Flow f = r.flow;
+    f.await(() -> r.decided);
+    if (!r.factored || weightOffset != r.dense.weightOffset()) {
+      return false;
+    }
+    if (n != (int) r.counts[rank]) {
+      throw new IllegalStateException("worker " + rank + " announced " + r.counts[rank] + " samples but its"
+          + " backward pass has " + n);
+    }
+    factors.put(r.first[rank], r.dense, x, dy, n);
+    synchronized (f) {
+      r.ownFactors = true;
+    }
+    f.changed();
+    return true;
   }
 
   /**
@@ -267,9 +285,8 @@ public final class RingAllreduce extends SocketExchange {
     Flow f = r.flow;
     float[] data = f.data;
     int n = data.length;
-    int c = chunks(n);
+    int c = r.bounds.length - 1;
     out.writeInt(n);
-    MappedLane lane = links.sendLane(n);
     out.writeDouble(f.count);
     out.flush();
     for (int k = 1; k < size - 1; k++) {
@@ -278,29 +295,82 @@ public final class RingAllreduce extends SocketExchange {
       out.writeDouble(r.counts[(rank - k + size) % size]);
       out.flush();
     }
-    for (int t = 0; t < c + lag(); t++) {
-      if (t < c && rank != owner(t)) {
-        int q = t;
-        int from = start(n, q);
+    f.await(() -> r.decided);
+    MappedLane lane = links.sendLane(r.places());
+    synchronized (f) {
+      r.sendLane = lane;
+      r.laneKnown = true;
+    }
+    f.changed();
+    if (r.factored) {
+      sendFactors(r, lane);
+    }
+    for (int m : RingFlow.schedule(c, lag())) {
+      int[] parts = m < c ? r.summed(r.bounds[m + 1], r.bounds[m]) : null;
+      if (m < c && rank != owner(m) && parts.length > 0) {
+        int q = m;
+        int from = r.bounds[q + 1];
         if (rank == (owner(q) + 1) % size) {
           awaitFlushing(f, () -> f.isReady(from));
         } else {
           awaitFlushing(f, () -> r.reduced[q]);
         }
-        links.send(lane, from, data, from, end(n, q));
+        for (int i = 0; i < parts.length; i += 2) {
+          links.send(lane, parts[i], data, parts[i], parts[i + 1]);
+        }
       }
-      int q = t - lag();
-      if (q >= 0 && q < c && next != owner(q)) {
+      int q = m - c;
+      if (q >= 0 && next != owner(q)) {
         if (rank == owner(q)) {
           awaitFlushing(f, () -> r.reduced[q]);
         } else {
           awaitFlushing(f, () -> r.gathered[q]);
         }
-        links.send(lane, n + start(n, q), f.params != null ? f.params : data, start(n, q), end(n, q));
+        if (lane != null && f.params != null && rank == owner(q)) {
+          // The receiver put the chunk's parameters into the lane as it updated them.
+          links.ring();
+        } else {
+          links.send(lane, n + r.bounds[q + 1], f.params != null ? f.params : data, r.bounds[q + 1], r.bounds[q]);
+        }
       }
     }
     out.flush();
     return null;
+  }
+
+  /**
+   * The factors' all-gather, before the chunks: this worker's own factors once the backward pass
+   * has handed them over, then, hop by hop, those its receiver got from the predecessor, so that
+   * every worker ends with every worker's. In the lane, each worker's factors have places of
+   * their own after the chunks' (see {@code RingFlow.places}).
+   */
+  private void sendFactors(RingFlow r, MappedLane lane) throws IOException, InterruptedException {
+    Flow f = r.flow;
+    long n = f.data.length;
+    for (int k = 1; k < size; k++) {
+      int hop = k;
+      awaitFlushing(f, () -> hop == 1 ? r.ownFactors : r.factorHops >= hop - 1);
+      int origin = (rank - k + 1 + size) % size;
+      sendOrReceiveFactors(r, lane, origin, n, true);
+    }
+    out.flush();
+  }
+
+  /** Sends or receives worker {@code origin}'s factors: its inputs, then its output gradients. */
+  private void sendOrReceiveFactors(RingFlow r, MappedLane lane, int origin, long n, boolean send) throws IOException {
+    int in = r.dense.inputs();
+    int units = r.dense.units();
+    int first = r.first[origin];
+    int count = r.first[origin + 1] - first;
+    int xAt = (int) (2 * n + (long) first * in);
+    int dyAt = (int) (2 * n + (long) r.first[size] * in + (long) first * units);
+    if (send) {
+      links.send(lane, xAt, factors.xs, first * in, (first + count) * in);
+      links.send(lane, dyAt, factors.dys, first * units, (first + count) * units);
+    } else {
+      links.receive(lane, xAt, factors.xs, first * in, count * in);
+      links.receive(lane, dyAt, factors.dys, first * units, count * units);
+    }
   }
 
   /**
@@ -326,14 +396,13 @@ public final class RingAllreduce extends SocketExchange {
     Flow f = r.flow;
     float[] data = f.data;
     int n = data.length;
-    int c = chunks(n);
+    int c = r.bounds.length - 1;
     float inv = 0;
     try {
       int got = in.readInt();
       if (got != n) {
         throw new IOException("expected " + n + " floats but worker " + prev + " sent " + got);
       }
-      MappedLane lane = links.receiveLane(n);
       for (int k = 1; k < size; k++) {
         double v = in.readDouble();
         synchronized (f) {
@@ -348,35 +417,59 @@ public final class RingAllreduce extends SocketExchange {
       }
       f.total = total;
       inv = (float) (1 / total);
-      for (int t = 0; t < c + lag(); t++) {
-        if (t < c && prev != owner(t)) {
-          int q = t;
-          int from = start(n, q);
-          int len = end(n, q) - from;
-          if (lane != null) {
-            links.awaitDoorbell();
-          }
-          f.awaitReady(from);
-          // Piece by piece, each added, divided and (this worker's share) updated while it is in
-          // the cache: one pass over the chunk's memory instead of one per operation. The same
-          // operations on every element as one at a time.
+      synchronized (f) {
+        r.decide(factors);
+      }
+      f.changed();
+      if (r.factored && !factoredBefore && rank == 0) {
+        LOG.info("the weight gradient of the dense layer at parameter {} ({} x {}) travels as its factors: {} floats"
+            + " of {} samples instead of {}", r.dense.weightOffset(), r.dense.inputs(), r.dense.units(),
+            (long) r.first[size] * (r.dense.inputs() + r.dense.units()), r.first[size],
+            (long) r.dense.inputs() * r.dense.units());
+      }
+      factoredBefore |= r.factored;
+      MappedLane lane = links.receiveLane(r.places());
+      for (int k = 1; r.factored && k < size; k++) {
+        sendOrReceiveFactors(r, lane, (rank - k + size) % size, n, false);
+        synchronized (f) {
+          r.factorHops = k;
+        }
+        f.changed();
+      }
+      if (r.factored) {
+        updateFactored(r, inv);
+      }
+      for (int m : RingFlow.schedule(c, lag())) {
+        if (m < c && prev != owner(m)) {
+          int q = m;
+          int from = r.bounds[q + 1];
+          int to = r.bounds[q];
           boolean completes = rank == owner(q);
-          for (int o = 0; o < len; o += PIECE) {
-            int at = from + o;
-            int p = Math.min(PIECE, len - o);
-            links.receivePart(lane, at, partial, 0, p);
-            if (completes && f.mean) {
-              for (int i = 0; i < p; i++) {
-                data[at + i] = (partial[i] + data[at + i]) * inv;
-              }
-            } else {
-              for (int i = 0; i < p; i++) {
-                data[at + i] = partial[i] + data[at + i];
-              }
+          int[] parts = r.summed(from, to);
+          for (int i = 0; i < parts.length; i += 2) {
+            if (lane != null) {
+              links.awaitDoorbell();
             }
-            if (completes && f.params != null) {
-              // This worker's share of the update; the backward pass is done with these parameters.
-              f.optimizer.update(f.params, data, at, at + p);
+            f.awaitReady(from);
+            // Piece by piece, each added, divided and (this worker's share) updated while it is in
+            // the cache: one pass over the chunk's memory instead of one per operation. The same
+            // operations on every element as one at a time.
+            for (int at = parts[i]; at < parts[i + 1]; at += PIECE) {
+              int p = Math.min(PIECE, parts[i + 1] - at);
+              links.receivePart(lane, at, partial, 0, p);
+              if (completes && f.mean) {
+                for (int j = 0; j < p; j++) {
+                  data[at + j] = (partial[j] + data[at + j]) * inv;
+                }
+              } else {
+                for (int j = 0; j < p; j++) {
+                  data[at + j] = partial[j] + data[at + j];
+                }
+              }
+              if (completes && f.params != null) {
+                // This worker's share of the update; the backward pass is done with these parameters.
+                update(r, at, p);
+              }
             }
           }
           synchronized (f) {
@@ -384,10 +477,10 @@ public final class RingAllreduce extends SocketExchange {
           }
           f.changed();
         }
-        int q = t - lag();
-        if (q >= 0 && q < c && rank != owner(q)) {
-          int from = start(n, q);
-          int len = end(n, q) - from;
+        int q = m - c;
+        if (q >= 0 && rank != owner(q)) {
+          int from = r.bounds[q + 1];
+          int len = r.bounds[q] - from;
           links.receive(lane, n + from, f.params != null ? f.params : data, from, len);
           synchronized (f) {
             r.gathered[q] = true;
@@ -399,6 +492,60 @@ public final class RingAllreduce extends SocketExchange {
       throw e.getMessage() != null && e.getMessage().startsWith("gradient exchange") ? e : Wire.silent(prev, e);
     }
     return null;
+  }
+
+  /**
+   * The owner's update of parameters {@code [at, at + p)} from their mean gradient; with a lane to
+   * the successor, the updated parameters go straight into their place in it while they are in
+   * the cache (the sender then only rings for the chunk).
+   */
+  private void update(RingFlow r, int at, int p) throws IOException, InterruptedException {
+    Flow f = r.flow;
+    f.optimizer.update(f.params, f.data, at, at + p);
+    if (!r.laneKnown) {
+      f.await(() -> r.laneKnown);
+    }
+    if (r.sendLane != null) {
+      r.sendLane.put(f.data.length + at, f.params, at, p);
+    }
+  }
+
+  /**
+   * A factored flow's owner, before the chunks' messages: its part of the factored gradient from
+   * every worker's factors (which need nothing else), then, once the backward pass is done with the
+   * layer's weights, their mean and update; its chunks that hold nothing else are then reduced
+   * and gathered as soon as the schedule reaches them, never waiting behind another message.
+   */
+  private void updateFactored(RingFlow r, float inv) throws IOException, InterruptedException {
+    Flow f = r.flow;
+    float[] data = f.data;
+    int c = r.bounds.length - 1;
+    f.await(() -> r.ownFactors);
+    for (int q = rank; q < c; q += size) {
+      int fa = Math.max(r.bounds[q + 1], r.factoredFrom());
+      int fb = Math.min(r.bounds[q], r.factoredTo());
+      if (fa < fb) {
+        factors.multiply(r.dense, r.first[size], data, fa, fb);
+      }
+    }
+    f.awaitReady(r.factoredFrom());
+    for (int q = rank; q < c; q += size) {
+      int fa = Math.max(r.bounds[q + 1], r.factoredFrom());
+      int fb = Math.min(r.bounds[q], r.factoredTo());
+      for (int at = fa; at < fb; at += PIECE) {
+        int p = Math.min(PIECE, fb - at);
+        for (int j = at; j < at + p; j++) {
+          data[j] *= inv;
+        }
+        update(r, at, p);
+      }
+      if (fa < fb && r.summed(r.bounds[q + 1], r.bounds[q]).length == 0) {
+        synchronized (f) {
+          r.reduced[q] = true;
+        }
+        f.changed();
+      }
+    }
   }
 
   /**
@@ -439,6 +586,7 @@ public final class RingAllreduce extends SocketExchange {
   @Override
   public void close() throws IOException {
     stopHelpers();
+    factors.close();
     if (links != null) {
       links.close();
     }

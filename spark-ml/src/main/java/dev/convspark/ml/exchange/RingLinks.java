@@ -96,22 +96,23 @@ final class RingLinks implements AutoCloseable {
   }
 
   /**
-   * The sender, at the start of a flow of {@code n} floats: the lane its floats take, or null for
-   * the stream; with a lane, a byte tells the receiver which (the lane may find no room for them).
+   * The sender, at the start of a flow whose messages take {@code places} floats of a lane: the
+   * lane its floats take, or null for the stream; with a lane, a byte tells the receiver which
+   * (the lane may find no room for them).
    */
-  MappedLane sendLane(int n) throws IOException {
-    MappedLane lane = toNextLane != null && toNextLane.reserve(n) ? toNextLane : null;
+  MappedLane sendLane(long places) throws IOException {
+    MappedLane lane = toNextLane != null && toNextLane.reserve(places) ? toNextLane : null;
     if (toNextLane != null) {
       out.writeBoolean(lane != null);
     }
     return lane;
   }
 
-  /** The receiver, at the start of a flow of {@code n} floats: what {@link #sendLane} chose at the other end. */
-  MappedLane receiveLane(int n) throws IOException {
+  /** The receiver, at the start of a flow of {@code places} floats: what {@link #sendLane} chose at the other end. */
+  MappedLane receiveLane(long places) throws IOException {
     MappedLane lane = fromPrevLane != null && in.readBoolean() ? fromPrevLane : null;
     if (lane != null) {
-      lane.mapFor(n);
+      lane.mapFor(places);
     }
     return lane;
   }
@@ -127,10 +128,19 @@ final class RingLinks implements AutoCloseable {
       return;
     }
     ByteBuffer b = sendBuf;
-    b.clear();
-    b.asFloatBuffer().put(data, from, to - from);
-    out.write(b.array(), 0, (to - from) * 4);
+    int piece = b.capacity() / 4;
+    for (int at0 = from; at0 < to; at0 += piece) {
+      int len = Math.min(piece, to - at0);
+      b.clear();
+      b.asFloatBuffer().put(data, at0, len);
+      out.write(b.array(), 0, len * 4);
+    }
     out.flush();
+  }
+
+  /** Tells the receiver that a message written into the lane already is there (flushed as {@link #send}'s doorbells). */
+  void ring() throws IOException {
+    out.write(DOORBELL);
   }
 
   /** Receives a whole message of {@code len} floats (at float {@code at} of the lane) into {@code dst} from {@code off}. */
@@ -151,8 +161,12 @@ final class RingLinks implements AutoCloseable {
       return;
     }
     ByteBuffer b = receiveBuf;
-    in.readFully(b.array(), 0, len * 4);
-    b.asFloatBuffer().get(dst, off, len);
+    int piece = b.capacity() / 4;
+    for (int done = 0; done < len; done += piece) {
+      int p = Math.min(piece, len - done);
+      in.readFully(b.array(), 0, p * 4);
+      b.asFloatBuffer().get(dst, off + done, p);
+    }
   }
 
   /** Waits for the doorbell of the lane's next message. */

@@ -1,6 +1,7 @@
 package dev.convspark.ml.exchange;
 
 import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.layers.FactoredGradients;
 import dev.convspark.tensor.optim.Optimizer;
 import java.io.IOException;
 import java.util.concurrent.ExecutionException;
@@ -8,7 +9,6 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.function.Consumer;
-import java.util.function.IntConsumer;
 
 /**
  * What the socket exchanges share: a step's array is sent in chunks by threads of their own
@@ -41,9 +41,11 @@ abstract class SocketExchange implements GradientExchange {
   /**
    * As {@link #start}, for a sharded step: each worker applies {@code optimizer} (its step begun
    * already) to the part of {@code params} whose mean gradient it completes, and the workers then
-   * gather the updated parameters instead of the mean gradients. Only where {@link #sharded}.
+   * gather the updated parameters instead of the mean gradients. {@code dense}: the layer whose
+   * weight gradient the exchange may take as factors (see {@link FactoredGradients}), or null.
+   * Only where {@link #sharded}.
    */
-  Flow startSharded(float[] grads, double count, float[] params, Optimizer optimizer) {
+  Flow startSharded(float[] grads, double count, float[] params, Optimizer optimizer, ModelRunner.DenseWeights dense) {
     throw new UnsupportedOperationException(getClass().getSimpleName() + " does not shard the update");
   }
 
@@ -67,7 +69,7 @@ abstract class SocketExchange implements GradientExchange {
     }
     if (sharded && optimizer != null && runner.hostParameters() != null) {
       optimizer.beginStep();
-      streaming = startSharded(grads, count, runner.hostParameters(), optimizer);
+      streaming = startSharded(grads, count, runner.hostParameters(), optimizer, runner.largestDense());
     } else {
       streaming = start(grads, count, true, false);
     }
@@ -202,12 +204,19 @@ abstract class SocketExchange implements GradientExchange {
     }
   }
 
+  /** What takes a dense layer's factors for a flow (see {@link FactoredGradients#takeFactors}). */
+  interface FactorTaker {
+    boolean take(int weightOffset, int inputs, int units, float[] x, float[] dy, int n)
+        throws IOException, InterruptedException;
+  }
+
   /**
    * One exchange of an array in flight: which part of it is final (the runner's gradient listener
    * lowers the index from which it is), the helper threads carrying it, and the total sample count
-   * once every worker's has arrived.
+   * once every worker's has arrived. As the runner's listener, it hands a dense layer's factors to
+   * {@link #factors} when the exchange set one.
    */
-  static final class Flow implements IntConsumer {
+  static final class Flow implements FactoredGradients {
     final float[] data;
     final double count;
     final boolean mean;
@@ -221,6 +230,8 @@ abstract class SocketExchange implements GradientExchange {
     /** Why the flow was abandoned, when a helper failed. */
     private IOException failure;
     Future<?>[] tasks = new Future<?>[0];
+    /** Takes a dense layer's factors in this flow, or null (the layers compute their gradients). */
+    FactorTaker factors;
 
     Flow(float[] data, double count, boolean mean, boolean ready) {
       this.data = data;
@@ -235,6 +246,25 @@ abstract class SocketExchange implements GradientExchange {
       if (from < readyFrom) {
         readyFrom = from;
         notifyAll();
+      }
+    }
+
+    /**
+     * Asks {@link #factors}, on the backward pass's thread; false when there is none or the flow
+     * failed meanwhile (the layer then computes its gradient, and the step fails where it ends).
+     */
+    @Override
+    public boolean takeFactors(int weightOffset, int inputs, int units, float[] x, float[] dy, int n) {
+      if (factors == null) {
+        return false;
+      }
+      try {
+        return factors.take(weightOffset, inputs, units, x, dy, n);
+      } catch (IOException e) {
+        return false;
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return false;
       }
     }
 

@@ -38,18 +38,18 @@ class MappedLaneTest {
       for (int i = 0; i < n; i++) {
         data[i] = i * 0.5f - 7;
       }
-      // An array whose two places per chunk would pass 2 GB of mapping: that flow takes the stream.
-      assertFalse(sender.reserve(300_000_000));
-      assertTrue(sender.reserve(n));
+      // Places that would pass 2 GB of mapping: that flow takes the stream.
+      assertFalse(sender.reserve(600_000_000));
+      assertTrue(sender.reserve(2 * n));
       sender.put(n + 100, data, 100, 900);
-      receiver.mapFor(n);
+      receiver.mapFor(2 * n);
       float[] got = new float[900];
       receiver.get(n + 100, got, 0, 900);
       assertArrayEquals(java.util.Arrays.copyOfRange(data, 100, 1000), got);
       // A larger array later: the file grows, and the floats already there stay.
-      assertTrue(sender.reserve(4 * n));
+      assertTrue(sender.reserve(8 * n));
       sender.put(7 * n, data, 0, n);
-      receiver.mapFor(4 * n);
+      receiver.mapFor(8 * n);
       float[] all = new float[n];
       receiver.get(7 * n, all, 0, n);
       assertArrayEquals(data, all);

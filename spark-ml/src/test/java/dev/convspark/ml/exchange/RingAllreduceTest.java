@@ -212,6 +212,31 @@ class RingAllreduceTest {
     }
   }
 
+  /**
+   * Chunks of {@link RingAllreduce#chunk} floats from the end, but the largest dense layer's
+   * weights begin and end chunks of their own.
+   */
+  @Test
+  void theLargestDenseLayersWeightsBeginAndEndChunks() {
+    int n = 3_274_634;
+    int per = RingAllreduce.chunk(n, 2);
+    int[] plain = RingFlow.bounds(n, 2, null);
+    assertEquals(n, plain[0]);
+    assertEquals(0, plain[plain.length - 1]);
+    for (int q = 0; q + 2 < plain.length; q++) {
+      assertEquals(per, plain[q] - plain[q + 1], "chunk " + q);
+    }
+    // deep-mnist: conv1 and conv2 (52,096 floats), dense1's weights, then its bias and dense2.
+    int[] b = RingFlow.bounds(n, 2, new ModelRunner.DenseWeights(52_096, 3136, 1024));
+    int to = 52_096 + 3136 * 1024;
+    assertEquals(java.util.List.of(n, to), List.of(b[0], b[1]), "the top layers' chunk");
+    assertEquals(java.util.List.of(52_096, 0), List.of(b[b.length - 2], b[b.length - 1]), "the first layers' chunk");
+    for (int q = 1; q + 2 < b.length; q++) {
+      assertTrue(b[q] - b[q + 1] == per || b[q + 1] == 52_096, "chunk " + q + ": " + b[q + 1] + " to " + b[q]);
+    }
+    assertEquals(0, RingFlow.bounds(0, 3, null)[1]);
+  }
+
   /** Each worker sends 2 (N - 1) / N of the array a step, whatever N: what makes the ring scale. */
   @Test
   void eachWorkerSendsTwiceTheArrayTimesNMinusOneOverN() throws Exception {
@@ -293,36 +318,57 @@ class RingAllreduceTest {
 
   private static final String SPEC = "in784-dense256-relu-dense10";
 
+  /** Where the first dense layer's weights of {@link #SPEC} end: they start at 0. */
+  private static final int DENSE1 = 784 * 256;
+
   /**
-   * Three workers with the update sharded (each applies Adam to the chunks it owns, during the
-   * exchange, and the parameters are gathered): bit for bit the parameters of applying Adam to
-   * the whole mean gradient, and after {@code syncOptimizer} the whole moments, on every worker.
+   * Workers with the update sharded (each applies the optimizer to the chunks it owns, during the
+   * exchange, and the parameters are gathered), through shared memory and through the stream: the
+   * same bits on every worker, the parameters of applying the optimizer to the whole mean gradient
+   * and, after {@code syncOptimizer}, Adam's whole moments. At batches this small the first dense
+   * layer's weight gradient travels as its factors and its owners multiply them, summing all
+   * samples at once where the ring adds each worker's product (exact in
+   * {@link #aStreamedStepGivesTheMeansOfAWholeOne}): within float rounding of the ring's sums, as
+   * SGD's parameters show; Adam divides each gradient by its own size, so a gradient near zero
+   * moves its parameter by up to a few thousandths of a step more.
    */
   @Test
   void shardedUpdatesGiveEveryWorkerTheParametersAndMomentsOfTheWholeUpdate() throws Exception {
-    int size = 3;
-    List<float[][]> got = ring(size, null, (rank, ex) -> {
+    for (int size : new int[] {2, 3}) {
+      for (Wire.Shaper link : new Wire.Shaper[] {Wire.NONE, Wire.STREAM}) {
+        shardedUpdates(size, link, "adam");
+      }
+    }
+    shardedUpdates(3, Wire.NONE, "sgd");
+  }
+
+  private void shardedUpdates(int size, Wire.Shaper link, String optimizer) throws Exception {
+    String what = size + " workers, " + (link == Wire.NONE ? "shared memory" : "stream") + ", " + optimizer;
+    float rate = 1e-2f;
+    List<float[][]> got = ring(size, all(size, link), (rank, ex) -> {
       try (CpuBackend cpu = CpuBackend.create(1); ModelRunner r = cpu.open(ModelSpec.parse(SPEC))) {
         r.initialize(3);
-        Adam adam = (Adam) Optimizer.create("adam", 1e-2f, r.paramCount());
+        Optimizer opt = Optimizer.create(optimizer, rate, r.paramCount());
         assertTrue(ex.shardUpdates(true), "every worker keeps its parameters in the heap");
         float[] scratch = new float[r.paramCount()];
         for (int step = 0; step < 3; step++) {
-          ex.beginStep(r, adam, 8);
+          ex.beginStep(r, opt, 8);
           var result = r.computeGradients(StarAllreduceTest.batch(rank, step), StarAllreduceTest.labels(rank, step), 8, 1f, step);
           double[] stats = {result.lossSum(), 8};
-          ex.step(r, adam, scratch, stats, sums -> assertEquals(24, sums[1], 0.0));
+          ex.step(r, opt, scratch, stats, sums -> assertEquals(8 * size, sums[1], 0.0));
+        }
+        if (!(opt instanceof Adam adam)) {
+          return new float[][] {r.hostParameters().clone()};
         }
         // Each worker keeps the moments of its own chunks only: its share of their memory.
         int n = r.paramCount();
-        int per = RingAllreduce.chunk(n, size);
-        int chunks = (n + per - 1) / per;
+        int[] bounds = RingFlow.bounds(n, size, r.largestDense());
         int owned = 0;
-        for (int q = rank; q < chunks; q += size) {
-          owned += Math.min(per, n - q * per);
+        for (int q = rank; q + 1 < bounds.length; q += size) {
+          owned += bounds[q] - bounds[q + 1];
         }
         assertEquals(owned, adam.momentLength(), "worker " + rank + " keeps the moments of its chunks only");
-        assertTrue(adam.momentLength() < n / 2, adam.momentLength() + " of " + n);
+        assertTrue(adam.momentLength() < n / 2 + RingAllreduce.chunk(n, size), adam.momentLength() + " of " + n);
         ex.syncOptimizer(adam);
         assertEquals(n, adam.momentLength(), "whole again after syncOptimizer");
         return new float[][] {r.hostParameters().clone(), adam.moments()[0].clone(), adam.moments()[1].clone()};
@@ -334,26 +380,109 @@ class RingAllreduceTest {
         runners[r] = cpu.open(ModelSpec.parse(SPEC));
         runners[r].initialize(3);
       }
-      Adam adam = (Adam) Optimizer.create("adam", 1e-2f, runners[0].paramCount());
+      Optimizer opt = Optimizer.create(optimizer, rate, runners[0].paramCount());
       for (int step = 0; step < 3; step++) {
         float[][] g = new float[size][];
         for (int r = 0; r < size; r++) {
           runners[r].computeGradients(StarAllreduceTest.batch(r, step), StarAllreduceTest.labels(r, step), 8, 1f, step);
           g[r] = runners[r].hostGradients().clone();
         }
-        runners[0].copyGradientsFrom(ringSum(g, (float) (1 / 24.0)));
-        runners[0].applyGradients(adam);
+        runners[0].copyGradientsFrom(ringSum(g, (float) (1.0 / (8 * size))));
+        runners[0].applyGradients(opt);
         for (int r = 1; r < size; r++) {
           runners[r].copyParametersFrom(runners[0].hostParameters());
         }
       }
+      float[][] expected = opt instanceof Adam adam
+          ? new float[][] {runners[0].hostParameters(), adam.moments()[0], adam.moments()[1]}
+          : new float[][] {runners[0].hostParameters()};
+      String[] names = {"parameters", "first moment", "second moment"};
       for (int r = 0; r < size; r++) {
-        assertArrayEquals(runners[0].hostParameters(), got.get(r)[0], "parameters, worker " + r);
-        assertArrayEquals(adam.moments()[0], got.get(r)[1], "first moment, worker " + r);
-        assertArrayEquals(adam.moments()[1], got.get(r)[2], "second moment, worker " + r);
+        for (int a = 0; a < expected.length; a++) {
+          assertArrayEquals(got.get(0)[a], got.get(r)[a], names[a] + ": worker " + r + " against worker 0, " + what);
+          float[] e = expected[a];
+          float[] x = got.get(r)[a];
+          float scale = 0;
+          for (float v : e) {
+            scale = Math.max(scale, Math.abs(v));
+          }
+          float tolerance = a == 0 && opt instanceof Adam ? 5e-3f * rate : 1e-5f * scale;
+          for (int i = 0; i < e.length; i++) {
+            if (Math.abs(e[i] - x[i]) > tolerance) {
+              assertEquals(e[i], x[i], tolerance, names[a] + " " + i + ", " + what);
+            }
+          }
+        }
       }
       for (ModelRunner r : runners) {
         r.close();
+      }
+    }
+  }
+
+  /**
+   * A factored step's bytes: the first dense layer's gradient does not travel; each worker's
+   * factors (its 8 samples' inputs and output gradients) go round the ring instead, and the rest
+   * of the gradient and all the parameters as before.
+   */
+  @Test
+  void aFactoredStepSendsTheFactorsInsteadOfTheDenseGradient() throws Exception {
+    for (int size : new int[] {2, 3}) {
+      AtomicLong[] sent = new AtomicLong[size];
+      Wire.Shaper[] shapers = new Wire.Shaper[size];
+      for (int r = 0; r < size; r++) {
+        AtomicLong count = sent[r] = new AtomicLong();
+        shapers[r] = Shapers.outbound(raw -> new FilterOutputStream(raw) {
+          @Override
+          public void write(byte[] b, int off, int len) throws IOException {
+            count.addAndGet(len);
+            out.write(b, off, len);
+          }
+
+          @Override
+          public void write(int b) throws IOException {
+            count.incrementAndGet();
+            out.write(b);
+          }
+        });
+      }
+      int[][] bounds = new int[1][];
+      ring(size, shapers, (rank, ex) -> {
+        try (CpuBackend cpu = CpuBackend.create(1); ModelRunner r = cpu.open(ModelSpec.parse(SPEC))) {
+          r.initialize(3);
+          bounds[0] = RingFlow.bounds(r.paramCount(), size, r.largestDense());
+          Adam adam = (Adam) Optimizer.create("adam", 1e-2f, r.paramCount());
+          assertTrue(ex.shardUpdates(true));
+          sent[rank].set(0);
+          ex.beginStep(r, adam, 8);
+          var result = r.computeGradients(StarAllreduceTest.batch(rank, 0), StarAllreduceTest.labels(rank, 0), 8, 1f, 0);
+          ex.step(r, adam, new float[r.paramCount()], new double[] {result.lossSum(), 8}, sums -> { });
+          return null;
+        }
+      });
+      int[] b = bounds[0];
+      int n = b[0];
+      for (int r = 0; r < size; r++) {
+        long floats = 0;
+        for (int q = 0; q + 1 < b.length; q++) {
+          int from = b[q + 1];
+          int to = b[q];
+          int owner = q % size;
+          if (r != owner) {
+            // Its partial sum, outside the first dense layer's weights.
+            floats += Math.max(0, to - Math.max(from, DENSE1));
+          }
+          if ((r + 1) % size != owner) {
+            // The parameters, all of them.
+            floats += to - from;
+          }
+        }
+        // Every worker's factors but its successor's, 8 samples of 784 inputs and 256 gradients.
+        floats += (size - 1) * 8L * (784 + 256);
+        long expected = floats * 4 + 4 + 8L * (size - 1) + 16L * (size - 1);
+        assertEquals(expected, sent[r].get(), size + " workers: bytes worker " + r + " sent");
+        long ring = 2L * (size - 1) * n / size * 4;
+        assertTrue(sent[r].get() < 0.65 * ring, sent[r].get() + " bytes against " + ring + " without factors");
       }
     }
   }

@@ -1,0 +1,169 @@
+package dev.convspark.ml.exchange;
+
+import dev.convspark.tensor.backend.ModelRunner;
+import java.util.Arrays;
+
+/**
+ * One flow of a {@link RingAllreduce} in progress: where its chunks lie and in which order their
+ * messages go, which chunks this worker has summed or received in full, the workers' sample
+ * counts, and whether the largest dense layer's weight gradient travels as its factors. Its
+ * fields are read and written under the lock of its {@link SocketExchange.Flow}.
+ */
+final class RingFlow {
+  final SocketExchange.Flow flow;
+  private final int size;
+  /** Chunk q is floats {@code [bounds[q + 1], bounds[q])} (see {@link #bounds}). */
+  final int[] bounds;
+  /** Chunk q's partial sum (or, at its owner, the sum) is in the array. */
+  final boolean[] reduced;
+  /** Chunk q's sum has arrived in the array. */
+  final boolean[] gathered;
+  final double[] counts;
+  int countsKnown = 1;
+  /** The dense layer whose weight gradient may travel as factors, or null. */
+  final ModelRunner.DenseWeights dense;
+  /** Every worker's count is known, and with them {@link #factored}. */
+  boolean decided;
+  /** Whether {@link #dense}'s weight gradient travels as factors in this flow (see {@link #decide}). */
+  boolean factored;
+  /** Where each worker's samples start among every worker's, in rank order; their total last. */
+  final int[] first;
+  /** The lane the sender chose for this flow (null: the stream), once {@link #laneKnown}. */
+  MappedLane sendLane;
+  boolean laneKnown;
+  /** This worker's factors are in place. */
+  boolean ownFactors;
+  /** The hops of the factors' all-gather received so far. */
+  int factorHops;
+
+  RingFlow(SocketExchange.Flow flow, ModelRunner.DenseWeights dense, int rank, int size) {
+    this.flow = flow;
+    this.size = size;
+    this.dense = dense;
+    this.bounds = bounds(flow.data.length, size, dense);
+    int c = bounds.length - 1;
+    this.reduced = new boolean[c];
+    this.gathered = new boolean[c];
+    this.counts = new double[size];
+    this.first = new int[size + 1];
+    counts[rank] = flow.count;
+  }
+
+  /**
+   * Once every count is known (the receiver, under the flow's lock): the dense layer's weight
+   * gradient travels as factors when the workers' samples, each an input row and an output
+   * gradient row, are fewer floats than the gradient, as they are at small batches
+   * ({@code samples x (inputs + units) < inputs x units}; deep-mnist's first dense layer at a
+   * global batch of 50: 0.2 M floats against 3.2 M). Only in sharded flows. A function of the
+   * counts alone, so every worker decides alike; {@code factors} then has room for them.
+   */
+  void decide(Factors factors) {
+    for (int u = 0; u < size; u++) {
+      first[u + 1] = first[u] + (int) counts[u];
+    }
+    long samples = first[size];
+    factored = dense != null && flow.params != null
+        && samples * (dense.inputs() + dense.units()) < (long) dense.inputs() * dense.units();
+    if (factored) {
+      factors.reserve(first[size], dense);
+    }
+    decided = true;
+  }
+
+  /** The floats of the lane's places this flow takes: a chunk's two messages, the factors. */
+  long places() {
+    long n = flow.data.length;
+    return 2 * n + (factored ? (long) first[size] * (dense.inputs() + dense.units()) : 0);
+  }
+
+  /** Where the factored weights start in the array; an empty range with {@link #factoredTo} when not factored. */
+  int factoredFrom() {
+    return factored ? dense.weightOffset() : 0;
+  }
+
+  int factoredTo() {
+    return factored ? dense.weightOffset() + dense.inputs() * dense.units() : 0;
+  }
+
+  /**
+   * The parts of {@code [from, to)} whose gradient travels in the reduce-scatter: all of it, or,
+   * in a factored flow, what lies outside the factored weights (at most two ranges), as
+   * {@code {start, end, start, end}}.
+   */
+  int[] summed(int from, int to) {
+    int a = factoredFrom();
+    int b = factoredTo();
+    if (b <= from || a >= to) {
+      return new int[] {from, to};
+    }
+    int[] parts = new int[4];
+    int k = 0;
+    if (from < a) {
+      parts[k++] = from;
+      parts[k++] = a;
+    }
+    if (b < to) {
+      parts[k++] = b;
+      parts[k++] = to;
+    }
+    return Arrays.copyOf(parts, k);
+  }
+
+  /**
+   * Where the chunks of an {@code n}-float array summed by {@code size} workers lie: chunk q is
+   * floats {@code [b[q + 1], b[q])}, counted from the end of the array ({@code b[0] = n}, the last
+   * entry 0). Chunks of {@link RingAllreduce#chunk} floats, except that the weights of {@code dense} (when not
+   * null) begin and end chunks of their own: before them lie the first layers' gradients, which
+   * the backward pass finishes last, and the smaller the chunk that holds only them, the less of
+   * the exchange is left once the backward pass ends. A function of the array's length, the run's
+   * size and the model alone, as the order of the additions must be.
+   */
+  static int[] bounds(int n, int size, ModelRunner.DenseWeights dense) {
+    int per = RingAllreduce.chunk(n, size);
+    int[] cuts = {n, 0};
+    if (dense != null) {
+      int from = dense.weightOffset();
+      int to = from + dense.inputs() * dense.units();
+      cuts = new int[] {n, to, from, 0};
+    }
+    int[] b = new int[n / per + cuts.length + 1];
+    int k = 0;
+    b[k++] = n;
+    for (int i = 0; i + 1 < cuts.length; i++) {
+      for (int end = cuts[i]; end > cuts[i + 1]; end -= per) {
+        b[k++] = Math.max(cuts[i + 1], end - per);
+      }
+    }
+    if (k == 1) {
+      // An empty array: one empty chunk.
+      b[k++] = 0;
+    }
+    return Arrays.copyOf(b, k);
+  }
+
+  /**
+   * The order of a flow's chunk messages, the same on every connection: chunk q's reduce-scatter
+   * message as q, its all-gather message as {@code c + q}. Round t holds the reduce-scatter of
+   * chunk t, then the all-gather of chunk t - {@code lag}; but the last chunk's reduce-scatter
+   * comes just before its all-gather. That chunk holds the first layers' gradients, which the
+   * backward pass finishes last: in its round, it would hold up the all-gathers of the chunks before it, whose
+   * sums are ready while the backward pass still computes.
+   */
+  static int[] schedule(int c, int lag) {
+    int[] order = new int[2 * c];
+    int k = 0;
+    for (int t = 0; t < c + lag; t++) {
+      if (t < c - 1) {
+        order[k++] = t;
+      }
+      int q = t - lag;
+      if (q == c - 1) {
+        order[k++] = q;
+      }
+      if (q >= 0 && q < c) {
+        order[k++] = c + q;
+      }
+    }
+    return order;
+  }
+}
