@@ -178,21 +178,40 @@ class GradientCheckTest {
    * weights' rows from the last block to the first: each index lower than the one before, ending
    * at the layer's first parameter, and every gradient bit for bit that of one multiply.
    */
+  /**
+   * A dense layer of {@code inputs x units} whose parameters start at 13, random parameters, input
+   * and output gradient of {@code n} samples, and the gradients of its backward pass without a
+   * listener on {@code k}.
+   */
+  private record DenseCase(Dense dense, int n, float[] params, float[] x, float[] dy, float[] grads, float[] dx) {
+  }
+
+  private DenseCase denseCase(Kernels k, int inputs, int units, int n) {
+    Dense dense = new Dense("dense", inputs, units);
+    dense.setParamOffset(13);
+    float[] params = random(13 + dense.paramCount());
+    float[] x = random(n * inputs);
+    float[] dy = random(n * units);
+    float[] grads = new float[params.length];
+    float[] dx = new float[x.length];
+    dense.backward(k, params, grads, x, null, dy, dx, n);
+    return new DenseCase(dense, n, params, x, dy, grads, dx);
+  }
+
   @Test
   void aDenseLayerThatTellsItsPartsGivesTheGradientsOfOneMultiply() {
     // deep-mnist's first dense layer at two batch sizes, one just large enough, two too small.
     int[][] cases = {{3136, 1024, 25}, {3136, 1024, 50}, {1024, 1024, 3}, {300, 70, 9}, {17, 5, 3}};
     for (int[] c : cases) {
       for (Kernels k : new Kernels[] {REF, fast}) {
-        Dense dense = new Dense("dense", c[0], c[1]);
-        dense.setParamOffset(13);
-        int n = c[2];
-        float[] params = random(13 + dense.paramCount());
-        float[] x = random(n * c[0]);
-        float[] dy = random(n * c[1]);
-        float[] whole = new float[params.length];
-        float[] dxWhole = new float[x.length];
-        dense.backward(k, params, whole, x, null, dy, dxWhole, n);
+        DenseCase d = denseCase(k, c[0], c[1], c[2]);
+        Dense dense = d.dense();
+        int n = d.n();
+        float[] params = d.params();
+        float[] x = d.x();
+        float[] dy = d.dy();
+        float[] whole = d.grads();
+        float[] dxWhole = d.dx();
         float[] parts = new float[params.length];
         float[] dxParts = new float[x.length];
         java.util.List<Integer> told = new java.util.ArrayList<>();
@@ -219,15 +238,12 @@ class GradientCheckTest {
    */
   @Test
   void aListenerToldOfAPartMayChangeThoseWeightsAtOnce() {
-    Dense dense = new Dense("dense", 3136, 1024);
-    dense.setParamOffset(13);
-    int n = 25;
-    float[] params = random(13 + dense.paramCount());
-    float[] x = random(n * 3136);
-    float[] dy = random(n * 1024);
-    float[] whole = new float[params.length];
-    float[] dxWhole = new float[x.length];
-    dense.backward(fast, params.clone(), whole, x, null, dy, dxWhole, n);
+    DenseCase d = denseCase(fast, 3136, 1024, 25);
+    Dense dense = d.dense();
+    int n = d.n();
+    float[] params = d.params();
+    float[] x = d.x();
+    float[] dy = d.dy();
     float[] parts = new float[params.length];
     float[] dxParts = new float[x.length];
     int told = 13 + dense.weightCount();
@@ -240,8 +256,8 @@ class GradientCheckTest {
       lowest[0] = Math.min(lowest[0], from);
     });
     assertEquals(13, lowest[0], "every weight row told final");
-    assertArrayEquals(whole, parts);
-    assertArrayEquals(dxWhole, dxParts);
+    assertArrayEquals(d.grads(), parts);
+    assertArrayEquals(d.dx(), dxParts);
   }
 
   /**
@@ -252,22 +268,15 @@ class GradientCheckTest {
   void aDenseLayerHandsItsFactorsToAListenerThatTakesThem() {
     int[][] cases = {{3136, 1024, 25}, {300, 70, 9}};
     for (int[] c : cases) {
-      Dense dense = new Dense("dense", c[0], c[1]);
-      dense.setParamOffset(13);
-      int n = c[2];
-      float[] params = random(13 + dense.paramCount());
-      float[] x = random(n * c[0]);
-      float[] dy = random(n * c[1]);
-      float[] whole = new float[params.length];
-      float[] dxWhole = new float[x.length];
-      dense.backward(fast, params, whole, x, null, dy, dxWhole, n);
+      DenseCase d = denseCase(fast, c[0], c[1], c[2]);
+      float[] whole = d.grads();
       for (boolean take : new boolean[] {true, false}) {
-        float[] grads = new float[params.length];
+        float[] grads = new float[d.params().length];
         java.util.Arrays.fill(grads, 7f);
-        float[] dx = new float[x.length];
+        float[] dx = new float[d.x().length];
         float[][] got = new float[2][];
         int[] shape = new int[4];
-        dense.backward(fast, params, grads, x, null, dy, dx, n, new dev.convspark.tensor.layers.FactoredGradients() {
+        d.dense().backward(fast, d.params(), grads, d.x(), null, d.dy(), dx, d.n(), new dev.convspark.tensor.layers.FactoredGradients() {
           @Override
           public boolean takeFactors(int weightOffset, int inputs, int units, float[] fx, float[] fdy, int fn) {
             shape[0] = weightOffset;
@@ -284,11 +293,11 @@ class GradientCheckTest {
           }
         });
         String what = c[0] + " x " + c[1] + ", taken " + take;
-        assertArrayEquals(new int[] {13, c[0], c[1], n}, shape, what);
-        assertArrayEquals(x, got[0], what);
-        assertArrayEquals(dy, got[1], what);
-        assertArrayEquals(dxWhole, dx, what);
-        int b = 13 + dense.weightCount();
+        assertArrayEquals(new int[] {13, c[0], c[1], d.n()}, shape, what);
+        assertArrayEquals(d.x(), got[0], what);
+        assertArrayEquals(d.dy(), got[1], what);
+        assertArrayEquals(d.dx(), dx, what);
+        int b = 13 + d.dense().weightCount();
         assertArrayEquals(java.util.Arrays.copyOfRange(whole, b, whole.length),
             java.util.Arrays.copyOfRange(grads, b, grads.length), "bias: " + what);
         for (int i = 13; i < b; i++) {

@@ -237,29 +237,35 @@ class RingAllreduceTest {
     assertEquals(0, RingFlow.bounds(0, 3, null)[1]);
   }
 
+  /** Links that count the bytes each worker sends into {@code sent} (one counter made per worker). */
+  private static Wire.Shaper[] counting(AtomicLong[] sent) {
+    Wire.Shaper[] shapers = new Wire.Shaper[sent.length];
+    for (int r = 0; r < sent.length; r++) {
+      AtomicLong count = sent[r] = new AtomicLong();
+      shapers[r] = Shapers.outbound(raw -> new FilterOutputStream(raw) {
+        @Override
+        public void write(byte[] b, int off, int len) throws IOException {
+          count.addAndGet(len);
+          out.write(b, off, len);
+        }
+
+        @Override
+        public void write(int b) throws IOException {
+          count.incrementAndGet();
+          out.write(b);
+        }
+      });
+    }
+    return shapers;
+  }
+
   /** Each worker sends 2 (N - 1) / N of the array a step, whatever N: what makes the ring scale. */
   @Test
   void eachWorkerSendsTwiceTheArrayTimesNMinusOneOverN() throws Exception {
     int n = 48 * RingAllreduce.MIN_CHUNK;
     for (int size : new int[] {2, 3, 4}) {
       AtomicLong[] sent = new AtomicLong[size];
-      Wire.Shaper[] shapers = new Wire.Shaper[size];
-      for (int r = 0; r < size; r++) {
-        AtomicLong count = sent[r] = new AtomicLong();
-        shapers[r] = Shapers.outbound(raw -> new FilterOutputStream(raw) {
-          @Override
-          public void write(byte[] b, int off, int len) throws IOException {
-            count.addAndGet(len);
-            out.write(b, off, len);
-          }
-
-          @Override
-          public void write(int b) throws IOException {
-            count.incrementAndGet();
-            out.write(b);
-          }
-        });
-      }
+      Wire.Shaper[] shapers = counting(sent);
       ring(size, shapers, (rank, ex) -> {
         sent[rank].set(0);
         ex.allreduce(gradient(rank, 0, n), new double[] {1, 1});
@@ -429,23 +435,7 @@ class RingAllreduceTest {
   void aFactoredStepSendsTheFactorsInsteadOfTheDenseGradient() throws Exception {
     for (int size : new int[] {2, 3}) {
       AtomicLong[] sent = new AtomicLong[size];
-      Wire.Shaper[] shapers = new Wire.Shaper[size];
-      for (int r = 0; r < size; r++) {
-        AtomicLong count = sent[r] = new AtomicLong();
-        shapers[r] = Shapers.outbound(raw -> new FilterOutputStream(raw) {
-          @Override
-          public void write(byte[] b, int off, int len) throws IOException {
-            count.addAndGet(len);
-            out.write(b, off, len);
-          }
-
-          @Override
-          public void write(int b) throws IOException {
-            count.incrementAndGet();
-            out.write(b);
-          }
-        });
-      }
+      Wire.Shaper[] shapers = counting(sent);
       int[][] bounds = new int[1][];
       ring(size, shapers, (rank, ex) -> {
         try (CpuBackend cpu = CpuBackend.create(1); ModelRunner r = cpu.open(ModelSpec.parse(SPEC))) {
