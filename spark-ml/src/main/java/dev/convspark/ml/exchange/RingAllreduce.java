@@ -22,13 +22,13 @@ import java.util.function.BooleanSupplier;
  * <p>The array is cut into chunks ({@link #chunk}: about eight a worker, of 64 KB to 1 MB; the
  * largest dense layer's weights begin and end chunks of their own, see {@code RingFlow.bounds}),
  * taken from the last to the first (the order in which the backward pass finishes them, see
- * {@link #beginStep}). Chunk q belongs to worker q mod N, its owner. Its reduce-scatter starts at the owner's successor, which sends its
- * copy; each worker on the way adds its own copy to the partial sum it received and passes it
- * on, and the owner's addition completes the sum (divided by the total sample count for a mean).
- * The all-gather then carries the sum from the owner round the ring to its predecessor. So chunk
- * q is always added in the same order, {@code ((g[o+1] + g[o+2]) + ...) + g[o]}: the sums depend on
- * the number of workers and the model alone, never on timing, and every worker ends with the same
- * bits.
+ * {@link #beginStep}). Chunk q belongs to worker q mod N, its owner. Its reduce-scatter starts at
+ * the owner's successor, which sends its copy; each worker on the way adds its own copy to the
+ * partial sum it received and passes it on, and the owner's addition completes the sum (divided by
+ * the total sample count for a mean). The all-gather then carries the sum from the owner round the
+ * ring to its predecessor. So chunk q is always added in the same order,
+ * {@code ((g[o+1] + g[o+2]) + ...) + g[o]}: the sums depend on the number of workers and the model
+ * alone, never on timing, and every worker ends with the same bits.
  *
  * <p>Each connection carries its messages in one schedule that both ends know, so no message
  * needs a header: the array's length and the workers' sample counts, in a factored flow the
@@ -197,7 +197,8 @@ public final class RingAllreduce extends SocketExchange {
   }
 
   @Override
-  Flow startSharded(float[] grads, double count, float[] params, Optimizer optimizer, ModelRunner.DenseWeights dense) {
+  Flow startSharded(float[] grads, double count, float[] params, Optimizer optimizer,
+                    ModelRunner.DenseWeights dense) {
     Flow f = new Flow(grads, count, true, false);
     f.params = params;
     f.optimizer = optimizer;
@@ -330,7 +331,8 @@ public final class RingAllreduce extends SocketExchange {
           // The receiver put the chunk's parameters into the lane as it updated them.
           links.ring();
         } else {
-          links.send(lane, n + r.bounds[q + 1], f.params != null ? f.params : data, r.bounds[q + 1], r.bounds[q]);
+          float[] from = f.params != null ? f.params : data;
+          links.send(lane, n + r.bounds[q + 1], from, r.bounds[q + 1], r.bounds[q]);
         }
       }
     }
@@ -357,7 +359,8 @@ public final class RingAllreduce extends SocketExchange {
   }
 
   /** Sends or receives worker {@code origin}'s factors: its inputs, then its output gradients. */
-  private void sendOrReceiveFactors(RingFlow r, MappedLane lane, int origin, long n, boolean send) throws IOException {
+  private void sendOrReceiveFactors(RingFlow r, MappedLane lane, int origin, long n, boolean send)
+      throws IOException {
     int in = r.dense.inputs();
     int units = r.dense.units();
     int first = r.first[origin];

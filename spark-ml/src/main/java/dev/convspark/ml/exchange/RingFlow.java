@@ -76,7 +76,7 @@ final class RingFlow {
     return 2 * n + (factored ? (long) first[size] * (dense.inputs() + dense.units()) : 0);
   }
 
-  /** Where the factored weights start in the array; an empty range with {@link #factoredTo} when not factored. */
+  /** Where the factored weights start in the array ({@code [0, 0)} with {@link #factoredTo} when not factored). */
   int factoredFrom() {
     return factored ? dense.weightOffset() : 0;
   }
@@ -112,11 +112,11 @@ final class RingFlow {
   /**
    * Where the chunks of an {@code n}-float array summed by {@code size} workers lie: chunk q is
    * floats {@code [b[q + 1], b[q])}, counted from the end of the array ({@code b[0] = n}, the last
-   * entry 0). Chunks of {@link RingAllreduce#chunk} floats, except that the weights of {@code dense} (when not
-   * null) begin and end chunks of their own: before them lie the first layers' gradients, which
-   * the backward pass finishes last, and the smaller the chunk that holds only them, the less of
-   * the exchange is left once the backward pass ends. A function of the array's length, the run's
-   * size and the model alone, as the order of the additions must be.
+   * entry 0). Chunks of {@link RingAllreduce#chunk} floats, except that the weights of
+   * {@code dense} (when not null) begin and end chunks of their own: before them lie the first
+   * layers' gradients, which the backward pass finishes last, and the smaller the chunk that holds
+   * only them, the less of the exchange is left once the backward pass ends. A function of the
+   * array's length, the run's size and the model alone, as the order of the additions must be.
    */
   static int[] bounds(int n, int size, ModelRunner.DenseWeights dense) {
     int per = RingAllreduce.chunk(n, size);
@@ -146,8 +146,8 @@ final class RingFlow {
    * message as q, its all-gather message as {@code c + q}. Round t holds the reduce-scatter of
    * chunk t, then the all-gather of chunk t - {@code lag}; but the last chunk's reduce-scatter
    * comes just before its all-gather. That chunk holds the first layers' gradients, which the
-   * backward pass finishes last: in its round, it would hold up the all-gathers of the chunks before it, whose
-   * sums are ready while the backward pass still computes.
+   * backward pass finishes last: in its own round it would hold up the all-gathers of the chunks
+   * before it, whose sums are ready while the backward pass still computes.
    */
   static int[] schedule(int c, int lag) {
     int[] order = new int[2 * c];

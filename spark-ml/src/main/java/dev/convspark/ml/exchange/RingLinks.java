@@ -108,7 +108,7 @@ final class RingLinks implements AutoCloseable {
     return lane;
   }
 
-  /** The receiver, at the start of a flow of {@code places} floats: what {@link #sendLane} chose at the other end. */
+  /** The receiver, at the start of a flow of {@code places} floats: what {@link #sendLane} chose there. */
   MappedLane receiveLane(long places) throws IOException {
     MappedLane lane = fromPrevLane != null && in.readBoolean() ? fromPrevLane : null;
     if (lane != null) {
@@ -138,7 +138,7 @@ final class RingLinks implements AutoCloseable {
     out.flush();
   }
 
-  /** Tells the receiver that a message written into the lane already is there (flushed as {@link #send}'s doorbells). */
+  /** Tells the receiver that a message already written into the lane is there (flushed as {@link #send}'s are). */
   void ring() throws IOException {
     out.write(DOORBELL);
   }
