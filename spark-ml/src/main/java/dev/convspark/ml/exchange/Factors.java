@@ -4,23 +4,35 @@ import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.kernels.FastKernels;
 import dev.convspark.tensor.kernels.Kernels;
 import dev.convspark.tensor.kernels.ThreadPool;
+import java.io.IOException;
 
 /**
- * A ring worker's factors of a factored flow (see {@link RingAllreduce}): every worker's inputs and
- * output gradients of the factored dense layer, in rank order, and the multiply that makes a range
- * of their summed weight gradient. The buffers are kept between steps.
+ * A ring worker's part in the factored flows of a {@link RingAllreduce}: its factors of the
+ * factored dense layer and every other worker's (their inputs and output gradients, in rank
+ * order), their all-gather round the ring before the chunks, and, at a chunk's owner, the
+ * multiply that makes its rows of the summed weight gradient and their update. The buffers are
+ * kept between steps.
  */
 final class Factors implements AutoCloseable {
 
+  private final int rank;
+  private final int size;
+  private final RingLinks links;
   /** The layer's inputs of every worker's samples, {@code samples x inputs}. */
-  float[] xs = new float[0];
+  private float[] xs = new float[0];
   /** The layer's output gradients of every worker's samples, {@code samples x units}. */
-  float[] dys = new float[0];
+  private float[] dys = new float[0];
   /** One row of the gradient, for rows a range holds only part of. */
   private float[] row = new float[0];
   /** The kernels (one thread: the receiver's) that multiply; made at the first multiply. */
   private ThreadPool threads;
   private Kernels kernels;
+
+  Factors(int rank, int size, RingLinks links) {
+    this.rank = rank;
+    this.size = size;
+    this.links = links;
+  }
 
   /** Makes room for the factors of {@code samples} samples of {@code dense}. */
   void reserve(int samples, ModelRunner.DenseWeights dense) {
@@ -30,10 +42,111 @@ final class Factors implements AutoCloseable {
     dys = dys.length >= ndy ? dys : new float[ndy];
   }
 
-  /** Copies a worker's {@code n} samples' factors into their place, from sample {@code first}. */
-  void put(int first, ModelRunner.DenseWeights dense, float[] x, float[] dy, int n) {
-    System.arraycopy(x, 0, xs, first * dense.inputs(), n * dense.inputs());
-    System.arraycopy(dy, 0, dys, first * dense.units(), n * dense.units());
+  /**
+   * The backward pass's thread, at a dense layer: in a factored flow, the factored layer's input
+   * and output gradient go into this worker's place among every worker's factors, for the sender.
+   * False for any other layer, or when {@code r} is not factored.
+   */
+  boolean take(RingFlow r, int weightOffset, float[] x, float[] dy, int n) throws IOException, InterruptedException {
+    SocketExchange.Flow f = r.flow;
+    f.await(() -> r.decided);
+    if (!r.factored || weightOffset != r.dense.weightOffset()) {
+      return false;
+    }
+    if (n != (int) r.counts[rank]) {
+      throw new IllegalStateException("worker " + rank + " announced " + r.counts[rank] + " samples but its"
+          + " backward pass has " + n);
+    }
+    System.arraycopy(x, 0, xs, r.first[rank] * r.dense.inputs(), n * r.dense.inputs());
+    System.arraycopy(dy, 0, dys, r.first[rank] * r.dense.units(), n * r.dense.units());
+    synchronized (f) {
+      r.ownFactors = true;
+    }
+    f.changed();
+    return true;
+  }
+
+  /**
+   * The sender, before the chunks: this worker's own factors once the backward pass has handed
+   * them over, then, hop by hop, those its receiver got from the predecessor, so that every worker
+   * ends with every worker's. In the lane, each worker's factors have places of their own after the
+   * chunks' (see {@link RingFlow#places}).
+   */
+  void send(RingFlow r, MappedLane lane) throws IOException, InterruptedException {
+    for (int k = 1; k < size; k++) {
+      int hop = k;
+      links.awaitFlushing(r.flow, () -> hop == 1 ? r.ownFactors : r.factorHops >= hop - 1);
+      transfer(r, lane, (rank - k + 1 + size) % size, true);
+    }
+    links.out.flush();
+  }
+
+  /** The receiver, before the chunks: the factors of every other worker, hop by hop. */
+  void receive(RingFlow r, MappedLane lane) throws IOException {
+    for (int k = 1; k < size; k++) {
+      transfer(r, lane, (rank - k + size) % size, false);
+      synchronized (r.flow) {
+        r.factorHops = k;
+      }
+      r.flow.changed();
+    }
+  }
+
+  /** Sends or receives worker {@code origin}'s factors: its inputs, then its output gradients. */
+  private void transfer(RingFlow r, MappedLane lane, int origin, boolean send) throws IOException {
+    long n = r.flow.data.length;
+    int in = r.dense.inputs();
+    int units = r.dense.units();
+    int first = r.first[origin];
+    int count = r.first[origin + 1] - first;
+    int xAt = (int) (2 * n + (long) first * in);
+    int dyAt = (int) (2 * n + (long) r.first[size] * in + (long) first * units);
+    if (send) {
+      links.send(lane, xAt, xs, first * in, (first + count) * in);
+      links.send(lane, dyAt, dys, first * units, (first + count) * units);
+    } else {
+      links.receive(lane, xAt, xs, first * in, count * in);
+      links.receive(lane, dyAt, dys, first * units, count * units);
+    }
+  }
+
+  /**
+   * The receiver of a factored flow, once every worker's factors are in: this worker's part of
+   * the factored gradient (which needs nothing else), then, once the backward pass is done with
+   * the layer's weights, its mean ({@code inv}: one over the total sample count) and update. The
+   * chunks that hold nothing else are then reduced, and gathered as soon as the schedule reaches
+   * them, never waiting behind another message.
+   */
+  void update(RingFlow r, float inv) throws IOException, InterruptedException {
+    SocketExchange.Flow f = r.flow;
+    float[] data = f.data;
+    int c = r.bounds.length - 1;
+    f.await(() -> r.ownFactors);
+    for (int q = rank; q < c; q += size) {
+      int fa = Math.max(r.bounds[q + 1], r.factoredFrom());
+      int fb = Math.min(r.bounds[q], r.factoredTo());
+      if (fa < fb) {
+        multiply(r.dense, r.first[size], data, fa, fb);
+      }
+    }
+    f.awaitReady(r.factoredFrom());
+    for (int q = rank; q < c; q += size) {
+      int fa = Math.max(r.bounds[q + 1], r.factoredFrom());
+      int fb = Math.min(r.bounds[q], r.factoredTo());
+      for (int at = fa; at < fb; at += RingAllreduce.PIECE) {
+        int p = Math.min(RingAllreduce.PIECE, fb - at);
+        for (int j = at; j < at + p; j++) {
+          data[j] *= inv;
+        }
+        r.update(at, p);
+      }
+      if (fa < fb && r.summed(r.bounds[q + 1], r.bounds[q]).length == 0) {
+        synchronized (f) {
+          r.reduced[q] = true;
+        }
+        f.changed();
+      }
+    }
   }
 
   /**
@@ -42,7 +155,7 @@ final class Factors implements AutoCloseable {
    * in the range in one multiply, in place; a row it holds part of through {@link #row}. Every
    * element sums the samples in one order, the same at every step.
    */
-  void multiply(ModelRunner.DenseWeights dense, int samples, float[] data, int a, int b) {
+  private void multiply(ModelRunner.DenseWeights dense, int samples, float[] data, int a, int b) {
     if (kernels == null) {
       threads = new ThreadPool(1);
       kernels = new FastKernels(threads);

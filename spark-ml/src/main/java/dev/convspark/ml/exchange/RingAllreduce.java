@@ -84,8 +84,8 @@ public final class RingAllreduce extends SocketExchange {
   private final float[] partial = new float[PIECE];
   private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(RingAllreduce.class);
 
-  /** The factors of factored flows, kept between steps. */
-  private final Factors factors = new Factors();
+  /** The factored layer's part of factored flows; null for a worker alone. */
+  private final Factors factors;
   /** Whether a flow was factored already (said once in the log). */
   private boolean factoredBefore;
 
@@ -96,6 +96,7 @@ public final class RingAllreduce extends SocketExchange {
     this.in = links == null ? null : links.in;
     this.next = (rank + 1) % size;
     this.prev = (rank + size - 1) % size;
+    this.factors = links == null ? null : new Factors(rank, size, links);
   }
 
   /**
@@ -249,33 +250,10 @@ public final class RingAllreduce extends SocketExchange {
   private Flow launch(RingFlow r) {
     Flow f = r.flow;
     if (r.dense != null) {
-      f.factors = (w, inputs, units, x, dy, n) -> takeFactors(r, w, x, dy, n);
+      f.factors = (w, inputs, units, x, dy, n) -> factors.take(r, w, x, dy, n);
     }
     f.tasks = new Future<?>[] {submit(f.failing(() -> send(r))), submit(f.failing(() -> receive(r)))};
     return f;
-  }
-
-  /**
-   * The backward pass's thread, at a dense layer: in a factored flow, the factored layer's input and
-   * output gradient go into this worker's place among every worker's factors, for the sender.
-   */
-  private boolean takeFactors(RingFlow r, int weightOffset, float[] x, float[] dy, int n)
-      throws IOException, InterruptedException {
-    Flow f = r.flow;
-    f.await(() -> r.decided);
-    if (!r.factored || weightOffset != r.dense.weightOffset()) {
-      return false;
-    }
-    if (n != (int) r.counts[rank]) {
-      throw new IllegalStateException("worker " + rank + " announced " + r.counts[rank] + " samples but its"
-          + " backward pass has " + n);
-    }
-    factors.put(r.first[rank], r.dense, x, dy, n);
-    synchronized (f) {
-      r.ownFactors = true;
-    }
-    f.changed();
-    return true;
   }
 
   /**
@@ -304,7 +282,7 @@ public final class RingAllreduce extends SocketExchange {
     }
     f.changed();
     if (r.factored) {
-      sendFactors(r, lane);
+      factors.send(r, lane);
     }
     for (int m : RingFlow.schedule(c, lag())) {
       int[] parts = m < c ? r.summed(r.bounds[m + 1], r.bounds[m]) : null;
@@ -312,9 +290,9 @@ public final class RingAllreduce extends SocketExchange {
         int q = m;
         int from = r.bounds[q + 1];
         if (rank == (owner(q) + 1) % size) {
-          awaitFlushing(f, () -> f.isReady(from));
+          links.awaitFlushing(f, () -> f.isReady(from));
         } else {
-          awaitFlushing(f, () -> r.reduced[q]);
+          links.awaitFlushing(f, () -> r.reduced[q]);
         }
         for (int i = 0; i < parts.length; i += 2) {
           links.send(lane, parts[i], data, parts[i], parts[i + 1]);
@@ -323,9 +301,9 @@ public final class RingAllreduce extends SocketExchange {
       int q = m - c;
       if (q >= 0 && next != owner(q)) {
         if (rank == owner(q)) {
-          awaitFlushing(f, () -> r.reduced[q]);
+          links.awaitFlushing(f, () -> r.reduced[q]);
         } else {
-          awaitFlushing(f, () -> r.gathered[q]);
+          links.awaitFlushing(f, () -> r.gathered[q]);
         }
         if (lane != null && f.params != null && rank == owner(q)) {
           // The receiver put the chunk's parameters into the lane as it updated them.
@@ -340,55 +318,8 @@ public final class RingAllreduce extends SocketExchange {
     return null;
   }
 
-  /**
-   * The factors' all-gather, before the chunks: this worker's own factors once the backward pass
-   * has handed them over, then, hop by hop, those its receiver got from the predecessor, so that
-   * every worker ends with every worker's. In the lane, each worker's factors have places of
-   * their own after the chunks' (see {@code RingFlow.places}).
-   */
-  private void sendFactors(RingFlow r, MappedLane lane) throws IOException, InterruptedException {
-    Flow f = r.flow;
-    long n = f.data.length;
-    for (int k = 1; k < size; k++) {
-      int hop = k;
-      awaitFlushing(f, () -> hop == 1 ? r.ownFactors : r.factorHops >= hop - 1);
-      int origin = (rank - k + 1 + size) % size;
-      sendOrReceiveFactors(r, lane, origin, n, true);
-    }
-    out.flush();
-  }
-
-  /** Sends or receives worker {@code origin}'s factors: its inputs, then its output gradients. */
-  private void sendOrReceiveFactors(RingFlow r, MappedLane lane, int origin, long n, boolean send)
-      throws IOException {
-    int in = r.dense.inputs();
-    int units = r.dense.units();
-    int first = r.first[origin];
-    int count = r.first[origin + 1] - first;
-    int xAt = (int) (2 * n + (long) first * in);
-    int dyAt = (int) (2 * n + (long) r.first[size] * in + (long) first * units);
-    if (send) {
-      links.send(lane, xAt, factors.xs, first * in, (first + count) * in);
-      links.send(lane, dyAt, factors.dys, first * units, (first + count) * units);
-    } else {
-      links.receive(lane, xAt, factors.xs, first * in, count * in);
-      links.receive(lane, dyAt, factors.dys, first * units, count * units);
-    }
-  }
-
-  /**
-   * Waits until {@code done} says yes; first flushes what is written, when it has to wait (the
-   * doorbells of a lane are flushed only then: the successor may be waiting on them).
-   */
-  private void awaitFlushing(Flow f, BooleanSupplier done) throws IOException, InterruptedException {
-    if (!f.holds(done)) {
-      out.flush();
-      f.await(done);
-    }
-  }
-
   /** Floats a received partial sum is added in at a time (64 KB): it and its chunk's piece stay in the cache. */
-  private static final int PIECE = 1 << 14;
+  static final int PIECE = 1 << 14;
 
   /**
    * The receiver: the predecessor's messages in its sender's order. A partial sum is added to
@@ -432,15 +363,9 @@ public final class RingAllreduce extends SocketExchange {
       }
       factoredBefore |= r.factored;
       MappedLane lane = links.receiveLane(r.places());
-      for (int k = 1; r.factored && k < size; k++) {
-        sendOrReceiveFactors(r, lane, (rank - k + size) % size, n, false);
-        synchronized (f) {
-          r.factorHops = k;
-        }
-        f.changed();
-      }
       if (r.factored) {
-        updateFactored(r, inv);
+        factors.receive(r, lane);
+        factors.update(r, inv);
       }
       for (int m : RingFlow.schedule(c, lag())) {
         if (m < c && prev != owner(m)) {
@@ -471,7 +396,7 @@ public final class RingAllreduce extends SocketExchange {
               }
               if (completes && f.params != null) {
                 // This worker's share of the update; the backward pass is done with these parameters.
-                update(r, at, p);
+                r.update(at, p);
               }
             }
           }
@@ -495,60 +420,6 @@ public final class RingAllreduce extends SocketExchange {
       throw e.getMessage() != null && e.getMessage().startsWith("gradient exchange") ? e : Wire.silent(prev, e);
     }
     return null;
-  }
-
-  /**
-   * The owner's update of parameters {@code [at, at + p)} from their mean gradient; with a lane to
-   * the successor, the updated parameters go straight into their place in it while they are in
-   * the cache (the sender then only rings for the chunk).
-   */
-  private void update(RingFlow r, int at, int p) throws IOException, InterruptedException {
-    Flow f = r.flow;
-    f.optimizer.update(f.params, f.data, at, at + p);
-    if (!r.laneKnown) {
-      f.await(() -> r.laneKnown);
-    }
-    if (r.sendLane != null) {
-      r.sendLane.put(f.data.length + at, f.params, at, p);
-    }
-  }
-
-  /**
-   * A factored flow's owner, before the chunks' messages: its part of the factored gradient from
-   * every worker's factors (which need nothing else), then, once the backward pass is done with the
-   * layer's weights, their mean and update; its chunks that hold nothing else are then reduced
-   * and gathered as soon as the schedule reaches them, never waiting behind another message.
-   */
-  private void updateFactored(RingFlow r, float inv) throws IOException, InterruptedException {
-    Flow f = r.flow;
-    float[] data = f.data;
-    int c = r.bounds.length - 1;
-    f.await(() -> r.ownFactors);
-    for (int q = rank; q < c; q += size) {
-      int fa = Math.max(r.bounds[q + 1], r.factoredFrom());
-      int fb = Math.min(r.bounds[q], r.factoredTo());
-      if (fa < fb) {
-        factors.multiply(r.dense, r.first[size], data, fa, fb);
-      }
-    }
-    f.awaitReady(r.factoredFrom());
-    for (int q = rank; q < c; q += size) {
-      int fa = Math.max(r.bounds[q + 1], r.factoredFrom());
-      int fb = Math.min(r.bounds[q], r.factoredTo());
-      for (int at = fa; at < fb; at += PIECE) {
-        int p = Math.min(PIECE, fb - at);
-        for (int j = at; j < at + p; j++) {
-          data[j] *= inv;
-        }
-        update(r, at, p);
-      }
-      if (fa < fb && r.summed(r.bounds[q + 1], r.bounds[q]).length == 0) {
-        synchronized (f) {
-          r.reduced[q] = true;
-        }
-        f.changed();
-      }
-    }
   }
 
   /**
@@ -589,7 +460,9 @@ public final class RingAllreduce extends SocketExchange {
   @Override
   public void close() throws IOException {
     stopHelpers();
-    factors.close();
+    if (factors != null) {
+      factors.close();
+    }
     if (links != null) {
       links.close();
     }

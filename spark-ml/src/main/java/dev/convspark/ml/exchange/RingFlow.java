@@ -86,6 +86,21 @@ final class RingFlow {
   }
 
   /**
+   * The owner's update of parameters {@code [at, at + p)} from their mean gradient; with a lane to
+   * the successor, the updated parameters go straight into their place in it while they are in
+   * the cache (the sender then only rings for the chunk).
+   */
+  void update(int at, int p) throws java.io.IOException, InterruptedException {
+    flow.optimizer.update(flow.params, flow.data, at, at + p);
+    if (!laneKnown) {
+      flow.await(() -> laneKnown);
+    }
+    if (sendLane != null) {
+      sendLane.put(flow.data.length + at, flow.params, at, p);
+    }
+  }
+
+  /**
    * The parts of {@code [from, to)} whose gradient travels in the reduce-scatter: all of it, or,
    * in a factored flow, what lies outside the factored weights (at most two ranges), as
    * {@code {start, end, start, end}}.

@@ -169,6 +169,19 @@ final class RingLinks implements AutoCloseable {
     }
   }
 
+  /**
+   * Waits until {@code done} says yes, read under {@code f}'s lock; first flushes what is written,
+   * when it has to wait (the doorbells of a lane are flushed only then: the successor may be
+   * waiting on them).
+   */
+  void awaitFlushing(SocketExchange.Flow f, java.util.function.BooleanSupplier done)
+      throws IOException, InterruptedException {
+    if (!f.holds(done)) {
+      out.flush();
+      f.await(done);
+    }
+  }
+
   /** Waits for the doorbell of the lane's next message. */
   void awaitDoorbell() throws IOException {
     int bell = in.readUnsignedByte();
