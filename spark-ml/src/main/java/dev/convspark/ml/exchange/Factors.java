@@ -140,7 +140,7 @@ final class Factors implements AutoCloseable {
         }
         r.update(at, p);
       }
-      if (fa < fb && r.summed(r.bounds[q + 1], r.bounds[q]).length == 0) {
+      if (fa < fb && r.summed[q].length == 0) {
         synchronized (f) {
           r.reduced[q] = true;
         }

@@ -285,7 +285,7 @@ public final class RingAllreduce extends SocketExchange {
       factors.send(r, lane);
     }
     for (int m : RingFlow.schedule(c, lag())) {
-      int[] parts = m < c ? r.summed(r.bounds[m + 1], r.bounds[m]) : null;
+      int[] parts = m < c ? r.summed[m] : null;
       if (m < c && rank != owner(m) && parts.length > 0) {
         int q = m;
         int from = r.bounds[q + 1];
@@ -371,9 +371,8 @@ public final class RingAllreduce extends SocketExchange {
         if (m < c && prev != owner(m)) {
           int q = m;
           int from = r.bounds[q + 1];
-          int to = r.bounds[q];
           boolean completes = rank == owner(q);
-          int[] parts = r.summed(from, to);
+          int[] parts = r.summed[q];
           for (int i = 0; i < parts.length; i += 2) {
             if (lane != null) {
               links.awaitDoorbell();

@@ -31,6 +31,8 @@ final class RingFlow {
   /** The lane the sender chose for this flow (null: the stream), once {@link #laneKnown}. */
   MappedLane sendLane;
   boolean laneKnown;
+  /** Chunk q's parts that travel in the reduce-scatter (see {@link #outsideFactored}), once {@link #decided}. */
+  int[][] summed;
   /** This worker's factors are in place. */
   boolean ownFactors;
   /** The hops of the factors' all-gather received so far. */
@@ -66,6 +68,10 @@ final class RingFlow {
         && samples * (dense.inputs() + dense.units()) < (long) dense.inputs() * dense.units();
     if (factored) {
       factors.reserve(first[size], dense);
+    }
+    summed = new int[bounds.length - 1][];
+    for (int q = 0; q < summed.length; q++) {
+      summed[q] = outsideFactored(bounds[q + 1], bounds[q]);
     }
     decided = true;
   }
@@ -105,7 +111,7 @@ final class RingFlow {
    * in a factored flow, what lies outside the factored weights (at most two ranges), as
    * {@code {start, end, start, end}}.
    */
-  int[] summed(int from, int to) {
+  private int[] outsideFactored(int from, int to) {
     int a = factoredFrom();
     int b = factoredTo();
     if (b <= from || a >= to) {
