@@ -278,7 +278,7 @@ class GradientCheckTest {
         int[] shape = new int[4];
         d.dense().backward(fast, d.params(), grads, d.x(), null, d.dy(), dx, d.n(), new dev.convspark.tensor.layers.FactoredGradients() {
           @Override
-          public boolean takeFactors(int weightOffset, int inputs, int units, float[] fx, float[] fdy, int fn) {
+          public boolean takeFactors(dev.convspark.tensor.kernels.Kernels k, int weightOffset, int inputs, int units, float[] fx, float[] fdy, int fn) {
             shape[0] = weightOffset;
             shape[1] = inputs;
             shape[2] = units;

@@ -1,19 +1,17 @@
 package dev.convspark.ml.exchange;
 
 import dev.convspark.tensor.backend.ModelRunner;
-import dev.convspark.tensor.kernels.FastKernels;
 import dev.convspark.tensor.kernels.Kernels;
-import dev.convspark.tensor.kernels.ThreadPool;
 import java.io.IOException;
 
 /**
  * A ring worker's part in the factored flows of a {@link RingAllreduce}: its factors of the
  * factored dense layer and every other worker's (their inputs and output gradients, in rank
  * order), their all-gather round the ring before the chunks, and, at a chunk's owner, the
- * multiply that makes its rows of the summed weight gradient and their update. The buffers are
- * kept between steps.
+ * multiply that makes its rows of the summed weight gradient and their update, on the backward
+ * pass's thread with its kernels. The buffers are kept between steps.
  */
-final class Factors implements AutoCloseable {
+final class Factors {
 
   private final int rank;
   private final int size;
@@ -24,8 +22,7 @@ final class Factors implements AutoCloseable {
   private float[] dys = new float[0];
   /** One row of the gradient, for rows a range holds only part of. */
   private float[] row = new float[0];
-  /** The kernels (one thread: the receiver's) that multiply; made at the first multiply. */
-  private ThreadPool threads;
+  /** The backward pass's kernels, handed over with this step's factors. */
   private Kernels kernels;
 
   Factors(int rank, int size, RingLinks links) {
@@ -47,7 +44,8 @@ final class Factors implements AutoCloseable {
    * and output gradient go into this worker's place among every worker's factors, for the sender.
    * False for any other layer, or when {@code r} is not factored.
    */
-  boolean take(RingFlow r, int weightOffset, float[] x, float[] dy, int n) throws IOException, InterruptedException {
+  boolean take(RingFlow r, Kernels k, int weightOffset, float[] x, float[] dy, int n)
+      throws IOException, InterruptedException {
     SocketExchange.Flow f = r.flow;
     f.await(() -> r.decided);
     if (!r.factored || weightOffset != r.dense.weightOffset()) {
@@ -57,6 +55,7 @@ final class Factors implements AutoCloseable {
       throw new IllegalStateException("worker " + rank + " announced " + r.counts[rank] + " samples but its"
           + " backward pass has " + n);
     }
+    kernels = k;
     System.arraycopy(x, 0, xs, r.first[rank] * r.dense.inputs(), n * r.dense.inputs());
     System.arraycopy(dy, 0, dys, r.first[rank] * r.dense.units(), n * r.dense.units());
     synchronized (f) {
@@ -111,17 +110,24 @@ final class Factors implements AutoCloseable {
   }
 
   /**
-   * The receiver of a factored flow, once every worker's factors are in: this worker's part of
-   * the factored gradient (which needs nothing else), then, once the backward pass is done with
-   * the layer's weights, its mean ({@code inv}: one over the total sample count) and update. The
-   * chunks that hold nothing else are then reduced, and gathered as soon as the schedule reaches
-   * them, never waiting behind another message.
+   * The backward pass's thread, once it is done with the factored layer (so with its weights) and
+   * every worker's factors are in: this worker's part of the factored gradient, its mean
+   * ({@code inv}: one over the total sample count) and update. The chunks that hold nothing else
+   * are then reduced, and gathered as soon as the schedule reaches them, never waiting behind
+   * another message.
+   *
+   * <p>Here rather than on the receiver: a worker with as many threads as cores (one-core
+   * executors) would otherwise have one more busy thread than cores while the backward pass goes
+   * on, and the operating system shares the cores among threads, not among workers: two such
+   * executors on one host took turns falling behind, and each step waited for the slower (two
+   * executors of one core on 2 cores: 4.4 ms a step between their ends of the backward pass, 1.7
+   * ms with the multiply here). The backward pass's kernels also use every thread the worker has.
    */
   void update(RingFlow r, float inv) throws IOException, InterruptedException {
     SocketExchange.Flow f = r.flow;
     float[] data = f.data;
     int c = r.bounds.length - 1;
-    f.await(() -> r.ownFactors);
+    f.await(() -> r.ownFactors && r.factorHops >= size - 1);
     for (int q = rank; q < c; q += size) {
       int fa = Math.max(r.bounds[q + 1], r.factoredFrom());
       int fb = Math.min(r.bounds[q], r.factoredTo());
@@ -147,6 +153,10 @@ final class Factors implements AutoCloseable {
         f.changed();
       }
     }
+    synchronized (f) {
+      r.factorsDone = true;
+    }
+    f.changed();
   }
 
   /**
@@ -156,10 +166,6 @@ final class Factors implements AutoCloseable {
    * element sums the samples in one order, the same at every step.
    */
   private void multiply(ModelRunner.DenseWeights dense, int samples, float[] data, int a, int b) {
-    if (kernels == null) {
-      threads = new ThreadPool(1);
-      kernels = new FastKernels(threads);
-    }
     int w = dense.weightOffset();
     int in = dense.inputs();
     int units = dense.units();
@@ -181,13 +187,6 @@ final class Factors implements AutoCloseable {
       int lo = Math.max(a, w + i * units);
       int hi = Math.min(b, w + (i + 1) * units);
       System.arraycopy(row, lo - (w + i * units), data, lo, hi - lo);
-    }
-  }
-
-  @Override
-  public void close() {
-    if (threads != null) {
-      threads.close();
     }
   }
 }

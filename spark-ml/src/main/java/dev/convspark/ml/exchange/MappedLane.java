@@ -26,10 +26,11 @@ import java.util.HexFormat;
  * host, where the path names nothing or another file, answers no and the connection keeps its
  * stream), and the sender deletes the file once the receiver has answered: the mappings stay, so
  * nothing is left behind when a worker dies. Every message of a step has a place of its own in the
- * file (a chunk's partial sum and its gathered sum, each worker's factors), so no place is written
- * twice within a step, and a worker only begins a step once every worker's receiver has finished
- * the last one (each sends its statistics after its receiver is done), so a place is never written
- * while it is being read.
+ * file (a chunk's partial sum and its gathered sum, each worker's factors, each hop of the tail),
+ * so no place is written twice within a step, and a worker only begins a step once every worker's
+ * receiver has finished the last one (each sends its statistics after its receiver is done), and
+ * it writes no lane before its receiver has every worker's count of the new step, so a place is
+ * never written while it is being read.
  */
 final class MappedLane implements AutoCloseable {
 

@@ -35,9 +35,10 @@ import java.util.function.BooleanSupplier;
  * factors (below), then in round t the reduce-scatter message of chunk t, then the all-gather
  * message of chunk t - {@code lag}, where the lag (2 N rounds) lets the chunks in flight fill the
  * ring before the first sum comes back (the last chunk's reduce-scatter waits for its all-gather:
- * see {@code RingFlow.schedule}). Each worker runs a sender and a receiver thread; the
- * receiver never waits for its own worker's sender, only for the backward pass to finish the chunk
- * it adds to (or to hand over the factors), so the ring cannot deadlock.
+ * see {@code RingFlow.schedule}); a sharded flow's tail (below) follows on the step's thread. Each
+ * worker runs a sender and a receiver thread; the receiver never waits for its own worker's
+ * sender, only for the backward pass to finish the chunk it adds to (or to hand over the factors,
+ * or to update their rows), so the ring cannot deadlock.
  *
  * <p>The optimizer's update is sharded as in ZeRO stage 1 when every worker keeps its parameters
  * in the heap ({@link #shardUpdates}): a chunk's owner applies the optimizer to the chunk's
@@ -48,19 +49,26 @@ import java.util.function.BooleanSupplier;
  * only ({@code Adam.keepOnly}: 1/N of their memory); {@link #syncOptimizer} gathers them whole
  * before a checkpoint, which so holds the whole state and resumes on any number of workers.
  *
+ * <p>In a sharded flow the last chunk, the tail (the first layers' gradients, final only when the
+ * backward pass ends; deep-mnist's convolutions, 52,096 floats), does not go round the ring
+ * twice: the step's thread passes every worker's copy of it round once with the statistics (an
+ * all-gather, N - 1 hops instead of 2 (N - 1)), and every worker adds the N copies in rank order
+ * and applies the optimizer to them, all alike (see {@code RingFlow.tail}); every worker keeps
+ * the tail's moments.
+ *
  * <p>At small batches the largest dense layer's weight gradient does not travel at all (a
  * factored flow, see {@code RingFlow.decide}): its gradient is {@code x^T dy}, and its factors,
  * each sample's input row and output-gradient row, are far fewer floats than the product when the
  * global batch is small (deep-mnist's first dense layer at a batch of 50: 0.2 M floats against
  * 3.2 M). The layer hands its factors over ({@link FactoredGradients}) instead of computing the
- * product, the factors go round the ring first (an all-gather, in rank order), and the owner of
- * each chunk computes the chunk's part of the summed gradient from every worker's factors in one
- * multiply, as soon as it has them, and updates it as soon as the backward pass is done with the
- * layer; the reduce-scatter carries the rest of the chunk only. The product costs each worker
- * what its own gradient cost (1/N of the rows, N times the samples); the sums are exact but for
- * float rounding: one multiply over all samples, where the ring adds one product per worker.
- * Only in sharded flows (the all-gather then carries parameters, and no worker needs the
- * gradient rows it does not own).
+ * product, the factors go round the ring first (an all-gather, in rank order), and once the
+ * backward pass is done with the layer, its thread computes its worker's chunks' part of the
+ * summed gradient from every worker's factors in one multiply and updates it
+ * ({@link Factors#update}); the reduce-scatter carries the rest of the chunk only. The product
+ * costs each worker what its own gradient cost (1/N of the rows, N times the samples); the sums
+ * are exact but for float rounding: one multiply over all samples, where the ring adds one
+ * product per worker. Only in sharded flows (the all-gather then carries parameters, and no
+ * worker needs the gradient rows it does not own).
  *
  * <p>Each worker listens on its executor's address and connects to its successor as
  * {@link Wire} says; its two connections, and whether their floats take shared memory, are its
@@ -88,6 +96,11 @@ public final class RingAllreduce extends SocketExchange {
   private final Factors factors;
   /** Whether a flow was factored already (said once in the log). */
   private boolean factoredBefore;
+  /** The flow in progress (one at a time). */
+  private RingFlow current;
+  /** Every other worker's tail, in rank order without this worker's, and their sum; kept between steps. */
+  private float[] tails = new float[0];
+  private float[] tailSum = new float[0];
 
   private RingAllreduce(int rank, int size, RingLinks links) {
     super(rank, size);
@@ -186,6 +199,8 @@ public final class RingAllreduce extends SocketExchange {
 
   /** Since the last {@link #syncOptimizer}, a step was sharded: the moments are whole nowhere. */
   private boolean shardedSinceSync;
+  /** The last sharded flow's tail (see {@link RingFlow#tail}): every worker keeps its moments. */
+  private int tail;
 
   @Override
   public boolean shardUpdates(boolean canHere) throws IOException {
@@ -205,17 +220,23 @@ public final class RingAllreduce extends SocketExchange {
     f.optimizer = optimizer;
     shardedSinceSync = true;
     RingFlow r = new RingFlow(f, dense, rank, size);
+    tail = r.tail;
     if (optimizer instanceof Adam adam) {
-      // This worker updates its own chunks only, so it keeps only their moments: 1/N of them.
-      // Its chunks are q = rank, rank + N, ...; ascending in the array from the highest q.
-      int c = r.bounds.length - 1;
+      // This worker updates its own chunks only, so it keeps only their moments: 1/N of them, and
+      // the tail's, which every worker updates. Its chunks are q = rank, rank + N, ...; ascending
+      // in the array from the highest q; the tail lies before them all.
+      int c = r.ringChunks();
       int owned = c > rank ? (c - 1 - rank) / size + 1 : 0;
-      int[] starts = new int[owned];
-      int[] ends = new int[owned];
+      int t = r.tail > 0 ? 1 : 0;
+      int[] starts = new int[owned + t];
+      int[] ends = new int[owned + t];
+      if (t > 0) {
+        ends[0] = r.tail;
+      }
       for (int i = 0; i < owned; i++) {
         int q = rank + (owned - 1 - i) * size;
-        starts[i] = r.bounds[q + 1];
-        ends[i] = r.bounds[q];
+        starts[t + i] = r.bounds[q + 1];
+        ends[t + i] = r.bounds[q];
       }
       adam.keepOnly(starts, ends);
     }
@@ -235,6 +256,10 @@ public final class RingAllreduce extends SocketExchange {
     if (optimizer instanceof Adam adam) {
       float[][] whole = adam.wholeMoments();
       for (float[] moment : whole) {
+        if (rank > 0) {
+          // Every worker has the tail's moments; worker 0's count once.
+          Arrays.fill(moment, 0, tail, 0f);
+        }
         allreduce(moment, new double[] {1});
       }
       // Whole until the next sharded step keeps this worker's share again.
@@ -249,11 +274,35 @@ public final class RingAllreduce extends SocketExchange {
 
   private Flow launch(RingFlow r) {
     Flow f = r.flow;
+    current = r;
     if (r.dense != null) {
-      f.factors = (w, inputs, units, x, dy, n) -> factors.take(r, w, x, dy, n);
+      f.factors = (k, w, inputs, units, x, dy, n) -> factors.take(r, k, w, x, dy, n);
+      f.afterReady = from -> updateFactored(r, from);
     }
     f.tasks = new Future<?>[] {submit(f.failing(() -> send(r))), submit(f.failing(() -> receive(r)))};
     return f;
+  }
+
+  /**
+   * The backward pass's thread, told that everything from {@code from} on is final: once that
+   * includes the factored layer, that layer's rows of this worker's chunks are made and updated
+   * here ({@link Factors#update}). A failure abandons the flow, and the step fails where it ends.
+   */
+  private void updateFactored(RingFlow r, int from) {
+    Flow f = r.flow;
+    synchronized (f) {
+      if (!r.decided || !r.factored || r.factorsDone || from > r.factoredFrom()) {
+        return;
+      }
+    }
+    try {
+      factors.update(r, (float) (1 / f.total));
+    } catch (IOException | RuntimeException e) {
+      f.fail(e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      f.fail(new IOException("gradient exchange interrupted", e));
+    }
   }
 
   /**
@@ -264,7 +313,7 @@ public final class RingAllreduce extends SocketExchange {
     Flow f = r.flow;
     float[] data = f.data;
     int n = data.length;
-    int c = r.bounds.length - 1;
+    int c = r.ringChunks();
     out.writeInt(n);
     out.writeDouble(f.count);
     out.flush();
@@ -330,7 +379,7 @@ public final class RingAllreduce extends SocketExchange {
     Flow f = r.flow;
     float[] data = f.data;
     int n = data.length;
-    int c = r.bounds.length - 1;
+    int c = r.ringChunks();
     float inv = 0;
     try {
       int got = in.readInt();
@@ -363,9 +412,9 @@ public final class RingAllreduce extends SocketExchange {
       }
       factoredBefore |= r.factored;
       MappedLane lane = links.receiveLane(r.places());
+      r.receiveLane = lane;
       if (r.factored) {
         factors.receive(r, lane);
-        factors.update(r, inv);
       }
       for (int m : RingFlow.schedule(c, lag())) {
         if (m < c && prev != owner(m)) {
@@ -373,6 +422,10 @@ public final class RingAllreduce extends SocketExchange {
           int from = r.bounds[q + 1];
           boolean completes = rank == owner(q);
           int[] parts = r.summed[q];
+          if (completes && r.factored && r.bounds[q + 1] < r.factoredTo() && r.bounds[q] > r.factoredFrom()) {
+            // The backward pass's thread makes and updates the factored rows (Factors.update).
+            f.await(() -> r.factorsDone);
+          }
           for (int i = 0; i < parts.length; i += 2) {
             if (lane != null) {
               links.awaitDoorbell();
@@ -431,6 +484,10 @@ public final class RingAllreduce extends SocketExchange {
     await(f.tasks[1]);
     double[][] all = new double[size][];
     all[rank] = stats.clone();
+    if (current != null && current.flow == f && current.tail > 0) {
+      shareTail(current, all, stats);
+      return;
+    }
     try {
       writeStats(all[rank]);
       for (int k = 1; k < size; k++) {
@@ -449,6 +506,59 @@ public final class RingAllreduce extends SocketExchange {
     sumInRankOrder(all, stats);
   }
 
+  /**
+   * The step's thread, once the rest of the array is done: the tail's all-gather (see
+   * {@link RingFlow#tail}), each worker's copy with its statistics, hop by hop as {@link #gather}
+   * passes strings; then the tail's mean, every worker's copy added in rank order, and its update.
+   * Here rather than on the helper threads: at the step's end every hand-over between threads is
+   * time that nothing hides.
+   */
+  private void shareTail(RingFlow r, double[][] all, double[] stats) throws IOException {
+    Flow f = r.flow;
+    float[] data = f.data;
+    int t = r.tail;
+    if (tails.length < (size - 1) * t) {
+      tails = new float[(size - 1) * t];
+      tailSum = new float[t];
+    }
+    try {
+      for (int k = 1; k < size; k++) {
+        int sent = (rank - k + 1 + size) % size;
+        int got = (rank - k + size) % size;
+        writeStats(all[sent]);
+        all[got] = new double[stats.length];
+        links.exchange(r.sendLane, r.receiveLane, Math.toIntExact(r.tailAt(k)), sent == rank ? data : tails,
+            tailSlot(sent), tails, tailSlot(got), t, () -> {
+              for (int i = 0; i < stats.length; i++) {
+                all[got][i] = in.readDouble();
+              }
+            });
+      }
+    } catch (IOException e) {
+      throw Wire.silent(prev, e);
+    }
+    sumInRankOrder(all, stats);
+    float[] sum = tailSum;
+    System.arraycopy(rank == 0 ? data : tails, tailSlot(0), sum, 0, t);
+    for (int u = 1; u < size; u++) {
+      float[] g = u == rank ? data : tails;
+      int at = tailSlot(u);
+      for (int j = 0; j < t; j++) {
+        sum[j] += g[at + j];
+      }
+    }
+    float inv = (float) (1 / f.total);
+    for (int j = 0; j < t; j++) {
+      data[j] = sum[j] * inv;
+    }
+    f.optimizer.update(f.params, data, 0, t);
+  }
+
+  /** Where worker {@code u}'s tail is: in {@link #tails} for the others, at 0 of the array for this one. */
+  private int tailSlot(int u) {
+    return u == rank ? 0 : (u < rank ? u : u - 1) * current.tail;
+  }
+
   private void writeStats(double[] v) throws IOException {
     for (double x : v) {
       out.writeDouble(x);
@@ -459,9 +569,6 @@ public final class RingAllreduce extends SocketExchange {
   @Override
   public void close() throws IOException {
     stopHelpers();
-    if (factors != null) {
-      factors.close();
-    }
     if (links != null) {
       links.close();
     }

@@ -37,6 +37,15 @@ final class RingFlow {
   boolean ownFactors;
   /** The hops of the factors' all-gather received so far. */
   int factorHops;
+  /** This worker's rows of the factored gradient are made and updated (see {@code Factors.update}). */
+  boolean factorsDone;
+  /**
+   * Floats {@code [0, tail)}, the first chunk of the array, are summed by every worker from every
+   * worker's copy (see {@link #tail}); 0 when they go round the ring as the other chunks do.
+   */
+  final int tail;
+  /** The lane the receiver found for this flow (null: the stream), for the tail's all-gather. */
+  MappedLane receiveLane;
 
   RingFlow(SocketExchange.Flow flow, ModelRunner.DenseWeights dense, int rank, int size) {
     this.flow = flow;
@@ -44,6 +53,7 @@ final class RingFlow {
     this.dense = dense;
     this.bounds = bounds(flow.data.length, size, dense);
     int c = bounds.length - 1;
+    this.tail = tail(bounds, size, flow.params != null, dense);
     this.reduced = new boolean[c];
     this.gathered = new boolean[c];
     this.counts = new double[size];
@@ -76,10 +86,41 @@ final class RingFlow {
     decided = true;
   }
 
-  /** The floats of the lane's places this flow takes: a chunk's two messages, the factors. */
+  /**
+   * The floats of the lane's places this flow takes: a chunk's two messages, the factors, then
+   * the tail's messages (one a hop, see {@link #tailAt}).
+   */
   long places() {
+    return tailAt(size);
+  }
+
+  /** Where in the lane the tail's message of hop {@code k} (from 1) lies: each hop has its own place. */
+  long tailAt(int k) {
     long n = flow.data.length;
-    return 2 * n + (factored ? (long) first[size] * (dense.inputs() + dense.units()) : 0);
+    return 2 * n + (factored ? (long) first[size] * (dense.inputs() + dense.units()) : 0) + (long) (k - 1) * tail;
+  }
+
+  /** The chunks that go round the ring, the tail's (when shared) not among them. */
+  int ringChunks() {
+    return bounds.length - 1 - (tail > 0 ? 1 : 0);
+  }
+
+  /**
+   * The tail of a sharded flow: its last chunk, at the array's start, which holds the first
+   * layers' gradients and so is final only when the backward pass ends. Round the ring it would
+   * take 2 (N - 1) hops after that (its partial sums to its owner, then the updated parameters
+   * back), each a hand-over between threads; instead every worker's copy goes round once (an
+   * all-gather: N - 1 hops) with its statistics, and every worker adds the N copies in rank order
+   * and applies the optimizer to them, all alike (the optimizer updates element by element). Not
+   * where the tail holds weights of {@code dense} (they may travel as factors), nor where it is the
+   * only chunk.
+   */
+  static int tail(int[] bounds, int size, boolean sharded, ModelRunner.DenseWeights dense) {
+    int c = bounds.length - 1;
+    if (!sharded || size < 2 || c < 2 || (dense != null && bounds[c - 1] > dense.weightOffset())) {
+      return 0;
+    }
+    return bounds[c - 1];
   }
 
   /** Where the factored weights start in the array ({@code [0, 0)} with {@link #factoredTo} when not factored). */

@@ -138,6 +138,51 @@ final class RingLinks implements AutoCloseable {
     out.flush();
   }
 
+  /** Floats a message through the stream goes in, in {@link #exchange}: one fits the buffers of any connection. */
+  static final int EXCHANGE_PIECE = 1 << 12;
+
+  /** Reads a message's small values from {@link #in}. */
+  interface Header {
+    void read() throws IOException;
+  }
+
+  /**
+   * On one thread, sends {@code src[srcOff, srcOff + len)} to the successor and receives as many
+   * floats from the predecessor into {@code dst} from {@code dstOff}, where every worker does the
+   * same at once (after writing what {@code header} reads at the predecessor, which this reads
+   * first): a lane's message whole (at float {@code at} of the lane's file), the stream's in
+   * pieces of {@link #EXCHANGE_PIECE} floats, each written before the predecessor's is read, so no
+   * worker's write waits on a successor that waits on its own write.
+   */
+  void exchange(MappedLane sendLane, MappedLane receiveLane, int at, float[] src, int srcOff, float[] dst,
+                int dstOff, int len, Header header) throws IOException {
+    if (sendLane != null) {
+      sendLane.put(at, src, srcOff, len);
+      out.write(DOORBELL);
+    }
+    out.flush();
+    for (int done = 0; done < len || done == 0; done += EXCHANGE_PIECE) {
+      int p = Math.min(EXCHANGE_PIECE, len - done);
+      if (sendLane == null && p > 0) {
+        sendBuf.clear();
+        sendBuf.asFloatBuffer().put(src, srcOff + done, p);
+        out.write(sendBuf.array(), 0, p * 4);
+        out.flush();
+      }
+      if (done == 0) {
+        header.read();
+        if (receiveLane != null) {
+          awaitDoorbell();
+          receiveLane.get(at, dst, dstOff, len);
+        }
+      }
+      if (receiveLane == null && p > 0) {
+        in.readFully(receiveBuf.array(), 0, p * 4);
+        receiveBuf.asFloatBuffer().get(dst, dstOff + done, p);
+      }
+    }
+  }
+
   /** Tells the receiver that a message already written into the lane is there (flushed as {@link #send}'s are). */
   void ring() throws IOException {
     out.write(DOORBELL);

@@ -1,6 +1,7 @@
 package dev.convspark.ml.exchange;
 
 import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.kernels.Kernels;
 import dev.convspark.tensor.layers.FactoredGradients;
 import dev.convspark.tensor.optim.Optimizer;
 import java.io.IOException;
@@ -206,7 +207,7 @@ abstract class SocketExchange implements GradientExchange {
 
   /** What takes a dense layer's factors for a flow (see {@link FactoredGradients#takeFactors}). */
   interface FactorTaker {
-    boolean take(int weightOffset, int inputs, int units, float[] x, float[] dy, int n)
+    boolean take(Kernels k, int weightOffset, int inputs, int units, float[] x, float[] dy, int n)
         throws IOException, InterruptedException;
   }
 
@@ -240,13 +241,31 @@ abstract class SocketExchange implements GradientExchange {
       this.readyFrom = ready ? 0 : data.length;
     }
 
+    /** Runs on the backward pass's thread after each {@link #accept}, outside the lock; or null. */
+    java.util.function.IntConsumer afterReady;
+
     /** Everything from {@code from} on is final (the runner's gradient listener). */
     @Override
-    public synchronized void accept(int from) {
-      if (from < readyFrom) {
-        readyFrom = from;
-        notifyAll();
+    public void accept(int from) {
+      synchronized (this) {
+        if (from < readyFrom) {
+          readyFrom = from;
+          notifyAll();
+        }
       }
+      if (afterReady != null) {
+        afterReady.accept(from);
+      }
+    }
+
+    /** Abandons the flow for {@code e}, as a helper's failure does. */
+    void fail(Exception e) {
+      synchronized (this) {
+        if (failure == null && !abandoned) {
+          failure = e instanceof IOException io ? io : new IOException("gradient exchange failed: " + e, e);
+        }
+      }
+      abandon();
     }
 
     /**
@@ -254,12 +273,12 @@ abstract class SocketExchange implements GradientExchange {
      * failed meanwhile (the layer then computes its gradient, and the step fails where it ends).
      */
     @Override
-    public boolean takeFactors(int weightOffset, int inputs, int units, float[] x, float[] dy, int n) {
+    public boolean takeFactors(Kernels k, int weightOffset, int inputs, int units, float[] x, float[] dy, int n) {
       if (factors == null) {
         return false;
       }
       try {
-        return factors.take(weightOffset, inputs, units, x, dy, n);
+        return factors.take(k, weightOffset, inputs, units, x, dy, n);
       } catch (IOException e) {
         return false;
       } catch (InterruptedException e) {
@@ -317,12 +336,7 @@ abstract class SocketExchange implements GradientExchange {
         try {
           return task.call();
         } catch (IOException | RuntimeException e) {
-          synchronized (this) {
-            if (failure == null && !abandoned) {
-              failure = e instanceof IOException io ? io : new IOException("gradient exchange failed: " + e, e);
-            }
-          }
-          abandon();
+          fail(e);
           throw e;
         }
       };

@@ -342,17 +342,25 @@ class RingAllreduceTest {
   void shardedUpdatesGiveEveryWorkerTheParametersAndMomentsOfTheWholeUpdate() throws Exception {
     for (int size : new int[] {2, 3}) {
       for (Wire.Shaper link : new Wire.Shaper[] {Wire.NONE, Wire.STREAM}) {
-        shardedUpdates(size, link, "adam");
+        shardedUpdates(SPEC, size, link, "adam");
+        // Convolutions first: their gradients are the tail, which every worker sums (in more than
+        // one piece through the stream) and updates.
+        shardedUpdates(CONV_SPEC, size, link, "adam");
       }
     }
-    shardedUpdates(3, Wire.NONE, "sgd");
+    shardedUpdates(SPEC, 3, Wire.NONE, "sgd");
+    shardedUpdates(CONV_SPEC, 3, Wire.NONE, "sgd");
   }
 
-  private void shardedUpdates(int size, Wire.Shaper link, String optimizer) throws Exception {
-    String what = size + " workers, " + (link == Wire.NONE ? "shared memory" : "stream") + ", " + optimizer;
+  /** Two convolutions before the dense layers: their 4,952 gradients are a sharded flow's tail. */
+  private static final String CONV_SPEC = "in28x28x1-conv5x5x4-relu-pool2-conv5x5x48-relu-pool2-dense64-relu-dense10";
+
+  private void shardedUpdates(String spec, int size, Wire.Shaper link, String optimizer) throws Exception {
+    String what = spec + ", " + size + " workers, " + (link == Wire.NONE ? "shared memory" : "stream") + ", "
+        + optimizer;
     float rate = 1e-2f;
     List<float[][]> got = ring(size, all(size, link), (rank, ex) -> {
-      try (CpuBackend cpu = CpuBackend.create(1); ModelRunner r = cpu.open(ModelSpec.parse(SPEC))) {
+      try (CpuBackend cpu = CpuBackend.create(1); ModelRunner r = cpu.open(ModelSpec.parse(spec))) {
         r.initialize(3);
         Optimizer opt = Optimizer.create(optimizer, rate, r.paramCount());
         assertTrue(ex.shardUpdates(true), "every worker keeps its parameters in the heap");
@@ -366,11 +374,13 @@ class RingAllreduceTest {
         if (!(opt instanceof Adam adam)) {
           return new float[][] {r.hostParameters().clone()};
         }
-        // Each worker keeps the moments of its own chunks only: its share of their memory.
+        // Each worker keeps the moments of its own chunks only, and the tail's: its share of their memory.
         int n = r.paramCount();
         int[] bounds = RingFlow.bounds(n, size, r.largestDense());
-        int owned = 0;
-        for (int q = rank; q + 1 < bounds.length; q += size) {
+        int tail = RingFlow.tail(bounds, size, true, r.largestDense());
+        assertEquals(spec.equals(CONV_SPEC) ? 4952 : 0, tail, "the tail of " + spec);
+        int owned = tail;
+        for (int q = rank; q + 1 < bounds.length - (tail > 0 ? 1 : 0); q += size) {
           owned += bounds[q] - bounds[q + 1];
         }
         assertEquals(owned, adam.momentLength(), "worker " + rank + " keeps the moments of its chunks only");
@@ -383,7 +393,7 @@ class RingAllreduceTest {
     try (CpuBackend cpu = CpuBackend.create(1)) {
       ModelRunner[] runners = new ModelRunner[size];
       for (int r = 0; r < size; r++) {
-        runners[r] = cpu.open(ModelSpec.parse(SPEC));
+        runners[r] = cpu.open(ModelSpec.parse(spec));
         runners[r].initialize(3);
       }
       Optimizer opt = Optimizer.create(optimizer, rate, runners[0].paramCount());

@@ -80,7 +80,7 @@ public final class Dense extends Layer {
                        java.util.function.IntConsumer finished) {
     int w = paramOffset();
     int b = w + weightCount();
-    if (finished instanceof FactoredGradients f && f.takeFactors(w, inputs, units, x, dy, n)) {
+    if (finished instanceof FactoredGradients f && f.takeFactors(k, w, inputs, units, x, dy, n)) {
       k.sumRows(dy, n, units, grads, b);
       inputGradient(k, params, dy, dx, n);
     } else if (finished == null || !streamed()) {

@@ -19,7 +19,10 @@ public interface FactoredGradients extends java.util.function.IntConsumer {
    * listener may change the layer's weights only from then on). False: the layer computes the
    * weight gradient itself.
    *
+   * @param k the kernels the backward pass runs on: the listener may use them on this thread,
+   *     here and when it is told of later parts, until the backward pass ends
    * @param weightOffset where the layer's weights start in the parameter array
    */
-  boolean takeFactors(int weightOffset, int inputs, int units, float[] x, float[] dy, int n);
+  boolean takeFactors(dev.convspark.tensor.kernels.Kernels k, int weightOffset, int inputs, int units, float[] x,
+                      float[] dy, int n);
 }
