@@ -85,11 +85,14 @@ final class BenchSparkCommand {
     SparkSession.Builder builder = SparkSession.builder().master(master).appName("convspark bench spark")
         .config("spark.ui.enabled", "false");
     if (master.startsWith("local-cluster")) {
-      // Executor JVMs of this JVM's classpath and module flags (SPARK_HOME: see bin/convspark).
+      // Executor JVMs of this JVM's classpath, module flags and instruction set (CONVSPARK_JAVA_OPTS'
+      // -XX:UseAVX, so that both sides of the comparison run the same kernels; SPARK_HOME: see
+      // bin/convspark).
       builder = builder.config("spark.executor.extraClassPath", System.getProperty("java.class.path"))
           .config("spark.executor.extraJavaOptions", String.join(" ",
               java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments().stream()
-                  .filter(a -> a.startsWith("--add-") || a.startsWith("-XX:+IgnoreUnrecognized") || a.startsWith("-Dio.netty"))
+                  .filter(a -> a.startsWith("--add-") || a.startsWith("-XX:+IgnoreUnrecognized") || a.startsWith("-Dio.netty")
+                      || a.startsWith("-XX:UseAVX="))
                   .toList()));
     }
     if (encrypt) {
