@@ -98,9 +98,8 @@ public final class RingAllreduce extends SocketExchange {
   private boolean factoredBefore;
   /** The flow in progress (one at a time). */
   private RingFlow current;
-  /** Every other worker's tail, in rank order without this worker's, and their sum; kept between steps. */
-  private float[] tails = new float[0];
-  private float[] tailSum = new float[0];
+  /** The tail of sharded flows; null for a worker alone. */
+  private final Tail tail;
 
   private RingAllreduce(int rank, int size, RingLinks links) {
     super(rank, size);
@@ -110,6 +109,7 @@ public final class RingAllreduce extends SocketExchange {
     this.next = (rank + 1) % size;
     this.prev = (rank + size - 1) % size;
     this.factors = links == null ? null : new Factors(rank, size, links);
+    this.tail = links == null ? null : new Tail(rank, size, links);
   }
 
   /**
@@ -199,8 +199,8 @@ public final class RingAllreduce extends SocketExchange {
 
   /** Since the last {@link #syncOptimizer}, a step was sharded: the moments are whole nowhere. */
   private boolean shardedSinceSync;
-  /** The last sharded flow's tail (see {@link RingFlow#tail}): every worker keeps its moments. */
-  private int tail;
+  /** The floats of the last sharded flow's tail (see {@link RingFlow#tail}): every worker keeps their moments. */
+  private int tailFloats;
 
   @Override
   public boolean shardUpdates(boolean canHere) throws IOException {
@@ -220,7 +220,7 @@ public final class RingAllreduce extends SocketExchange {
     f.optimizer = optimizer;
     shardedSinceSync = true;
     RingFlow r = new RingFlow(f, dense, rank, size);
-    tail = r.tail;
+    tailFloats = r.tail;
     if (optimizer instanceof Adam adam) {
       // This worker updates its own chunks only, so it keeps only their moments: 1/N of them, and
       // the tail's, which every worker updates. Its chunks are q = rank, rank + N, ...; ascending
@@ -258,7 +258,7 @@ public final class RingAllreduce extends SocketExchange {
       for (float[] moment : whole) {
         if (rank > 0) {
           // Every worker has the tail's moments; worker 0's count once.
-          Arrays.fill(moment, 0, tail, 0f);
+          Arrays.fill(moment, 0, tailFloats, 0f);
         }
         allreduce(moment, new double[] {1});
       }
@@ -475,8 +475,9 @@ public final class RingAllreduce extends SocketExchange {
   }
 
   /**
-   * Waits for the array, then passes every worker's {@code stats} round the ring; each worker adds
-   * them up in rank order, so all get the same sums.
+   * Waits for the array, then passes every worker's {@code stats} round the ring (with a sharded
+   * flow's tail, see {@link Tail}); each worker adds them up in rank order, so all get the same
+   * sums.
    */
   @Override
   void finish(Flow f, double[] stats) throws IOException {
@@ -484,86 +485,24 @@ public final class RingAllreduce extends SocketExchange {
     await(f.tasks[1]);
     double[][] all = new double[size][];
     all[rank] = stats.clone();
-    if (current != null && current.flow == f && current.tail > 0) {
-      shareTail(current, all, stats);
-      return;
-    }
     try {
-      writeStats(all[rank]);
-      for (int k = 1; k < size; k++) {
-        int from = (rank - k + size) % size;
-        all[from] = new double[stats.length];
-        for (int i = 0; i < stats.length; i++) {
-          all[from][i] = in.readDouble();
-        }
-        if (k < size - 1) {
-          writeStats(all[from]);
+      if (current != null && current.flow == f && current.tail > 0) {
+        tail.share(current, all);
+      } else {
+        links.writeStats(all[rank]);
+        for (int k = 1; k < size; k++) {
+          int from = (rank - k + size) % size;
+          all[from] = new double[stats.length];
+          links.readStats(all[from]);
+          if (k < size - 1) {
+            links.writeStats(all[from]);
+          }
         }
       }
     } catch (IOException e) {
       throw Wire.silent(prev, e);
     }
     sumInRankOrder(all, stats);
-  }
-
-  /**
-   * The step's thread, once the rest of the array is done: the tail's all-gather (see
-   * {@link RingFlow#tail}), each worker's copy with its statistics, hop by hop as {@link #gather}
-   * passes strings; then the tail's mean, every worker's copy added in rank order, and its update.
-   * Here rather than on the helper threads: at the step's end every hand-over between threads is
-   * time that nothing hides.
-   */
-  private void shareTail(RingFlow r, double[][] all, double[] stats) throws IOException {
-    Flow f = r.flow;
-    float[] data = f.data;
-    int t = r.tail;
-    if (tails.length < (size - 1) * t) {
-      tails = new float[(size - 1) * t];
-      tailSum = new float[t];
-    }
-    try {
-      for (int k = 1; k < size; k++) {
-        int sent = (rank - k + 1 + size) % size;
-        int got = (rank - k + size) % size;
-        writeStats(all[sent]);
-        all[got] = new double[stats.length];
-        links.exchange(r.sendLane, r.receiveLane, Math.toIntExact(r.tailAt(k)), sent == rank ? data : tails,
-            tailSlot(sent), tails, tailSlot(got), t, () -> {
-              for (int i = 0; i < stats.length; i++) {
-                all[got][i] = in.readDouble();
-              }
-            });
-      }
-    } catch (IOException e) {
-      throw Wire.silent(prev, e);
-    }
-    sumInRankOrder(all, stats);
-    float[] sum = tailSum;
-    System.arraycopy(rank == 0 ? data : tails, tailSlot(0), sum, 0, t);
-    for (int u = 1; u < size; u++) {
-      float[] g = u == rank ? data : tails;
-      int at = tailSlot(u);
-      for (int j = 0; j < t; j++) {
-        sum[j] += g[at + j];
-      }
-    }
-    float inv = (float) (1 / f.total);
-    for (int j = 0; j < t; j++) {
-      data[j] = sum[j] * inv;
-    }
-    f.optimizer.update(f.params, data, 0, t);
-  }
-
-  /** Where worker {@code u}'s tail is: in {@link #tails} for the others, at 0 of the array for this one. */
-  private int tailSlot(int u) {
-    return u == rank ? 0 : (u < rank ? u : u - 1) * current.tail;
-  }
-
-  private void writeStats(double[] v) throws IOException {
-    for (double x : v) {
-      out.writeDouble(x);
-    }
-    out.flush();
   }
 
   @Override

@@ -183,6 +183,21 @@ final class RingLinks implements AutoCloseable {
     }
   }
 
+  /** Writes a worker's statistics to the successor, and flushes. */
+  void writeStats(double[] v) throws IOException {
+    for (double x : v) {
+      out.writeDouble(x);
+    }
+    out.flush();
+  }
+
+  /** Reads a worker's statistics from the predecessor into {@code into}. */
+  void readStats(double[] into) throws IOException {
+    for (int i = 0; i < into.length; i++) {
+      into[i] = in.readDouble();
+    }
+  }
+
   /** Tells the receiver that a message already written into the lane is there (flushed as {@link #send}'s are). */
   void ring() throws IOException {
     out.write(DOORBELL);
