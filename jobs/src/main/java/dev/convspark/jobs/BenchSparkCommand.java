@@ -74,7 +74,7 @@ final class BenchSparkCommand {
               + "  sockets all the same; --exchange star the star of before (workers of one JVM then sum over\n"
               + "  sockets too).\n"
               + "  --encrypt sets spark.authenticate and spark.network.crypto.enabled: Spark's traffic and the\n"
-              + "  gradient exchange's are encrypted.");
+              + "  gradient exchange's are encrypted. CONVSPARK_JAVA_OPTS=-XX:UseAVX=2 reaches the executors too.");
           return 0;
         }
         default -> throw new UsageException("bench spark: unknown argument '" + args[i] + "'");
