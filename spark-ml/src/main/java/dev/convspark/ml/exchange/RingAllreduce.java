@@ -222,23 +222,9 @@ public final class RingAllreduce extends SocketExchange {
     RingFlow r = new RingFlow(f, dense, rank, size);
     tailFloats = r.tail;
     if (optimizer instanceof Adam adam) {
-      // This worker updates its own chunks only, so it keeps only their moments: 1/N of them, and
-      // the tail's, which every worker updates. Its chunks are q = rank, rank + N, ...; ascending
-      // in the array from the highest q; the tail lies before them all.
-      int c = r.ringChunks();
-      int owned = c > rank ? (c - 1 - rank) / size + 1 : 0;
-      int t = r.tail > 0 ? 1 : 0;
-      int[] starts = new int[owned + t];
-      int[] ends = new int[owned + t];
-      if (t > 0) {
-        ends[0] = r.tail;
-      }
-      for (int i = 0; i < owned; i++) {
-        int q = rank + (owned - 1 - i) * size;
-        starts[t + i] = r.bounds[q + 1];
-        ends[t + i] = r.bounds[q];
-      }
-      adam.keepOnly(starts, ends);
+      // This worker updates its own chunks and the tail only, so it keeps only their moments.
+      int[][] updated = r.updatedHere(rank);
+      adam.keepOnly(updated[0], updated[1]);
     }
     return launch(r);
   }

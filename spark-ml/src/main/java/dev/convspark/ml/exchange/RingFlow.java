@@ -106,6 +106,28 @@ final class RingFlow {
   }
 
   /**
+   * The parameters worker {@code rank} updates in a sharded flow, as ascending ranges
+   * {@code {starts, ends}}: the tail, which every worker updates, then its own chunks, q = rank,
+   * rank + N, ... (ascending in the array from the highest q): 1/N of the rest.
+   */
+  int[][] updatedHere(int rank) {
+    int c = ringChunks();
+    int owned = c > rank ? (c - 1 - rank) / size + 1 : 0;
+    int t = tail > 0 ? 1 : 0;
+    int[] starts = new int[owned + t];
+    int[] ends = new int[owned + t];
+    if (t > 0) {
+      ends[0] = tail;
+    }
+    for (int i = 0; i < owned; i++) {
+      int q = rank + (owned - 1 - i) * size;
+      starts[t + i] = bounds[q + 1];
+      ends[t + i] = bounds[q];
+    }
+    return new int[][] {starts, ends};
+  }
+
+  /**
    * The tail of a sharded flow: its last chunk, at the array's start, which holds the first
    * layers' gradients and so is final only when the backward pass ends. Round the ring it would
    * take 2 (N - 1) hops after that (its partial sums to its owner, then the updated parameters
