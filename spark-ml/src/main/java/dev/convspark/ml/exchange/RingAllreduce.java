@@ -143,7 +143,7 @@ public final class RingAllreduce extends SocketExchange {
     }
   }
 
-  /** Passes every worker's {@code mine} round the ring: N - 1 hops, each forwarding what it got. */
+  /** Passes every worker's {@code mine} round the ring ({@link RingLinks#allGather}). */
   @Override
   public String[] gather(String mine, int timeoutMs) throws IOException {
     String[] all = new String[size];
@@ -154,16 +154,10 @@ public final class RingAllreduce extends SocketExchange {
     int stepTimeout = links.readTimeout();
     links.setReadTimeout(timeoutMs);
     try {
-      out.writeUTF(mine);
-      out.flush();
-      for (int k = 1; k < size; k++) {
-        int from = (rank - k + size) % size;
-        all[from] = in.readUTF();
-        if (k < size - 1) {
-          out.writeUTF(all[from]);
-          out.flush();
-        }
-      }
+      links.allGather(all, rank, v -> {
+        out.writeUTF(v);
+        out.flush();
+      }, in::readUTF);
       return all;
     } catch (IOException e) {
       throw Wire.silent(prev, e);
@@ -475,15 +469,7 @@ public final class RingAllreduce extends SocketExchange {
       if (current != null && current.flow == f && current.tail > 0) {
         tail.share(current, all);
       } else {
-        links.writeStats(all[rank]);
-        for (int k = 1; k < size; k++) {
-          int from = (rank - k + size) % size;
-          all[from] = new double[stats.length];
-          links.readStats(all[from]);
-          if (k < size - 1) {
-            links.writeStats(all[from]);
-          }
-        }
+        links.allGather(all, rank, links::writeStats, () -> links.readStats(new double[stats.length]));
       }
     } catch (IOException e) {
       throw Wire.silent(prev, e);

@@ -183,6 +183,32 @@ final class RingLinks implements AutoCloseable {
     }
   }
 
+  /** Writes one worker's value of an {@link #allGather} to the successor, and flushes. */
+  interface Writer<T> {
+    void write(T value) throws IOException;
+  }
+
+  /** Reads one worker's value of an {@link #allGather} from the predecessor. */
+  interface Reader<T> {
+    T read() throws IOException;
+  }
+
+  /**
+   * Passes every worker's value round the ring, {@code all[rank]} this one's: N - 1 hops, each
+   * forwarding what it got; {@code all} then holds every worker's, in rank order.
+   */
+  <T> void allGather(T[] all, int rank, Writer<T> write, Reader<T> read) throws IOException {
+    int size = all.length;
+    write.write(all[rank]);
+    for (int k = 1; k < size; k++) {
+      int from = (rank - k + size) % size;
+      all[from] = read.read();
+      if (k < size - 1) {
+        write.write(all[from]);
+      }
+    }
+  }
+
   /** Writes a worker's statistics to the successor, and flushes. */
   void writeStats(double[] v) throws IOException {
     for (double x : v) {
@@ -191,11 +217,12 @@ final class RingLinks implements AutoCloseable {
     out.flush();
   }
 
-  /** Reads a worker's statistics from the predecessor into {@code into}. */
-  void readStats(double[] into) throws IOException {
+  /** Reads a worker's statistics from the predecessor into {@code into}, and returns it. */
+  double[] readStats(double[] into) throws IOException {
     for (int i = 0; i < into.length; i++) {
       into[i] = in.readDouble();
     }
+    return into;
   }
 
   /** Tells the receiver that a message already written into the lane is there (flushed as {@link #send}'s are). */
