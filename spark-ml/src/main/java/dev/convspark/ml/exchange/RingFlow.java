@@ -231,7 +231,9 @@ final class RingFlow {
    * chunk t, then the all-gather of chunk t - {@code lag}; but the last chunk's reduce-scatter
    * comes just before its all-gather. That chunk holds the first layers' gradients, which the
    * backward pass finishes last: in its own round it would hold up the all-gathers of the chunks
-   * before it, whose sums are ready while the backward pass still computes.
+   * before it, whose sums are ready while the backward pass still computes. (In a sharded flow
+   * those gradients are the {@link #tail}, outside the schedule; the last chunk then holds the
+   * next layer's.)
    */
   static int[] schedule(int c, int lag) {
     int[] order = new int[2 * c];
