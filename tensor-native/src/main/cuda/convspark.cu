@@ -140,6 +140,317 @@ extern "C" __global__ void sum_splits(const float* part, int splits, int rows, i
   c[o] = epilogue(s, bias, col, beta, c, o, relu);
 }
 
+// ---- Wide tiles: the larger products, and convolutions without a patch matrix ----
+//
+// A 128 x 64 tile of C per block of 128 threads, each thread 8 x 8 entries of it in four 4 x 4
+// squares: rows 4 ty + {0..3} and 64 + 4 ty + {0..3}, columns 4 tx + {0..3} and 32 + 4 tx +
+// {0..3} (tx = thread % 8, ty = thread / 8). A warp's reads of one k step from shared memory are
+// then two broadcasts of A and two 128-byte rows of B, and each thread does 64 multiply-adds for
+// four 16-byte reads (sgemm's 64 x 64 tiles: 16 for two). The tiles are WK = 8 deep and
+// double-buffered as in sgemm, and each entry is summed over k in order, as there. Global memory
+// is read four values at a time, one 16-byte load where the four lie together, aligned, inside
+// the operand, by loaders that know where A's and B's values are: a matrix (plain or
+// transposed), or the patches of a convolution's input gathered on the fly, so that the patch
+// matrix (conv2's 31 MB at batch 50, 627 MB for 1,000 images) is never written or read.
+#define WM 128
+#define WN 64
+#define WK 8
+#define WTHREADS 128
+// Shared rows padded by 4 floats: 16-byte aligned, and a warp's stores of four values down the k
+// axis (rows r..r+15 at k offsets 4 apart: 4 x 132 and 4 x 68 floats) fall on 32 distinct banks.
+#define WP 4
+
+// Four values, the unit each loader fetches.
+struct Quad {
+  float v[4];
+};
+
+__device__ __forceinline__ Quad zero_quad() {
+  Quad q = {{0.f, 0.f, 0.f, 0.f}};
+  return q;
+}
+
+__device__ __forceinline__ Quad load_quad(const float* p) {
+  float4 f = *reinterpret_cast<const float4*>(p);
+  Quad q = {{f.x, f.y, f.z, f.w}};
+  return q;
+}
+
+// p[r][c..c+3] of a row-major matrix of rows x cols (ld floats a row), zeros outside; one 16-byte
+// load when vec (ld a multiple of 4 and p 16-byte aligned: the host checks) and all four inside.
+__device__ __forceinline__ Quad row_quad(const float* p, int ld, int rows, int cols, int r, int c, bool vec) {
+  if (r >= rows) return zero_quad();
+  const float* at = p + (long long) r * ld + c;
+  if (vec && c + 3 < cols) return load_quad(at);
+  Quad q;
+#pragma unroll
+  for (int j = 0; j < 4; j++) q.v[j] = c + j < cols ? at[j] : 0.f;
+  return q;
+}
+
+// The 256 quads of an A tile (WM x WK), two a thread (quads t and t + 128, its quads e = 0 and 1
+// in the loaders' fetch, e known when compiled so that a loader's arrays stay in registers): quad i is
+// A[r][kq..kq+3] along k (r = i / 2, kq = 4 (i % 2)) or A[r..r+3][kq] along m (kq = i / 32,
+// r = 4 (i % 32)). Shared as as[k][row].
+__device__ __forceinline__ int a_row(int i, bool along_k) { return along_k ? i >> 1 : (i & 31) * 4; }
+__device__ __forceinline__ int a_k(int i, bool along_k) { return along_k ? (i & 1) * 4 : i >> 5; }
+
+__device__ __forceinline__ void stash_a(int i, bool along_k, const Quad& q, float (*as)[WM + WP]) {
+  int r = a_row(i, along_k), kq = a_k(i, along_k);
+  if (along_k) {
+#pragma unroll
+    for (int j = 0; j < 4; j++) as[kq + j][r] = q.v[j];
+  } else {
+    float4 f = {q.v[0], q.v[1], q.v[2], q.v[3]};
+    *reinterpret_cast<float4*>(&as[kq][r]) = f;
+  }
+}
+
+// The 128 quads of a B tile (WK x WN), one a thread: B[kq][c..c+3] along n (kq = i / 16,
+// c = 4 (i % 16)) or B[kq..kq+3][c] along k (c = i / 2, kq = 4 (i % 2)). Shared as bs[k][column].
+__device__ __forceinline__ int b_col(int i, bool along_k) { return along_k ? i >> 1 : (i & 15) * 4; }
+__device__ __forceinline__ int b_k(int i, bool along_k) { return along_k ? (i & 1) * 4 : i >> 4; }
+
+__device__ __forceinline__ void stash_b(int i, bool along_k, const Quad& q, float (*bs)[WN + WP]) {
+  int c = b_col(i, along_k), kq = b_k(i, along_k);
+  if (along_k) {
+#pragma unroll
+    for (int j = 0; j < 4; j++) bs[kq + j][c] = q.v[j];
+  } else {
+    float4 f = {q.v[0], q.v[1], q.v[2], q.v[3]};
+    *reinterpret_cast<float4*>(&bs[kq][c]) = f;
+  }
+}
+
+// A as a matrix: m x k row-major (along k), or stored k x m when trans (along m). Quads along
+// the stored rows, so that each is contiguous in memory.
+struct MatrixA {
+  const float* a;
+  int trans, lda, m;
+  bool vec;
+  __device__ bool along_k() const { return !trans; }
+  __device__ Quad fetch(int e, int row0, int k0, int k_end) const {
+    int i = threadIdx.x + WTHREADS * e;
+    int r = row0 + a_row(i, !trans), k = k0 + a_k(i, !trans);
+    return trans ? row_quad(a, lda, k_end, m, k, r, vec) : row_quad(a, lda, m, k_end, r, k, vec);
+  }
+};
+
+// B as a matrix: k x n row-major (along n), or stored n x k when trans (along k).
+struct MatrixB {
+  const float* b;
+  int trans, ldb, n;
+  bool vec;
+  __device__ bool along_k() const { return trans; }
+  __device__ Quad fetch(int e, int col0, int k0, int k_end) const {
+    int i = threadIdx.x + WTHREADS * e;
+    int c = col0 + b_col(i, trans), k = k0 + b_k(i, trans);
+    return trans ? row_quad(b, ldb, n, k_end, c, k, vec) : row_quad(b, ldb, k_end, n, k, c, vec);
+  }
+};
+
+// A convolution's input x (n images of h x w x ch, NHWC) as its windows: rows of A.
+struct Windows {
+  const float* x;
+  int h, w, ch, kw, stride, pad_top, pad_left, oh, ow;
+  // Entry q (ky, kx, channel) of the window of sample s at (iy0, ix0) (its top-left corner,
+  // outside the image where padded); 0 in the padding.
+  __device__ float entry(long long image, int iy0, int ix0, int q) const {
+    int t = q / ch;
+    int c = q - t * ch;
+    int ky = t / kw;
+    int iy = iy0 + ky, ix = ix0 + t - ky * kw;
+    return iy >= 0 && iy < h && ix >= 0 && ix < w ? x[image + ((long long) iy * w + ix) * ch + c] : 0.f;
+  }
+  // Entries q..q+3 of a window (those from q_end on are 0): one 16-byte load where ch is a
+  // multiple of 4 (vec: then the four are channels of one pixel) and all four are inside.
+  __device__ Quad quad(long long image, int iy0, int ix0, int q, int q_end, bool vec) const {
+    Quad v;
+    if (vec && q + 3 < q_end) {
+      int t = q / ch;
+      int c = q - t * ch;
+      int ky = t / kw;
+      int iy = iy0 + ky, ix = ix0 + t - ky * kw;
+      if (iy < 0 || iy >= h || ix < 0 || ix >= w) return zero_quad();
+      return load_quad(x + image + ((long long) iy * w + ix) * ch + c);
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++) v.v[j] = q + j < q_end ? entry(image, iy0, ix0, q + j) : 0.f;
+    return v;
+  }
+  // Where output row `row` (sample, out y, out x) reads: its image's offset and window corner.
+  __device__ void locate(int row, long long& image, int& iy0, int& ix0) const {
+    int pixels = oh * ow;
+    int s = row / pixels;
+    int p = row - s * pixels;
+    int oy = p / ow;
+    image = (long long) s * h * w * ch;
+    iy0 = oy * stride - pad_top;
+    ix0 = (p - oy * ow) * stride - pad_left;
+  }
+};
+
+// A as the patch matrix of a convolution (rows: output pixels; columns: window entries), read
+// from x: along k. A thread's two quads keep their rows from step to step: located once.
+struct PatchesA {
+  Windows win;
+  int m;
+  bool vec;
+  long long image[2];
+  int iy0[2], ix0[2];
+  __device__ PatchesA(const Windows& wn, int rows, bool v, int row0) : win(wn), m(rows), vec(v) {
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+      int r = row0 + a_row(threadIdx.x + WTHREADS * e, true);
+      win.locate(r < m ? r : 0, image[e], iy0[e], ix0[e]);
+    }
+  }
+  __device__ bool along_k() const { return true; }
+  __device__ Quad fetch(int e, int row0, int k0, int k_end) const {
+    int i = threadIdx.x + WTHREADS * e;
+    if (row0 + a_row(i, true) >= m) return zero_quad();
+    return win.quad(image[e], iy0[e], ix0[e], k0 + a_k(i, true), k_end, vec);
+  }
+};
+
+// A as the patch matrix transposed (a weight gradient's col^T: rows are window entries, k runs
+// over output pixels), read from x: along m, four entries of one output pixel's window.
+struct PatchesTA {
+  Windows win;
+  int m;
+  bool vec;
+  __device__ bool along_k() const { return false; }
+  __device__ Quad fetch(int e, int row0, int k0, int k_end) const {
+    int i = threadIdx.x + WTHREADS * e;
+    int k = k0 + a_k(i, false);
+    if (k >= k_end) return zero_quad();
+    long long image;
+    int iy0, ix0;
+    win.locate(k, image, iy0, ix0);
+    return win.quad(image, iy0, ix0, row0 + a_row(i, false), m, vec);
+  }
+};
+
+// C (m x n, ldc floats a row; block z's partial at c + z m ldc when split over k, as in sgemm)
+// = A B with A and B as the loaders give them, + bias, ReLU (sgemm's epilogue, beta 0).
+template <class LA, class LB>
+__device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, int n, int k, float* c, int ldc,
+                                             int k_split, const float* bias, int relu) {
+  __shared__ __align__(16) float as[2][WK][WM + WP];
+  __shared__ __align__(16) float bs[2][WK][WN + WP];
+  int t = threadIdx.x;
+  int tx = t % 8;
+  int ty = t / 8;
+  int row0 = blockIdx.y * WM;
+  int col0 = blockIdx.x * WN;
+  int k_begin = blockIdx.z * k_split;
+  int k_end = min(k, k_begin + k_split);
+  c += (long long) blockIdx.z * m * ldc;
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; i++)
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc[i][j] = 0.f;
+  bool ak = la.along_k(), bk = lb.along_k();
+  Quad qa0, qa1, qb;
+  if (k_begin < k_end) {
+    qa0 = la.fetch(0, row0, k_begin, k_end);
+    qa1 = la.fetch(1, row0, k_begin, k_end);
+    qb = lb.fetch(0, col0, k_begin, k_end);
+    stash_a(t, ak, qa0, as[0]);
+    stash_a(t + WTHREADS, ak, qa1, as[0]);
+    stash_b(t, bk, qb, bs[0]);
+  }
+  __syncthreads();
+  int cur = 0;
+  for (int k0 = k_begin; k0 < k_end; k0 += WK) {
+    // The same for every thread of the block, so each reaches the same barriers.
+    bool next = k0 + WK < k_end;
+    if (next) {
+      qa0 = la.fetch(0, row0, k0 + WK, k_end);
+      qa1 = la.fetch(1, row0, k0 + WK, k_end);
+      qb = lb.fetch(0, col0, k0 + WK, k_end);
+    }
+#pragma unroll
+    for (int q = 0; q < WK; q++) {
+      float4 a0 = *reinterpret_cast<const float4*>(&as[cur][q][4 * ty]);
+      float4 a1 = *reinterpret_cast<const float4*>(&as[cur][q][WM / 2 + 4 * ty]);
+      float4 b0 = *reinterpret_cast<const float4*>(&bs[cur][q][4 * tx]);
+      float4 b1 = *reinterpret_cast<const float4*>(&bs[cur][q][WN / 2 + 4 * tx]);
+      float ar[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+      float br[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+      for (int i = 0; i < 8; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
+    }
+    // The other buffer was last read before the previous barrier: free to overwrite.
+    if (next) {
+      stash_a(t, ak, qa0, as[cur ^ 1]);
+      stash_a(t + WTHREADS, ak, qa1, as[cur ^ 1]);
+      stash_b(t, bk, qb, bs[cur ^ 1]);
+    }
+    __syncthreads();
+    cur ^= 1;
+  }
+#pragma unroll
+  for (int i = 0; i < 8; i++) {
+    int row = row0 + (i < 4 ? 4 * ty + i : WM / 2 + 4 * ty + i - 4);
+    if (row >= m) continue;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      int col = col0 + (j < 4 ? 4 * tx + j : WN / 2 + 4 * tx + j - 4);
+      if (col >= n) continue;
+      long long o = (long long) row * ldc + col;
+      c[o] = epilogue(acc[i][j], bias, col, 0.f, c, o, relu);
+    }
+  }
+}
+
+// sgemm (beta 0) in wide tiles: vec_a and vec_b say where 16-byte loads may be used. Grid:
+// (n / 64, m / 128, splits) rounded up, 128 threads a block.
+extern "C" __global__ void __launch_bounds__(WTHREADS) sgemm_wide(int trans_a, int trans_b, int m, int n, int k,
+                                                                  const float* a, int lda, int vec_a, const float* b,
+                                                                  int ldb, int vec_b, float* c, int ldc, int k_split,
+                                                                  const float* bias, int relu) {
+  MatrixA la = {a, trans_a, lda, m, vec_a != 0};
+  MatrixB lb = {b, trans_b, ldb, n, vec_b != 0};
+  wide_product(la, lb, m, n, k, c, ldc, k_split, bias, relu);
+}
+
+// A convolution's forward pass without im2col: y (n * oh * ow rows x filters, ldc floats a row)
+// = the windows of x times the weights (patch x filters, the layers' layout) + bias, ReLU when
+// relu; split over k as sgemm_wide. vec_x: ch a multiple of 4 and x 16-byte aligned; vec_w:
+// filters a multiple of 4 and the weights so aligned. Grid as sgemm_wide's.
+extern "C" __global__ void __launch_bounds__(WTHREADS) conv_forward(const float* x, int n, int h, int w, int ch, int kh,
+                                                                    int kw, int stride, int pad_top, int pad_left,
+                                                                    int oh, int ow, int vec_x, const float* weights,
+                                                                    int filters, int vec_w, float* y, int ldc,
+                                                                    int k_split, const float* bias, int relu) {
+  Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};
+  int rows = n * oh * ow;
+  PatchesA la(win, rows, vec_x != 0, blockIdx.y * WM);
+  MatrixB lb = {weights, 0, filters, filters, vec_w != 0};
+  wide_product(la, lb, rows, filters, kh * kw * ch, y, ldc, k_split, bias, relu);
+}
+
+// A convolution's weight gradient without im2col: dw (patch x filters, ldc floats a row) = the
+// windows of x, transposed, times dy (n * oh * ow rows x filters), summed over the rows, split
+// over them as sgemm_wide (then bias 0 and relu 0). vec_x as conv_forward's; vec_dy: filters a
+// multiple of 4 and dy 16-byte aligned.
+extern "C" __global__ void __launch_bounds__(WTHREADS) conv_weight_grad(const float* x, int n, int h, int w, int ch,
+                                                                        int kh, int kw, int stride, int pad_top,
+                                                                        int pad_left, int oh, int ow, int vec_x,
+                                                                        const float* dy, int filters, int vec_dy,
+                                                                        float* dw, int ldc, int k_split,
+                                                                        const float* bias, int relu) {
+  Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};
+  int patch = kh * kw * ch;
+  PatchesTA la = {win, patch, vec_x != 0};
+  MatrixB lb = {dy, 0, filters, filters, vec_dy != 0};
+  wide_product(la, lb, patch, filters, n * oh * ow, dw, ldc, k_split, bias, relu);
+}
+
 // Column sums of dy (rows x cols), a bias's gradient. Block (bx, by) sums columns bx * 32 to
 // bx * 32 + 31 over rows by * chunk to by * chunk + chunk - 1, eight rows at a time, a warp reading
 // 32 consecutive columns of a row, into part[by][col] (with one chunk, part is the result; with

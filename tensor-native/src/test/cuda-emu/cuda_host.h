@@ -26,6 +26,7 @@ void syncthreads();
 #define blockDim (emu::block_dim)
 #define gridDim (emu::grid_dim)
 #define __syncthreads() emu::syncthreads()
+#define __launch_bounds__(...)
 
 // CUDA's vector type, as the kernels read it: four floats, 16-byte aligned.
 struct alignas(16) float4 {

@@ -77,20 +77,49 @@ public final class CudaBackend implements Backend {
   /** The kernels, as a classpath resource. */
   static final String PTX = "/dev/convspark/tensor/cuda/convspark.ptx";
   private static final int THREADS = 256;
+  /**
+   * The system property that picks the kernels' route: {@code wide} (the default: products of
+   * 256 rows or more in 128 x 64 tiles, convolutions without a patch matrix) or {@code classic}
+   * (64 x 64 tiles throughout, convolutions through im2col and col2im), so that one GPU run can
+   * time both.
+   */
+  public static final String KERNELS_PROPERTY = "convspark.gpu.kernels";
+  /** The wide kernels' tile of C (rows, columns), depth and threads ({@code WM}, ... in convspark.cu). */
+  private static final int WM = 128;
+  private static final int WN = 64;
+  private static final int WK = 8;
+  private static final int WTHREADS = 128;
 
   private final CUcontext context;
   private final CUmodule module;
   private final Map<String, CUfunction> functions = new HashMap<>();
   private final String description;
   private final int multiprocessors;
+  /** The wide route ({@link #KERNELS_PROPERTY}). */
+  private final boolean wide;
   /** Times every launch while set (GpuCheck's profile); null otherwise. */
   private KernelProfile profile;
 
-  private CudaBackend(CUcontext context, CUmodule module, String description, int multiprocessors) {
+  private CudaBackend(CUcontext context, CUmodule module, String description, int multiprocessors, boolean wide) {
     this.context = context;
     this.module = module;
     this.description = description;
     this.multiprocessors = multiprocessors;
+    this.wide = wide;
+  }
+
+  /**
+   * Whether {@link #KERNELS_PROPERTY} asks for the wide route.
+   *
+   * @throws IllegalArgumentException for a value other than {@code wide} or {@code classic}
+   */
+  static boolean wideRoute() {
+    String v = System.getProperty(KERNELS_PROPERTY, "wide");
+    return switch (v) {
+      case "wide" -> true;
+      case "classic" -> false;
+      default -> throw new IllegalArgumentException(KERNELS_PROPERTY + "=" + v + ": expected wide or classic");
+    };
   }
 
   /**
@@ -100,6 +129,7 @@ public final class CudaBackend implements Backend {
    *                               device, or kernels the driver refuses
    */
   public static CudaBackend create(int ordinal) {
+    boolean wide = wideRoute();
     try {
       JCudaDriver.setExceptionsEnabled(true);
       int[] count = new int[1];
@@ -137,7 +167,7 @@ public final class CudaBackend implements Backend {
       }
       String device = new String(name, java.nio.charset.StandardCharsets.US_ASCII).trim().replace("\0", "");
       return new CudaBackend(ctx, module, "gpu:" + ordinal + " (" + device + ", CUDA driver " + version[0] / 1000 + "."
-          + version[0] % 1000 / 10 + ")", sms[0]);
+          + version[0] % 1000 / 10 + (wide ? "" : ", classic kernels") + ")", sms[0], wide);
     } catch (LinkageError e) {
       // No libcuda.so.1 (UnsatisfiedLinkError first, NoClassDefFoundError on later calls).
       String first = String.valueOf(e).lines().findFirst().orElse("");
@@ -190,22 +220,31 @@ public final class CudaBackend implements Backend {
   }
 
   /**
-   * How much of {@code k} one block of the {@code sgemm} kernel sums for an {@code m x n}
-   * product on a GPU of {@code multiprocessors}: all of it when the product has two 64 x 64 tiles
-   * for every multiprocessor or k is short (under 8 steps of 16), else an equal share (a multiple
-   * of 16, at least 4 steps) of enough splits for two blocks per multiprocessor. (One block of 256
-   * threads leaves a multiprocessor mostly waiting: on an H200, conv2's forward product at batch
-   * 50, 154 tiles unsplit on 132 multiprocessors, ran at 12 TFLOP/s, products with two blocks or
-   * more per multiprocessor at 17 to 18.)
+   * How much of {@code k} one block of the {@code sgemm} kernel (64 x 64 tiles, 16 deep) sums for
+   * an {@code m x n} product on a GPU of {@code multiprocessors}; see the next.
    */
   static int kSplit(int m, int n, int k, int multiprocessors) {
-    long tiles = (long) ((m + 63) / 64) * ((n + 63) / 64);
-    int steps = (k + 15) / 16;
-    if (tiles >= 2L * multiprocessors || steps < 8) {
+    return kSplit(m, n, k, multiprocessors, 64, 64, 16);
+  }
+
+  /**
+   * How much of {@code k} one block of a product kernel with {@code tileM x tileN} tiles of C,
+   * {@code depth} deep, sums for an {@code m x n} product on a GPU of {@code multiprocessors}:
+   * all of it when the product has two tiles for every multiprocessor or k is short (under 128),
+   * else an equal share (a multiple of depth, at least 64) of enough splits for two blocks per
+   * multiprocessor. (One block of 256 threads leaves a multiprocessor mostly waiting: on an H200,
+   * conv2's forward product at batch 50, 154 tiles unsplit on 132 multiprocessors, ran at 12
+   * TFLOP/s, products with two blocks or more per multiprocessor at 17 to 18.)
+   */
+  static int kSplit(int m, int n, int k, int multiprocessors, int tileM, int tileN, int depth) {
+    long tiles = (long) ((m + tileM - 1) / tileM) * ((n + tileN - 1) / tileN);
+    int steps = (k + depth - 1) / depth;
+    int least = 64 / depth;
+    if (tiles >= 2L * multiprocessors || steps < 2 * least) {
       return k;
     }
-    long splits = Math.min((2L * multiprocessors + tiles - 1) / tiles, steps / 4);
-    return (int) ((steps + splits - 1) / splits) * 16;
+    long splits = Math.min((2L * multiprocessors + tiles - 1) / tiles, steps / least);
+    return (int) ((steps + splits - 1) / splits) * depth;
   }
 
   /** A device buffer of floats (or ints), grown on demand. */
@@ -432,6 +471,28 @@ public final class CudaBackend implements Backend {
 
     /** Integers and floats are 4-byte parameters; longs, 8-byte ones (device addresses among them). */
     private void launchGrid(String name, int gx, int gy, int gz, int block, Object... a) {
+      String label = null;
+      double flops = 0;
+      if (profile != null) {
+        long blocks = (long) gx * gy * gz;
+        // Products and sums by their shapes (arguments m, n, k; splits, rows, cols; rows, cols).
+        if (name.equals("sgemm")) {
+          label = "sgemm " + a[2] + "x" + a[3] + ", k " + a[4] + (gz > 1 ? ", " + gz + " splits" : "");
+          flops = 2.0 * (Integer) a[2] * (Integer) a[3] * (Integer) a[4];
+        } else if (name.equals("sum_splits")) {
+          label = "sum_splits " + a[2] + "x" + a[3] + ", " + a[1] + " splits";
+        } else if (name.equals("column_sums")) {
+          label = "column_sums " + a[1] + "x" + a[2] + ", " + blocks + (blocks == 1 ? " block" : " blocks");
+        } else {
+          label = name + ", " + blocks + (blocks == 1 ? " block" : " blocks");
+        }
+      }
+      launchLabelled(label, flops, name, gx, gy, gz, block, a);
+    }
+
+    /** Launches {@code name}, timed under {@code label} (with {@code flops}) when profiling. */
+    private void launchLabelled(String label, double flops, String name, int gx, int gy, int gz, int block,
+                                Object... a) {
       int at = 0;
       for (int i = 0; i < a.length; i++) {
         if (a[i] instanceof Long v) {
@@ -451,23 +512,48 @@ public final class CudaBackend implements Backend {
       argsSize.putLong(0, at);
       KernelProfile p = profile;
       if (p != null) {
-        long blocks = (long) gx * gy * gz;
-        // Products and sums by their shapes (arguments m, n, k; splits, rows, cols; rows, cols).
-        if (name.equals("sgemm")) {
-          p.before("sgemm " + a[2] + "x" + a[3] + ", k " + a[4] + (gz > 1 ? ", " + gz + " splits" : ""),
-              2.0 * (Integer) a[2] * (Integer) a[3] * (Integer) a[4]);
-        } else if (name.equals("sum_splits")) {
-          p.before("sum_splits " + a[2] + "x" + a[3] + ", " + a[1] + " splits", 0);
-        } else if (name.equals("column_sums")) {
-          p.before("column_sums " + a[1] + "x" + a[2] + ", " + blocks + (blocks == 1 ? " block" : " blocks"), 0);
-        } else {
-          p.before(name + ", " + blocks + (blocks == 1 ? " block" : " blocks"), 0);
-        }
+        p.before(label, flops);
       }
       cuLaunchKernel(function(name), gx, gy, gz, block, 1, 1, 0, null, null, extra);
       if (p != null) {
         p.after();
       }
+    }
+
+    /**
+     * C (m x n, {@code ldc} floats a row) = A B + bias, through a ReLU when {@code relu}, by the
+     * wide-tile kernel {@code kernel} ({@code sgemm_wide}, {@code conv_forward} or
+     * {@code conv_weight_grad}, whose arguments are {@code operands} then C, ldc, the share of k
+     * a block sums, bias and relu); split over k as {@link #kSplit} says for 128 x 64 tiles, the
+     * partials added up in order by {@code sum_splits}, which then adds the bias.
+     */
+    private void wideProduct(String kernel, int mm, int nn, int kk, long c, int ldc, long bias, boolean relu,
+                             Object... operands) {
+      int perSplit = kSplit(mm, nn, kk, multiprocessors, WM, WN, WK);
+      int splits = perSplit >= kk ? 1 : (kk + perSplit - 1) / perSplit;
+      int gx = (nn + WN - 1) / WN;
+      int gy = (mm + WM - 1) / WM;
+      int r = relu ? 1 : 0;
+      String label = profile == null ? null
+          : kernel + " " + mm + "x" + nn + ", k " + kk + (splits > 1 ? ", " + splits + " splits" : "");
+      double flops = 2.0 * mm * nn * kk;
+      if (splits == 1) {
+        launchLabelled(label, flops, kernel, gx, gy, 1, WTHREADS, concat(operands, c, ldc, kk, bias, r));
+        return;
+      }
+      long part = splitK.ensure((long) splits * mm * nn);
+      launchLabelled(label, flops, kernel, gx, gy, splits, WTHREADS, concat(operands, part, nn, perSplit, 0L, 0));
+      launch("sum_splits", (long) mm * nn, part, splits, mm, nn, 0f, c, ldc, bias, r);
+    }
+
+    /** 1 where the wide kernels may read a matrix at {@code address}, {@code ld} floats a row, 16 bytes at a time. */
+    private static int vec(long address, int ld) {
+      return address % 16 == 0 && ld % 4 == 0 ? 1 : 0;
+    }
+
+    /** The arguments of conv_forward and conv_weight_grad before C: x, n, the geometry, vec_x, B, ldb, vec_b. */
+    private Object[] windows(long x, int n, ConvGeometry g, long b, int filters) {
+      return concat(concat(new Object[] {x, n}, geometry(g)), vec(x, g.channels()), b, filters, vec(b, filters));
     }
 
     /** C = op(A) op(B), row-major, as the CPU kernels' gemm with beta 0; see the next. */
@@ -479,10 +565,16 @@ public final class CudaBackend implements Backend {
     /**
      * C = op(A) op(B) + bias (a column's, at device address {@code bias}; none when 0), through
      * a ReLU when {@code relu}; split over k (partials summed in order by a second kernel, which
-     * adds the bias) when the product has too few tiles to fill the GPU.
+     * adds the bias) when the product has too few tiles to fill the GPU. In 128 x 64 tiles on the
+     * wide route where the product has 256 rows or more and 32 columns or more.
      */
     private void gemm(boolean ta, boolean tb, int mm, int nn, int kk, long a, int lda, long b, int ldb, long c,
                       int ldc, long bias, boolean relu) {
+      if (wide && mm >= 2 * WM && nn >= WN / 2) {
+        wideProduct("sgemm_wide", mm, nn, kk, c, ldc, bias, relu, ta ? 1 : 0, tb ? 1 : 0, mm, nn, kk, a, lda,
+            vec(a, lda), b, ldb, vec(b, ldb));
+        return;
+      }
       int perSplit = kSplit(mm, nn, kk, multiprocessors);
       int splits = perSplit >= kk ? 1 : (kk + perSplit - 1) / perSplit;
       int gx = (nn + 63) / 64;
@@ -534,12 +626,19 @@ public final class CudaBackend implements Backend {
           ConvGeometry g = c.geometry();
           int rows = n * g.outputPixels();
           int filters = l.outputShape().channels();
-          long col = aux.get(i).ensure((long) rows * g.patchSize());
-          int rowsPerBlock = Math.max(1, THREADS / g.patchSize());
-          launchGrid("im2col", (rows + rowsPerBlock - 1) / rowsPerBlock, 1, 1, THREADS,
-              concat(concat(new Object[] {x, col, n}, geometry(g)), rowsPerBlock));
-          gemm(false, false, rows, filters, g.patchSize(), col, g.patchSize(), params.at(l.paramOffset()), filters,
-              y.address, filters, params.at(l.paramOffset() + c.weightCount()), reluNext(i));
+          long weights = params.at(l.paramOffset());
+          long bias = params.at(l.paramOffset() + c.weightCount());
+          if (wide) {
+            wideProduct("conv_forward", rows, filters, g.patchSize(), y.address, filters, bias, reluNext(i),
+                windows(x, n, g, weights, filters));
+          } else {
+            long col = aux.get(i).ensure((long) rows * g.patchSize());
+            int rowsPerBlock = Math.max(1, THREADS / g.patchSize());
+            launchGrid("im2col", (rows + rowsPerBlock - 1) / rowsPerBlock, 1, 1, THREADS,
+                concat(concat(new Object[] {x, col, n}, geometry(g)), rowsPerBlock));
+            gemm(false, false, rows, filters, g.patchSize(), col, g.patchSize(), weights, filters, y.address, filters,
+                bias, reluNext(i));
+          }
         } else if (l instanceof Dense d) {
           int inSize = l.inputShape().size();
           gemm(false, false, n, outSize, inSize, x, inSize, params.at(l.paramOffset()), outSize, y.address, outSize,
@@ -651,9 +750,15 @@ public final class CudaBackend implements Backend {
           int rows = n * g.outputPixels();
           int filters = outSize / g.outputPixels();
           int patch = g.patchSize();
-          long col = aux.get(i).address;
-          // dW = col^T dy (patch x filters, the weights' layout); db = column sums of dy.
-          gemm(true, false, patch, filters, rows, col, patch, dy, filters, grads.at(l.paramOffset()), filters);
+          // dW = col^T dy (patch x filters, the weights' layout), col the patch matrix (gathered
+          // from x on the wide route, im2col's in the forward pass otherwise); db = column sums of dy.
+          if (wide) {
+            wideProduct("conv_weight_grad", patch, filters, rows, grads.at(l.paramOffset()), filters, 0L, false,
+                windows(x, n, g, dy, filters));
+          } else {
+            gemm(true, false, patch, filters, rows, aux.get(i).address, patch, dy, filters, grads.at(l.paramOffset()),
+                filters);
+          }
           columnSums(dy, rows, filters, grads.at(l.paramOffset() + c.weightCount()));
           if (needDx) {
             scratch.ensure((long) rows * patch);

@@ -46,9 +46,16 @@ class CudaEmulationTest {
 
   /** Runs {@link EmulatedDriverProbe} with the emulated driver and {@code env}. */
   private static Run probe(Map<String, String> env, String... args) throws IOException, InterruptedException {
+    return probe(List.of(), env, args);
+  }
+
+  /** Runs {@link EmulatedDriverProbe} with the emulated driver, the JVM options {@code jvm} and {@code env}. */
+  private static Run probe(List<String> jvm, Map<String, String> env, String... args)
+      throws IOException, InterruptedException {
     List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-        "--add-modules", "jdk.incubator.vector", "-Xmx2g", "-cp", System.getProperty("java.class.path"),
-        EmulatedDriverProbe.class.getName()));
+        "--add-modules", "jdk.incubator.vector", "-Xmx2g"));
+    command.addAll(jvm);
+    command.addAll(List.of("-cp", System.getProperty("java.class.path"), EmulatedDriverProbe.class.getName()));
     command.addAll(List.of(args));
     ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true);
     pb.environment().put("LD_LIBRARY_PATH", driver.toString());
@@ -75,14 +82,30 @@ class CudaEmulationTest {
     }
   }
 
+  /**
+   * Both routes of kernels ({@link CudaBackend#KERNELS_PROPERTY}): the wide tiles with the
+   * convolutions gathering their windows, and the 64 x 64 tiles with im2col and col2im.
+   */
   @Test
   void theGpuBackendMatchesTheCpuOnTheEmulatedDriver() throws IOException, InterruptedException {
-    Run r = probe(Map.of(), "parity");
-    System.out.println(r.output());
-    assertEquals(0, r.exit(), r.output());
-    assertTrue(r.output().contains("GPU: gpu:0 (convspark CUDA emulator (CPU), CUDA driver 12.0)"), r.output());
-    int checks = GpuCheck.PARITY.size() * 3 + 2 * (1 + 3);
-    assertEquals(checks, r.output().lines().filter(l -> l.endsWith("| yes |")).count(), r.output());
+    for (String route : new String[] {"wide", "classic"}) {
+      Run r = probe(List.of("-D" + CudaBackend.KERNELS_PROPERTY + "=" + route), Map.of(), "parity");
+      System.out.println(r.output());
+      assertEquals(0, r.exit(), r.output());
+      assertTrue(r.output().contains("GPU: gpu:0 (convspark CUDA emulator (CPU), CUDA driver 12.0"
+          + (route.equals("wide") ? ")" : ", classic kernels)")), r.output());
+      int checks = GpuCheck.PARITY.size() * 3 + 2 * (1 + 3);
+      assertEquals(checks, r.output().lines().filter(l -> l.endsWith("| yes |")).count(), r.output());
+    }
+  }
+
+  @Test
+  void anUnknownRouteOfKernelsIsRefusedNamingTheProperty() throws IOException, InterruptedException {
+    Run r = probe(List.of("-D" + CudaBackend.KERNELS_PROPERTY + "=fast"), Map.of(), "open", "gpu", "auto");
+    for (String device : new String[] {"gpu", "auto"}) {
+      assertTrue(r.output().contains(device + " failed: " + CudaBackend.KERNELS_PROPERTY + "=fast: expected wide or classic"),
+          r.output());
+    }
   }
 
   /**
@@ -90,8 +113,9 @@ class CudaEmulationTest {
    * only the batch goes in (images; labels with the samples' places), only the per-sample loss
    * and hits come out, the host waits once (that copy), nothing is allocated or cleared (max
    * pooling's backward pass gathers, as deep-mnist's windows do not overlap), and no block of a
-   * matrix product sums more than 64 steps of 16 of k (unsplit, a convolution's weight gradient
-   * summed all 39,200 rows of conv1 in one block, on one multiprocessor).
+   * matrix product (sgemm, or a wide-tile kernel) sums more than 1,024 of k (unsplit, a
+   * convolution's weight gradient summed all 39,200 rows of conv1 in one block, on one
+   * multiprocessor).
    */
   @Test
   void aTrainingStepMovesOnlyTheBatchAndWaitsOnce() throws IOException, InterruptedException {
@@ -109,10 +133,9 @@ class CudaEmulationTest {
       int deepest = 0;
       for (String l : lines) {
         String[] w = l.split(" ");
-        if (w[0].equals("launch") && w[1].equals("sgemm")) {
-          int k = Integer.parseInt(w[8]);
-          int perBlock = Integer.parseInt(w[w.length - 1]);
-          deepest = Math.max(deepest, Math.min(k, perBlock));
+        // Every product kernel's arguments end with C, ldc, the share of k a block sums, bias, relu.
+        if (w[0].equals("launch") && List.of("sgemm", "sgemm_wide", "conv_forward", "conv_weight_grad").contains(w[1])) {
+          deepest = Math.max(deepest, Integer.parseInt(w[w.length - 3]));
         }
       }
       assertTrue(deepest > 0 && deepest <= 64 * 16, "a block summed k over " + deepest + ":\n" + step);
@@ -143,12 +166,12 @@ class CudaEmulationTest {
     for (String[] w : rows) {
       double micros = Double.parseDouble(w[2]);
       assertTrue(micros > 0, "no time for " + w[0]);
-      if (w[0].startsWith("sgemm 9800x64, k 800")) {
-        // conv2's forward product (split over k in two): 2 m n k floating-point operations.
+      if (w[0].startsWith("conv_forward 9800x64, k 800")) {
+        // conv2's forward product (split over k in four): 2 m n k floating-point operations.
         assertEquals(2.0 * 9800 * 64 * 800 / micros / 1e3, Double.parseDouble(w[3]), 1e-3 * Double.parseDouble(w[3]));
       }
     }
-    assertTrue(rows.stream().anyMatch(w -> w[0].equals("sgemm 9800x64, k 800, 2 splits")), r.output());
+    assertTrue(rows.stream().anyMatch(w -> w[0].equals("conv_forward 9800x64, k 800, 4 splits")), r.output());
   }
 
   @Test

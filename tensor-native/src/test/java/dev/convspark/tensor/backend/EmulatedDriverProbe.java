@@ -76,7 +76,7 @@ final class EmulatedDriverProbe {
     for (int i = 1; i < args.length; i++) {
       try (Backend b = Backends.open(Device.parse(args[i]), 1)) {
         System.out.println(args[i] + " -> " + b.describe());
-      } catch (IllegalStateException e) {
+      } catch (IllegalStateException | IllegalArgumentException e) {
         System.out.println(args[i] + " failed: " + e.getMessage());
       }
     }
