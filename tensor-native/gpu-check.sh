@@ -5,10 +5,12 @@
 #                                     jlink Java runtime under tensor-native/target/gpu-check
 #                                     (it prints the size: about 45 MB in all, 36 MB of it the runtime)
 #   tensor-native/gpu-check.sh [run]  on the GPU machine: deep-mnist training and inference on the
-#                                     GPU at batch 50 and 512, as one table, and each kernel's share
-#                                     of a batch-50 training step (CUDA events around every launch);
-#                                     where python3 has PyTorch with CUDA, the same model on
-#                                     PyTorch's GPU path and the ratios; last, CPU-vs-GPU parity of
+#                                     GPU at batch 50 and 512, as one table (the classic route of
+#                                     kernels too, -Dconvspark.gpu.kernels=classic, for an A/B), and
+#                                     each kernel's share of a training step at batch 50 and 512
+#                                     (CUDA events around every launch); where python3 has PyTorch
+#                                     with CUDA, the same model on PyTorch's GPU path in float32 and
+#                                     with TF32 allowed, and the ratios; last, CPU-vs-GPU parity of
 #                                     every layer and of 20 training steps (relative error under
 #                                     1e-4), printed as each completes: against the CPU reference
 #                                     it takes about 5 minutes on an H200's machine, so a run cut

@@ -129,7 +129,16 @@ public final class CudaBackend implements Backend {
    *                               device, or kernels the driver refuses
    */
   public static CudaBackend create(int ordinal) {
-    boolean wide = wideRoute();
+    return create(ordinal, wideRoute());
+  }
+
+  /**
+   * Opens GPU number {@code ordinal} with the wide route or the classic one
+   * ({@link #KERNELS_PROPERTY}), whatever the property says.
+   *
+   * @throws IllegalStateException as {@link #create(int)}
+   */
+  public static CudaBackend create(int ordinal, boolean wide) {
     try {
       JCudaDriver.setExceptionsEnabled(true);
       int[] count = new int[1];

@@ -15,12 +15,14 @@ import java.util.function.Consumer;
  * The GPU check, runnable with the engine's jars alone (no Maven, no Spark, no test framework):
  * CPU-versus-GPU parity on random inputs (each layer's forward and backward, 20 training steps;
  * relative error under 1e-4) and the deep-mnist training and inference rates on the GPU at batch
- * 50 and 512, then where a training step's GPU time goes at batch 50 ({@link #profile}), printed
- * as tables. Exit status 0 when every check passes, 1 when one fails, 3 when no GPU can be used
+ * 50 and 512, on the default route of kernels and then on the classic one
+ * ({@link CudaBackend#KERNELS_PROPERTY}), then where a training step's GPU time goes at batch 50
+ * and 512 ({@link #profile}), printed as tables. Exit status 0 when every check passes, 1 when one fails, 3 when no GPU can be used
  * (the reason is printed). {@code tensor-native/gpu-check.sh} runs it. {@code --parity-only} skips
  * the benchmark and the profile, {@code --benchmark-only} the checks (on the emulated driver with
  * its kernels off, {@code bin/convspark bench gpu-host}, that times the host's side),
- * {@code --no-profile} the profile, {@code --no-cpu} the CPU's row of the benchmark.
+ * {@code --no-profile} the profile, {@code --no-cpu} the CPU's row of the benchmark,
+ * {@code --no-classic} the classic route's rows (as does running with the classic route).
  */
 public final class GpuCheck {
 
@@ -382,9 +384,10 @@ public final class GpuCheck {
     return out;
   }
 
-  private static void printProfile(List<KernelTime> kernels, double stepMicros, StringBuilder figures) {
-    System.out.println("\n| deep-mnist training step on the GPU, batch 50: kernel | launches | us per step (median"
-        + " of 50) | share | GFLOP/s |");
+  private static void printProfile(int batch, int steps, List<KernelTime> kernels, double stepMicros,
+                                   StringBuilder figures) {
+    System.out.println("\n| deep-mnist training step on the GPU, batch " + batch + ": kernel | launches | us per step"
+        + " (median of " + steps + ") | share | GFLOP/s |");
     System.out.println("| --- | --- | --- | --- | --- |");
     double total = kernels.stream().mapToDouble(KernelTime::micros).sum();
     int count = 0;
@@ -397,7 +400,7 @@ public final class GpuCheck {
     System.out.printf(Locale.ROOT, "| all kernels | %d | %.1f | 100%% | |%n", count, total);
     System.out.printf(Locale.ROOT, "| the whole step, from the training rate above (its time less the kernels':"
         + " uploads, the metrics' download, the GPU waiting for the host) | | %.1f | | |%n", stepMicros);
-    figures.append(String.format(Locale.ROOT, "kernels50 %.1f%n", total));
+    figures.append(String.format(Locale.ROOT, "kernels%d %.1f%n", batch, total));
   }
 
   /** Runs every check and the benchmark; see the class comment for the exit status. */
@@ -408,6 +411,7 @@ public final class GpuCheck {
     boolean benchmarkOnly = false;
     boolean profile = true;
     boolean cpuRow = true;
+    boolean classic = !"classic".equals(System.getProperty(CudaBackend.KERNELS_PROPERTY));
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("--parity-only")) {
         parityOnly = true;
@@ -417,13 +421,15 @@ public final class GpuCheck {
         cpuRow = false;
       } else if (args[i].equals("--no-profile")) {
         profile = false;
+      } else if (args[i].equals("--no-classic")) {
+        classic = false;
       } else if (args[i].equals("--results") && i + 1 < args.length) {
         results = java.nio.file.Path.of(args[++i]);
       } else if (args[i].matches("\\d{1,4}")) {
         ordinal = Integer.parseInt(args[i]);
       } else {
         System.out.println("usage: GpuCheck [GPU-NUMBER] [--results FILE] [--parity-only | --benchmark-only]"
-            + " [--no-profile] [--no-cpu]; '" + args[i] + "' is none of them");
+            + " [--no-profile] [--no-cpu] [--no-classic]; '" + args[i] + "' is none of them");
         System.exit(2);
         return;
       }
@@ -456,15 +462,26 @@ public final class GpuCheck {
         System.out.println("\n| deep-mnist | training images/s | training, gradients through the host | inference"
             + " images/s (batches of 1000) |");
         System.out.println("| --- | --- | --- | --- |");
-        double stepMicros = 0;
-        for (int batch : new int[] {50, 512}) {
+        double[] stepMicros = new double[2];
+        int[] batches = {50, 512};
+        for (int b = 0; b < 2; b++) {
+          int batch = batches[b];
           double[] g = benchmark(gpu, batch, batch == 50 ? 200 : 40);
-          if (batch == 50) {
-            stepMicros = 1e6 * batch / g[0];
-          }
+          stepMicros[b] = 1e6 * batch / g[0];
           System.out.printf(Locale.ROOT, "| GPU, batch %d | %.0f | %.0f | %.0f |%n", batch, g[0], g[1], g[2]);
           figures.append(String.format(Locale.ROOT, "train%d %.1f%nhost%d %.1f%ninfer%d %.1f%n", batch, g[0], batch,
               g[1], batch, g[2]));
+        }
+        if (classic) {
+          // The same loops on the classic route (64 x 64 tiles, im2col and col2im), for the
+          // kernels' A/B in one run: a second context on the same GPU, closed before the next.
+          try (CudaBackend old = CudaBackend.create(ordinal, false)) {
+            for (int batch : new int[] {50, 512}) {
+              double[] g = benchmark(old, batch, batch == 50 ? 200 : 40);
+              System.out.printf(Locale.ROOT, "| GPU, batch %d, classic kernels | %.0f | %.0f | %.0f |%n", batch, g[0],
+                  g[1], g[2]);
+            }
+          }
         }
         if (cpuRow) {
           double[] c = benchmark(fast, 50, 20);
@@ -472,7 +489,8 @@ public final class GpuCheck {
               c[2]);
         }
         if (profile) {
-          printProfile(profile(gpu, 50, 50), stepMicros, figures);
+          printProfile(50, 50, profile(gpu, 50, 50), stepMicros[0], figures);
+          printProfile(512, 10, profile(gpu, 512, 10), stepMicros[1], figures);
         }
         if (results != null) {
           java.nio.file.Files.writeString(results, figures.toString());
