@@ -16,9 +16,13 @@ out=${1:-$here/target/cuda-emu}
 command -v g++ >/dev/null 2>&1 || { echo "cuda-emu: g++ not found (apt-get install g++)" >&2; exit 3; }
 mkdir -p "$out"
 # One X(name) per kernel of convspark.cu, so the driver knows every kernel by name and signature.
-# (A kernel may declare __launch_bounds__(...) before its name.)
-grep -o 'extern "C" __global__ void \(__launch_bounds__([A-Z0-9_, ]*) \)\?[A-Za-z_0-9]*' "$here/src/main/cuda/convspark.cu" \
-  | awk '{print "X(" $NF ")"}' > "$out/kernels.inc"
+# (A kernel may declare __launch_bounds__(...) before its name; the wide-tile kernels are made by
+# macros, one line each: NAME_OF_MACRO(kernel, ...).)
+{
+  grep -o 'extern "C" __global__ void \(__launch_bounds__([A-Z0-9_, ]*) \)\?[A-Za-z_0-9]*' "$here/src/main/cuda/convspark.cu" \
+    | awk '$NF !~ /^__launch_bounds__/ {print "X(" $NF ")"}'
+  sed -n 's/^[A-Z_]*(\([a-z_0-9]*\), [a-z]*)$/X(\1)/p' "$here/src/main/cuda/convspark.cu"
+} > "$out/kernels.inc"
 # Strict aliasing off: the kernels read shared float arrays as float4, as CUDA code does.
 # fmaf as one instruction where the processor has it (a libm call per multiply-add otherwise).
 fma=

@@ -4,8 +4,8 @@ Usage: python3 gpu-torch.py [--ours FILE]  (FILE: GpuCheck's figures, to print r
        python3 gpu-torch.py --cpu --ours FILE  (FILE: CpuCheck's figures and thread counts)
 Random inputs; Adam 1e-4, dropout 0.5; training images/s at batch 50 and 512 (as one replica
 trains, and with the gradient to the host and back every step, as data-parallel training does),
-inference images/s in batches of 1000; in float32 (TF32 forbidden, as convspark computes: the
-ratios to compare), then with TF32 allowed to cuDNN and to the matrix products. With --cpu, PyTorch's CPU path on each of the thread
+inference images/s in batches of 1000; in float32 (TF32 forbidden), then with TF32 allowed to
+cuDNN and to the matrix products, each against convspark's figures in the same precision. With --cpu, PyTorch's CPU path on each of the thread
 counts CpuCheck measured (torch.set_num_threads), training as one replica trains.
 """
 import argparse
@@ -116,17 +116,17 @@ def main():
     def ratio(key, theirs):
         return f"{ours[key] / theirs:.2f}x" if key in ours else "-"
 
-    # float32 throughout (TF32 forbidden to cuDNN's convolutions and to the matrix products), as
-    # convspark computes: the like-for-like rows. Then TF32 allowed to both (PyTorch's default
-    # lets cuDNN's convolutions use it), for what the tensor cores give PyTorch.
+    # float32 throughout (TF32 forbidden to cuDNN's convolutions and to the matrix products),
+    # against convspark's float32 rows; then TF32 allowed to both (PyTorch's default lets cuDNN's
+    # convolutions use it), against convspark's TF32 rows (precision tf32), like with like.
     for tf32 in (False, True):
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
-        what = "TF32 allowed" if tf32 else "float32"
+        what, key = ("TF32 allowed", "_tf32") if tf32 else ("float32", "")
         for batch, steps in ((50, 200), (512, 40)):
             t, h, i = bench(batch, steps)
-            print(f"| batch {batch}, {what} | {t:.0f} | {h:.0f} | {i:.0f} | {ratio(f'train{batch}', t)} "
-                  f"| {ratio(f'host{batch}', h)} | {ratio(f'infer{batch}', i)} |", flush=True)
+            print(f"| batch {batch}, {what} | {t:.0f} | {h:.0f} | {i:.0f} | {ratio(f'train{batch}{key}', t)} "
+                  f"| {ratio(f'host{batch}{key}', h)} | {ratio(f'infer{batch}{key}', i)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -195,7 +195,8 @@ __device__ __forceinline__ Quad row_quad(const float* p, int ld, int rows, int c
 __device__ __forceinline__ int a_row(int i, bool along_k) { return along_k ? i >> 1 : (i & 31) * 4; }
 __device__ __forceinline__ int a_k(int i, bool along_k) { return along_k ? (i & 1) * 4 : i >> 5; }
 
-__device__ __forceinline__ void stash_a(int i, bool along_k, const Quad& q, float (*as)[WM + WP]) {
+template <int LD>
+__device__ __forceinline__ void stash_a(int i, bool along_k, const Quad& q, float (*as)[LD]) {
   int r = a_row(i, along_k), kq = a_k(i, along_k);
   if (along_k) {
 #pragma unroll
@@ -211,7 +212,8 @@ __device__ __forceinline__ void stash_a(int i, bool along_k, const Quad& q, floa
 __device__ __forceinline__ int b_col(int i, bool along_k) { return along_k ? i >> 1 : (i & 15) * 4; }
 __device__ __forceinline__ int b_k(int i, bool along_k) { return along_k ? (i & 1) * 4 : i >> 4; }
 
-__device__ __forceinline__ void stash_b(int i, bool along_k, const Quad& q, float (*bs)[WN + WP]) {
+template <int LD>
+__device__ __forceinline__ void stash_b(int i, bool along_k, const Quad& q, float (*bs)[LD]) {
   int c = b_col(i, along_k), kq = b_k(i, along_k);
   if (along_k) {
 #pragma unroll
@@ -331,37 +333,117 @@ struct PatchesTA {
   }
 };
 
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define CONVSPARK_TF32 1
+#include <mma.h>
+#endif
+
 // C (m x n, ldc floats a row; block z's partial at c + z m ldc when split over k, as in sgemm)
-// = A B with A and B as the loaders give them, + bias, ReLU (sgemm's epilogue, beta 0).
-template <class LA, class LB>
+// = A B with A and B as the loaders give them, + bias, ReLU (sgemm's epilogue, beta 0). With
+// TF32 the products are the tensor cores' (WMMA, m16n16k8, inputs rounded to TF32, sums in
+// float32): each warp computes a 64 x 32 quarter of the tile as 4 x 2 fragments of 16 x 16, from
+// the same shared tiles (their rows padded to 8 floats, for WMMA's 32-byte aligned loads), and
+// writes them through a 16 x 16 staging square per warp for the epilogue.
+template <bool TF32, class LA, class LB>
 __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, int n, int k, float* c, int ldc,
                                              int k_split, const float* bias, int relu) {
-  __shared__ __align__(16) float as[2][WK][WM + WP];
-  __shared__ __align__(16) float bs[2][WK][WN + WP];
+  constexpr int LDA = TF32 ? WM + 8 : WM + WP;
+  constexpr int LDB = TF32 ? WN + 8 : WN + WP;
+  __shared__ __align__(128) float as[2][WK][LDA];
+  __shared__ __align__(128) float bs[2][WK][LDB];
   int t = threadIdx.x;
-  int tx = t % 8;
-  int ty = t / 8;
   int row0 = blockIdx.y * WM;
   int col0 = blockIdx.x * WN;
   int k_begin = blockIdx.z * k_split;
   int k_end = min(k, k_begin + k_split);
   c += (long long) blockIdx.z * m * ldc;
-  float acc[8][8];
-#pragma unroll
-  for (int i = 0; i < 8; i++)
-#pragma unroll
-    for (int j = 0; j < 8; j++) acc[i][j] = 0.f;
   bool ak = la.along_k(), bk = lb.along_k();
   Quad qa0, qa1, qb;
   if (k_begin < k_end) {
     qa0 = la.fetch(0, row0, k_begin, k_end);
     qa1 = la.fetch(1, row0, k_begin, k_end);
     qb = lb.fetch(0, col0, k_begin, k_end);
-    stash_a(t, ak, qa0, as[0]);
-    stash_a(t + WTHREADS, ak, qa1, as[0]);
-    stash_b(t, bk, qb, bs[0]);
+    stash_a<LDA>(t, ak, qa0, as[0]);
+    stash_a<LDA>(t + WTHREADS, ak, qa1, as[0]);
+    stash_b<LDB>(t, bk, qb, bs[0]);
   }
   __syncthreads();
+#ifdef CONVSPARK_TF32
+  if constexpr (TF32) {
+    using namespace nvcuda;
+    int warp = t / 32, lane = t % 32;
+    int wm = (warp / 2) * 64, wn = (warp % 2) * 32;
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[4][2];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+      for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
+    int cur = 0;
+    for (int k0 = k_begin; k0 < k_end; k0 += WK) {
+      bool next = k0 + WK < k_end;
+      if (next) {
+        qa0 = la.fetch(0, row0, k0 + WK, k_end);
+        qa1 = la.fetch(1, row0, k0 + WK, k_end);
+        qb = lb.fetch(0, col0, k0 + WK, k_end);
+      }
+      // as[k][row] is A column-major (ld LDA), bs[k][col] is B row-major (ld LDB).
+      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[4];
+      wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[2];
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        wmma::load_matrix_sync(fa[i], &as[cur][0][wm + 16 * i], LDA);
+#pragma unroll
+        for (int e = 0; e < fa[i].num_elements; e++) fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
+      }
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        wmma::load_matrix_sync(fb[j], &bs[cur][0][wn + 16 * j], LDB);
+#pragma unroll
+        for (int e = 0; e < fb[j].num_elements; e++) fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
+      }
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+      if (next) {
+        stash_a<LDA>(t, ak, qa0, as[cur ^ 1]);
+        stash_a<LDA>(t + WTHREADS, ak, qa1, as[cur ^ 1]);
+        stash_b<LDB>(t, bk, qb, bs[cur ^ 1]);
+      }
+      __syncthreads();
+      cur ^= 1;
+    }
+    __shared__ __align__(128) float stage[WTHREADS / 32][16 * 16];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        wmma::store_matrix_sync(stage[warp], acc[i][j], 16, wmma::mem_row_major);
+        __syncthreads();
+        // Each lane: 8 entries of the square, half a row.
+        int r = lane / 2, c0 = (lane % 2) * 8;
+        int row = row0 + wm + 16 * i + r;
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+          int col = col0 + wn + 16 * j + c0 + e;
+          if (row < m && col < n) {
+            long long o = (long long) row * ldc + col;
+            c[o] = epilogue(stage[warp][r * 16 + c0 + e], bias, col, 0.f, c, o, relu);
+          }
+        }
+        __syncthreads();
+      }
+    }
+    return;
+  }
+#endif
+  int tx = t % 8;
+  int ty = t / 8;
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; i++)
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc[i][j] = 0.f;
   int cur = 0;
   for (int k0 = k_begin; k0 < k_end; k0 += WK) {
     // The same for every thread of the block, so each reaches the same barriers.
@@ -386,9 +468,9 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
     }
     // The other buffer was last read before the previous barrier: free to overwrite.
     if (next) {
-      stash_a(t, ak, qa0, as[cur ^ 1]);
-      stash_a(t + WTHREADS, ak, qa1, as[cur ^ 1]);
-      stash_b(t, bk, qb, bs[cur ^ 1]);
+      stash_a<LDA>(t, ak, qa0, as[cur ^ 1]);
+      stash_a<LDA>(t + WTHREADS, ak, qa1, as[cur ^ 1]);
+      stash_b<LDB>(t, bk, qb, bs[cur ^ 1]);
     }
     __syncthreads();
     cur ^= 1;
@@ -409,47 +491,57 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
 
 // sgemm (beta 0) in wide tiles: vec_a and vec_b say where 16-byte loads may be used. Grid:
 // (n / 64, m / 128, splits) rounded up, 128 threads a block.
-extern "C" __global__ void __launch_bounds__(WTHREADS) sgemm_wide(int trans_a, int trans_b, int m, int n, int k,
-                                                                  const float* a, int lda, int vec_a, const float* b,
-                                                                  int ldb, int vec_b, float* c, int ldc, int k_split,
-                                                                  const float* bias, int relu) {
-  MatrixA la = {a, trans_a, lda, m, vec_a != 0};
-  MatrixB lb = {b, trans_b, ldb, n, vec_b != 0};
-  wide_product(la, lb, m, n, k, c, ldc, k_split, bias, relu);
-}
+#define SGEMM_WIDE(NAME, TF32)                                                                                   \
+  extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
+      NAME(int trans_a, int trans_b, int m, int n, int k, const float* a, int lda, int vec_a, const float* b,   \
+           int ldb, int vec_b, float* c, int ldc, int k_split, const float* bias, int relu) {                   \
+    MatrixA la = {a, trans_a, lda, m, vec_a != 0};                                                            \
+    MatrixB lb = {b, trans_b, ldb, n, vec_b != 0};                                                            \
+    wide_product<TF32>(la, lb, m, n, k, c, ldc, k_split, bias, relu);                                         \
+  }
 
 // A convolution's forward pass without im2col: y (n * oh * ow rows x filters, ldc floats a row)
 // = the windows of x times the weights (patch x filters, the layers' layout) + bias, ReLU when
 // relu; split over k as sgemm_wide. vec_x: ch a multiple of 4 and x 16-byte aligned; vec_w:
 // filters a multiple of 4 and the weights so aligned. Grid as sgemm_wide's.
-extern "C" __global__ void __launch_bounds__(WTHREADS) conv_forward(const float* x, int n, int h, int w, int ch, int kh,
-                                                                    int kw, int stride, int pad_top, int pad_left,
-                                                                    int oh, int ow, int vec_x, const float* weights,
-                                                                    int filters, int vec_w, float* y, int ldc,
-                                                                    int k_split, const float* bias, int relu) {
-  Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};
-  int rows = n * oh * ow;
-  PatchesA la(win, rows, vec_x != 0, blockIdx.y * WM);
-  MatrixB lb = {weights, 0, filters, filters, vec_w != 0};
-  wide_product(la, lb, rows, filters, kh * kw * ch, y, ldc, k_split, bias, relu);
-}
+#define CONV_FORWARD(NAME, TF32)                                                                                 \
+  extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
+      NAME(const float* x, int n, int h, int w, int ch, int kh, int kw, int stride, int pad_top, int pad_left, \
+           int oh, int ow, int vec_x, const float* weights, int filters, int vec_w, float* y, int ldc,         \
+           int k_split, const float* bias, int relu) {                                                        \
+    Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};                                       \
+    int rows = n * oh * ow;                                                                                   \
+    PatchesA la(win, rows, vec_x != 0, blockIdx.y * WM);                                                      \
+    MatrixB lb = {weights, 0, filters, filters, vec_w != 0};                                                  \
+    wide_product<TF32>(la, lb, rows, filters, kh * kw * ch, y, ldc, k_split, bias, relu);                     \
+  }
 
 // A convolution's weight gradient without im2col: dw (patch x filters, ldc floats a row) = the
 // windows of x, transposed, times dy (n * oh * ow rows x filters), summed over the rows, split
 // over them as sgemm_wide (then bias 0 and relu 0). vec_x as conv_forward's; vec_dy: filters a
 // multiple of 4 and dy 16-byte aligned.
-extern "C" __global__ void __launch_bounds__(WTHREADS) conv_weight_grad(const float* x, int n, int h, int w, int ch,
-                                                                        int kh, int kw, int stride, int pad_top,
-                                                                        int pad_left, int oh, int ow, int vec_x,
-                                                                        const float* dy, int filters, int vec_dy,
-                                                                        float* dw, int ldc, int k_split,
-                                                                        const float* bias, int relu) {
-  Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};
-  int patch = kh * kw * ch;
-  PatchesTA la = {win, patch, vec_x != 0};
-  MatrixB lb = {dy, 0, filters, filters, vec_dy != 0};
-  wide_product(la, lb, patch, filters, n * oh * ow, dw, ldc, k_split, bias, relu);
-}
+#define CONV_WEIGHT_GRAD(NAME, TF32)                                                                             \
+  extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
+      NAME(const float* x, int n, int h, int w, int ch, int kh, int kw, int stride, int pad_top, int pad_left, \
+           int oh, int ow, int vec_x, const float* dy, int filters, int vec_dy, float* dw, int ldc,            \
+           int k_split, const float* bias, int relu) {                                                        \
+    Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};                                       \
+    int patch = kh * kw * ch;                                                                                 \
+    PatchesTA la = {win, patch, vec_x != 0};                                                                  \
+    MatrixB lb = {dy, 0, filters, filters, vec_dy != 0};                                                      \
+    wide_product<TF32>(la, lb, patch, filters, n * oh * ow, dw, ldc, k_split, bias, relu);                    \
+  }
+
+// The float32 kernels, and where the architecture has tensor cores for TF32 (8.0 and newer: the
+// PTX built for compute_80), the same with TF32 products.
+SGEMM_WIDE(sgemm_wide, false)
+CONV_FORWARD(conv_forward, false)
+CONV_WEIGHT_GRAD(conv_weight_grad, false)
+#ifdef CONVSPARK_TF32
+SGEMM_WIDE(sgemm_wide_tf32, true)
+CONV_FORWARD(conv_forward_tf32, true)
+CONV_WEIGHT_GRAD(conv_weight_grad_tf32, true)
+#endif
 
 // Column sums of dy (rows x cols), a bias's gradient. Block (bx, by) sums columns bx * 32 to
 // bx * 32 + 31 over rows by * chunk to by * chunk + chunk - 1, eight rows at a time, a warp reading

@@ -17,7 +17,8 @@
 // fail as on a machine whose driver sees no GPU), CONVSPARK_CUDA_EMU_DRIVER (the driver version
 // reported, as cuDriverGetVersion gives it, default 12000 = CUDA 12.0; it decides the newest PTX
 // ISA accepted), CONVSPARK_CUDA_EMU_SMS (the multiprocessor count reported, default 132, an
-// H100's and H200's), CONVSPARK_CUDA_EMU_TRACE (a file to which every launch, copy, memset and
+// H100's and H200's), CONVSPARK_CUDA_EMU_CC (the compute capability reported, major * 10 + minor,
+// default 90, an H100's and H200's; the WMMA kernels run on any, mma.h), CONVSPARK_CUDA_EMU_TRACE (a file to which every launch, copy, memset and
 // synchronisation is appended as one line, so a test can see what a training step asks of the
 // device: "launch NAME GXxGYxGZ BX ARGS...", with each device pointer as "p" and other arguments
 // as numbers; "htod BYTES", "dtoh BYTES", "dtod BYTES", "memset BYTES", "sync", "alloc BYTES",
@@ -534,9 +535,16 @@ API CUresult cuDeviceGetAttribute(int* value, int attribute, CUdevice device) {
   if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
   if (device < 0 || device >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
   if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const int CAPABILITY_MAJOR = 75, CAPABILITY_MINOR = 76;
+  int capability = env_int("CONVSPARK_CUDA_EMU_CC", 90);
+  if (attribute == CAPABILITY_MAJOR || attribute == CAPABILITY_MINOR) {
+    *value = attribute == CAPABILITY_MAJOR ? capability / 10 : capability % 10;
+    return CUDA_SUCCESS;
+  }
   if (attribute != MULTIPROCESSOR_COUNT) {
     return fail(CUDA_ERROR_NOT_SUPPORTED, "cuDeviceGetAttribute: attribute " + std::to_string(attribute) +
-                                              " is not emulated (only the multiprocessor count, 16)");
+                                              " is not emulated (only the multiprocessor count, 16, and the"
+                                              " compute capability, 75 and 76)");
   }
   *value = env_int("CONVSPARK_CUDA_EMU_SMS", 132);
   return CUDA_SUCCESS;

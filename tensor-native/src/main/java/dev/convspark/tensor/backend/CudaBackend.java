@@ -76,6 +76,8 @@ public final class CudaBackend implements Backend {
 
   /** The kernels, as a classpath resource. */
   static final String PTX = "/dev/convspark/tensor/cuda/convspark.ptx";
+  /** The same kernels for compute capability 8.0 and newer, with the wide products' TF32 forms. */
+  static final String PTX_TF32 = "/dev/convspark/tensor/cuda/convspark_tf32.ptx";
   private static final int THREADS = 256;
   /**
    * The system property that picks the kernels' route: {@code wide} (the default: products of
@@ -97,15 +99,19 @@ public final class CudaBackend implements Backend {
   private final int multiprocessors;
   /** The wide route ({@link #KERNELS_PROPERTY}). */
   private final boolean wide;
+  /** The wide products on the tensor cores, in TF32 ({@link Precision#TF32}). */
+  private final boolean tf32;
   /** Times every launch while set (GpuCheck's profile); null otherwise. */
   private KernelProfile profile;
 
-  private CudaBackend(CUcontext context, CUmodule module, String description, int multiprocessors, boolean wide) {
+  private CudaBackend(CUcontext context, CUmodule module, String description, int multiprocessors, boolean wide,
+                      boolean tf32) {
     this.context = context;
     this.module = module;
     this.description = description;
     this.multiprocessors = multiprocessors;
     this.wide = wide;
+    this.tf32 = tf32;
   }
 
   /**
@@ -129,16 +135,34 @@ public final class CudaBackend implements Backend {
    *                               device, or kernels the driver refuses
    */
   public static CudaBackend create(int ordinal) {
-    return create(ordinal, wideRoute());
+    return create(ordinal, Precision.FP32);
+  }
+
+  /**
+   * Opens GPU number {@code ordinal} to compute in {@code precision}.
+   *
+   * @throws IllegalStateException    as {@link #create(int)}
+   * @throws IllegalArgumentException for TF32 on a GPU older than compute capability 8.0, or on
+   *                                  the classic route, which has no TF32 kernels
+   */
+  public static CudaBackend create(int ordinal, Precision precision) {
+    return create(ordinal, wideRoute(), precision == Precision.TF32);
   }
 
   /**
    * Opens GPU number {@code ordinal} with the wide route or the classic one
-   * ({@link #KERNELS_PROPERTY}), whatever the property says.
+   * ({@link #KERNELS_PROPERTY}), whatever the property says, in float32.
    *
    * @throws IllegalStateException as {@link #create(int)}
    */
   public static CudaBackend create(int ordinal, boolean wide) {
+    return create(ordinal, wide, false);
+  }
+
+  private static CudaBackend create(int ordinal, boolean wide, boolean tf32) {
+    if (tf32 && !wide) {
+      throw new IllegalArgumentException("precision=tf32: " + KERNELS_PROPERTY + "=classic has no TF32 kernels");
+    }
     try {
       JCudaDriver.setExceptionsEnabled(true);
       int[] count = new int[1];
@@ -164,19 +188,31 @@ public final class CudaBackend implements Backend {
       cuDriverGetVersion(version);
       int[] sms = new int[1];
       cuDeviceGetAttribute(sms, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
+      String device = new String(name, java.nio.charset.StandardCharsets.US_ASCII).trim().replace("\0", "");
+      if (tf32) {
+        int[] major = new int[1];
+        int[] minor = new int[1];
+        cuDeviceGetAttribute(major, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+        cuDeviceGetAttribute(minor, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+        if (major[0] < 8) {
+          throw new IllegalArgumentException("precision=tf32: gpu:" + ordinal + " (" + device + ") has compute"
+              + " capability " + major[0] + "." + minor[0] + ", and TF32 needs the tensor cores of 8.0 or newer;"
+              + " precision=fp32 runs on it");
+        }
+      }
       CUcontext ctx = new CUcontext();
       cuCtxCreate(ctx, 0, dev);
       CUmodule module = new CUmodule();
       try {
-        cuModuleLoadData(module, ptx());
+        cuModuleLoadData(module, ptx(tf32 ? PTX_TF32 : PTX));
       } catch (CudaException e) {
         cuCtxDestroy(ctx);
         throw new IllegalStateException("the CUDA driver (version " + version[0] / 1000 + "." + version[0] % 1000 / 10
             + ") refused convspark's kernels (" + e.getMessage() + "); they need a CUDA 12.0 or newer driver", e);
       }
-      String device = new String(name, java.nio.charset.StandardCharsets.US_ASCII).trim().replace("\0", "");
       return new CudaBackend(ctx, module, "gpu:" + ordinal + " (" + device + ", CUDA driver " + version[0] / 1000 + "."
-          + version[0] % 1000 / 10 + (wide ? "" : ", classic kernels") + ")", sms[0], wide);
+          + version[0] % 1000 / 10 + (wide ? "" : ", classic kernels") + (tf32 ? ", TF32" : "") + ")", sms[0], wide,
+          tf32);
     } catch (LinkageError e) {
       // No libcuda.so.1 (UnsatisfiedLinkError first, NoClassDefFoundError on later calls).
       String first = String.valueOf(e).lines().findFirst().orElse("");
@@ -186,16 +222,21 @@ public final class CudaBackend implements Backend {
     }
   }
 
-  /** The PTX text, NUL-terminated as {@code cuModuleLoadData} wants it. */
+  /** The float32 kernels' PTX text, NUL-terminated as {@code cuModuleLoadData} wants it. */
   static byte[] ptx() {
-    try (InputStream in = CudaBackend.class.getResourceAsStream(PTX)) {
+    return ptx(PTX);
+  }
+
+  /** The PTX text of the classpath resource {@code resource}, NUL-terminated. */
+  static byte[] ptx(String resource) {
+    try (InputStream in = CudaBackend.class.getResourceAsStream(resource)) {
       if (in == null) {
-        throw new IllegalStateException("the kernels " + PTX + " are missing from the classpath");
+        throw new IllegalStateException("the kernels " + resource + " are missing from the classpath");
       }
       byte[] b = in.readAllBytes();
       return java.util.Arrays.copyOf(b, b.length + 1);
     } catch (IOException e) {
-      throw new IllegalStateException("cannot read " + PTX + ": " + e.getMessage(), e);
+      throw new IllegalStateException("cannot read " + resource + ": " + e.getMessage(), e);
     }
   }
 
@@ -533,7 +574,7 @@ public final class CudaBackend implements Backend {
      * C (m x n, {@code ldc} floats a row) = A B + bias, through a ReLU when {@code relu}, by the
      * wide-tile kernel {@code kernel} ({@code sgemm_wide}, {@code conv_forward} or
      * {@code conv_weight_grad}, whose arguments are {@code operands} then C, ldc, the share of k
-     * a block sums, bias and relu); split over k as {@link #kSplit} says for 128 x 64 tiles, the
+     * a block sums, bias and relu; its {@code _tf32} form in TF32); split over k as {@link #kSplit} says for 128 x 64 tiles, the
      * partials added up in order by {@code sum_splits}, which then adds the bias.
      */
     private void wideProduct(String kernel, int mm, int nn, int kk, long c, int ldc, long bias, boolean relu,
@@ -543,6 +584,9 @@ public final class CudaBackend implements Backend {
       int gx = (nn + WN - 1) / WN;
       int gy = (mm + WM - 1) / WM;
       int r = relu ? 1 : 0;
+      if (tf32) {
+        kernel += "_tf32";
+      }
       String label = profile == null ? null
           : kernel + " " + mm + "x" + nn + ", k " + kk + (splits > 1 ? ", " + splits + " splits" : "");
       double flops = 2.0 * mm * nn * kk;

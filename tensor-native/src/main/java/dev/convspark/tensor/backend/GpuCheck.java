@@ -22,7 +22,10 @@ import java.util.function.Consumer;
  * the benchmark and the profile, {@code --benchmark-only} the checks (on the emulated driver with
  * its kernels off, {@code bin/convspark bench gpu-host}, that times the host's side),
  * {@code --no-profile} the profile, {@code --no-cpu} the CPU's row of the benchmark,
- * {@code --no-classic} the classic route's rows (as does running with the classic route).
+ * {@code --no-classic} the classic route's rows (as does running with the classic route),
+ * {@code --no-tf32} the rows and the layers' checks in TF32 ({@link Precision#TF32}: run where the
+ * GPU has TF32 tensor cores, within {@link Precision#TF32_TOLERANCE}; also skipped on the classic
+ * route).
  */
 public final class GpuCheck {
 
@@ -33,9 +36,19 @@ public final class GpuCheck {
   }
 
   /** One comparison: what, the largest relative error, and whether it is within {@link #TOLERANCE}. */
-  public record Check(String what, double error) {
+  public record Check(String what, double error, double tolerance) {
+    /** A check within {@link #TOLERANCE}. */
+    public Check(String what, double error) {
+      this(what, error, TOLERANCE);
+    }
+
     public boolean ok() {
-      return error < TOLERANCE;
+      return error < tolerance;
+    }
+
+    /** This check, allowed {@code t} instead (a GPU in TF32: {@link Precision#TF32_TOLERANCE}). */
+    public Check within(double t) {
+      return new Check(what, error, t);
     }
   }
 
@@ -403,6 +416,29 @@ public final class GpuCheck {
     figures.append(String.format(Locale.ROOT, "kernels%d %.1f%n", batch, total));
   }
 
+  /**
+   * Each layer stack of {@link #PARITY} on GPU {@code ordinal} in TF32 against {@code cpu},
+   * printed as it completes, within {@link Precision#TF32_TOLERANCE}; true when all pass or the
+   * GPU has no TF32 (which it prints).
+   */
+  private static boolean tf32Parity(int ordinal, Backend cpu) {
+    try (CudaBackend t = CudaBackend.create(ordinal, Precision.TF32)) {
+      boolean ok = true;
+      for (Parity p : PARITY) {
+        for (Check c : layerParity(t, cpu, p)) {
+          Check w = c.within(Precision.TF32_TOLERANCE);
+          System.out.printf(Locale.ROOT, "| %s, TF32 | %.2e | %s |%n", w.what(), w.error(),
+              w.ok() ? "yes (within " + Precision.TF32_TOLERANCE + ")" : "NO");
+          ok &= w.ok();
+        }
+      }
+      return ok;
+    } catch (IllegalArgumentException e) {
+      System.out.println("| (no TF32 checks: " + e.getMessage() + ") | | |");
+      return true;
+    }
+  }
+
   /** Runs every check and the benchmark; see the class comment for the exit status. */
   public static void main(String[] args) {
     int ordinal = 0;
@@ -412,6 +448,7 @@ public final class GpuCheck {
     boolean profile = true;
     boolean cpuRow = true;
     boolean classic = !"classic".equals(System.getProperty(CudaBackend.KERNELS_PROPERTY));
+    boolean tf32 = classic;
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("--parity-only")) {
         parityOnly = true;
@@ -423,13 +460,15 @@ public final class GpuCheck {
         profile = false;
       } else if (args[i].equals("--no-classic")) {
         classic = false;
+      } else if (args[i].equals("--no-tf32")) {
+        tf32 = false;
       } else if (args[i].equals("--results") && i + 1 < args.length) {
         results = java.nio.file.Path.of(args[++i]);
       } else if (args[i].matches("\\d{1,4}")) {
         ordinal = Integer.parseInt(args[i]);
       } else {
         System.out.println("usage: GpuCheck [GPU-NUMBER] [--results FILE] [--parity-only | --benchmark-only]"
-            + " [--no-profile] [--no-cpu] [--no-classic]; '" + args[i] + "' is none of them");
+            + " [--no-profile] [--no-cpu] [--no-classic] [--no-tf32]; '" + args[i] + "' is none of them");
         System.exit(2);
         return;
       }
@@ -457,6 +496,9 @@ public final class GpuCheck {
         // Printed as they complete: deep-mnist's training steps on the reference take minutes.
         ok = allParity(gpu, cpu, c -> System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(),
             c.ok() ? "yes" : "NO")).stream().allMatch(Check::ok);
+        if (tf32) {
+          ok &= tf32Parity(ordinal, cpu);
+        }
       }
       if (!parityOnly) {
         System.out.println("\n| deep-mnist | training images/s | training, gradients through the host | inference"
@@ -481,6 +523,20 @@ public final class GpuCheck {
               System.out.printf(Locale.ROOT, "| GPU, batch %d, classic kernels | %.0f | %.0f | %.0f |%n", batch, g[0],
                   g[1], g[2]);
             }
+          }
+        }
+        if (tf32) {
+          // TF32 on the tensor cores, where the GPU has them: the rows to set beside PyTorch's with
+          // TF32 allowed.
+          try (CudaBackend t = CudaBackend.create(ordinal, Precision.TF32)) {
+            for (int batch : new int[] {50, 512}) {
+              double[] g = benchmark(t, batch, batch == 50 ? 200 : 40);
+              System.out.printf(Locale.ROOT, "| GPU, batch %d, TF32 | %.0f | %.0f | %.0f |%n", batch, g[0], g[1], g[2]);
+              figures.append(String.format(Locale.ROOT, "train%d_tf32 %.1f%nhost%d_tf32 %.1f%ninfer%d_tf32 %.1f%n",
+                  batch, g[0], batch, g[1], batch, g[2]));
+            }
+          } catch (IllegalArgumentException e) {
+            System.out.println("| (no TF32 rows: " + e.getMessage() + ") | | | |");
           }
         }
         if (cpuRow) {

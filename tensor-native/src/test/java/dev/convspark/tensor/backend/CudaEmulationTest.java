@@ -99,6 +99,41 @@ class CudaEmulationTest {
     }
   }
 
+  /**
+   * TF32 (the wide products through WMMA, which the emulated driver computes with each input
+   * rounded to TF32): every check within {@link Precision#TF32_TOLERANCE}, and the layers' forward
+   * passes visibly off float32's (rounded inputs), yet within 1e-3.
+   */
+  @Test
+  void inTf32TheGpuBackendMatchesTheCpuWithinTheLooserTolerance() throws IOException, InterruptedException {
+    Run r = probe(Map.of(), "parity", "tf32");
+    System.out.println(r.output());
+    assertEquals(0, r.exit(), r.output());
+    assertTrue(r.output().contains("GPU: gpu:0 (convspark CUDA emulator (CPU), CUDA driver 12.0, TF32)"), r.output());
+    int checks = GpuCheck.PARITY.size() * 3 + 2 * (1 + 3);
+    assertEquals(checks, r.output().lines().filter(l -> l.endsWith("| yes |")).count(), r.output());
+    List<Double> conv2 = r.output().lines().filter(l -> l.startsWith("| in14x14x32-conv5x5x64-dense10 (batch 50): logits"))
+        .map(l -> Double.parseDouble(l.split(" \\| ")[1])).toList();
+    assertEquals(1, conv2.size(), r.output());
+    assertTrue(conv2.get(0) > 1e-5 && conv2.get(0) < 1e-3, "conv2's logits in TF32: " + conv2.get(0));
+  }
+
+  @Test
+  void tf32IsRefusedWhereTheGpuHasNoTensorCoresForIt() throws IOException, InterruptedException {
+    Run turing = probe(Map.of("CONVSPARK_CUDA_EMU_CC", "75"), "tf32");
+    for (String device : new String[] {"gpu", "auto"}) {
+      assertTrue(turing.output().contains(device + " tf32 failed: precision=tf32: gpu:0 (convspark CUDA emulator (CPU))"
+          + " has compute capability 7.5, and TF32 needs the tensor cores of 8.0 or newer; precision=fp32 runs on it"),
+          turing.output());
+    }
+    Run classic = probe(List.of("-D" + CudaBackend.KERNELS_PROPERTY + "=classic"), Map.of(), "tf32");
+    assertTrue(classic.output().contains("gpu tf32 failed: precision=tf32: " + CudaBackend.KERNELS_PROPERTY
+        + "=classic has no TF32 kernels"), classic.output());
+    Run ampere = probe(Map.of("CONVSPARK_CUDA_EMU_CC", "80"), "tf32");
+    assertTrue(ampere.output().contains("auto tf32 -> gpu:0 (convspark CUDA emulator (CPU), CUDA driver 12.0, TF32)"),
+        ampere.output());
+  }
+
   @Test
   void anUnknownRouteOfKernelsIsRefusedNamingTheProperty() throws IOException, InterruptedException {
     Run r = probe(List.of("-D" + CudaBackend.KERNELS_PROPERTY + "=fast"), Map.of(), "open", "gpu", "auto");

@@ -78,16 +78,22 @@ class DeviceTest {
     String committedText = new String(CudaBackend.ptx(), java.nio.charset.StandardCharsets.US_ASCII);
     Assumptions.assumeTrue(committedText.contains("// " + local), "the committed PTX was built by another nvcc than this"
         + " one (" + local + "): not compared, since another release may generate other code");
-    Path out = tmp.resolve("convspark.ptx");
-    Process p = new ProcessBuilder("bash", script.toString(), out.toString()).redirectErrorStream(true).start();
+    Process p = new ProcessBuilder("bash", script.toString(), tmp.toString()).redirectErrorStream(true).start();
     String log = new String(p.getInputStream().readAllBytes());
     assertTrue(p.waitFor(5, TimeUnit.MINUTES), "build-ptx.sh ran over 5 minutes");
     assertEquals(0, p.exitValue(), log);
-    byte[] committed = CudaBackend.ptx();
-    byte[] fresh = Files.readAllBytes(out);
-    assertArrayEquals(fresh, java.util.Arrays.copyOf(committed, committed.length - 1),
-        "src/main/resources/dev/convspark/tensor/cuda/convspark.ptx is stale: run tensor-native/build-ptx.sh");
-    String text = new String(fresh, java.nio.charset.StandardCharsets.US_ASCII);
+    for (String resource : new String[] {CudaBackend.PTX, CudaBackend.PTX_TF32}) {
+      byte[] committed = CudaBackend.ptx(resource);
+      String file = resource.substring(resource.lastIndexOf('/') + 1);
+      byte[] fresh = Files.readAllBytes(tmp.resolve(file));
+      assertArrayEquals(fresh, java.util.Arrays.copyOf(committed, committed.length - 1),
+          "src/main/resources" + resource + " is stale: run tensor-native/build-ptx.sh");
+    }
+    String text = new String(Files.readAllBytes(tmp.resolve("convspark.ptx")), java.nio.charset.StandardCharsets.US_ASCII);
     assertTrue(text.contains(".version 8.0") && text.contains(".target sm_75"), "loads on CUDA 12 and 13 drivers");
+    String tf32 = new String(Files.readAllBytes(tmp.resolve("convspark_tf32.ptx")), java.nio.charset.StandardCharsets.US_ASCII);
+    assertTrue(tf32.contains(".version 8.0") && tf32.contains(".target sm_80") && tf32.contains("wmma.mma.sync")
+        && tf32.contains(".entry conv_forward_tf32"), "TF32 on the tensor cores of 8.0 and newer");
+    assertTrue(!text.contains("wmma"), "no WMMA in the PTX every GPU loads");
   }
 }

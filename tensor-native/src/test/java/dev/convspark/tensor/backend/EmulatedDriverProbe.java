@@ -29,6 +29,8 @@ import jcuda.driver.JCudaDriver;
  * {@code step} runs deep-mnist training steps at batch 50 and prints what the driver traced
  * ({@code CONVSPARK_CUDA_EMU_TRACE}) for one step as {@link Trainer} takes it ("== trainer") and
  * one as a Spark worker alone takes it, summed loss then scaled gradients ("== alone");
+ * {@code tf32} opens {@code gpu} and {@code auto} in TF32 and prints what it got or why not;
+ * {@code parity tf32} runs the parity checks in TF32, within {@link Precision#TF32_TOLERANCE};
  * {@code profile} prints {@link GpuCheck#profile}'s rows for two steps at batch 50 ("kernel |
  * launches | us | GFLOP/s").
  */
@@ -44,7 +46,9 @@ final class EmulatedDriverProbe {
     }
     if (args.length > 0 && args[0].equals("parity")) {
       boolean ok = true;
-      try (CudaBackend gpu = CudaBackend.create(0); CpuBackend cpu = CpuBackend.create(2)) {
+      Precision precision = args.length > 1 ? Precision.parse(args[1]) : Precision.FP32;
+      double tolerance = precision == Precision.TF32 ? Precision.TF32_TOLERANCE : GpuCheck.TOLERANCE;
+      try (CudaBackend gpu = CudaBackend.create(0, precision); CpuBackend cpu = CpuBackend.create(2)) {
         System.out.println("GPU: " + gpu.describe());
         List<GpuCheck.Check> checks = new ArrayList<>();
         for (GpuCheck.Parity p : GpuCheck.PARITY) {
@@ -54,7 +58,7 @@ final class EmulatedDriverProbe {
           checks.add(GpuCheck.optimizerParity(gpu, cpu, optimizer));
           checks.addAll(GpuCheck.networkParity(gpu, cpu, optimizer, 5));
         }
-        for (GpuCheck.Check c : checks) {
+        for (GpuCheck.Check c : checks.stream().map(c -> c.within(tolerance)).toList()) {
           System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(), c.ok() ? "yes" : "NO");
           ok &= c.ok();
         }
@@ -65,6 +69,16 @@ final class EmulatedDriverProbe {
       try (CudaBackend gpu = CudaBackend.create(0)) {
         for (GpuCheck.KernelTime k : GpuCheck.profile(gpu, 50, 2)) {
           System.out.printf(Locale.ROOT, "%s | %d | %.3f | %.6f%n", k.kernel(), k.launches(), k.micros(), k.gflops());
+        }
+      }
+      return;
+    }
+    if (args.length > 0 && args[0].equals("tf32")) {
+      for (Device d : new Device[] {Device.parse("gpu"), Device.AUTO}) {
+        try (Backend b = Backends.open(d, 1, Precision.TF32)) {
+          System.out.println(d + " tf32 -> " + b.describe());
+        } catch (IllegalStateException | IllegalArgumentException e) {
+          System.out.println(d + " tf32 failed: " + e.getMessage());
         }
       }
       return;
