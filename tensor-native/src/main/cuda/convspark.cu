@@ -170,7 +170,14 @@ __device__ __forceinline__ Quad zero_quad() {
   return q;
 }
 
+// The emulated driver checks each 16-byte load's alignment (a GPU faults on a misaligned one; the
+// CPU the emulator runs on would not).
+#ifndef EMU_CHECK_ALIGNED
+#define EMU_CHECK_ALIGNED(p)
+#endif
+
 __device__ __forceinline__ Quad load_quad(const float* p) {
+  EMU_CHECK_ALIGNED(p);
   float4 f = *reinterpret_cast<const float4*>(p);
   Quad q = {{f.x, f.y, f.z, f.w}};
   return q;

@@ -33,6 +33,19 @@ struct alignas(16) float4 {
   float x, y, z, w;
 };
 
+// A 16-byte load from an address a GPU would fault on: stop, saying where.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#define EMU_CHECK_ALIGNED(p)                                                                          \
+  do {                                                                                                \
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) {                                                   \
+      std::fprintf(stderr, "cuda-emu: a 16-byte load from %p (not 16-byte aligned) in %s\n",          \
+                   static_cast<const void*>(p), __func__);                                             \
+      std::abort();                                                                                   \
+    }                                                                                                 \
+  } while (0)
+
 // CUDA's integer min, a device function.
 inline int min(int a, int b) { return a < b ? a : b; }
 

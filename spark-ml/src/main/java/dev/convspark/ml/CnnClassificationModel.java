@@ -59,6 +59,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   private final Param<String> model;
   private final IntParam threadsPerWorker;
   private final Param<String> device;
+  private final Param<String> precision;
   private final IntParam inferenceBatchSize;
   private transient CnnTrainingSummary summary;
   /** The weights as broadcast for scoring, and the context that holds them. */
@@ -77,8 +78,10 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     this.model = CnnParams.model(this);
     this.threadsPerWorker = CnnParams.threadsPerWorker(this);
     this.device = CnnParams.device(this);
+    this.precision = CnnParams.precision(this);
     this.inferenceBatchSize = CnnParams.inferenceBatchSize(this);
     setDefault(device, "cpu");
+    setDefault(precision, "fp32");
     setDefault(inferenceBatchSize, 256);
     setDefault(featuresCol, "features");
     setDefault(predictionCol, "prediction");
@@ -151,6 +154,16 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   /** Sets {@code device}; a value the param rejects fails here, naming it. */
   public CnnClassificationModel setDevice(String v) {
     return (CnnClassificationModel) set(device, v);
+  }
+
+  /** The {@code precision} param; see {@link #explainParams()} for its doc and default. */
+  public Param<String> precision() {
+    return precision;
+  }
+
+  /** Sets {@code precision} ({@code fp32} or {@code tf32}); a value the param rejects fails here, naming it. */
+  public CnnClassificationModel setPrecision(String v) {
+    return (CnnClassificationModel) set(precision, v);
   }
 
   /** The {@code inferenceBatchSize} param; see {@link #explainParams()} for its doc and default. */
@@ -245,7 +258,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     boolean prob = !$(probabilityCol).isEmpty();
     boolean pred = !$(predictionCol).isEmpty();
     Broadcast<float[]> w = broadcastWeights(df.sparkSession().sparkContext());
-    Scorer score = new Scorer(specString, (Integer) getOrDefault(threadsPerWorker), $(device),
+    Scorer score = new Scorer(specString, (Integer) getOrDefault(threadsPerWorker), $(device), $(precision),
         (Integer) getOrDefault(inferenceBatchSize), reader, featureIndex, raw, prob, pred, w);
     return df.mapPartitions(score, Encoders.row(outSchema));
   }
@@ -271,6 +284,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     private final String specText;
     private final int threads;
     private final String device;
+    private final String precision;
     private final int batch;
     private final FeatureReader reader;
     private final int featureIndex;
@@ -279,11 +293,12 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     private final boolean pred;
     private final Broadcast<float[]> weights;
 
-    Scorer(String specText, int threads, String device, int batch, FeatureReader reader, int featureIndex, boolean raw,
-           boolean prob, boolean pred, Broadcast<float[]> weights) {
+    Scorer(String specText, int threads, String device, String precision, int batch, FeatureReader reader,
+           int featureIndex, boolean raw, boolean prob, boolean pred, Broadcast<float[]> weights) {
       this.specText = specText;
       this.threads = threads;
       this.device = device;
+      this.precision = precision;
       this.batch = batch;
       this.reader = reader;
       this.featureIndex = featureIndex;
@@ -298,7 +313,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
       ModelSpec spec = ModelSpec.parse(specText);
       int size = spec.inputShape().size();
       int classes = spec.numClasses();
-      ModelRunner runner = EngineCache.runner(specText, threads, device);
+      ModelRunner runner = EngineCache.runner(specText, threads, device, precision);
       runner.copyParametersFrom(weights.value());
       float[] x = new float[batch * size];
       float[] logits = new float[batch * classes];

@@ -64,6 +64,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   private final Param<String> checkpointDir;
   private final IntParam checkpointInterval;
   private final Param<String> device;
+  private final Param<String> precision;
   private final Param<String> learningRateSchedule;
   private final org.apache.spark.ml.param.IntArrayParam learningRateBoundaries;
   private final org.apache.spark.ml.param.DoubleArrayParam learningRateFactors;
@@ -104,6 +105,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     this.checkpointDir = CnnParams.checkpointDir(this);
     this.checkpointInterval = CnnParams.checkpointInterval(this);
     this.device = CnnParams.device(this);
+    this.precision = CnnParams.precision(this);
     this.learningRateSchedule = CnnParams.learningRateSchedule(this);
     this.learningRateBoundaries = CnnParams.learningRateBoundaries(this);
     this.learningRateFactors = CnnParams.learningRateFactors(this);
@@ -133,6 +135,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     setDefault(threadsPerWorker, 1);
     setDefault(checkpointInterval, 1000);
     setDefault(device, "cpu");
+    setDefault(precision, "fp32");
     setDefault(learningRateSchedule, "constant");
     setDefault(learningRateBoundaries, new int[0]);
     setDefault(learningRateFactors, new double[0]);
@@ -242,6 +245,16 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   /** Sets {@code device}; a value the param rejects fails here, naming it. */
   public CnnClassifier setDevice(String v) {
     return (CnnClassifier) set(device, v);
+  }
+
+  /** The {@code precision} param; see {@link #explainParams()} for its doc and default. */
+  public Param<String> precision() {
+    return precision;
+  }
+
+  /** Sets {@code precision} ({@code fp32} or {@code tf32}); a value the param rejects fails here, naming it. */
+  public CnnClassifier setPrecision(String v) {
+    return (CnnClassifier) set(precision, v);
   }
 
   /** Sets {@code checkpointDir}; see {@link #checkpointDir()}. */
@@ -543,7 +556,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
         $(weightInit).equalsIgnoreCase("he"), (Long) getOrDefault(seed),
         isSet(threadsPerWorker) ? intParam(threadsPerWorker)
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
-        checkpoints, intParam(checkpointInterval), $(device),
+        checkpoints, intParam(checkpointInterval), $(device), $(precision),
         $(syncMode).equals("barrier") ? ProgressReports.attach(sc, intParam(maxIter), intParam(batchSize)) : null,
         BarrierTraining.encrypts(sc.getConf()), schedule, validation, shift);
     TrainResult r;

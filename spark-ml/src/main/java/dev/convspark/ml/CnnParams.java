@@ -221,6 +221,22 @@ final class CnnParams {
         });
   }
 
+  static Param<String> precision(Params owner) {
+    return new Param<>(owner, "precision", "how a GPU multiplies: fp32 (float32 throughout; the GPU agrees with the"
+        + " CPU within 1e-4) or tf32 (the large matrix products and the convolutions on the tensor cores of GPUs of"
+        + " compute capability 8.0 and newer, their inputs rounded to TF32's 10-bit mantissa and their sums kept in"
+        + " float32: faster, within 5e-2 of float32 on the layers' checks). The CPU computes in float32 whatever"
+        + " this says",
+        (scala.Function1<String, Object> & java.io.Serializable) v -> {
+          try {
+            dev.convspark.tensor.backend.Precision.parse(v);
+            return true;
+          } catch (IllegalArgumentException e) {
+            return false;
+          }
+        });
+  }
+
   static IntParam inferenceBatchSize(Params owner) {
     return new IntParam(owner, "inferenceBatchSize", "rows scored per engine call in transform (>= 1); bounds the"
         + " memory scoring takes per task", ParamValidators.gtEq(1));

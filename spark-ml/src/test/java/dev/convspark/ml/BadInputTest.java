@@ -1,5 +1,6 @@
 package dev.convspark.ml;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -113,6 +114,17 @@ class BadInputTest {
     List<Row> b = auto.setInferenceBatchSize(1000).transform(rows(40, null)).select("probability").collectAsList();
     assertEquals(a, b, "scores do not depend on the inference batch size");
     assertThrows(IllegalArgumentException.class, () -> auto.setInferenceBatchSize(0));
+    e = assertThrows(IllegalArgumentException.class, () -> classifier().setPrecision("fp16"));
+    assertTrue(e.getMessage().contains("precision") && e.getMessage().contains("fp16"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> auto.setPrecision("bf16"));
+    assertTrue(e.getMessage().contains("precision") && e.getMessage().contains("bf16"), e.getMessage());
+    // The CPU computes in float32 whatever precision says: tf32 trains and scores as fp32 there.
+    CnnClassificationModel tf32 = classifier().setDevice("cpu").setPrecision("tf32").fit(rows(40, null));
+    assertEquals("tf32", tf32.getOrDefault(tf32.precision()), "the model takes the estimator's precision");
+    CnnClassificationModel fp32 = classifier().setDevice("cpu").fit(rows(40, null));
+    assertArrayEquals(fp32.weights(), tf32.weights());
+    assertEquals(fp32.transform(rows(40, null)).select("probability").collectAsList(),
+        tf32.transform(rows(40, null)).select("probability").collectAsList());
   }
 
   @Test

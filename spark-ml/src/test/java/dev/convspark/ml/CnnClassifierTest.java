@@ -182,7 +182,7 @@ class CnnClassifierTest {
     assertEquals(pa, pb);
     String estPath = tmp.resolve("estimator").toString();
     clf.setLearningRateSchedule("piecewise").setLearningRateBoundaries(new int[] {10})
-        .setLearningRateFactors(new double[] {1, 0.5}).setWarmupSteps(2).setWeightInit("he");
+        .setLearningRateFactors(new double[] {1, 0.5}).setWarmupSteps(2).setWeightInit("he").setPrecision("tf32");
     clf.write().overwrite().save(estPath);
     CnnClassifier again = CnnClassifier.load(estPath);
     assertEquals(20, again.getOrDefault(again.maxIter()));
@@ -192,6 +192,12 @@ class CnnClassifierTest {
     assertArrayEquals(new double[] {1, 0.5}, (double[]) again.getOrDefault(again.learningRateFactors()));
     assertEquals(2, again.getOrDefault(again.warmupSteps()));
     assertEquals("he", again.getOrDefault(again.weightInit()));
+    assertEquals("tf32", again.getOrDefault(again.precision()));
+    String modelPath = tmp.resolve("tf32-model").toString();
+    b.setPrecision("tf32").write().overwrite().save(modelPath);
+    CnnClassificationModel c = CnnClassificationModel.load(modelPath);
+    assertEquals("tf32", c.getOrDefault(c.precision()));
+    assertEquals("fp32", a.getOrDefault(a.precision()), "fp32 by default");
   }
 
   @Test

@@ -75,60 +75,88 @@ class EmulatedGpuTrainingTest {
   }
 
   private static CnnClassificationModel fit(Dataset<Row> data, String device) {
-    return new CnnClassifier().setModel(SPEC).setDevice(device).setBatchSize(50).setMaxIter(40).setKeepProb(0.5)
-        .setLearningRate(1e-3).setNumWorkers(2).setSeed(11).fit(data);
+    return fit(data, device, "fp32");
   }
 
-  /** Trains and scores on the GPUs and on the CPUs of one cluster, and compares. */
-  private static void gpuMatchesCpu(SparkSession spark) {
+  private static CnnClassificationModel fit(Dataset<Row> data, String device, String precision) {
+    return new CnnClassifier().setModel(SPEC).setDevice(device).setPrecision(precision).setBatchSize(50)
+        .setMaxIter(40).setKeepProb(0.5).setLearningRate(1e-3).setNumWorkers(2).setSeed(11).fit(data);
+  }
+
+  /** The largest difference of {@code a} and {@code b} over the largest of {@code b}. */
+  private static double relative(float[] a, float[] b) {
+    double diff = 0;
+    double scale = 0;
+    for (int i = 0; i < b.length; i++) {
+      diff = Math.max(diff, Math.abs(a[i] - b[i]));
+      scale = Math.max(scale, Math.abs(b[i]));
+    }
+    return diff / scale;
+  }
+
+  /** The largest difference of two scorings' probabilities, and how many predictions differ. */
+  private static double[] compare(List<Row> a, List<Row> b) {
+    assertEquals(a.size(), b.size());
+    double probDiff = 0;
+    int disagree = 0;
+    for (int i = 0; i < a.size(); i++) {
+      disagree += a.get(i).getDouble(0) == b.get(i).getDouble(0) ? 0 : 1;
+      Vector x = a.get(i).getAs(1);
+      Vector y = b.get(i).getAs(1);
+      for (int k = 0; k < x.size(); k++) {
+        probDiff = Math.max(probDiff, Math.abs(x.apply(k) - y.apply(k)));
+      }
+    }
+    return new double[] {probDiff, disagree};
+  }
+
+  /**
+   * Trains and scores on the GPUs and on the CPUs of one cluster, and compares; with
+   * {@code tf32}, trains and scores in TF32 on the GPUs too, which the emulated driver computes
+   * with TF32's rounded inputs: close to the CPU's, within TF32's looser bounds, and not equal.
+   */
+  private static void gpuMatchesCpu(SparkSession spark, boolean tf32) {
     Dataset<Row> data = images(spark);
     CnnClassificationModel gpu = fit(data, "gpu");
     CnnClassificationModel cpu = fit(data, "cpu");
-    float[] g = gpu.weights();
-    float[] c = cpu.weights();
-    double diff = 0;
-    double scale = 0;
-    for (int i = 0; i < c.length; i++) {
-      diff = Math.max(diff, Math.abs(g[i] - c[i]));
-      scale = Math.max(scale, Math.abs(c[i]));
-    }
     // 40 steps run apart: a near-tie taken the other way or a zero-but-for-rounding gradient moves
     // a weight by up to a step (GpuCheck's Javadoc); the parity checks hold each step to 1e-4.
-    assertTrue(diff / scale < 1e-3, "GPU and CPU weights differ by " + diff / scale + " of the largest");
-    List<Row> onGpu = cpu.setDevice("gpu").transform(data).select("prediction", "probability").collectAsList();
+    double weights = relative(gpu.weights(), cpu.weights());
+    assertTrue(weights < 1e-3, "GPU and CPU weights differ by " + weights + " of the largest");
     List<Row> onCpu = cpu.setDevice("cpu").transform(data).select("prediction", "probability").collectAsList();
-    assertEquals(onCpu.size(), onGpu.size());
-    double probDiff = 0;
-    int disagree = 0;
-    for (int i = 0; i < onCpu.size(); i++) {
-      disagree += onCpu.get(i).getDouble(0) == onGpu.get(i).getDouble(0) ? 0 : 1;
-      Vector a = onCpu.get(i).getAs(1);
-      Vector b = onGpu.get(i).getAs(1);
-      for (int k = 0; k < a.size(); k++) {
-        probDiff = Math.max(probDiff, Math.abs(a.apply(k) - b.apply(k)));
-      }
+    double[] d = compare(onCpu, cpu.setDevice("gpu").transform(data).select("prediction", "probability").collectAsList());
+    assertTrue(d[0] < 1e-4, "GPU and CPU probabilities differ by " + d[0]);
+    assertTrue(d[1] <= 2, d[1] + " of " + onCpu.size() + " predictions differ between GPU and CPU");
+    if (tf32) {
+      CnnClassificationModel t = fit(data, "gpu", "tf32");
+      double w = relative(t.weights(), cpu.weights());
+      System.out.println("TF32 on the emulated GPUs: weights after 40 steps off the CPU's by " + w + " of the largest");
+      assertTrue(w > 0 && w < 5e-2, "GPU in TF32 and CPU weights differ by " + w + " of the largest");
+      double[] s = compare(onCpu, cpu.setDevice("gpu").setPrecision("tf32").transform(data)
+          .select("prediction", "probability").collectAsList());
+      System.out.println("TF32 scoring: probabilities off the CPU's by up to " + s[0] + ", " + s[1] + " predictions");
+      assertTrue(s[0] > 0 && s[0] < 5e-2, "GPU in TF32 and CPU probabilities differ by " + s[0]);
+      assertTrue(s[1] <= 50, s[1] + " of " + onCpu.size() + " predictions differ between GPU in TF32 and CPU");
     }
-    assertTrue(probDiff < 1e-4, "GPU and CPU probabilities differ by " + probDiff);
-    assertTrue(disagree <= 2, disagree + " of " + onCpu.size() + " predictions differ between GPU and CPU");
   }
 
   /** {@link #gpuMatchesCpu} on a cluster of {@code executors} with {@code gpus} GPUs each. */
-  private static void gpuMatchesCpuOn(int executors, int gpus) throws IOException {
+  private static void gpuMatchesCpuOn(int executors, int gpus, boolean tf32) throws IOException {
     SparkSession spark = cluster(executors, gpus);
     try {
-      gpuMatchesCpu(spark);
+      gpuMatchesCpu(spark, tf32);
     } finally {
       spark.stop();
     }
   }
 
   @Test
-  void twoExecutorsWithAGpuEachTrainAndScoreAsTheCpuDoes() throws IOException {
-    gpuMatchesCpuOn(2, 1);
+  void twoExecutorsWithAGpuEachTrainAndScoreAsTheCpuDoesAndInTf32Too() throws IOException {
+    gpuMatchesCpuOn(2, 1, true);
   }
 
   @Test
   void twoGpusOfOneExecutorTrainAndScoreAsTheCpuDoes() throws IOException {
-    gpuMatchesCpuOn(1, 2);
+    gpuMatchesCpuOn(1, 2, false);
   }
 }

@@ -183,7 +183,7 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<T
           // more than the JVM has cores: a session with more task slots than cores (local[4]
           // on two) would otherwise run twice as many compute threads as cores, four times slower.
           runner = EngineCache.runner(s.spec(), members.length > 1 ? mergedThreads(s.threads(), members.length)
-              : s.threads(), s.device());
+              : s.threads(), s.device(), s.precision());
           status = Integer.toString(block.count);
         } catch (IllegalArgumentException | IllegalStateException e) {
           status = failure(e);

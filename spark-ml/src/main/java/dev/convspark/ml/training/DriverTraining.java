@@ -47,6 +47,7 @@ final class DriverTraining {
       int[] firsts = Sampling.firstSamples(shares);
       int threads = s.threads();
       String deviceText = s.device();
+      String precisionText = s.precision();
       float keep = s.keepProb();
       Shift shift = s.shift();
       int start = s.checkpoints() == null ? 0 : s.checkpoints().latest();
@@ -67,7 +68,7 @@ final class DriverTraining {
           if (b == null || share == 0) {
             return List.of(new GradientSum(null, 0, 0, 0)).iterator();
           }
-          ModelRunner runner = EngineCache.runner(specText, threads, deviceText);
+          ModelRunner runner = EngineCache.runner(specText, threads, deviceText, precisionText);
           runner.copyParametersFrom(w.value());
           runner.setKeepProb(keep);
           return List.of(Sampling.partitionGradient(b, share, index, firsts[index], stepSeed, runner, shift))
@@ -89,7 +90,7 @@ final class DriverTraining {
         if (validation != null && validation.plan().due(step, s.steps())) {
           Broadcast<float[]> now = jsc.broadcast(params);
           List<String> parts = blocks.map(b -> {
-            ModelRunner runner = EngineCache.runner(specText, threads, deviceText);
+            ModelRunner runner = EngineCache.runner(specText, threads, deviceText, precisionText);
             runner.copyParametersFrom(now.value());
             return Validation.encode(Validation.evaluate(runner, new Block[] {b}));
           }).collect();

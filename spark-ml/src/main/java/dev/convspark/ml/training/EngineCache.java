@@ -4,6 +4,7 @@ import dev.convspark.tensor.backend.Backend;
 import dev.convspark.tensor.backend.Backends;
 import dev.convspark.tensor.backend.Device;
 import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.backend.Precision;
 import dev.convspark.tensor.spec.ModelSpec;
 import org.apache.spark.TaskContext;
 import org.apache.spark.resource.ResourceInformation;
@@ -29,20 +30,22 @@ public final class EngineCache {
 
   /**
    * This thread's replica of {@code spec} on {@code device} ({@code auto}, {@code cpu},
-   * {@code gpu} or {@code gpu:N}); inside a Spark task, {@code gpu} and {@code auto} use the GPU
-   * Spark assigned to the task ({@code TaskContext.resources()}), so that executors sharing a
-   * machine do not pile onto one device.
+   * {@code gpu} or {@code gpu:N}) computing in {@code precision} ({@code fp32} or {@code tf32});
+   * inside a Spark task, {@code gpu} and {@code auto} use the GPU Spark assigned to the task
+   * ({@code TaskContext.resources()}), so that executors sharing a machine do not pile onto one
+   * device.
    */
-  public static ModelRunner runner(String spec, int threads, String device) {
+  public static ModelRunner runner(String spec, int threads, String device, String precision) {
     Device d = taskDevice(Device.parse(device));
-    String key = spec + "/" + threads + "/" + d;
+    Precision p = Precision.parse(precision);
+    String key = spec + "/" + threads + "/" + d + "/" + p;
     EngineCache c = LOCAL.get();
     if (c == null || !c.key.equals(key)) {
       if (c != null) {
         c.runner.close();
         c.backend.close();
       }
-      Backend backend = Backends.open(d, threads);
+      Backend backend = Backends.open(d, threads, p);
       c = new EngineCache(key, backend, backend.open(ModelSpec.parse(spec)));
       LOCAL.set(c);
     }

@@ -11,7 +11,8 @@ import java.io.Serializable;
  */
 public record Settings(String spec, FeatureReader reader, LabelReader labels, String optimizer, float learningRate,
                 int batchSize, int steps, float keepProb, boolean heInit, long seed, int threads,
-                Checkpoints checkpoints, int checkpointInterval, String device, ProgressReports.Remote progress,
+                Checkpoints checkpoints, int checkpointInterval, String device, String precision,
+                ProgressReports.Remote progress,
                 boolean encrypt, LearningRateSchedule schedule, Validation.Plan validation, Shift shift)
     implements Serializable {
 
