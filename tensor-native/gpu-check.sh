@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check of the engine, for a machine with an NVIDIA GPU and no Maven and no Spark.
 #
-#   tensor-native/gpu-check.sh pack   on the build machine: builds the engine, puts its jars and a
-#                                     jlink Java runtime under tensor-native/target/gpu-check
-#                                     (it prints the size: about 45 MB in all, 36 MB of it the runtime)
+#   tensor-native/gpu-check.sh pack   on the build machine: builds the engine, puts its jars (with
+#                                     the datasets' and jobs' for `recipe`, which load no Spark
+#                                     class), a jlink Java runtime and, where data/mnist holds them,
+#                                     the MNIST files gzipped under tensor-native/target/gpu-check
+#                                     (it prints the size: about 57 MB in all, 36 MB of it the runtime)
 #   tensor-native/gpu-check.sh [run]  on the GPU machine: deep-mnist training and inference on the
 #                                     GPU at batch 50 and 512, as one table (the classic route of
 #                                     kernels too, -Dconvspark.gpu.kernels=classic, for an A/B), and
@@ -22,6 +24,11 @@
 #                                     PyTorch's CPU path on the same thread counts and the ratios
 #                                     ($PYTHON, python3 by default); BENCH_ISA=avx2|avx512 holds
 #                                     both sides to one instruction set
+#   tensor-native/gpu-check.sh recipe [--seed S] [--steps N]
+#                                     on the GPU machine: time to accuracy, deep-mnist trained to the
+#                                     end of the short recipe (400 x 600, 99.3% on the CPU) and the
+#                                     tutorial's (50 x 20,000) on the GPU in fp32 and tf32 (RecipeCheck),
+#                                     then the same on PyTorch's GPU path; RECIPES="short" runs one
 # Exit status: 0 all checks passed, 1 a check failed, 3 no usable GPU (the reason is printed).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,9 +36,22 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [[ -d "$here/lib" ]]; then dist=$here; else dist="$here/target/gpu-check"; fi
 
 pack() {
-  (cd "$here/.." && mvn -B -q -DskipTests install -pl tensor-native -am)
+  (cd "$here/.." && mvn -B -q -DskipTests install -pl jobs -am)
   rm -rf "$dist" && mkdir -p "$dist/lib"
-  cp "$here"/target/tensor-native-*.jar "$dist/lib/"
+  cp "$here"/target/tensor-native-*.jar "$here"/../datasets/target/datasets-*.jar "$dist/lib/"
+  # The jobs' own classes (RecipeCheck), not the fat jar with Spark.
+  local j
+  for j in "$here"/../jobs/target/jobs-*.jar; do [[ $j == *-all.jar ]] || cp "$j" "$dist/lib/"; done
+  local m f
+  m="$here/../data/mnist"
+  if [[ -f $m/train-images-idx3-ubyte || -f $m/train-images-idx3-ubyte.gz ]]; then
+    mkdir -p "$dist/mnist"
+    for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+      if [[ -f $m/$f.gz ]]; then cp "$m/$f.gz" "$dist/mnist/"; else gzip -c "$m/$f" > "$dist/mnist/$f.gz"; fi
+    done
+  else
+    echo "no MNIST in $m (bin/convspark fetch-mnist): the pack has no data for 'recipe'" >&2
+  fi
   (cd "$here" && mvn -B -q dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dist/lib")
   local jlink=${JAVA_HOME:+$JAVA_HOME/bin/}jlink
   "$jlink" --add-modules java.base,java.logging,jdk.incubator.vector,jdk.unsupported --strip-debug \
@@ -106,9 +126,32 @@ cpu() {
   return $rc
 }
 
+# Time to accuracy: RecipeCheck's recipes on the GPU in both precisions, then PyTorch's.
+recipe() {
+  local java="$dist/jre/bin/java" data="$dist/mnist" rc=0 r p
+  [[ -x "$java" ]] || java=java
+  [[ -d $data ]] || { echo "no MNIST at $data: pack where data/mnist holds it (bin/convspark fetch-mnist)" >&2; return 2; }
+  echo "| recipe | backend | precision | batch x steps | test accuracy | training s | images/s |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  for r in ${RECIPES:-short tutorial}; do
+    for p in fp32 tf32; do
+      "$java" --add-modules jdk.incubator.vector -cp "$dist/lib/*" dev.convspark.jobs.RecipeCheck --data "$data" \
+        --recipe "$r" --device gpu --precision "$p" "$@" || rc=$?
+    done
+  done
+  if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    local list=${RECIPES:-short tutorial}
+    python3 "$here/gpu-torch.py" --recipe "$data" --recipes "${list// /,}" || rc=$?
+  else
+    echo "(no PyTorch with CUDA here: no reference rows)"
+  fi
+  return $rc
+}
+
 case "${1:-run}" in
   pack) pack ;;
   run) shift || true; run "$@" ;;
   cpu) shift; cpu "$@" ;;
-  *) echo "usage: gpu-check.sh pack | run [GPU-NUMBER] | cpu [--threads 8,16] [--steps 100]" >&2; exit 2 ;;
+  recipe) shift; recipe "$@" ;;
+  *) echo "usage: gpu-check.sh pack | run [GPU-NUMBER] | cpu [--threads 8,16] [--steps 100] | recipe [--seed S]" >&2; exit 2 ;;
 esac

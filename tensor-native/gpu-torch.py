@@ -2,6 +2,7 @@
 
 Usage: python3 gpu-torch.py [--ours FILE]  (FILE: GpuCheck's figures, to print ratios)
        python3 gpu-torch.py --cpu --ours FILE  (FILE: CpuCheck's figures and thread counts)
+       python3 gpu-torch.py --recipe MNIST-DIR [--recipes short,tutorial]  (RecipeCheck's recipes)
 Random inputs; Adam 1e-4, dropout 0.5; training images/s at batch 50 and 512 (as one replica
 trains, and with the gradient to the host and back every step, as data-parallel training does),
 inference images/s in batches of 1000; in float32 (TF32 forbidden), then with TF32 allowed to
@@ -92,12 +93,100 @@ def cpu(ours, steps):
               f"| {ratio(f'cpu_infer_{n}', infer)} |", flush=True)
 
 
+def idx(path):
+    """An unsigned-byte IDX file (gzip or raw) as a numpy array of its shape."""
+    import gzip
+    import numpy as np
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if data[:2] != b"\0\0" or data[2] != 8:
+        raise SystemExit(f"{path}: not unsigned-byte IDX (magic {data[:4].hex()})")
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(data[3])]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
+
+
+def mnist(folder, prefix, dev):
+    import os
+    def find(name):
+        for n in (name, name + ".gz"):
+            if os.path.exists(os.path.join(folder, n)):
+                return os.path.join(folder, n)
+        raise SystemExit(f"{folder}: no {name} or {name}.gz")
+    x = torch.from_numpy(idx(find(f"{prefix}-images-idx3-ubyte")).copy()).float().div_(255).unsqueeze(1).to(dev)
+    y = torch.from_numpy(idx(find(f"{prefix}-labels-idx1-ubyte")).copy()).long().to(dev)
+    return x, y
+
+
+# RecipeCheck's recipes: (batch, steps, Adam's rate, He's weights, warm-up steps, cosine decay).
+RECIPES = {"tutorial": (50, 20000, 1e-4, False, 0, False), "short": (400, 600, 3e-3, True, 80, True)}
+
+
+def recipe(folder, name, seed=1):
+    """Trains deep-mnist on the GPU with recipe `name` as RecipeCheck does; (test accuracy, seconds)."""
+    import math
+    batch, steps, lr, he, warmup, cosine = RECIPES[name]
+    dev = torch.device("cuda")
+    torch.manual_seed(seed)
+    xs, ys = mnist(folder, "train", dev)
+    xt, yt = mnist(folder, "t10k", dev)
+    m = model().to(dev)
+    with torch.no_grad():
+        for layer in m:
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                # Truncated at two standard deviations, as the engine's (and TensorFlow's) initialisers.
+                std = math.sqrt(2.0 / layer.weight[0].numel()) if he else 0.1
+                nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+                nn.init.constant_(layer.bias, 0.0 if he else 0.1)
+    opt = torch.optim.Adam(m.parameters(), lr=lr)
+
+    def factor(t):  # t: the update about to be made, from 1, as the engine's schedule counts
+        f = 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps)) if cosine else 1.0
+        return f * t / warmup if t <= warmup else f
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: factor(i + 1))
+    loss_fn = nn.CrossEntropyLoss()
+    n = xs.shape[0]
+    perm, at = torch.randperm(n, device=dev), 0
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    m.train()
+    for _ in range(steps):
+        if at + batch > n:
+            perm, at = torch.randperm(n, device=dev), 0
+        idx_b = perm[at:at + batch]
+        at += batch
+        opt.zero_grad(set_to_none=True)
+        loss_fn(m(xs[idx_b]), ys[idx_b]).backward()
+        opt.step()
+        sched.step()
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    m.eval()
+    with torch.no_grad():
+        right = sum((m(xt[s:s + 1000]).argmax(1) == yt[s:s + 1000]).sum().item() for s in range(0, xt.shape[0], 1000))
+    return right / xt.shape[0], seconds
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ours", default=None)
     ap.add_argument("--cpu", action="store_true")
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--recipe", default=None, help="MNIST folder: train RecipeCheck's recipes to the end instead")
+    ap.add_argument("--recipes", default="short,tutorial")
     args = ap.parse_args()
+    if args.recipe:
+        for name in args.recipes.split(","):
+            batch, steps = RECIPES[name][:2]
+            for tf32 in (False, True):
+                torch.backends.cudnn.allow_tf32 = tf32
+                torch.backends.cuda.matmul.allow_tf32 = tf32
+                acc, sec = recipe(args.recipe, name)
+                print(f"| {name}, seed 1 | PyTorch {torch.__version__} on {torch.cuda.get_device_name(0)} "
+                      f"| {'tf32' if tf32 else 'fp32'} | {batch} x {steps} | {100 * acc:.2f}% | {sec:.1f} "
+                      f"| {batch * steps / sec:.0f} |", flush=True)
+        return
     ours = {}
     if args.ours:
         for line in open(args.ours):
@@ -114,7 +203,7 @@ def main():
     print("| --- | --- | --- | --- | --- | --- | --- |")
 
     def ratio(key, theirs):
-        return f"{ours[key] / theirs:.2f}x" if key in ours else "-"
+        return f"{ours[key] / theirs:.2f}x" if key in ours and theirs > 0 else "-"
 
     # float32 throughout (TF32 forbidden to cuDNN's convolutions and to the matrix products),
     # against convspark's float32 rows; then TF32 allowed to both (PyTorch's default lets cuDNN's
