@@ -202,15 +202,16 @@ __device__ __forceinline__ Quad row_quad(const float* p, int ld, int rows, int c
 __device__ __forceinline__ int a_row(int i, bool along_k) { return along_k ? i >> 1 : (i & 31) * 4; }
 __device__ __forceinline__ int a_k(int i, bool along_k) { return along_k ? (i & 1) * 4 : i >> 5; }
 
+// Stores q in a k-major shared tile s[k][x] at (kq, x): down k (s[kq..kq+3][x]) when along_k,
+// else along x (s[kq][x..x+3], one 16-byte store).
 template <int LD>
-__device__ __forceinline__ void stash_a(int i, bool along_k, const Quad& q, float (*as)[LD]) {
-  int r = a_row(i, along_k), kq = a_k(i, along_k);
+__device__ __forceinline__ void stash(int x, int kq, bool along_k, const Quad& q, float (*s)[LD]) {
   if (along_k) {
 #pragma unroll
-    for (int j = 0; j < 4; j++) as[kq + j][r] = q.v[j];
+    for (int j = 0; j < 4; j++) s[kq + j][x] = q.v[j];
   } else {
     float4 f = {q.v[0], q.v[1], q.v[2], q.v[3]};
-    *reinterpret_cast<float4*>(&as[kq][r]) = f;
+    *reinterpret_cast<float4*>(&s[kq][x]) = f;
   }
 }
 
@@ -218,18 +219,6 @@ __device__ __forceinline__ void stash_a(int i, bool along_k, const Quad& q, floa
 // c = 4 (i % 16)) or B[kq..kq+3][c] along k (c = i / 2, kq = 4 (i % 2)). Shared as bs[k][column].
 __device__ __forceinline__ int b_col(int i, bool along_k) { return along_k ? i >> 1 : (i & 15) * 4; }
 __device__ __forceinline__ int b_k(int i, bool along_k) { return along_k ? (i & 1) * 4 : i >> 4; }
-
-template <int LD>
-__device__ __forceinline__ void stash_b(int i, bool along_k, const Quad& q, float (*bs)[LD]) {
-  int c = b_col(i, along_k), kq = b_k(i, along_k);
-  if (along_k) {
-#pragma unroll
-    for (int j = 0; j < 4; j++) bs[kq + j][c] = q.v[j];
-  } else {
-    float4 f = {q.v[0], q.v[1], q.v[2], q.v[3]};
-    *reinterpret_cast<float4*>(&bs[kq][c]) = f;
-  }
-}
 
 // A as a matrix: m x k row-major (along k), or stored k x m when trans (along m). Quads along
 // the stored rows, so that each is contiguous in memory.
@@ -365,14 +354,22 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
   int k_end = min(k, k_begin + k_split);
   c += (long long) blockIdx.z * m * ldc;
   bool ak = la.along_k(), bk = lb.along_k();
+  // A thread's share of the slice from k0: two quads of A and one of B, into registers; then
+  // into shared buffer `buf`.
   Quad qa0, qa1, qb;
+  auto fetch = [&](int k0) {
+    qa0 = la.fetch(0, row0, k0, k_end);
+    qa1 = la.fetch(1, row0, k0, k_end);
+    qb = lb.fetch(0, col0, k0, k_end);
+  };
+  auto store = [&](int buf) {
+    stash<LDA>(a_row(t, ak), a_k(t, ak), ak, qa0, as[buf]);
+    stash<LDA>(a_row(t + WTHREADS, ak), a_k(t + WTHREADS, ak), ak, qa1, as[buf]);
+    stash<LDB>(b_col(t, bk), b_k(t, bk), bk, qb, bs[buf]);
+  };
   if (k_begin < k_end) {
-    qa0 = la.fetch(0, row0, k_begin, k_end);
-    qa1 = la.fetch(1, row0, k_begin, k_end);
-    qb = lb.fetch(0, col0, k_begin, k_end);
-    stash_a<LDA>(t, ak, qa0, as[0]);
-    stash_a<LDA>(t + WTHREADS, ak, qa1, as[0]);
-    stash_b<LDB>(t, bk, qb, bs[0]);
+    fetch(k_begin);
+    store(0);
   }
   __syncthreads();
 #ifdef CONVSPARK_TF32
@@ -388,11 +385,7 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
     int cur = 0;
     for (int k0 = k_begin; k0 < k_end; k0 += WK) {
       bool next = k0 + WK < k_end;
-      if (next) {
-        qa0 = la.fetch(0, row0, k0 + WK, k_end);
-        qa1 = la.fetch(1, row0, k0 + WK, k_end);
-        qb = lb.fetch(0, col0, k0 + WK, k_end);
-      }
+      if (next) fetch(k0 + WK);
       // as[k][row] is A column-major (ld LDA), bs[k][col] is B row-major (ld LDB).
       wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[4];
       wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[2];
@@ -412,11 +405,7 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
       for (int i = 0; i < 4; i++)
 #pragma unroll
         for (int j = 0; j < 2; j++) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
-      if (next) {
-        stash_a<LDA>(t, ak, qa0, as[cur ^ 1]);
-        stash_a<LDA>(t + WTHREADS, ak, qa1, as[cur ^ 1]);
-        stash_b<LDB>(t, bk, qb, bs[cur ^ 1]);
-      }
+      if (next) store(cur ^ 1);
       __syncthreads();
       cur ^= 1;
     }
@@ -455,11 +444,7 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
   for (int k0 = k_begin; k0 < k_end; k0 += WK) {
     // The same for every thread of the block, so each reaches the same barriers.
     bool next = k0 + WK < k_end;
-    if (next) {
-      qa0 = la.fetch(0, row0, k0 + WK, k_end);
-      qa1 = la.fetch(1, row0, k0 + WK, k_end);
-      qb = lb.fetch(0, col0, k0 + WK, k_end);
-    }
+    if (next) fetch(k0 + WK);
 #pragma unroll
     for (int q = 0; q < WK; q++) {
       float4 a0 = *reinterpret_cast<const float4*>(&as[cur][q][4 * ty]);
@@ -474,11 +459,7 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
         for (int j = 0; j < 8; j++) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
     }
     // The other buffer was last read before the previous barrier: free to overwrite.
-    if (next) {
-      stash_a<LDA>(t, ak, qa0, as[cur ^ 1]);
-      stash_a<LDA>(t + WTHREADS, ak, qa1, as[cur ^ 1]);
-      stash_b<LDB>(t, bk, qb, bs[cur ^ 1]);
-    }
+    if (next) store(cur ^ 1);
     __syncthreads();
     cur ^= 1;
   }

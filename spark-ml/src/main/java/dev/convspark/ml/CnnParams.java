@@ -208,17 +208,28 @@ final class CnnParams {
         (scala.Function1<Object, Object> & java.io.Serializable) v -> (Integer) v == -1 || (Integer) v >= 1);
   }
 
+  /** A parser that throws IllegalArgumentException for a value it refuses; serializable, as params are. */
+  @FunctionalInterface
+  interface Parser extends java.io.Serializable {
+    void parse(String v);
+  }
+
+  /** A param validator that accepts what {@code parser} parses. */
+  static scala.Function1<String, Object> parses(Parser parser) {
+    return (scala.Function1<String, Object> & java.io.Serializable) v -> {
+      try {
+        parser.parse(v);
+        return true;
+      } catch (IllegalArgumentException e) {
+        return false;
+      }
+    };
+  }
+
   static Param<String> device(Params owner) {
     return new Param<>(owner, "device", "where the engine computes: auto (a GPU when one works, else the CPU; logs"
         + " which), cpu, gpu (the GPU Spark assigned to the task, else the first) or gpu:N",
-        (scala.Function1<String, Object> & java.io.Serializable) v -> {
-          try {
-            dev.convspark.tensor.backend.Device.parse(v);
-            return true;
-          } catch (IllegalArgumentException e) {
-            return false;
-          }
-        });
+        parses(dev.convspark.tensor.backend.Device::parse));
   }
 
   static Param<String> precision(Params owner) {
@@ -227,14 +238,7 @@ final class CnnParams {
         + " compute capability 8.0 and newer, their inputs rounded to TF32's 10-bit mantissa and their sums kept in"
         + " float32: faster, within 5e-2 of float32 on the layers' checks). The CPU computes in float32 whatever"
         + " this says",
-        (scala.Function1<String, Object> & java.io.Serializable) v -> {
-          try {
-            dev.convspark.tensor.backend.Precision.parse(v);
-            return true;
-          } catch (IllegalArgumentException e) {
-            return false;
-          }
-        });
+        parses(dev.convspark.tensor.backend.Precision::parse));
   }
 
   static IntParam inferenceBatchSize(Params owner) {

@@ -256,6 +256,19 @@ public final class CudaBackend implements Backend {
     cuCtxDestroy(context);
   }
 
+  /**
+   * C = op(A) op(B) (row-major, {@code m x n}, ldc = n) on this GPU as the backend's layers
+   * multiply: the wide tiles or the 64 x 64 ones by the product's shape, split over k as it
+   * would be; for checking the kernels on random shapes against a plain loop
+   * ({@link GpuCheck#productParity}).
+   */
+  float[] product(boolean ta, boolean tb, int m, int n, int k, float[] a, int lda, float[] b, int ldb) {
+    cuCtxSetCurrent(context);
+    try (Runner r = new Runner(new Network(ModelSpec.parse("in1-dense1")))) {
+      return r.product(ta, tb, m, n, k, a, lda, b, ldb);
+    }
+  }
+
   /** Attaches {@code p} to time every later launch on the GPU, or detaches it (null). */
   void profile(KernelProfile p) {
     profile = p;
@@ -607,6 +620,28 @@ public final class CudaBackend implements Backend {
     /** The arguments of conv_forward and conv_weight_grad before C: x, n, the geometry, vec_x, B, ldb, vec_b. */
     private Object[] windows(long x, int n, ConvGeometry g, long b, int filters) {
       return concat(concat(new Object[] {x, n}, geometry(g)), vec(x, g.channels()), b, filters, vec(b, filters));
+    }
+
+    /** {@link CudaBackend#product}: the operands uploaded, multiplied by {@link #gemm}, C downloaded. */
+    float[] product(boolean ta, boolean tb, int mm, int nn, int kk, float[] a, int lda, float[] b, int ldb) {
+      Buffer da = new Buffer();
+      Buffer db = new Buffer();
+      Buffer dc = new Buffer();
+      try {
+        da.ensure(a.length);
+        db.ensure(b.length);
+        dc.ensure((long) mm * nn);
+        cuMemcpyHtoD(da.ptr, Pointer.to(a), a.length * 4L);
+        cuMemcpyHtoD(db.ptr, Pointer.to(b), b.length * 4L);
+        gemm(ta, tb, mm, nn, kk, da.address, lda, db.address, ldb, dc.address, nn);
+        float[] c = new float[mm * nn];
+        cuMemcpyDtoH(Pointer.to(c), dc.ptr, c.length * 4L);
+        return c;
+      } finally {
+        da.free();
+        db.free();
+        dc.free();
+      }
     }
 
     /** C = op(A) op(B), row-major, as the CPU kernels' gemm with beta 0; see the next. */

@@ -277,6 +277,48 @@ public final class GpuCheck {
   }
 
   /**
+   * The GPU's matrix products against a plain loop (sums in double) on random shapes: every
+   * transposition, rows above and below the wide tiles' 256, columns and depths that are not
+   * multiples of the tiles or of 4, leading dimensions padded so that 16-byte loads cannot be used,
+   * and a long k split over blocks; one check each, the largest error over the largest entry.
+   */
+  public static List<Check> productParity(CudaBackend gpu, long seed) {
+    Random r = new Random(seed);
+    int[][] shapes = {{300, 64, 50}, {777, 37, 33}, {256, 130, 7}, {513, 32, 200}, {256, 32, 5000}, {1000, 96, 1},
+        {100, 64, 40}, {260, 200, 129}};
+    List<Check> out = new ArrayList<>();
+    int i = 0;
+    for (int[] sh : shapes) {
+      int m = sh[0];
+      int n = sh[1];
+      int k = sh[2];
+      boolean ta = (i & 1) == 1;
+      boolean tb = (i & 2) == 2;
+      // Odd shapes pad their leading dimensions by 1 or 3 floats: no 16-byte loads there.
+      int pad = i % 3 == 2 ? 1 + 2 * (i % 2) : 0;
+      i++;
+      int lda = (ta ? m : k) + pad;
+      int ldb = (tb ? k : n) + pad;
+      float[] a = random((ta ? k : m) * lda, r.nextLong());
+      float[] b = random((tb ? n : k) * ldb, r.nextLong());
+      float[] c = gpu.product(ta, tb, m, n, k, a, lda, b, ldb);
+      float[] want = new float[m * n];
+      for (int row = 0; row < m; row++) {
+        for (int col = 0; col < n; col++) {
+          double sum = 0;
+          for (int q = 0; q < k; q++) {
+            sum += (double) a[ta ? q * lda + row : row * lda + q] * b[tb ? col * ldb + q : q * ldb + col];
+          }
+          want[row * n + col] = (float) sum;
+        }
+      }
+      out.add(new Check(String.format(Locale.ROOT, "product %s%s %d x %d, k %d, lda %d, ldb %d", ta ? "A^T" : "A",
+          tb ? " B^T" : " B", m, n, k, lda, ldb), relativeError(c, want)));
+    }
+    return out;
+  }
+
+  /**
    * Median deep-mnist images/s on {@code backend} at batch {@code batch}: training as one replica
    * trains (the gradients stay where they are), training with the gradients copied to the host
    * and back every step (what a data-parallel step adds), and inference in batches of 1000.
@@ -417,22 +459,25 @@ public final class GpuCheck {
   }
 
   /**
-   * Each layer stack of {@link #PARITY} on GPU {@code ordinal} in TF32 against {@code cpu},
+   * The products on random shapes and each layer stack of {@link #PARITY} on GPU {@code ordinal}
+   * in TF32 against {@code cpu},
    * printed as it completes, within {@link Precision#TF32_TOLERANCE}; true when all pass or the
    * GPU has no TF32 (which it prints).
    */
   private static boolean tf32Parity(int ordinal, Backend cpu) {
     try (CudaBackend t = CudaBackend.create(ordinal, Precision.TF32)) {
-      boolean ok = true;
+      boolean[] ok = {true};
+      Consumer<Check> show = c -> {
+        Check w = c.within(Precision.TF32_TOLERANCE);
+        System.out.printf(Locale.ROOT, "| %s, TF32 | %.2e | %s |%n", w.what(), w.error(),
+            w.ok() ? "yes (within " + Precision.TF32_TOLERANCE + ")" : "NO");
+        ok[0] &= w.ok();
+      };
+      productParity(t, 5).forEach(show);
       for (Parity p : PARITY) {
-        for (Check c : layerParity(t, cpu, p)) {
-          Check w = c.within(Precision.TF32_TOLERANCE);
-          System.out.printf(Locale.ROOT, "| %s, TF32 | %.2e | %s |%n", w.what(), w.error(),
-              w.ok() ? "yes (within " + Precision.TF32_TOLERANCE + ")" : "NO");
-          ok &= w.ok();
-        }
+        layerParity(t, cpu, p).forEach(show);
       }
-      return ok;
+      return ok[0];
     } catch (IllegalArgumentException e) {
       System.out.println("| (no TF32 checks: " + e.getMessage() + ") | | |");
       return true;
@@ -494,7 +539,11 @@ public final class GpuCheck {
         System.out.println("\n| parity check (GPU against the CPU reference) | relative error | within 1e-4 |");
         System.out.println("| --- | --- | --- |");
         // Printed as they complete: deep-mnist's training steps on the reference take minutes.
-        ok = allParity(gpu, cpu, c -> System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(),
+        for (Check c : productParity(gpu, 5)) {
+          System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(), c.ok() ? "yes" : "NO");
+          ok &= c.ok();
+        }
+        ok &= allParity(gpu, cpu, c -> System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(),
             c.ok() ? "yes" : "NO")).stream().allMatch(Check::ok);
         if (tf32) {
           ok &= tf32Parity(ordinal, cpu);

@@ -84,7 +84,8 @@ class CudaEmulationTest {
 
   /**
    * Both routes of kernels ({@link CudaBackend#KERNELS_PROPERTY}): the wide tiles with the
-   * convolutions gathering their windows, and the 64 x 64 tiles with im2col and col2im.
+   * convolutions gathering their windows, and the 64 x 64 tiles with im2col and col2im; the 8
+   * products on random shapes ({@link GpuCheck#productParity}) and every layer check.
    */
   @Test
   void theGpuBackendMatchesTheCpuOnTheEmulatedDriver() throws IOException, InterruptedException {
@@ -94,7 +95,7 @@ class CudaEmulationTest {
       assertEquals(0, r.exit(), r.output());
       assertTrue(r.output().contains("GPU: gpu:0 (convspark CUDA emulator (CPU), CUDA driver 12.0"
           + (route.equals("wide") ? ")" : ", classic kernels)")), r.output());
-      int checks = GpuCheck.PARITY.size() * 3 + 2 * (1 + 3);
+      int checks = 8 + GpuCheck.PARITY.size() * 3 + 2 * (1 + 3);
       assertEquals(checks, r.output().lines().filter(l -> l.endsWith("| yes |")).count(), r.output());
     }
   }
@@ -110,7 +111,7 @@ class CudaEmulationTest {
     System.out.println(r.output());
     assertEquals(0, r.exit(), r.output());
     assertTrue(r.output().contains("GPU: gpu:0 (convspark CUDA emulator (CPU), CUDA driver 12.0, TF32)"), r.output());
-    int checks = GpuCheck.PARITY.size() * 3 + 2 * (1 + 3);
+    int checks = 8 + GpuCheck.PARITY.size() * 3 + 2 * (1 + 3);
     assertEquals(checks, r.output().lines().filter(l -> l.endsWith("| yes |")).count(), r.output());
     List<Double> conv2 = r.output().lines().filter(l -> l.startsWith("| in14x14x32-conv5x5x64-dense10 (batch 50): logits"))
         .map(l -> Double.parseDouble(l.split(" \\| ")[1])).toList();

@@ -50,7 +50,7 @@ final class EmulatedDriverProbe {
       double tolerance = precision == Precision.TF32 ? Precision.TF32_TOLERANCE : GpuCheck.TOLERANCE;
       try (CudaBackend gpu = CudaBackend.create(0, precision); CpuBackend cpu = CpuBackend.create(2)) {
         System.out.println("GPU: " + gpu.describe());
-        List<GpuCheck.Check> checks = new ArrayList<>();
+        List<GpuCheck.Check> checks = new ArrayList<>(GpuCheck.productParity(gpu, 5));
         for (GpuCheck.Parity p : GpuCheck.PARITY) {
           checks.addAll(GpuCheck.layerParity(gpu, cpu, p));
         }
