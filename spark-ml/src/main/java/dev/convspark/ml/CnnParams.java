@@ -236,7 +236,7 @@ final class CnnParams {
     return new Param<>(owner, "precision", "how a GPU multiplies: fp32 (float32 throughout; the GPU agrees with the"
         + " CPU within 1e-4) or tf32 (the large matrix products and the convolutions on the tensor cores of GPUs of"
         + " compute capability 8.0 and newer, their inputs rounded to TF32's 10-bit mantissa and their sums kept in"
-        + " float32: faster, within 5e-2 of float32 on the layers' checks). The CPU computes in float32 whatever"
+        + " float32; looser: within 5e-2 of the CPU on the layers' checks). The CPU computes in float32 whatever"
         + " this says",
         parses(dev.convspark.tensor.backend.Precision::parse));
   }

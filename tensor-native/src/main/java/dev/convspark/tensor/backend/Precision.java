@@ -6,8 +6,8 @@ import java.util.Locale;
  * How a GPU multiplies, as a user writes it: {@code fp32} (float32 throughout, the default; the
  * GPU agrees with the CPU within 1e-4) or {@code tf32} (the large matrix products and the
  * convolutions on the tensor cores of GPUs of compute capability 8.0 and newer, their inputs
- * rounded to TF32's 10 bits of mantissa and their sums kept in float32; faster, and looser, see
- * {@link #TF32_TOLERANCE}). The CPU computes in float32 whatever the setting, as PyTorch's
+ * rounded to TF32's 10 bits of mantissa and their sums kept in float32; looser, see
+ * {@link #TF32_TOLERANCE}, and meant to be faster: not yet timed on a GPU). The CPU computes in float32 whatever the setting, as PyTorch's
  * {@code allow_tf32} does.
  */
 public enum Precision {
