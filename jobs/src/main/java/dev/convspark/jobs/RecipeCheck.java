@@ -31,7 +31,8 @@ import java.util.Locale;
  *             [--threads N] [--steps N] [--seed S]
  * </pre>
  * {@code --steps} cuts the recipe short (its schedule then decays over those steps): for a quick
- * look, not a result. Prints one table row; exit status 2 for a bad command line.
+ * look, not a result. Prints one table row; exit status 2 for a bad command line, 3 when the
+ * device or the precision cannot be used there (the reason printed).
  */
 public final class RecipeCheck {
 
@@ -88,6 +89,10 @@ public final class RecipeCheck {
     } catch (UsageException e) {
       System.err.println("RecipeCheck: " + e.getMessage());
       System.exit(2);
+    } catch (IllegalStateException | IllegalArgumentException e) {
+      // No usable GPU for device=gpu, or no TF32 on it: one line naming the setting, as gpu-check's.
+      System.err.println("RecipeCheck: " + e.getMessage());
+      System.exit(3);
     }
   }
 
