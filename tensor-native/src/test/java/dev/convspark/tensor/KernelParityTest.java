@@ -56,10 +56,16 @@ class KernelParityTest {
     }
   }
 
+  /** Columns of the fast kernels' register tile: two vectors. */
+  private static final int NR = 2 * FastKernels.vectorLength();
+
   @Test
   void gemmMatchesReferenceForEveryTransposeAndAwkwardSizes() {
     int[][] sizes = {{1, 1, 1}, {7, 33, 5}, {50, 1024, 3136}, {97, 65, 300}, {3136, 64, 50}, {13, 800, 64}, {200, 10, 1024},
-        {6, 32, 256}, {97, 10, 300}, {61, 95, 513}, {32, 25, 39200}, {5, 40, 9000}, {50, 10, 784}, {784, 10, 50}, {1000, 10, 1024}, {7, 3, 100}, {100, 16, 60}};
+        {6, 32, 256}, {97, 10, 300}, {61, 95, 513}, {32, 25, 39200}, {5, 40, 9000}, {50, 10, 784}, {784, 10, 50}, {1000, 10, 1024}, {7, 3, 100}, {100, 16, 60},
+        // A last register-tile panel of 1 to 4 columns (the edge kernel where A is packed): a
+        // batch of 50 as C's columns, an odd depth, a depth of one slice and more.
+        {520, 50, 257}, {97, 2 * NR + 1, 70}, {61, NR + 4, 301}, {13, 3, 40}};
     for (FastKernels fast : new FastKernels[] {fast, otherRoute})
     for (int[] s : sizes) {
       int m = s[0];
@@ -185,26 +191,29 @@ class KernelParityTest {
       int filters = cs[8];
       String what = java.util.Arrays.toString(cs);
       float[] x = random(n * g.inputSize());
-      float[] params = random(3 + g.patchSize() * filters);
+      // The weights from 3, then the bias.
+      float[] params = random(3 + g.patchSize() * filters + filters);
+      int bias = 3 + g.patchSize() * filters;
       int rows = n * g.outputPixels();
+      // What y held before is overwritten, whatever it was.
       float[] yWant = random(rows * filters);
-      float[] yGot = yWant.clone();
-      REF.convForward(x, n, g, params, 3, filters, yWant, false, new ConvBuffers());
+      float[] yGot = random(rows * filters);
+      REF.convForward(x, n, g, params, 3, bias, filters, yWant, false, new ConvBuffers());
       ConvBuffers buffers = new ConvBuffers();
-      fast.convForward(x, n, g, params, 3, filters, yGot, false, buffers);
+      fast.convForward(x, n, g, params, 3, bias, filters, yGot, false, buffers);
       assertClose(yWant, yGot, 1e-5, "conv forward " + what);
       // With its ReLU: exactly the same sums, then max(y, 0), whichever route the layer takes.
-      float[] yReluGot = new float[rows * filters];
-      fast.convForward(x, n, g, params, 3, filters, yReluGot, true, buffers);
-      float[] yNoReluGot = new float[rows * filters];
-      fast.convForward(x, n, g, params, 3, filters, yNoReluGot, false, buffers);
+      float[] yReluGot = random(rows * filters);
+      fast.convForward(x, n, g, params, 3, bias, filters, yReluGot, true, buffers);
+      float[] yNoReluGot = random(rows * filters);
+      fast.convForward(x, n, g, params, 3, bias, filters, yNoReluGot, false, buffers);
       for (int i = 0; i < yNoReluGot.length; i++) {
         assertEquals(Math.max(yNoReluGot[i], 0f), yReluGot[i], "conv forward with its ReLU " + what + " at " + i);
       }
       float[] dy = random(rows * filters);
       for (boolean withDx : new boolean[] {true, false}) {
         ConvBuffers refBuffers = new ConvBuffers();
-        REF.convForward(x, n, g, params, 3, filters, new float[rows * filters], false, refBuffers);
+        REF.convForward(x, n, g, params, 3, bias, filters, new float[rows * filters], false, refBuffers);
         float[] gWant = random(5 + g.patchSize() * filters);
         float[] gGot = gWant.clone();
         float[] dxWant = withDx ? random(x.length) : null;

@@ -41,8 +41,9 @@ public final class FastKernels implements Kernels {
    * where the CPU has 32 vector registers, that is where the vectors are 512 bits wide.
    */
   private final boolean inPlaceRows;
-  private final ThreadLocal<float[]> aPack = ThreadLocal.withInitial(() -> new float[MC * KC]);
-  private final ThreadLocal<float[]> tile = ThreadLocal.withInitial(() -> new float[MR * NR]);
+  /** Packed A; {@link #microEdge}'s vector loads run up to one vector past a strip's last column. */
+  private final ThreadLocal<float[]> aPack = ThreadLocal.withInitial(() -> new float[MC * KC + L]);
+  private final ThreadLocal<float[]> tile = ThreadLocal.withInitial(() -> new float[Math.max(MR * NR, EDGE * L)]);
   private final ThreadLocal<float[]> bPanel = ThreadLocal.withInitial(() -> new float[KC * NR]);
   private final ThreadLocal<float[]> narrowB = ThreadLocal.withInitial(() -> new float[0]);
   private final ReferenceKernels reference = new ReferenceKernels();
@@ -98,6 +99,7 @@ public final class FastKernels implements Kernels {
       float[] bp = values(Math.max(8, L) * NR);
       float[] c = new float[MR * NR];
       float[] tmp = new float[MR * NR];
+      float[] edge = new float[EDGE * L];
       int[] offsets = {0, 7, 1, 8, 2, 9, 3, 10};
       float[] c7 = new float[7 * NR];
       for (int i = 0; i < 6000; i++) {
@@ -107,6 +109,7 @@ public final class FastKernels implements Kernels {
         micro(8, a, 0, MR, bp, 0, c, 0, NR, beta, mr, nr, tmp);
         microRows(8, a, 0, 8, bp, 0, c, 0, NR, beta, mr, nr, tmp);
         microInterleaved(L, a, 0, bp, 0, c, 0, NR, beta, mr, nr, tmp);
+        microEdge(7 + i % 2, a, 0, bp, 0, edge);
         ImplicitConv.microTable(8, a, i % 2, offsets, 0, bp, 0, c, 0, NR, beta != 0f);
         ImplicitConv.microTableSeven(8, a, i % 2, offsets, 0, bp, 0, c7, 0, NR, beta != 0f);
       }
@@ -140,7 +143,8 @@ public final class FastKernels implements Kernels {
             float[] y = new float[2 * g.outputPixels() * filters];
             float[] grads = new float[w.length];
             ConvBuffers buffers = new ConvBuffers();
-            k.convForward(x, 2, g, w, 0, filters, y, true, buffers);
+            k.convForward(x, 2, g, w, 0, 0, filters, y, true, buffers);
+            k.convForward(x, 2, g, w, 0, 0, filters, y, false, buffers);
             k.convBackward(x, y, 2, g, w, 0, filters, grads, null, buffers);
             k.convBackward(x, y, 2, g, w, 0, filters, grads, new float[x.length], buffers);
             k.sumRows(y, 2 * g.outputPixels(), filters, grads, 0);
@@ -458,6 +462,15 @@ public final class FastKernels implements Kernels {
         bArr = own;
         bBase = 0;
       }
+      if (nr <= EDGE && aArr == ap) {
+        // A last panel of a few columns (a batch of 50 as C's columns leaves 2): one vector down
+        // each packed column of A instead of a whole tile's 12 multiply-adds per depth step.
+        for (int ir = 0; ir < mc; ir += MR) {
+          microEdge(kc, ap, ir * kc, bArr, bBase, tmp);
+          edgeTile(tmp, c, cOff + (ic + ir) * ldc + j, ldc, beta, Math.min(MR, mc - ir), nr);
+        }
+        continue;
+      }
       for (int ir = 0; ir < mc; ir += MR) {
         int mr = Math.min(MR, mc - ir);
         int cAt = cOff + (ic + ir) * ldc + j;
@@ -742,6 +755,64 @@ public final class FastKernels implements Kernels {
     c51.intoArray(tmp, 5 * NR + L);
   }
 
+  /** Columns of C that {@link #microEdge} takes at most. */
+  static final int EDGE = 4;
+
+  /**
+   * A strip of {@code MR} packed rows of A ({@code a[aOff + p * MR + r]}) times the first
+   * {@value #EDGE} columns of a packed B panel, for a last panel that narrow: one vector load per
+   * depth step covers a column of A's strip (its lanes past {@code MR} read the next column, and
+   * are dropped), multiplied by each column's broadcast value of B. Two depth steps a turn keep
+   * eight sums, enough to hide the multiply-add's latency. Column j's row r is left in
+   * {@code tmp[j * L + r]} for {@link #edgeTile}.
+   */
+  static void microEdge(int kc, float[] a, int aOff, float[] bp, int bOff, float[] tmp) {
+    FloatVector c0 = FloatVector.zero(S);
+    FloatVector c1 = c0;
+    FloatVector c2 = c0;
+    FloatVector c3 = c0;
+    FloatVector d0 = c0;
+    FloatVector d1 = c0;
+    FloatVector d2 = c0;
+    FloatVector d3 = c0;
+    int p = 0;
+    for (; p + 1 < kc; p += 2) {
+      int bo = bOff + p * NR;
+      FloatVector x = FloatVector.fromArray(S, a, aOff + p * MR);
+      FloatVector y = FloatVector.fromArray(S, a, aOff + (p + 1) * MR);
+      c0 = x.fma(FloatVector.broadcast(S, bp[bo]), c0);
+      c1 = x.fma(FloatVector.broadcast(S, bp[bo + 1]), c1);
+      c2 = x.fma(FloatVector.broadcast(S, bp[bo + 2]), c2);
+      c3 = x.fma(FloatVector.broadcast(S, bp[bo + 3]), c3);
+      d0 = y.fma(FloatVector.broadcast(S, bp[bo + NR]), d0);
+      d1 = y.fma(FloatVector.broadcast(S, bp[bo + NR + 1]), d1);
+      d2 = y.fma(FloatVector.broadcast(S, bp[bo + NR + 2]), d2);
+      d3 = y.fma(FloatVector.broadcast(S, bp[bo + NR + 3]), d3);
+    }
+    for (; p < kc; p++) {
+      int bo = bOff + p * NR;
+      FloatVector x = FloatVector.fromArray(S, a, aOff + p * MR);
+      c0 = x.fma(FloatVector.broadcast(S, bp[bo]), c0);
+      c1 = x.fma(FloatVector.broadcast(S, bp[bo + 1]), c1);
+      c2 = x.fma(FloatVector.broadcast(S, bp[bo + 2]), c2);
+      c3 = x.fma(FloatVector.broadcast(S, bp[bo + 3]), c3);
+    }
+    c0.add(d0).intoArray(tmp, 0);
+    c1.add(d1).intoArray(tmp, L);
+    c2.add(d2).intoArray(tmp, 2 * L);
+    c3.add(d3).intoArray(tmp, 3 * L);
+  }
+
+  /** Adds the first {@code mr x nr} of what {@link #microEdge} left in {@code tmp} into C: {@code C = tmp + beta * C}. */
+  private static void edgeTile(float[] tmp, float[] c, int cOff, int ldc, float beta, int mr, int nr) {
+    for (int i = 0; i < mr; i++) {
+      for (int j = 0; j < nr; j++) {
+        int ci = cOff + i * ldc + j;
+        c[ci] = beta == 0 ? tmp[j * L + i] : tmp[j * L + i] + beta * c[ci];
+      }
+    }
+  }
+
   /** Adds the first {@code mr x nr} of a tile left in {@code tmp} into C: {@code C = tmp + beta * C}. */
   private static void copyTile(float[] tmp, float[] c, int cOff, int ldc, float beta, int mr, int nr) {
     for (int i = 0; i < mr; i++) {
@@ -966,16 +1037,18 @@ public final class FastKernels implements Kernels {
    * whole batch into a matrix that goes to memory and back.
    */
   @Override
-  public void convForward(float[] x, int n, ConvGeometry g, float[] params, int wOff, int filters, float[] y,
-                          boolean relu, ConvBuffers b) {
+  public void convForward(float[] x, int n, ConvGeometry g, float[] params, int wOff, int bOff, int filters,
+                          float[] y, boolean relu, ConvBuffers b) {
     int pix = g.outputPixels();
     int patch = g.patchSize();
     int parts = Math.min(pool.threads(), n);
     b.reserve(parts);
     if (WinogradConv.applies(g)) {
-      winogradForward(x, n, g, params, wOff, filters, y, relu, b, parts);
+      winogradForward(x, n, g, params, wOff, bOff, filters, y, relu, b, parts);
       return;
     }
+    // The other routes add their products to the bias.
+    fillRows(params, bOff, y, n * pix, filters);
     // The weights as register-tile panels, once for the whole batch.
     float[] w = b.panels(panelsSize(patch, filters));
     packPanels(false, params, wOff, filters, patch, filters, w);
@@ -1241,12 +1314,11 @@ public final class FastKernels implements Kernels {
    * {@link WinogradConv#BLOCK} tiles at a time, so that a block's transformed input and products
    * stay in L2 beside the transformed weights.
    */
-  private void winogradForward(float[] x, int n, ConvGeometry g, float[] params, int wOff, int filters, float[] y,
-                               boolean relu, ConvBuffers b, int parts) {
+  private void winogradForward(float[] x, int n, ConvGeometry g, float[] params, int wOff, int bOff, int filters,
+                               float[] y, boolean relu, ConvBuffers b, int parts) {
     WinogradConv p = WinogradConv.forward(g, filters);
     float[] u = b.panels(p.weightsLength());
     p.transformWeights(params, wOff, false, u, WinogradConv.work(0, p.weightScratch()));
-    int pix = g.outputPixels();
     int image = p.imageLength();
     int block = WinogradConv.BLOCK;
     pool.parallelFor(parts, t -> {
@@ -1256,23 +1328,24 @@ public final class FastKernels implements Kernels {
       float[] pixel = WinogradConv.work(1, 4 * p.width);
       for (int s = t * n / parts, end = (t + 1) * n / parts; s < end; s++) {
         p.pad(x, s, in);
-        winogradBlocks(p, in, u, m, y, s, true, scratch, pixel);
-        if (relu) {
-          reluRange(y, y, s * pix * filters, (s + 1) * pix * filters);
-        }
+        winogradBlocks(p, in, u, m, y, s, params, bOff, relu, scratch, pixel);
       }
     });
   }
 
-  /** A padded sample ({@code in}, the transformed input after it) through plan {@code p}, block by block, into {@code out}. */
-  private void winogradBlocks(WinogradConv p, float[] in, float[] u, float[] m, float[] out, int s, boolean add,
-                              float[] scratch, float[] pixel) {
+  /**
+   * A padded sample ({@code in}, the transformed input after it) through plan {@code p}, block by
+   * block, into {@code out}: with the bias and ReLU as {@link WinogradConv#transformOutput} adds
+   * them ({@code bias} null: none).
+   */
+  private void winogradBlocks(WinogradConv p, float[] in, float[] u, float[] m, float[] out, int s, float[] bias,
+                              int bOff, boolean relu, float[] scratch, float[] pixel) {
     int image = p.imageLength();
     for (int t0 = 0; t0 < p.tiles; t0 += WinogradConv.BLOCK) {
       int t1 = Math.min(p.tiles, t0 + WinogradConv.BLOCK);
       p.transformInput(in, t0, t1, in, image, !inPlaceRows, scratch);
       winogradProduct(p, in, image, t1 - t0, u, m);
-      p.transformOutput(m, t0, t1, out, s, add, scratch, pixel);
+      p.transformOutput(m, t0, t1, out, s, bias, bOff, relu, scratch, pixel);
     }
   }
 
@@ -1361,7 +1434,7 @@ public final class FastKernels implements Kernels {
         }
         if (bw != null) {
           bw.pad(dy, s, in);
-          winogradBlocks(bw, in, u, work, dx, s, false, scratch, pixel);
+          winogradBlocks(bw, in, u, work, dx, s, null, 0, false, scratch, pixel);
         }
       }
     });

@@ -53,15 +53,17 @@ public interface Kernels {
   void sumRows(float[] dy, int rows, int cols, float[] grads, int off);
 
   /**
-   * Convolution forward over {@code n} samples: adds {@code patches(x) * W} to {@code y}
-   * ({@code n * outputPixels} rows of {@code filters}, holding the bias already), W being
-   * {@code params[wOff ..]} laid out {@code patchSize x filters}; then, when {@code relu}, replaces
-   * {@code y} by {@code max(y, 0)}. Here: every patch unfolded into one matrix ({@link #im2col}),
-   * then one multiply.
+   * Convolution forward over {@code n} samples: sets {@code y} ({@code n * outputPixels} rows of
+   * {@code filters}) to the bias {@code params[bOff .. bOff + filters)} in every row plus
+   * {@code patches(x) * W}, W being {@code params[wOff ..]} laid out {@code patchSize x filters};
+   * then, when {@code relu}, replaces {@code y} by {@code max(y, 0)}. What {@code y} held before is
+   * not read. Here: the bias ({@link #fillRows}), every patch unfolded into one matrix
+   * ({@link #im2col}), then one multiply added to it.
    */
-  default void convForward(float[] x, int n, ConvGeometry g, float[] params, int wOff, int filters, float[] y,
-                           boolean relu, ConvBuffers b) {
+  default void convForward(float[] x, int n, ConvGeometry g, float[] params, int wOff, int bOff, int filters,
+                           float[] y, boolean relu, ConvBuffers b) {
     int rows = n * g.outputPixels();
+    fillRows(params, bOff, y, rows, filters);
     float[] col = b.col(rows * g.patchSize());
     im2col(x, n, g, col);
     gemm(false, false, rows, filters, g.patchSize(), col, 0, g.patchSize(), params, wOff, filters, 1f, y, 0, filters);

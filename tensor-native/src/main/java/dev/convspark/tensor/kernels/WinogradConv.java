@@ -123,7 +123,7 @@ final class WinogradConv {
     for (int i = 0; i < 6000; i++) {
       p.pad(values, 0, in);
       p.transformInput(in, 0, p.tiles, in, p.imageLength(), i % 2 == 0, scratch);
-      p.transformOutput(m, 0, p.tiles, out, 0, i % 2 == 0, scratch, pixel);
+      p.transformOutput(m, 0, p.tiles, out, 0, i % 3 == 0 ? null : values, 0, i % 3 == 1, scratch, pixel);
       p.transformGradient(values, 0, 0, p.tiles, m, scratch, pixel);
       if (i % 10 == 0) {
         p.transformWeights(values, i % 2, i % 20 == 0, u, scratch);
@@ -258,59 +258,93 @@ final class WinogradConv {
       int window = (2 * (t / tilesWide) * paddedWidth + 2 * (t % tilesWide)) * depth;
       int i = t - t0;
       int out = vOff + (interleaved ? i / MR * MR * POINTS * depth + i % MR * L : i * POINTS * depth);
-      for (int c = 0; c < depth; c += L) {
-        inputTile(img, window + c, rowStride, depth, scratch, v, out + c * channelStep, pointStep);
-      }
+      inputTile(img, window, rowStride, depth, scratch, v, out, pointStep, channelStep);
     }
   }
 
   /**
-   * One tile's {@code B^T d B}, one vector of channels: {@code B^T} times each of the window's 6
-   * columns ({@code img[window + w * step + h * rowStride]}) into the scratch's rows, then each
-   * row times {@code B} into point {@code (a, b)} at {@code v[out + (a * 6 + b) * pointStep]}.
-   * Each transform is one method with its vector code written once and a loop over the lines of
-   * both passes: C2 then compiles it as it stands, where two inlined copies of a one-line helper
-   * ran past its inlining budget and left vector operations boxed (seen in a profile).
+   * One tile's {@code B^T d B}, every vector of its {@code step} channels in turn: {@code B^T} times
+   * each of the window's 6 columns ({@code img[window + c + w * step + h * rowStride]}) into the
+   * scratch's rows, then each row times {@code B} into point {@code (a, b)} at
+   * {@code v[out + c * channelStep + (a * 6 + b) * pointStep]}. Each pass is a loop of its own over
+   * one source and one destination, each index a loop-invariant base plus the line times a stride,
+   * so that C2 checks each access's bounds once per loop rather than at every vector (with AVX2,
+   * where a tile's vector is 8 channels, the checks were most of the transform's time: a
+   * tile-vector of MNIST's second layer took 100-110 ns, now 64-90). The arithmetic is written
+   * out in each pass rather than in a helper: two inlined copies of a helper ran past C2's
+   * inlining budget in an earlier version and left vector operations boxed (seen in a profile).
    */
   private static void inputTile(float[] img, int window, int rowStride, int step, float[] scratch, float[] v, int out,
-                                int pointStep) {
-    for (int line = 0; line < 2 * N; line++) {
-      boolean columns = line < N;
-      int i = columns ? line : line - N;
-      float[] src = columns ? img : scratch;
-      int so = columns ? window + i * step : i * N * L;
-      int ss = columns ? rowStride : L;
-      float[] dst = columns ? scratch : v;
-      int d0 = columns ? i * L : out + i * N * pointStep;
-      int ds = columns ? N * L : pointStep;
-      FloatVector x0 = FloatVector.fromArray(S, src, so);
-      FloatVector x1 = FloatVector.fromArray(S, src, so + ss);
-      FloatVector x2 = FloatVector.fromArray(S, src, so + 2 * ss);
-      FloatVector x3 = FloatVector.fromArray(S, src, so + 3 * ss);
-      FloatVector x4 = FloatVector.fromArray(S, src, so + 4 * ss);
-      FloatVector x5 = FloatVector.fromArray(S, src, so + 5 * ss);
-      x4.mul(QUARTER).add(x0).sub(x2.mul(FIVE_QUARTERS)).intoArray(dst, d0);
+                                int pointStep, int channelStep) {
+    for (int c = 0; c < step; c += L) {
+      inputColumns(img, window + c, rowStride, step, scratch);
+      inputRows(scratch, v, out + c * channelStep, pointStep);
+    }
+  }
+
+  /** {@code B^T} times each of a window's 6 columns ({@code img[at + w * step + h * rowStride]}): row a of the scratch from {@code a * 6 * L}. */
+  private static void inputColumns(float[] img, int at, int rowStride, int step, float[] scratch) {
+    int ds = N * L;
+    for (int i = 0; i < N; i++) {
+      int so = at + i * step;
+      int d0 = i * L;
+      FloatVector x0 = FloatVector.fromArray(S, img, so);
+      FloatVector x1 = FloatVector.fromArray(S, img, so + rowStride);
+      FloatVector x2 = FloatVector.fromArray(S, img, so + 2 * rowStride);
+      FloatVector x3 = FloatVector.fromArray(S, img, so + 3 * rowStride);
+      FloatVector x4 = FloatVector.fromArray(S, img, so + 4 * rowStride);
+      FloatVector x5 = FloatVector.fromArray(S, img, so + 5 * rowStride);
+      x4.mul(QUARTER).add(x0).sub(x2.mul(FIVE_QUARTERS)).intoArray(scratch, d0);
       FloatVector s12 = x1.add(x2);
       FloatVector s34 = x3.add(x4);
-      s12.mul(TWO_THIRDS).sub(s34.mul(SIXTH)).intoArray(dst, d0 + ds);
+      s12.mul(TWO_THIRDS).sub(s34.mul(SIXTH)).intoArray(scratch, d0 + ds);
       FloatVector d21 = x2.sub(x1);
       FloatVector d34 = x3.sub(x4);
-      d21.mul(TWO_THIRDS).add(d34.mul(SIXTH)).intoArray(dst, d0 + 2 * ds);
+      d21.mul(TWO_THIRDS).add(d34.mul(SIXTH)).intoArray(scratch, d0 + 2 * ds);
       FloatVector d31 = x3.sub(x1).mul(TWELFTH);
       FloatVector d42 = x4.sub(x2).mul(TWENTY_FOURTH);
-      d31.add(d42).intoArray(dst, d0 + 3 * ds);
-      d42.sub(d31).intoArray(dst, d0 + 4 * ds);
-      x1.mul(FOUR).sub(x3.mul(FIVE)).add(x5).intoArray(dst, d0 + 5 * ds);
+      d31.add(d42).intoArray(scratch, d0 + 3 * ds);
+      d42.sub(d31).intoArray(scratch, d0 + 4 * ds);
+      x1.mul(FOUR).sub(x3.mul(FIVE)).add(x5).intoArray(scratch, d0 + 5 * ds);
+    }
+  }
+
+  /** Each of the scratch's 6 rows times {@code B}: point {@code (a, b)} at {@code v[out + (a * 6 + b) * pointStep]}. */
+  private static void inputRows(float[] scratch, float[] v, int out, int pointStep) {
+    for (int i = 0; i < N; i++) {
+      int so = i * N * L;
+      int d0 = out + i * N * pointStep;
+      FloatVector x0 = FloatVector.fromArray(S, scratch, so);
+      FloatVector x1 = FloatVector.fromArray(S, scratch, so + L);
+      FloatVector x2 = FloatVector.fromArray(S, scratch, so + 2 * L);
+      FloatVector x3 = FloatVector.fromArray(S, scratch, so + 3 * L);
+      FloatVector x4 = FloatVector.fromArray(S, scratch, so + 4 * L);
+      FloatVector x5 = FloatVector.fromArray(S, scratch, so + 5 * L);
+      x4.mul(QUARTER).add(x0).sub(x2.mul(FIVE_QUARTERS)).intoArray(v, d0);
+      FloatVector s12 = x1.add(x2);
+      FloatVector s34 = x3.add(x4);
+      s12.mul(TWO_THIRDS).sub(s34.mul(SIXTH)).intoArray(v, d0 + pointStep);
+      FloatVector d21 = x2.sub(x1);
+      FloatVector d34 = x3.sub(x4);
+      d21.mul(TWO_THIRDS).add(d34.mul(SIXTH)).intoArray(v, d0 + 2 * pointStep);
+      FloatVector d31 = x3.sub(x1).mul(TWELFTH);
+      FloatVector d42 = x4.sub(x2).mul(TWENTY_FOURTH);
+      d31.add(d42).intoArray(v, d0 + 3 * pointStep);
+      d42.sub(d31).intoArray(v, d0 + 4 * pointStep);
+      x1.mul(FOUR).sub(x3.mul(FIVE)).add(x5).intoArray(v, d0 + 5 * pointStep);
     }
   }
 
   /**
    * The products of tiles {@code [t0, t1)} ({@code m}, {@code [tile - t0][point][width]}) transformed
    * back, {@code Y = A^T M A}, into sample {@code s} of {@code out} (this plan's output,
-   * channel-last): added to what is there when {@code add}, else written. {@code scratch} holds 12
-   * vectors and {@code pixel} 4 rows of {@code width}.
+   * channel-last): each pixel written as it is when {@code bias} is null, else as the bias
+   * ({@code bias[bOff ..]}, one per output channel) plus the pixel, then {@code max(., 0)} when
+   * {@code relu}: the layer's bias and ReLU in the same pass. {@code scratch} holds 12 vectors and
+   * {@code pixel} 4 rows of {@code width}.
    */
-  void transformOutput(float[] m, int t0, int t1, float[] out, int s, boolean add, float[] scratch, float[] pixel) {
+  void transformOutput(float[] m, int t0, int t1, float[] out, int s, float[] bias, int bOff, boolean relu,
+                       float[] scratch, float[] pixel) {
     int pixels = outHeight * outWidth;
     for (int t = t0; t < t1; t++) {
       int ti = t / tilesWide;
@@ -323,13 +357,27 @@ final class WinogradConv {
         for (int j = 0; j < 2 && 2 * tj + j < outWidth; j++) {
           int at = (s * pixels + (2 * ti + i) * outWidth + 2 * tj + j) * outChannels;
           int from = (2 * i + j) * width;
-          if (add) {
-            FastKernels.addInto(pixel, from, out, at, outChannels);
-          } else {
+          if (bias == null) {
             System.arraycopy(pixel, from, out, at, outChannels);
+          } else {
+            biasInto(pixel, from, bias, bOff, out, at, outChannels, relu);
           }
         }
       }
+    }
+  }
+
+  /** {@code dst[d + i] = src[so + i] + bias[bOff + i]} for {@code i < len}, then {@code max(., 0)} when {@code relu}. */
+  private static void biasInto(float[] src, int so, float[] bias, int bOff, float[] dst, int d, int len,
+                               boolean relu) {
+    float floor = relu ? 0f : Float.NEGATIVE_INFINITY;
+    FloatVector low = FloatVector.broadcast(S, floor);
+    int i = 0;
+    for (int bound = S.loopBound(len); i < bound; i += L) {
+      FloatVector.fromArray(S, src, so + i).add(FloatVector.fromArray(S, bias, bOff + i)).max(low).intoArray(dst, d + i);
+    }
+    for (; i < len; i++) {
+      dst[d + i] = Math.max(src[so + i] + bias[bOff + i], floor);
     }
   }
 

@@ -55,16 +55,16 @@ public final class Conv2d extends Layer {
     int rows = n * g.outputPixels();
     int w = paramOffset();
     int b = w + weightCount();
-    // Each output row starts as the bias, then the multiply adds the patches times the weights.
-    k.fillRows(params, b, y, rows, filters);
     if (g.kernelHeight() == 1 && g.kernelWidth() == 1 && g.stride() == 1) {
+      // Each output row starts as the bias, then the multiply adds the input times the weights.
+      k.fillRows(params, b, y, rows, filters);
       k.gemm(false, false, rows, filters, g.patchSize(), x, 0, g.patchSize(), params, w, filters, 1f, y, 0, filters);
       if (relu) {
         k.relu(y, y, rows * filters);
       }
       return;
     }
-    k.convForward(x, n, g, params, w, filters, y, relu, buffers);
+    k.convForward(x, n, g, params, w, b, filters, y, relu, buffers);
   }
 
   @Override
