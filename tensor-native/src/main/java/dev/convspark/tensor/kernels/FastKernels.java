@@ -1034,7 +1034,9 @@ public final class FastKernels implements Kernels {
    * ({@link ImplicitConv}); the shifted image for one channel where the implicit route does not
    * take it; else the fused route: each thread unfolds one sample's patches into its own buffer
    * and multiplies them at once, while they are still in its cache, instead of unfolding the
-   * whole batch into a matrix that goes to memory and back.
+   * whole batch into a matrix that goes to memory and back. The Winograd route adds the bias and
+   * applies the ReLU as its output transform writes each pixel; the others start from the bias
+   * and add their products to it.
    */
   @Override
   public void convForward(float[] x, int n, ConvGeometry g, float[] params, int wOff, int bOff, int filters,
