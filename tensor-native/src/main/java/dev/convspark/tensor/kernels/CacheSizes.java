@@ -62,12 +62,23 @@ public record CacheSizes(int l1Bytes, int l2Bytes, String source) {
 
   /**
    * The depth of a multiply slice: a packed B panel of {@code nr} floats a row takes half of L1,
-   * the rest left to A's rows and C's tile. A multiple of 16, from 64 to 512.
+   * the rest left to A's rows and C's tile, but the slice is at least {@value #MIN_DEPTH} deep. A
+   * multiple of 16, up to 512.
    */
   public int depthFor(int nr) {
     int kc = l1Bytes / 2 / (nr * Float.BYTES) / 16 * 16;
-    return Math.max(64, Math.min(512, kc));
+    return Math.max(MIN_DEPTH, Math.min(512, kc));
   }
+
+  /**
+   * The shallowest slice. Every slice reads and writes each of C's tiles once more, and below this
+   * depth that costs more than a B panel that no longer stays in L1: with 512-bit vectors (32-float
+   * panels) half of a 32 KB L1 gives 128, and the 2048^3 multiply on 2 threads ran 165-184
+   * GFLOP/s at depth 128 against 178-191 at 256 and 183-192 at 384 (four alternating runs each,
+   * AMD EPYC with AVX-512, 1 MB L2), the B panel then coming from L2; deep-mnist's training step
+   * was the same at the three depths. With AVX2's 16-float panels half of L1 already gives 256.
+   */
+  static final int MIN_DEPTH = 256;
 
   /**
    * Rows of a multiply block: its packed A ({@code rows x kc} floats) takes half of L2. A multiple

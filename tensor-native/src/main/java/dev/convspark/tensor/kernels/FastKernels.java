@@ -14,8 +14,9 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>The multiply follows the GotoBLAS plan without a shared packed B: each task owns a block of
  * C's rows and a range of its {@code NR}-column panels, packs one {@code KC}-deep slice of a panel
- * of op(B) at a time into a buffer that stays in L1 while every {@code MR}-row strip of the block
- * goes through it. A stored transposed is read in place (a column of op(A) is then consecutive
+ * of op(B) at a time into a buffer that stays in L1 (in L2 with 512-bit vectors, where that is
+ * faster than slices too shallow; see {@link CacheSizes#MIN_DEPTH}) while every {@code MR}-row
+ * strip of the block goes through it. A stored transposed is read in place (a column of op(A) is then consecutive
  * floats); a row-major A is read in place too where the vectors are 512 bits wide, and elsewhere
  * packed into {@code MR}-row strips that stay in L2 (see {@link #inPlaceRows}). The micro-kernel
  * keeps an {@code MR x NR} tile of C in registers. The depth and row blocks are sized from the
@@ -29,7 +30,7 @@ public final class FastKernels implements Kernels {
   static final int NR = 2 * L;
   /** Rows of a C tile: 6 x 2 accumulators leave registers for B and the broadcast even with AVX2. */
   static final int MR = 6;
-  /** Depth of a slice: a packed B panel ({@code KC x NR} floats) takes half of L1. */
+  /** Depth of a slice: a packed B panel ({@code KC x NR} floats) takes half of L1, at least 256 deep. */
   static final int KC = CacheSizes.local().depthFor(NR);
   /** Rows of a block: its packed A ({@code MC x KC} floats) takes half of L2. */
   static final int MC = CacheSizes.local().rowsFor(KC, MR);

@@ -45,10 +45,14 @@ class CacheSizesTest {
     CacheSizes c = new CacheSizes(32 * 1024, 1024 * 1024, "test");
     // AVX2: 16-float panels; AVX-512: 32-float panels.
     assertEquals(256, c.depthFor(16));
-    assertEquals(128, c.depthFor(32));
+    // Half of L1 would be 128 deep for 32-float panels: the floor of 256 stands.
+    assertEquals(256, c.depthFor(32));
     assertEquals(510, c.rowsFor(256, 6));
+    CacheSizes wide = new CacheSizes(64 * 1024, 2048 * 1024, "test");
+    assertEquals(256, wide.depthFor(32));
+    assertEquals(512, wide.depthFor(16));
     CacheSizes tiny = new CacheSizes(1024, 4096, "test");
-    assertEquals(64, tiny.depthFor(32));
+    assertEquals(CacheSizes.MIN_DEPTH, tiny.depthFor(32));
     assertEquals(24, tiny.rowsFor(64, 6));
     CacheSizes huge = new CacheSizes(1 << 30, 1 << 30, "test");
     assertEquals(512, huge.depthFor(16));
