@@ -13,7 +13,6 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -22,7 +21,8 @@ import java.util.Map;
 /**
  * {@code convspark bench engine}: the deep-mnist CNN's training and inference throughput on this
  * CPU for one or more thread counts, and the engine's matrix-multiply rate for reference. Medians
- * of repeats after a warm-up.
+ * of repeats after a warm-up, each repeat kept only when no other process disturbed it
+ * ({@link CpuMeter}).
  */
 final class BenchEngineCommand {
 
@@ -58,7 +58,9 @@ final class BenchEngineCommand {
               + "  images/s at batch 50 (--steps per repeat) and at batch 512 (as many images), inference\n"
               + "  images/s (the 10,000 test images in batches of 1000), effective GFLOP/s, and the engine's\n"
               + "  own float32 2048^3 matrix-multiply rate; then softmax regression on the first count.\n"
-              + "  Medians over the repeats. The JSON's top-level figures are the first count's; with several\n"
+              + "  Medians over the repeats. Each repeat waits for an idle machine, and one during which other\n"
+              + "  processes took 3% of the CPU or more is made again (at most 4 tries a repeat), as the PyTorch\n"
+              + "  reference in ../shared/bench does. The JSON's top-level figures are the first count's; with several\n"
               + "  counts, \"by_threads\" lists each one's.");
           return 0;
         }
@@ -107,7 +109,7 @@ final class BenchEngineCommand {
       System.out.printf(Locale.ROOT, "matmul 2048^3 fp32: %.1f GFLOP/s (median of %d)%n", gemm, repeats);
       List<Double> trainRates;
       List<Double> train512Rates;
-      List<Double> inferRates = new ArrayList<>();
+      List<Double> inferRates;
       try (ModelRunner runner = backend.open(ModelSpec.parse(ModelSpec.DEEP_MNIST))) {
         runner.initialize(1);
         Optimizer adam = Optimizer.create("adam", 1e-4f, runner.paramCount());
@@ -118,19 +120,18 @@ final class BenchEngineCommand {
         int size = 28 * 28;
         float[] logits = new float[1000 * 10];
         float[] chunk = new float[1000 * size];
-        for (int r = -1; r < repeats; r++) {
-          long t0 = System.nanoTime();
+        Runnable pass = () -> {
           for (int b = 0; b < test.count(); b += 1000) {
             System.arraycopy(test.images(), b * size, chunk, 0, 1000 * size);
             runner.predictLogits(chunk, 1000, logits);
           }
-          double sec = (System.nanoTime() - t0) / 1e9;
-          if (r >= 0) {
-            inferRates.add(test.count() / sec);
-            System.out.printf(Locale.ROOT, "infer repeat %d: %d images in %.3f s, %.1f images/s%n", r, test.count(), sec,
-                test.count() / sec);
-          }
-        }
+        };
+        pass.run();
+        inferRates = CpuMeter.cleanRepeats(repeats, "infer (images/s)", () -> {
+          long t0 = System.nanoTime();
+          pass.run();
+          return test.count() / ((System.nanoTime() - t0) / 1e9);
+        });
         out.put("test_accuracy_after_bench_training", Trainer.accuracy(runner, test.images(), test.labels(), test.count(), 1000));
       }
       double trainIps = median(trainRates);
@@ -164,18 +165,13 @@ final class BenchEngineCommand {
     for (int s = 0; s < warmup; s++) {
       step.run();
     }
-    List<Double> rates = new ArrayList<>();
-    for (int r = 0; r < repeats; r++) {
+    return CpuMeter.cleanRepeats(repeats, "train, batch " + batch + ", " + steps + " steps (images/s)", () -> {
       long t0 = System.nanoTime();
       for (int s = 0; s < steps; s++) {
         step.run();
       }
-      double sec = (System.nanoTime() - t0) / 1e9;
-      rates.add(steps * batch / sec);
-      System.out.printf(Locale.ROOT, "train (batch %d) repeat %d: %d steps in %.3f s, %.2f ms/step, %.1f images/s%n",
-          batch, r, steps, sec, sec * 1000 / steps, steps * batch / sec);
-    }
-    return rates;
+      return steps * batch / ((System.nanoTime() - t0) / 1e9);
+    });
   }
 
   /**
@@ -225,16 +221,13 @@ final class BenchEngineCommand {
       calls++;
     }
     int iters = Math.max(3, (int) (2e9 * calls / (System.nanoTime() - w0)));
-    double[] rates = new double[repeats];
-    for (int r = 0; r < repeats; r++) {
+    return median(CpuMeter.cleanRepeats(repeats, "matmul " + n + "^3, " + iters + " calls (GFLOP/s)", () -> {
       long t0 = System.nanoTime();
       for (int i = 0; i < iters; i++) {
         k.gemm(false, false, n, n, n, a, 0, n, b, 0, n, 0f, c, 0, n);
       }
-      rates[r] = 2.0 * n * n * n * iters / ((System.nanoTime() - t0) / 1e9) / 1e9;
-    }
-    Arrays.sort(rates);
-    return rates[repeats / 2];
+      return 2.0 * n * n * n * iters / ((System.nanoTime() - t0) / 1e9) / 1e9;
+    }));
   }
 
   static double median(List<Double> xs) {
