@@ -13,14 +13,15 @@ import jdk.incubator.vector.VectorSpecies;
  * maths is that of {@link ReferenceKernels}; only the order of the additions differs.
  *
  * <p>The multiply follows the GotoBLAS plan without a shared packed B: each task owns a block of
- * C's rows and a range of its {@code NR}-column panels, packs one {@code KC}-deep slice of a panel
- * of op(B) at a time into a buffer that stays in L1 (in L2 with 512-bit vectors, where that is
- * faster than slices too shallow; see {@link CacheSizes#MIN_DEPTH}) while every {@code MR}-row
- * strip of the block goes through it. A stored transposed is read in place (a column of op(A) is then consecutive
- * floats); a row-major A is read in place too where the vectors are 512 bits wide, and elsewhere
- * packed into {@code MR}-row strips that stay in L2 (see {@link #inPlaceRows}). The micro-kernel
- * keeps an {@code MR x NR} tile of C in registers. The depth and row blocks are sized from the
- * CPU's caches ({@link CacheSizes}).
+ * C's rows and a range of its {@code NR}-column panels. For each {@code KC}-deep slice it packs
+ * {@link #GROUP} panels of op(B) at a time (a quarter of L2, B read row by row), then takes the
+ * block's {@code MR}-row strips one after the other, each strip's tiles along C's rows, so that C
+ * is read and written in row segments the hardware prefetchers follow and each strip of A stays
+ * in L1 while it goes across the group. A stored transposed is read in place (a column of op(A)
+ * is then consecutive floats); a row-major A is read in place too where the vectors are 512 bits
+ * wide, and elsewhere packed into {@code MR}-row strips that stay in L2 (see
+ * {@link #inPlaceRows}). The micro-kernel keeps an {@code MR x NR} tile of C in registers. The
+ * depth and row blocks are sized from the CPU's caches ({@link CacheSizes}).
  */
 public final class FastKernels implements Kernels {
 
@@ -34,6 +35,11 @@ public final class FastKernels implements Kernels {
   static final int KC = CacheSizes.local().depthFor(NR);
   /** Rows of a block: its packed A ({@code MC x KC} floats) takes half of L2. */
   static final int MC = CacheSizes.local().rowsFor(KC, MR);
+  /**
+   * Panels of op(B) a task packs in one pass ({@link #packBGroup}) and multiplies before the next:
+   * together a quarter of L2, beside the half that A's block takes.
+   */
+  static final int GROUP = Math.max(1, CacheSizes.local().l2Bytes() / 4 / (KC * NR * Float.BYTES));
   /** Below this many multiply-adds the packing costs more than it saves. */
   private static final long SMALL = 16 * 1024;
   private final ThreadPool pool;
@@ -45,7 +51,7 @@ public final class FastKernels implements Kernels {
   /** Packed A; {@link #microEdge}'s vector loads run up to one vector past a strip's last column. */
   private final ThreadLocal<float[]> aPack = ThreadLocal.withInitial(() -> new float[MC * KC + L]);
   private final ThreadLocal<float[]> tile = ThreadLocal.withInitial(() -> new float[Math.max(MR * NR, EDGE * L)]);
-  private final ThreadLocal<float[]> bPanel = ThreadLocal.withInitial(() -> new float[KC * NR]);
+  private final ThreadLocal<float[]> bPanel = ThreadLocal.withInitial(() -> new float[GROUP * KC * NR]);
   private final ThreadLocal<float[]> narrowB = ThreadLocal.withInitial(() -> new float[0]);
   private final ReferenceKernels reference = new ReferenceKernels();
 
@@ -453,37 +459,39 @@ public final class FastKernels implements Kernels {
     }
     int aCs = inPlace ? lda : MR;
     float[] own = bPanels == null ? bPanel.get() : null;
-    for (int q = q0; q < q1; q++) {
-      int j = q * NR;
-      int nr = Math.min(NR, n - j);
-      float[] bArr = bPanels;
-      int bBase = (q * k + pc) * NR;
+    // A group of B's panels at a time, packed together; within it, strip by strip of A, each
+    // strip's tiles along C's rows, so that C is read and written a row segment after the other,
+    // which the hardware's prefetchers follow (down the panel, C's rows are a stride apart).
+    for (int g0 = q0; g0 < q1; g0 += GROUP) {
+      int g1 = Math.min(q1, g0 + GROUP);
       if (own != null) {
-        packBPanel(transB, b, bOff, ldb, pc, kc, j, nr, own, 0);
-        bArr = own;
-        bBase = 0;
-      }
-      if (nr <= EDGE && aArr == ap) {
-        // A last panel of a few columns (a batch of 50 as C's columns leaves 2): one vector down
-        // each packed column of A instead of a whole tile's 12 multiply-adds per depth step.
-        for (int ir = 0; ir < mc; ir += MR) {
-          microEdge(kc, ap, ir * kc, bArr, bBase, tmp);
-          edgeTile(tmp, c, cOff + (ic + ir) * ldc + j, ldc, beta, Math.min(MR, mc - ir), nr);
-        }
-        continue;
+        packBGroup(transB, b, bOff, ldb, pc, kc, g0, g1, n, own);
       }
       for (int ir = 0; ir < mc; ir += MR) {
         int mr = Math.min(MR, mc - ir);
-        int cAt = cOff + (ic + ir) * ldc + j;
-        if (rowsInPlace) {
-          microRows(kc, a, aBase + ir * rowStep, lda, bArr, bBase, c, cAt, ldc, beta, mr, nr, tmp);
-        } else if (mr < MR && inPlace) {
-          micro(kc, ap, 0, MR, bArr, bBase, c, cAt, ldc, beta, mr, nr, tmp);
-        } else {
-          micro(kc, aArr, aBase + ir * rowStep, aCs, bArr, bBase, c, cAt, ldc, beta, mr, nr, tmp);
-        }
-        if (mr < MR || nr < NR) {
-          copyTile(tmp, c, cAt, ldc, beta, mr, nr);
+        for (int q = g0; q < g1; q++) {
+          int j = q * NR;
+          int nr = Math.min(NR, n - j);
+          float[] bArr = own != null ? own : bPanels;
+          int bBase = own != null ? (q - g0) * kc * NR : (q * k + pc) * NR;
+          int cAt = cOff + (ic + ir) * ldc + j;
+          if (nr <= EDGE && aArr == ap) {
+            // A last panel of a few columns (a batch of 50 as C's columns leaves 2): one vector down
+            // each packed column of A instead of a whole tile's 12 multiply-adds per depth step.
+            microEdge(kc, ap, ir * kc, bArr, bBase, tmp);
+            edgeTile(tmp, c, cAt, ldc, beta, mr, nr);
+            continue;
+          }
+          if (rowsInPlace) {
+            microRows(kc, a, aBase + ir * rowStep, lda, bArr, bBase, c, cAt, ldc, beta, mr, nr, tmp);
+          } else if (mr < MR && inPlace) {
+            micro(kc, ap, 0, MR, bArr, bBase, c, cAt, ldc, beta, mr, nr, tmp);
+          } else {
+            micro(kc, aArr, aBase + ir * rowStep, aCs, bArr, bBase, c, cAt, ldc, beta, mr, nr, tmp);
+          }
+          if (mr < MR || nr < NR) {
+            copyTile(tmp, c, cAt, ldc, beta, mr, nr);
+          }
         }
       }
     }
@@ -547,6 +555,32 @@ public final class FastKernels implements Kernels {
   /** Floats {@link #packPanels} writes for a {@code k x n} op(B). */
   static int panelsSize(int k, int n) {
     return (n + NR - 1) / NR * k * NR;
+  }
+
+  /**
+   * Packs panels [q0, q1) of op(B) for depth [pc, pc+kc), panel q at {@code (q - q0) * kc * NR}. A
+   * row-major B is read row by row along the group's columns: a panel at a time reads one short
+   * piece of each of kc rows a stride apart, a cache miss a row that no prefetcher follows.
+   */
+  private static void packBGroup(boolean transB, float[] b, int bOff, int ldb, int pc, int kc, int q0, int q1, int n,
+                                 float[] bp) {
+    int whole = Math.min(q1, n / NR);
+    if (transB || whole <= q0) {
+      for (int q = q0; q < q1; q++) {
+        packBPanel(transB, b, bOff, ldb, pc, kc, q * NR, Math.min(NR, n - q * NR), bp, (q - q0) * kc * NR);
+      }
+      return;
+    }
+    int panel = kc * NR;
+    for (int p = 0, row = bOff + pc * ldb, o = 0; p < kc; p++, row += ldb, o += NR) {
+      for (int q = q0, from = row + q0 * NR, to = o; q < whole; q++, from += NR, to += panel) {
+        FloatVector.fromArray(S, b, from).intoArray(bp, to);
+        FloatVector.fromArray(S, b, from + L).intoArray(bp, to + L);
+      }
+    }
+    if (whole < q1) {
+      packBPanel(false, b, bOff, ldb, pc, kc, whole * NR, n - whole * NR, bp, (whole - q0) * panel);
+    }
   }
 
   /** Packs one NR-column panel of op(B), columns [j0, j0+nr) of depth [pc, pc+kc), zero-padded to NR, at {@code base}. */
