@@ -559,8 +559,9 @@ public final class FastKernels implements Kernels {
 
   /**
    * Packs panels [q0, q1) of op(B) for depth [pc, pc+kc), panel q at {@code (q - q0) * kc * NR}. A
-   * row-major B is read row by row along the group's columns: a panel at a time reads one short
-   * piece of each of kc rows a stride apart, a cache miss a row that no prefetcher follows.
+   * row-major B is read row by row along the group's columns (packed a panel at a time, it would
+   * be read a short piece of each of kc rows a stride apart: a cache miss a row, which no
+   * prefetcher follows).
    */
   private static void packBGroup(boolean transB, float[] b, int bOff, int ldb, int pc, int kc, int q0, int q1, int n,
                                  float[] bp) {
