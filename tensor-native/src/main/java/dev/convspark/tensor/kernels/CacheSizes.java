@@ -75,7 +75,7 @@ public record CacheSizes(int l1Bytes, int l2Bytes, String source) {
    * depth that costs more than a B panel that no longer stays in L1: with 512-bit vectors (32-float
    * panels) half of a 32 KB L1 gives 128, and the 2048^3 multiply on 2 threads ran 165-184
    * GFLOP/s at depth 128 against 178-191 at 256 and 183-192 at 384 (four alternating runs each,
-   * AMD EPYC with AVX-512, 1 MB L2), the B panel then coming from L2; deep-mnist's training step
+   * AMD EPYC with AVX-512, 1 MB L2; a 2048^3 loop outside the repository), the B panel then coming from L2; deep-mnist's training step
    * was the same at the three depths. With AVX2's 16-float panels half of L1 already gives 256.
    */
   static final int MIN_DEPTH = 256;
