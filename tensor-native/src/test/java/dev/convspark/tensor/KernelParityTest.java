@@ -65,7 +65,7 @@ class KernelParityTest {
         {6, 32, 256}, {97, 10, 300}, {61, 95, 513}, {32, 25, 39200}, {5, 40, 9000}, {50, 10, 784}, {784, 10, 50}, {1000, 10, 1024}, {7, 3, 100}, {100, 16, 60},
         // A last register-tile panel of 1 to 4 columns (the edge kernel where A is packed): a
         // batch of 50 as C's columns, an odd depth, a depth of one slice and more.
-        {520, 50, 257}, {97, 2 * NR + 1, 70}, {61, NR + 4, 301}, {13, 3, 40},
+        {520, 50, 257}, {97, 2 * NR + 1, 70}, {61, NR + 4, 301}, {13, 3, 40}, {520, 50, 512}, {61, NR + 4, 64},
         // A task with several groups of B's panels (a quarter of L2 each), the last ragged.
         {700, 600, 300}};
     for (FastKernels fast : new FastKernels[] {fast, otherRoute})

@@ -19,8 +19,9 @@ import jdk.incubator.vector.VectorSpecies;
  * is read and written in row segments the hardware prefetchers follow and each strip of A stays
  * in L1 while it goes across the group. A stored transposed is read in place (a column of op(A)
  * is then consecutive floats); a row-major A is read in place too where the vectors are 512 bits
- * wide, and elsewhere packed into {@code MR}-row strips that stay in L2 (see
- * {@link #inPlaceRows}). The micro-kernel keeps an {@code MR x NR} tile of C in registers. The
+ * wide, and elsewhere packed into strips that stay in L2 (see {@link #inPlaceRows}): a vector of
+ * each row after the other ({@link #packAInterleaved}) where the slice is a whole number of
+ * vectors deep, else {@code MR} floats of each column together. The micro-kernel keeps an {@code MR x NR} tile of C in registers. The
  * depth and row blocks are sized from the CPU's caches ({@link CacheSizes}).
  */
 public final class FastKernels implements Kernels {
@@ -53,6 +54,8 @@ public final class FastKernels implements Kernels {
   private final ThreadLocal<float[]> tile = ThreadLocal.withInitial(() -> new float[Math.max(MR * NR, EDGE * L)]);
   private final ThreadLocal<float[]> bPanel = ThreadLocal.withInitial(() -> new float[GROUP * KC * NR]);
   private final ThreadLocal<float[]> narrowB = ThreadLocal.withInitial(() -> new float[0]);
+  /** A last panel's (at most {@value #EDGE}) columns of B's slice, each along the depth, for {@link #microEdgeInterleaved}. */
+  private final ThreadLocal<float[]> edgeColumns = ThreadLocal.withInitial(() -> new float[EDGE * KC]);
   private final ReferenceKernels reference = new ReferenceKernels();
 
   /** @param pool the threads to use; the kernels do not close it */
@@ -117,6 +120,10 @@ public final class FastKernels implements Kernels {
         microRows(8, a, 0, 8, bp, 0, c, 0, NR, beta, mr, nr, tmp);
         microInterleaved(L, a, 0, bp, 0, c, 0, NR, beta, mr, nr, tmp);
         microEdge(7 + i % 2, a, 0, bp, 0, edge);
+        microEdgeInterleaved(L, a, 0, bp, edge);
+        if (mr == MR && nr == NR) {
+          addTile(tmp, c, 0, NR, beta);
+        }
         ImplicitConv.microTable(8, a, i % 2, offsets, 0, bp, 0, c, 0, NR, beta != 0f);
         ImplicitConv.microTableSeven(8, a, i % 2, offsets, 0, bp, 0, c7, 0, NR, beta != 0f);
       }
@@ -439,6 +446,10 @@ public final class FastKernels implements Kernels {
     int rowStep = kc;
     boolean inPlace = aStrips == null && transA;
     boolean rowsInPlace = aStrips == null && !transA && inPlaceRows;
+    // A row-major A packed with vector copies, L floats of a row at a time ({@link #microInterleaved}'s
+    // layout), where the slice is a whole number of vectors deep; a strip's columns of MR floats
+    // need a scalar read and write of every float, two to three times as long.
+    boolean interleaved = aStrips == null && !transA && !inPlaceRows && kc % L == 0;
     if (aStrips != null) {
       aArr = aStrips;
       aBase = ic * k + pc * MR;
@@ -447,6 +458,8 @@ public final class FastKernels implements Kernels {
       aArr = a;
       aBase = aOff + ic * lda + pc;
       rowStep = lda;
+    } else if (interleaved) {
+      packAInterleaved(a, aOff, lda, ic, mc, pc, kc, ap);
     } else if (!transA) {
       packA(false, a, aOff, lda, ic, mc, pc, kc, ap);
     } else {
@@ -459,6 +472,7 @@ public final class FastKernels implements Kernels {
     }
     int aCs = inPlace ? lda : MR;
     float[] own = bPanels == null ? bPanel.get() : null;
+    float[] edgeB = interleaved ? edgeColumns.get() : null;
     // A group of B's panels at a time, packed together; within it, strip by strip of A, each
     // strip's tiles along C's rows, so that C is read and written a row segment after the other,
     // which the hardware's prefetchers follow (down the panel, C's rows are a stride apart).
@@ -467,19 +481,41 @@ public final class FastKernels implements Kernels {
       if (own != null) {
         packBGroup(transB, b, bOff, ldb, pc, kc, g0, g1, n, own);
       }
+      float[] bArr = own != null ? own : bPanels;
+      int lastNr = Math.min(NR, n - (g1 - 1) * NR);
+      if (interleaved && lastNr <= EDGE) {
+        int from = own != null ? (g1 - 1 - g0) * kc * NR : ((g1 - 1) * k + pc) * NR;
+        for (int p = 0; p < kc; p++) {
+          for (int j = 0; j < lastNr; j++) {
+            edgeB[j * kc + p] = bArr[from + p * NR + j];
+          }
+        }
+      }
       for (int ir = 0; ir < mc; ir += MR) {
         int mr = Math.min(MR, mc - ir);
         for (int q = g0; q < g1; q++) {
           int j = q * NR;
           int nr = Math.min(NR, n - j);
-          float[] bArr = own != null ? own : bPanels;
           int bBase = own != null ? (q - g0) * kc * NR : (q * k + pc) * NR;
           int cAt = cOff + (ic + ir) * ldc + j;
           if (nr <= EDGE && aArr == ap) {
             // A last panel of a few columns (a batch of 50 as C's columns leaves 2): one vector down
             // each packed column of A instead of a whole tile's 12 multiply-adds per depth step.
-            microEdge(kc, ap, ir * kc, bArr, bBase, tmp);
+            if (interleaved) {
+              microEdgeInterleaved(kc, ap, ir * kc, edgeB, tmp);
+            } else {
+              microEdge(kc, ap, ir * kc, bArr, bBase, tmp);
+            }
             edgeTile(tmp, c, cAt, ldc, beta, mr, nr);
+            continue;
+          }
+          if (interleaved) {
+            microInterleaved(kc, ap, ir * kc, bArr, bBase, c, cAt, ldc, beta, mr, nr, tmp);
+            if (mr < MR || nr < NR) {
+              copyTile(tmp, c, cAt, ldc, beta, mr, nr);
+            } else if (beta != 0f) {
+              addTile(tmp, c, cAt, ldc, beta);
+            }
             continue;
           }
           if (rowsInPlace) {
@@ -537,6 +573,25 @@ public final class FastKernels implements Kernels {
       if (mr < MR) {
         for (int p = 0; p < kc; p++) {
           Arrays.fill(ap, base + p * MR + mr, base + (p + 1) * MR, 0f);
+        }
+      }
+    }
+  }
+
+  /**
+   * Packs rows [ic, ic+mc) x depth [pc, pc+kc) of a row-major A ({@code kc} a multiple of L) in
+   * {@link #microInterleaved}'s layout: strip r's rows one after the other for each L-deep block
+   * (its row i's column p at {@code r * MR * kc + (p - p % L) * MR + i * L + p % L}), with plain
+   * vector copies along each row. A last strip of fewer than MR rows leaves its other rows as they
+   * were: their sums go to rows of the tile that are never written to C.
+   */
+  private static void packAInterleaved(float[] a, int aOff, int lda, int ic, int mc, int pc, int kc, float[] ap) {
+    for (int ir = 0; ir < mc; ir += MR) {
+      int mr = Math.min(MR, mc - ir);
+      for (int i = 0; i < mr; i++) {
+        for (int p = 0, from = aOff + (ic + ir + i) * lda + pc, to = ir * kc + i * L; p < kc;
+             p += L, from += L, to += MR * L) {
+          FloatVector.fromArray(S, a, from).intoArray(ap, to);
         }
       }
     }
@@ -715,7 +770,11 @@ public final class FastKernels implements Kernels {
    * transform that yields one vector of a row at a time writes this layout with plain vector
    * stores, where an {@code MR}-row strip (six floats of one column together) needs a scalar pass
    * over every float ({@link WinogradConv}'s products with AVX2; see {@link #inPlaceRows}). The
-   * rows' offsets are constants, so the loop needs one index into A, as {@link #micro} does. Only a
+   * rows' offsets are constants, so the loop needs one index into A, as {@link #micro} does; it
+   * walks the depth a block at a time, so that within a block the index is the loop's counter plus
+   * a constant, and the JIT checks the bounds once a block (with one loop over the depth and the
+   * index computed from it, a check stayed on every load, and a 2048^3 multiply through this kernel
+   * ran 15% to 25% slower than through {@link #micro}). Only a
    * whole tile with {@code beta = 0} is written to C; any other is left in {@code tmp} for the
    * caller's {@link #copyTile}. The kernel is kept that small on purpose: with the epilogue of
    * {@link #micro} (C read back and scaled), some JVMs compiled it with its vector stores left as
@@ -738,29 +797,33 @@ public final class FastKernels implements Kernels {
     FloatVector c41 = c00;
     FloatVector c50 = c00;
     FloatVector c51 = c00;
-    for (int p = 0; p < kc; p++) {
-      int bo = bOff + p * NR;
-      FloatVector b0 = FloatVector.fromArray(S, bp, bo);
-      FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
-      int ao = aOff + (p & -L) * MR + (p & (L - 1));
-      FloatVector x = FloatVector.broadcast(S, a[ao]);
-      c00 = b0.fma(x, c00);
-      c01 = b1.fma(x, c01);
-      x = FloatVector.broadcast(S, a[ao + L]);
-      c10 = b0.fma(x, c10);
-      c11 = b1.fma(x, c11);
-      x = FloatVector.broadcast(S, a[ao + 2 * L]);
-      c20 = b0.fma(x, c20);
-      c21 = b1.fma(x, c21);
-      x = FloatVector.broadcast(S, a[ao + 3 * L]);
-      c30 = b0.fma(x, c30);
-      c31 = b1.fma(x, c31);
-      x = FloatVector.broadcast(S, a[ao + 4 * L]);
-      c40 = b0.fma(x, c40);
-      c41 = b1.fma(x, c41);
-      x = FloatVector.broadcast(S, a[ao + 5 * L]);
-      c50 = b0.fma(x, c50);
-      c51 = b1.fma(x, c51);
+    for (int p0 = 0; p0 < kc; p0 += L) {
+      int aBlock = aOff + p0 * MR;
+      int bBlock = bOff + p0 * NR;
+      for (int q = 0; q < L; q++) {
+        int bo = bBlock + q * NR;
+        FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+        FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
+        int ao = aBlock + q;
+        FloatVector x = FloatVector.broadcast(S, a[ao]);
+        c00 = b0.fma(x, c00);
+        c01 = b1.fma(x, c01);
+        x = FloatVector.broadcast(S, a[ao + L]);
+        c10 = b0.fma(x, c10);
+        c11 = b1.fma(x, c11);
+        x = FloatVector.broadcast(S, a[ao + 2 * L]);
+        c20 = b0.fma(x, c20);
+        c21 = b1.fma(x, c21);
+        x = FloatVector.broadcast(S, a[ao + 3 * L]);
+        c30 = b0.fma(x, c30);
+        c31 = b1.fma(x, c31);
+        x = FloatVector.broadcast(S, a[ao + 4 * L]);
+        c40 = b0.fma(x, c40);
+        c41 = b1.fma(x, c41);
+        x = FloatVector.broadcast(S, a[ao + 5 * L]);
+        c50 = b0.fma(x, c50);
+        c51 = b1.fma(x, c51);
+      }
     }
     if (mr == MR && nr == NR && beta == 0f) {
       c00.intoArray(c, cOff);
@@ -837,6 +900,59 @@ public final class FastKernels implements Kernels {
     c1.add(d1).intoArray(tmp, L);
     c2.add(d2).intoArray(tmp, 2 * L);
     c3.add(d3).intoArray(tmp, 3 * L);
+  }
+
+  /**
+   * {@link #microEdge} for a strip packed by {@link #packAInterleaved}: C's columns of B's last
+   * panel are taken along the depth ({@code bt[j * kc + p]}, all {@value #EDGE} rows present, those
+   * past the panel's columns never read back), so each sum is a dot product of one of A's rows with
+   * one column of B, a vector of depth at a time; two rows a turn keep eight sums. Column j's row r
+   * is left in {@code tmp[j * L + r]} for {@link #edgeTile}.
+   */
+  static void microEdgeInterleaved(int kc, float[] a, int aOff, float[] bt, float[] tmp) {
+    for (int r = 0; r < MR; r += 2) {
+      FloatVector c0 = FloatVector.zero(S);
+      FloatVector c1 = c0;
+      FloatVector c2 = c0;
+      FloatVector c3 = c0;
+      FloatVector d0 = c0;
+      FloatVector d1 = c0;
+      FloatVector d2 = c0;
+      FloatVector d3 = c0;
+      for (int p = 0, ao = aOff + r * L; p < kc; p += L, ao += MR * L) {
+        FloatVector x = FloatVector.fromArray(S, a, ao);
+        FloatVector y = FloatVector.fromArray(S, a, ao + L);
+        FloatVector b0 = FloatVector.fromArray(S, bt, p);
+        FloatVector b1 = FloatVector.fromArray(S, bt, kc + p);
+        FloatVector b2 = FloatVector.fromArray(S, bt, 2 * kc + p);
+        FloatVector b3 = FloatVector.fromArray(S, bt, 3 * kc + p);
+        c0 = x.fma(b0, c0);
+        c1 = x.fma(b1, c1);
+        c2 = x.fma(b2, c2);
+        c3 = x.fma(b3, c3);
+        d0 = y.fma(b0, d0);
+        d1 = y.fma(b1, d1);
+        d2 = y.fma(b2, d2);
+        d3 = y.fma(b3, d3);
+      }
+      tmp[r] = c0.reduceLanes(VectorOperators.ADD);
+      tmp[L + r] = c1.reduceLanes(VectorOperators.ADD);
+      tmp[2 * L + r] = c2.reduceLanes(VectorOperators.ADD);
+      tmp[3 * L + r] = c3.reduceLanes(VectorOperators.ADD);
+      tmp[r + 1] = d0.reduceLanes(VectorOperators.ADD);
+      tmp[L + r + 1] = d1.reduceLanes(VectorOperators.ADD);
+      tmp[2 * L + r + 1] = d2.reduceLanes(VectorOperators.ADD);
+      tmp[3 * L + r + 1] = d3.reduceLanes(VectorOperators.ADD);
+    }
+  }
+
+  /** A whole tile left in {@code tmp} added into C with vectors: {@code C = tmp + beta * C}. */
+  private static void addTile(float[] tmp, float[] c, int cOff, int ldc, float beta) {
+    for (int i = 0; i < MR; i++) {
+      int ci = cOff + i * ldc;
+      FloatVector.fromArray(S, tmp, i * NR).add(FloatVector.fromArray(S, c, ci).mul(beta)).intoArray(c, ci);
+      FloatVector.fromArray(S, tmp, i * NR + L).add(FloatVector.fromArray(S, c, ci + L).mul(beta)).intoArray(c, ci + L);
+    }
   }
 
   /** Adds the first {@code mr x nr} of what {@link #microEdge} left in {@code tmp} into C: {@code C = tmp + beta * C}. */
