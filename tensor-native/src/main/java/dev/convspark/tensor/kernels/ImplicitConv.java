@@ -52,7 +52,9 @@ final class ImplicitConv {
    * Whether a one-channel convolution (a first layer over gray images) takes this route rather
    * than its shifted-image route in {@link FastKernels}: where the vectors are 512 bits wide.
    * conv1 at batch 50 on 2 threads (ms forward / backward), AVX-512: 0.76-0.82 / 0.51-0.56 here
-   * against 1.47-1.66 / 0.69-0.74; AVX2: 1.60-1.76 / 0.65 against 1.40-1.43 / 0.73-0.84.
+   * against 1.47-1.66 / 0.69-0.74; AVX2: 1.60-1.76 / 0.65 against 1.40-1.43 / 0.73-0.84. (Since
+   * then the shifted route's forward pass keeps its tile in registers across the window, {@code
+   * FastKernels.microWindow}: 0.8 to 1.1 ms with AVX2; not yet compared with this route on AVX-512.)
    */
   private static final boolean ONE_CHANNEL = L >= 16;
   /**
