@@ -54,7 +54,7 @@ final class ImplicitConv {
    * conv1 at batch 50 on 2 threads (ms forward / backward), AVX-512: 0.76-0.82 / 0.51-0.56 here
    * against 1.47-1.66 / 0.69-0.74; AVX2: 1.60-1.76 / 0.65 against 1.40-1.43 / 0.73-0.84. (Since
    * then the shifted route's forward pass keeps its tile in registers across the window, {@code
-   * FastKernels.microWindow}: 0.8 to 1.1 ms with AVX2. On AVX-512 it then ran as this route does
+   * FastKernels.microWindow}: 0.8 to 1.1 ms with AVX2 in four rounds of five. On AVX-512 it then ran as this route does
    * forward, 0.75-1.42 ms against 0.84-1.39 in the same rounds, and slower backward, 0.67-0.79
    * against 0.56-0.67, so this route stays there.)
    */
