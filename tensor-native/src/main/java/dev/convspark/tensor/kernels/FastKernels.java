@@ -20,9 +20,10 @@ import jdk.incubator.vector.VectorSpecies;
  * in L1 while it goes across the group. A stored transposed is read in place (a column of op(A)
  * is then consecutive floats); a row-major A is read in place too where the vectors are 512 bits
  * wide, and elsewhere packed into strips that stay in L2 (see {@link #inPlaceRows}): a vector of
- * each row after the other ({@link #packAInterleaved}) where the slice is a whole number of
- * vectors deep, else {@code MR} floats of each column together. The micro-kernel keeps an {@code MR x NR} tile of C in registers. The
- * depth and row blocks are sized from the CPU's caches ({@link CacheSizes}).
+ * each row after the other ({@link #packAInterleaved}) where that packing is a large share of the
+ * work, else {@code MR} floats of each column together. The micro-kernel keeps an
+ * {@code MR x NR} tile of C in registers. The depth and row blocks are sized from the CPU's caches
+ * ({@link CacheSizes}).
  */
 public final class FastKernels implements Kernels {
 
@@ -54,7 +55,10 @@ public final class FastKernels implements Kernels {
   private final ThreadLocal<float[]> tile = ThreadLocal.withInitial(() -> new float[Math.max(MR * NR, EDGE * L)]);
   private final ThreadLocal<float[]> bPanel = ThreadLocal.withInitial(() -> new float[GROUP * KC * NR]);
   private final ThreadLocal<float[]> narrowB = ThreadLocal.withInitial(() -> new float[0]);
-  /** A last panel's (at most {@value #EDGE}) columns of B's slice, each along the depth, for {@link #microEdgeInterleaved}. */
+  /**
+   * A last panel's columns (at most {@value #EDGE}) of B's slice, each along the depth, for
+   * {@link #microEdgeInterleaved}.
+   */
   private final ThreadLocal<float[]> edgeColumns = ThreadLocal.withInitial(() -> new float[EDGE * KC]);
   private final ReferenceKernels reference = new ReferenceKernels();
 
@@ -864,10 +868,10 @@ public final class FastKernels implements Kernels {
    * with beta 0: A's row i at depth {@code (r, q)} (kernel row r, column q) is
    * {@code a[aOff + r * width + q + i]}, B's row at {@code bp[bOff + (r * kw + q) * NR]}. The tile
    * stays in registers across the whole window (one {@link #micro} a kernel row read C back and
-   * wrote it again each time: conv1's forward pass at batch 50 with AVX2 took 1.2 to 1.6 ms, against
-   * 0.8 to 1.1 now in four rounds of five). One loop over the window, A's index stepped by hand at each row's end: written
-   * as a loop over the rows around one over the columns, C2 kept the vectors boxed and the pass took
-   * 12 ms.
+   * wrote it again each time: conv1's forward pass at batch 50 with AVX2 took 1.2 to 1.6 ms,
+   * against 0.8 to 1.1 now in four rounds of five). One loop over the window, A's index stepped by
+   * hand at each row's end: written as a loop over the rows around one over the columns, C2 kept
+   * the vectors boxed and the pass took 12 ms.
    */
   static void microWindow(int kh, int kw, float[] a, int aOff, int width, float[] bp, int bOff, float[] c, int cOff,
                           int ldc) {
