@@ -7,8 +7,9 @@
 #                                     the MNIST files gzipped under tensor-native/target/gpu-check
 #                                     (it prints the size: about 57 MB in all, 36 MB of it the runtime)
 #   tensor-native/gpu-check.sh [run]  on the GPU machine: deep-mnist training and inference on the
-#                                     GPU at batch 50 and 512, as one table (the classic route of
-#                                     kernels too, -Dconvspark.gpu.kernels=classic, for an A/B), and
+#                                     GPU at batch 50 and 512, as one table (training without CUDA
+#                                     graphs too, -Dconvspark.gpu.graphs=false, and the classic route
+#                                     of kernels, -Dconvspark.gpu.kernels=classic, for A/Bs), and
 #                                     each kernel's share of a training step at batch 50 and 512
 #                                     (CUDA events around every launch); where python3 has PyTorch
 #                                     with CUDA, the same model on PyTorch's GPU path in float32 and

@@ -719,13 +719,15 @@ extern "C" __global__ void relu_backward(const float* y, const float* dy, float*
 // Dropout's forward pass with the CPU's masks (Dropout.fillMask): value i of sample s is value
 // first[s] * size + i % size of the global batch, kept (mask = scale, else 0) when the top 24 bits
 // of SplitMix64's finaliser of mixed_seed + (value + 1) * 0x9E3779B97F4A7C15 are below `below`.
-// Integer arithmetic only, so the masks are the CPU's bit for bit; y = x * mask.
+// Integer arithmetic only, so the masks are the CPU's bit for bit; y = x * mask. The step's seed
+// is read from device memory (uploaded with the batch), so that a CUDA graph of the step, whose
+// arguments are fixed when it is captured, draws each step's own masks.
 extern "C" __global__ void dropout(const float* x, float* y, float* mask, int n, int size, const long long* first,
-                                   unsigned long long mixed_seed, unsigned long long below, float scale) {
+                                   const unsigned long long* mixed_seed, unsigned long long below, float scale) {
   long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long long) n * size) return;
   unsigned long long value = (unsigned long long) first[i / size] * size + i % size;
-  unsigned long long z = mixed_seed + (value + 1) * 0x9E3779B97F4A7C15ULL;
+  unsigned long long z = *mixed_seed + (value + 1) * 0x9E3779B97F4A7C15ULL;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   z ^= z >> 31;
@@ -742,11 +744,12 @@ extern "C" __global__ void multiply(const float* x, const float* mask, float* y,
 
 // Softmax cross-entropy of each sample from its logits, computed as the CPU does (max
 // subtracted, sums in double): loss[s], correct[s] (argmax == label, first max on ties) and
-// dlogits = scale * (softmax - onehot).
-extern "C" __global__ void softmax_xent(const float* logits, const int* labels, int n, int classes, float scale,
-                                        float* dlogits, double* loss, int* correct) {
+// dlogits = scale * (softmax - onehot), the step's scale read from device memory (as dropout's seed).
+extern "C" __global__ void softmax_xent(const float* logits, const int* labels, int n, int classes,
+                                        const float* scale_at, float* dlogits, double* loss, int* correct) {
   int s = blockIdx.x * blockDim.x + threadIdx.x;
   if (s >= n) return;
+  float scale = *scale_at;
   const float* l = logits + (long long) s * classes;
   int y = labels[s];
   float mx = l[0];

@@ -18,7 +18,8 @@
 // reported, as cuDriverGetVersion gives it, default 12000 = CUDA 12.0; it decides the newest PTX
 // ISA accepted), CONVSPARK_CUDA_EMU_SMS (the multiprocessor count reported, default 132, an
 // H100's and H200's), CONVSPARK_CUDA_EMU_CC (the compute capability reported, major * 10 + minor,
-// default 90, an H100's and H200's; the WMMA kernels run on any, mma.h), CONVSPARK_CUDA_EMU_TRACE (a file to which every launch, copy, memset and
+// default 90, an H100's and H200's; the WMMA kernels run on any, mma.h), CONVSPARK_CUDA_EMU_GRAPHS
+// (0: cuStreamBeginCapture fails, as a driver that refuses a capture would), CONVSPARK_CUDA_EMU_TRACE (a file to which every launch, copy, memset and
 // synchronisation is appended as one line, so a test can see what a training step asks of the
 // device: "launch NAME GXxGYxGZ BX ARGS...", with each device pointer as "p" and other arguments
 // as numbers; "htod BYTES", "dtoh BYTES", "dtod BYTES", "memset BYTES", "sync", "alloc BYTES",
@@ -26,6 +27,16 @@
 // recorded)), CONVSPARK_CUDA_EMU_KERNELS (0: launches and memsets are checked and traced but not
 // run, so that a benchmark times the host's side of a step: JCuda, the backend's Java, the copies
 // between host and device).
+//
+// Streams and CUDA graphs: work queued on a stream runs when it is queued, as on the legacy stream
+// (one device, one queue). A stream capturing (cuStreamBeginCapture, global mode) records its
+// launches (their arguments copied, as a real capture fixes them), copies from pinned memory and
+// memsets as a graph's nodes instead of running them; cuGraphLaunch runs the nodes in order, each
+// traced as when queued alone, after a line "graph N" (N nodes), and a copy node reads its host
+// source when the graph runs. While a capture is open, what a real driver refuses in global mode
+// is refused and the capture invalidated (its cuStreamEndCapture then fails): work on the legacy
+// stream (CUDA_ERROR_STREAM_CAPTURE_IMPLICIT), and synchronous copies, waits and allocations
+// (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED), each with a line on stderr naming the call.
 //
 // Built by tensor-native/cuda-emu.sh, which generates kernels.inc (one X(name) per kernel).
 
@@ -72,9 +83,13 @@ typedef int CUdevice;
   X(CUDA_ERROR_INVALID_CONTEXT, 201)                                                                   \
   X(CUDA_ERROR_UNSUPPORTED_PTX_VERSION, 222)                                                           \
   X(CUDA_ERROR_INVALID_HANDLE, 400)                                                                    \
+  X(CUDA_ERROR_ILLEGAL_STATE, 401)                                                                     \
   X(CUDA_ERROR_NOT_FOUND, 500)                                                                         \
   X(CUDA_ERROR_LAUNCH_FAILED, 719)                                                                     \
-  X(CUDA_ERROR_NOT_SUPPORTED, 801)
+  X(CUDA_ERROR_NOT_SUPPORTED, 801)                                                                     \
+  X(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, 900)                                                        \
+  X(CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, 901)                                                        \
+  X(CUDA_ERROR_STREAM_CAPTURE_IMPLICIT, 906)
 
 enum {
 #define CU_RESULT_ENUM(name, value) name = value,
@@ -114,6 +129,39 @@ struct Module {
 struct Function {
   const KernelInfo* kernel;
 };
+
+// One operation of a captured graph: a launch (its arguments' bytes, each at offsets[i]), a copy
+// from pinned host memory, or a memset of 32-bit words.
+struct Node {
+  enum Kind { LAUNCH, HTOD, MEMSET } kind;
+  const KernelInfo* kernel;
+  unsigned grid[3], block[3];
+  std::vector<char> bytes;
+  std::vector<size_t> offsets;
+  uintptr_t dst;
+  const void* src;
+  size_t size;  // bytes (HTOD), words (MEMSET)
+  unsigned value;
+};
+
+struct Graph {
+  Context* context;
+  std::vector<Node> nodes;
+};
+
+struct GraphExec {
+  Context* context;
+  std::vector<Node> nodes;
+};
+
+struct Stream {
+  Context* context;
+  Graph* capture;    // the graph being captured, or nullptr
+  bool invalidated;  // something refused during the capture
+};
+std::set<Stream*> streams;
+std::set<Graph*> graphs;
+std::set<GraphExec*> graph_execs;
 
 template <typename Fn, Fn F>
 struct Info;
@@ -244,6 +292,35 @@ std::string hex(uintptr_t v) {
   std::ostringstream s;
   s << "0x" << std::hex << v;
   return s.str();
+}
+
+// The stream of the current context that is capturing, or nullptr.
+Stream* capturing() {
+  for (Stream* st : streams) {
+    if (st->capture != nullptr && st->context == current_context) return st;
+  }
+  return nullptr;
+}
+
+// What a capture in global mode refuses: a call that waits, allocates or copies synchronously
+// (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED), or queues work on the legacy stream
+// (CUDA_ERROR_STREAM_CAPTURE_IMPLICIT); either invalidates the capture.
+CUresult refuse_in_capture(const char* call, CUresult code) {
+  Stream* st = capturing();
+  if (st == nullptr) return CUDA_SUCCESS;
+  st->invalidated = true;
+  return fail(code, std::string(call) + (code == CUDA_ERROR_STREAM_CAPTURE_IMPLICIT
+                                             ? " on the legacy stream" : "") +
+                        " while a stream is capturing: refused, and the capture invalidated");
+}
+
+// A stream argument: nullptr (the legacy stream) or a live stream of the current context.
+CUresult need_stream(const char* call, Stream* st) {
+  if (st != nullptr && (streams.count(st) == 0 || st->context != current_context)) {
+    return fail(CUDA_ERROR_INVALID_HANDLE, std::string(call) + ": not a stream of the current context");
+  }
+  if (st == nullptr) return refuse_in_capture(call, CUDA_ERROR_STREAM_CAPTURE_IMPLICIT);
+  return CUDA_SUCCESS;
 }
 
 CUresult need_range(const char* call, const char* what, uintptr_t address, size_t bytes) {
@@ -595,6 +672,7 @@ API CUresult cuCtxSetCurrent(Context* context) {
 API CUresult cuCtxSynchronize() {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = reach_stream("cuCtxSynchronize")) return r;
+  if (CUresult r = refuse_in_capture("cuCtxSynchronize", CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)) return r;
   trace("sync");
   return CUDA_SUCCESS;
 }
@@ -624,6 +702,7 @@ API CUresult cuModuleGetFunction(Function** function, Module* module, const char
 API CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuMemAlloc")) return r;
+  if (CUresult r = refuse_in_capture("cuMemAlloc", CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)) return r;
   if (pointer == nullptr || bytes == 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemAlloc: 0 bytes");
   // The data ends where an inaccessible page begins, so a kernel reading past it faults. It starts
   // 16-byte aligned, as the kernels' float4 accesses need (a real driver's allocations are 256-byte
@@ -643,6 +722,7 @@ API CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes) {
 API CUresult cuMemFree_v2(CUdeviceptr pointer) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = reach_stream("cuMemFree")) return r;
+  if (CUresult r = refuse_in_capture("cuMemFree", CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)) return r;
   auto it = allocations.find(uintptr_t(pointer));
   if (it == allocations.end()) {
     return fail(CUDA_ERROR_INVALID_VALUE, "cuMemFree: " + hex(uintptr_t(pointer)) + " is not a live allocation");
@@ -656,6 +736,7 @@ API CUresult cuMemFree_v2(CUdeviceptr pointer) {
 API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = reach_stream("cuMemcpyHtoD")) return r;
+  if (CUresult r = refuse_in_capture("cuMemcpyHtoD", CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)) return r;
   if (CUresult r = need_range("cuMemcpyHtoD", "destination", uintptr_t(dst), bytes)) return r;
   memcpy(reinterpret_cast<void*>(dst), src, bytes);
   trace("htod " + std::to_string(bytes));
@@ -665,6 +746,7 @@ API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
 API CUresult cuMemAllocHost_v2(void** pointer, size_t bytes) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuMemAllocHost")) return r;
+  if (CUresult r = refuse_in_capture("cuMemAllocHost", CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)) return r;
   if (pointer == nullptr || bytes == 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemAllocHost: 0 bytes");
   void* p = aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
   if (p == nullptr) return fail(CUDA_ERROR_OUT_OF_MEMORY, "cuMemAllocHost: out of memory");
@@ -677,6 +759,7 @@ API CUresult cuMemAllocHost_v2(void** pointer, size_t bytes) {
 API CUresult cuMemFreeHost(void* pointer) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = reach_stream("cuMemFreeHost")) return r;
+  if (CUresult r = refuse_in_capture("cuMemFreeHost", CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)) return r;
   auto it = pinned.find(reinterpret_cast<uintptr_t>(pointer));
   if (it == pinned.end()) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemFreeHost: not pinned memory of cuMemAllocHost");
   trace("free host " + std::to_string(it->second));
@@ -690,11 +773,26 @@ API CUresult cuMemFreeHost(void* pointer) {
 API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, void* stream) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuMemcpyHtoDAsync")) return r;
-  if (stream != nullptr) return fail(CUDA_ERROR_NOT_SUPPORTED, "cuMemcpyHtoDAsync: streams are not emulated");
+  Stream* st = static_cast<Stream*>(stream);
+  if (CUresult r = need_stream("cuMemcpyHtoDAsync", st)) return r;
   if (CUresult r = need_range("cuMemcpyHtoDAsync", "destination", uintptr_t(dst), bytes)) return r;
   uintptr_t from = reinterpret_cast<uintptr_t>(src);
   auto it = pinned.upper_bound(from);
   bool in_pinned = it != pinned.begin() && (--it, from + bytes <= it->first + it->second);
+  if (st != nullptr && st->capture != nullptr) {
+    if (!in_pinned) {
+      st->invalidated = true;
+      return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
+                  "cuMemcpyHtoDAsync: a copy from pageable memory cannot be captured (only from pinned memory)");
+    }
+    Node n{};
+    n.kind = Node::HTOD;
+    n.dst = uintptr_t(dst);
+    n.src = src;
+    n.size = bytes;
+    st->capture->nodes.push_back(n);
+    return CUDA_SUCCESS;
+  }
   if (in_pinned) {
     pending.push_back(PendingCopy{uintptr_t(dst), src, bytes});
   } else {
@@ -708,6 +806,7 @@ API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes
 API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = reach_stream("cuMemcpyDtoH")) return r;
+  if (CUresult r = refuse_in_capture("cuMemcpyDtoH", CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)) return r;
   if (CUresult r = need_range("cuMemcpyDtoH", "source", uintptr_t(src), bytes)) return r;
   memcpy(dst, reinterpret_cast<const void*>(src), bytes);
   trace("dtoh " + std::to_string(bytes));
@@ -717,6 +816,7 @@ API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
 API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = reach_stream("cuMemcpyDtoD")) return r;
+  if (CUresult r = refuse_in_capture("cuMemcpyDtoD", CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)) return r;
   if (CUresult r = need_range("cuMemcpyDtoD", "source", uintptr_t(src), bytes)) return r;
   if (CUresult r = need_range("cuMemcpyDtoD", "destination", uintptr_t(dst), bytes)) return r;
   memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), bytes);
@@ -727,6 +827,7 @@ API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
 API CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t count) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = reach_stream("cuMemsetD32")) return r;
+  if (CUresult r = refuse_in_capture("cuMemsetD32", CUDA_ERROR_STREAM_CAPTURE_IMPLICIT)) return r;
   if (dst % 4 != 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemsetD32: destination not 4-byte aligned");
   if (CUresult r = need_range("cuMemsetD32", "destination", uintptr_t(dst), count * 4)) return r;
   uint32_t* p = reinterpret_cast<uint32_t*>(dst);
@@ -735,11 +836,47 @@ API CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t count) {
   return CUDA_SUCCESS;
 }
 
+namespace {
+
+// The trace's line for a launch of k with the given parameters.
+std::string launch_line(const KernelInfo& k, void** params, const unsigned* grid, const unsigned* block) {
+  std::string line = std::string("launch ") + k.name + " " + std::to_string(grid[0]) + "x" + std::to_string(grid[1]) +
+                     "x" + std::to_string(grid[2]) + " " + std::to_string(block[0] * block[1] * block[2]);
+  for (size_t i = 0; i < k.sizes.size(); i++) line += " " + argument_text(k, i, params[i]);
+  return line;
+}
+
+// Runs (and traces) one node of a graph.
+CUresult run_node(const Node& n) {
+  switch (n.kind) {
+    case Node::HTOD:
+      memcpy(reinterpret_cast<void*>(n.dst), n.src, n.size);
+      trace("htod " + std::to_string(n.size));
+      return CUDA_SUCCESS;
+    case Node::MEMSET:
+      for (size_t i = 0; device_work() && i < n.size; i++) reinterpret_cast<uint32_t*>(n.dst)[i] = n.value;
+      trace("memset " + std::to_string(n.size * 4));
+      return CUDA_SUCCESS;
+    case Node::LAUNCH: {
+      std::vector<void*> params;
+      for (size_t o : n.offsets) params.push_back(const_cast<char*>(n.bytes.data()) + o);
+      if (trace_file() != nullptr) trace(launch_line(*n.kernel, params.data(), n.grid, n.block));
+      if (!device_work()) return CUDA_SUCCESS;
+      return launch(*n.kernel, params.data(), n.grid[0], n.grid[1], n.grid[2], n.block[0], n.block[1], n.block[2]);
+    }
+  }
+  return CUDA_ERROR_INVALID_VALUE;
+}
+
+}  // namespace
+
 API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                             unsigned shared_bytes, void* stream, void** params, void** extra) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = reach_stream("cuLaunchKernel")) return r;
   if (f == nullptr) return fail(CUDA_ERROR_INVALID_HANDLE, "cuLaunchKernel: null function");
+  Stream* st = static_cast<Stream*>(stream);
+  if (CUresult r = need_stream("cuLaunchKernel", st)) return r;
   const KernelInfo& k = *f->kernel;
   std::string call = std::string("cuLaunchKernel(") + k.name + ")";
   unsigned long long threads_per_block = 1ULL * bx * by * bz;
@@ -751,9 +888,7 @@ API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, 
     return fail(CUDA_ERROR_INVALID_VALUE, call + ": grid " + std::to_string(gx) + " x " + std::to_string(gy) + " x " +
                                               std::to_string(gz) + " is outside the limits (2^31-1 x 65535 x 65535)");
   }
-  if (shared_bytes != 0 || stream != nullptr) {
-    return fail(CUDA_ERROR_NOT_SUPPORTED, call + ": dynamic shared memory and streams are not emulated");
-  }
+  if (shared_bytes != 0) return fail(CUDA_ERROR_NOT_SUPPORTED, call + ": dynamic shared memory is not emulated");
   std::vector<void*> packed;
   if (extra != nullptr) {
     if (params != nullptr) return fail(CUDA_ERROR_INVALID_VALUE, call + ": both kernelParams and extra");
@@ -771,16 +906,161 @@ API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, 
       }
     }
   }
-  if (trace_file() != nullptr) {
-    std::string line = std::string("launch ") + k.name + " " + std::to_string(gx) + "x" + std::to_string(gy) + "x" +
-                       std::to_string(gz) + " " + std::to_string(bx * by * bz);
+  const unsigned grid[3] = {gx, gy, gz};
+  const unsigned block[3] = {bx, by, bz};
+  if (st != nullptr && st->capture != nullptr) {
+    // Captured: the arguments' values now, laid out as the kernel's parameters.
+    Node n{};
+    n.kind = Node::LAUNCH;
+    n.kernel = &k;
+    std::copy(grid, grid + 3, n.grid);
+    std::copy(block, block + 3, n.block);
     for (size_t i = 0; i < k.sizes.size(); i++) {
-      line += " " + argument_text(k, i, params[i]);
+      n.offsets.push_back(n.bytes.size());
+      n.bytes.insert(n.bytes.end(), static_cast<char*>(params[i]), static_cast<char*>(params[i]) + k.sizes[i]);
     }
-    trace(line);
+    st->capture->nodes.push_back(std::move(n));
+    return CUDA_SUCCESS;
   }
+  if (trace_file() != nullptr) trace(launch_line(k, params, grid, block));
   if (!device_work()) return CUDA_SUCCESS;
   return launch(k, params, gx, gy, gz, bx, by, bz);
+}
+
+API CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t count, void* stream) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = reach_stream("cuMemsetD32Async")) return r;
+  Stream* st = static_cast<Stream*>(stream);
+  if (CUresult r = need_stream("cuMemsetD32Async", st)) return r;
+  if (dst % 4 != 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemsetD32Async: destination not 4-byte aligned");
+  if (CUresult r = need_range("cuMemsetD32Async", "destination", uintptr_t(dst), count * 4)) return r;
+  Node n{};
+  n.kind = Node::MEMSET;
+  n.dst = uintptr_t(dst);
+  n.size = count;
+  n.value = value;
+  if (st != nullptr && st->capture != nullptr) {
+    st->capture->nodes.push_back(n);
+    return CUDA_SUCCESS;
+  }
+  return run_node(n);
+}
+
+API CUresult cuStreamCreate(Stream** stream, unsigned flags) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuStreamCreate")) return r;
+  if (stream == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  (void) flags;
+  *stream = new Stream{current_context, nullptr, false};
+  streams.insert(*stream);
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuStreamDestroy_v2(Stream* stream) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (streams.count(stream) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuStreamDestroy: not a stream");
+  if (stream->capture != nullptr) {
+    return fail(CUDA_ERROR_ILLEGAL_STATE, "cuStreamDestroy: the stream is capturing (end the capture first)");
+  }
+  streams.erase(stream);
+  delete stream;
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuStreamSynchronize(Stream* stream) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = reach_stream("cuStreamSynchronize")) return r;
+  if (stream != nullptr && streams.count(stream) == 0) {
+    return fail(CUDA_ERROR_INVALID_HANDLE, "cuStreamSynchronize: not a stream");
+  }
+  if (CUresult r = refuse_in_capture("cuStreamSynchronize", CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)) return r;
+  trace("sync");
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuStreamBeginCapture_v2(Stream* stream, int mode) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuStreamBeginCapture")) return r;
+  if (stream == nullptr) {
+    return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "cuStreamBeginCapture: the legacy stream cannot be captured");
+  }
+  if (streams.count(stream) == 0 || stream->context != current_context) {
+    return fail(CUDA_ERROR_INVALID_HANDLE, "cuStreamBeginCapture: not a stream of the current context");
+  }
+  if (mode != 0) {
+    return fail(CUDA_ERROR_NOT_SUPPORTED, "cuStreamBeginCapture: only the global mode is emulated");
+  }
+  if (env_int("CONVSPARK_CUDA_EMU_GRAPHS", 1) == 0) {
+    return fail(CUDA_ERROR_NOT_SUPPORTED, "cuStreamBeginCapture: refused (CONVSPARK_CUDA_EMU_GRAPHS=0)");
+  }
+  if (capturing() != nullptr) {
+    return fail(CUDA_ERROR_ILLEGAL_STATE, "cuStreamBeginCapture: a stream of this context is capturing already");
+  }
+  stream->capture = new Graph{current_context, {}};
+  stream->invalidated = false;
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuStreamEndCapture(Stream* stream, Graph** graph) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuStreamEndCapture")) return r;
+  if (graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (stream == nullptr || streams.count(stream) == 0 || stream->capture == nullptr) {
+    return fail(CUDA_ERROR_ILLEGAL_STATE, "cuStreamEndCapture: the stream is not capturing");
+  }
+  Graph* captured = stream->capture;
+  stream->capture = nullptr;
+  if (stream->invalidated) {
+    delete captured;
+    *graph = nullptr;
+    return fail(CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, "cuStreamEndCapture: the capture was invalidated");
+  }
+  graphs.insert(captured);
+  *graph = captured;
+  trace("capture " + std::to_string(captured->nodes.size()));
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuGraphInstantiateWithFlags(GraphExec** exec, Graph* graph, unsigned long long flags) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuGraphInstantiate")) return r;
+  if (exec == nullptr || graphs.count(graph) == 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuGraphInstantiate: not a graph");
+  (void) flags;
+  *exec = new GraphExec{graph->context, graph->nodes};
+  graph_execs.insert(*exec);
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuGraphLaunch(GraphExec* exec, Stream* stream) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = reach_stream("cuGraphLaunch")) return r;
+  if (graph_execs.count(exec) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuGraphLaunch: not an instantiated graph");
+  if (CUresult r = need_stream("cuGraphLaunch", stream)) return r;
+  if (stream != nullptr && stream->capture != nullptr) {
+    return fail(CUDA_ERROR_NOT_SUPPORTED, "cuGraphLaunch: launching a graph into a capture is not emulated");
+  }
+  if (exec->context != current_context) {
+    return fail(CUDA_ERROR_INVALID_CONTEXT, "cuGraphLaunch: the graph belongs to another context");
+  }
+  trace("graph " + std::to_string(exec->nodes.size()));
+  for (const Node& n : exec->nodes) {
+    if (CUresult r = run_node(n)) return r;
+  }
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuGraphExecDestroy(GraphExec* exec) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (graph_execs.erase(exec) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuGraphExecDestroy: not an instantiated graph");
+  delete exec;
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuGraphDestroy(Graph* graph) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (graphs.erase(graph) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuGraphDestroy: not a graph");
+  delete graph;
+  return CUDA_SUCCESS;
 }
 
 API CUresult cuEventCreate(Event** event, unsigned flags) {
@@ -797,7 +1077,11 @@ API CUresult cuEventRecord(Event* event, void* stream) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = reach_stream("cuEventRecord")) return r;
   if (events.count(event) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventRecord: not an event");
-  if (stream != nullptr) return fail(CUDA_ERROR_NOT_SUPPORTED, "cuEventRecord: streams are not emulated");
+  Stream* st = static_cast<Stream*>(stream);
+  if (CUresult r = need_stream("cuEventRecord", st)) return r;
+  if (st != nullptr && st->capture != nullptr) {
+    return fail(CUDA_ERROR_NOT_SUPPORTED, "cuEventRecord: events in a capture are not emulated");
+  }
   event->recorded = true;
   event->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
   trace("event");
@@ -807,6 +1091,7 @@ API CUresult cuEventRecord(Event* event, void* stream) {
 API CUresult cuEventSynchronize(Event* event) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = reach_stream("cuEventSynchronize")) return r;
+  if (CUresult r = refuse_in_capture("cuEventSynchronize", CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)) return r;
   if (events.count(event) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventSynchronize: not an event");
   trace("sync");
   return CUDA_SUCCESS;

@@ -21,9 +21,17 @@ import static jcuda.driver.JCudaDriver.cuMemFreeHost;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoH;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoD;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
-import static jcuda.driver.JCudaDriver.cuMemsetD32;
+import static jcuda.driver.JCudaDriver.cuGraphDestroy;
+import static jcuda.driver.JCudaDriver.cuGraphExecDestroy;
+import static jcuda.driver.JCudaDriver.cuGraphInstantiate;
+import static jcuda.driver.JCudaDriver.cuGraphLaunch;
+import static jcuda.driver.JCudaDriver.cuMemsetD32Async;
 import static jcuda.driver.JCudaDriver.cuModuleGetFunction;
 import static jcuda.driver.JCudaDriver.cuModuleLoadData;
+import static jcuda.driver.JCudaDriver.cuStreamBeginCapture;
+import static jcuda.driver.JCudaDriver.cuStreamCreate;
+import static jcuda.driver.JCudaDriver.cuStreamDestroy;
+import static jcuda.driver.JCudaDriver.cuStreamEndCapture;
 
 import dev.convspark.tensor.Network;
 import dev.convspark.tensor.kernels.ConvGeometry;
@@ -54,7 +62,12 @@ import jcuda.driver.CUdevice;
 import jcuda.driver.CUdevice_attribute;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction;
+import jcuda.driver.CUgraph;
+import jcuda.driver.CUgraphExec;
 import jcuda.driver.CUmodule;
+import jcuda.driver.CUstream;
+import jcuda.driver.CUstream_flags;
+import jcuda.driver.CUstreamCaptureMode;
 import jcuda.driver.JCudaDriver;
 
 /**
@@ -66,6 +79,12 @@ import jcuda.driver.JCudaDriver;
  * waits once, for the loss and accuracy; the optimizer's update is queued behind it without a
  * wait. Only the gradients (for an allreduce, when asked) and the parameters (when asked) come
  * back otherwise.
+ *
+ * <p>From the second step of a batch size on, the step's uploads and kernels (all but the
+ * optimizer's update, which follows the gradients' allreduce) are one CUDA graph, captured once
+ * and launched with one call ({@link #GRAPHS_PROPERTY}): at small batches the host's launches
+ * paced the step. What changes from step to step (the dropout seeds, the loss's scale) goes up
+ * with the batch, so the graph's arguments stay fixed.
  *
  * <p>Checked and timed on an NVIDIA H200 with {@code gpu-check.sh} (the CPU-versus-GPU parity
  * checks, the benchmark against PyTorch, a per-kernel profile; {@code tensor-native/GPU-RUNS.md}
@@ -79,6 +98,7 @@ public final class CudaBackend implements Backend {
   /** The same kernels for compute capability 8.0 and newer, with the wide products' TF32 forms. */
   static final String PTX_TF32 = "/dev/convspark/tensor/cuda/convspark_tf32.ptx";
   private static final int THREADS = 256;
+  private static final System.Logger LOG = System.getLogger(CudaBackend.class.getName());
   /**
    * The system property that picks the kernels' route: {@code wide} (the default: products of
    * 256 rows or more in 128 x 64 tiles, convolutions without a patch matrix) or {@code classic}
@@ -86,6 +106,12 @@ public final class CudaBackend implements Backend {
    * time both.
    */
   public static final String KERNELS_PROPERTY = "convspark.gpu.kernels";
+  /**
+   * The system property that says whether training steps run as CUDA graphs: {@code true} (the
+   * default) or {@code false} (each kernel launched from the host, every step), so that one GPU
+   * run can time both.
+   */
+  public static final String GRAPHS_PROPERTY = "convspark.gpu.graphs";
   /** The wide kernels' tile of C (rows, columns), depth and threads ({@code WM}, ... in convspark.cu). */
   private static final int WM = 128;
   private static final int WN = 64;
@@ -101,17 +127,34 @@ public final class CudaBackend implements Backend {
   private final boolean wide;
   /** The wide products on the tensor cores, in TF32 ({@link Precision#TF32}). */
   private final boolean tf32;
+  /** Training steps as CUDA graphs ({@link #GRAPHS_PROPERTY}). */
+  private final boolean graphs;
   /** Times every launch while set (GpuCheck's profile); null otherwise. */
   private KernelProfile profile;
 
   private CudaBackend(CUcontext context, CUmodule module, String description, int multiprocessors, boolean wide,
-                      boolean tf32) {
+                      boolean tf32, boolean graphs) {
     this.context = context;
     this.module = module;
     this.description = description;
     this.multiprocessors = multiprocessors;
     this.wide = wide;
     this.tf32 = tf32;
+    this.graphs = graphs;
+  }
+
+  /**
+   * Whether {@link #GRAPHS_PROPERTY} asks for CUDA graphs.
+   *
+   * @throws IllegalArgumentException for a value other than {@code true} or {@code false}
+   */
+  static boolean graphSteps() {
+    String v = System.getProperty(GRAPHS_PROPERTY, "true");
+    return switch (v) {
+      case "true" -> true;
+      case "false" -> false;
+      default -> throw new IllegalArgumentException(GRAPHS_PROPERTY + "=" + v + ": expected true or false");
+    };
   }
 
   /**
@@ -160,6 +203,20 @@ public final class CudaBackend implements Backend {
   }
 
   private static CudaBackend create(int ordinal, boolean wide, boolean tf32) {
+    return create(ordinal, wide, tf32, graphSteps());
+  }
+
+  /**
+   * Opens GPU number {@code ordinal} on the default route of kernels in float32, with training
+   * steps as CUDA graphs or not ({@link #GRAPHS_PROPERTY}), whatever the property says.
+   *
+   * @throws IllegalStateException as {@link #create(int)}
+   */
+  static CudaBackend withGraphs(int ordinal, boolean graphs) {
+    return create(ordinal, wideRoute(), false, graphs);
+  }
+
+  private static CudaBackend create(int ordinal, boolean wide, boolean tf32, boolean graphs) {
     if (tf32 && !wide) {
       throw new IllegalArgumentException("precision=tf32: " + KERNELS_PROPERTY + "=classic has no TF32 kernels");
     }
@@ -211,8 +268,8 @@ public final class CudaBackend implements Backend {
             + ") refused convspark's kernels (" + e.getMessage() + "); they need a CUDA 12.0 or newer driver", e);
       }
       return new CudaBackend(ctx, module, "gpu:" + ordinal + " (" + device + ", CUDA driver " + version[0] / 1000 + "."
-          + version[0] % 1000 / 10 + (wide ? "" : ", classic kernels") + (tf32 ? ", TF32" : "") + ")", sms[0], wide,
-          tf32);
+          + version[0] % 1000 / 10 + (wide ? "" : ", classic kernels") + (tf32 ? ", TF32" : "")
+          + (graphs ? "" : ", no CUDA graphs") + ")", sms[0], wide, tf32, graphs);
     } catch (LinkageError e) {
       // No libcuda.so.1 (UnsatisfiedLinkError first, NoClassDefFoundError on later calls).
       String first = String.valueOf(e).lines().findFirst().orElse("");
@@ -359,6 +416,8 @@ public final class CudaBackend implements Backend {
     private Pointer host;
     private ByteBuffer bytes;
     private long capacity;
+    /** How many times the memory has been allocated (a captured step holds its address). */
+    private long allocations;
 
     /** The memory, at least {@code size} bytes, cleared for writing from its start. */
     ByteBuffer ensure(long size) {
@@ -367,6 +426,7 @@ public final class CudaBackend implements Backend {
           cuCtxSynchronize();
         }
         free();
+        allocations++;
         host = new Pointer();
         cuMemAllocHost(host, size);
         bytes = host.getByteBuffer(0, size).order(ByteOrder.nativeOrder());
@@ -376,9 +436,9 @@ public final class CudaBackend implements Backend {
       return bytes;
     }
 
-    /** Queues the copy of {@code size} bytes from {@code offset} into {@code dst}. */
-    void upload(long offset, long size, Buffer dst) {
-      cuMemcpyHtoDAsync(dst.ptr, host.withByteOffset(offset), size, null);
+    /** Queues the copy of {@code size} bytes from {@code offset} into {@code dst} on {@code stream}. */
+    void upload(long offset, long size, Buffer dst, CUstream stream) {
+      cuMemcpyHtoDAsync(dst.ptr, host.withByteOffset(offset), size, stream);
     }
 
     void free() {
@@ -411,7 +471,10 @@ public final class CudaBackend implements Backend {
     private final Buffer m = new Buffer();
     private final Buffer v = new Buffer();
     private final Buffer input = new Buffer();
-    /** Labels (n ints), then each sample's index in the global batch (n longs, 8-byte aligned). */
+    /**
+     * Labels (n ints), then each sample's index in the global batch (n longs, 8-byte aligned),
+     * then the step's values: each dropout layer's mixed seed (a long), the loss's scale (a float).
+     */
     private final Buffer batchInfo = new Buffer();
     private final Buffer dLogits = new Buffer();
     /** Per sample: the loss (n doubles), then 1 where the prediction was right (n ints). */
@@ -431,6 +494,21 @@ public final class CudaBackend implements Backend {
     /** ReLU layers whose backward pass the max pool after them did in the last backward pass. */
     private final boolean[] reluInPoolBackward;
     private Optimizer onDevice;
+    /** Each layer's place among the dropout layers (its seed's slot in batchInfo), -1 for others. */
+    private final int[] dropoutSlot;
+    private final int dropouts;
+    /** Where this step's dropout seeds are on the device (forward's dropout launches read them). */
+    private long seedsAt;
+    /** The stream that work is queued on: null (the legacy stream) but while a step is captured. */
+    private CUstream queue;
+    /** The stream steps are captured on and their graphs launched on (created with the first). */
+    private CUstream graphStream;
+    /** The captured step, or null. */
+    private StepGraph graph;
+    /** What the last step launched one by one was (see {@link #graphKey}): the next like it is captured. */
+    private String eagerKey;
+    /** Set when a capture failed: steps are then launched one by one. */
+    private boolean graphsFailed;
     /**
      * A launch's arguments, packed as the kernel's parameters lie (each at a multiple of its
      * size) and handed to the driver in one buffer (cuLaunchKernel's {@code extra}): a pointer per
@@ -449,6 +527,12 @@ public final class CudaBackend implements Backend {
       this.masked = new boolean[layers.size()];
       this.reluInPrevious = new boolean[layers.size()];
       this.reluInPoolBackward = new boolean[layers.size()];
+      this.dropoutSlot = new int[layers.size()];
+      int d = 0;
+      for (int i = 0; i < layers.size(); i++) {
+        dropoutSlot[i] = layers.get(i) instanceof Dropout ? d++ : -1;
+      }
+      this.dropouts = d;
       for (int i = 1; i < layers.size(); i++) {
         Layer before = layers.get(i - 1);
         reluInPrevious[i] = layers.get(i) instanceof Relu && (before instanceof Conv2d || before instanceof Dense);
@@ -577,7 +661,7 @@ public final class CudaBackend implements Backend {
       if (p != null) {
         p.before(label, flops);
       }
-      cuLaunchKernel(function(name), gx, gy, gz, block, 1, 1, 0, null, null, extra);
+      cuLaunchKernel(function(name), gx, gy, gz, block, 1, 1, 0, queue, null, extra);
       if (p != null) {
         p.after();
       }
@@ -691,16 +775,16 @@ public final class CudaBackend implements Backend {
 
     /**
      * Queues the forward pass of {@code n} samples in {@code input} (with, while training, each
-     * sample's global index at {@code samples}); returns the logits.
+     * sample's global index at {@code samples}, the dropout layers' seeds at {@link #seedsAt});
+     * returns the logits.
      */
-    private Buffer forward(int n, boolean training, long seed, long samples) {
+    private Buffer forward(int n, boolean training, long samples) {
       Buffer in = input;
       long x = input.address;
       for (int i = 0; i < layers.size(); i++) {
         Layer l = layers.get(i);
         int outSize = l.outputShape().size();
         Buffer y = acts.get(i);
-        long layerSeed = seed * 0x9E3779B97F4A7C15L + i;
         masked[i] = false;
         if (l instanceof Flatten || reluInPrevious[i]
             || (l instanceof Dropout dr && (!training || dr.keepProb() == 1f))) {
@@ -739,7 +823,7 @@ public final class CudaBackend implements Backend {
         } else if (l instanceof Dropout dr) {
           // The CPU layer's masks (Dropout.fillMask), so both backends drop the same units.
           long mask = aux.get(i).ensure((long) n * outSize);
-          launch("dropout", (long) n * outSize, x, y.address, mask, n, outSize, samples, Dropout.mixSeed(layerSeed),
+          launch("dropout", (long) n * outSize, x, y.address, mask, n, outSize, samples, seedsAt + 8L * dropoutSlot[i],
               Dropout.keepBelow(dr.keepProb()), 1f / dr.keepProb());
           masked[i] = true;
         } else {
@@ -787,26 +871,46 @@ public final class CudaBackend implements Backend {
       }
       int inSize = net.spec().inputShape().size();
       long imageBytes = (long) n * inSize * 4L;
-      // The images, then one upload for the labels and the samples' global indices (longs, as
-      // the GPU reads them), which the dropout kernel needs; both from pinned memory, queued.
+      // The images, then one upload for the labels, the samples' global indices (longs, as the
+      // GPU reads them), which the dropout kernel needs, and the step's values (each dropout
+      // layer's seed, the loss's scale); both from pinned memory, queued.
       int samplesAt = (n + 1) / 2 * 2;
-      int infoInts = samplesAt + 2 * n;
+      int seedsIntsAt = samplesAt + 2 * n;
+      int scaleAt = seedsIntsAt + 2 * dropouts;
+      int infoInts = scaleAt + 1;
       ByteBuffer host = staging.ensure(imageBytes + infoInts * 4L);
       host.asFloatBuffer().put(images, 0, n * inSize);
       host.position((int) imageBytes);
       host.asIntBuffer().put(y, 0, n);
       host.position((int) imageBytes + samplesAt * 4);
       host.asLongBuffer().put(Dropout.sampleIndices(n, firsts, lengths));
+      for (int i = 0; i < layers.size(); i++) {
+        if (dropoutSlot[i] >= 0) {
+          host.putLong((int) imageBytes + (seedsIntsAt + 2 * dropoutSlot[i]) * 4,
+              Dropout.mixSeed(seed * 0x9E3779B97F4A7C15L + i));
+        }
+      }
+      host.putFloat((int) imageBytes + scaleAt * 4, lossScale);
       input.ensure((long) n * inSize);
       batchInfo.ensure(infoInts);
-      staging.upload(0, imageBytes, input);
-      staging.upload(imageBytes, infoInts * 4L, batchInfo);
-      long logits = forward(n, true, seed, batchInfo.at(samplesAt)).address;
       dLogits.ensure((long) n * classes);
       metrics.ensure(3L * n);
-      launch("softmax_xent", n, logits, batchInfo.address, n, classes, lossScale, dLogits.address, metrics.address,
-          metrics.at(2L * n));
-      backward(n);
+      seedsAt = batchInfo.at(seedsIntsAt);
+      String key = graphKey(n);
+      if (graph != null && !graph.key().equals(key)) {
+        graph.destroy();
+        graph = null;
+      }
+      if (graph == null && key != null && key.equals(eagerKey)) {
+        graph = capture(n, imageBytes, infoInts, samplesAt, scaleAt, key);
+      }
+      if (graph != null) {
+        cuGraphLaunch(graph.exec(), graphStream);
+      } else {
+        queueStep(n, imageBytes, infoInts, samplesAt, scaleAt);
+        // A first step may allocate: the key after it is what the next step will compare.
+        eagerKey = graphKey(n);
+      }
       // The step's one wait: a copy to the host follows the kernels queued before it.
       byte[] out = new byte[12 * n];
       cuMemcpyDtoH(Pointer.to(out), metrics.ptr, out.length);
@@ -818,6 +922,93 @@ public final class CudaBackend implements Backend {
         right += b.getInt(8 * n + 4 * s);
       }
       return new SoftmaxCrossEntropy.Result(total, right, n);
+    }
+
+    /**
+     * Queues a training step's work after its batch is staged: the two uploads, the forward pass,
+     * the loss and the backward pass, on {@link #queue}.
+     */
+    private void queueStep(int n, long imageBytes, int infoInts, int samplesAt, int scaleAt) {
+      staging.upload(0, imageBytes, input, queue);
+      staging.upload(imageBytes, infoInts * 4L, batchInfo, queue);
+      long logits = forward(n, true, batchInfo.at(samplesAt)).address;
+      launch("softmax_xent", n, logits, batchInfo.address, n, net.spec().numClasses(), batchInfo.at(scaleAt),
+          dLogits.address, metrics.address, metrics.at(2L * n));
+      backward(n);
+    }
+
+    /**
+     * What a captured step depends on besides its staged values: the batch size, the dropout
+     * layers' keep probabilities (a layer keeping everything is skipped), the addresses of the
+     * device buffers the step uses (buffers only grow, so an address unchanged is a buffer large
+     * enough) and the pinned memory's allocation; null where steps are not captured (CUDA graphs
+     * off or failed, or a profile attached, which times each launch).
+     */
+    private String graphKey(int n) {
+      if (!graphs || graphsFailed || profile != null) {
+        return null;
+      }
+      StringBuilder k = new StringBuilder().append(n);
+      for (Layer l : layers) {
+        if (l instanceof Dropout dr) {
+          k.append('/').append(dr.keepProb());
+        }
+      }
+      k.append('@').append(staging.allocations);
+      for (Buffer b : List.of(params, grads, input, batchInfo, dLogits, metrics, scratch, splitK)) {
+        k.append(':').append(b.address);
+      }
+      for (List<Buffer> list : List.of(acts, dacts, aux)) {
+        for (Buffer b : list) {
+          k.append(':').append(b.address);
+        }
+      }
+      return k.toString();
+    }
+
+    /**
+     * Captures a training step ({@link #queueStep}) as a CUDA graph on {@link #graphStream} and
+     * instantiates it; nothing of it runs. Null, with steps launched one by one from then on, where
+     * the driver refuses the capture (the reason is logged once).
+     */
+    private StepGraph capture(int n, long imageBytes, int infoInts, int samplesAt, int scaleAt, String key) {
+      CUgraph g = new CUgraph();
+      try {
+        if (graphStream == null) {
+          graphStream = new CUstream();
+          // A blocking stream: the copies and the update queued on the legacy stream wait for
+          // the graph, and the graph for them.
+          cuStreamCreate(graphStream, CUstream_flags.CU_STREAM_DEFAULT);
+        }
+        queue = graphStream;
+        cuStreamBeginCapture(graphStream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_GLOBAL);
+        try {
+          queueStep(n, imageBytes, infoInts, samplesAt, scaleAt);
+        } catch (CudaException e) {
+          try {
+            cuStreamEndCapture(graphStream, g);
+          } catch (CudaException ended) {
+            e.addSuppressed(ended);
+          }
+          throw e;
+        }
+        cuStreamEndCapture(graphStream, g);
+        CUgraphExec exec = new CUgraphExec();
+        try {
+          cuGraphInstantiate(exec, g, 0);
+        } finally {
+          cuGraphDestroy(g);
+        }
+        return new StepGraph(key, exec);
+      } catch (CudaException e) {
+        graphsFailed = true;
+        LOG.log(System.Logger.Level.WARNING, "the CUDA driver refused to capture a training step as a graph ("
+            + e.getMessage() + "); steps are launched kernel by kernel (" + GRAPHS_PROPERTY + "=false does so"
+            + " without trying)");
+        return null;
+      } finally {
+        queue = null;
+      }
     }
 
     private void backward(int n) {
@@ -870,7 +1061,7 @@ public final class CudaBackend implements Backend {
                 concat(geometry(g), relu ? 1 : 0)));
             reluInPoolBackward[i - 1] = relu;
           } else {
-            cuMemsetD32(dacts.get(i).ptr, 0, (long) n * inSize);
+            cuMemsetD32Async(dacts.get(i).ptr, 0, (long) n * inSize, queue);
             launch("max_pool_backward", (long) n * outSize, dy, aux.get(i).address, dx, n * outSize);
             reluInPoolBackward[i - 1] = false;
           }
@@ -929,8 +1120,8 @@ public final class CudaBackend implements Backend {
         int k = Math.min(chunk, n - s);
         input.ensure((long) k * inSize);
         staging.ensure((long) k * inSize * 4L).asFloatBuffer().put(images, s * inSize, k * inSize);
-        staging.upload(0, (long) k * inSize * 4L, input);
-        Buffer logits = forward(k, false, 0L, 0L);
+        staging.upload(0, (long) k * inSize * 4L, input, null);
+        Buffer logits = forward(k, false, 0L);
         cuMemcpyDtoH(Pointer.to(out).withByteOffset((long) s * classes * 4L), logits.ptr, (long) k * classes * 4L);
       }
     }
@@ -947,6 +1138,21 @@ public final class CudaBackend implements Backend {
         l.forEach(Buffer::free);
       }
       staging.free();
+      if (graph != null) {
+        graph.destroy();
+        graph = null;
+      }
+      if (graphStream != null) {
+        cuStreamDestroy(graphStream);
+        graphStream = null;
+      }
+    }
+  }
+
+  /** A captured training step, instantiated, and the {@link Runner#graphKey} it was captured under. */
+  private record StepGraph(String key, CUgraphExec exec) {
+    void destroy() {
+      cuGraphExecDestroy(exec);
     }
   }
 }

@@ -23,6 +23,8 @@ import java.util.function.Consumer;
  * its kernels off, {@code bin/convspark bench gpu-host}, that times the host's side),
  * {@code --no-profile} the profile, {@code --no-cpu} the CPU's row of the benchmark,
  * {@code --no-classic} the classic route's rows (as does running with the classic route),
+ * {@code --no-eager} the rows with each training step's kernels launched one by one instead of
+ * as a CUDA graph ({@link CudaBackend#GRAPHS_PROPERTY}; as does running with graphs off),
  * {@code --no-tf32} the rows and the layers' checks in TF32 ({@link Precision#TF32}: run where the
  * GPU has TF32 tensor cores, within {@link Precision#TF32_TOLERANCE}; also skipped on the classic
  * route).
@@ -494,6 +496,7 @@ public final class GpuCheck {
     boolean cpuRow = true;
     boolean classic = !"classic".equals(System.getProperty(CudaBackend.KERNELS_PROPERTY));
     boolean tf32 = classic;
+    boolean eager = !"false".equals(System.getProperty(CudaBackend.GRAPHS_PROPERTY));
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("--parity-only")) {
         parityOnly = true;
@@ -507,13 +510,15 @@ public final class GpuCheck {
         classic = false;
       } else if (args[i].equals("--no-tf32")) {
         tf32 = false;
+      } else if (args[i].equals("--no-eager")) {
+        eager = false;
       } else if (args[i].equals("--results") && i + 1 < args.length) {
         results = java.nio.file.Path.of(args[++i]);
       } else if (args[i].matches("\\d{1,4}")) {
         ordinal = Integer.parseInt(args[i]);
       } else {
         System.out.println("usage: GpuCheck [GPU-NUMBER] [--results FILE] [--parity-only | --benchmark-only]"
-            + " [--no-profile] [--no-cpu] [--no-classic] [--no-tf32]; '" + args[i] + "' is none of them");
+            + " [--no-profile] [--no-cpu] [--no-classic] [--no-tf32] [--no-eager]; '" + args[i] + "' is none of them");
         System.exit(2);
         return;
       }
@@ -562,6 +567,18 @@ public final class GpuCheck {
           System.out.printf(Locale.ROOT, "| GPU, batch %d | %.0f | %.0f | %.0f |%n", batch, g[0], g[1], g[2]);
           figures.append(String.format(Locale.ROOT, "train%d %.1f%nhost%d %.1f%ninfer%d %.1f%n", batch, g[0], batch,
               g[1], batch, g[2]));
+        }
+        if (eager) {
+          // The same loops with every step's kernels launched from the host (no CUDA graphs),
+          // for the graphs' A/B in one run: what a graph saves is the host's time per launch.
+          try (CudaBackend launched = CudaBackend.withGraphs(ordinal, false)) {
+            for (int batch : new int[] {50, 512}) {
+              double[] g = benchmark(launched, batch, batch == 50 ? 200 : 40, false);
+              System.out.printf(Locale.ROOT, "| GPU, batch %d, no CUDA graphs | %.0f | %.0f | |%n", batch, g[0], g[1]);
+              figures.append(String.format(Locale.ROOT, "train%d_eager %.1f%nhost%d_eager %.1f%n", batch, g[0], batch,
+                  g[1]));
+            }
+          }
         }
         if (classic) {
           // The same loops on the classic route (64 x 64 tiles, im2col and col2im), for the

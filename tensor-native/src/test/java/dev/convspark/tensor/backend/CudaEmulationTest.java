@@ -72,9 +72,17 @@ class CudaEmulationTest {
 
   /** Runs {@link EmulatedDriverProbe} {@code mode} with {@code CONVSPARK_CUDA_EMU_TRACE} set. */
   private static Traced traced(String mode) throws IOException, InterruptedException {
+    return traced(List.of(), Map.of(), mode);
+  }
+
+  /** As above, with the JVM options {@code jvm} and the environment {@code env}. */
+  private static Traced traced(List<String> jvm, Map<String, String> env, String mode)
+      throws IOException, InterruptedException {
     Path trace = Files.createTempFile("cuda-emu-trace", ".txt");
     try {
-      Run r = probe(Map.of("CONVSPARK_CUDA_EMU_TRACE", trace.toString()), mode);
+      Map<String, String> all = new java.util.HashMap<>(env);
+      all.put("CONVSPARK_CUDA_EMU_TRACE", trace.toString());
+      Run r = probe(jvm, all, mode);
       assertEquals(0, r.exit(), r.output());
       return new Traced(r, Files.readAllLines(trace));
     } finally {
@@ -145,40 +153,82 @@ class CudaEmulationTest {
   }
 
   /**
-   * What one deep-mnist training step at batch 50 asks of the device, as the driver traced it:
-   * only the batch goes in (images; labels with the samples' places), only the per-sample loss
-   * and hits come out, the host waits once (that copy), nothing is allocated or cleared (max
-   * pooling's backward pass gathers, as deep-mnist's windows do not overlap), and no block of a
-   * matrix product (sgemm, or a wide-tile kernel) sums more than 1,024 of k (unsplit, a
-   * convolution's weight gradient summed all 39,200 rows of conv1 in one block, on one
-   * multiprocessor).
+   * What deep-mnist training steps at batch 50 ask of the device, as the driver traced them:
+   * only the batch goes in (images; labels with the samples' places and the step's seeds and
+   * scale), only the per-sample loss and hits come out, the host waits once (that copy), nothing
+   * is allocated or cleared (max pooling's backward pass gathers, as deep-mnist's windows do not
+   * overlap), and no block of a matrix product (sgemm, or a wide-tile kernel) sums more than 1,024
+   * of k (unsplit, a convolution's weight gradient summed all 39,200 rows of conv1 in one block,
+   * on one multiprocessor). With CUDA graphs ({@link CudaBackend#GRAPHS_PROPERTY}), the second
+   * step is captured and every step from then on is one graph launch, whose operations are, line
+   * for line, what a step launched kernel by kernel queues; the losses and the parameters come out
+   * the same bit for bit, so each replay draws its own step's dropout masks. Where the driver
+   * refuses the capture, the backend says so once and launches kernel by kernel.
    */
   @Test
   void aTrainingStepMovesOnlyTheBatchAndWaitsOnce() throws IOException, InterruptedException {
-    Run r = traced("step").run();
-    String[] parts = r.output().split("== alone\n");
-    assertEquals(2, parts.length, r.output());
-    String trainer = parts[0].substring(parts[0].indexOf("== trainer\n") + 11);
-    String alone = parts[1];
-    for (String step : new String[] {trainer, alone}) {
-      List<String> lines = step.lines().toList();
-      assertEquals(List.of("htod 156800", "htod 600"), lines.stream().filter(l -> l.startsWith("htod")).toList(), step);
-      assertEquals(List.of("dtoh 600"), lines.stream().filter(l -> l.startsWith("dtoh")).toList(), step);
-      assertTrue(lines.stream().noneMatch(l -> l.startsWith("sync") || l.startsWith("alloc") || l.startsWith("dtod")
-          || l.startsWith("memset")), step);
-      int deepest = 0;
-      for (String l : lines) {
-        String[] w = l.split(" ");
-        // Every product kernel's arguments end with C, ldc, the share of k a block sums, bias, relu.
-        if (w[0].equals("launch") && List.of("sgemm", "sgemm_wide", "conv_forward", "conv_weight_grad").contains(w[1])) {
-          deepest = Math.max(deepest, Integer.parseInt(w[w.length - 3]));
+    Map<String, String> outcomes = new java.util.HashMap<>();
+    Map<String, List<List<String>>> steps = new java.util.HashMap<>();
+    for (String mode : new String[] {"off", "on", "refused"}) {
+      boolean graphs = mode.equals("on");
+      Run r = traced(List.of("-D" + CudaBackend.GRAPHS_PROPERTY + "=" + !mode.equals("off")),
+          mode.equals("refused") ? Map.of("CONVSPARK_CUDA_EMU_GRAPHS", "0") : Map.of(), "step").run();
+      String out = r.output();
+      assertEquals(mode.equals("refused") ? 1 : 0, out.lines().filter(l -> l.contains("the CUDA driver refused to capture"
+          + " a training step as a graph (CUDA_ERROR_NOT_SUPPORTED); steps are launched kernel by kernel")).count(), out);
+      String trainer = between(out, "== trainer\n", "== trainer again\n");
+      String again = between(out, "== trainer again\n", "== alone\n");
+      String alone = out.substring(out.indexOf("== alone\n") + 9);
+      outcomes.put(mode, out.lines().filter(l -> l.startsWith("losses: ")).findFirst().orElseThrow());
+      List<List<String>> device = new ArrayList<>();
+      for (String step : new String[] {trainer, again, alone}) {
+        List<String> lines = step.lines().toList();
+        assertEquals(List.of("htod 156800", "htod 612"), lines.stream().filter(l -> l.startsWith("htod")).toList(), step);
+        assertEquals(List.of("dtoh 600"), lines.stream().filter(l -> l.startsWith("dtoh")).toList(), step);
+        assertTrue(lines.stream().noneMatch(l -> l.startsWith("sync") || l.startsWith("alloc") || l.startsWith("dtod")
+            || l.startsWith("memset")), step);
+        int deepest = 0;
+        for (String l : lines) {
+          String[] w = l.split(" ");
+          // Every product kernel's arguments end with C, ldc, the share of k a block sums, bias, relu.
+          if (w[0].equals("launch") && List.of("sgemm", "sgemm_wide", "conv_forward", "conv_weight_grad").contains(w[1])) {
+            deepest = Math.max(deepest, Integer.parseInt(w[w.length - 3]));
+          }
+        }
+        assertTrue(deepest > 0 && deepest <= 64 * 16, "a block summed k over " + deepest + ":\n" + step);
+        // What the step queued before its one wait, less the graph's own lines.
+        List<String> queued = lines.subList(0, lines.indexOf("dtoh 600"));
+        device.add(queued.stream().filter(l -> !l.startsWith("graph ") && !l.startsWith("capture ")).toList());
+        List<String> graphLines = queued.stream().filter(l -> l.startsWith("graph ") || l.startsWith("capture ")).toList();
+        if (!graphs) {
+          assertEquals(List.of(), graphLines, step);
+        } else {
+          int nodes = queued.size() - graphLines.size();
+          assertEquals(step == trainer ? List.of("capture " + nodes, "graph " + nodes) : List.of("graph " + nodes),
+              graphLines, step);
+          assertEquals("graph " + nodes, queued.get(queued.size() - nodes - 1), step);
         }
       }
-      assertTrue(deepest > 0 && deepest <= 64 * 16, "a block summed k over " + deepest + ":\n" + step);
+      assertTrue(alone.lines().anyMatch(l -> l.startsWith("launch scale ")), alone);
+      steps.put(mode, device);
+      if (mode.equals("off")) {
+        System.out.println("one deep-mnist training step at batch 50 on the GPU backend (emulated driver's trace), "
+            + trainer.lines().filter(l -> l.startsWith("launch")).count() + " launches:\n" + trainer);
+      }
     }
-    System.out.println("one deep-mnist training step at batch 50 on the GPU backend (emulated driver's trace), "
-        + trainer.lines().filter(l -> l.startsWith("launch")).count() + " launches:\n" + trainer);
-    assertTrue(alone.lines().anyMatch(l -> l.startsWith("launch scale ")), alone);
+    for (String mode : new String[] {"on", "refused"}) {
+      assertEquals(steps.get("off"), steps.get(mode), mode);
+      assertEquals(outcomes.get("off"), outcomes.get(mode), mode);
+    }
+    // The second trainer step and the worker's step differ in the loss's scale and the seed alone.
+    assertEquals(steps.get("on").get(1), steps.get("on").get(2));
+  }
+
+  private static String between(String s, String from, String to) {
+    int a = s.indexOf(from);
+    int b = s.indexOf(to);
+    assertTrue(a >= 0 && b > a, "'" + from.strip() + "' then '" + to.strip() + "' in:\n" + s);
+    return s.substring(a + from.length(), b);
   }
 
   /**
@@ -249,7 +299,11 @@ class CudaEmulationTest {
         "a kernel the PTX lacks: CUDA_ERROR_NOT_FOUND",
         "a copy on a thread with no current context: CUDA_ERROR_INVALID_CONTEXT",
         "freeing it twice: CUDA_ERROR_INVALID_VALUE",
-        "pinned memory rewritten after its copy was queued: the device got 2.0"}) {
+        "pinned memory rewritten after its copy was queued: the device got 2.0",
+        "a synchronous copy while a stream is capturing: CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
+        "ending that capture: CUDA_ERROR_STREAM_CAPTURE_INVALIDATED",
+        "a launch on the legacy stream while a stream is capturing: CUDA_ERROR_STREAM_CAPTURE_IMPLICIT",
+        "a graph of a copy and a ReLU, launched with 5 then -7 staged: the device got 5.0 then 0.0"}) {
       assertTrue(r.output().contains(line), "expected '" + line + "' in:\n" + r.output());
     }
   }

@@ -15,7 +15,11 @@ import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction;
+import jcuda.driver.CUgraph;
+import jcuda.driver.CUgraphExec;
 import jcuda.driver.CUmodule;
+import jcuda.driver.CUstream;
+import jcuda.driver.CUstreamCaptureMode;
 import jcuda.driver.JCudaDriver;
 
 /**
@@ -25,10 +29,14 @@ import jcuda.driver.JCudaDriver;
  * taking about 1.6 s a deep-mnist step) and prints its table; {@code open DEVICE...} opens each
  * device setting and prints what it got or why it failed; {@code misuse} makes the mistakes the
  * driver must refuse (a copy past an allocation, a call on a thread with no current context, a
- * block of 2048 threads) and prints each error, and what a queued copy from pinned memory sends;
+ * block of 2048 threads, a synchronous copy or a launch on the legacy stream while a stream is
+ * capturing a graph) and prints each error, what a queued copy from pinned memory sends, and
+ * what a captured graph's copy from pinned memory sends each time it is launched;
  * {@code step} runs deep-mnist training steps at batch 50 and prints what the driver traced
- * ({@code CONVSPARK_CUDA_EMU_TRACE}) for one step as {@link Trainer} takes it ("== trainer") and
- * one as a Spark worker alone takes it, summed loss then scaled gradients ("== alone");
+ * ({@code CONVSPARK_CUDA_EMU_TRACE}) for the second and third steps as {@link Trainer} takes them
+ * ("== trainer", "== trainer again") and one as a Spark worker alone takes it, summed loss then
+ * scaled gradients ("== alone"), after a line with the four steps' losses and the hash of the
+ * parameters after them;
  * {@code tf32} opens {@code gpu} and {@code auto} in TF32 and prints what it got or why not;
  * {@code parity tf32} runs the parity checks in TF32, within {@link Precision#TF32_TOLERANCE};
  * {@code profile} prints {@link GpuCheck#profile}'s rows for two steps at batch 50 ("kernel |
@@ -108,15 +116,23 @@ final class EmulatedDriverProbe {
       r.initialize(1);
       Optimizer adam = Optimizer.create("adam", 1e-4f, r.paramCount());
       Trainer trainer = new Trainer(r, adam, 0.5f, 7);
-      trainer.step(x, y, n, 1f / n);
+      StringBuilder losses = new StringBuilder("losses:");
+      losses.append(' ').append(trainer.step(x, y, n, 1f / n).lossSum());
       long start = Files.size(trace);
-      trainer.step(x, y, n, 1f / n);
+      losses.append(' ').append(trainer.step(x, y, n, 1f / n).lossSum());
       long middle = Files.size(trace);
-      r.computeGradients(x, y, n, 1f, 9);
+      losses.append(' ').append(trainer.step(x, y, n, 1f / n).lossSum());
+      long end = Files.size(trace);
+      losses.append(' ').append(r.computeGradients(x, y, n, 1f, 9).lossSum());
       r.scaleGradients(1f / n);
       r.applyGradients(adam);
+      long last = Files.size(trace);
+      float[] params = new float[r.paramCount()];
+      r.copyParametersTo(params);
+      System.out.println(losses + "; parameters' hash " + java.util.Arrays.hashCode(params));
       String all = Files.readString(trace);
-      System.out.print("== trainer\n" + all.substring((int) start, (int) middle) + "== alone\n" + all.substring((int) middle));
+      System.out.print("== trainer\n" + all.substring((int) start, (int) middle) + "== trainer again\n"
+          + all.substring((int) middle, (int) end) + "== alone\n" + all.substring((int) end, (int) last));
     }
   }
 
@@ -180,6 +196,37 @@ final class EmulatedDriverProbe {
     float[] back = new float[4];
     JCudaDriver.cuMemcpyDtoH(Pointer.to(back), p, 16);
     System.out.println("pinned memory rewritten after its copy was queued: the device got " + back[0]);
+    // Streams and graphs: what a capture refuses, and what a captured graph reads when it runs.
+    CUstream stream = new CUstream();
+    JCudaDriver.cuStreamCreate(stream, 0);
+    int global = CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_GLOBAL;
+    JCudaDriver.cuStreamBeginCapture(stream, global);
+    attempt("a synchronous copy while a stream is capturing",
+        () -> JCudaDriver.cuMemcpyHtoD(p, Pointer.to(new float[4]), 16));
+    attempt("ending that capture", () -> JCudaDriver.cuStreamEndCapture(stream, new CUgraph()));
+    JCudaDriver.cuStreamBeginCapture(stream, global);
+    attempt("a launch on the legacy stream while a stream is capturing",
+        () -> JCudaDriver.cuLaunchKernel(relu, 1, 1, 1, 256, 1, 1, 0, null, args, null));
+    attempt("ending that capture", () -> JCudaDriver.cuStreamEndCapture(stream, new CUgraph()));
+    JCudaDriver.cuStreamBeginCapture(stream, global);
+    staged.put(0, 1f);
+    JCudaDriver.cuMemcpyHtoDAsync(p, pinned, 16, stream);
+    JCudaDriver.cuLaunchKernel(relu, 1, 1, 1, 256, 1, 1, 0, stream, args, null);
+    CUgraph graph = new CUgraph();
+    JCudaDriver.cuStreamEndCapture(stream, graph);
+    CUgraphExec exec = new CUgraphExec();
+    JCudaDriver.cuGraphInstantiate(exec, graph, 0);
+    JCudaDriver.cuGraphDestroy(graph);
+    StringBuilder got = new StringBuilder();
+    for (float v : new float[] {5f, -7f}) {
+      staged.put(0, v);
+      JCudaDriver.cuGraphLaunch(exec, stream);
+      JCudaDriver.cuMemcpyDtoH(Pointer.to(back), p, 16);
+      got.append(got.length() == 0 ? "" : " then ").append(back[0]);
+    }
+    System.out.println("a graph of a copy and a ReLU, launched with 5 then -7 staged: the device got " + got);
+    JCudaDriver.cuGraphExecDestroy(exec);
+    JCudaDriver.cuStreamDestroy(stream);
     JCudaDriver.cuMemFreeHost(pinned);
     JCudaDriver.cuMemFree(p);
     attempt("freeing it twice", () -> JCudaDriver.cuMemFree(p));
