@@ -1278,9 +1278,9 @@ public final class FastKernels implements Kernels {
       winogradForward(x, n, g, params, wOff, bOff, filters, y, relu, b, parts);
       return;
     }
-    // The other routes add their products to the bias.
-    fillRows(params, bOff, y, n * pix, filters);
-    // The weights as register-tile panels, once for the whole batch.
+    // The weights as register-tile panels, once for the whole batch. Each route then writes a
+    // sample's output plus the bias (and its ReLU) while the sample is in its thread's cache, not
+    // in passes over the whole batch's output, which left conv1's forward pass bound by memory.
     float[] w = b.panels(panelsSize(patch, filters));
     packPanels(false, params, wOff, filters, patch, filters, w);
     if (ImplicitConv.applies(g)) {
@@ -1291,10 +1291,7 @@ public final class FastKernels implements Kernels {
         for (int s = t * n / parts, end = (t + 1) * n / parts; s < end; s++) {
           ic.padChannelMajor(x, s, img);
           ic.forward(img, w, out);
-          ic.addOutput(out, s, y);
-          if (relu) {
-            reluRange(y, y, s * pix * filters, (s + 1) * pix * filters);
-          }
+          ic.writeOutput(out, s, y, params, bOff, relu);
         }
       });
       return;
@@ -1315,10 +1312,10 @@ public final class FastKernels implements Kernels {
             }
           }
           for (int oh = 0; oh < g.outHeight(); oh++) {
-            addInto(out, oh * sh.width * filters, y, (s * pix + oh * g.outWidth()) * filters, g.outWidth() * filters);
-          }
-          if (relu) {
-            reluRange(y, y, s * pix * filters, (s + 1) * pix * filters);
+            for (int ow = 0; ow < g.outWidth(); ow++) {
+              biasedInto(out, (oh * sh.width + ow) * filters, params, bOff, y, (s * pix + oh * g.outWidth() + ow) * filters,
+                  filters, relu);
+            }
           }
         }
       });
@@ -1331,6 +1328,10 @@ public final class FastKernels implements Kernels {
           unfold(x, s, g, col, 0);
         } else {
           unfoldStrips(x, s, g, col);
+        }
+        // The product adds to the bias.
+        for (int r = s * pix; r < (s + 1) * pix; r++) {
+          System.arraycopy(params, bOff, y, r * filters, filters);
         }
         gemmHere(false, !inPlaceRows, pix, filters, patch, col, 0, patch, w, 0, 0, true, 1f, y, s * pix * filters,
             filters);
@@ -1483,14 +1484,7 @@ public final class FastKernels implements Kernels {
       }
     });
     int size = filters * patch;
-    float[] dwT = parts == 1 ? b.partial(0, size) : b.dwT(size);
-    if (parts > 1) {
-      float[] p0 = b.partial(0, size);
-      System.arraycopy(p0, 0, dwT, 0, size);
-      for (int t = 1; t < parts; t++) {
-        addInto(b.partial(t, size), 0, dwT, 0, size);
-      }
-    }
+    float[] dwT = sumPartials(b, parts, size);
     if (patchMajor) {
       System.arraycopy(dwT, 0, grads, wOff, size);
     } else {
@@ -1530,11 +1524,68 @@ public final class FastKernels implements Kernels {
         }
       }
     });
-    float[] sum = b.partial(0, size);
-    for (int t = 1; t < parts; t++) {
-      addInto(b.partial(t, size), 0, sum, 0, size);
+    ic.copyGradient(sumPartials(b, parts, size), grads, wOff);
+  }
+
+  /**
+   * The first {@code size} floats of the threads' partial sums ({@code b.partial(0..parts-1)})
+   * added up into {@code b.partial(0)}, which is returned: each element summed in thread order, as
+   * a loop over the threads would, but split over the pool by ranges of elements where that is
+   * worth a hand-off. With 16 threads, summing conv2's 16 weight gradients on one thread (74,000
+   * floats each in the Winograd domain) would hold the other 15 idle.
+   */
+  private float[] sumPartials(ConvBuffers b, int parts, int size) {
+    float[][] p = new float[parts][];
+    for (int t = 0; t < parts; t++) {
+      p[t] = b.partial(t, size);
     }
-    ic.copyGradient(sum, grads, wOff);
+    float[] sum = p[0];
+    if (parts == 1) {
+      return sum;
+    }
+    int ranges = (long) (parts - 1) * size < 1 << 16 ? 1 : pool.threads();
+    // Ranges and chunks of whole vectors; a chunk of the sum stays in L1 while every partial is added to it.
+    int per = ((size + ranges - 1) / ranges + L - 1) / L * L;
+    int chunk = 1024;
+    pool.parallelFor(ranges, r -> {
+      for (int from = r * per, end = Math.min(size, from + per); from < end; from += chunk) {
+        int len = Math.min(chunk, end - from);
+        for (int t = 1; t < parts; t++) {
+          addInto(p[t], from, sum, from, len);
+        }
+      }
+    });
+    return sum;
+  }
+
+  /**
+   * The weights as plan {@code p}'s transformed panels ({@link WinogradConv#transformWeights}),
+   * ranges of input channels on several threads where there are enough pairs of channels.
+   */
+  private void transformWeights(WinogradConv p, float[] params, int wOff, boolean flipped, float[] u) {
+    Arrays.fill(u, 0, p.weightsLength(), 0f);
+    splitRange(p.inChannels, (long) p.inChannels * p.outChannels, (c0, c1) ->
+        p.transformWeights(params, wOff, flipped, u, WinogradConv.work(0, p.weightScratch()), c0, c1));
+  }
+
+  /** A body over {@code [from, to)} of a range. */
+  private interface RangeBody {
+    void run(int from, int to);
+  }
+
+  /**
+   * {@code body} over {@code [0, count)}, in one range on this thread when the work
+   * ({@code pairs}: pairs of channels) is small (under 2,048), else in a range per thread:
+   * for the serial steps between a convolution's parallel loops (its weights' transforms), which
+   * with 16 threads would leave 15 idle.
+   */
+  private void splitRange(int count, long pairs, RangeBody body) {
+    int parts = pairs < 2048 ? 1 : Math.min(pool.threads(), count);
+    if (parts <= 1) {
+      body.run(0, count);
+      return;
+    }
+    pool.parallelFor(parts, t -> body.run(t * count / parts, (t + 1) * count / parts));
   }
 
   /**
@@ -1547,7 +1598,7 @@ public final class FastKernels implements Kernels {
                                float[] y, boolean relu, ConvBuffers b, int parts) {
     WinogradConv p = WinogradConv.forward(g, filters);
     float[] u = b.panels(p.weightsLength());
-    p.transformWeights(params, wOff, false, u, WinogradConv.work(0, p.weightScratch()));
+    transformWeights(p, params, wOff, false, u);
     int image = p.imageLength();
     int block = WinogradConv.BLOCK;
     pool.parallelFor(parts, t -> {
@@ -1632,7 +1683,7 @@ public final class FastKernels implements Kernels {
     WinogradConv bw = dx == null ? null : WinogradConv.inputGradient(g, filters);
     float[] u = bw == null ? null : b.panels(bw.weightsLength());
     if (bw != null) {
-      bw.transformWeights(params, wOff, true, u, WinogradConv.work(0, bw.weightScratch()));
+      transformWeights(bw, params, wOff, true, u);
     }
     int size = fw.gradientLength();
     int block = WinogradConv.BLOCK;
@@ -1667,11 +1718,9 @@ public final class FastKernels implements Kernels {
         }
       }
     });
-    float[] sum = b.partial(0, size);
-    for (int t = 1; t < parts; t++) {
-      addInto(b.partial(t, size), 0, sum, 0, size);
-    }
-    fw.weightGradient(sum, grads, wOff, WinogradConv.work(0, WinogradConv.SCRATCH));
+    float[] sum = sumPartials(b, parts, size);
+    splitRange(fw.outChannels, (long) fw.outChannels * fw.inChannels, (f0, f1) -> fw.weightGradient(sum, grads, wOff,
+        WinogradConv.work(0, WinogradConv.SCRATCH), f0, f1));
   }
 
   /**
@@ -1714,6 +1763,23 @@ public final class FastKernels implements Kernels {
   }
 
   /** {@code dst[d + i] += src[so + i]} for {@code i < len}, vectorised. */
+  /**
+   * {@code dst[d + j] = bias[j] + src[so + j]} for the {@code len} entries of one pixel, the
+   * bias at {@code params[bOff]} on, through a ReLU when {@code relu}: the sums and the ReLU
+   * of a bias filled in first, the product added and a ReLU pass after, bit for bit.
+   */
+  static void biasedInto(float[] src, int so, float[] params, int bOff, float[] dst, int d, int len, boolean relu) {
+    int j = 0;
+    for (int bound = S.loopBound(len); j < bound; j += L) {
+      FloatVector v = FloatVector.fromArray(S, params, bOff + j).add(FloatVector.fromArray(S, src, so + j));
+      (relu ? v.max(0f) : v).intoArray(dst, d + j);
+    }
+    for (; j < len; j++) {
+      float v = params[bOff + j] + src[so + j];
+      dst[d + j] = relu ? Math.max(v, 0f) : v;
+    }
+  }
+
   static void addInto(float[] src, int so, float[] dst, int d, int len) {
     int i = 0;
     for (int bound = S.loopBound(len); i < bound; i += L) {

@@ -276,13 +276,16 @@ final class ImplicitConv {
     }
   }
 
-  /** Adds the output pixels of {@link #forward}'s {@code out} into sample {@code s} of {@code y}. */
-  void addOutput(float[] out, int s, float[] y) {
+  /**
+   * Writes the output pixels of {@link #forward}'s {@code out} plus the bias (at
+   * {@code params[bOff]} on), through a ReLU when {@code relu}, as sample {@code s} of {@code y}.
+   */
+  void writeOutput(float[] out, int s, float[] y, float[] params, int bOff, boolean relu) {
     int ow = g.outWidth();
     for (int oh = 0; oh < g.outHeight(); oh++) {
       for (int i = 0; i < ow; i++) {
-        FastKernels.addInto(out, (oh * wp + i) * filterPanels, y, (s * g.outputPixels() + oh * ow + i) * filters,
-            filters);
+        FastKernels.biasedInto(out, (oh * wp + i) * filterPanels, params, bOff, y,
+            (s * g.outputPixels() + oh * ow + i) * filters, filters, relu);
       }
     }
   }

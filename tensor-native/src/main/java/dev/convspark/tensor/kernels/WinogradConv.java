@@ -416,9 +416,17 @@ final class WinogradConv {
    */
   void transformWeights(float[] params, int wOff, boolean flipped, float[] u, float[] scratch) {
     Arrays.fill(u, 0, weightsLength(), 0f);
+    transformWeights(params, wOff, flipped, u, scratch, 0, inChannels);
+  }
+
+  /**
+   * As above for input channels {@code [c0, c1)} only, into panels cleared beforehand: each
+   * channel's entries of {@code u} are its own, so ranges of channels can go to several threads.
+   */
+  void transformWeights(float[] params, int wOff, boolean flipped, float[] u, float[] scratch, int c0, int c1) {
     int taps = K * K;
     int mid = taps * width;
-    for (int c = 0; c < inChannels; c++) {
+    for (int c = c0; c < c1; c++) {
       // This input channel's 25 taps, each a row of the output channels (zero past the last).
       Arrays.fill(scratch, 0, mid, 0f);
       for (int tap = 0; tap < taps; tap++) {
@@ -542,8 +550,13 @@ final class WinogradConv {
    * holds 55 vectors.
    */
   void weightGradient(float[] acc, float[] grads, int wOff, float[] scratch) {
+    weightGradient(acc, grads, wOff, scratch, 0, outChannels);
+  }
+
+  /** As above for output channels {@code [f0, f1)} only, whose entries of {@code grads} are their own. */
+  void weightGradient(float[] acc, float[] grads, int wOff, float[] scratch, int f0, int f1) {
     int plane = width * depth;
-    for (int f = 0; f < outChannels; f++) {
+    for (int f = f0; f < f1; f++) {
       for (int c = 0; c < depth; c += L) {
         kernelTile(acc, f * depth + c, plane, scratch);
         int lanes = Math.min(L, inChannels - c);
