@@ -334,6 +334,34 @@ class GradientCheckTest {
     KernelParityTest.assertClose(x, y, 0, "dropout in evaluation is the identity");
   }
 
+  /**
+   * A batch large enough for the fast kernels to mask its samples on several threads (40 samples
+   * of 1,024 values), placed in its global batch as three runs out of order: exactly the masks
+   * of {@link Dropout#fillMasks} on one thread, forward and backward.
+   */
+  @Test
+  void dropoutOnSeveralThreadsDrawsTheMasksOfOneThread() {
+    int n = 40;
+    int size = 1024;
+    Dropout drop = new Dropout("dropout", Shape.vector(size));
+    drop.setKeepProb(0.5f);
+    long[] firsts = {30, 0, 50};
+    int[] lengths = {10, 20, 10};
+    drop.setRuns(firsts, lengths);
+    float[] x = random(n * size);
+    float[] y = new float[x.length];
+    drop.forward(fast, new float[0], x, y, n, true, 77L);
+    float[] mask = new float[x.length];
+    Dropout.fillMasks(77L, 0.5f, mask, size, n, firsts, lengths);
+    float[] dy = random(x.length);
+    float[] dx = new float[x.length];
+    drop.backward(fast, new float[0], null, x, y, dy, dx, n);
+    for (int i = 0; i < x.length; i++) {
+      assertEquals(x[i] * mask[i], y[i], "value " + i + " forward");
+      assertEquals(dy[i] * mask[i], dx[i], "value " + i + " backward");
+    }
+  }
+
   @Test
   void fusedLayersGiveExactlyTheNumbersOfSeparateOnes() {
     // deep-mnist has conv -> relu -> pool twice; a user stack adds a conv -> relu with no pool

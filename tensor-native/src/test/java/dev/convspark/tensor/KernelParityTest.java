@@ -230,6 +230,42 @@ class KernelParityTest {
     }
   }
 
+  /**
+   * deep-mnist's conv2 at batch 50 as a 16-thread executor runs it (here on fewer cores): the
+   * Winograd route then cuts samples into pieces of tiles (FastKernels.TileRanges), so a thread's
+   * range starts and ends inside a sample; its forward pass, weight gradient and input gradient
+   * match the reference.
+   */
+  @Test
+  void convolutionsOnSixteenThreadsMatchReference() {
+    ConvGeometry g = ConvGeometry.of(14, 14, 32, 5, 5, 1, Padding.SAME);
+    int n = 50;
+    int filters = 64;
+    float[] x = random(n * g.inputSize());
+    float[] params = random(g.patchSize() * filters + filters);
+    int bias = g.patchSize() * filters;
+    int rows = n * g.outputPixels();
+    float[] dy = random(rows * filters);
+    try (ThreadPool sixteen = new ThreadPool(16)) {
+      FastKernels many = new FastKernels(sixteen);
+      float[] yWant = new float[rows * filters];
+      float[] yGot = new float[rows * filters];
+      ConvBuffers refBuffers = new ConvBuffers();
+      ConvBuffers buffers = new ConvBuffers();
+      REF.convForward(x, n, g, params, 0, bias, filters, yWant, true, refBuffers);
+      many.convForward(x, n, g, params, 0, bias, filters, yGot, true, buffers);
+      assertClose(yWant, yGot, 1e-5, "conv2 forward on 16 threads");
+      float[] gWant = new float[params.length];
+      float[] gGot = new float[params.length];
+      float[] dxWant = new float[x.length];
+      float[] dxGot = new float[x.length];
+      REF.convBackward(x, dy, n, g, params, 0, filters, gWant, dxWant, refBuffers);
+      many.convBackward(x, dy, n, g, params, 0, filters, gGot, dxGot, buffers);
+      assertClose(gWant, gGot, 1e-5, "conv2 weight gradient on 16 threads");
+      assertClose(dxWant, dxGot, 1e-5, "conv2 input gradient on 16 threads");
+    }
+  }
+
   @Test
   void elementwiseKernelsMatchReference() {
     for (int len : new int[] {7, 1000, 100_003}) {

@@ -97,4 +97,18 @@ public interface Kernels {
 
   /** Threads used by the kernels (1 for the reference). */
   int threads();
+
+  /** A body over the samples {@code [from, to)} of a batch. */
+  interface SampleRange {
+    void run(int from, int to);
+  }
+
+  /**
+   * Runs {@code body} over the samples {@code [0, n)} of a batch ({@code sampleSize} values
+   * each) in disjoint ranges, on the kernels' threads where the work is worth handing out: for a
+   * layer's own per-value loops (dropout's masks). Here on the calling thread, in one range.
+   */
+  default void forSampleRanges(int n, int sampleSize, SampleRange body) {
+    body.run(0, n);
+  }
 }

@@ -119,11 +119,19 @@ public final class Dropout extends Layer {
       mask = null;
       return;
     }
-    mask = ensure(mask, size);
-    fillMasks(seed, keepProb, mask, inputShape().size(), n, runFirsts, runLengths);
-    for (int i = 0; i < size; i++) {
-      y[i] = x[i] * mask[i];
-    }
+    float[] m = mask = ensure(mask, size);
+    int sample = inputShape().size();
+    // Each sample's mask is its own stretch of the step's (fillMask), so samples can be masked
+    // on several threads, in any order, with the same values.
+    long[] index = sampleIndices(n, runFirsts, runLengths);
+    k.forSampleRanges(n, sample, (s0, s1) -> {
+      for (int s = s0; s < s1; s++) {
+        fillMask(seed, keepProb, m, s * sample, index[s] * sample, sample);
+      }
+      for (int i = s0 * sample; i < s1 * sample; i++) {
+        y[i] = x[i] * m[i];
+      }
+    });
   }
 
   /**
@@ -182,8 +190,12 @@ public final class Dropout extends Layer {
       System.arraycopy(dy, 0, dx, 0, size);
       return;
     }
-    for (int i = 0; i < size; i++) {
-      dx[i] = dy[i] * mask[i];
-    }
+    float[] m = mask;
+    int sample = inputShape().size();
+    k.forSampleRanges(n, sample, (s0, s1) -> {
+      for (int i = s0 * sample; i < s1 * sample; i++) {
+        dx[i] = dy[i] * m[i];
+      }
+    });
   }
 }
