@@ -33,10 +33,11 @@
 // launches (their arguments copied, as a real capture fixes them), copies from pinned memory and
 // memsets as a graph's nodes instead of running them; cuGraphLaunch runs the nodes in order, each
 // traced as when queued alone, after a line "graph N" (N nodes), and a copy node reads its host
-// source when the graph runs. While a capture is open, what a real driver refuses in global mode
-// is refused and the capture invalidated (its cuStreamEndCapture then fails): work on the legacy
-// stream (CUDA_ERROR_STREAM_CAPTURE_IMPLICIT), and synchronous copies, waits and allocations
-// (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED), each with a line on stderr naming the call.
+// source when the graph runs. While a capture is open, what a real driver refuses is refused and
+// the capture invalidated (its cuStreamEndCapture then fails): work on the legacy stream
+// (CUDA_ERROR_STREAM_CAPTURE_IMPLICIT), and synchronous copies, waits and allocations
+// (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED), each with a line on stderr naming the call; from any
+// thread in the global mode, from the capturing thread alone in the thread-local mode.
 //
 // Built by tensor-native/cuda-emu.sh, which generates kernels.inc (one X(name) per kernel).
 
@@ -56,6 +57,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -158,6 +160,8 @@ struct Stream {
   Context* context;
   Graph* capture;    // the graph being captured, or nullptr
   bool invalidated;  // something refused during the capture
+  bool global;       // captured in the global mode (else thread-local)
+  std::thread::id thread;  // the thread that began the capture
 };
 std::set<Stream*> streams;
 std::set<Graph*> graphs;
@@ -302,11 +306,20 @@ Stream* capturing() {
   return nullptr;
 }
 
-// What a capture in global mode refuses: a call that waits, allocates or copies synchronously
+// A capture that the calling thread's calls are held to: one begun on this thread, or one in
+// the global mode begun on any thread; nullptr if none.
+Stream* capture_binding_this_thread() {
+  Stream* st = capturing();
+  if (st == nullptr || (!st->global && st->thread != std::this_thread::get_id())) return nullptr;
+  return st;
+}
+
+// What a capture refuses (in the global mode from any thread, in the thread-local mode from its
+// own): a call that waits, allocates or copies synchronously
 // (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED), or queues work on the legacy stream
 // (CUDA_ERROR_STREAM_CAPTURE_IMPLICIT); either invalidates the capture.
 CUresult refuse_in_capture(const char* call, CUresult code) {
-  Stream* st = capturing();
+  Stream* st = capture_binding_this_thread();
   if (st == nullptr) return CUDA_SUCCESS;
   st->invalidated = true;
   return fail(code, std::string(call) + (code == CUDA_ERROR_STREAM_CAPTURE_IMPLICIT
@@ -951,7 +964,7 @@ API CUresult cuStreamCreate(Stream** stream, unsigned flags) {
   if (CUresult r = need_context("cuStreamCreate")) return r;
   if (stream == nullptr) return CUDA_ERROR_INVALID_VALUE;
   (void) flags;
-  *stream = new Stream{current_context, nullptr, false};
+  *stream = new Stream{current_context, nullptr, false, true, std::this_thread::get_id()};
   streams.insert(*stream);
   return CUDA_SUCCESS;
 }
@@ -987,8 +1000,8 @@ API CUresult cuStreamBeginCapture_v2(Stream* stream, int mode) {
   if (streams.count(stream) == 0 || stream->context != current_context) {
     return fail(CUDA_ERROR_INVALID_HANDLE, "cuStreamBeginCapture: not a stream of the current context");
   }
-  if (mode != 0) {
-    return fail(CUDA_ERROR_NOT_SUPPORTED, "cuStreamBeginCapture: only the global mode is emulated");
+  if (mode != 0 && mode != 1) {
+    return fail(CUDA_ERROR_NOT_SUPPORTED, "cuStreamBeginCapture: only the global and thread-local modes are emulated");
   }
   if (env_int("CONVSPARK_CUDA_EMU_GRAPHS", 1) == 0) {
     return fail(CUDA_ERROR_NOT_SUPPORTED, "cuStreamBeginCapture: refused (CONVSPARK_CUDA_EMU_GRAPHS=0)");
@@ -998,6 +1011,8 @@ API CUresult cuStreamBeginCapture_v2(Stream* stream, int mode) {
   }
   stream->capture = new Graph{current_context, {}};
   stream->invalidated = false;
+  stream->global = mode == 0;
+  stream->thread = std::this_thread::get_id();
   return CUDA_SUCCESS;
 }
 

@@ -981,7 +981,9 @@ public final class CudaBackend implements Backend {
           cuStreamCreate(graphStream, CUstream_flags.CU_STREAM_DEFAULT);
         }
         queue = graphStream;
-        cuStreamBeginCapture(graphStream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_GLOBAL);
+        // Thread-local: a capture in the global mode would make the driver refuse another
+        // thread's copies and waits meanwhile (another runner's, in the same executor).
+        cuStreamBeginCapture(graphStream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
         try {
           queueStep(n, imageBytes, infoInts, samplesAt, scaleAt);
         } catch (CudaException e) {

@@ -208,6 +208,20 @@ final class EmulatedDriverProbe {
     attempt("a launch on the legacy stream while a stream is capturing",
         () -> JCudaDriver.cuLaunchKernel(relu, 1, 1, 1, 256, 1, 1, 0, null, args, null));
     attempt("ending that capture", () -> JCudaDriver.cuStreamEndCapture(stream, new CUgraph()));
+    // In the thread-local mode (the backend's), another thread's synchronous copy goes through.
+    JCudaDriver.cuStreamBeginCapture(stream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+    Thread copier = new Thread(() -> {
+      JCudaDriver.cuCtxSetCurrent(ctx);
+      attempt("another thread's synchronous copy during a thread-local capture",
+          () -> JCudaDriver.cuMemcpyHtoD(p, Pointer.to(new float[4]), 16));
+    });
+    copier.start();
+    try {
+      copier.join();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    attempt("ending the thread-local capture", () -> JCudaDriver.cuStreamEndCapture(stream, new CUgraph()));
     JCudaDriver.cuStreamBeginCapture(stream, global);
     staged.put(0, 1f);
     JCudaDriver.cuMemcpyHtoDAsync(p, pinned, 16, stream);
