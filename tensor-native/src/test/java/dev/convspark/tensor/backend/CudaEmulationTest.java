@@ -150,6 +150,9 @@ class CudaEmulationTest {
       assertTrue(r.output().contains(device + " failed: " + CudaBackend.KERNELS_PROPERTY + "=fast: expected wide or classic"),
           r.output());
     }
+    Run graphs = probe(List.of("-D" + CudaBackend.GRAPHS_PROPERTY + "=yes"), Map.of(), "open", "gpu");
+    assertTrue(graphs.output().contains("gpu failed: " + CudaBackend.GRAPHS_PROPERTY + "=yes: expected true or false"),
+        graphs.output());
   }
 
   /**
