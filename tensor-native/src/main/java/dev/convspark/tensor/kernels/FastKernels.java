@@ -1585,23 +1585,19 @@ public final class FastKernels implements Kernels {
    */
   private void transformWeights(WinogradConv p, float[] params, int wOff, boolean flipped, float[] u) {
     Arrays.fill(u, 0, p.weightsLength(), 0f);
-    splitRange(p.inChannels, (long) p.inChannels * p.outChannels, (c0, c1) ->
+    splitRange(p.inChannels, (long) p.inChannels * p.outChannels >= 2048, (c0, c1) ->
         p.transformWeights(params, wOff, flipped, u, WinogradConv.work(0, p.weightScratch()), c0, c1));
   }
 
-  /** A body over {@code [from, to)} of a range. */
-  private interface RangeBody {
-    void run(int from, int to);
-  }
-
   /**
-   * {@code body} over {@code [0, count)}, in one range on this thread when the work
-   * ({@code pairs}: pairs of channels) is small (under 2,048), else in a range per thread:
-   * for the serial steps between a convolution's parallel loops (its weights' transforms), which
-   * with 16 threads would leave 15 idle.
+   * {@code body} over {@code [0, count)}: in one range on this thread unless the work is
+   * {@code worth} handing out, else in a range per thread (at most {@code count}). For the steps
+   * between a convolution's parallel loops (its weights' transforms, worth it from 2,048 pairs of
+   * channels), which with 16 threads would leave 15 idle, and for a layer's own loops
+   * ({@link #forSampleRanges}).
    */
-  private void splitRange(int count, long pairs, RangeBody body) {
-    int parts = pairs < 2048 ? 1 : Math.min(pool.threads(), count);
+  private void splitRange(int count, boolean worth, Range body) {
+    int parts = worth ? Math.min(pool.threads(), count) : 1;
     if (parts <= 1) {
       body.run(0, count);
       return;
@@ -1806,7 +1802,7 @@ public final class FastKernels implements Kernels {
       }
     });
     float[] sum = sumPartials(b, r.parts, size);
-    splitRange(fw.outChannels, (long) fw.outChannels * fw.inChannels, (f0, f1) -> fw.weightGradient(sum, grads, wOff,
+    splitRange(fw.outChannels, (long) fw.outChannels * fw.inChannels >= 2048, (f0, f1) -> fw.weightGradient(sum, grads, wOff,
         WinogradConv.work(0, WinogradConv.SCRATCH), f0, f1));
   }
 
@@ -1982,13 +1978,8 @@ public final class FastKernels implements Kernels {
   }
 
   @Override
-  public void forSampleRanges(int n, int sampleSize, SampleRange body) {
-    int parts = (long) n * sampleSize < 1 << 14 ? 1 : Math.min(pool.threads(), n);
-    if (parts <= 1) {
-      body.run(0, n);
-      return;
-    }
-    pool.parallelFor(parts, t -> body.run(t * n / parts, (t + 1) * n / parts));
+  public void forSampleRanges(int n, int sampleSize, Range body) {
+    splitRange(n, (long) n * sampleSize >= 1 << 14, body);
   }
 
   @Override

@@ -98,8 +98,8 @@ public interface Kernels {
   /** Threads used by the kernels (1 for the reference). */
   int threads();
 
-  /** A body over the samples {@code [from, to)} of a batch. */
-  interface SampleRange {
+  /** A body over the indices {@code [from, to)} of a range (samples of a batch, channels). */
+  interface Range {
     void run(int from, int to);
   }
 
@@ -108,7 +108,7 @@ public interface Kernels {
    * each) in disjoint ranges, on the kernels' threads where the work is worth handing out: for a
    * layer's own per-value loops (dropout's masks). Here on the calling thread, in one range.
    */
-  default void forSampleRanges(int n, int sampleSize, SampleRange body) {
+  default void forSampleRanges(int n, int sampleSize, Range body) {
     body.run(0, n);
   }
 }
