@@ -21,7 +21,7 @@ mkdir -p "$out"
 {
   grep -o 'extern "C" __global__ void \(__launch_bounds__([A-Z0-9_, ]*) \)\?[A-Za-z_0-9]*' "$here/src/main/cuda/convspark.cu" \
     | awk '$NF !~ /^__launch_bounds__/ {print "X(" $NF ")"}'
-  sed -n 's/^[A-Z_]*(\([a-z_0-9]*\), [a-z]*)$/X(\1)/p' "$here/src/main/cuda/convspark.cu"
+  sed -n 's/^[A-Z_]*(\([a-z_0-9]*\), [a-z]*, [A-Z0-9]*)$/X(\1)/p' "$here/src/main/cuda/convspark.cu"
 } > "$out/kernels.inc"
 # Strict aliasing off: the kernels read shared float arrays as float4, as CUDA code does.
 # fmaf as one instruction where the processor has it (a libm call per multiply-add otherwise).

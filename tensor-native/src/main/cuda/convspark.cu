@@ -215,10 +215,13 @@ __device__ __forceinline__ void stash(int x, int kq, bool along_k, const Quad& q
   }
 }
 
-// The 128 quads of a B tile (WK x WN), one a thread: B[kq][c..c+3] along n (kq = i / 16,
-// c = 4 (i % 16)) or B[kq..kq+3][c] along k (c = i / 2, kq = 4 (i % 2)). Shared as bs[k][column].
-__device__ __forceinline__ int b_col(int i, bool along_k) { return along_k ? i >> 1 : (i & 15) * 4; }
-__device__ __forceinline__ int b_k(int i, bool along_k) { return along_k ? (i & 1) * 4 : i >> 4; }
+// The quads of a B tile (WK x BN: BN = WN, 128 quads, one a thread; or BN = 32, 64 quads, one
+// for each of threads 0 to 63): B[kq][c..c+3] along n (kq = i / (BN / 4), c = 4 (i % (BN / 4)))
+// or B[kq..kq+3][c] along k (c = i / 2, kq = 4 (i % 2)). Shared as bs[k][column].
+template <int BN>
+__device__ __forceinline__ int b_col(int i, bool along_k) { return along_k ? i >> 1 : (i & (BN / 4 - 1)) * 4; }
+template <int BN>
+__device__ __forceinline__ int b_k(int i, bool along_k) { return along_k ? (i & 1) * 4 : i >> (BN == 64 ? 4 : 3); }
 
 // A as a matrix: m x k row-major (along k), or stored k x m when trans (along m). Quads along
 // the stored rows, so that each is contiguous in memory.
@@ -234,7 +237,9 @@ struct MatrixA {
   }
 };
 
-// B as a matrix: k x n row-major (along n), or stored n x k when trans (along k).
+// B as a matrix: k x n row-major (along n), or stored n x k when trans (along k); for tiles BN
+// columns wide.
+template <int BN>
 struct MatrixB {
   const float* b;
   int trans, ldb, n;
@@ -242,7 +247,7 @@ struct MatrixB {
   __device__ bool along_k() const { return trans; }
   __device__ Quad fetch(int e, int col0, int k0, int k_end) const {
     int i = threadIdx.x + WTHREADS * e;
-    int c = col0 + b_col(i, trans), k = k0 + b_k(i, trans);
+    int c = col0 + b_col<BN>(i, trans), k = k0 + b_k<BN>(i, trans);
     return trans ? row_quad(b, ldb, n, k_end, c, k, vec) : row_quad(b, ldb, k_end, n, k, c, vec);
   }
 };
@@ -329,27 +334,63 @@ struct PatchesTA {
   }
 };
 
+// B as a convolution's weights flipped, for its input gradient (rows: window entries (ky, kx,
+// filter) of the output gradient's windows; columns: input channels): B[(t, f)][c] =
+// w[(taps - 1 - t) ch + c][f], t = ky kw + kx, from the weights' layout (patch x filters: row
+// (ky kw + kx) ch + c); both spatial axes reversed, which reverses t. Read along k: four filters
+// of one tap and channel, consecutive in memory (vec: filters a multiple of 4, so the four share
+// a tap, and the weights 16-byte aligned).
+template <int BN>
+struct FlippedWeights {
+  const float* w;
+  int taps, ch, filters;
+  bool vec;
+  __device__ bool along_k() const { return true; }
+  __device__ float entry(int c, int k) const {
+    int t = k / filters;
+    return w[((long long) (taps - 1 - t) * ch + c) * filters + k - t * filters];
+  }
+  __device__ Quad fetch(int e, int col0, int k0, int k_end) const {
+    int i = threadIdx.x + WTHREADS * e;
+    int c = col0 + b_col<BN>(i, true), k = k0 + b_k<BN>(i, true);
+    if (c >= ch) return zero_quad();
+    if (vec && k + 3 < k_end) {
+      int t = k / filters;
+      return load_quad(w + ((long long) (taps - 1 - t) * ch + c) * filters + k - t * filters);
+    }
+    Quad q;
+#pragma unroll
+    for (int j = 0; j < 4; j++) q.v[j] = k + j < k_end ? entry(c, k + j) : 0.f;
+    return q;
+  }
+};
+
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 #define CONVSPARK_TF32 1
 #include <mma.h>
 #endif
 
 // C (m x n, ldc floats a row; block z's partial at c + z m ldc when split over k, as in sgemm)
-// = A B with A and B as the loaders give them, + bias, ReLU (sgemm's epilogue, beta 0). With
-// TF32 the products are the tensor cores' (WMMA, m16n16k8, inputs rounded to TF32, sums in
-// float32): each warp computes a 64 x 32 quarter of the tile as 4 x 2 fragments of 16 x 16, from
-// the same shared tiles (their rows padded to 8 floats, for WMMA's 32-byte aligned loads), and
-// writes them through a 16 x 16 staging square per warp for the epilogue.
-template <bool TF32, class LA, class LB>
+// = A B with A and B as the loaders give them, + bias, ReLU (sgemm's epilogue, beta 0), in tiles
+// of WM x BN (BN = WN, or 32 for products of 32 columns or fewer, which a 64-column tile would
+// compute half empty): each thread sums 8 rows x BN / 8 columns. With TF32 the products are the
+// tensor cores' (WMMA, m16n16k8, inputs rounded to TF32, sums in float32): each warp computes a
+// 64 x 32 quarter of a 128 x 64 tile (a 32 x 32 quarter of a 128 x 32 one) as fragments of
+// 16 x 16, from the same shared tiles (their rows padded to 8 floats, for WMMA's 32-byte aligned
+// loads), and writes them through a 16 x 16 staging square per warp for the epilogue.
+template <bool TF32, int BN, class LA, class LB>
 __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, int n, int k, float* c, int ldc,
                                              int k_split, const float* bias, int relu) {
+  static_assert(BN == WN || BN == 32, "tiles are 64 or 32 columns wide");
+  // Quads of a B slice (WK x BN): one for each of the first B_QUADS threads.
+  constexpr int B_QUADS = WK * BN / 4;
   constexpr int LDA = TF32 ? WM + 8 : WM + WP;
-  constexpr int LDB = TF32 ? WN + 8 : WN + WP;
+  constexpr int LDB = TF32 ? BN + 8 : BN + WP;
   __shared__ __align__(128) float as[2][WK][LDA];
   __shared__ __align__(128) float bs[2][WK][LDB];
   int t = threadIdx.x;
   int row0 = blockIdx.y * WM;
-  int col0 = blockIdx.x * WN;
+  int col0 = blockIdx.x * BN;
   int k_begin = blockIdx.z * k_split;
   int k_end = min(k, k_begin + k_split);
   c += (long long) blockIdx.z * m * ldc;
@@ -360,12 +401,12 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
   auto fetch = [&](int k0) {
     qa0 = la.fetch(0, row0, k0, k_end);
     qa1 = la.fetch(1, row0, k0, k_end);
-    qb = lb.fetch(0, col0, k0, k_end);
+    if (B_QUADS == WTHREADS || t < B_QUADS) qb = lb.fetch(0, col0, k0, k_end);
   };
   auto store = [&](int buf) {
     stash<LDA>(a_row(t, ak), a_k(t, ak), ak, qa0, as[buf]);
     stash<LDA>(a_row(t + WTHREADS, ak), a_k(t + WTHREADS, ak), ak, qa1, as[buf]);
-    stash<LDB>(b_col(t, bk), b_k(t, bk), bk, qb, bs[buf]);
+    if (B_QUADS == WTHREADS || t < B_QUADS) stash<LDB>(b_col<BN>(t, bk), b_k<BN>(t, bk), bk, qb, bs[buf]);
   };
   if (k_begin < k_end) {
     fetch(k_begin);
@@ -375,11 +416,14 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
 #ifdef CONVSPARK_TF32
   if constexpr (TF32) {
     using namespace nvcuda;
+    // Warps across the tile's columns (2, or 1), and each warp's rows in 16-row fragments (FM).
+    constexpr int WARPS_N = BN / 32;
+    constexpr int FM = WM / (WTHREADS / 32 / WARPS_N) / 16;
     int warp = t / 32, lane = t % 32;
-    int wm = (warp / 2) * 64, wn = (warp % 2) * 32;
-    wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[4][2];
+    int wm = (warp / WARPS_N) * FM * 16, wn = (warp % WARPS_N) * 32;
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][2];
 #pragma unroll
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < FM; i++)
 #pragma unroll
       for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
     int cur = 0;
@@ -387,10 +431,10 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
       bool next = k0 + WK < k_end;
       if (next) fetch(k0 + WK);
       // as[k][row] is A column-major (ld LDA), bs[k][col] is B row-major (ld LDB).
-      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[4];
+      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
       wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[2];
 #pragma unroll
-      for (int i = 0; i < 4; i++) {
+      for (int i = 0; i < FM; i++) {
         wmma::load_matrix_sync(fa[i], &as[cur][0][wm + 16 * i], LDA);
 #pragma unroll
         for (int e = 0; e < fa[i].num_elements; e++) fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
@@ -402,7 +446,7 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
         for (int e = 0; e < fb[j].num_elements; e++) fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
       }
 #pragma unroll
-      for (int i = 0; i < 4; i++)
+      for (int i = 0; i < FM; i++)
 #pragma unroll
         for (int j = 0; j < 2; j++) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
       if (next) store(cur ^ 1);
@@ -411,7 +455,7 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
     }
     __shared__ __align__(128) float stage[WTHREADS / 32][16 * 16];
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < FM; i++) {
 #pragma unroll
       for (int j = 0; j < 2; j++) {
         wmma::store_matrix_sync(stage[warp], acc[i][j], 16, wmma::mem_row_major);
@@ -433,13 +477,16 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
     return;
   }
 #endif
+  // Thread (tx, ty): rows 4 ty to 4 ty + 3 and 64 + 4 ty to 64 + 4 ty + 3; columns 4 tx to
+  // 4 tx + 3, and with 64-column tiles 32 + 4 tx to 32 + 4 tx + 3.
+  constexpr int TJ = BN / 8;
   int tx = t % 8;
   int ty = t / 8;
-  float acc[8][8];
+  float acc[8][TJ];
 #pragma unroll
   for (int i = 0; i < 8; i++)
 #pragma unroll
-    for (int j = 0; j < 8; j++) acc[i][j] = 0.f;
+    for (int j = 0; j < TJ; j++) acc[i][j] = 0.f;
   int cur = 0;
   for (int k0 = k_begin; k0 < k_end; k0 += WK) {
     // The same for every thread of the block, so each reaches the same barriers.
@@ -450,13 +497,13 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
       float4 a0 = *reinterpret_cast<const float4*>(&as[cur][q][4 * ty]);
       float4 a1 = *reinterpret_cast<const float4*>(&as[cur][q][WM / 2 + 4 * ty]);
       float4 b0 = *reinterpret_cast<const float4*>(&bs[cur][q][4 * tx]);
-      float4 b1 = *reinterpret_cast<const float4*>(&bs[cur][q][WN / 2 + 4 * tx]);
+      float4 b1 = TJ == 8 ? *reinterpret_cast<const float4*>(&bs[cur][q][BN / 2 + 4 * tx]) : b0;
       float ar[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
       float br[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
       for (int i = 0; i < 8; i++)
 #pragma unroll
-        for (int j = 0; j < 8; j++) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
+        for (int j = 0; j < TJ; j++) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
     }
     // The other buffer was last read before the previous barrier: free to overwrite.
     if (next) store(cur ^ 1);
@@ -468,8 +515,8 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
     int row = row0 + (i < 4 ? 4 * ty + i : WM / 2 + 4 * ty + i - 4);
     if (row >= m) continue;
 #pragma unroll
-    for (int j = 0; j < 8; j++) {
-      int col = col0 + (j < 4 ? 4 * tx + j : WN / 2 + 4 * tx + j - 4);
+    for (int j = 0; j < TJ; j++) {
+      int col = col0 + (j < 4 ? 4 * tx + j : BN / 2 + 4 * tx + j - 4);
       if (col >= n) continue;
       long long o = (long long) row * ldc + col;
       c[o] = epilogue(acc[i][j], bias, col, 0.f, c, o, relu);
@@ -478,21 +525,21 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
 }
 
 // sgemm (beta 0) in wide tiles: vec_a and vec_b say where 16-byte loads may be used. Grid:
-// (n / 64, m / 128, splits) rounded up, 128 threads a block.
-#define SGEMM_WIDE(NAME, TF32)                                                                                   \
+// (n / BN, m / 128, splits) rounded up, 128 threads a block.
+#define SGEMM_WIDE(NAME, TF32, BN)                                                                               \
   extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
       NAME(int trans_a, int trans_b, int m, int n, int k, const float* a, int lda, int vec_a, const float* b,   \
            int ldb, int vec_b, float* c, int ldc, int k_split, const float* bias, int relu) {                   \
     MatrixA la = {a, trans_a, lda, m, vec_a != 0};                                                            \
-    MatrixB lb = {b, trans_b, ldb, n, vec_b != 0};                                                            \
-    wide_product<TF32>(la, lb, m, n, k, c, ldc, k_split, bias, relu);                                         \
+    MatrixB<BN> lb = {b, trans_b, ldb, n, vec_b != 0};                                                        \
+    wide_product<TF32, BN>(la, lb, m, n, k, c, ldc, k_split, bias, relu);                                     \
   }
 
 // A convolution's forward pass without im2col: y (n * oh * ow rows x filters, ldc floats a row)
 // = the windows of x times the weights (patch x filters, the layers' layout) + bias, ReLU when
 // relu; split over k as sgemm_wide. vec_x: ch a multiple of 4 and x 16-byte aligned; vec_w:
 // filters a multiple of 4 and the weights so aligned. Grid as sgemm_wide's.
-#define CONV_FORWARD(NAME, TF32)                                                                                 \
+#define CONV_FORWARD(NAME, TF32, BN)                                                                             \
   extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
       NAME(const float* x, int n, int h, int w, int ch, int kh, int kw, int stride, int pad_top, int pad_left, \
            int oh, int ow, int vec_x, const float* weights, int filters, int vec_w, float* y, int ldc,         \
@@ -500,15 +547,15 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
     Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};                                       \
     int rows = n * oh * ow;                                                                                   \
     PatchesA la(win, rows, vec_x != 0, blockIdx.y * WM);                                                      \
-    MatrixB lb = {weights, 0, filters, filters, vec_w != 0};                                                  \
-    wide_product<TF32>(la, lb, rows, filters, kh * kw * ch, y, ldc, k_split, bias, relu);                     \
+    MatrixB<BN> lb = {weights, 0, filters, filters, vec_w != 0};                                              \
+    wide_product<TF32, BN>(la, lb, rows, filters, kh * kw * ch, y, ldc, k_split, bias, relu);                 \
   }
 
 // A convolution's weight gradient without im2col: dw (patch x filters, ldc floats a row) = the
 // windows of x, transposed, times dy (n * oh * ow rows x filters), summed over the rows, split
 // over them as sgemm_wide (then bias 0 and relu 0). vec_x as conv_forward's; vec_dy: filters a
 // multiple of 4 and dy 16-byte aligned.
-#define CONV_WEIGHT_GRAD(NAME, TF32)                                                                             \
+#define CONV_WEIGHT_GRAD(NAME, TF32, BN)                                                                         \
   extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
       NAME(const float* x, int n, int h, int w, int ch, int kh, int kw, int stride, int pad_top, int pad_left, \
            int oh, int ow, int vec_x, const float* dy, int filters, int vec_dy, float* dw, int ldc,            \
@@ -516,19 +563,49 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
     Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};                                       \
     int patch = kh * kw * ch;                                                                                 \
     PatchesTA la = {win, patch, vec_x != 0};                                                                  \
-    MatrixB lb = {dy, 0, filters, filters, vec_dy != 0};                                                      \
-    wide_product<TF32>(la, lb, patch, filters, n * oh * ow, dw, ldc, k_split, bias, relu);                    \
+    MatrixB<BN> lb = {dy, 0, filters, filters, vec_dy != 0};                                                  \
+    wide_product<TF32, BN>(la, lb, patch, filters, n * oh * ow, dw, ldc, k_split, bias, relu);                \
   }
 
-// The float32 kernels, and where the architecture has tensor cores for TF32 (8.0 and newer: the
-// PTX built for compute_80), the same with TF32 products.
-SGEMM_WIDE(sgemm_wide, false)
-CONV_FORWARD(conv_forward, false)
-CONV_WEIGHT_GRAD(conv_weight_grad, false)
+// A stride-1 convolution's input gradient without col2im: dx (n * h * w rows x ch, ldc floats a
+// row) = the windows of dy (kh x kw, padded by kh - 1 - pad_top above and kw - 1 - pad_left on the
+// left, one for each input pixel) times the weights flipped (FlippedWeights): the correlation
+// of dy with the flipped kernel, which is the transposed convolution at stride 1. Split over k as
+// sgemm_wide (then bias 0 and relu 0). The arguments are conv_forward's with dy in x's place;
+// stride must be 1 (the host checks). vec_dy: filters a multiple of 4 and dy 16-byte aligned;
+// vec_w: filters a multiple of 4 and the weights so aligned.
+#define CONV_INPUT_GRAD(NAME, TF32, BN)                                                                          \
+  extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
+      NAME(const float* dy, int n, int h, int w, int ch, int kh, int kw, int stride, int pad_top, int pad_left, \
+           int oh, int ow, int vec_dy, const float* weights, int filters, int vec_w, float* dx, int ldc,       \
+           int k_split, const float* bias, int relu) {                                                        \
+    Windows win = {dy, oh, ow, filters, kw, 1, kh - 1 - pad_top, kw - 1 - pad_left, h, w};                    \
+    int rows = n * h * w;                                                                                     \
+    PatchesA la(win, rows, vec_dy != 0, blockIdx.y * WM);                                                     \
+    FlippedWeights<BN> lb = {weights, kh * kw, ch, filters, vec_w != 0};                                      \
+    wide_product<TF32, BN>(la, lb, rows, ch, kh * kw * filters, dx, ldc, k_split, bias, relu);                \
+  }
+
+// The float32 kernels in 128 x 64 tiles, and (named ..._n32) in 128 x 32 tiles for products of 32
+// columns or fewer; where the architecture has tensor cores for TF32 (8.0 and newer: the PTX
+// built for compute_80), the same with TF32 products.
+SGEMM_WIDE(sgemm_wide, false, WN)
+CONV_FORWARD(conv_forward, false, WN)
+CONV_WEIGHT_GRAD(conv_weight_grad, false, WN)
+CONV_INPUT_GRAD(conv_input_grad, false, WN)
+SGEMM_WIDE(sgemm_wide_n32, false, 32)
+CONV_FORWARD(conv_forward_n32, false, 32)
+CONV_WEIGHT_GRAD(conv_weight_grad_n32, false, 32)
+CONV_INPUT_GRAD(conv_input_grad_n32, false, 32)
 #ifdef CONVSPARK_TF32
-SGEMM_WIDE(sgemm_wide_tf32, true)
-CONV_FORWARD(conv_forward_tf32, true)
-CONV_WEIGHT_GRAD(conv_weight_grad_tf32, true)
+SGEMM_WIDE(sgemm_wide_tf32, true, WN)
+CONV_FORWARD(conv_forward_tf32, true, WN)
+CONV_WEIGHT_GRAD(conv_weight_grad_tf32, true, WN)
+CONV_INPUT_GRAD(conv_input_grad_tf32, true, WN)
+SGEMM_WIDE(sgemm_wide_n32_tf32, true, 32)
+CONV_FORWARD(conv_forward_n32_tf32, true, 32)
+CONV_WEIGHT_GRAD(conv_weight_grad_n32_tf32, true, 32)
+CONV_INPUT_GRAD(conv_input_grad_n32_tf32, true, 32)
 #endif
 
 // Column sums of dy (rows x cols), a bias's gradient. Block (bx, by) sums columns bx * 32 to

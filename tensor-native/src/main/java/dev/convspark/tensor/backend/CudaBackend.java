@@ -101,7 +101,8 @@ public final class CudaBackend implements Backend {
   private static final System.Logger LOG = System.getLogger(CudaBackend.class.getName());
   /**
    * The system property that picks the kernels' route: {@code wide} (the default: products of
-   * 256 rows or more in 128 x 64 tiles, convolutions without a patch matrix) or {@code classic}
+   * 256 rows or more in 128 x 64 tiles, or 128 x 32 for 32 columns or fewer; convolutions without
+   * a patch matrix, and at stride 1 their input gradients too) or {@code classic}
    * (64 x 64 tiles throughout, convolutions through im2col and col2im), so that one GPU run can
    * time both.
    */
@@ -112,9 +113,13 @@ public final class CudaBackend implements Backend {
    * run can time both.
    */
   public static final String GRAPHS_PROPERTY = "convspark.gpu.graphs";
-  /** The wide kernels' tile of C (rows, columns), depth and threads ({@code WM}, ... in convspark.cu). */
+  /**
+   * The wide kernels' tile of C (rows, columns), depth and threads ({@code WM}, ... in
+   * convspark.cu); their {@code _n32} forms' tiles are {@code WN_NARROW} columns wide.
+   */
   private static final int WM = 128;
   private static final int WN = 64;
+  private static final int WN_NARROW = 32;
   private static final int WK = 8;
   private static final int WTHREADS = 128;
 
@@ -669,18 +674,24 @@ public final class CudaBackend implements Backend {
 
     /**
      * C (m x n, {@code ldc} floats a row) = A B + bias, through a ReLU when {@code relu}, by the
-     * wide-tile kernel {@code kernel} ({@code sgemm_wide}, {@code conv_forward} or
-     * {@code conv_weight_grad}, whose arguments are {@code operands} then C, ldc, the share of k
-     * a block sums, bias and relu; its {@code _tf32} form in TF32); split over k as {@link #kSplit} says for 128 x 64 tiles, the
-     * partials added up in order by {@code sum_splits}, which then adds the bias.
+     * wide-tile kernel {@code kernel} ({@code sgemm_wide}, {@code conv_forward},
+     * {@code conv_weight_grad} or {@code conv_input_grad}, whose arguments are {@code operands}
+     * then C, ldc, the share of k a block sums, bias and relu): its {@code _n32} form (128 x 32
+     * tiles) for 32 columns or fewer, which a 64-column tile would compute half empty; its
+     * {@code _tf32} form in TF32. Split over k as {@link #kSplit} says for the tiles, the partials
+     * added up in order by {@code sum_splits}, which then adds the bias.
      */
     private void wideProduct(String kernel, int mm, int nn, int kk, long c, int ldc, long bias, boolean relu,
                              Object... operands) {
-      int perSplit = kSplit(mm, nn, kk, multiprocessors, WM, WN, WK);
+      int tileN = nn <= WN_NARROW ? WN_NARROW : WN;
+      int perSplit = kSplit(mm, nn, kk, multiprocessors, WM, tileN, WK);
       int splits = perSplit >= kk ? 1 : (kk + perSplit - 1) / perSplit;
-      int gx = (nn + WN - 1) / WN;
+      int gx = (nn + tileN - 1) / tileN;
       int gy = (mm + WM - 1) / WM;
       int r = relu ? 1 : 0;
+      if (tileN == WN_NARROW) {
+        kernel += "_n32";
+      }
       if (tf32) {
         kernel += "_tf32";
       }
@@ -738,7 +749,8 @@ public final class CudaBackend implements Backend {
      * C = op(A) op(B) + bias (a column's, at device address {@code bias}; none when 0), through
      * a ReLU when {@code relu}; split over k (partials summed in order by a second kernel, which
      * adds the bias) when the product has too few tiles to fill the GPU. In 128 x 64 tiles on the
-     * wide route where the product has 256 rows or more and 32 columns or more.
+     * wide route where the product has 256 rows or more and 32 columns or more (128 x 32 tiles for
+     * 32 columns).
      */
     private void gemm(boolean ta, boolean tb, int mm, int nn, int kk, long a, int lda, long b, int ldb, long c,
                       int ldc, long bias, boolean relu) {
@@ -1041,7 +1053,13 @@ public final class CudaBackend implements Backend {
                 filters);
           }
           columnSums(dy, rows, filters, grads.at(l.paramOffset() + c.weightCount()));
-          if (needDx) {
+          if (needDx && wide && g.stride() == 1) {
+            // dx = the windows of dy (padded to give one for every input pixel) times the weights
+            // flipped: no patch matrix of the input's size written and read back.
+            wideProduct("conv_input_grad", n * g.height() * g.width(), g.channels(), g.kernelHeight() * g.kernelWidth()
+                * filters, dx, g.channels(), 0L, false, concat(concat(new Object[] {dy, n}, geometry(g)),
+                vec(dy, filters), params.at(l.paramOffset()), filters, vec(params.at(l.paramOffset()), filters)));
+          } else if (needDx) {
             scratch.ensure((long) rows * patch);
             gemm(false, true, rows, patch, filters, dy, filters, params.at(l.paramOffset()), filters, scratch.address,
                 patch);

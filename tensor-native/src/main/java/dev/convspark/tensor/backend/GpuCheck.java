@@ -93,7 +93,14 @@ public final class GpuCheck {
       new Parity("in13x13x3-conv3x3x8-relu-pool3:s2-dense10", 7),
       new Parity("in28x28x1-conv5x5x32-dense10", 50), new Parity("in28x28x32-relu-pool2-dense10", 50),
       new Parity("in14x14x32-conv5x5x64-dense10", 50), new Parity("in14x14x64-relu-pool2-dense10", 50),
-      new Parity("in3136-dense1024-relu-dropout-dense10", 50));
+      new Parity("in3136-dense1024-relu-dropout-dense10", 50),
+      // Two convolutions, so that the first one's weight gradient checks the second one's input
+      // gradient: at stride 1 without col2im, in 128 x 32 tiles (8 channels; 6, with no 16-byte
+      // loads) and 128 x 64 ones (40 channels), SAME and VALID; at stride 2 through col2im.
+      new Parity("in12x12x3-conv3x3x8-conv3x3x8-dense10", 7), new Parity("in10x10x3-conv3x3x6-conv3x3x6-dense10", 7),
+      new Parity("in8x8x3-conv3x3x40-conv3x3x12-dense10", 7),
+      new Parity("in12x12x3-conv3x3x8-conv5x5x8:valid-dense10", 7),
+      new Parity("in12x12x3-conv3x3x8-conv3x3x8:s2-dense10", 7));
 
   /**
    * Loss, parameter gradients (the backward pass of every layer) and logits of one batch of

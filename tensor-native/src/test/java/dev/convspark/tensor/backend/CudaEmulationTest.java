@@ -194,7 +194,7 @@ class CudaEmulationTest {
         for (String l : lines) {
           String[] w = l.split(" ");
           // Every product kernel's arguments end with C, ldc, the share of k a block sums, bias, relu.
-          if (w[0].equals("launch") && List.of("sgemm", "sgemm_wide", "conv_forward", "conv_weight_grad").contains(w[1])) {
+          if (w[0].equals("launch") && w[1].matches("sgemm|(sgemm_wide|conv_forward|conv_weight_grad|conv_input_grad)(_n32)?")) {
             deepest = Math.max(deepest, Integer.parseInt(w[w.length - 3]));
           }
         }
@@ -261,6 +261,11 @@ class CudaEmulationTest {
       }
     }
     assertTrue(rows.stream().anyMatch(w -> w[0].equals("conv_forward 9800x64, k 800, 4 splits")), r.output());
+    // conv2's input gradient: dy's windows times the flipped weights in 128 x 32 tiles (32 input
+    // channels), no patch matrix to fold back; conv1's products in 32-column tiles too.
+    assertTrue(rows.stream().anyMatch(w -> w[0].equals("conv_input_grad_n32 9800x32, k 1600, 4 splits")), r.output());
+    assertTrue(rows.stream().anyMatch(w -> w[0].startsWith("conv_forward_n32 39200x32, k 25")), r.output());
+    assertTrue(rows.stream().noneMatch(w -> w[0].startsWith("col2im") || w[0].startsWith("im2col")), r.output());
   }
 
   @Test
