@@ -115,6 +115,13 @@ cpu() {
     native) ;;
     *) echo "BENCH_ISA must be avx2, avx512 or native" >&2; return 2 ;;
   esac
+  # The machine first: its model, and its physical cores against its logical ones (16 logical
+  # cores may be 8 with two threads each), without which a thread count's figure cannot be read.
+  if command -v lscpu >/dev/null 2>&1; then
+    lscpu | grep -E '^(Model name|Socket\(s\)|Core\(s\) per socket|Thread\(s\) per core|L1d cache|L2 cache|L3 cache|NUMA node\(s\)):' || true
+  else
+    grep -m1 'model name' /proc/cpuinfo || true
+  fi
   out=$(mktemp)
   "$java" "${isa[@]}" --add-modules jdk.incubator.vector -cp "$dist/lib/*" dev.convspark.tensor.backend.CpuCheck \
     --results "$out" "$@" || rc=$?
