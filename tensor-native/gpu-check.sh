@@ -11,7 +11,8 @@
 #                                     graphs too, -Dconvspark.gpu.graphs=false, and the classic route
 #                                     of kernels, -Dconvspark.gpu.kernels=classic, for A/Bs), and
 #                                     each kernel's share of a training step at batch 50 and 512
-#                                     (CUDA events around every launch); where python3 has PyTorch
+#                                     and of an inference batch of 1000 (CUDA events around every
+#                                     launch); where python3 has PyTorch
 #                                     with CUDA, the same model on PyTorch's GPU path in float32 and
 #                                     with TF32 allowed, and the ratios; last, CPU-vs-GPU parity of
 #                                     every layer and of 20 training steps (relative error under

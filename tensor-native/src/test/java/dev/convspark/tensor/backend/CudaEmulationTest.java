@@ -241,31 +241,60 @@ class CudaEmulationTest {
    */
   @Test
   void theProfileTimesEveryLaunchOfAStep() throws IOException, InterruptedException {
-    Traced t = traced("profile");
+    List<String[]> rows = profiled("profile", "a deep-mnist step at batch 50");
+    int launches = rows.stream().mapToInt(w -> Integer.parseInt(w[1])).sum();
+    assertTrue(launches >= 30, String.valueOf(launches));
+    for (String[] w : rows) {
+      if (w[0].startsWith("conv_forward 9800x64, k 800")) {
+        // conv2's forward product (split over k in four): 2 m n k floating-point operations.
+        double micros = Double.parseDouble(w[2]);
+        assertEquals(2.0 * 9800 * 64 * 800 / micros / 1e3, Double.parseDouble(w[3]), 1e-3 * Double.parseDouble(w[3]));
+      }
+    }
+    assertTrue(rows.stream().anyMatch(w -> w[0].equals("conv_forward 9800x64, k 800, 4 splits")), names(rows));
+    // conv2's input gradient: dy's windows times the flipped weights in 128 x 32 tiles (32 input
+    // channels), no patch matrix to fold back; conv1's products in 32-column tiles too.
+    assertTrue(rows.stream().anyMatch(w -> w[0].equals("conv_input_grad_n32 9800x32, k 1600, 4 splits")), names(rows));
+    assertTrue(rows.stream().anyMatch(w -> w[0].startsWith("conv_forward_n32 39200x32, k 25")), names(rows));
+    assertTrue(rows.stream().noneMatch(w -> w[0].startsWith("col2im") || w[0].startsWith("im2col")), names(rows));
+  }
+
+  /**
+   * The inference profile {@code gpu-check.sh} prints, as the step's: two forward passes of 100
+   * images; the forward pass's kernels alone, nothing of a backward pass or an update.
+   */
+  @Test
+  void theInferenceProfileTimesEveryLaunchOfABatch() throws IOException, InterruptedException {
+    List<String[]> rows = profiled("profile-infer", "deep-mnist inference, 100 images,");
+    assertTrue(rows.stream().anyMatch(w -> w[0].startsWith("conv_forward_n32 78400x32, k 25")), names(rows));
+    assertTrue(rows.stream().anyMatch(w -> w[0].startsWith("conv_forward 19600x64, k 800")), names(rows));
+    assertTrue(rows.stream().noneMatch(w -> w[0].matches("(conv_weight_grad|conv_input_grad|col2im|im2col|adam|dropout"
+        + "|softmax_xent|column_sums|max_pool_backward).*")), names(rows));
+  }
+
+  /**
+   * The rows (kernel, launches, us, GFLOP/s) the probe in {@code mode} prints for two profiled
+   * steps or passes, checked against the driver's trace: an event before and after each launch,
+   * and a time for every kernel.
+   */
+  private static List<String[]> profiled(String mode, String what) throws IOException, InterruptedException {
+    Traced t = traced(mode);
     Run r = t.run();
-    System.out.println("profile of a deep-mnist step at batch 50 on the emulated driver (CPU times):\n" + r.output());
+    System.out.println("profile of " + what + " on the emulated driver (CPU times):\n" + r.output());
     List<String[]> rows = r.output().lines().filter(l -> l.contains(" | ")).map(l -> l.split(" \\| ")).toList();
     int launches = rows.stream().mapToInt(w -> Integer.parseInt(w[1])).sum();
     List<String> traced = t.trace();
     List<String> profiled = traced.subList(traced.indexOf("event"), traced.size());
-    // Two profiled steps; an event before and after each launch.
     assertEquals(2 * launches, profiled.stream().filter(l -> l.startsWith("launch ")).count(), r.output());
     assertEquals(4 * launches, profiled.stream().filter(l -> l.equals("event")).count(), r.output());
-    assertTrue(launches >= 30, r.output());
     for (String[] w : rows) {
-      double micros = Double.parseDouble(w[2]);
-      assertTrue(micros > 0, "no time for " + w[0]);
-      if (w[0].startsWith("conv_forward 9800x64, k 800")) {
-        // conv2's forward product (split over k in four): 2 m n k floating-point operations.
-        assertEquals(2.0 * 9800 * 64 * 800 / micros / 1e3, Double.parseDouble(w[3]), 1e-3 * Double.parseDouble(w[3]));
-      }
+      assertTrue(Double.parseDouble(w[2]) > 0, "no time for " + w[0]);
     }
-    assertTrue(rows.stream().anyMatch(w -> w[0].equals("conv_forward 9800x64, k 800, 4 splits")), r.output());
-    // conv2's input gradient: dy's windows times the flipped weights in 128 x 32 tiles (32 input
-    // channels), no patch matrix to fold back; conv1's products in 32-column tiles too.
-    assertTrue(rows.stream().anyMatch(w -> w[0].equals("conv_input_grad_n32 9800x32, k 1600, 4 splits")), r.output());
-    assertTrue(rows.stream().anyMatch(w -> w[0].startsWith("conv_forward_n32 39200x32, k 25")), r.output());
-    assertTrue(rows.stream().noneMatch(w -> w[0].startsWith("col2im") || w[0].startsWith("im2col")), r.output());
+    return rows;
+  }
+
+  private static String names(List<String[]> rows) {
+    return rows.stream().map(w -> w[0]).collect(java.util.stream.Collectors.joining("\n"));
   }
 
   @Test

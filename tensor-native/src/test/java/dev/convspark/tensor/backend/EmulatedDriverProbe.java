@@ -81,6 +81,14 @@ final class EmulatedDriverProbe {
       }
       return;
     }
+    if (args.length > 0 && args[0].equals("profile-infer")) {
+      try (CudaBackend gpu = CudaBackend.create(0)) {
+        for (GpuCheck.KernelTime k : GpuCheck.inferenceProfile(gpu, 100, 2)) {
+          System.out.printf(Locale.ROOT, "%s | %d | %.3f | %.6f%n", k.kernel(), k.launches(), k.micros(), k.gflops());
+        }
+      }
+      return;
+    }
     if (args.length > 0 && args[0].equals("tf32")) {
       for (Device d : new Device[] {Device.parse("gpu"), Device.AUTO}) {
         try (Backend b = Backends.open(d, 1, Precision.TF32)) {
