@@ -535,15 +535,22 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
     wide_product<TF32, BN>(la, lb, m, n, k, c, ldc, k_split, bias, relu);                                     \
   }
 
+// The one argument list of the convolution kernels (CudaBackend passes each the same layout): the
+// input IN of n images (h x w x ch), the geometry, where 16-byte loads of IN may be used, B with
+// its filters, where 16-byte loads of B may be used, then C (OUT, ldc), the share of k a block
+// sums, bias and relu as every wide kernel's.
+#define CONV_ARGS(IN, VEC_IN, B, VEC_B, OUT)                                                                     \
+  const float *IN, int n, int h, int w, int ch, int kh, int kw, int stride, int pad_top, int pad_left, int oh,  \
+      int ow, int VEC_IN, const float *B, int filters, int VEC_B, float *OUT, int ldc, int k_split,             \
+      const float *bias, int relu
+
 // A convolution's forward pass without im2col: y (n * oh * ow rows x filters, ldc floats a row)
 // = the windows of x times the weights (patch x filters, the layers' layout) + bias, ReLU when
 // relu; split over k as sgemm_wide. vec_x: ch a multiple of 4 and x 16-byte aligned; vec_w:
 // filters a multiple of 4 and the weights so aligned. Grid as sgemm_wide's.
 #define CONV_FORWARD(NAME, TF32, BN)                                                                             \
   extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
-      NAME(const float* x, int n, int h, int w, int ch, int kh, int kw, int stride, int pad_top, int pad_left, \
-           int oh, int ow, int vec_x, const float* weights, int filters, int vec_w, float* y, int ldc,         \
-           int k_split, const float* bias, int relu) {                                                        \
+      NAME(CONV_ARGS(x, vec_x, weights, vec_w, y)) {                                                          \
     Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};                                       \
     int rows = n * oh * ow;                                                                                   \
     PatchesA la(win, rows, vec_x != 0, blockIdx.y * WM);                                                      \
@@ -557,9 +564,7 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
 // multiple of 4 and dy 16-byte aligned.
 #define CONV_WEIGHT_GRAD(NAME, TF32, BN)                                                                         \
   extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
-      NAME(const float* x, int n, int h, int w, int ch, int kh, int kw, int stride, int pad_top, int pad_left, \
-           int oh, int ow, int vec_x, const float* dy, int filters, int vec_dy, float* dw, int ldc,            \
-           int k_split, const float* bias, int relu) {                                                        \
+      NAME(CONV_ARGS(x, vec_x, dy, vec_dy, dw)) {                                                             \
     Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};                                       \
     int patch = kh * kw * ch;                                                                                 \
     PatchesTA la = {win, patch, vec_x != 0};                                                                  \
@@ -576,9 +581,7 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
 // vec_w: filters a multiple of 4 and the weights so aligned.
 #define CONV_INPUT_GRAD(NAME, TF32, BN)                                                                          \
   extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
-      NAME(const float* dy, int n, int h, int w, int ch, int kh, int kw, int stride, int pad_top, int pad_left, \
-           int oh, int ow, int vec_dy, const float* weights, int filters, int vec_w, float* dx, int ldc,       \
-           int k_split, const float* bias, int relu) {                                                        \
+      NAME(CONV_ARGS(dy, vec_dy, weights, vec_w, dx)) {                                                       \
     Windows win = {dy, oh, ow, filters, kw, 1, kh - 1 - pad_top, kw - 1 - pad_left, h, w};                    \
     int rows = n * h * w;                                                                                     \
     PatchesA la(win, rows, vec_dy != 0, blockIdx.y * WM);                                                     \
