@@ -1509,7 +1509,7 @@ public final class FastKernels implements Kernels {
     if (patchMajor) {
       System.arraycopy(dwT, 0, grads, wOff, size);
     } else {
-      Transpose.into(dwT, filters, patch, grads, wOff);
+      transpose(dwT, filters, patch, grads, wOff);
     }
   }
 
@@ -2013,6 +2013,26 @@ public final class FastKernels implements Kernels {
     for (; i < to; i++) {
       dx[i] = y[i] > 0f ? dy[i] : 0f;
     }
+  }
+
+  /**
+   * In ranges of the source's rows, one a thread where the matrix is large (a dense layer's input
+   * gradient, 3,136 x 50 at batch 50): alone on the calling thread it took about 0.27 ms of a step
+   * that 16 threads otherwise run in a few milliseconds.
+   */
+  @Override
+  public void transpose(float[] src, int rows, int cols, float[] dst, int off) {
+    int parts = (long) rows * cols < 1 << 15 ? 1 : Math.min(pool.threads(), (rows + 15) / 16);
+    if (parts <= 1) {
+      Transpose.into(src, rows, cols, dst, off);
+      return;
+    }
+    // Ranges of whole 64-byte lines of the transpose's rows, so that no two threads write one line.
+    int per = ((rows + parts - 1) / parts + 15) / 16 * 16;
+    pool.parallelFor(parts, t -> {
+      int i0 = Math.min(rows, t * per);
+      Transpose.rows(src, 0, rows, cols, i0, Math.min(rows, i0 + per), dst, off);
+    });
   }
 
   @Override

@@ -53,6 +53,14 @@ public interface Kernels {
   void sumRows(float[] dy, int rows, int cols, float[] grads, int off);
 
   /**
+   * Writes the transpose of row-major {@code src} ({@code rows x cols}) into {@code dst} from
+   * {@code off} ({@code cols x rows}). Here on the calling thread.
+   */
+  default void transpose(float[] src, int rows, int cols, float[] dst, int off) {
+    Transpose.into(src, rows, cols, dst, off);
+  }
+
+  /**
    * Convolution forward over {@code n} samples: sets {@code y} ({@code n * outputPixels} rows of
    * {@code filters}) to the bias {@code params[bOff .. bOff + filters)} in every row plus
    * {@code patches(x) * W}, W being {@code params[wOff ..]} laid out {@code patchSize x filters};
@@ -86,7 +94,7 @@ public interface Kernels {
     // in place instead of packing it, then transposed into place.
     float[] dwT = b.dwT(filters * patch);
     gemm(true, false, filters, patch, rows, dy, 0, filters, col, 0, patch, 0f, dwT, 0, patch);
-    Transpose.into(dwT, filters, patch, grads, wOff);
+    transpose(dwT, filters, patch, grads, wOff);
     if (dx == null) {
       return;
     }

@@ -17,6 +17,15 @@ public final class Transpose {
 
   /** As above, {@code src} starting at {@code srcOff}. */
   public static void into(float[] src, int srcOff, int rows, int cols, float[] dst, int off) {
+    rows(src, srcOff, rows, cols, 0, rows, dst, off);
+  }
+
+  /**
+   * Rows {@code [i0, i1)} of {@code src} (rows x cols, from {@code srcOff}) into their places in
+   * its transpose at {@code dst[off ..]} (cols x rows): the columns {@code [i0, i1)} of each of its
+   * rows. Disjoint ranges write disjoint parts of {@code dst}, so threads may take one each.
+   */
+  public static void rows(float[] src, int srcOff, int rows, int cols, int i0, int i1, float[] dst, int off) {
     if (rows > cols) {
       // A tall source: its transpose's rows are long and a multiple of 4 KB apart when rows is a
       // multiple of 1024, and 32 of them written at once all fall into the same few cache sets
@@ -24,10 +33,10 @@ public final class Transpose {
       // at a time, each a long run.
       for (int j0 = 0; j0 < cols; j0 += NARROW) {
         int j1 = Math.min(cols, j0 + NARROW);
-        for (int i0 = 0; i0 < rows; i0 += RUN) {
-          int i1 = Math.min(rows, i0 + RUN);
+        for (int r0 = i0; r0 < i1; r0 += RUN) {
+          int r1 = Math.min(i1, r0 + RUN);
           for (int j = j0; j < j1; j++) {
-            for (int i = i0; i < i1; i++) {
+            for (int i = r0; i < r1; i++) {
               dst[off + j * rows + i] = src[srcOff + i * cols + j];
             }
           }
@@ -35,11 +44,11 @@ public final class Transpose {
       }
       return;
     }
-    for (int i0 = 0; i0 < rows; i0 += BLOCK) {
-      int i1 = Math.min(rows, i0 + BLOCK);
+    for (int r0 = i0; r0 < i1; r0 += BLOCK) {
+      int r1 = Math.min(i1, r0 + BLOCK);
       for (int j0 = 0; j0 < cols; j0 += BLOCK) {
         int j1 = Math.min(cols, j0 + BLOCK);
-        for (int i = i0; i < i1; i++) {
+        for (int i = r0; i < r1; i++) {
           for (int j = j0; j < j1; j++) {
             dst[off + j * rows + i] = src[srcOff + i * cols + j];
           }

@@ -80,7 +80,7 @@ public final class Conv2d extends Layer {
     // Pointwise: the input is the patch matrix. dW = x^T dy, computed as its transpose dy^T x.
     dwT = ensure(dwT, weightCount());
     k.gemm(true, false, filters, g.patchSize(), rows, dy, 0, filters, x, 0, g.patchSize(), 0f, dwT, 0, g.patchSize());
-    dev.convspark.tensor.kernels.Transpose.into(dwT, filters, g.patchSize(), grads, w);
+    k.transpose(dwT, filters, g.patchSize(), grads, w);
     if (dx != null) {
       k.gemm(false, true, rows, g.patchSize(), filters, dy, 0, filters, params, w, filters, 0f, dx, 0, g.patchSize());
     }

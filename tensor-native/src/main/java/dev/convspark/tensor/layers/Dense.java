@@ -2,7 +2,6 @@ package dev.convspark.tensor.layers;
 
 import dev.convspark.tensor.Shape;
 import dev.convspark.tensor.kernels.Kernels;
-import dev.convspark.tensor.kernels.Transpose;
 
 /**
  * Fully connected layer {@code y = x W + b}. Parameters: weights {@code [inputs, units]}
@@ -109,7 +108,7 @@ public final class Dense extends Layer {
     if (dx != null) {
       dxT = ensure(dxT, inputs * n);
       k.gemm(false, true, inputs, n, units, params, paramOffset(), units, dy, 0, units, 0f, dxT, 0, n);
-      Transpose.into(dxT, inputs, n, dx, 0);
+      k.transpose(dxT, inputs, n, dx, 0);
     }
   }
 }
