@@ -69,7 +69,7 @@ final class BenchEngineCommand {
     }
     MnistArrays train = MnistArrays.load(data, true);
     MnistArrays test = MnistArrays.load(data, false);
-    System.out.println("isa: " + FastKernels.isa() + " (" + FastKernels.blocking() + "), java "
+    System.out.println("isa: " + FastKernels.describe() + ", java "
         + System.getProperty("java.version") + ", " + Runtime.getRuntime().availableProcessors() + " cores");
     List<Map<String, Object>> rows = new ArrayList<>();
     for (int threads : threadCounts) {

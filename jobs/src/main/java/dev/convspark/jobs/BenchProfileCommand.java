@@ -59,7 +59,7 @@ final class BenchProfileCommand {
     }
     ModelSpec spec = ModelSpec.parse(model);
     MnistArrays train = MnistArrays.load(data, true);
-    System.out.println("isa: " + FastKernels.isa() + " (" + FastKernels.blocking() + "), java "
+    System.out.println("isa: " + FastKernels.describe() + ", java "
         + System.getProperty("java.version") + ", " + Runtime.getRuntime().availableProcessors() + " cores, "
         + threads + " threads, " + spec.name());
     Map<String, Object> out = new LinkedHashMap<>();

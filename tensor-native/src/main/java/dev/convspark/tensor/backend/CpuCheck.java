@@ -102,7 +102,7 @@ public final class CpuCheck {
       return;
     }
     System.out.println("CPU: " + Runtime.getRuntime().availableProcessors() + " logical cores; isa: "
-        + FastKernels.isa() + " (" + FastKernels.blocking() + "), java " + System.getProperty("java.version"));
+        + FastKernels.describe() + ", java " + System.getProperty("java.version"));
     System.out.println("\n| deep-mnist on the CPU, convspark | training images/s, batch 50 | training, batch 512"
         + " | inference images/s (batches of 1000) |");
     System.out.println("| --- | --- | --- | --- |");

@@ -206,6 +206,39 @@ public final class FastKernels implements Kernels {
     return arch + "-" + L * Float.SIZE + "bit";
   }
 
+  /**
+   * {@link #isa()}, what the CPU has beyond it when this JVM leaves it off, and {@link #blocking()}:
+   * the line benchmarks print first. HotSpot leaves AVX-512 off by default on some Intel Xeons
+   * (the Skylake family: Skylake-SP, and Cascade Lake in recent releases) even though the CPU has
+   * it, and the kernels then take their AVX2 route; {@code -XX:UseAVX=3} turns it on.
+   */
+  public static String describe() {
+    return isa() + unusedIsa(cpuFlags("/proc/cpuinfo"), L) + " (" + blocking() + ")";
+  }
+
+  /**
+   * "" unless the CPU's {@code flags} name AVX-512 ({@code avx512f}) and the vectors in use are
+   * narrower ({@code lanes} floats): then a note saying so and how to turn it on.
+   */
+  static String unusedIsa(java.util.Set<String> flags, int lanes) {
+    if (lanes < 16 && flags.contains("avx512f")) {
+      return ", the CPU also has avx512 (off in this JVM: -XX:UseAVX=3 turns it on)";
+    }
+    return "";
+  }
+
+  /** The CPU's feature flags from the first {@code flags} line of a Linux cpuinfo file; none where unreadable. */
+  static java.util.Set<String> cpuFlags(String cpuinfo) {
+    try (var lines = java.nio.file.Files.lines(java.nio.file.Path.of(cpuinfo))) {
+      return lines.filter(l -> l.startsWith("flags")).findFirst()
+          .map(l -> (java.util.Set<String>) new java.util.HashSet<>(Arrays.asList(l.substring(l.indexOf(':') + 1).trim()
+              .split("\\s+"))))
+          .orElse(java.util.Set.of());
+    } catch (java.io.IOException | RuntimeException e) {
+      return java.util.Set.of();
+    }
+  }
+
   /** The register tile and the blocks chosen for this CPU, for benchmark and log lines. */
   public static String blocking() {
     return "tile " + MR + " x " + NR + ", depth " + KC + ", rows " + MC + "; " + CacheSizes.local();
