@@ -71,6 +71,8 @@ public final class CpuBackend implements Backend {
   private final class Runner implements ModelRunner {
     private final Network net;
     private float[] dLogits = new float[0];
+    /** Where {@link #predictLogits} copies a chunk of images that it cannot read in place. */
+    private float[] inferenceChunk = new float[0];
     /** Told as the backward pass finishes the gradients (see ModelRunner#setGradientListener); or null. */
     private java.util.function.IntConsumer gradientListener;
     /** See {@link ModelRunner#setClock}; or null. */
@@ -216,13 +218,23 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void predictLogits(float[] images, int n, float[] out) {
+      predictLogits(images, 0, n, out);
+    }
+
+    /** The network reads a batch from its start: read in place when it is one chunk from image 0, else copied. */
+    @Override
+    public void predictLogits(float[] images, int from, int n, float[] out) {
       int in = net.spec().inputShape().size();
       int classes = net.spec().numClasses();
-      float[] chunk = n <= INFERENCE_CHUNK ? images : new float[INFERENCE_CHUNK * in];
+      boolean inPlace = from == 0 && n <= INFERENCE_CHUNK;
+      if (!inPlace && inferenceChunk.length < INFERENCE_CHUNK * in) {
+        inferenceChunk = new float[INFERENCE_CHUNK * in];
+      }
+      float[] chunk = inPlace ? images : inferenceChunk;
       for (int s = 0; s < n; s += INFERENCE_CHUNK) {
         int m = Math.min(INFERENCE_CHUNK, n - s);
-        if (chunk != images) {
-          System.arraycopy(images, s * in, chunk, 0, m * in);
+        if (!inPlace) {
+          System.arraycopy(images, (from + s) * in, chunk, 0, m * in);
         }
         float[] logits = net.forward(kernels, chunk, m, false, 0L);
         System.arraycopy(logits, 0, out, s * classes, m * classes);

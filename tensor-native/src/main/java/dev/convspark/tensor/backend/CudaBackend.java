@@ -1132,6 +1132,12 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void predictLogits(float[] images, int n, float[] out) {
+      predictLogits(images, 0, n, out);
+    }
+
+    /** Each chunk of the images goes from {@code images} straight into the pinned staging memory. */
+    @Override
+    public void predictLogits(float[] images, int from, int n, float[] out) {
       cuCtxSetCurrent(context);
       int inSize = net.spec().inputShape().size();
       int classes = net.spec().numClasses();
@@ -1139,7 +1145,7 @@ public final class CudaBackend implements Backend {
       for (int s = 0; s < n; s += chunk) {
         int k = Math.min(chunk, n - s);
         input.ensure((long) k * inSize);
-        staging.ensure((long) k * inSize * 4L).asFloatBuffer().put(images, s * inSize, k * inSize);
+        staging.ensure((long) k * inSize * 4L).asFloatBuffer().put(images, (from + s) * inSize, k * inSize);
         staging.upload(0, (long) k * inSize * 4L, input, null);
         Buffer logits = forward(k, false, 0L);
         cuMemcpyDtoH(Pointer.to(out).withByteOffset((long) s * classes * 4L), logits.ptr, (long) k * classes * 4L);

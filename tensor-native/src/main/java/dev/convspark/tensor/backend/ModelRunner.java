@@ -166,6 +166,17 @@ public interface ModelRunner extends AutoCloseable {
   /** Inference (dropout off): writes {@code n x numClasses} logits into {@code logits}. */
   void predictLogits(float[] images, int n, float[] logits);
 
+  /**
+   * Inference on images {@code [from, from + n)} of {@code images} (each {@code spec().inputShape().size()}
+   * floats): writes their {@code n x numClasses} logits into {@code logits} from its start. Backends
+   * that upload a batch read it from {@code images} in place (no copy of the batch first); here, a
+   * copy.
+   */
+  default void predictLogits(float[] images, int from, int n, float[] logits) {
+    int size = spec().inputShape().size();
+    predictLogits(from == 0 ? images : java.util.Arrays.copyOfRange(images, from * size, (from + n) * size), n, logits);
+  }
+
   /** Releases the replica's memory. */
   @Override
   void close();

@@ -85,15 +85,12 @@ public final class Trainer {
    * {@code batch} (dropout off).
    */
   public static double accuracy(ModelRunner runner, float[] images, int[] labels, int n, int batch) {
-    int in = runner.spec().inputShape().size();
     int classes = runner.spec().numClasses();
-    float[] x = new float[batch * in];
     float[] logits = new float[batch * classes];
     long correct = 0;
     for (int s = 0; s < n; s += batch) {
       int m = Math.min(batch, n - s);
-      System.arraycopy(images, s * in, x, 0, m * in);
-      runner.predictLogits(x, m, logits);
+      runner.predictLogits(images, s, m, logits);
       for (int i = 0; i < m; i++) {
         int best = 0;
         for (int c = 1; c < classes; c++) {
