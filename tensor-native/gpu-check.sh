@@ -31,6 +31,14 @@
 #                                     end of the short recipe (400 x 600, 99.3% on the CPU) and the
 #                                     tutorial's (50 x 20,000) on the GPU in fp32 and tf32 (RecipeCheck),
 #                                     then the same on PyTorch's GPU path; RECIPES="short" runs one
+#   tensor-native/gpu-check.sh all [--budget SECONDS]
+#                                     on the GPU machine, for one lent session: the parts above in
+#                                     the order of what they settle, each under what is left of the
+#                                     budget (540 s by default; a part that runs out is cut off and
+#                                     says so): `run --benchmark-only` (the GPU's figures, profiles
+#                                     and PyTorch's), `cpu --threads 2,8,16` (the host's cores),
+#                                     `recipe` with RECIPES=short, then `run --parity-only`; it
+#                                     prints each part's seconds and the budget left
 # Exit status: 0 all checks passed, 1 a check failed, 3 no usable GPU (the reason is printed).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -157,10 +165,45 @@ recipe() {
   return $rc
 }
 
+# Every part in turn under one budget of seconds, the figures first and the parity last.
+all() {
+  local budget=540 prev= a rc=0 part_rc start left self
+  for a in "$@"; do [[ $prev == --budget ]] && budget=$a; prev=$a; done
+  [[ $budget =~ ^[0-9]+$ ]] || { echo "--budget must be a whole number of seconds but was '$budget'" >&2; return 2; }
+  self="$here/$(basename "${BASH_SOURCE[0]}")"
+  local t0=$SECONDS
+  local parts=("run --benchmark-only" "cpu --threads 2,8,16" "recipe" "run --parity-only")
+  local p
+  for p in "${parts[@]}"; do
+    left=$((budget - (SECONDS - t0)))
+    if ((left < 20)); then
+      echo "== gpu-check all: '$p' not started, ${left}s of the budget left"
+      continue
+    fi
+    echo "== gpu-check all: $p (${left}s of the budget left)"
+    start=$SECONDS
+    set +e
+    # shellcheck disable=SC2086
+    RECIPES=${RECIPES:-short} timeout --signal=TERM --kill-after=10 "$left" "$self" $p
+    part_rc=$?
+    set -e
+    if ((part_rc == 124 || part_rc == 137)); then
+      echo "== gpu-check all: '$p' cut off after $((SECONDS - start))s (the budget ran out)"
+    else
+      echo "== gpu-check all: '$p' ended in $((SECONDS - start))s, exit status $part_rc"
+    fi
+    # No GPU: the CPU part still runs; a failed check or a cut-off part makes the whole fail.
+    if ((part_rc != 0 && rc == 0)); then rc=$part_rc; fi
+  done
+  return $rc
+}
+
 case "${1:-run}" in
   pack) pack ;;
   run) shift || true; run "$@" ;;
   cpu) shift; cpu "$@" ;;
   recipe) shift; recipe "$@" ;;
-  *) echo "usage: gpu-check.sh pack | run [GPU-NUMBER] | cpu [--threads 8,16] [--steps 100] | recipe [--seed S]" >&2; exit 2 ;;
+  all) shift; all "$@" ;;
+  *) echo "usage: gpu-check.sh pack | run [GPU-NUMBER] | cpu [--threads 8,16] [--steps 100] | recipe [--seed S]" \
+       "| all [--budget 540]" >&2; exit 2 ;;
 esac
