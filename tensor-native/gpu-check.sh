@@ -25,7 +25,8 @@
 #                                     per thread count, then, where python3 has PyTorch, the same on
 #                                     PyTorch's CPU path on the same thread counts and the ratios
 #                                     ($PYTHON, python3 by default); BENCH_ISA=avx2|avx512 holds
-#                                     both sides to one instruction set
+#                                     both sides to one instruction set; CPU_JAVA_OPTS adds options
+#                                     to the engine's JVM
 #   tensor-native/gpu-check.sh recipe [--seed S] [--steps N]
 #                                     on the GPU machine: time to accuracy, deep-mnist trained to the
 #                                     end of the short recipe (400 x 600, 99.3% on the CPU) and the
@@ -37,7 +38,9 @@
 #                                     budget (540 s by default; a part that runs out is cut off and
 #                                     says so): `run --benchmark-only` (the GPU's figures, profiles
 #                                     and PyTorch's), `cpu --threads 2,8,16` (the host's cores),
-#                                     `recipe` with RECIPES=short, then `run --parity-only`; it
+#                                     `cpu --threads 16` again with the CPU's unrolled row kernel
+#                                     (-Dconvspark.cpu.unrollRows=true, an A/B), `recipe` with
+#                                     RECIPES=short, then `run --parity-only`; it
 #                                     prints each part's seconds and the budget left
 # Exit status: 0 all checks passed, 1 a check failed, 3 no usable GPU (the reason is printed).
 set -euo pipefail
@@ -132,8 +135,10 @@ cpu() {
     grep -m1 'model name' /proc/cpuinfo || true
   fi
   out=$(mktemp)
-  "$java" "${isa[@]}" --add-modules jdk.incubator.vector -cp "$dist/lib/*" dev.convspark.tensor.backend.CpuCheck \
-    --results "$out" "$@" || rc=$?
+  # CPU_JAVA_OPTS: more options for the engine's JVM (an A/B of a kernel switch, as `all` runs).
+  # shellcheck disable=SC2086
+  "$java" "${isa[@]}" ${CPU_JAVA_OPTS:-} --add-modules jdk.incubator.vector -cp "$dist/lib/*" \
+    dev.convspark.tensor.backend.CpuCheck --results "$out" "$@" || rc=$?
   if [[ $rc -eq 0 ]] && "$python" -c 'import torch' 2>/dev/null; then
     "$python" "$here/gpu-torch.py" --cpu --ours "$out" --steps "$steps" || rc=$?
   elif [[ $rc -eq 0 ]]; then
@@ -172,7 +177,10 @@ all() {
   [[ $budget =~ ^[0-9]+$ ]] || { echo "--budget must be a whole number of seconds but was '$budget'" >&2; return 2; }
   self="$here/$(basename "${BASH_SOURCE[0]}")"
   local t0=$SECONDS
-  local parts=("run --benchmark-only" "cpu --threads 2,8,16" "recipe" "run --parity-only")
+  # The A/B of the CPU's unrolled row kernel (FastKernels.UNROLL_ROWS) at 16 threads comes after
+  # the plain CPU rows it is read against.
+  local unrolled="cpu --threads 16 (CPU_JAVA_OPTS=-Dconvspark.cpu.unrollRows=true)"
+  local parts=("run --benchmark-only" "cpu --threads 2,8,16" "$unrolled" "recipe" "run --parity-only")
   local p
   for p in "${parts[@]}"; do
     left=$((budget - (SECONDS - t0)))
@@ -184,7 +192,12 @@ all() {
     start=$SECONDS
     set +e
     # shellcheck disable=SC2086
-    RECIPES=${RECIPES:-short} timeout --signal=TERM --kill-after=10 "$left" "$self" $p
+    if [[ $p == "$unrolled" ]]; then
+      CPU_JAVA_OPTS="${CPU_JAVA_OPTS:-} -Dconvspark.cpu.unrollRows=true" \
+        timeout --signal=TERM --kill-after=10 "$left" "$self" cpu --threads 16
+    else
+      RECIPES=${RECIPES:-short} timeout --signal=TERM --kill-after=10 "$left" "$self" $p
+    fi
     part_rc=$?
     set -e
     if ((part_rc == 124 || part_rc == 137)); then

@@ -42,6 +42,18 @@ public final class FastKernels implements Kernels {
    * together a quarter of L2, beside the half that A's block takes.
    */
   static final int GROUP = Math.max(1, CacheSizes.local().l2Bytes() / 4 / (KC * NR * Float.BYTES));
+  /**
+   * Whether {@link #microRows} (A's rows read in place, the route with 512-bit vectors) takes two
+   * depth steps an iteration ({@code -Dconvspark.cpu.unrollRows=true}) or one (the default). Compiled
+   * by C2, two steps are 61 instructions for 24 multiply-adds against 40 for 12: a core that issues
+   * 4 instructions a cycle and has two 512-bit FMA units would be held by the instructions, not the
+   * multiplies. On the 2-core AMD EPYC (Zen 4) where it was written both run at its FMA units' peak
+   * in L1 (107-116 GFLOP/s a core), and the whole training step and the 2048^3 multiply moved
+   * within the day's noise (2 threads: 21.2-27.3 ms a step without, 22.5-25.0 with; 177-209
+   * against 174-202 GFLOP/s), so it stays off until an Intel Xeon has measured it
+   * ({@code gpu-check.sh all} times both there). Maven's {@code avx2} test execution turns it on.
+   */
+  static final boolean UNROLL_ROWS = Boolean.getBoolean("convspark.cpu.unrollRows");
   /** Below this many multiply-adds the packing costs more than it saves. */
   private static final long SMALL = 16 * 1024;
   private final ThreadPool pool;
@@ -110,7 +122,7 @@ public final class FastKernels implements Kernels {
      */
     private static void warmUpMicroKernels() {
       float[] a = values(Math.max(8, L) * MR + 8);
-      float[] bp = values(Math.max(8, L) * NR);
+      float[] bp = values((Math.max(8, L) + 1) * NR);
       float[] c = new float[MR * NR];
       float[] tmp = new float[MR * NR];
       float[] edge = new float[EDGE * L];
@@ -121,7 +133,7 @@ public final class FastKernels implements Kernels {
         int nr = i % 4 == 0 ? 1 : NR;
         float beta = i % 2;
         micro(8, a, 0, MR, bp, 0, c, 0, NR, beta, mr, nr, tmp);
-        microRows(8, a, 0, 8, bp, 0, c, 0, NR, beta, mr, nr, tmp);
+        microRows(8 + i % 2, a, 0, 9, bp, 0, c, 0, NR, beta, mr, nr, tmp);
         microInterleaved(L, a, 0, bp, 0, c, 0, NR, beta, mr, nr, tmp);
         microEdge(7 + i % 2, a, 0, bp, 0, edge);
         microEdgeInterleaved(L, a, 0, bp, edge);
@@ -241,7 +253,8 @@ public final class FastKernels implements Kernels {
 
   /** The register tile and the blocks chosen for this CPU, for benchmark and log lines. */
   public static String blocking() {
-    return "tile " + MR + " x " + NR + ", depth " + KC + ", rows " + MC + "; " + CacheSizes.local();
+    return "tile " + MR + " x " + NR + ", depth " + KC + ", rows " + MC + (UNROLL_ROWS ? ", in-place rows two depth steps at a time" : "")
+        + "; " + CacheSizes.local();
   }
 
   @Override
@@ -1112,7 +1125,7 @@ public final class FastKernels implements Kernels {
    * registers: with 32 vector registers (AVX-512) this runs as fast as a packed A and saves the
    * packing; with AVX2's 16 it ran at half speed, so there A is packed ({@link #inPlaceRows}).
    */
-  private static void microRows(int kc, float[] a, int aOff, int lda, float[] bp, int bOff,
+  static void microRows(int kc, float[] a, int aOff, int lda, float[] bp, int bOff,
                             float[] c, int cOff, int ldc, float beta, int mr, int nr, float[] tmp) {
     int a0 = aOff;
     int a1 = aOff + Math.min(1, mr - 1) * lda;
@@ -1132,11 +1145,66 @@ public final class FastKernels implements Kernels {
     FloatVector c41 = c00;
     FloatVector c50 = c00;
     FloatVector c51 = c00;
-    for (int p = 0; p < kc; p++) {
-      int bo = bOff + p * NR;
-      FloatVector b0 = FloatVector.fromArray(S, bp, bo);
-      FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
-      FloatVector x = FloatVector.broadcast(S, a[a0 + p]);
+    // With UNROLL_ROWS, two depth steps an iteration, each step's sums added in the same order as
+    // one at a time, so that the results are the same bit for bit; without it, C2 removes this loop.
+    int p = 0;
+    for (int even = UNROLL_ROWS ? kc & ~1 : 0; p < even; p += 2) {
+      int bo;
+      FloatVector b0;
+      FloatVector b1;
+      FloatVector x;
+      bo = bOff + p * NR;
+      b0 = FloatVector.fromArray(S, bp, bo);
+      b1 = FloatVector.fromArray(S, bp, bo + L);
+      x = FloatVector.broadcast(S, a[a0 + p]);
+      c00 = b0.fma(x, c00);
+      c01 = b1.fma(x, c01);
+      x = FloatVector.broadcast(S, a[a1 + p]);
+      c10 = b0.fma(x, c10);
+      c11 = b1.fma(x, c11);
+      x = FloatVector.broadcast(S, a[a2 + p]);
+      c20 = b0.fma(x, c20);
+      c21 = b1.fma(x, c21);
+      x = FloatVector.broadcast(S, a[a3 + p]);
+      c30 = b0.fma(x, c30);
+      c31 = b1.fma(x, c31);
+      x = FloatVector.broadcast(S, a[a4 + p]);
+      c40 = b0.fma(x, c40);
+      c41 = b1.fma(x, c41);
+      x = FloatVector.broadcast(S, a[a5 + p]);
+      c50 = b0.fma(x, c50);
+      c51 = b1.fma(x, c51);
+      bo = bOff + (p + 1) * NR;
+      b0 = FloatVector.fromArray(S, bp, bo);
+      b1 = FloatVector.fromArray(S, bp, bo + L);
+      x = FloatVector.broadcast(S, a[a0 + p + 1]);
+      c00 = b0.fma(x, c00);
+      c01 = b1.fma(x, c01);
+      x = FloatVector.broadcast(S, a[a1 + p + 1]);
+      c10 = b0.fma(x, c10);
+      c11 = b1.fma(x, c11);
+      x = FloatVector.broadcast(S, a[a2 + p + 1]);
+      c20 = b0.fma(x, c20);
+      c21 = b1.fma(x, c21);
+      x = FloatVector.broadcast(S, a[a3 + p + 1]);
+      c30 = b0.fma(x, c30);
+      c31 = b1.fma(x, c31);
+      x = FloatVector.broadcast(S, a[a4 + p + 1]);
+      c40 = b0.fma(x, c40);
+      c41 = b1.fma(x, c41);
+      x = FloatVector.broadcast(S, a[a5 + p + 1]);
+      c50 = b0.fma(x, c50);
+      c51 = b1.fma(x, c51);
+    }
+    for (; p < kc; p++) {
+      int bo;
+      FloatVector b0;
+      FloatVector b1;
+      FloatVector x;
+      bo = bOff + p * NR;
+      b0 = FloatVector.fromArray(S, bp, bo);
+      b1 = FloatVector.fromArray(S, bp, bo + L);
+      x = FloatVector.broadcast(S, a[a0 + p]);
       c00 = b0.fma(x, c00);
       c01 = b1.fma(x, c01);
       x = FloatVector.broadcast(S, a[a1 + p]);
@@ -1199,6 +1267,7 @@ public final class FastKernels implements Kernels {
     c50.intoArray(tmp, 5 * NR);
     c51.intoArray(tmp, 5 * NR + L);
   }
+
 
   @Override
   public void im2col(float[] x, int n, ConvGeometry g, float[] col) {

@@ -34,7 +34,8 @@ class GpuCheckScriptTest {
   void partsThatTheBudgetLeavesNoTimeForAreNamedAndNotStarted() throws IOException, InterruptedException {
     String[] r = run("all", "--budget", "5");
     assertEquals("0", r[0], r[1]);
-    for (String part : new String[] {"run --benchmark-only", "cpu --threads 2,8,16", "recipe", "run --parity-only"}) {
+    for (String part : new String[] {"run --benchmark-only", "cpu --threads 2,8,16",
+        "cpu --threads 16 (CPU_JAVA_OPTS=-Dconvspark.cpu.unrollRows=true)", "recipe", "run --parity-only"}) {
       assertTrue(r[1].contains("== gpu-check all: '" + part + "' not started"), r[1]);
     }
   }

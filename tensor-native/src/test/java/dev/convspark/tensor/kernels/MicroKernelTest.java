@@ -1,0 +1,72 @@
+package dev.convspark.tensor.kernels;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/** The register-tile kernels against a scalar loop that adds the same terms in the same order. */
+class MicroKernelTest {
+
+  /**
+   * {@link FastKernels#microRows} against fused multiply-adds one depth step after the other, bit
+   * for bit: with {@link FastKernels#UNROLL_ROWS} (Maven's {@code avx2} execution) and without it
+   * (the default one), for even and odd depths, whole and partial tiles, with and without beta.
+   */
+  @Test
+  void rowsInPlaceAddTheirTermsInDepthOrder() {
+    Random rnd = new Random(11);
+    int nrFull = FastKernels.NR;
+    int mrFull = FastKernels.MR;
+    int lda = 301;
+    int aOff = 4;
+    int bOff = 5;
+    int cOff = 2;
+    float[] a = new float[mrFull * lda + 7];
+    for (int i = 0; i < a.length; i++) {
+      a[i] = (float) rnd.nextGaussian();
+    }
+    for (int kc : new int[] {1, 2, 3, 8, 9, 255, 256}) {
+      float[] bp = new float[kc * nrFull + bOff];
+      for (int i = 0; i < bp.length; i++) {
+        bp[i] = (float) rnd.nextGaussian();
+      }
+      for (int mr : new int[] {1, 5, mrFull}) {
+        for (int nr : new int[] {1, nrFull - 1, nrFull}) {
+          for (float beta : new float[] {0f, 1f}) {
+            int ldc = nrFull + 3;
+            float[] c = new float[mrFull * ldc + cOff];
+            for (int i = 0; i < c.length; i++) {
+              c[i] = (float) rnd.nextGaussian();
+            }
+            // The sums in registers, then C = sum + beta * C for a whole tile, else the sums left
+            // in tmp (rows past mr repeat A's last row) and C untouched.
+            float[] wantC = c.clone();
+            float[] wantTmp = new float[mrFull * nrFull];
+            for (int i = 0; i < mrFull; i++) {
+              int row = aOff + Math.min(i, mr - 1) * lda;
+              for (int j = 0; j < nrFull; j++) {
+                float sum = 0f;
+                for (int p = 0; p < kc; p++) {
+                  sum = Math.fma(bp[bOff + p * nrFull + j], a[row + p], sum);
+                }
+                if (mr == mrFull && nr == nrFull) {
+                  int at = cOff + i * ldc + j;
+                  wantC[at] = beta != 0f ? sum + wantC[at] * beta : sum;
+                } else {
+                  wantTmp[i * nrFull + j] = sum;
+                }
+              }
+            }
+            float[] tmp = new float[mrFull * nrFull];
+            FastKernels.microRows(kc, a, aOff, lda, bp, bOff, c, cOff, ldc, beta, mr, nr, tmp);
+            String what = "kc " + kc + ", " + mr + " x " + nr + " tile, beta " + beta + ", two steps at a time "
+                + FastKernels.UNROLL_ROWS;
+            assertArrayEquals(wantC, c, "C, " + what);
+            assertArrayEquals(wantTmp, tmp, "the tile left for the caller, " + what);
+          }
+        }
+      }
+    }
+  }
+}
