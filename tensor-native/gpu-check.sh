@@ -67,7 +67,8 @@ pack() {
   fi
   (cd "$here" && mvn -B -q dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dist/lib")
   local jlink=${JAVA_HOME:+$JAVA_HOME/bin/}jlink
-  "$jlink" --add-modules java.base,java.logging,jdk.incubator.vector,jdk.unsupported --strip-debug \
+  "$jlink" --add-modules java.base,java.logging,java.management,jdk.management,jdk.incubator.vector,jdk.unsupported \
+    --strip-debug \
     --no-header-files --no-man-pages --compress=2 --output "$dist/jre"
   cp "$here/gpu-check.sh" "$here/gpu-torch.py" "$dist/"
   echo "packed $(du -sh "$dist" | cut -f1) in $dist (runtime $(du -sh "$dist/jre" | cut -f1))"

@@ -15,6 +15,19 @@ import dev.convspark.tensor.spec.ModelSpec;
  */
 public final class CpuBackend implements Backend {
 
+  private static final System.Logger LOG = System.getLogger(CpuBackend.class.getName());
+
+  /** Training steps after which the kernels' allocations are counted, once the JIT has compiled them. */
+  static final int ALLOCATION_CHECK_FROM = 200;
+  /** Steps counted. */
+  static final int ALLOCATION_CHECK_STEPS = 10;
+  /**
+   * Bytes a step above which the kernels are taken to hold their vectors on the heap: healthy
+   * deep-mnist steps allocate about 30 KB at batch 50 (the loops' lambdas and small arrays); a
+   * multiply kernel compiled with boxed vectors allocates two vectors a depth step.
+   */
+  static final long BOXED_BYTES_PER_STEP = 8L << 20;
+
   /** Samples per inference chunk: bounds the im2col buffers whatever batch a caller passes. */
   static final int INFERENCE_CHUNK = 256;
 
@@ -56,6 +69,23 @@ public final class CpuBackend implements Backend {
     return "cpu (" + t + (t == 1 ? " thread, " : " threads, ") + FastKernels.vectorLength() + "-float vectors)";
   }
 
+  /**
+   * What the log says when the kernels allocated {@code bytesPerStep} bytes a training step: the JIT
+   * has compiled a vector kernel with its vectors on the heap, and this JVM trains several times
+   * slower for its whole life (HotSpot does not recompile it).
+   */
+  static String boxedWarning(long bytesPerStep) {
+    return String.format(java.util.Locale.ROOT, "the CPU kernels allocated %.1f MB a training step where about 30 KB"
+        + " are usual: the JIT compiled a vector kernel with its vectors on the heap, and this JVM will train several"
+        + " times slower for its whole life; restart it (rare since the kernels warm up as they load; seen here under"
+        + " -XX:CompileCommand=print)", bytesPerStep / 1048576.0);
+  }
+
+  /** {@code runner}'s bytes allocated a step in its counted steps (a runner of this backend); -1 before them. */
+  static long allocatedBytesPerStep(ModelRunner runner) {
+    return ((Runner) runner).allocatedBytesPerStep();
+  }
+
   @Override
   public ModelRunner open(ModelSpec spec) {
     return new Runner(new Network(spec));
@@ -77,6 +107,11 @@ public final class CpuBackend implements Backend {
     private java.util.function.IntConsumer gradientListener;
     /** See {@link ModelRunner#setClock}; or null. */
     private long[] clock;
+    /** Training steps so far, and the bytes the kernels allocated in the counted ones. */
+    private int steps;
+    private long countedBytes;
+    /** Bytes a step the kernels allocated in the counted steps; -1 until counted or where not countable. */
+    private long bytesPerStep = -1;
 
     Runner(Network net) {
       this.net = net;
@@ -144,6 +179,32 @@ public final class CpuBackend implements Backend {
     @Override
     public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed,
                                                        long[] firsts, int[] lengths) {
+      // With a gradient listener the caller's thread may also exchange gradients: its workers alone count.
+      boolean counting = pool != null && steps >= ALLOCATION_CHECK_FROM
+          && steps < ALLOCATION_CHECK_FROM + ALLOCATION_CHECK_STEPS && countedBytes >= 0;
+      boolean withCaller = gradientListener == null;
+      long before = counting ? pool.allocatedBytes(withCaller) : 0;
+      SoftmaxCrossEntropy.Result r = step(images, labels, n, lossScale, seed, firsts, lengths);
+      if (counting) {
+        long after = pool.allocatedBytes(withCaller);
+        countedBytes = before < 0 || after < 0 ? -1 : countedBytes + after - before;
+      }
+      if (++steps == ALLOCATION_CHECK_FROM + ALLOCATION_CHECK_STEPS && countedBytes >= 0 && pool != null) {
+        bytesPerStep = countedBytes / ALLOCATION_CHECK_STEPS;
+        if (bytesPerStep > BOXED_BYTES_PER_STEP) {
+          LOG.log(System.Logger.Level.WARNING, boxedWarning(bytesPerStep));
+        }
+      }
+      return r;
+    }
+
+    /** Bytes a step the kernels allocated over steps 200 to 209 (see {@link CpuBackend#BOXED_BYTES_PER_STEP}); -1 before or where not countable. */
+    long allocatedBytesPerStep() {
+      return bytesPerStep;
+    }
+
+    private SoftmaxCrossEntropy.Result step(float[] images, int[] labels, int n, float lossScale, long seed,
+                                            long[] firsts, int[] lengths) {
       net.setRuns(firsts, lengths);
       float[] logits = net.forward(kernels, images, n, true, seed);
       int classes = net.spec().numClasses();

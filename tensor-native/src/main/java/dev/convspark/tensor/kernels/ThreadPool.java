@@ -113,6 +113,55 @@ public final class ThreadPool implements AutoCloseable {
     }
   }
 
+  /**
+   * Bytes of heap allocated so far by the pool's workers and, when {@code withCaller}, the calling
+   * thread (as the JVM counts them per thread); -1 where the JVM does not count them. The kernels'
+   * loops allocate almost nothing, so this tells a vector kernel that the JIT compiled with its
+   * vectors on the heap (see {@code CpuBackend}).
+   */
+  public long allocatedBytes(boolean withCaller) {
+    long[] ids = new long[workers.length + (withCaller ? 1 : 0)];
+    for (int i = 0; i < workers.length; i++) {
+      ids[i] = workers[i].getId();
+    }
+    if (withCaller) {
+      ids[workers.length] = Thread.currentThread().getId();
+    }
+    return ids.length == 0 ? -1 : Allocation.bytes(ids);
+  }
+
+  /** The JVM's per-thread allocation counters, where its management module is present. */
+  private static final class Allocation {
+    private static final java.lang.management.ThreadMXBean MX = bean();
+
+    private static java.lang.management.ThreadMXBean bean() {
+      try {
+        java.lang.management.ThreadMXBean mx = java.lang.management.ManagementFactory.getThreadMXBean();
+        if (mx instanceof com.sun.management.ThreadMXBean sun && sun.isThreadAllocatedMemorySupported()
+            && sun.isThreadAllocatedMemoryEnabled()) {
+          return mx;
+        }
+      } catch (LinkageError | RuntimeException e) {
+        // A runtime without java.management or jdk.management: nothing to count with.
+      }
+      return null;
+    }
+
+    static long bytes(long[] ids) {
+      if (MX == null) {
+        return -1;
+      }
+      long sum = 0;
+      for (long b : ((com.sun.management.ThreadMXBean) MX).getThreadAllocatedBytes(ids)) {
+        if (b < 0) {
+          return -1;
+        }
+        sum += b;
+      }
+      return sum;
+    }
+  }
+
   /** Runs {@code body} for every index in {@code [0, n)}, spread over the threads; returns when all are done. */
   public synchronized void parallelFor(int n, IntConsumer body) {
     if (workers.length == 0 || n <= 1) {
