@@ -49,8 +49,8 @@ public final class FastKernels implements Kernels {
    * 4 instructions a cycle and has two 512-bit FMA units would be held by the instructions, not the
    * multiplies. On the 2-core AMD EPYC (Zen 4) where it was written both run at its FMA units' peak
    * in L1 (107-116 GFLOP/s a core), and the whole training step and the 2048^3 multiply moved
-   * within the day's noise (2 threads: 21.2-27.3 ms a step without, 22.5-25.0 with; 177-209
-   * against 174-202 GFLOP/s), so it stays off until an Intel Xeon has measured it
+   * within the day's noise (2 threads: 21.2-27.3 ms a step without, 22.5-25.0 with; the multiply
+   * 177-209 GFLOP/s without, 174-202 with), so it stays off until an Intel Xeon has measured it
    * ({@code gpu-check.sh all} times both there). Maven's {@code avx2} test execution turns it on.
    */
   static final boolean UNROLL_ROWS = Boolean.getBoolean("convspark.cpu.unrollRows");
