@@ -285,6 +285,7 @@ public final class CpuBackend implements Backend {
     /** The network reads a batch from its start: read in place when it is one chunk from image 0, else copied. */
     @Override
     public void predictLogits(float[] images, int from, int n, float[] out) {
+      ModelRunner.requirePredictRange(net.spec(), images, from, n, out);
       int in = net.spec().inputShape().size();
       int classes = net.spec().numClasses();
       boolean inPlace = from == 0 && n <= INFERENCE_CHUNK;

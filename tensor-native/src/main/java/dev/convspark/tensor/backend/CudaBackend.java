@@ -1138,6 +1138,7 @@ public final class CudaBackend implements Backend {
     /** Each chunk of the images goes from {@code images} straight into the pinned staging memory. */
     @Override
     public void predictLogits(float[] images, int from, int n, float[] out) {
+      ModelRunner.requirePredictRange(net.spec(), images, from, n, out);
       cuCtxSetCurrent(context);
       int inSize = net.spec().inputShape().size();
       int classes = net.spec().numClasses();

@@ -173,8 +173,27 @@ public interface ModelRunner extends AutoCloseable {
    * copy.
    */
   default void predictLogits(float[] images, int from, int n, float[] logits) {
+    requirePredictRange(spec(), images, from, n, logits);
     int size = spec().inputShape().size();
     predictLogits(from == 0 ? images : java.util.Arrays.copyOfRange(images, from * size, (from + n) * size), n, logits);
+  }
+
+  /**
+   * Refuses a range {@code [from, from + n)} of images that {@code images} does not hold, or more
+   * logits than {@code logits} has room for, saying what was asked and what the arrays hold.
+   */
+  static void requirePredictRange(ModelSpec spec, float[] images, int from, int n, float[] logits) {
+    long size = spec.inputShape().size();
+    long classes = spec.numClasses();
+    if (from < 0 || n < 0 || (from + (long) n) * size > images.length) {
+      throw new IllegalArgumentException("predictLogits: images " + from + " to " + (from + (long) n) + " of "
+          + spec.name() + " (" + size + " floats each) need " + (from + (long) n) * size + " floats, but images holds "
+          + images.length);
+    }
+    if (n * classes > logits.length) {
+      throw new IllegalArgumentException("predictLogits: " + n + " images' logits need " + n * classes
+          + " floats, but logits holds " + logits.length);
+    }
   }
 
   /** Releases the replica's memory. */

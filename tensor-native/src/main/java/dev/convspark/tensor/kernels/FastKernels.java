@@ -53,7 +53,12 @@ public final class FastKernels implements Kernels {
    * 177-209 GFLOP/s without, 174-202 with), so it stays off until an Intel Xeon has measured it
    * ({@code gpu-check.sh all} times both there). Maven's {@code avx2} test execution turns it on.
    */
-  static final boolean UNROLL_ROWS = Boolean.getBoolean("convspark.cpu.unrollRows");
+  static final boolean UNROLL_ROWS = unrollRows(System.getProperty("convspark.cpu.unrollRows", "false"));
+
+  /** {@link #UNROLL_ROWS} from its property's value: {@code true} or {@code false}, anything else refused. */
+  static boolean unrollRows(String value) {
+    return Switches.value("convspark.cpu.unrollRows", value);
+  }
   /** Below this many multiply-adds the packing costs more than it saves. */
   private static final long SMALL = 16 * 1024;
   private final ThreadPool pool;

@@ -43,10 +43,7 @@ final class ImplicitConv {
 
   /** The switch's value, {@code true} or {@code false}; any other is refused, naming the property. */
   static boolean enabled(String value) {
-    if (!value.equals("true") && !value.equals("false")) {
-      throw new IllegalArgumentException("convspark.conv.implicit must be true or false but was '" + value + "'");
-    }
-    return value.equals("true");
+    return Switches.value("convspark.conv.implicit", value);
   }
   /**
    * Whether a one-channel convolution (a first layer over gray images) takes this route rather

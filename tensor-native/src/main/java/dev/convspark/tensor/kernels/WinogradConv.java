@@ -134,10 +134,7 @@ final class WinogradConv {
 
   /** The switch's value, {@code true} or {@code false}; any other is refused, naming the property. */
   static boolean enabled(String value) {
-    if (!value.equals("true") && !value.equals("false")) {
-      throw new IllegalArgumentException("convspark.conv.winograd must be true or false but was '" + value + "'");
-    }
-    return value.equals("true");
+    return Switches.value("convspark.conv.winograd", value);
   }
 
   /** Whether a convolution of this geometry (and its gradients) takes this route. */

@@ -1,6 +1,8 @@
 package dev.convspark.tensor.backend;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import dev.convspark.tensor.spec.ModelSpec;
 import java.util.Arrays;
@@ -35,6 +37,23 @@ class PredictLogitsTest {
         // Nothing written past the range's logits.
         assertArrayEquals(new float[] {Float.NaN, Float.NaN, Float.NaN}, Arrays.copyOfRange(got, n * classes, got.length));
       }
+    }
+  }
+
+  @Test
+  void aRangeThatTheArraysDoNotHoldIsRefusedSayingWhatWasAsked() {
+    ModelSpec spec = ModelSpec.parse(ModelSpec.DEEP_MNIST);
+    float[] images = new float[10 * 784];
+    try (CpuBackend cpu = CpuBackend.create(1); ModelRunner r = cpu.open(spec)) {
+      r.initialize(3);
+      IllegalArgumentException past = assertThrows(IllegalArgumentException.class,
+          () -> r.predictLogits(images, 8, 3, new float[30]));
+      assertEquals("predictLogits: images 8 to 11 of " + spec.name() + " (784 floats each) need 8624 floats, but"
+          + " images holds 7840", past.getMessage());
+      assertThrows(IllegalArgumentException.class, () -> r.predictLogits(images, -1, 2, new float[20]));
+      IllegalArgumentException room = assertThrows(IllegalArgumentException.class,
+          () -> r.predictLogits(images, 0, 4, new float[39]));
+      assertEquals("predictLogits: 4 images' logits need 40 floats, but logits holds 39", room.getMessage());
     }
   }
 }

@@ -1,12 +1,24 @@
 package dev.convspark.tensor.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 /** The register-tile kernels against a scalar loop that adds the same terms in the same order. */
 class MicroKernelTest {
+
+  @Test
+  void theUnrollSwitchTakesTrueOrFalseAndRefusesAnythingElseNamingTheProperty() {
+    assertTrue(FastKernels.unrollRows("true"));
+    assertFalse(FastKernels.unrollRows("false"));
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> FastKernels.unrollRows("yes"));
+    assertEquals("convspark.cpu.unrollRows must be true or false but was 'yes'", e.getMessage());
+  }
 
   /**
    * {@link FastKernels#microRows} against fused multiply-adds one depth step after the other, bit
