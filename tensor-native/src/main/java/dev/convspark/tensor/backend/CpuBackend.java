@@ -39,9 +39,22 @@ public final class CpuBackend implements Backend {
     this.kernels = kernels;
   }
 
-  /** The fast backend on {@code threads} threads (at least 1). */
+  /** Whether this JVM's log already has {@link FastKernels#avx512OffWarning()}. */
+  private static final java.util.concurrent.atomic.AtomicBoolean ISA_CHECKED =
+      new java.util.concurrent.atomic.AtomicBoolean();
+
+  /**
+   * The fast backend on {@code threads} threads (at least 1). The first in a JVM warns in the log
+   * where the CPU has AVX-512 that the JVM left off by default ({@link FastKernels#avx512OffWarning()}).
+   */
   public static CpuBackend create(int threads) {
     ThreadPool pool = new ThreadPool(threads);
+    if (ISA_CHECKED.compareAndSet(false, true)) {
+      String warning = FastKernels.avx512OffWarning();
+      if (warning != null) {
+        LOG.log(System.Logger.Level.WARNING, warning);
+      }
+    }
     return new CpuBackend(pool, new FastKernels(pool));
   }
 

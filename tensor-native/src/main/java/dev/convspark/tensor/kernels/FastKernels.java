@@ -244,6 +244,45 @@ public final class FastKernels implements Kernels {
     return "";
   }
 
+  /**
+   * A warning for the log where this CPU has AVX-512 and the JVM left it off by its own default
+   * (HotSpot does so on the Skylake family of Xeons, common in clouds), so the kernels run their
+   * 256-bit route without the user having asked for it; null where it has nothing to say, and where
+   * {@code -XX:UseAVX} was set on purpose.
+   */
+  public static String avx512OffWarning() {
+    return avx512OffWarning(cpuFlags("/proc/cpuinfo"), L, useAvxOrigin());
+  }
+
+  /**
+   * {@link #avx512OffWarning()} for the CPU's {@code flags}, vectors of {@code lanes} floats and the
+   * origin of the JVM's {@code UseAVX} ({@code DEFAULT} unless set: see {@link #useAvxOrigin()}).
+   */
+  static String avx512OffWarning(java.util.Set<String> flags, int lanes, String useAvxOrigin) {
+    if (unusedIsa(flags, lanes).isEmpty() || !"DEFAULT".equals(useAvxOrigin)) {
+      return null;
+    }
+    return "this CPU has AVX-512 but the JVM chose " + (lanes == 8 ? "AVX2" : lanes * Float.SIZE + "-bit vectors")
+        + " by default (HotSpot does so on Skylake-family Xeons), so the CPU kernels run with " + lanes
+        + "-float vectors; -XX:UseAVX=3 (for Spark's executors, in spark.executor.extraJavaOptions) turns AVX-512 on,"
+        + " and bin/convspark bench compare 3 --isa avx512 against --isa avx2 measures which is faster on this CPU";
+  }
+
+  /**
+   * Where the JVM's {@code UseAVX} came from, as HotSpot's diagnostic bean says: {@code DEFAULT}
+   * when nobody set it, {@code VM_CREATION} from the command line, {@code ENVIRON_VAR} from
+   * {@code JAVA_TOOL_OPTIONS}; "unknown" where the JVM does not say (no {@code jdk.management}).
+   */
+  static String useAvxOrigin() {
+    try {
+      var bean = java.lang.management.ManagementFactory.getPlatformMXBean(
+          com.sun.management.HotSpotDiagnosticMXBean.class);
+      return bean == null ? "unknown" : bean.getVMOption("UseAVX").getOrigin().name();
+    } catch (LinkageError | RuntimeException e) {
+      return "unknown";
+    }
+  }
+
   /** The CPU's feature flags from the first {@code flags} line of a Linux cpuinfo file; none where unreadable. */
   static java.util.Set<String> cpuFlags(String cpuinfo) {
     try (var lines = java.nio.file.Files.lines(java.nio.file.Path.of(cpuinfo))) {

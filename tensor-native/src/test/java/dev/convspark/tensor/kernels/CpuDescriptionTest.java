@@ -1,6 +1,7 @@
 package dev.convspark.tensor.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
@@ -36,6 +37,38 @@ class CpuDescriptionTest {
     Set<String> none = FastKernels.cpuFlags(dir.resolve("missing").toString());
     assertTrue(none.isEmpty());
     assertEquals("", FastKernels.unusedIsa(none, 8));
+  }
+
+  @Test
+  void theLogWarnsOnlyWhenTheJvmLeftAvx512OffByItself() {
+    Set<String> avx512 = Set.of("avx", "avx2", "fma", "avx512f");
+    String w = FastKernels.avx512OffWarning(avx512, 8, "DEFAULT");
+    assertTrue(w != null && w.contains("has AVX-512") && w.contains("-XX:UseAVX=3")
+        && w.contains("spark.executor.extraJavaOptions") && w.contains("--isa avx2"), w);
+    // Set on purpose (the command line, JAVA_TOOL_OPTIONS) or unknown: nothing to say.
+    assertNull(FastKernels.avx512OffWarning(avx512, 8, "VM_CREATION"));
+    assertNull(FastKernels.avx512OffWarning(avx512, 8, "ENVIRON_VAR"));
+    assertNull(FastKernels.avx512OffWarning(avx512, 8, "unknown"));
+    assertNull(FastKernels.avx512OffWarning(avx512, 16, "DEFAULT"), "AVX-512 in use");
+    assertNull(FastKernels.avx512OffWarning(Set.of("avx", "avx2", "fma"), 8, "DEFAULT"), "no AVX-512 to use");
+  }
+
+  @Test
+  void thisJvmsUseAvxOriginIsRead() {
+    // Maven's second test execution sets -XX:UseAVX=2 on the command line; the first leaves it.
+    boolean set = java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments().stream()
+        .anyMatch(a -> a.startsWith("-XX:UseAVX="));
+    String origin = FastKernels.useAvxOrigin();
+    if (set) {
+      assertTrue(origin.equals("VM_CREATION") || origin.equals("ENVIRON_VAR"), origin);
+    } else {
+      assertEquals("DEFAULT", origin);
+    }
+    if (set) {
+      assertNull(FastKernels.avx512OffWarning(), "-XX:UseAVX set on purpose: no warning");
+    } else if (FastKernels.vectorLength() >= 16) {
+      assertNull(FastKernels.avx512OffWarning(), "AVX-512 in use: no warning");
+    }
   }
 
   @Test
