@@ -178,11 +178,18 @@ all() {
   [[ $budget =~ ^[0-9]+$ ]] || { echo "--budget must be a whole number of seconds but was '$budget'" >&2; return 2; }
   self="$here/$(basename "${BASH_SOURCE[0]}")"
   local t0=$SECONDS
+  # Both sides of the CPU rows on the widest vectors the CPU has: HotSpot leaves AVX-512 off by
+  # default on Skylake-family Xeons, where PyTorch uses it. BENCH_ISA, where set, holds instead;
+  # with AVX-512 the AVX2 rows come at the end, if the budget leaves time for them.
+  local isa=${BENCH_ISA:-}
+  if [[ -z $isa ]] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then isa=avx512; fi
+  local cpu_isa=${isa:+BENCH_ISA=$isa }
   # The A/B of the CPU's unrolled row kernel (FastKernels.UNROLL_ROWS) at 16 threads comes after
   # the plain CPU rows it is read against.
-  local unrolled="cpu --threads 16 (CPU_JAVA_OPTS=-Dconvspark.cpu.unrollRows=true)"
-  local parts=("run --benchmark-only" "cpu --threads 2,8,16" "$unrolled" "recipe" "run --parity-only")
-  local p
+  local parts=("run --benchmark-only" "${cpu_isa}cpu --threads 2,8,16"
+    "${cpu_isa}CPU_JAVA_OPTS=-Dconvspark.cpu.unrollRows=true cpu --threads 16" "recipe" "run --parity-only")
+  [[ $isa == avx512 ]] && parts+=("BENCH_ISA=avx2 cpu --threads 2,16")
+  local p words envs w
   for p in "${parts[@]}"; do
     left=$((budget - (SECONDS - t0)))
     if ((left < 20)); then
@@ -191,14 +198,17 @@ all() {
     fi
     echo "== gpu-check all: $p (${left}s of the budget left)"
     start=$SECONDS
+    # A part is [NAME=value ...] command [arguments]; CPU_JAVA_OPTS adds to what the caller set.
+    read -ra words <<< "$p"
+    envs=("RECIPES=${RECIPES:-short}")
+    while [[ ${words[0]} == *=* ]]; do
+      w=${words[0]}
+      [[ $w == CPU_JAVA_OPTS=* && -n ${CPU_JAVA_OPTS:-} ]] && w="CPU_JAVA_OPTS=$CPU_JAVA_OPTS ${w#*=}"
+      envs+=("$w")
+      words=("${words[@]:1}")
+    done
     set +e
-    # shellcheck disable=SC2086
-    if [[ $p == "$unrolled" ]]; then
-      CPU_JAVA_OPTS="${CPU_JAVA_OPTS:-} -Dconvspark.cpu.unrollRows=true" \
-        timeout --signal=TERM --kill-after=10 "$left" "$self" cpu --threads 16
-    else
-      RECIPES=${RECIPES:-short} timeout --signal=TERM --kill-after=10 "$left" "$self" $p
-    fi
+    timeout --signal=TERM --kill-after=10 "$left" env "${envs[@]}" "$self" "${words[@]}"
     part_rc=$?
     set -e
     if ((part_rc == 124 || part_rc == 137)); then
