@@ -140,8 +140,10 @@ public final class FastKernels implements Kernels {
         micro(8, a, 0, MR, bp, 0, c, 0, NR, beta, mr, nr, tmp);
         microRows(8 + i % 2, a, 0, 9, bp, 0, c, 0, NR, beta, mr, nr, tmp);
         microInterleaved(L, a, 0, bp, 0, c, 0, NR, beta, mr, nr, tmp);
-        microEdge(7 + i % 2, a, 0, bp, 0, edge);
-        microEdgeInterleaved(L, a, 0, bp, edge);
+        if (EDGES) {
+          microEdge(7 + i % 2, a, 0, bp, 0, edge);
+          microEdgeInterleaved(L, a, 0, bp, edge);
+        }
         microWindow(2, 4, a, 0, 8, bp, 0, c, 0, NR);
         if (mr == MR && nr == NR) {
           addTile(tmp, c, 0, NR, beta);
@@ -603,7 +605,7 @@ public final class FastKernels implements Kernels {
       }
       float[] bArr = own != null ? own : bPanels;
       int lastNr = Math.min(NR, n - (g1 - 1) * NR);
-      if (interleaved && lastNr <= EDGE) {
+      if (EDGES && interleaved && lastNr <= EDGE) {
         int from = own != null ? (g1 - 1 - g0) * kc * NR : ((g1 - 1) * k + pc) * NR;
         for (int p = 0; p < kc; p++) {
           for (int j = 0; j < lastNr; j++) {
@@ -618,7 +620,7 @@ public final class FastKernels implements Kernels {
           int nr = Math.min(NR, n - j);
           int bBase = own != null ? (q - g0) * kc * NR : (q * k + pc) * NR;
           int cAt = cOff + (ic + ir) * ldc + j;
-          if (nr <= EDGE && aArr == ap) {
+          if (EDGES && nr <= EDGE && aArr == ap) {
             // A last panel of a few columns (a batch of 50 as C's columns leaves 2): one vector down
             // each packed column of A instead of a whole tile's 12 multiply-adds per depth step.
             if (interleaved) {
@@ -1044,6 +1046,13 @@ public final class FastKernels implements Kernels {
 
   /** Columns of C that {@link #microEdge} takes at most. */
   static final int EDGE = 4;
+
+  /**
+   * Whether one vector holds a strip's {@code MR} rows, as {@link #microEdge} and
+   * {@link #microEdgeInterleaved} take them: not with 128-bit vectors (4 floats, aarch64's NEON),
+   * where a narrow last panel goes through the whole tile's kernel like any other.
+   */
+  static final boolean EDGES = L >= MR;
 
   /**
    * A strip of {@code MR} packed rows of A ({@code a[aOff + p * MR + r]}) times the first
