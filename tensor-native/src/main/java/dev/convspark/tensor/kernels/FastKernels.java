@@ -250,7 +250,7 @@ public final class FastKernels implements Kernels {
    * A warning for the log where this CPU has AVX-512 and the JVM left it off by its own default
    * (HotSpot does so on the Skylake family of Xeons, common in clouds), so the kernels run their
    * 256-bit route without the user having asked for it; null where it has nothing to say, and where
-   * {@code -XX:UseAVX} was set on purpose.
+   * {@code -XX:UseAVX} or {@code -XX:MaxVectorSize} was set on purpose.
    */
   public static String avx512OffWarning() {
     return avx512OffWarning(cpuFlags("/proc/cpuinfo"), L, useAvxOrigin());
@@ -258,7 +258,7 @@ public final class FastKernels implements Kernels {
 
   /**
    * {@link #avx512OffWarning()} for the CPU's {@code flags}, vectors of {@code lanes} floats and the
-   * origin of the JVM's {@code UseAVX} ({@code DEFAULT} unless set: see {@link #useAvxOrigin()}).
+   * origin of the JVM's vector width ({@code DEFAULT} unless set: see {@link #useAvxOrigin()}).
    */
   static String avx512OffWarning(java.util.Set<String> flags, int lanes, String useAvxOrigin) {
     if (unusedIsa(flags, lanes).isEmpty() || !"DEFAULT".equals(useAvxOrigin)) {
@@ -271,15 +271,25 @@ public final class FastKernels implements Kernels {
   }
 
   /**
-   * Where the JVM's {@code UseAVX} came from, as HotSpot's diagnostic bean says: {@code DEFAULT}
-   * when nobody set it, {@code VM_CREATION} from the command line, {@code ENVIRON_VAR} from
-   * {@code JAVA_TOOL_OPTIONS}; "unknown" where the JVM does not say (no {@code jdk.management}).
+   * Where the JVM's vector width came from, as HotSpot's diagnostic bean says of {@code UseAVX} and
+   * {@code MaxVectorSize}: {@code DEFAULT} when nobody set either, else the origin of one that was
+   * set ({@code VM_CREATION} from the command line, {@code ENVIRON_VAR} from
+   * {@code JAVA_TOOL_OPTIONS}); "unknown" where the JVM does not say (no {@code jdk.management}).
    */
   static String useAvxOrigin() {
     try {
       var bean = java.lang.management.ManagementFactory.getPlatformMXBean(
           com.sun.management.HotSpotDiagnosticMXBean.class);
-      return bean == null ? "unknown" : bean.getVMOption("UseAVX").getOrigin().name();
+      if (bean == null) {
+        return "unknown";
+      }
+      for (String option : new String[] {"UseAVX", "MaxVectorSize"}) {
+        String origin = bean.getVMOption(option).getOrigin().name();
+        if (!origin.equals("DEFAULT")) {
+          return origin;
+        }
+      }
+      return "DEFAULT";
     } catch (LinkageError | RuntimeException e) {
       return "unknown";
     }
