@@ -39,6 +39,22 @@ public final class CpuBackend implements Backend {
     this.kernels = kernels;
   }
 
+  /** The JDK module the fast kernels are written with; a JVM resolves it only when told to. */
+  static final String VECTOR_MODULE = "jdk.incubator.vector";
+
+  /**
+   * Fails, saying what to add, where the JVM was started without {@link #VECTOR_MODULE} (a Spark
+   * application's own {@code spark-submit} without the option, say), rather than with the
+   * {@code NoClassDefFoundError} the kernels would meet.
+   */
+  static void requireVectorApi(boolean present) {
+    if (!present) {
+      throw new IllegalStateException("the CPU backend needs the JDK's Vector API (module " + VECTOR_MODULE
+          + "), which this JVM was started without: add --add-modules=" + VECTOR_MODULE + " to its options (with"
+          + " Spark, to spark.driver.extraJavaOptions and spark.executor.extraJavaOptions; bin/convspark passes it)");
+    }
+  }
+
   /** Whether this JVM's log already has {@link FastKernels#avx512OffWarning()}. */
   private static final java.util.concurrent.atomic.AtomicBoolean ISA_CHECKED =
       new java.util.concurrent.atomic.AtomicBoolean();
@@ -48,6 +64,7 @@ public final class CpuBackend implements Backend {
    * where the CPU has AVX-512 that the JVM left off by default ({@link FastKernels#avx512OffWarning()}).
    */
   public static CpuBackend create(int threads) {
+    requireVectorApi(ModuleLayer.boot().findModule(VECTOR_MODULE).isPresent());
     ThreadPool pool = new ThreadPool(threads);
     if (ISA_CHECKED.compareAndSet(false, true)) {
       String warning = FastKernels.avx512OffWarning();
