@@ -95,6 +95,9 @@ public final class CudaBackend implements Backend {
 
   /** The kernels, as a classpath resource. */
   static final String PTX = "/dev/convspark/tensor/cuda/convspark.ptx";
+  /** The oldest compute capability the float32 kernels' PTX targets ({@code .target sm_75}), major * 10 + minor. */
+  static final int MIN_CAPABILITY = 75;
+
   /** The same kernels for compute capability 8.0 and newer, with the wide products' TF32 forms. */
   static final String PTX_TF32 = "/dev/convspark/tensor/cuda/convspark_tf32.ptx";
   private static final int THREADS = 256;
@@ -251,11 +254,18 @@ public final class CudaBackend implements Backend {
       int[] sms = new int[1];
       cuDeviceGetAttribute(sms, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
       String device = new String(name, java.nio.charset.StandardCharsets.US_ASCII).trim().replace("\0", "");
+      int[] major = new int[1];
+      int[] minor = new int[1];
+      cuDeviceGetAttribute(major, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+      cuDeviceGetAttribute(minor, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+      // The PTX's .target: a driver compiles it for that architecture and newer ones only, and
+      // otherwise refuses it with an error that does not say so (CUDA 13's nvcc builds nothing older).
+      if (major[0] * 10 + minor[0] < MIN_CAPABILITY) {
+        throw new IllegalStateException("gpu:" + ordinal + " (" + device + ") has compute capability " + major[0] + "."
+            + minor[0] + ", and convspark's kernels are built for " + MIN_CAPABILITY / 10 + "." + MIN_CAPABILITY % 10
+            + " (Turing, T4) or newer");
+      }
       if (tf32) {
-        int[] major = new int[1];
-        int[] minor = new int[1];
-        cuDeviceGetAttribute(major, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
-        cuDeviceGetAttribute(minor, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
         if (major[0] < 8) {
           throw new IllegalArgumentException("precision=tf32: gpu:" + ordinal + " (" + device + ") has compute"
               + " capability " + major[0] + "." + minor[0] + ", and TF32 needs the tensor cores of 8.0 or newer;"

@@ -317,6 +317,14 @@ class CudaEmulationTest {
     assertTrue(none.output().contains("device auto: no usable GPU (the CUDA driver reports no GPU); using cpu"),
         none.output());
 
+    // A Volta GPU (7.0): the PTX targets sm_75, which a driver cannot compile for it.
+    Run volta = probe(Map.of("CONVSPARK_CUDA_EMU_CC", "70"), "open", "gpu", "auto");
+    assertTrue(volta.output().contains("gpu failed: device=gpu: gpu:0 (convspark CUDA emulator (CPU)) has compute"
+        + " capability 7.0, and convspark's kernels are built for 7.5 (Turing, T4) or newer"), volta.output());
+    assertTrue(volta.output().contains("device auto: no usable GPU (gpu:0 (convspark CUDA emulator (CPU)) has compute"
+        + " capability 7.0"), volta.output());
+    assertTrue(volta.output().contains("auto -> cpu ("), volta.output());
+
     // A CUDA 11.8 driver reads PTX up to ISA 7.8; the kernels declare 8.0.
     Run old = probe(Map.of("CONVSPARK_CUDA_EMU_DRIVER", "11080"), "open", "gpu", "auto");
     assertTrue(old.output().contains("gpu failed: device=gpu: the CUDA driver (version 11.8) refused convspark's kernels"

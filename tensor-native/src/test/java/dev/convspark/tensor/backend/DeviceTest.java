@@ -96,4 +96,11 @@ class DeviceTest {
         && tf32.contains(".entry conv_forward_tf32"), "TF32 on the tensor cores of 8.0 and newer");
     assertTrue(!text.contains("wmma"), "no WMMA in the PTX every GPU loads");
   }
+
+  @Test
+  void theOldestGpuAcceptedIsTheOneTheCommittedPtxTargets() {
+    String ptx = new String(CudaBackend.ptx(CudaBackend.PTX), java.nio.charset.StandardCharsets.US_ASCII);
+    assertTrue(ptx.contains(".target sm_" + CudaBackend.MIN_CAPABILITY + "\n"),
+        "CudaBackend.MIN_CAPABILITY (" + CudaBackend.MIN_CAPABILITY + ") against the PTX's .target");
+  }
 }
