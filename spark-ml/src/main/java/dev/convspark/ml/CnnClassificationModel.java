@@ -191,6 +191,66 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     return ModelSpec.parse(specString).numClasses();
   }
 
+  /** The number of features (input values) a row's features hold, as MLlib's prediction models say it. */
+  public int numFeatures() {
+    return ModelSpec.parse(specString).inputShape().size();
+  }
+
+  /**
+   * The raw prediction (the logits, one a class) for one row's features, as MLlib's classification
+   * models give it outside a DataFrame; computed on this JVM's engine with the model's
+   * {@code device}, {@code precision} and {@code threadsPerWorker}, kept between calls on a thread.
+   *
+   * @throws IllegalArgumentException when {@code features} does not hold {@link #numFeatures()}
+   *                                  finite values
+   */
+  public org.apache.spark.ml.linalg.Vector predictRaw(org.apache.spark.ml.linalg.Vector features) {
+    return Vectors.dense(toDouble(logits("predictRaw", features), 0, numClasses()));
+  }
+
+  /** The class probabilities (the softmax of {@link #predictRaw}) for one row's features. */
+  public org.apache.spark.ml.linalg.Vector predictProbability(org.apache.spark.ml.linalg.Vector features) {
+    float[] logits = logits("predictProbability", features);
+    float[] probs = new float[logits.length];
+    SoftmaxCrossEntropy.softmax(logits, 1, logits.length, probs);
+    return Vectors.dense(toDouble(probs, 0, probs.length));
+  }
+
+  /** The predicted class (0-based, as a double) for one row's features: the largest logit's. */
+  public double predict(org.apache.spark.ml.linalg.Vector features) {
+    float[] logits = logits("predict", features);
+    int best = 0;
+    for (int c = 1; c < logits.length; c++) {
+      if (logits[c] > logits[best]) {
+        best = c;
+      }
+    }
+    return best;
+  }
+
+  private float[] logits(String method, org.apache.spark.ml.linalg.Vector features) {
+    int size = numFeatures();
+    if (features == null) {
+      throw new IllegalArgumentException(method + ": features is null; the model's input needs " + size + " values");
+    }
+    if (features.size() != size) {
+      throw new IllegalArgumentException(method + ": features holds " + features.size()
+          + " values but the model's input needs " + size);
+    }
+    double[] a = features.toArray();
+    float[] x = new float[size];
+    for (int i = 0; i < size; i++) {
+      x[i] = (float) a[i];
+      if (!Float.isFinite(x[i])) {
+        throw new IllegalArgumentException(method + ": features holds a non-finite value (" + a[i] + ") at position " + i);
+      }
+    }
+    float[] logits = new float[numClasses()];
+    EngineCache.runner(specString, (Integer) getOrDefault(threadsPerWorker), $(device), $(precision), weights)
+        .predictLogits(x, 1, logits);
+    return logits;
+  }
+
   /** A copy of the trained parameters (the engine's flat buffer). */
   public float[] weights() {
     return weights.clone();
@@ -313,8 +373,8 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
       ModelSpec spec = ModelSpec.parse(specText);
       int size = spec.inputShape().size();
       int classes = spec.numClasses();
-      ModelRunner runner = EngineCache.runner(specText, threads, device, precision);
-      runner.copyParametersFrom(weights.value());
+      // A broadcast's value is one array per executor: copied into a thread's replica once.
+      ModelRunner runner = EngineCache.runner(specText, threads, device, precision, weights.value());
       float[] x = new float[batch * size];
       float[] logits = new float[batch * classes];
       float[] probs = new float[batch * classes];

@@ -20,6 +20,7 @@ import org.apache.spark.ml.PipelineStage;
 import org.apache.spark.ml.evaluation.MulticlassClassificationEvaluator;
 import org.apache.spark.ml.linalg.SQLDataTypes;
 import org.apache.spark.ml.linalg.Vector;
+import org.apache.spark.ml.linalg.Vectors;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
@@ -80,6 +81,45 @@ class CnnClassifierTest {
     assertEquals((double) p.argmax(), r.<Double>getAs("prediction"));
     double acc = accuracy(scored);
     assertTrue(acc >= 0.91, "softmax regression test accuracy " + acc);
+  }
+
+  @Test
+  void oneRowIsScoredOutsideADataFrameAsTransformScoresIt() {
+    Dataset<Row> few = train.limit(1000);
+    CnnClassifier clf = new CnnClassifier().setMaxIter(20).setBatchSize(50).setSeed(5).setNumWorkers(1)
+        .setSyncMode("driver");
+    CnnClassificationModel model = clf.fit(few);
+    assertEquals(784, model.numFeatures());
+    List<Row> rows = model.transform(test.limit(20)).collectAsList();
+    List<double[]> raws = new java.util.ArrayList<>();
+    for (Row r : rows) {
+      Vector f = r.getAs("features");
+      double[] raw = model.predictRaw(f).toArray();
+      raws.add(raw);
+      assertArrayEquals(r.<Vector>getAs("rawPrediction").toArray(), raw, 1e-4, "one row against its batch");
+      assertArrayEquals(r.<Vector>getAs("probability").toArray(), model.predictProbability(f).toArray(), 1e-5);
+      assertEquals((double) Vectors.dense(raw).argmax(), model.predict(f));
+      assertArrayEquals(raw, model.predictRaw(f.toSparse()).toArray(), 0.0, "a sparse vector reads the same");
+    }
+    // Another model on the same thread, and training there in between (driver mode trains on the
+    // driver's replica): each model still scores with its own parameters.
+    CnnClassificationModel other = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setSeed(6).fit(few);
+    Vector first = rows.get(0).getAs("features");
+    double[] otherRaw = other.predictRaw(first).toArray();
+    assertTrue(java.util.Arrays.stream(otherRaw).map(Math::abs).sum() > 0
+        && !java.util.Arrays.equals(otherRaw, raws.get(0)), "two seeds, two models");
+    assertArrayEquals(raws.get(0), model.predictRaw(first).toArray(), 0.0);
+    assertArrayEquals(otherRaw, other.predictRaw(first).toArray(), 0.0);
+
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> model.predict(Vectors.dense(new double[783])));
+    assertTrue(e.getMessage().contains("predict: features holds 783 values but the model's input needs 784"),
+        e.getMessage());
+    double[] nan = new double[784];
+    nan[5] = Double.NaN;
+    e = assertThrows(IllegalArgumentException.class, () -> model.predictRaw(Vectors.dense(nan)));
+    assertTrue(e.getMessage().contains("predictRaw: features holds a non-finite value (NaN) at position 5"),
+        e.getMessage());
   }
 
   @Test
