@@ -67,7 +67,10 @@ class KernelParityTest {
         // batch of 50 as C's columns, an odd depth, a depth of one slice and more.
         {520, 50, 257}, {97, 2 * NR + 1, 70}, {61, NR + 4, 301}, {13, 3, 40}, {520, 50, 512}, {61, NR + 4, 64},
         // A task with several groups of B's panels (a quarter of L2 each), the last ragged.
-        {700, 600, 300}};
+        {700, 600, 300},
+        // C of a few rows, B streamed in place (shortRows): one image through dense1, depths and
+        // widths that leave a tail of B's rows and of a vector, and a row longer than two chunks of 1,024.
+        {1, 1024, 3136}, {2, 70, 301}, {3, 2065, 64}, {4, 100, 67}, {1, 64, 64}};
     for (FastKernels fast : new FastKernels[] {fast, otherRoute})
     for (int[] s : sizes) {
       int m = s[0];
@@ -94,16 +97,18 @@ class KernelParityTest {
 
   @Test
   void gemmHonoursLeadingDimensionsLargerThanTheMatrix() {
-    int m = 40;
-    int n = 70;
-    int k = 90;
-    float[] a = random(m * 100);
-    float[] b = random(k * 80);
-    float[] want = random(m * 75);
-    float[] got = want.clone();
-    REF.gemm(false, false, m, n, k, a, 0, 100, b, 0, 80, 0f, want, 0, 75);
-    fast.gemm(false, false, m, n, k, a, 0, 100, b, 0, 80, 0f, got, 0, 75);
-    assertClose(want, got, 1e-5, "gemm with padded rows");
+    // 40 rows take the packed route; 3 the one that streams B in place (shortRows).
+    for (int m : new int[] {40, 3}) {
+      int n = 70;
+      int k = 90;
+      float[] a = random(m * 100);
+      float[] b = random(k * 80);
+      float[] want = random(m * 75);
+      float[] got = want.clone();
+      REF.gemm(false, false, m, n, k, a, 0, 100, b, 0, 80, 0f, want, 0, 75);
+      fast.gemm(false, false, m, n, k, a, 0, 100, b, 0, 80, 0f, got, 0, 75);
+      assertClose(want, got, 1e-5, "gemm with padded rows, m=" + m);
+    }
   }
 
   @Test
