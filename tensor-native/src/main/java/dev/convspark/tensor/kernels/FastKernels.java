@@ -465,10 +465,6 @@ public final class FastKernels implements Kernels {
   }
 
   /**
-   * How many threads share a small multiply of {@code work} multiply-adds split into at most
-   * {@code units} pieces: one per 64 K of work, at most one a thread, at least one.
-   */
-  /**
    * Rows of C up to which {@link #shortRows} streams B in place instead of packing it. Measured on
    * dense1's product (3,136 x 1,024) on a 2-core AMD EPYC: 1 to 4 rows took 0.14-0.9 ms against
    * 0.48-2.5 packed with either ISA and 1 or 2 threads, but for 4 rows on 2 threads with AVX-512,
@@ -567,6 +563,10 @@ public final class FastKernels implements Kernels {
     }
   }
 
+  /**
+   * How many threads share a small multiply of {@code work} multiply-adds split into at most
+   * {@code units} pieces: one per 64 K of work, at most one a thread, at least one.
+   */
   private int smallParts(long work, int units) {
     return (int) Math.max(1, Math.min(Math.min(pool.threads(), units), work >> 16));
   }
