@@ -205,7 +205,8 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
    *                                  finite values
    */
   public org.apache.spark.ml.linalg.Vector predictRaw(org.apache.spark.ml.linalg.Vector features) {
-    return Vectors.dense(toDouble(logits("predictRaw", features), 0, numClasses()));
+    float[] logits = logits("predictRaw", features);
+    return Vectors.dense(toDouble(logits, 0, logits.length));
   }
 
   /** The class probabilities (the softmax of {@link #predictRaw}) for one row's features. */
@@ -229,7 +230,9 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   }
 
   private float[] logits(String method, org.apache.spark.ml.linalg.Vector features) {
-    int size = numFeatures();
+    // The spec parsed once a call: this is the single-row path, called row after row.
+    ModelSpec spec = ModelSpec.parse(specString);
+    int size = spec.inputShape().size();
     if (features == null) {
       throw new IllegalArgumentException(method + ": features is null; the model's input needs " + size + " values");
     }
@@ -245,7 +248,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
         throw new IllegalArgumentException(method + ": features holds a non-finite value (" + a[i] + ") at position " + i);
       }
     }
-    float[] logits = new float[numClasses()];
+    float[] logits = new float[spec.numClasses()];
     EngineCache.runner(specString, (Integer) getOrDefault(threadsPerWorker), $(device), $(precision), weights)
         .predictLogits(x, 1, logits);
     return logits;
