@@ -42,7 +42,8 @@ import scala.Option;
 /**
  * A trained network as a Spark ML {@link Model}: {@code transform} appends MLlib's classifier
  * columns, {@code rawPrediction} (the logits, a Vector), {@code probability} (their softmax, a
- * Vector) and {@code prediction} (the 0-based class index, a double); set a column name to the
+ * Vector) and {@code prediction} (the 0-based class index, a double: the most probable class, or
+ * with {@code thresholds} set the largest probability / threshold's); set a column name to the
  * empty string to leave that column out. Scores in batches on each partition. Saves and loads with
  * MLlib's {@code save}/{@code load}: MLlib's metadata JSON beside the engine's model file.
  */
@@ -61,6 +62,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   private final Param<String> device;
   private final Param<String> precision;
   private final IntParam inferenceBatchSize;
+  private final org.apache.spark.ml.param.DoubleArrayParam thresholds;
   private transient CnnTrainingSummary summary;
   /** The weights as broadcast for scoring, and the context that holds them. */
   private transient Broadcast<float[]> broadcastWeights;
@@ -80,6 +82,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     this.device = CnnParams.device(this);
     this.precision = CnnParams.precision(this);
     this.inferenceBatchSize = CnnParams.inferenceBatchSize(this);
+    this.thresholds = CnnParams.thresholds(this);
     setDefault(device, "cpu");
     setDefault(precision, "fp32");
     setDefault(inferenceBatchSize, 256);
@@ -186,6 +189,27 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     return $(featuresCol);
   }
 
+  /** The {@code thresholds} param (unset by default); see {@link #explainParams()} for its doc. */
+  public org.apache.spark.ml.param.DoubleArrayParam thresholds() {
+    return thresholds;
+  }
+
+  /**
+   * Sets {@code thresholds}, one a class: the prediction becomes the class with the largest
+   * probability / threshold, as in MLlib's probabilistic classifiers. A value the param rejects, or
+   * one whose length is not {@link #numClasses()}, fails here, naming it.
+   */
+  public CnnClassificationModel setThresholds(double[] v) {
+    set(thresholds, v);
+    checkThresholds(v, numClasses());
+    return this;
+  }
+
+  /** The value of {@code thresholds}; fails as MLlib's getters do when it is not set. */
+  public double[] getThresholds() {
+    return $(thresholds);
+  }
+
   /** Number of classes the model predicts. */
   public int numClasses() {
     return ModelSpec.parse(specString).numClasses();
@@ -217,16 +241,63 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     return Vectors.dense(toDouble(probs, 0, probs.length));
   }
 
-  /** The predicted class (0-based, as a double) for one row's features: the largest logit's. */
+  /**
+   * The predicted class (0-based, as a double) for one row's features: the largest logit's, or with
+   * {@code thresholds} set the class with the largest probability / threshold, as {@code transform}
+   * predicts it.
+   */
   public double predict(org.apache.spark.ml.linalg.Vector features) {
     float[] logits = logits("predict", features);
+    double[] t = thresholdsOrNull(logits.length);
+    float[] probs = null;
+    if (t != null) {
+      probs = new float[logits.length];
+      SoftmaxCrossEntropy.softmax(logits, 1, logits.length, probs);
+    }
+    return prediction(logits, probs, 0, logits.length, t);
+  }
+
+  /**
+   * The class predicted from one row's logits and probabilities at {@code off}: the largest logit's
+   * without thresholds (the first on a tie), else the largest probability / threshold's, a 0
+   * threshold counting as infinitely large (as MLlib's {@code probability2prediction}).
+   */
+  static int prediction(float[] logits, float[] probs, int off, int classes, double[] thresholds) {
     int best = 0;
-    for (int c = 1; c < logits.length; c++) {
-      if (logits[c] > logits[best]) {
+    if (thresholds == null) {
+      for (int c = 1; c < classes; c++) {
+        if (logits[off + c] > logits[off + best]) {
+          best = c;
+        }
+      }
+      return best;
+    }
+    double bestScore = Double.NEGATIVE_INFINITY;
+    for (int c = 0; c < classes; c++) {
+      double score = thresholds[c] == 0 ? Double.POSITIVE_INFINITY : probs[off + c] / thresholds[c];
+      if (score > bestScore) {
         best = c;
+        bestScore = score;
       }
     }
     return best;
+  }
+
+  /** {@code thresholds}' value checked against the model's classes, or null when it is not set. */
+  private double[] thresholdsOrNull(int classes) {
+    if (!isDefined(thresholds)) {
+      return null;
+    }
+    double[] t = $(thresholds);
+    checkThresholds(t, classes);
+    return t;
+  }
+
+  private static void checkThresholds(double[] t, int classes) {
+    if (t.length != classes) {
+      throw new IllegalArgumentException("thresholds holds " + t.length + " values but the model predicts " + classes
+          + " classes; give one threshold a class");
+    }
   }
 
   private float[] logits(String method, org.apache.spark.ml.linalg.Vector features) {
@@ -280,6 +351,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   public StructType transformSchema(StructType schema) {
     ModelSpec spec = ModelSpec.parse(specString);
     FeatureReader.of(schema, $(featuresCol), spec.inputShape().size());
+    thresholdsOrNull(spec.numClasses());
     List<StructField> fields = new ArrayList<>(List.of(schema.fields()));
     for (String c : outputColumns()) {
       if (List.of(schema.fieldNames()).contains(c)) {
@@ -322,7 +394,8 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     boolean pred = !$(predictionCol).isEmpty();
     Broadcast<float[]> w = broadcastWeights(df.sparkSession().sparkContext());
     Scorer score = new Scorer(specString, (Integer) getOrDefault(threadsPerWorker), $(device), $(precision),
-        (Integer) getOrDefault(inferenceBatchSize), reader, featureIndex, raw, prob, pred, w);
+        (Integer) getOrDefault(inferenceBatchSize), reader, featureIndex, raw, prob, pred,
+        thresholdsOrNull(classes), w);
     return df.mapPartitions(score, Encoders.row(outSchema));
   }
 
@@ -354,10 +427,12 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     private final boolean raw;
     private final boolean prob;
     private final boolean pred;
+    /** null: the largest logit is predicted. */
+    private final double[] thresholds;
     private final Broadcast<float[]> weights;
 
     Scorer(String specText, int threads, String device, String precision, int batch, FeatureReader reader,
-           int featureIndex, boolean raw, boolean prob, boolean pred, Broadcast<float[]> weights) {
+           int featureIndex, boolean raw, boolean prob, boolean pred, double[] thresholds, Broadcast<float[]> weights) {
       this.specText = specText;
       this.threads = threads;
       this.device = device;
@@ -368,6 +443,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
       this.raw = raw;
       this.prob = prob;
       this.pred = pred;
+      this.thresholds = thresholds;
       this.weights = weights;
     }
 
@@ -424,13 +500,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
             values.add(Vectors.dense(toDouble(probs, o, classes)));
           }
           if (pred) {
-            int best = 0;
-            for (int c = 1; c < classes; c++) {
-              if (logits[o + c] > logits[o + best]) {
-                best = c;
-              }
-            }
-            values.add((double) best);
+            values.add((double) prediction(logits, probs, o, classes, thresholds));
           }
           return RowFactory.create(values.toArray());
         }
@@ -523,6 +593,9 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   CnnClassificationModel copyParamsFrom(org.apache.spark.ml.param.Params other) {
     for (Param<String> p : List.of(featuresCol, predictionCol, probabilityCol, rawPredictionCol)) {
       set(p, (String) other.getOrDefault(other.getParam(p.name())));
+    }
+    if (other.isDefined(other.getParam(thresholds.name()))) {
+      set(thresholds, (double[]) other.getOrDefault(other.getParam(thresholds.name())));
     }
     return this;
   }

@@ -75,6 +75,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   private final IntParam validationInterval;
   private final IntParam earlyStoppingPatience;
   private final DoubleParam validationTol;
+  private final org.apache.spark.ml.param.DoubleArrayParam thresholds;
 
   /** A classifier with a random uid. */
   public CnnClassifier() {
@@ -116,6 +117,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     this.validationInterval = CnnParams.validationInterval(this);
     this.earlyStoppingPatience = CnnParams.earlyStoppingPatience(this);
     this.validationTol = CnnParams.validationTol(this);
+    this.thresholds = CnnParams.thresholds(this);
     setDefault(featuresCol, "features");
     setDefault(labelCol, "label");
     setDefault(predictionCol, "prediction");
@@ -255,6 +257,20 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   /** Sets {@code precision} ({@code fp32} or {@code tf32}); a value the param rejects fails here, naming it. */
   public CnnClassifier setPrecision(String v) {
     return (CnnClassifier) set(precision, v);
+  }
+
+  /** The {@code thresholds} param (unset by default), passed on to the fitted model. */
+  public org.apache.spark.ml.param.DoubleArrayParam thresholds() {
+    return thresholds;
+  }
+
+  /**
+   * Sets {@code thresholds} (one a class, each >= 0, at most one 0) for the fitted model's
+   * predictions; a value the param rejects fails here, and a length other than the model's classes
+   * fails before training, naming it.
+   */
+  public CnnClassifier setThresholds(double[] v) {
+    return (CnnClassifier) set(thresholds, v);
   }
 
   /** Sets {@code checkpointDir}; see {@link #checkpointDir()}. */

@@ -241,6 +241,15 @@ final class CnnParams {
         parses(dev.convspark.tensor.backend.Precision::parse));
   }
 
+  static org.apache.spark.ml.param.DoubleArrayParam thresholds(Params owner) {
+    return new org.apache.spark.ml.param.DoubleArrayParam(owner, "thresholds", "per-class thresholds that adjust"
+        + " which class is predicted, as MLlib's probabilistic classifiers take them: one a class, each >= 0 and at"
+        + " most one of them 0; the prediction is the class with the largest probability / threshold (a 0 threshold"
+        + " counts as infinitely large). Unset: the most probable class",
+        (scala.Function1<double[], Object> & java.io.Serializable) v -> java.util.Arrays.stream(v).allMatch(t -> t >= 0)
+            && java.util.Arrays.stream(v).filter(t -> t == 0).count() <= 1);
+  }
+
   static IntParam inferenceBatchSize(Params owner) {
     return new IntParam(owner, "inferenceBatchSize", "rows scored per engine call in transform (>= 1); bounds the"
         + " memory scoring takes per task", ParamValidators.gtEq(1));

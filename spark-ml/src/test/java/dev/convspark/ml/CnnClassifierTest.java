@@ -364,6 +364,56 @@ class CnnClassifierTest {
   }
 
   @Test
+  void thresholdsChangeThePredictionAsMllibsClassifiersDo() throws Exception {
+    CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setLearningRate(0.5)
+        .setBatchSize(50).setMaxIter(20).setKeepProb(1.0).setNumWorkers(1).setSyncMode("driver");
+    CnnClassificationModel model = clf.fit(train.limit(2000));
+    assertTrue(!model.isDefined(model.thresholds()), "unset by default");
+    List<Row> plain = model.transform(test.limit(300)).select("features", "probability", "prediction").collectAsList();
+    // Class 1's threshold large: it is predicted only where it is far ahead; class 5's small.
+    double[] t = {1, 8, 1, 1, 1, 0.1, 1, 1, 1, 1};
+    List<Row> scored = model.setThresholds(t).transform(test.limit(300)).select("probability", "prediction")
+        .collectAsList();
+    int changed = 0;
+    for (int i = 0; i < scored.size(); i++) {
+      double[] p = scored.get(i).<Vector>getAs("probability").toArray();
+      assertArrayEquals(plain.get(i).<Vector>getAs("probability").toArray(), p, 0.0, "probabilities stay");
+      double[] scaled = new double[p.length];
+      for (int c = 0; c < p.length; c++) {
+        scaled[c] = p[c] / t[c];
+      }
+      double expected = Vectors.dense(scaled).argmax();
+      assertEquals(expected, scored.get(i).<Double>getAs("prediction"), "row " + i);
+      assertEquals(expected, model.predict(plain.get(i).<Vector>getAs("features")), "predict(Vector), row " + i);
+      changed += expected != plain.get(i).<Double>getAs("prediction") ? 1 : 0;
+    }
+    assertTrue(changed > 0, "the thresholds changed some predictions");
+    // A zero threshold counts as infinitely large: that class is always predicted.
+    double[] zero = {1, 1, 1, 0, 1, 1, 1, 1, 1, 1};
+    assertEquals(List.of(3.0), model.setThresholds(zero).transform(test.limit(50)).select("prediction").distinct()
+        .as(org.apache.spark.sql.Encoders.DOUBLE()).collectAsList());
+
+    // Saved and loaded with the model; set on the estimator, passed on to the model it fits.
+    String path = tmp.resolve("thresholds-model").toString();
+    model.setThresholds(t).write().overwrite().save(path);
+    assertArrayEquals(t, CnnClassificationModel.load(path).getThresholds());
+    CnnClassificationModel fitted = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setThresholds(t)
+        .setMaxIter(1).fit(train.limit(200));
+    assertArrayEquals(t, fitted.getThresholds());
+
+    // Bad values fail when set, a wrong length before training, each naming the param.
+    for (double[] bad : new double[][] {{-1, 1}, {0, 0, 1}, {Double.NaN, 1}}) {
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> clf.setThresholds(bad));
+      assertTrue(e.getMessage().contains("thresholds"), e.getMessage());
+    }
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> model.setThresholds(new double[] {1, 2, 3}));
+    assertTrue(e.getMessage().contains("thresholds holds 3 values but the model predicts 10 classes"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class,
+        () -> clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setThresholds(new double[] {1, 2, 3}).fit(train));
+    assertTrue(e.getMessage().contains("thresholds holds 3 values but the model predicts 10 classes"), e.getMessage());
+  }
+
+  @Test
   void crossValidatorAndTheEvaluatorAcceptTheModel() {
     CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setBatchSize(50)
         .setMaxIter(20).setKeepProb(1.0);
