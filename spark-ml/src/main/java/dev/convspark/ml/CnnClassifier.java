@@ -549,6 +549,9 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     // partition is packed: no second pass over the input, and each worker validates its own share.
     Dataset<Row> rows = validation == null ? dataset.select($(featuresCol), $(labelCol))
         : dataset.select($(featuresCol), $(labelCol), $(validationIndicatorCol));
+    if ($(syncMode).equals("barrier")) {
+      refuseDynamicAllocation(dataset.sparkSession().sparkContext().getConf());
+    }
     int slots = $(syncMode).equals("barrier") ? slots(dataset.sparkSession().sparkContext(), workers)
         : dataset.sparkSession().sparkContext().defaultParallelism();
     if ($(syncMode).equals("barrier") && workers > slots) {
@@ -628,6 +631,24 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
    * {@code spark.scheduler.maxRegisteredResourcesWaitingTime} (30 s by default), as Spark's own
    * scheduler does. A local master has all its slots at once.
    */
+  /**
+   * Refuses barrier training where Spark would refuse its barrier stage: under dynamic allocation
+   * (SPARK-24942), which Spark applies on a cluster, or on a local master with
+   * {@code spark.dynamicAllocation.testing}. Said before the wait for executors, and in terms of
+   * the param, since {@code syncMode=driver} trains there.
+   */
+  static void refuseDynamicAllocation(org.apache.spark.SparkConf conf) {
+    String master = conf.get("spark.master", "");
+    boolean local = master.equals("local") || master.startsWith("local[");
+    if (conf.getBoolean("spark.dynamicAllocation.enabled", false)
+        && (!local || conf.getBoolean("spark.dynamicAllocation.testing", false))) {
+      throw new IllegalArgumentException("syncMode=barrier runs the workers as a Spark barrier stage, and Spark"
+          + " runs none while dynamic allocation is on (spark.dynamicAllocation.enabled=true). Use syncMode=driver,"
+          + " which trains under dynamic allocation (one Spark job a step), or start the application with"
+          + " spark.dynamicAllocation.enabled=false");
+    }
+  }
+
   static int slots(org.apache.spark.SparkContext sc, int wanted) {
     int slots = sc.defaultParallelism();
     if (slots >= wanted || sc.isLocal() || sc.getConf().contains("spark.default.parallelism")) {
