@@ -91,12 +91,12 @@ public final class BarrierTraining {
     TrainResult r;
     try {
       Object[] results = (Object[]) input.barrier().mapPartitions(new BarrierWorker(s, key), false,
-          ClassTag$.MODULE$.apply(TrainResult.class)).repartition(1, null).collect();
+          ClassTag$.MODULE$.apply(byte[].class)).repartition(1, null).collect();
       if (results.length != 1) {
         throw new IllegalStateException("barrier training returned " + results.length + " results (expected 1 from worker 0)");
       }
       TrainResult here = HANDED_OVER.get(key);
-      r = here != null ? here : (TrainResult) results[0];
+      r = here != null ? here : TrainResult.fromBytes((byte[]) results[0]);
     } finally {
       HANDED_OVER.remove(key);
     }

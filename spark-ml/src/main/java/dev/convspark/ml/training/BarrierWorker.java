@@ -30,7 +30,7 @@ import scala.runtime.AbstractFunction1;
  * a unit's first worker, runs the steps ({@link StepLoop}); the unit's other workers hand it their
  * partitions and wait.
  */
-final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<TrainResult>>
+final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<byte[]>>
     implements Serializable {
   private static final long serialVersionUID = 1L;
   private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(BarrierWorker.class);
@@ -44,7 +44,7 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<T
   }
 
   @Override
-  public Iterator<TrainResult> apply(Iterator<Object> rows) {
+  public Iterator<byte[]> apply(Iterator<Object> rows) {
     try {
       TrainResult r;
       try {
@@ -53,7 +53,8 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<T
         // Every worker saw it (or heard of it through allGather): retrying the stage cannot help.
         r = BarrierTaskContext.get().partitionId() == 0 ? TrainResult.failed(e.failure) : null;
       }
-      return CollectionConverters.asScala(r == null ? List.<TrainResult>of().iterator() : List.of(r).iterator());
+      // Worker 0's result, as bytes (TrainResult.toBytes says why).
+      return CollectionConverters.asScala(r == null ? List.<byte[]>of().iterator() : List.of(r.toBytes()).iterator());
     } catch (IOException e) {
       throw new UncheckedIOException(e.getMessage(), e);
     }

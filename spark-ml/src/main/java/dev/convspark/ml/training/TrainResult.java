@@ -22,4 +22,28 @@ public record TrainResult(float[] weights, double[] loss, double[] accuracy, Val
   static TrainResult failed(RuntimeException failure) {
     return new TrainResult(null, null, null, null, 0, 0, 0, failure);
   }
+
+  /**
+   * This result in Java serialisation's bytes, the form a barrier task hands it back in: whatever
+   * {@code spark.serializer} the application chose (Kryo cannot write a record, nor an exception's
+   * state reliably), Spark moves a byte array as it is.
+   */
+  byte[] toBytes() {
+    java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+    try (java.io.ObjectOutputStream out = new java.io.ObjectOutputStream(bytes)) {
+      out.writeObject(this);
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException("could not serialise a training result: " + e.getMessage(), e);
+    }
+    return bytes.toByteArray();
+  }
+
+  /** The result {@link #toBytes()} wrote. */
+  static TrainResult fromBytes(byte[] b) {
+    try (java.io.ObjectInputStream in = new java.io.ObjectInputStream(new java.io.ByteArrayInputStream(b))) {
+      return (TrainResult) in.readObject();
+    } catch (java.io.IOException | ClassNotFoundException e) {
+      throw new IllegalStateException("could not read a training result back: " + e.getMessage(), e);
+    }
+  }
 }

@@ -19,6 +19,15 @@ public final class Training {
   }
 
   /**
+   * The classes of this package that Spark's serializer moves between tasks (shuffled and cached
+   * blocks, driver mode's gradient sums), with the arrays inside them Kryo does not register by
+   * itself: what {@code CnnKryoRegistrator} registers.
+   */
+  public static List<Class<?>> serializedClasses() {
+    return List.of(Block.class, GradientSum.class, float[][].class);
+  }
+
+  /**
    * Trains on {@code rows} (features, label and, with validation, the indicator): in a barrier
    * stage of {@code workers} tasks when {@code barrier} (packing the partitions first and
    * shuffling them to the workers when {@code packFirst}: more partitions than workers), else
