@@ -414,6 +414,26 @@ class CnnClassifierTest {
   }
 
   @Test
+  void aStreamingDataFrameIsScoredAsABatchOneIs() throws Exception {
+    CnnClassificationModel model = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd")
+        .setLearningRate(0.5).setBatchSize(50).setMaxIter(10).setKeepProb(1.0).setNumWorkers(1).setSyncMode("driver")
+        .fit(train.limit(1000));
+    String in = tmp.resolve("stream-in").toString();
+    test.limit(300).write().parquet(in);
+    org.apache.spark.sql.streaming.StreamingQuery q = model.transform(spark.readStream().schema(test.schema()).parquet(in))
+        .select("index", "prediction", "probability").writeStream().format("memory").queryName("scoredStream").start();
+    try {
+      q.processAllAvailable();
+    } finally {
+      q.stop();
+    }
+    List<Row> streamed = spark.sql("SELECT * FROM scoredStream ORDER BY index").collectAsList();
+    assertEquals(300, streamed.size());
+    assertEquals(model.transform(spark.read().parquet(in)).select("index", "prediction", "probability").orderBy("index")
+        .collectAsList(), streamed);
+  }
+
+  @Test
   void crossValidatorAndTheEvaluatorAcceptTheModel() {
     CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setBatchSize(50)
         .setMaxIter(20).setKeepProb(1.0);
