@@ -62,6 +62,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   private final IntParam threadsPerWorker;
   private final IntParam numWorkers;
   private final Param<String> checkpointDir;
+  private final Param<String> initialModel;
   private final IntParam checkpointInterval;
   private final Param<String> device;
   private final Param<String> precision;
@@ -104,6 +105,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     this.threadsPerWorker = CnnParams.threadsPerWorker(this);
     this.numWorkers = CnnParams.numWorkers(this);
     this.checkpointDir = CnnParams.checkpointDir(this);
+    this.initialModel = CnnParams.initialModel(this);
     this.checkpointInterval = CnnParams.checkpointInterval(this);
     this.device = CnnParams.device(this);
     this.precision = CnnParams.precision(this);
@@ -271,6 +273,23 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
    */
   public CnnClassifier setThresholds(double[] v) {
     return (CnnClassifier) set(thresholds, v);
+  }
+
+  /**
+   * The {@code initialModel} param (no default): the path of a saved model whose weights training
+   * starts from, to train a model further or fine-tune it on other data.
+   */
+  public Param<String> initialModel() {
+    return initialModel;
+  }
+
+  /**
+   * Sets {@code initialModel}: the path of a {@link CnnClassificationModel} saved with
+   * {@code save(path)} (a {@code PipelineModel}'s stage directory too). A path that holds no such
+   * model, or one of another network, fails before training, naming the param.
+   */
+  public CnnClassifier setInitialModel(String path) {
+    return (CnnClassifier) set(initialModel, path);
   }
 
   /** Sets {@code checkpointDir}; see {@link #checkpointDir()}. */
@@ -543,6 +562,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     Validation.Plan validation = validationPlan(dataset.schema());
     ModelSpec spec = ModelSpec.parse($(model));
     Shift shift = shift(spec);
+    float[] initial = initialWeights(dataset.sparkSession(), spec);
     FeatureReader reader = FeatureReader.of(dataset.schema(), $(featuresCol), spec.inputShape().size());
     int workers = intParam(numWorkers) > 0 ? intParam(numWorkers) : dataset.sparkSession().sparkContext().defaultParallelism();
     // The validation rows travel with the training rows (a third column) and are held out as each
@@ -569,6 +589,8 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     }
     org.apache.spark.SparkContext sc = dataset.sparkSession().sparkContext();
     Checkpoints checkpoints = checkpoints(sc.hadoopConfiguration(), spec);
+    org.apache.spark.broadcast.Broadcast<float[]> start = initial == null ? null
+        : sc.broadcast(initial, scala.reflect.ClassTag$.MODULE$.apply(float[].class));
     Settings settings = new Settings(spec.specString(), reader,
         LabelReader.of(dataset.schema(), $(labelCol), spec.numClasses()), $(optimizer),
         (float) doubleParam(learningRate), intParam(batchSize), intParam(maxIter), (float) doubleParam(keepProb),
@@ -577,12 +599,15 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
         checkpoints, intParam(checkpointInterval), $(device), $(precision),
         $(syncMode).equals("barrier") ? ProgressReports.attach(sc, intParam(maxIter), intParam(batchSize)) : null,
-        BarrierTraining.encrypts(sc.getConf()), schedule, validation, shift);
+        BarrierTraining.encrypts(sc.getConf()), schedule, validation, shift, start);
     TrainResult r;
     try {
       r = Training.run(rows, settings, workers, $(syncMode).equals("barrier"), packFirst);
     } finally {
       ProgressReports.detach(sc, settings.progress());
+      if (start != null) {
+        start.destroy();
+      }
     }
     double seconds = (System.nanoTime() - t0) / 1e9;
     CnnClassificationModel m = new CnnClassificationModel(uid, spec.specString(), r.weights());
@@ -600,6 +625,31 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
         + " final loss %.4f", spec.name(), r.loss().length, intParam(batchSize), r.resumedFromStep(), workers, $(syncMode), seconds,
         m.summary().imagesPerSecond(), r.loss().length == 0 ? Double.NaN : r.loss()[r.loss().length - 1]));
     return copyValues(m.setParent(this), ParamMap.empty());
+  }
+
+  /**
+   * The weights of the model at {@code initialModel}, or null when it is not set; a path that holds
+   * no saved model, or one of another network, fails naming the param.
+   */
+  private float[] initialWeights(org.apache.spark.sql.SparkSession spark, ModelSpec spec) {
+    if (!isDefined(initialModel)) {
+      return null;
+    }
+    String path = $(initialModel);
+    CnnClassificationModel m;
+    try {
+      m = CnnClassificationModel.read().session(spark).load(path);
+    } catch (Exception e) {
+      // Spark's AnalysisException (a missing path) is checked in Java's terms but thrown undeclared.
+      throw new IllegalArgumentException("initialModel=" + path + " holds no CnnClassificationModel saved with"
+          + " save(path): " + e.getMessage(), e);
+    }
+    String theirs = m.getOrDefault(m.model());
+    if (!ModelSpec.parse(theirs).specString().equals(spec.specString())) {
+      throw new IllegalArgumentException("initialModel=" + path + " holds a model of network " + theirs
+          + ", but model is " + $(model) + "; a fit starts from the weights of the same network only");
+    }
+    return m.weights();
   }
 
   /**

@@ -202,6 +202,12 @@ final class CnnParams {
         + " training stage resumes from the newest one. Not set: no checkpoints");
   }
 
+  static Param<String> initialModel(Params owner) {
+    return new Param<>(owner, "initialModel", "path (any Hadoop file system path) of a CnnClassificationModel saved"
+        + " with save(path) whose weights training starts from, instead of weightInit's; its network must be this"
+        + " model's. The optimizer starts afresh. Not set: training starts from weightInit's weights");
+  }
+
   static IntParam checkpointInterval(Params owner) {
     return new IntParam(owner, "checkpointInterval", "set checkpoint interval (>= 1) in steps or disable checkpoint (-1);"
         + " the last step is always checkpointed when checkpointDir is set and this is not -1",

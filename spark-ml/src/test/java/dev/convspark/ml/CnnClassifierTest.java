@@ -434,6 +434,61 @@ class CnnClassifierTest {
   }
 
   @Test
+  void initialModelStartsAFitFromASavedModelsWeights() throws Exception {
+    Dataset<Row> some = train.limit(3000);
+    CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setLearningRate(0.5)
+        .setBatchSize(50).setMaxIter(30).setKeepProb(1.0).setSeed(11);
+    CnnClassificationModel first = clf.fit(some);
+    String path = tmp.resolve("initial-model").toString();
+    first.write().overwrite().save(path);
+    // A learning rate too small to move a float: the fit holds the saved weights, in both modes.
+    for (String mode : new String[] {"barrier", "driver"}) {
+      CnnClassificationModel held = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setInitialModel(path)
+          .setLearningRate(1e-30).setMaxIter(1).setSyncMode(mode).fit(some);
+      assertArrayEquals(first.weights(), held.weights(), 0f, mode + " mode starts from the saved weights");
+    }
+    // Trained on, its loss starts where the first fit's ended, not where that one began.
+    CnnClassificationModel more = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setInitialModel(path)
+        .setMaxIter(5).fit(some);
+    double[] before = first.summary().objectiveHistory();
+    double[] after = more.summary().objectiveHistory();
+    assertTrue(after[0] < before[0] / 2 && after[0] < 2 * before[before.length - 1],
+        "first fit " + before[0] + " -> " + before[before.length - 1] + ", the next starts at " + after[0]);
+
+    // A PipelineModel's stage directory is a saved model; the pipeline's own directory is not.
+    PipelineModel pipeline = new Pipeline().setStages(new PipelineStage[] {
+        clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setMaxIter(2)}).fit(some);
+    String pipelinePath = tmp.resolve("initial-pipeline").toString();
+    pipeline.write().overwrite().save(pipelinePath);
+    String stage;
+    try (java.util.stream.Stream<Path> stages = java.nio.file.Files.list(Path.of(pipelinePath, "stages"))) {
+      stage = stages.findFirst().orElseThrow().toString();
+    }
+    CnnClassificationModel fromStage = clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setInitialModel(stage)
+        .setLearningRate(1e-30).setMaxIter(1).fit(some);
+    assertArrayEquals(((CnnClassificationModel) pipeline.stages()[0]).weights(), fromStage.weights(), 0f);
+    IllegalArgumentException notModel = assertThrows(IllegalArgumentException.class,
+        () -> clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setInitialModel(pipelinePath).fit(some));
+    assertTrue(notModel.getMessage().startsWith("initialModel=" + pipelinePath + " holds no CnnClassificationModel")
+        && notModel.getMessage().contains("PipelineModel"), notModel.getMessage());
+
+    String estPath = tmp.resolve("initial-estimator").toString();
+    clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setInitialModel(path).write().overwrite().save(estPath);
+    CnnClassifier loaded = CnnClassifier.load(estPath);
+    assertEquals(path, loaded.getOrDefault(loaded.initialModel()));
+
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> new CnnClassifier().setInitialModel(path).setMaxIter(1).fit(some));
+    assertTrue(e.getMessage().contains("initialModel=" + path + " holds a model of network")
+        && e.getMessage().contains("but model is deep-mnist"), e.getMessage());
+    String nothing = tmp.resolve("no-model-here").toString();
+    e = assertThrows(IllegalArgumentException.class,
+        () -> clf.copy(org.apache.spark.ml.param.ParamMap.empty()).setInitialModel(nothing).fit(some));
+    assertTrue(e.getMessage().startsWith("initialModel=" + nothing + " holds no CnnClassificationModel"),
+        e.getMessage());
+  }
+
+  @Test
   void crossValidatorAndTheEvaluatorAcceptTheModel() {
     CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setBatchSize(50)
         .setMaxIter(20).setKeepProb(1.0);

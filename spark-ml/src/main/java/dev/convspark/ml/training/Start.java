@@ -7,8 +7,8 @@ import java.io.IOException;
 
 /**
  * Where training starts in both sync modes: the weights, optimizer, history and validation of
- * checkpoint {@code step}, or at step 0 the seeded initial weights, a fresh optimizer and empty
- * histories (each {@code s.steps()} long). {@code validation} is null without validation; it holds
+ * checkpoint {@code step}, or at step 0 the initial model's weights or else the seeded ones, a
+ * fresh optimizer and empty histories (each {@code s.steps()} long). {@code validation} is null without validation; it holds
  * the best evaluation's weights when the model keeps them.
  */
 record Start(float[] params, Optimizer optimizer, double[] loss, double[] accuracy, Validation validation) {
@@ -21,7 +21,9 @@ record Start(float[] params, Optimizer optimizer, double[] loss, double[] accura
     Validation.Plan plan = s.validation();
     if (step == 0) {
       Network init = new Network(spec);
-      if (s.heInit()) {
+      if (s.initialWeights() != null) {
+        System.arraycopy(s.initialWeights().value(), 0, init.params(), 0, init.paramCount());
+      } else if (s.heInit()) {
         init.initialize(s.seed(), ModelSpec.WeightInit.HE_NORMAL, 0f);
       } else {
         init.initialize(s.seed());
