@@ -1,6 +1,7 @@
 package dev.convspark.jobs;
 
 import dev.convspark.ml.CnnClassificationModel;
+import dev.convspark.ml.CnnClassificationSummary;
 import dev.convspark.tensor.Shape;
 import dev.convspark.tensor.spec.ModelSpec;
 import java.io.IOException;
@@ -73,21 +74,10 @@ final class EvaluateJob {
       throw new UsageException("the data has no label column '" + labelCol + "' (columns: " + String.join(", ", d.columns())
           + "); name it with --label-col");
     }
-    Dataset<Row> scored = model.setFeaturesCol(JobData.FEATURES).transform(d)
-        .withColumn("_label", functions.col(labelCol).cast("double")).cache();
-    int k = model.numClasses();
-    long[][] cm = new long[k][k];
-    for (Row r : scored.groupBy("_label", "prediction").count().collectAsList()) {
-      if (r.isNullAt(0)) {
-        throw new IllegalArgumentException("label column '" + labelCol + "' holds a null");
-      }
-      double label = r.getDouble(0);
-      if (label != Math.rint(label) || label < 0 || label >= k) {
-        throw new IllegalArgumentException("label column '" + labelCol + "' holds " + label
-            + "; labels must be 0-based class indices in [0, " + k + ")");
-      }
-      cm[(int) label][(int) r.getDouble(1)] += r.getLong(2);
-    }
+    // The model's evaluate scores the rows, counts (label, prediction) pairs and checks the labels.
+    CnnClassificationSummary summary = model.setFeaturesCol(JobData.FEATURES).setLabelCol(labelCol).evaluate(d);
+    long[][] cm = summary.counts();
+    Dataset<Row> scored = summary.predictions().withColumn("_label", functions.col(labelCol).cast("double"));
     Metrics m = Metrics.of(cm);
     System.out.print(m.text());
     Files.createDirectories(out);
@@ -109,7 +99,6 @@ final class EvaluateJob {
     }
     Pictures.imageGrid(out.resolve("misclassified.png"), "misclassified: " + (m.total - m.correct) + " of " + m.total,
         pixels, captions, side, side, 8);
-    scored.unpersist();
     System.out.println("metrics:  " + out.resolve("metrics.json"));
     System.out.println("pictures: " + out.resolve("confusion.png") + ", " + out.resolve("misclassified.png"));
     return 0;

@@ -2,6 +2,7 @@ package dev.convspark.ml;
 
 import dev.convspark.ml.training.EngineCache;
 import dev.convspark.ml.training.FeatureReader;
+import dev.convspark.ml.training.LabelReader;
 import dev.convspark.tensor.backend.ModelRunner;
 import dev.convspark.tensor.io.ModelFile;
 import dev.convspark.tensor.io.ModelState;
@@ -54,6 +55,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   private final String specString;
   private final float[] weights;
   private final Param<String> featuresCol;
+  private final Param<String> labelCol;
   private final Param<String> predictionCol;
   private final Param<String> probabilityCol;
   private final Param<String> rawPredictionCol;
@@ -74,6 +76,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     this.weights = weights;
     // Params take their owner's uid when created, so they are created after it is set.
     this.featuresCol = CnnParams.featuresCol(this);
+    this.labelCol = CnnParams.labelCol(this);
     this.predictionCol = CnnParams.predictionCol(this);
     this.probabilityCol = CnnParams.probabilityCol(this);
     this.rawPredictionCol = CnnParams.rawPredictionCol(this);
@@ -87,6 +90,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     setDefault(precision, "fp32");
     setDefault(inferenceBatchSize, 256);
     setDefault(featuresCol, "features");
+    setDefault(labelCol, "label");
     setDefault(predictionCol, "prediction");
     setDefault(probabilityCol, "probability");
     setDefault(rawPredictionCol, "rawPrediction");
@@ -102,6 +106,30 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   /** @see CnnClassifier#featuresCol() */
   public Param<String> featuresCol() {
     return featuresCol;
+  }
+
+  /** Name of the label column {@link #evaluate} reads (default {@code label}); scoring needs none. */
+  public Param<String> labelCol() {
+    return labelCol;
+  }
+
+  /** Sets {@code labelCol}; a value the param rejects fails here, naming it. */
+  public CnnClassificationModel setLabelCol(String v) {
+    return (CnnClassificationModel) set(labelCol, v);
+  }
+
+  /**
+   * Scores {@code dataset} and measures the predictions against its {@code labelCol}, as MLlib's
+   * classification models' {@code evaluate} does: accuracy, per-label and weighted precision,
+   * recall and F-measure, the confusion matrix. Runs one Spark job; a label column that is missing
+   * or not numeric, a null label, one that is not a class index of this model, or an empty dataset
+   * fails naming the column.
+   */
+  public CnnClassificationSummary evaluate(Dataset<?> dataset) {
+    CnnClassificationModel m = $(predictionCol).isEmpty() ? copy(ParamMap.empty()).setPredictionCol("prediction") : this;
+    int classes = numClasses();
+    LabelReader.of(dataset.schema(), $(labelCol), classes);
+    return new CnnClassificationSummary(m.transform(dataset), m.getOrDefault(m.predictionCol()), $(labelCol), classes);
   }
 
   /** Name of the prediction column (default {@code prediction}). */

@@ -489,6 +489,61 @@ class CnnClassifierTest {
   }
 
   @Test
+  void evaluateGivesTheFiguresOfMllibsEvaluatorAndChecksTheLabels() {
+    CnnClassificationModel model = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd")
+        .setLearningRate(0.5).setBatchSize(50).setMaxIter(40).setKeepProb(1.0).setNumWorkers(1).setSyncMode("driver")
+        .fit(train.limit(3000));
+    Dataset<Row> some = test.limit(2000).withColumnRenamed("label", "digit");
+    CnnClassificationSummary s = model.setLabelCol("digit").evaluate(some);
+    Dataset<Row> scored = model.transform(some);
+    MulticlassClassificationEvaluator ev = new MulticlassClassificationEvaluator().setLabelCol("digit");
+    assertEquals(ev.setMetricName("accuracy").evaluate(scored), s.accuracy(), 1e-12);
+    assertEquals(ev.setMetricName("weightedPrecision").evaluate(scored), s.weightedPrecision(), 1e-12);
+    assertEquals(ev.setMetricName("weightedRecall").evaluate(scored), s.weightedRecall(), 1e-12);
+    assertEquals(ev.setMetricName("f1").evaluate(scored), s.weightedFMeasure(), 1e-12);
+    assertEquals(ev.setMetricName("weightedFalsePositiveRate").evaluate(scored), s.weightedFalsePositiveRate(), 1e-12);
+    double[] labels = s.labels();
+    assertEquals(10, labels.length);
+    for (int i = 0; i < labels.length; i++) {
+      ev.setMetricLabel(labels[i]);
+      assertEquals(ev.setMetricName("precisionByLabel").evaluate(scored), s.precisionByLabel()[i], 1e-12);
+      assertEquals(ev.setMetricName("recallByLabel").evaluate(scored), s.recallByLabel()[i], 1e-12);
+      assertEquals(ev.setMetricName("fMeasureByLabel").evaluate(scored), s.fMeasureByLabel()[i], 1e-12);
+    }
+    long[][] counts = s.counts();
+    long diagonal = 0;
+    for (int c = 0; c < 10; c++) {
+      diagonal += counts[c][c];
+      for (int p = 0; p < 10; p++) {
+        assertEquals((double) counts[c][p], s.confusionMatrix().apply(c, p), "true " + c + ", predicted " + p);
+      }
+    }
+    assertEquals(2000, s.count());
+    assertEquals(s.accuracy(), diagonal / 2000.0, 1e-12);
+    assertTrue(s.accuracy() > 0.8, "accuracy " + s.accuracy());
+    assertEquals("digit", s.labelCol());
+    assertEquals(2000, s.predictions().count());
+
+    // Bad labels fail naming the column, as training's do.
+    org.apache.spark.sql.Column index = org.apache.spark.sql.functions.col("index");
+    String m = assertThrows(IllegalArgumentException.class, () -> model.evaluate(some.withColumn("digit",
+        org.apache.spark.sql.functions.when(index.equalTo(3), 11).otherwise(1)))).getMessage();
+    assertTrue(m.contains("label column 'digit' holds 11.0; labels must be 0-based class indices in [0, 10)"), m);
+    m = assertThrows(IllegalArgumentException.class, () -> model.evaluate(some.withColumn("digit",
+        org.apache.spark.sql.functions.when(index.equalTo(3), org.apache.spark.sql.functions.lit(null)).otherwise(1))))
+        .getMessage();
+    assertTrue(m.contains("label column 'digit' holds a null"), m);
+    m = assertThrows(IllegalArgumentException.class, () -> model.evaluate(some.withColumn("digit",
+        org.apache.spark.sql.functions.lit("seven")))).getMessage();
+    assertTrue(m.contains("label column 'digit' has type string"), m);
+    m = assertThrows(IllegalArgumentException.class, () -> model.setLabelCol("label").evaluate(some)).getMessage();
+    assertTrue(m.contains("label column 'label' does not exist"), m);
+    m = assertThrows(IllegalArgumentException.class, () -> model.setLabelCol("digit").evaluate(some.limit(0)))
+        .getMessage();
+    assertTrue(m.contains("cannot evaluate on an empty dataset"), m);
+  }
+
+  @Test
   void crossValidatorAndTheEvaluatorAcceptTheModel() {
     CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setBatchSize(50)
         .setMaxIter(20).setKeepProb(1.0);
