@@ -37,8 +37,7 @@ class BadInputTest {
 
   @BeforeAll
   static void start() {
-    spark = SparkSession.builder().master("local[2]").appName("convspark-bad-input")
-        .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1").getOrCreate();
+    spark = LocalSessions.builder("convspark-bad-input").getOrCreate();
   }
 
   @AfterAll

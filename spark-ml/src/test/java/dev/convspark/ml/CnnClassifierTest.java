@@ -42,8 +42,7 @@ class CnnClassifierTest {
 
   @BeforeAll
   static void start() {
-    spark = SparkSession.builder().master("local[2]").appName("convspark-ml-tests")
-        .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1").getOrCreate();
+    spark = LocalSessions.builder("convspark-ml-tests").getOrCreate();
     Path mnist = MnistArrays.defaultDir().toAbsolutePath();
     train = spark.read().format("idx").option("imageFormat", "vector").option("recordsPerPartition", 20_000)
         .load(mnist.resolve("train-images-idx3-ubyte").toString());
@@ -270,7 +269,7 @@ class CnnClassifierTest {
   @Test
   void imageStructFeaturesFromTheIdxSourceWork() {
     Dataset<Row> images = spark.read().format("idx")
-        .load(MnistArrays.defaultDir().toAbsolutePath().resolve("t10k-images-idx3-ubyte").toString()).limit(500);
+        .load(LocalSessions.mnist("t10k-images-idx3-ubyte")).limit(500);
     CnnClassificationModel m = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd")
         .setLearningRate(0.5).setBatchSize(50).setMaxIter(30).setFeaturesCol("image").fit(images);
     assertEquals(500, m.transform(images).count());

@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.convspark.datasets.mnist.MnistArrays;
 import org.apache.spark.SparkConf;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
@@ -22,13 +21,12 @@ class DynamicAllocationTest {
 
   @Test
   void barrierIsRefusedNamingTheParamAndDriverModeTrains() {
-    SparkSession spark = SparkSession.builder().master("local[2]").appName("convspark-dynamic-allocation")
-        .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
+    SparkSession spark = LocalSessions.builder("convspark-dynamic-allocation")
         .config("spark.dynamicAllocation.enabled", "true").config("spark.dynamicAllocation.testing", "true")
         .getOrCreate();
     try {
       Dataset<Row> train = spark.read().format("idx").option("imageFormat", "vector")
-          .load(MnistArrays.defaultDir().toAbsolutePath().resolve("train-images-idx3-ubyte").toString()).limit(500);
+          .load(LocalSessions.mnist("train-images-idx3-ubyte")).limit(500);
       CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setLearningRate(0.5)
           .setBatchSize(50).setMaxIter(5).setKeepProb(1.0).setNumWorkers(2);
       IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> clf.fit(train));

@@ -3,7 +3,6 @@ package dev.convspark.ml;
 import dev.convspark.ml.training.BarrierTraining;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.convspark.datasets.mnist.MnistArrays;
 import org.apache.spark.ml.param.ParamMap;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
@@ -19,8 +18,7 @@ class EncryptedTrainingTest {
 
   @Test
   void withSparksNetworkCryptoTheExchangeIsEncryptedAndTrainsTheSameWeights() {
-    SparkSession spark = SparkSession.builder().master("local[2]").appName("convspark-encrypted")
-        .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
+    SparkSession spark = LocalSessions.builder("convspark-encrypted")
         .config("spark.authenticate", "true").config("spark.authenticate.secret", "a test secret")
         // Local mode's tasks otherwise load generated classes through the session's class server,
         // over the authenticated RPC: once, in one run of three, a fetch hung for 120 s there.
@@ -29,7 +27,7 @@ class EncryptedTrainingTest {
     try {
       assertTrue(BarrierTraining.encrypts(spark.sparkContext().getConf()));
       Dataset<Row> small = spark.read().format("idx").option("imageFormat", "vector")
-          .load(MnistArrays.defaultDir().toAbsolutePath().resolve("train-images-idx3-ubyte").toString())
+          .load(LocalSessions.mnist("train-images-idx3-ubyte"))
           .orderBy("index").limit(400).repartition(2);
       CnnClassifier clf = new CnnClassifier().setModel("in28x28x1-conv5x5x4-relu-pool2-dense32-relu-dropout-dense10")
           .setBatchSize(40).setMaxIter(6).setSeed(5).setLearningRate(1e-3).setNumWorkers(2);

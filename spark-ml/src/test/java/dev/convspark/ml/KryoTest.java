@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.convspark.datasets.mnist.MnistArrays;
 import java.util.ArrayList;
 import java.util.List;
 import org.apache.spark.sql.Dataset;
@@ -24,8 +23,7 @@ import org.junit.jupiter.api.Test;
 class KryoTest {
 
   private static SparkSession kryo(boolean registrationRequired, String registrator) {
-    return SparkSession.builder().master("local[2]").appName("convspark-kryo")
-        .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
+    return LocalSessions.builder("convspark-kryo")
         .config("spark.serializer", "org.apache.spark.serializer.KryoSerializer")
         .config("spark.kryo.registrationRequired", Boolean.toString(registrationRequired))
         .config("spark.kryo.registrator", registrator).getOrCreate();
@@ -33,7 +31,7 @@ class KryoTest {
 
   /** Fits through each route (barrier, driver, barrier after packing 120 partitions) and scores. */
   private static List<float[]> fitEveryRoute(SparkSession spark) {
-    String path = MnistArrays.defaultDir().toAbsolutePath().resolve("train-images-idx3-ubyte").toString();
+    String path = LocalSessions.mnist("train-images-idx3-ubyte");
     Dataset<Row> few = spark.read().format("idx").option("imageFormat", "vector").load(path).limit(1000)
         .withColumn("isVal", functions.col("index").mod(5).equalTo(0));
     Dataset<Row> many = spark.read().format("idx").option("imageFormat", "vector").option("recordsPerPartition", 500)
