@@ -14,9 +14,9 @@ import scala.Tuple3;
  * A fitted model's metrics on a labelled DataFrame, as MLlib's classification summaries give them
  * ({@link CnnClassificationModel#evaluate}): accuracy, the per-label and weighted precision,
  * recall, F-measure and true and false positive rates, and the confusion matrix. The labels are
- * those that occur as a label or a prediction, ascending, as in MLlib's {@code MulticlassMetrics},
- * which computes every figure here from the counts of (label, prediction) pairs; the counts come
- * from one Spark job over the scored rows, which also checks the labels.
+ * those that occur in the label column, ascending, as in MLlib's {@code MulticlassMetrics}, which
+ * computes every figure here from the counts of (label, prediction) pairs; the counts come from
+ * one Spark job over the scored rows, which also checks the labels.
  */
 public final class CnnClassificationSummary {
 
@@ -83,7 +83,7 @@ public final class CnnClassificationSummary {
 
   /**
    * Rows by true class (row) and predicted class (column), every class of the model, 0 to
-   * {@code numClasses - 1}; {@link #confusionMatrix()} holds the labels that occur only.
+   * {@code numClasses - 1}; {@link #confusionMatrix()} holds those of {@link #labels()} only.
    */
   public long[][] counts() {
     long[][] copy = new long[counts.length][];
@@ -93,7 +93,7 @@ public final class CnnClassificationSummary {
     return copy;
   }
 
-  /** The labels the per-label figures are for: those that occur as a label or a prediction, ascending. */
+  /** The labels the per-label figures are for: those that occur in the label column, ascending. */
   public double[] labels() {
     return metrics.labels();
   }
