@@ -152,7 +152,10 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     return model;
   }
 
-  /** Engine threads per task while scoring (default 1). */
+  /**
+   * Engine threads per task while scoring: in {@code transform}, {@code spark.task.cpus} when not set;
+   * in {@code predict(Vector)} and its like, 1 when not set.
+   */
   public IntParam threadsPerWorker() {
     return threadsPerWorker;
   }
@@ -421,10 +424,20 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     boolean prob = !$(probabilityCol).isEmpty();
     boolean pred = !$(predictionCol).isEmpty();
     Broadcast<float[]> w = broadcastWeights(df.sparkSession().sparkContext());
-    Scorer score = new Scorer(specString, (Integer) getOrDefault(threadsPerWorker), $(device), $(precision),
+    Scorer score = new Scorer(specString, scoringThreads(df.sparkSession().sparkContext().getConf()), $(device),
+        $(precision),
         (Integer) getOrDefault(inferenceBatchSize), reader, featureIndex, raw, prob, pred,
         thresholdsOrNull(classes), w);
     return df.mapPartitions(score, Encoders.row(outSchema));
+  }
+
+  /**
+   * The engine threads a {@code transform} task scores with: {@code threadsPerWorker} when set, else
+   * {@code spark.task.cpus}, the cores Spark reserves for each task (as training does), so that an
+   * executor that runs one task per four cores scores on four.
+   */
+  int scoringThreads(org.apache.spark.SparkConf conf) {
+    return isSet(threadsPerWorker) ? (Integer) $(threadsPerWorker) : conf.getInt("spark.task.cpus", 1);
   }
 
   /**

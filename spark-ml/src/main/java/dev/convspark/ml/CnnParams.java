@@ -193,7 +193,8 @@ final class CnnParams {
   }
 
   static IntParam threadsPerWorker(Params owner) {
-    return new IntParam(owner, "threadsPerWorker", "CPU threads the engine uses in each task (>= 1); when not set, training uses spark.task.cpus", ParamValidators.gtEq(1));
+    return new IntParam(owner, "threadsPerWorker", "CPU threads the engine uses in each task (>= 1); when not set, training and transform use"
+        + " spark.task.cpus, the cores Spark gives each task", ParamValidators.gtEq(1));
   }
 
   static Param<String> checkpointDir(Params owner) {

@@ -89,6 +89,11 @@ class CnnClassifierTest {
         .setSyncMode("driver");
     CnnClassificationModel model = clf.fit(few);
     assertEquals(784, model.numFeatures());
+    org.apache.spark.SparkConf fourCpus = new org.apache.spark.SparkConf().set("spark.task.cpus", "4");
+    assertEquals(4, model.scoringThreads(fourCpus), "transform takes spark.task.cpus without threadsPerWorker");
+    assertEquals(1, model.scoringThreads(new org.apache.spark.SparkConf()));
+    assertEquals(2, model.copy(org.apache.spark.ml.param.ParamMap.empty()).setThreadsPerWorker(2)
+        .scoringThreads(fourCpus));
     List<Row> rows = model.transform(test.limit(20)).collectAsList();
     List<double[]> raws = new java.util.ArrayList<>();
     for (Row r : rows) {
