@@ -557,6 +557,13 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
 
   @Override
   public CnnClassificationModel fit(Dataset<?> dataset) {
+    if (dataset.isStreaming()) {
+      // Spark's own refusal ("Queries with streaming sources must be executed with
+      // writeStream.start()") does not say that training needs the rows at rest.
+      throw new IllegalArgumentException("fit needs a batch DataFrame, and this one is streaming: training samples"
+          + " every step's batch from all the rows. Train on a batch read of the same source (spark.read"
+          + " instead of spark.readStream); the fitted model's transform does score a stream");
+    }
     transformSchema(dataset.schema());
     LearningRateSchedule schedule = schedule();
     Validation.Plan validation = validationPlan(dataset.schema());

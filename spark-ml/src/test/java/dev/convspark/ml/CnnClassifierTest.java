@@ -431,6 +431,9 @@ class CnnClassifierTest {
     } finally {
       q.stop();
     }
+    Dataset<Row> stream = spark.readStream().schema(test.schema()).parquet(in);
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new CnnClassifier().fit(stream));
+    assertTrue(e.getMessage().startsWith("fit needs a batch DataFrame"), e.getMessage());
     List<Row> streamed = spark.sql("SELECT * FROM scoredStream ORDER BY index").collectAsList();
     assertEquals(300, streamed.size());
     assertEquals(model.transform(spark.read().parquet(in)).select("index", "prediction", "probability").orderBy("index")
