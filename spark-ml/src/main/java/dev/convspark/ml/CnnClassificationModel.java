@@ -20,7 +20,6 @@ import org.apache.hadoop.fs.Path;
 import org.apache.spark.api.java.function.MapPartitionsFunction;
 import org.apache.spark.broadcast.Broadcast;
 import org.apache.spark.ml.Model;
-import org.apache.spark.ml.linalg.SQLDataTypes;
 import org.apache.spark.ml.linalg.Vectors;
 import org.apache.spark.ml.param.IntParam;
 import org.apache.spark.ml.param.Param;
@@ -35,7 +34,6 @@ import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.SparkSession;
-import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
 import scala.Option;
@@ -390,13 +388,14 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
       }
     }
     if (!$(rawPredictionCol).isEmpty()) {
-      fields.add(DataTypes.createStructField($(rawPredictionCol), SQLDataTypes.VectorType(), false));
+      fields.add(new org.apache.spark.ml.attribute.AttributeGroup($(rawPredictionCol), spec.numClasses()).toStructField());
     }
     if (!$(probabilityCol).isEmpty()) {
-      fields.add(DataTypes.createStructField($(probabilityCol), SQLDataTypes.VectorType(), false));
+      fields.add(new org.apache.spark.ml.attribute.AttributeGroup($(probabilityCol), spec.numClasses()).toStructField());
     }
     if (!$(predictionCol).isEmpty()) {
-      fields.add(DataTypes.createStructField($(predictionCol), DataTypes.DoubleType, false));
+      fields.add(org.apache.spark.ml.attribute.NominalAttribute.defaultAttr().withName($(predictionCol))
+          .withNumValues(spec.numClasses()).toStructField());
     }
     return new StructType(fields.toArray(new StructField[0]));
   }
@@ -428,7 +427,12 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
         $(precision),
         (Integer) getOrDefault(inferenceBatchSize), reader, featureIndex, raw, prob, pred,
         thresholdsOrNull(classes), w);
-    return df.mapPartitions(score, Encoders.row(outSchema));
+    Dataset<Row> scored = df.mapPartitions(score, Encoders.row(outSchema));
+    // The rows' encoder keeps the columns' types but not their metadata: set MLlib's back on.
+    for (String c : outputColumns()) {
+      scored = scored.withMetadata(c, outSchema.apply(c).metadata());
+    }
+    return scored;
   }
 
   /**

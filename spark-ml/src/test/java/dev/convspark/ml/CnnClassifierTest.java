@@ -80,6 +80,18 @@ class CnnClassifierTest {
     assertEquals((double) p.argmax(), r.<Double>getAs("prediction"));
     double acc = accuracy(scored);
     assertTrue(acc >= 0.91, "softmax regression test accuracy " + acc);
+    // MLlib's column metadata, the vectors' sizes and the prediction's classes: VectorAssembler
+    // stacks this model's outputs from it, with no pass over the rows (handleInvalid=keep needs it).
+    assertEquals(10, org.apache.spark.ml.attribute.AttributeGroup.fromStructField(scored.schema().apply("probability"))
+        .size());
+    assertEquals(10, org.apache.spark.ml.attribute.AttributeGroup.fromStructField(
+        scored.schema().apply("rawPrediction")).size());
+    assertEquals(10, ((org.apache.spark.ml.attribute.NominalAttribute) org.apache.spark.ml.attribute.Attribute
+        .fromStructField(scored.schema().apply("prediction"))).getNumValues().get());
+    Dataset<Row> stacked = new org.apache.spark.ml.feature.VectorAssembler()
+        .setInputCols(new String[] {"probability", "rawPrediction"}).setOutputCol("stacked").setHandleInvalid("keep")
+        .transform(scored);
+    assertEquals(20, stacked.first().<Vector>getAs("stacked").size());
   }
 
   @Test
