@@ -682,13 +682,6 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   }
 
   /**
-   * The tasks the cluster runs at once. A cluster whose executors are still registering (a
-   * {@code fit} right after start-up) counts only Spark's floor of 2: then, unless
-   * {@code spark.default.parallelism} fixes the count, wait for executors up to
-   * {@code spark.scheduler.maxRegisteredResourcesWaitingTime} (30 s by default), as Spark's own
-   * scheduler does. A local master has all its slots at once.
-   */
-  /**
    * Refuses barrier training where Spark would refuse its barrier stage: under dynamic allocation
    * (SPARK-24942), which Spark applies on a cluster, or on a local master with
    * {@code spark.dynamicAllocation.testing}. Said before the wait for executors, and in terms of
@@ -706,6 +699,13 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     }
   }
 
+  /**
+   * The tasks the cluster runs at once. A cluster whose executors are still registering (a
+   * {@code fit} right after start-up) counts only Spark's floor of 2: then, unless
+   * {@code spark.default.parallelism} fixes the count, wait for executors up to
+   * {@code spark.scheduler.maxRegisteredResourcesWaitingTime} (30 s by default), as Spark's own
+   * scheduler does. A local master has all its slots at once.
+   */
   static int slots(org.apache.spark.SparkContext sc, int wanted) {
     int slots = sc.defaultParallelism();
     if (slots >= wanted || sc.isLocal() || sc.getConf().contains("spark.default.parallelism")) {
