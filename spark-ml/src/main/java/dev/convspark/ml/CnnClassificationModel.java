@@ -20,6 +20,8 @@ import org.apache.hadoop.fs.Path;
 import org.apache.spark.api.java.function.MapPartitionsFunction;
 import org.apache.spark.broadcast.Broadcast;
 import org.apache.spark.ml.Model;
+import org.apache.spark.ml.attribute.AttributeGroup;
+import org.apache.spark.ml.attribute.NominalAttribute;
 import org.apache.spark.ml.linalg.Vectors;
 import org.apache.spark.ml.param.IntParam;
 import org.apache.spark.ml.param.Param;
@@ -124,7 +126,8 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
    * fails naming the column.
    */
   public CnnClassificationSummary evaluate(Dataset<?> dataset) {
-    CnnClassificationModel m = $(predictionCol).isEmpty() ? copy(ParamMap.empty()).setPredictionCol("prediction") : this;
+    CnnClassificationModel m = $(predictionCol).isEmpty()
+        ? copy(ParamMap.empty()).setPredictionCol("prediction") : this;
     int classes = numClasses();
     LabelReader.of(dataset.schema(), $(labelCol), classes);
     return new CnnClassificationSummary(m.transform(dataset), m.getOrDefault(m.predictionCol()), $(labelCol), classes);
@@ -388,13 +391,13 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
       }
     }
     if (!$(rawPredictionCol).isEmpty()) {
-      fields.add(new org.apache.spark.ml.attribute.AttributeGroup($(rawPredictionCol), spec.numClasses()).toStructField());
+      fields.add(new AttributeGroup($(rawPredictionCol), spec.numClasses()).toStructField());
     }
     if (!$(probabilityCol).isEmpty()) {
-      fields.add(new org.apache.spark.ml.attribute.AttributeGroup($(probabilityCol), spec.numClasses()).toStructField());
+      fields.add(new AttributeGroup($(probabilityCol), spec.numClasses()).toStructField());
     }
     if (!$(predictionCol).isEmpty()) {
-      fields.add(org.apache.spark.ml.attribute.NominalAttribute.defaultAttr().withName($(predictionCol))
+      fields.add(NominalAttribute.defaultAttr().withName($(predictionCol))
           .withNumValues(spec.numClasses()).toStructField());
     }
     return new StructType(fields.toArray(new StructField[0]));

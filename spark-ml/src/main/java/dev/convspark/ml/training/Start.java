@@ -8,8 +8,8 @@ import java.io.IOException;
 /**
  * Where training starts in both sync modes: the weights, optimizer, history and validation of
  * checkpoint {@code step}, or at step 0 the initial model's weights or else the seeded ones, a
- * fresh optimizer and empty histories (each {@code s.steps()} long). {@code validation} is null without validation; it holds
- * the best evaluation's weights when the model keeps them.
+ * fresh optimizer and empty histories (each {@code s.steps()} long). {@code validation} is null
+ * without validation; it holds the best evaluation's weights when the model keeps them.
  */
 record Start(float[] params, Optimizer optimizer, double[] loss, double[] accuracy, Validation validation) {
 
