@@ -643,13 +643,22 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
       return null;
     }
     String path = $(initialModel);
+    String refused = "initialModel=" + path + " holds no CnnClassificationModel saved with save(path): ";
+    // Looked for first: Spark's reader would log a stack trace for a missing metadata directory.
+    org.apache.hadoop.fs.Path metadata = new org.apache.hadoop.fs.Path(path, "metadata");
+    try {
+      if (!metadata.getFileSystem(spark.sparkContext().hadoopConfiguration()).exists(metadata)) {
+        throw new IllegalArgumentException(refused + metadata + " does not exist");
+      }
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(refused + e.getMessage(), e);
+    }
     CnnClassificationModel m;
     try {
       m = CnnClassificationModel.read().session(spark).load(path);
     } catch (Exception e) {
       // Spark's AnalysisException (a missing path) is checked in Java's terms but thrown undeclared.
-      throw new IllegalArgumentException("initialModel=" + path + " holds no CnnClassificationModel saved with"
-          + " save(path): " + e.getMessage(), e);
+      throw new IllegalArgumentException(refused + e.getMessage(), e);
     }
     String theirs = m.getOrDefault(m.model());
     if (!ModelSpec.parse(theirs).specString().equals(spec.specString())) {
