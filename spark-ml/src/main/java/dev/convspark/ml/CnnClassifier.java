@@ -569,6 +569,10 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     Validation.Plan validation = validationPlan(dataset.schema());
     ModelSpec spec = ModelSpec.parse($(model));
     Shift shift = shift(spec);
+    if ($(syncMode).equals("barrier")) {
+      // Before any reading: the initial model's 13 MB would be read for nothing.
+      refuseDynamicAllocation(dataset.sparkSession().sparkContext().getConf());
+    }
     float[] initial = initialWeights(dataset.sparkSession(), spec);
     FeatureReader reader = FeatureReader.of(dataset.schema(), $(featuresCol), spec.inputShape().size());
     int workers = intParam(numWorkers) > 0 ? intParam(numWorkers) : dataset.sparkSession().sparkContext().defaultParallelism();
@@ -576,9 +580,6 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     // partition is packed: no second pass over the input, and each worker validates its own share.
     Dataset<Row> rows = validation == null ? dataset.select($(featuresCol), $(labelCol))
         : dataset.select($(featuresCol), $(labelCol), $(validationIndicatorCol));
-    if ($(syncMode).equals("barrier")) {
-      refuseDynamicAllocation(dataset.sparkSession().sparkContext().getConf());
-    }
     int slots = $(syncMode).equals("barrier") ? slots(dataset.sparkSession().sparkContext(), workers)
         : dataset.sparkSession().sparkContext().defaultParallelism();
     if ($(syncMode).equals("barrier") && workers > slots) {
