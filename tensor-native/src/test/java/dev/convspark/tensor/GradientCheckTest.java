@@ -380,10 +380,10 @@ class GradientCheckTest {
         float[] dLogits = random(n * spec.numClasses());
         float[] a = fused.forward(k, x, n, true, 9L).clone();
         float[] b = separate.forward(k, x, n, true, 9L).clone();
-        KernelParityTest.assertClose(b, a, 0, text + " logits");
+        KernelParityTest.assertClose(b, a, 0, text + " logits, " + k.getClass().getSimpleName());
         fused.backward(k, x, dLogits, n);
         separate.backward(k, x, dLogits, n);
-        KernelParityTest.assertClose(separate.grads(), fused.grads(), 0, text + " gradients");
+        KernelParityTest.assertClose(separate.grads(), fused.grads(), 0, text + " gradients, " + k.getClass().getSimpleName());
       }
     }
   }

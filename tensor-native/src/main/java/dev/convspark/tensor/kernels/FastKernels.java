@@ -383,6 +383,7 @@ public final class FastKernels implements Kernels {
     int parts = smallParts((long) m * n * k, m);
     int per = (m + parts - 1) / parts;
     pool.parallelFor(parts, t -> {
+      float[] lanes = new float[L];
       for (int i = t * per, end = Math.min(m, i + per); i < end; i++) {
         int ai = aOff + i * lda;
         int j = 0;
@@ -403,10 +404,10 @@ public final class FastKernels implements Kernels {
             acc2 = av.fma(FloatVector.fromArray(S, btFinal, b0 + 2 * k + p), acc2);
             acc3 = av.fma(FloatVector.fromArray(S, btFinal, b0 + 3 * k + p), acc3);
           }
-          float s0 = acc0.reduceLanes(VectorOperators.ADD);
-          float s1 = acc1.reduceLanes(VectorOperators.ADD);
-          float s2 = acc2.reduceLanes(VectorOperators.ADD);
-          float s3 = acc3.reduceLanes(VectorOperators.ADD);
+          float s0 = sumLanes(acc0, lanes);
+          float s1 = sumLanes(acc1, lanes);
+          float s2 = sumLanes(acc2, lanes);
+          float s3 = sumLanes(acc3, lanes);
           for (; p < k; p++) {
             float x = a[ai + p];
             s0 += x * btFinal[b0 + p];
@@ -427,7 +428,7 @@ public final class FastKernels implements Kernels {
           for (; p < bound; p += L) {
             acc = FloatVector.fromArray(S, a, ai + p).fma(FloatVector.fromArray(S, btFinal, bj + p), acc);
           }
-          float sum = acc.reduceLanes(VectorOperators.ADD);
+          float sum = sumLanes(acc, lanes);
           for (; p < k; p++) {
             sum += a[ai + p] * btFinal[bj + p];
           }
@@ -1213,6 +1214,26 @@ public final class FastKernels implements Kernels {
   }
 
   /**
+   * The sum of {@code v}'s lanes, in lane order: {@code ((0 + v[0]) + v[1]) + ...}. Not
+   * {@code reduceLanes(ADD)}, whose order the Vector API leaves open: on JDK 17 the interpreted and
+   * the compiled code both add in lane order, but on JDK 25 with AVX2 the compiled code adds in
+   * another order, so one product gave one sum before the JIT compiled it and another after, and
+   * the fused and separate layers' gradients (GradientCheckTest) differed by 1e-7 from run to run.
+   * The lane order is the same for every JDK and every stage of compilation. {@code lanes} is
+   * scratch of at least {@code L} floats: a store and scalar adds, as fast as JDK 17's
+   * {@code reduceLanes} on the logits' products, where extracting the lanes one by one was 15-20%
+   * slower with AVX-512.
+   */
+  static float sumLanes(FloatVector v, float[] lanes) {
+    v.intoArray(lanes, 0);
+    float s = 0;
+    for (int i = 0; i < L; i++) {
+      s += lanes[i];
+    }
+    return s;
+  }
+
+  /**
    * {@link #microEdge} for a strip packed by {@link #packAInterleaved}: C's columns of B's last
    * panel are taken along the depth ({@code bt[j * kc + p]}, all {@value #EDGE} rows present, those
    * past the panel's columns never read back), so each sum is a dot product of one of A's rows with
@@ -1220,6 +1241,7 @@ public final class FastKernels implements Kernels {
    * is left in {@code tmp[j * L + r]} for {@link #edgeTile}.
    */
   static void microEdgeInterleaved(int kc, float[] a, int aOff, float[] bt, float[] tmp) {
+    float[] lanes = new float[L];
     for (int r = 0; r < MR; r += 2) {
       FloatVector c0 = FloatVector.zero(S);
       FloatVector c1 = c0;
@@ -1245,14 +1267,14 @@ public final class FastKernels implements Kernels {
         d2 = y.fma(b2, d2);
         d3 = y.fma(b3, d3);
       }
-      tmp[r] = c0.reduceLanes(VectorOperators.ADD);
-      tmp[L + r] = c1.reduceLanes(VectorOperators.ADD);
-      tmp[2 * L + r] = c2.reduceLanes(VectorOperators.ADD);
-      tmp[3 * L + r] = c3.reduceLanes(VectorOperators.ADD);
-      tmp[r + 1] = d0.reduceLanes(VectorOperators.ADD);
-      tmp[L + r + 1] = d1.reduceLanes(VectorOperators.ADD);
-      tmp[2 * L + r + 1] = d2.reduceLanes(VectorOperators.ADD);
-      tmp[3 * L + r + 1] = d3.reduceLanes(VectorOperators.ADD);
+      tmp[r] = sumLanes(c0, lanes);
+      tmp[L + r] = sumLanes(c1, lanes);
+      tmp[2 * L + r] = sumLanes(c2, lanes);
+      tmp[3 * L + r] = sumLanes(c3, lanes);
+      tmp[r + 1] = sumLanes(d0, lanes);
+      tmp[L + r + 1] = sumLanes(d1, lanes);
+      tmp[2 * L + r + 1] = sumLanes(d2, lanes);
+      tmp[3 * L + r + 1] = sumLanes(d3, lanes);
     }
   }
 
