@@ -59,6 +59,27 @@ public final class FastKernels implements Kernels {
   static boolean unrollRows(String value) {
     return Switches.value("convspark.cpu.unrollRows", value);
   }
+
+  /**
+   * Whether {@link #micro} takes a tile's depth twice, for rows 0 to 3 and then rows 4 and 5
+   * ({@code -Dconvspark.cpu.splitRows=true}), rather than once for all six. By default on x86
+   * without AVX-512 (16 vector registers) from JDK 25: there C2 schedules three broadcasts of A
+   * ahead of their multiply-adds, so the six rows' 12 accumulators, B's two vectors and the
+   * broadcasts need 17 registers, and two accumulators went to the stack and back every depth step
+   * (seen in the compiled code). A 1024^3 multiply on one core ran at 41-46 GFLOP/s, against 92-97
+   * on JDK 17, and 67-69 split (2-core AMD EPYC, Zen 4, {@code -XX:UseAVX=2}); on JDK 17 the split
+   * costs a third, so it stays off there. Each sum adds the same terms in the same order either
+   * way. {@link #microInterleaved} (Winograd's products) stays whole: split, conv2's forward pass
+   * took 9.3 ms a step against 6.7.
+   */
+  static final boolean SPLIT_ROWS = splitRows(System.getProperty("convspark.cpu.splitRows",
+      String.valueOf(L <= 8 && Runtime.version().feature() >= 25
+          && System.getProperty("os.arch", "").matches("amd64|x86_64"))));
+
+  /** {@link #SPLIT_ROWS} from its property's value: {@code true} or {@code false}, anything else refused. */
+  static boolean splitRows(String value) {
+    return Switches.value("convspark.cpu.splitRows", value);
+  }
   /** Below this many multiply-adds the packing costs more than it saves. */
   private static final long SMALL = 16 * 1024;
   private final ThreadPool pool;
@@ -926,10 +947,12 @@ public final class FastKernels implements Kernels {
     FloatVector c21 = c00;
     FloatVector c30 = c00;
     FloatVector c31 = c00;
-    FloatVector c40 = c00;
-    FloatVector c41 = c00;
-    FloatVector c50 = c00;
-    FloatVector c51 = c00;
+    // Split, the last two rows' sums start after the first four rows' pass: live through it, they
+    // would take the registers that the split frees.
+    FloatVector c40 = SPLIT_ROWS ? null : c00;
+    FloatVector c41 = c40;
+    FloatVector c50 = c40;
+    FloatVector c51 = c40;
     for (int p = 0; p < kc; p++) {
       int bo = bOff + p * NR;
       FloatVector b0 = FloatVector.fromArray(S, bp, bo);
@@ -947,12 +970,32 @@ public final class FastKernels implements Kernels {
       x = FloatVector.broadcast(S, a[ao + 3]);
       c30 = b0.fma(x, c30);
       c31 = b1.fma(x, c31);
-      x = FloatVector.broadcast(S, a[ao + 4]);
-      c40 = b0.fma(x, c40);
-      c41 = b1.fma(x, c41);
-      x = FloatVector.broadcast(S, a[ao + 5]);
-      c50 = b0.fma(x, c50);
-      c51 = b1.fma(x, c51);
+      if (!SPLIT_ROWS) {
+        x = FloatVector.broadcast(S, a[ao + 4]);
+        c40 = b0.fma(x, c40);
+        c41 = b1.fma(x, c41);
+        x = FloatVector.broadcast(S, a[ao + 5]);
+        c50 = b0.fma(x, c50);
+        c51 = b1.fma(x, c51);
+      }
+    }
+    if (SPLIT_ROWS) {
+      c40 = FloatVector.zero(S);
+      c41 = c40;
+      c50 = c40;
+      c51 = c40;
+      for (int p = 0; p < kc; p++) {
+        int bo = bOff + p * NR;
+        FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+        FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
+        int ao = aOff + p * aCs;
+        FloatVector x = FloatVector.broadcast(S, a[ao + 4]);
+        c40 = b0.fma(x, c40);
+        c41 = b1.fma(x, c41);
+        x = FloatVector.broadcast(S, a[ao + 5]);
+        c50 = b0.fma(x, c50);
+        c51 = b1.fma(x, c51);
+      }
     }
     if (mr == MR && nr == NR) {
       // Written out row by row: a helper taking vectors would not be inlined into this large

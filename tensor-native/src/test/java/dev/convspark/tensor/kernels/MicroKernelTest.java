@@ -54,17 +54,63 @@ class MicroKernelTest {
    * {@link FastKernels#microRows} against fused multiply-adds one depth step after the other, bit
    * for bit: with {@link FastKernels#UNROLL_ROWS} (Maven's {@code avx2} execution) and without it
    * (the default one), for even and odd depths, whole and partial tiles, with and without beta.
+   * Rows past {@code mr} repeat A's last row.
    */
   @Test
   void rowsInPlaceAddTheirTermsInDepthOrder() {
+    int lda = 301;
+    int aOff = 4;
+    checkTile("microRows, two steps at a time " + FastKernels.UNROLL_ROWS, FastKernels.MR * lda + 7,
+        (i, mr, p) -> aOff + Math.min(i, mr - 1) * lda + p,
+        (kc, a, bp, bOff, c, cOff, ldc, beta, mr, nr, tmp) ->
+            FastKernels.microRows(kc, a, aOff, lda, bp, bOff, c, cOff, ldc, beta, mr, nr, tmp));
+  }
+
+  /**
+   * {@link FastKernels#micro} (A packed in strips, column p's rows together) likewise: in one pass
+   * over the depth, or split in two ({@link FastKernels#SPLIT_ROWS}: Maven's {@code avx2-second-jdk}
+   * execution on JDK 25, and {@code -Dconvspark.cpu.splitRows=true}), each sum in depth order.
+   */
+  @Test
+  void packedStripsAddTheirTermsInDepthOrder() {
+    int aOff = 3;
+    int mrFull = FastKernels.MR;
+    checkTile("micro, split " + FastKernels.SPLIT_ROWS, mrFull * 256 + aOff,
+        (i, mr, p) -> aOff + p * mrFull + i,
+        (kc, a, bp, bOff, c, cOff, ldc, beta, mr, nr, tmp) ->
+            FastKernels.micro(kc, a, aOff, mrFull, bp, bOff, c, cOff, ldc, beta, mr, nr, tmp));
+  }
+
+  @Test
+  void theSplitSwitchTakesTrueOrFalseAndRefusesAnythingElseNamingTheProperty() {
+    assertTrue(FastKernels.splitRows("true"));
+    assertFalse(FastKernels.splitRows("false"));
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> FastKernels.splitRows("1"));
+    assertEquals("convspark.cpu.splitRows must be true or false but was '1'", e.getMessage());
+  }
+
+  /** Where tile row {@code i}'s column {@code p} of A is, for a tile of {@code mr} rows. */
+  private interface AIndex {
+    int at(int i, int mr, int p);
+  }
+
+  /** A micro-kernel's call. */
+  private interface Kernel {
+    void run(int kc, float[] a, float[] bp, int bOff, float[] c, int cOff, int ldc, float beta, int mr, int nr,
+             float[] tmp);
+  }
+
+  /**
+   * Runs {@code kernel} on random tiles of depths 1 to 256 and checks, bit for bit: a whole tile
+   * written to C as {@code sum + beta * C}, any other left in {@code tmp} with C untouched.
+   */
+  private static void checkTile(String name, int aLength, AIndex aIndex, Kernel kernel) {
     Random rnd = new Random(11);
     int nrFull = FastKernels.NR;
     int mrFull = FastKernels.MR;
-    int lda = 301;
-    int aOff = 4;
     int bOff = 5;
     int cOff = 2;
-    float[] a = new float[mrFull * lda + 7];
+    float[] a = new float[aLength];
     for (int i = 0; i < a.length; i++) {
       a[i] = (float) rnd.nextGaussian();
     }
@@ -81,16 +127,13 @@ class MicroKernelTest {
             for (int i = 0; i < c.length; i++) {
               c[i] = (float) rnd.nextGaussian();
             }
-            // The sums in registers, then C = sum + beta * C for a whole tile, else the sums left
-            // in tmp (rows past mr repeat A's last row) and C untouched.
             float[] wantC = c.clone();
             float[] wantTmp = new float[mrFull * nrFull];
             for (int i = 0; i < mrFull; i++) {
-              int row = aOff + Math.min(i, mr - 1) * lda;
               for (int j = 0; j < nrFull; j++) {
                 float sum = 0f;
                 for (int p = 0; p < kc; p++) {
-                  sum = Math.fma(bp[bOff + p * nrFull + j], a[row + p], sum);
+                  sum = Math.fma(bp[bOff + p * nrFull + j], a[aIndex.at(i, mr, p)], sum);
                 }
                 if (mr == mrFull && nr == nrFull) {
                   int at = cOff + i * ldc + j;
@@ -101,9 +144,8 @@ class MicroKernelTest {
               }
             }
             float[] tmp = new float[mrFull * nrFull];
-            FastKernels.microRows(kc, a, aOff, lda, bp, bOff, c, cOff, ldc, beta, mr, nr, tmp);
-            String what = "kc " + kc + ", " + mr + " x " + nr + " tile, beta " + beta + ", two steps at a time "
-                + FastKernels.UNROLL_ROWS;
+            kernel.run(kc, a, bp, bOff, c, cOff, ldc, beta, mr, nr, tmp);
+            String what = name + ": kc " + kc + ", " + mr + " x " + nr + " tile, beta " + beta;
             assertArrayEquals(wantC, c, "C, " + what);
             assertArrayEquals(wantTmp, tmp, "the tile left for the caller, " + what);
           }
