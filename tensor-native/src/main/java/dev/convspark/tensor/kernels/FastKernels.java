@@ -67,10 +67,10 @@ public final class FastKernels implements Kernels {
    * ahead of their multiply-adds, so the six rows' 12 accumulators, B's two vectors and the
    * broadcasts need 17 registers, and two accumulators went to the stack and back every depth step
    * (seen in the compiled code). A 1024^3 multiply on one core (timed outside the repository) ran
-   * at 41-46 GFLOP/s, against 92-97 on JDK 17, and 67-69 split (2-core AMD EPYC, Zen 4, {@code -XX:UseAVX=2}); on JDK 17 the split
-   * costs a third, so it stays off there. Each sum adds the same terms in the same order either
-   * way. {@link #microInterleaved} (Winograd's products) stays whole: split, conv2's forward pass
-   * took 9.3 ms a step against 6.7.
+   * at 41-46 GFLOP/s, against 92-97 on JDK 17, and 67-69 split (2-core AMD EPYC, Zen 4, {@code
+   * -XX:UseAVX=2}); on JDK 17 the split costs a third, so it stays off there. Each sum adds the
+   * same terms in the same order either way. {@link #microInterleaved} (Winograd's products) stays
+   * whole: split (tried), conv2's forward pass took 9.3 ms a step against 6.7 in bench profile.
    */
   static final boolean SPLIT_ROWS = splitRows(System.getProperty("convspark.cpu.splitRows",
       String.valueOf(L <= 8 && Runtime.version().feature() >= 25
