@@ -31,8 +31,32 @@ public final class FastKernels implements Kernels {
   private static final int L = S.length();
   /** Columns of a C tile: two vectors. */
   static final int NR = 2 * L;
-  /** Rows of a C tile: 6 x 2 accumulators leave registers for B and the broadcast even with AVX2. */
-  static final int MR = 6;
+  /**
+   * Rows of a C tile, 5 or 6 ({@code -Dconvspark.cpu.tileRows}): 6 x 2 accumulators leave
+   * registers for B and a broadcast even with AVX2's 16, where the JIT broadcasts each row's value
+   * just before its multiply-adds (JDK 17). By default 5 on x86 without AVX-512 from JDK 25: there
+   * C2 schedules three broadcasts of A ahead of their multiply-adds, so six rows' 12 accumulators,
+   * B's two vectors and the broadcasts need 17 registers, and two accumulators went to the stack
+   * and back every depth step (seen in the compiled code); five rows' 10 leave room for all of
+   * them. {@link #micro} on one core, 64-deep tiles, timed outside the repository (2-core AMD EPYC,
+   * Zen 4, {@code -XX:UseAVX=2}): JDK 25 42 GFLOP/s with six rows, 100 with five; JDK 17 103 with
+   * six, 97 with five, and {@link #microInterleaved} 36-91 with five (four runs) against 95-105
+   * with six, so JDK 17 keeps six. Every tile kernel and every packing follows this value; the sixth row's code
+   * is left out under {@link #SIX}, a constant the JIT folds.
+   */
+  static final int MR = tileRows(System.getProperty("convspark.cpu.tileRows",
+      L <= 8 && Runtime.version().feature() >= 25 && System.getProperty("os.arch", "").matches("amd64|x86_64")
+          ? "5" : "6"));
+  /** Whether a tile has a sixth row ({@link #MR} is 6). */
+  static final boolean SIX = MR == 6;
+
+  /** {@link #MR} from its property's value: {@code 5} or {@code 6}, anything else refused. */
+  static int tileRows(String value) {
+    if (!value.equals("5") && !value.equals("6")) {
+      throw new IllegalArgumentException("convspark.cpu.tileRows must be 5 or 6 but was '" + value + "'");
+    }
+    return Integer.parseInt(value);
+  }
   /** Depth of a slice: a packed B panel ({@code KC x NR} floats) takes half of L1, at least 256 deep. */
   static final int KC = CacheSizes.local().depthFor(NR);
   /** Rows of a block: its packed A ({@code MC x KC} floats) takes half of L2. */
@@ -60,26 +84,6 @@ public final class FastKernels implements Kernels {
     return Switches.value("convspark.cpu.unrollRows", value);
   }
 
-  /**
-   * Whether {@link #micro} takes a tile's depth twice, for rows 0 to 3 and then rows 4 and 5
-   * ({@code -Dconvspark.cpu.splitRows=true}), rather than once for all six. By default on x86
-   * without AVX-512 (16 vector registers) from JDK 25: there C2 schedules three broadcasts of A
-   * ahead of their multiply-adds, so the six rows' 12 accumulators, B's two vectors and the
-   * broadcasts need 17 registers, and two accumulators went to the stack and back every depth step
-   * (seen in the compiled code). A 1024^3 multiply on one core (timed outside the repository) ran
-   * at 41-46 GFLOP/s, against 92-97 on JDK 17, and 67-69 split (2-core AMD EPYC, Zen 4, {@code
-   * -XX:UseAVX=2}); on JDK 17 the split costs a third, so it stays off there. Each sum adds the
-   * same terms in the same order either way. {@link #microInterleaved} (Winograd's products) stays
-   * whole: split (tried), conv2's forward pass took 9.3 ms a step against 6.7 in bench profile.
-   */
-  static final boolean SPLIT_ROWS = splitRows(System.getProperty("convspark.cpu.splitRows",
-      String.valueOf(L <= 8 && Runtime.version().feature() >= 25
-          && System.getProperty("os.arch", "").matches("amd64|x86_64"))));
-
-  /** {@link #SPLIT_ROWS} from its property's value: {@code true} or {@code false}, anything else refused. */
-  static boolean splitRows(String value) {
-    return Switches.value("convspark.cpu.splitRows", value);
-  }
   /** Below this many multiply-adds the packing costs more than it saves. */
   private static final long SMALL = 16 * 1024;
   private final ThreadPool pool;
@@ -803,8 +807,8 @@ public final class FastKernels implements Kernels {
           System.arraycopy(a, aOff + (pc + p) * lda + ic + ir, ap, base + p * MR, mr);
         }
       } else if (mr == MR) {
-        // A whole strip column by column: six reads, one from each row, and six consecutive
-        // writes per column (row by row, the writes were MR apart, about twice as slow).
+        // A whole strip column by column: a read from each row and MR consecutive writes per
+        // column (row by row, the writes were MR apart, about twice as slow).
         int r0 = aOff + (ic + ir) * lda + pc;
         int r1 = r0 + lda;
         int r2 = r1 + lda;
@@ -817,7 +821,9 @@ public final class FastKernels implements Kernels {
           ap[o + 2] = a[r2 + p];
           ap[o + 3] = a[r3 + p];
           ap[o + 4] = a[r4 + p];
-          ap[o + 5] = a[r5 + p];
+          if (SIX) {
+            ap[o + 5] = a[r5 + p];
+          }
         }
       } else {
         // Along each row of A, so that the reads are sequential.
@@ -947,12 +953,10 @@ public final class FastKernels implements Kernels {
     FloatVector c21 = c00;
     FloatVector c30 = c00;
     FloatVector c31 = c00;
-    // Split, the last two rows' sums start after the first four rows' pass: live through it, they
-    // would take the registers that the split frees.
-    FloatVector c40 = SPLIT_ROWS ? null : c00;
-    FloatVector c41 = c40;
-    FloatVector c50 = c40;
-    FloatVector c51 = c40;
+    FloatVector c40 = c00;
+    FloatVector c41 = c00;
+    FloatVector c50 = c00;
+    FloatVector c51 = c00;
     for (int p = 0; p < kc; p++) {
       int bo = bOff + p * NR;
       FloatVector b0 = FloatVector.fromArray(S, bp, bo);
@@ -970,28 +974,10 @@ public final class FastKernels implements Kernels {
       x = FloatVector.broadcast(S, a[ao + 3]);
       c30 = b0.fma(x, c30);
       c31 = b1.fma(x, c31);
-      if (!SPLIT_ROWS) {
-        x = FloatVector.broadcast(S, a[ao + 4]);
-        c40 = b0.fma(x, c40);
-        c41 = b1.fma(x, c41);
-        x = FloatVector.broadcast(S, a[ao + 5]);
-        c50 = b0.fma(x, c50);
-        c51 = b1.fma(x, c51);
-      }
-    }
-    if (SPLIT_ROWS) {
-      c40 = FloatVector.zero(S);
-      c41 = c40;
-      c50 = c40;
-      c51 = c40;
-      for (int p = 0; p < kc; p++) {
-        int bo = bOff + p * NR;
-        FloatVector b0 = FloatVector.fromArray(S, bp, bo);
-        FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
-        int ao = aOff + p * aCs;
-        FloatVector x = FloatVector.broadcast(S, a[ao + 4]);
-        c40 = b0.fma(x, c40);
-        c41 = b1.fma(x, c41);
+      x = FloatVector.broadcast(S, a[ao + 4]);
+      c40 = b0.fma(x, c40);
+      c41 = b1.fma(x, c41);
+      if (SIX) {
         x = FloatVector.broadcast(S, a[ao + 5]);
         c50 = b0.fma(x, c50);
         c51 = b1.fma(x, c51);
@@ -1011,8 +997,10 @@ public final class FastKernels implements Kernels {
         c31 = c31.add(FloatVector.fromArray(S, c, cOff + 3 * ldc + L).mul(beta));
         c40 = c40.add(FloatVector.fromArray(S, c, cOff + 4 * ldc).mul(beta));
         c41 = c41.add(FloatVector.fromArray(S, c, cOff + 4 * ldc + L).mul(beta));
-        c50 = c50.add(FloatVector.fromArray(S, c, cOff + 5 * ldc).mul(beta));
-        c51 = c51.add(FloatVector.fromArray(S, c, cOff + 5 * ldc + L).mul(beta));
+        if (SIX) {
+          c50 = c50.add(FloatVector.fromArray(S, c, cOff + 5 * ldc).mul(beta));
+          c51 = c51.add(FloatVector.fromArray(S, c, cOff + 5 * ldc + L).mul(beta));
+        }
       }
       c00.intoArray(c, cOff);
       c01.intoArray(c, cOff + L);
@@ -1024,8 +1012,10 @@ public final class FastKernels implements Kernels {
       c31.intoArray(c, cOff + 3 * ldc + L);
       c40.intoArray(c, cOff + 4 * ldc);
       c41.intoArray(c, cOff + 4 * ldc + L);
-      c50.intoArray(c, cOff + 5 * ldc);
-      c51.intoArray(c, cOff + 5 * ldc + L);
+      if (SIX) {
+        c50.intoArray(c, cOff + 5 * ldc);
+        c51.intoArray(c, cOff + 5 * ldc + L);
+      }
       return;
     }
     c00.intoArray(tmp, 0);
@@ -1038,8 +1028,10 @@ public final class FastKernels implements Kernels {
     c31.intoArray(tmp, 3 * NR + L);
     c40.intoArray(tmp, 4 * NR);
     c41.intoArray(tmp, 4 * NR + L);
-    c50.intoArray(tmp, 5 * NR);
-    c51.intoArray(tmp, 5 * NR + L);
+    if (SIX) {
+      c50.intoArray(tmp, 5 * NR);
+      c51.intoArray(tmp, 5 * NR + L);
+    }
   }
 
   /**
@@ -1047,20 +1039,23 @@ public final class FastKernels implements Kernels {
    * block holding its {@code MR} rows' {@code L} floats one row after the other (row r's column p
    * at {@code aOff + (p - p % L) * MR + r * L + p % L}; {@code kc} a multiple of {@code L}). A
    * transform that yields one vector of a row at a time writes this layout with plain vector
-   * stores, where an {@code MR}-row strip (six floats of one column together) needs a scalar pass
-   * over every float ({@link WinogradConv}'s products with AVX2; see {@link #inPlaceRows}). The
-   * rows' offsets are constants, so the loop needs one index into A, as {@link #micro} does; it
-   * walks the depth a block at a time, so that within a block the index is the loop's counter plus
-   * a constant, and the JIT checks the bounds once a block (with one loop over the depth and the
-   * index computed from it, a check stayed on every load, and a 2048^3 multiply through this kernel
-   * ran 15% to 25% slower than through {@link #micro}). Only a
-   * whole tile with {@code beta = 0} is written to C; any other is left in {@code tmp} for the
-   * caller's {@link #copyTile}. The kernel is kept that small on purpose: with the epilogue of
-   * {@link #micro} (C read back and scaled), some JVMs compiled it with its vector stores left as
-   * calls on boxed vectors (JFR profiles: the stores' Java fallback sampled inside it), and their
-   * step ran 70% slower for the JVM's life: 2 of 5 profiled {@code bench engine} runs with
-   * {@code -XX:UseAVX=2}, and 2 of about 40 without a profiler; with this epilogue, 0 of 22
-   * profiled runs. A likely cause is C2's inlining budget, which the larger method ran past.
+   * stores, where an {@code MR}-row strip ({@code MR} floats of one column together) needs a scalar
+   * pass over every float ({@link WinogradConv}'s products with AVX2; see {@link #inPlaceRows}).
+   * The rows' offsets are constants, so the loop needs one index into A, as {@link #micro} does,
+   * stepped by one each depth step and past the strip's other rows at a block's end. Written as a
+   * loop over the blocks around one over a block's {@code L} steps, JDK 25 ran this kernel at 38-49
+   * GFLOP/s on one core with AVX2, five rows or six, against 97-99 now with five (128-deep tiles,
+   * timed outside the repository, 2-core AMD EPYC, Zen 4); JDK 17 ran both loops alike, 101-105
+   * GFLOP/s with AVX2 and 102-112 with AVX-512. (With the index computed from the depth instead, a
+   * bounds check stayed on every load, and a 2048^3 multiply through this kernel ran 15% to 25%
+   * slower than through {@link #micro}.) Only a whole tile with {@code beta = 0} is written to C;
+   * any other is left in {@code tmp} for the caller's {@link #copyTile}. The kernel is kept that
+   * small on purpose: with the epilogue of {@link #micro} (C read back and scaled), some JVMs
+   * compiled it with its vector stores left as calls on boxed vectors (JFR profiles: the stores'
+   * Java fallback sampled inside it), and their step ran 70% slower for the JVM's life: 2 of 5
+   * profiled {@code bench engine} runs with {@code -XX:UseAVX=2}, and 2 of about 40 without a
+   * profiler; with this epilogue, 0 of 22 profiled runs. A likely cause is C2's inlining budget,
+   * which the larger method ran past.
    */
   static void microInterleaved(int kc, float[] a, int aOff, float[] bp, int bOff,
                                float[] c, int cOff, int ldc, float beta, int mr, int nr, float[] tmp) {
@@ -1076,32 +1071,37 @@ public final class FastKernels implements Kernels {
     FloatVector c41 = c00;
     FloatVector c50 = c00;
     FloatVector c51 = c00;
-    for (int p0 = 0; p0 < kc; p0 += L) {
-      int aBlock = aOff + p0 * MR;
-      int bBlock = bOff + p0 * NR;
-      for (int q = 0; q < L; q++) {
-        int bo = bBlock + q * NR;
-        FloatVector b0 = FloatVector.fromArray(S, bp, bo);
-        FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
-        int ao = aBlock + q;
-        FloatVector x = FloatVector.broadcast(S, a[ao]);
-        c00 = b0.fma(x, c00);
-        c01 = b1.fma(x, c01);
-        x = FloatVector.broadcast(S, a[ao + L]);
-        c10 = b0.fma(x, c10);
-        c11 = b1.fma(x, c11);
-        x = FloatVector.broadcast(S, a[ao + 2 * L]);
-        c20 = b0.fma(x, c20);
-        c21 = b1.fma(x, c21);
-        x = FloatVector.broadcast(S, a[ao + 3 * L]);
-        c30 = b0.fma(x, c30);
-        c31 = b1.fma(x, c31);
-        x = FloatVector.broadcast(S, a[ao + 4 * L]);
-        c40 = b0.fma(x, c40);
-        c41 = b1.fma(x, c41);
+    // A's index steps by one along a block and jumps to the next block at its end.
+    int ao = aOff;
+    int q = 0;
+    for (int p = 0; p < kc; p++) {
+      int bo = bOff + p * NR;
+      FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+      FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
+      FloatVector x = FloatVector.broadcast(S, a[ao]);
+      c00 = b0.fma(x, c00);
+      c01 = b1.fma(x, c01);
+      x = FloatVector.broadcast(S, a[ao + L]);
+      c10 = b0.fma(x, c10);
+      c11 = b1.fma(x, c11);
+      x = FloatVector.broadcast(S, a[ao + 2 * L]);
+      c20 = b0.fma(x, c20);
+      c21 = b1.fma(x, c21);
+      x = FloatVector.broadcast(S, a[ao + 3 * L]);
+      c30 = b0.fma(x, c30);
+      c31 = b1.fma(x, c31);
+      x = FloatVector.broadcast(S, a[ao + 4 * L]);
+      c40 = b0.fma(x, c40);
+      c41 = b1.fma(x, c41);
+      if (SIX) {
         x = FloatVector.broadcast(S, a[ao + 5 * L]);
         c50 = b0.fma(x, c50);
         c51 = b1.fma(x, c51);
+      }
+      ao++;
+      if (++q == L) {
+        q = 0;
+        ao += (MR - 1) * L;
       }
     }
     if (mr == MR && nr == NR && beta == 0f) {
@@ -1115,8 +1115,10 @@ public final class FastKernels implements Kernels {
       c31.intoArray(c, cOff + 3 * ldc + L);
       c40.intoArray(c, cOff + 4 * ldc);
       c41.intoArray(c, cOff + 4 * ldc + L);
-      c50.intoArray(c, cOff + 5 * ldc);
-      c51.intoArray(c, cOff + 5 * ldc + L);
+      if (SIX) {
+        c50.intoArray(c, cOff + 5 * ldc);
+        c51.intoArray(c, cOff + 5 * ldc + L);
+      }
       return;
     }
     c00.intoArray(tmp, 0);
@@ -1129,8 +1131,10 @@ public final class FastKernels implements Kernels {
     c31.intoArray(tmp, 3 * NR + L);
     c40.intoArray(tmp, 4 * NR);
     c41.intoArray(tmp, 4 * NR + L);
-    c50.intoArray(tmp, 5 * NR);
-    c51.intoArray(tmp, 5 * NR + L);
+    if (SIX) {
+      c50.intoArray(tmp, 5 * NR);
+      c51.intoArray(tmp, 5 * NR + L);
+    }
   }
 
   /**
@@ -1178,9 +1182,11 @@ public final class FastKernels implements Kernels {
       x = FloatVector.broadcast(S, a[ao + 4]);
       c40 = b0.fma(x, c40);
       c41 = b1.fma(x, c41);
-      x = FloatVector.broadcast(S, a[ao + 5]);
-      c50 = b0.fma(x, c50);
-      c51 = b1.fma(x, c51);
+      if (SIX) {
+        x = FloatVector.broadcast(S, a[ao + 5]);
+        c50 = b0.fma(x, c50);
+        c51 = b1.fma(x, c51);
+      }
       ao++;
       if (++q == kw) {
         q = 0;
@@ -1197,8 +1203,10 @@ public final class FastKernels implements Kernels {
     c31.intoArray(c, cOff + 3 * ldc + L);
     c40.intoArray(c, cOff + 4 * ldc);
     c41.intoArray(c, cOff + 4 * ldc + L);
-    c50.intoArray(c, cOff + 5 * ldc);
-    c51.intoArray(c, cOff + 5 * ldc + L);
+    if (SIX) {
+      c50.intoArray(c, cOff + 5 * ldc);
+      c51.intoArray(c, cOff + 5 * ldc + L);
+    }
   }
 
   /** Columns of C that {@link #microEdge} takes at most. */
@@ -1286,6 +1294,8 @@ public final class FastKernels implements Kernels {
   static void microEdgeInterleaved(int kc, float[] a, int aOff, float[] bt, float[] tmp) {
     float[] lanes = new float[L];
     for (int r = 0; r < MR; r += 2) {
+      // With an odd MR the last turn's second row repeats its first, and its sums go past the strip.
+      int second = Math.min(r + 1, MR - 1) - r;
       FloatVector c0 = FloatVector.zero(S);
       FloatVector c1 = c0;
       FloatVector c2 = c0;
@@ -1296,7 +1306,7 @@ public final class FastKernels implements Kernels {
       FloatVector d3 = c0;
       for (int p = 0, ao = aOff + r * L; p < kc; p += L, ao += MR * L) {
         FloatVector x = FloatVector.fromArray(S, a, ao);
-        FloatVector y = FloatVector.fromArray(S, a, ao + L);
+        FloatVector y = FloatVector.fromArray(S, a, ao + second * L);
         FloatVector b0 = FloatVector.fromArray(S, bt, p);
         FloatVector b1 = FloatVector.fromArray(S, bt, kc + p);
         FloatVector b2 = FloatVector.fromArray(S, bt, 2 * kc + p);
@@ -1402,9 +1412,11 @@ public final class FastKernels implements Kernels {
       x = FloatVector.broadcast(S, a[a4 + p]);
       c40 = b0.fma(x, c40);
       c41 = b1.fma(x, c41);
-      x = FloatVector.broadcast(S, a[a5 + p]);
-      c50 = b0.fma(x, c50);
-      c51 = b1.fma(x, c51);
+      if (SIX) {
+        x = FloatVector.broadcast(S, a[a5 + p]);
+        c50 = b0.fma(x, c50);
+        c51 = b1.fma(x, c51);
+      }
       bo = bOff + (p + 1) * NR;
       b0 = FloatVector.fromArray(S, bp, bo);
       b1 = FloatVector.fromArray(S, bp, bo + L);
@@ -1423,9 +1435,11 @@ public final class FastKernels implements Kernels {
       x = FloatVector.broadcast(S, a[a4 + p + 1]);
       c40 = b0.fma(x, c40);
       c41 = b1.fma(x, c41);
-      x = FloatVector.broadcast(S, a[a5 + p + 1]);
-      c50 = b0.fma(x, c50);
-      c51 = b1.fma(x, c51);
+      if (SIX) {
+        x = FloatVector.broadcast(S, a[a5 + p + 1]);
+        c50 = b0.fma(x, c50);
+        c51 = b1.fma(x, c51);
+      }
     }
     for (; p < kc; p++) {
       int bo;
@@ -1450,9 +1464,11 @@ public final class FastKernels implements Kernels {
       x = FloatVector.broadcast(S, a[a4 + p]);
       c40 = b0.fma(x, c40);
       c41 = b1.fma(x, c41);
-      x = FloatVector.broadcast(S, a[a5 + p]);
-      c50 = b0.fma(x, c50);
-      c51 = b1.fma(x, c51);
+      if (SIX) {
+        x = FloatVector.broadcast(S, a[a5 + p]);
+        c50 = b0.fma(x, c50);
+        c51 = b1.fma(x, c51);
+      }
     }
     if (mr == MR && nr == NR) {
       // Written out row by row: a helper taking vectors would not be inlined into this large
@@ -1468,8 +1484,10 @@ public final class FastKernels implements Kernels {
         c31 = c31.add(FloatVector.fromArray(S, c, cOff + 3 * ldc + L).mul(beta));
         c40 = c40.add(FloatVector.fromArray(S, c, cOff + 4 * ldc).mul(beta));
         c41 = c41.add(FloatVector.fromArray(S, c, cOff + 4 * ldc + L).mul(beta));
-        c50 = c50.add(FloatVector.fromArray(S, c, cOff + 5 * ldc).mul(beta));
-        c51 = c51.add(FloatVector.fromArray(S, c, cOff + 5 * ldc + L).mul(beta));
+        if (SIX) {
+          c50 = c50.add(FloatVector.fromArray(S, c, cOff + 5 * ldc).mul(beta));
+          c51 = c51.add(FloatVector.fromArray(S, c, cOff + 5 * ldc + L).mul(beta));
+        }
       }
       c00.intoArray(c, cOff);
       c01.intoArray(c, cOff + L);
@@ -1481,8 +1499,10 @@ public final class FastKernels implements Kernels {
       c31.intoArray(c, cOff + 3 * ldc + L);
       c40.intoArray(c, cOff + 4 * ldc);
       c41.intoArray(c, cOff + 4 * ldc + L);
-      c50.intoArray(c, cOff + 5 * ldc);
-      c51.intoArray(c, cOff + 5 * ldc + L);
+      if (SIX) {
+        c50.intoArray(c, cOff + 5 * ldc);
+        c51.intoArray(c, cOff + 5 * ldc + L);
+      }
       return;
     }
     c00.intoArray(tmp, 0);
@@ -1495,8 +1515,10 @@ public final class FastKernels implements Kernels {
     c31.intoArray(tmp, 3 * NR + L);
     c40.intoArray(tmp, 4 * NR);
     c41.intoArray(tmp, 4 * NR + L);
-    c50.intoArray(tmp, 5 * NR);
-    c51.intoArray(tmp, 5 * NR + L);
+    if (SIX) {
+      c50.intoArray(tmp, 5 * NR);
+      c51.intoArray(tmp, 5 * NR + L);
+    }
   }
 
 

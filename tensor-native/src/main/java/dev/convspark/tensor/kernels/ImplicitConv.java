@@ -2,6 +2,7 @@ package dev.convspark.tensor.kernels;
 
 import static dev.convspark.tensor.kernels.FastKernels.MR;
 import static dev.convspark.tensor.kernels.FastKernels.NR;
+import static dev.convspark.tensor.kernels.FastKernels.SIX;
 
 import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
@@ -30,7 +31,7 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>All tiles are whole: columns are padded to panels of {@code NR} and rows to whole tiles, and
  * the extra values (read from the padding, or past a row's end) land in columns or rows that are
- * dropped. The forward products cut each line of output pixels into tiles of 6 or 7 rows,
+ * dropped. The forward products cut each line of output pixels into tiles of MR or 7 rows,
  * whichever computes the fewest extra rows for the line's width ({@link #HEIGHTS}).
  */
 final class ImplicitConv {
@@ -59,13 +60,14 @@ final class ImplicitConv {
   /**
    * The tile heights a line of output pixels can be cut into: 7 rows x 2 vectors where the
    * vectors are 512 bits wide (32 registers hold the 14 accumulators, two B vectors and the
-   * broadcast; AVX2's 16 do not), and 6 rows. A line of {@code w} pixels takes the height that
-   * computes the fewest rows, {@code ceil(w / R) * R} (the extra rows run into the padding and are
-   * dropped): for MNIST's 14, 7 (14 rows) with AVX-512 and 6 (18) with AVX2. Measured on conv2
-   * with AVX2, single thread, useful GFLOP/s: 6 rows 85-86; 5 rows (15 computed) 86; 7 rows x 1
-   * vector 69; 14 rows x 1 vector 54 (registers spilled); so AVX2 keeps 6.
+   * broadcast; AVX2's 16 do not), and {@code FastKernels.MR} rows (6, or 5 where the JIT needs
+   * more registers). A line of {@code w} pixels takes the height that computes the fewest rows,
+   * {@code ceil(w / R) * R} (the extra rows run into the padding and are dropped): for MNIST's 14,
+   * 7 (14 rows) with AVX-512 and 6 (18) with AVX2. Measured on conv2 with AVX2, single thread,
+   * useful GFLOP/s: 6 rows 85-86; 5 rows (15 computed) 86; 7 rows x 1 vector 69; 14 rows x 1
+   * vector 54 (registers spilled); so AVX2 keeps MR.
    */
-  private static final int[] HEIGHTS = L >= 16 ? new int[] {7, 6} : new int[] {6};
+  private static final int[] HEIGHTS = L >= 16 ? new int[] {7, MR} : new int[] {MR};
   private final ConvGeometry g;
   /** The tile heights of the forward product's and the input gradient's lines. */
   private final int forwardHeight;
@@ -357,7 +359,7 @@ final class ImplicitConv {
 
   /**
    * One whole {@code MR x NR} tile, {@code C = A B}: A's row i, depth p at
-   * {@code a[aOff + offsets[p] + i]} (the six rows of a depth step are consecutive floats, found
+   * {@code a[aOff + offsets[p] + i]} (the MR rows of a depth step are consecutive floats, found
    * through one table look-up), B's row p at {@code bp[bOff + p * NR]}.
    */
   static void microTable(int kc, float[] a, int aOff, int[] offsets, int offOff, float[] bp, int bOff, float[] c,
@@ -394,9 +396,11 @@ final class ImplicitConv {
       x = FloatVector.broadcast(S, a[ao + 4]);
       c40 = b0.fma(x, c40);
       c41 = b1.fma(x, c41);
-      x = FloatVector.broadcast(S, a[ao + 5]);
-      c50 = b0.fma(x, c50);
-      c51 = b1.fma(x, c51);
+      if (SIX) {
+        x = FloatVector.broadcast(S, a[ao + 5]);
+        c50 = b0.fma(x, c50);
+        c51 = b1.fma(x, c51);
+      }
     }
     if (add) {
       c00 = c00.add(FloatVector.fromArray(S, c, cOff));
@@ -409,8 +413,10 @@ final class ImplicitConv {
       c31 = c31.add(FloatVector.fromArray(S, c, cOff + 3 * ldc + L));
       c40 = c40.add(FloatVector.fromArray(S, c, cOff + 4 * ldc));
       c41 = c41.add(FloatVector.fromArray(S, c, cOff + 4 * ldc + L));
-      c50 = c50.add(FloatVector.fromArray(S, c, cOff + 5 * ldc));
-      c51 = c51.add(FloatVector.fromArray(S, c, cOff + 5 * ldc + L));
+      if (SIX) {
+        c50 = c50.add(FloatVector.fromArray(S, c, cOff + 5 * ldc));
+        c51 = c51.add(FloatVector.fromArray(S, c, cOff + 5 * ldc + L));
+      }
     }
     c00.intoArray(c, cOff);
     c01.intoArray(c, cOff + L);
@@ -422,13 +428,15 @@ final class ImplicitConv {
     c31.intoArray(c, cOff + 3 * ldc + L);
     c40.intoArray(c, cOff + 4 * ldc);
     c41.intoArray(c, cOff + 4 * ldc + L);
-    c50.intoArray(c, cOff + 5 * ldc);
-    c51.intoArray(c, cOff + 5 * ldc + L);
+    if (SIX) {
+      c50.intoArray(c, cOff + 5 * ldc);
+      c51.intoArray(c, cOff + 5 * ldc + L);
+    }
   }
 
   /**
    * {@link #microTable} with 7 rows (see {@link #HEIGHTS}): one whole {@code 7 x NR} tile, {@code C = A B}: A's row i, depth p at
-   * {@code a[aOff + offsets[p] + i]} (the six rows of a depth step are consecutive floats, found
+   * {@code a[aOff + offsets[p] + i]} (the seven rows of a depth step are consecutive floats, found
    * through one table look-up), B's row p at {@code bp[bOff + p * NR]}.
    */
   static void microTableSeven(int kc, float[] a, int aOff, int[] offsets, int offOff, float[] bp, int bOff, float[] c,

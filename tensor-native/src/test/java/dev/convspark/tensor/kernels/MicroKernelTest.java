@@ -67,26 +67,48 @@ class MicroKernelTest {
   }
 
   /**
-   * {@link FastKernels#micro} (A packed in strips, column p's rows together) likewise: in one pass
-   * over the depth, or split in two ({@link FastKernels#SPLIT_ROWS}: Maven's {@code avx2-second-jdk}
-   * execution on JDK 25, and {@code -Dconvspark.cpu.splitRows=true}), each sum in depth order.
+   * {@link FastKernels#micro} (A packed in strips, column p's rows together) likewise, with the
+   * tile's {@link FastKernels#MR} rows: 6, or 5 (Maven's {@code vector128} and {@code
+   * avx2-second-jdk} executions).
    */
   @Test
   void packedStripsAddTheirTermsInDepthOrder() {
     int aOff = 3;
     int mrFull = FastKernels.MR;
-    checkTile("micro, split " + FastKernels.SPLIT_ROWS, mrFull * 256 + aOff,
+    checkTile("micro, " + FastKernels.MR + " rows", mrFull * 256 + aOff,
         (i, mr, p) -> aOff + p * mrFull + i,
         (kc, a, bp, bOff, c, cOff, ldc, beta, mr, nr, tmp) ->
             FastKernels.micro(kc, a, aOff, mrFull, bp, bOff, c, cOff, ldc, beta, mr, nr, tmp));
   }
 
+  /**
+   * {@link FastKernels#microInterleaved} (A's strips in blocks of one vector of depth, each row's
+   * vector after the other) likewise; a whole tile with beta other than 0 is left for the caller.
+   */
   @Test
-  void theSplitSwitchTakesTrueOrFalseAndRefusesAnythingElseNamingTheProperty() {
-    assertTrue(FastKernels.splitRows("true"));
-    assertFalse(FastKernels.splitRows("false"));
-    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> FastKernels.splitRows("1"));
-    assertEquals("convspark.cpu.splitRows must be true or false but was '1'", e.getMessage());
+  void interleavedStripsAddTheirTermsInDepthOrder() {
+    int aOff = 3;
+    int mrFull = FastKernels.MR;
+    int lanes = FloatVector.SPECIES_PREFERRED.length();
+    checkTile("microInterleaved, " + mrFull + " rows", mrFull * (256 + lanes) + aOff,
+        (i, mr, p) -> aOff + (p - p % lanes) * mrFull + i * lanes + p % lanes,
+        (kc, a, bp, bOff, c, cOff, ldc, beta, mr, nr, tmp) ->
+            FastKernels.microInterleaved(kc, a, aOff, bp, bOff, c, cOff, ldc, beta, mr, nr, tmp), false);
+  }
+
+  @Test
+  void theTileRowsAreFiveOrSixAndAnythingElseIsRefusedNamingTheProperty() {
+    assertEquals(5, FastKernels.tileRows("5"));
+    assertEquals(6, FastKernels.tileRows("6"));
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> FastKernels.tileRows("8"));
+    assertEquals("convspark.cpu.tileRows must be 5 or 6 but was '8'", e.getMessage());
+    // The rows the run asked for (Maven's vector128 execution asks for 5), else the default's.
+    String asked = System.getProperty("convspark.cpu.tileRows");
+    if (asked != null) {
+      assertEquals(Integer.parseInt(asked), FastKernels.MR, "-Dconvspark.cpu.tileRows=" + asked);
+    } else {
+      assertTrue(FastKernels.MR == 5 || FastKernels.MR == 6, "MR " + FastKernels.MR);
+    }
   }
 
   /** Where tile row {@code i}'s column {@code p} of A is, for a tile of {@code mr} rows. */
@@ -105,6 +127,11 @@ class MicroKernelTest {
    * written to C as {@code sum + beta * C}, any other left in {@code tmp} with C untouched.
    */
   private static void checkTile(String name, int aLength, AIndex aIndex, Kernel kernel) {
+    checkTile(name, aLength, aIndex, kernel, true);
+  }
+
+  /** {@link #checkTile}, a whole tile with beta other than 0 left in {@code tmp} unless {@code betaToC}. */
+  private static void checkTile(String name, int aLength, AIndex aIndex, Kernel kernel, boolean betaToC) {
     Random rnd = new Random(11);
     int nrFull = FastKernels.NR;
     int mrFull = FastKernels.MR;
@@ -135,7 +162,7 @@ class MicroKernelTest {
                 for (int p = 0; p < kc; p++) {
                   sum = Math.fma(bp[bOff + p * nrFull + j], a[aIndex.at(i, mr, p)], sum);
                 }
-                if (mr == mrFull && nr == nrFull) {
+                if (mr == mrFull && nr == nrFull && (beta == 0f || betaToC)) {
                   int at = cOff + i * ldc + j;
                   wantC[at] = beta != 0f ? sum + wantC[at] * beta : sum;
                 } else {
