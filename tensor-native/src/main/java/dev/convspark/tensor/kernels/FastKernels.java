@@ -32,17 +32,17 @@ public final class FastKernels implements Kernels {
   /** Columns of a C tile: two vectors. */
   static final int NR = 2 * L;
   /**
-   * Rows of a C tile, 5 or 6 ({@code -Dconvspark.cpu.tileRows}): 6 x 2 accumulators leave
-   * registers for B and a broadcast even with AVX2's 16, where the JIT broadcasts each row's value
-   * just before its multiply-adds (JDK 17). By default 5 on x86 without AVX-512 from JDK 25: there
-   * C2 schedules three broadcasts of A ahead of their multiply-adds, so six rows' 12 accumulators,
-   * B's two vectors and the broadcasts need 17 registers, and two accumulators went to the stack
-   * and back every depth step (seen in the compiled code); five rows' 10 leave room for all of
-   * them. {@link #micro} on one core, 64-deep tiles, timed outside the repository (2-core AMD EPYC,
-   * Zen 4, {@code -XX:UseAVX=2}): JDK 25 42 GFLOP/s with six rows, 100 with five; JDK 17 103 with
-   * six, 97 with five, and {@link #microInterleaved} 36-91 with five (four runs) against 95-105
-   * with six, so JDK 17 keeps six. Every tile kernel and every packing follows this value; the sixth row's code
-   * is left out under {@link #SIX}, a constant the JIT folds.
+   * Rows of a C tile, 5 or 6 ({@code -Dconvspark.cpu.tileRows}): 6 x 2 accumulators leave registers
+   * for B and a broadcast even with AVX2's 16, where the JIT broadcasts each row's value just
+   * before its multiply-adds (JDK 17). By default 5 on x86 without AVX-512 from JDK 25: there C2
+   * schedules three broadcasts of A ahead of their multiply-adds, so six rows' 12 accumulators, B's
+   * two vectors and the broadcasts need 17 registers, and two accumulators went to the stack and
+   * back every depth step (seen in the compiled code); five rows' 10 leave room for all of them.
+   * {@link #micro} on one core, 64-deep tiles, timed outside the repository (2-core AMD EPYC, Zen
+   * 4, {@code -XX:UseAVX=2}): JDK 25 42 GFLOP/s with six rows, 100 with five; JDK 17 103 with six,
+   * 97 with five, and {@link #microInterleaved} 36-91 with five (four runs) against 94-105 with
+   * six, so JDK 17 keeps six. Every tile kernel and every packing follows this value; the sixth
+   * row's code is left out under {@link #SIX}, a constant the JIT folds.
    */
   static final int MR = tileRows(System.getProperty("convspark.cpu.tileRows",
       L <= 8 && Runtime.version().feature() >= 25 && System.getProperty("os.arch", "").matches("amd64|x86_64")
@@ -1294,7 +1294,8 @@ public final class FastKernels implements Kernels {
   static void microEdgeInterleaved(int kc, float[] a, int aOff, float[] bt, float[] tmp) {
     float[] lanes = new float[L];
     for (int r = 0; r < MR; r += 2) {
-      // With an odd MR the last turn's second row repeats its first, and its sums go past the strip.
+      // With an odd MR the last turn's second row repeats its first; its sums land in tmp's row MR,
+      // which is never read.
       int second = Math.min(r + 1, MR - 1) - r;
       FloatVector c0 = FloatVector.zero(S);
       FloatVector c1 = c0;

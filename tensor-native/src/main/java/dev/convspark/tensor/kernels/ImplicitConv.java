@@ -58,14 +58,14 @@ final class ImplicitConv {
    */
   private static final boolean ONE_CHANNEL = L >= 16;
   /**
-   * The tile heights a line of output pixels can be cut into: 7 rows x 2 vectors where the
-   * vectors are 512 bits wide (32 registers hold the 14 accumulators, two B vectors and the
-   * broadcast; AVX2's 16 do not), and {@code FastKernels.MR} rows (6, or 5 where the JIT needs
-   * more registers). A line of {@code w} pixels takes the height that computes the fewest rows,
-   * {@code ceil(w / R) * R} (the extra rows run into the padding and are dropped): for MNIST's 14,
-   * 7 (14 rows) with AVX-512 and 6 (18) with AVX2. Measured on conv2 with AVX2, single thread,
-   * useful GFLOP/s: 6 rows 85-86; 5 rows (15 computed) 86; 7 rows x 1 vector 69; 14 rows x 1
-   * vector 54 (registers spilled); so AVX2 keeps MR.
+   * The tile heights a line of output pixels can be cut into: 7 rows x 2 vectors where the vectors
+   * are 512 bits wide (32 registers hold the 14 accumulators, two B vectors and the broadcast;
+   * AVX2's 16 do not), and {@code FastKernels.MR} rows (6, or 5 where the JIT needs more
+   * registers). A line of {@code w} pixels takes the height that computes the fewest rows, {@code
+   * ceil(w / R) * R} (the extra rows run into the padding and are dropped): for MNIST's 14, 7 (14
+   * rows) with AVX-512 and MR with AVX2 (6: 18 rows; 5: 15). Measured on conv2 with AVX2, single
+   * thread, useful GFLOP/s: 6 rows 85-86; 5 rows (15 computed) 86; 7 rows x 1 vector 69; 14 rows x
+   * 1 vector 54 (registers spilled); so AVX2 keeps MR.
    */
   private static final int[] HEIGHTS = L >= 16 ? new int[] {7, MR} : new int[] {MR};
   private final ConvGeometry g;
