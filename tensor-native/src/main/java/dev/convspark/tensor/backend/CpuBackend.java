@@ -107,8 +107,8 @@ public final class CpuBackend implements Backend {
   static String boxedWarning(long bytesPerStep) {
     return String.format(java.util.Locale.ROOT, "the CPU kernels allocated %.1f MB a training step where about 30 KB"
         + " are usual: the JIT compiled a vector kernel with its vectors on the heap, and this JVM will train several"
-        + " times slower for its whole life; restart it (rare since the kernels warm up as they load; seen here under"
-        + " -XX:CompileCommand=print)", bytesPerStep / 1048576.0);
+        + " times slower for its whole life; restart it (rare since the kernels warm up as they load and keep within"
+        + " the JIT's trap limits; seen here under -XX:CompileCommand=print)", bytesPerStep / 1048576.0);
   }
 
   /** {@code runner}'s bytes allocated a step in its counted steps (a runner of this backend); -1 before them. */

@@ -129,6 +129,13 @@ public final class FastKernels implements Kernels {
    * being compiled while the kernels' threads were still initialising the vector classes; the
    * remedy is measured, the cause is not proven. Warming Adam's update the same way made it worse
    * (10 of 12 slow), so this touches the kernels only.
+   *
+   * <p>One later cause is known: C2's limit of 100 type-check traps in one compilation (the
+   * inlined methods' included; {@code -XX:PerMethodTrapLimit}), past which it guards the rest of
+   * the Vector API's calls with virtual calls on boxed vectors. With the epilogue that
+   * {@link #micro} and {@link #microRows} share, microRows' compilation came to 96 and, in one JVM
+   * in 15, to 132; the kernels now stay far below it, and Maven's {@code trap-limit} execution
+   * trains with the limit at 10.
    */
   private static final class WarmUp {
     static {
@@ -987,19 +994,26 @@ public final class FastKernels implements Kernels {
       // Written out row by row: a helper taking vectors would not be inlined into this large
       // method, and vectors passed to a call that is not inlined are boxed on the heap.
       if (beta != 0f) {
-        c00 = c00.add(FloatVector.fromArray(S, c, cOff).mul(beta));
-        c01 = c01.add(FloatVector.fromArray(S, c, cOff + L).mul(beta));
-        c10 = c10.add(FloatVector.fromArray(S, c, cOff + ldc).mul(beta));
-        c11 = c11.add(FloatVector.fromArray(S, c, cOff + ldc + L).mul(beta));
-        c20 = c20.add(FloatVector.fromArray(S, c, cOff + 2 * ldc).mul(beta));
-        c21 = c21.add(FloatVector.fromArray(S, c, cOff + 2 * ldc + L).mul(beta));
-        c30 = c30.add(FloatVector.fromArray(S, c, cOff + 3 * ldc).mul(beta));
-        c31 = c31.add(FloatVector.fromArray(S, c, cOff + 3 * ldc + L).mul(beta));
-        c40 = c40.add(FloatVector.fromArray(S, c, cOff + 4 * ldc).mul(beta));
-        c41 = c41.add(FloatVector.fromArray(S, c, cOff + 4 * ldc + L).mul(beta));
+        // One multiply-add a vector: sum + beta * C, rounded once (for beta 1, exactly sum + C).
+        // Each binary operation (a multiply, an add) inlines a check that C2 guards with
+        // type-check traps, and past 100 such traps in one compilation (PerMethodTrapLimit) it
+        // guards the rest with virtual calls, on boxed vectors. As a multiply and an add a vector,
+        // this epilogue brought microRows' compilation to 96 such traps, and to 132 in the JVMs
+        // (one in 15) whose Vector API had recorded one trap more, which kept two sums on the heap.
+        FloatVector bv = FloatVector.broadcast(S, beta);
+        c00 = FloatVector.fromArray(S, c, cOff).fma(bv, c00);
+        c01 = FloatVector.fromArray(S, c, cOff + L).fma(bv, c01);
+        c10 = FloatVector.fromArray(S, c, cOff + ldc).fma(bv, c10);
+        c11 = FloatVector.fromArray(S, c, cOff + ldc + L).fma(bv, c11);
+        c20 = FloatVector.fromArray(S, c, cOff + 2 * ldc).fma(bv, c20);
+        c21 = FloatVector.fromArray(S, c, cOff + 2 * ldc + L).fma(bv, c21);
+        c30 = FloatVector.fromArray(S, c, cOff + 3 * ldc).fma(bv, c30);
+        c31 = FloatVector.fromArray(S, c, cOff + 3 * ldc + L).fma(bv, c31);
+        c40 = FloatVector.fromArray(S, c, cOff + 4 * ldc).fma(bv, c40);
+        c41 = FloatVector.fromArray(S, c, cOff + 4 * ldc + L).fma(bv, c41);
         if (SIX) {
-          c50 = c50.add(FloatVector.fromArray(S, c, cOff + 5 * ldc).mul(beta));
-          c51 = c51.add(FloatVector.fromArray(S, c, cOff + 5 * ldc + L).mul(beta));
+          c50 = FloatVector.fromArray(S, c, cOff + 5 * ldc).fma(bv, c50);
+          c51 = FloatVector.fromArray(S, c, cOff + 5 * ldc + L).fma(bv, c51);
         }
       }
       c00.intoArray(c, cOff);
@@ -1334,10 +1348,11 @@ public final class FastKernels implements Kernels {
 
   /** A whole tile left in {@code tmp} added into C with vectors: {@code C = tmp + beta * C}. */
   private static void addTile(float[] tmp, float[] c, int cOff, int ldc, float beta) {
+    FloatVector bv = FloatVector.broadcast(S, beta);
     for (int i = 0; i < MR; i++) {
       int ci = cOff + i * ldc;
-      FloatVector.fromArray(S, tmp, i * NR).add(FloatVector.fromArray(S, c, ci).mul(beta)).intoArray(c, ci);
-      FloatVector.fromArray(S, tmp, i * NR + L).add(FloatVector.fromArray(S, c, ci + L).mul(beta)).intoArray(c, ci + L);
+      FloatVector.fromArray(S, c, ci).fma(bv, FloatVector.fromArray(S, tmp, i * NR)).intoArray(c, ci);
+      FloatVector.fromArray(S, c, ci + L).fma(bv, FloatVector.fromArray(S, tmp, i * NR + L)).intoArray(c, ci + L);
     }
   }
 
@@ -1475,19 +1490,21 @@ public final class FastKernels implements Kernels {
       // Written out row by row: a helper taking vectors would not be inlined into this large
       // method, and vectors passed to a call that is not inlined are boxed on the heap.
       if (beta != 0f) {
-        c00 = c00.add(FloatVector.fromArray(S, c, cOff).mul(beta));
-        c01 = c01.add(FloatVector.fromArray(S, c, cOff + L).mul(beta));
-        c10 = c10.add(FloatVector.fromArray(S, c, cOff + ldc).mul(beta));
-        c11 = c11.add(FloatVector.fromArray(S, c, cOff + ldc + L).mul(beta));
-        c20 = c20.add(FloatVector.fromArray(S, c, cOff + 2 * ldc).mul(beta));
-        c21 = c21.add(FloatVector.fromArray(S, c, cOff + 2 * ldc + L).mul(beta));
-        c30 = c30.add(FloatVector.fromArray(S, c, cOff + 3 * ldc).mul(beta));
-        c31 = c31.add(FloatVector.fromArray(S, c, cOff + 3 * ldc + L).mul(beta));
-        c40 = c40.add(FloatVector.fromArray(S, c, cOff + 4 * ldc).mul(beta));
-        c41 = c41.add(FloatVector.fromArray(S, c, cOff + 4 * ldc + L).mul(beta));
+        // One multiply-add a vector, sum + beta * C: see micro.
+        FloatVector bv = FloatVector.broadcast(S, beta);
+        c00 = FloatVector.fromArray(S, c, cOff).fma(bv, c00);
+        c01 = FloatVector.fromArray(S, c, cOff + L).fma(bv, c01);
+        c10 = FloatVector.fromArray(S, c, cOff + ldc).fma(bv, c10);
+        c11 = FloatVector.fromArray(S, c, cOff + ldc + L).fma(bv, c11);
+        c20 = FloatVector.fromArray(S, c, cOff + 2 * ldc).fma(bv, c20);
+        c21 = FloatVector.fromArray(S, c, cOff + 2 * ldc + L).fma(bv, c21);
+        c30 = FloatVector.fromArray(S, c, cOff + 3 * ldc).fma(bv, c30);
+        c31 = FloatVector.fromArray(S, c, cOff + 3 * ldc + L).fma(bv, c31);
+        c40 = FloatVector.fromArray(S, c, cOff + 4 * ldc).fma(bv, c40);
+        c41 = FloatVector.fromArray(S, c, cOff + 4 * ldc + L).fma(bv, c41);
         if (SIX) {
-          c50 = c50.add(FloatVector.fromArray(S, c, cOff + 5 * ldc).mul(beta));
-          c51 = c51.add(FloatVector.fromArray(S, c, cOff + 5 * ldc + L).mul(beta));
+          c50 = FloatVector.fromArray(S, c, cOff + 5 * ldc).fma(bv, c50);
+          c51 = FloatVector.fromArray(S, c, cOff + 5 * ldc + L).fma(bv, c51);
         }
       }
       c00.intoArray(c, cOff);
