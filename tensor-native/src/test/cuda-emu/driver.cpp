@@ -10,8 +10,13 @@
 // or grid, PTX newer than the driver reads) with the real error codes and a line on stderr naming
 // what was wrong, and device memory ends at a guard page so a kernel reading past a buffer stops
 // the process. Events record when they are called, so two around a launch time the kernel on the
-// CPU. What it cannot check: the PTX's own code, a GPU's timing, races between threads, memory
-// coalescing. It is a test tool: a GPU machine (gpu-check.sh) is the check of the GPU itself.
+// CPU. Two things a GPU would get wrong are made to show here too: each block starts with its
+// shared memory filled with NaN, so an entry read before the block wrote it spoils the result; and
+// a block's threads take their turns in a shuffled order at every barrier, so two threads that
+// touch one shared entry between two barriers (one writing) give results that depend on the order.
+// What it cannot check: the PTX's own code, a GPU's timing, races inside a warp's lockstep (no
+// kernel relies on one), a race whose two orders give the same value, memory coalescing. It is a
+// test tool: a GPU machine (gpu-check.sh) is the check of the GPU itself.
 //
 // Settings (environment): CONVSPARK_CUDA_EMU_DEVICES (number of devices, default 1; 0 makes cuInit
 // fail as on a machine whose driver sees no GPU), CONVSPARK_CUDA_EMU_DRIVER (the driver version
@@ -19,7 +24,8 @@
 // ISA accepted), CONVSPARK_CUDA_EMU_SMS (the multiprocessor count reported, default 132, an
 // H100's and H200's), CONVSPARK_CUDA_EMU_CC (the compute capability reported, major * 10 + minor,
 // default 90, an H100's and H200's; the WMMA kernels run on any, mma.h), CONVSPARK_CUDA_EMU_GRAPHS
-// (0: cuStreamBeginCapture fails, as a driver that refuses a capture would), CONVSPARK_CUDA_EMU_TRACE (a file to which every launch, copy, memset and
+// (0: cuStreamBeginCapture fails, as a driver that refuses a capture would), CONVSPARK_CUDA_EMU_ORDER
+// (the order of a block's threads' turns: shuffle, the default, forward or reverse), CONVSPARK_CUDA_EMU_TRACE (a file to which every launch, copy, memset and
 // synchronisation is appended as one line, so a test can see what a training step asks of the
 // device: "launch NAME GXxGYxGZ BX ARGS...", with each device pointer as "p" and other arguments
 // as numbers; "htod BYTES", "dtoh BYTES", "dtod BYTES", "memset BYTES", "sync", "alloc BYTES",
@@ -44,14 +50,19 @@
 #include "cuda_host.h"
 #include "convspark.cu"
 
+#include <dlfcn.h>
+#include <elf.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <set>
@@ -417,8 +428,150 @@ void thread_main() {
   abort();  // a finished thread is never resumed
 }
 
+// ---- shared memory: a NaN where the block has not written ----
+
+// The kernels' shared arrays are function-level statics (cuda_host.h), named in shared.inc, which
+// cuda-emu.sh writes from convspark.cu's __shared__ declarations: S(as) S(bs) ... Found in this
+// library's own symbol table, as the statics of functions outside the driver's anonymous namespace
+// whose names are those, so that each block can start with them filled with NaN: on a GPU a block's
+// shared memory holds whatever was there before it, here it would hold the previous block's values,
+// which can make a kernel that reads an entry it never wrote look right.
+struct Region {
+  uint32_t* at;
+  size_t words;
+  std::string symbol;
+};
+
+// One quiet NaN with a payload that says where it came from.
+constexpr uint32_t POISON = 0x7fc0deadu;
+
+bool names_shared_static(const std::string& symbol) {
+  static const char* const names[] = {
+#define S(name) #name,
+#include "shared.inc"
+#undef S
+  };
+  // A function's static: _ZZ <function> E <length> <name> [_ <discriminator>]; not the driver's.
+  if (symbol.rfind("_ZZ", 0) != 0 || symbol.rfind("_ZZN12_GLOBAL__N_1", 0) == 0) return false;
+  for (const char* name : names) {
+    std::string tail = "E" + std::to_string(strlen(name)) + name;
+    size_t at = symbol.rfind(tail);
+    if (at == std::string::npos) continue;
+    std::string rest = symbol.substr(at + tail.size());
+    if (rest.empty() || (rest[0] == '_' && rest.find_first_not_of("_0123456789") == std::string::npos)) return true;
+  }
+  return false;
+}
+
+// Every shared array of every kernel; the process stops, saying why, where they cannot be found.
+const std::vector<Region>& shared_regions() {
+  static const std::vector<Region> regions = [] {
+    Dl_info self;
+    if (dladdr(reinterpret_cast<void*>(&names_shared_static), &self) == 0 || self.dli_fname == nullptr) {
+      fprintf(stderr, "cuda-emu: cannot find the driver's own file to read its symbols\n");
+      abort();
+    }
+    std::ifstream in(self.dli_fname, std::ios::binary);
+    std::vector<char> elf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<Region> found;
+    const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(elf.data());
+    if (elf.size() < sizeof(Elf64_Ehdr) || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0) {
+      fprintf(stderr, "cuda-emu: %s is not an ELF file\n", self.dli_fname);
+      abort();
+    }
+    const auto* sections = reinterpret_cast<const Elf64_Shdr*>(elf.data() + eh->e_shoff);
+    // Where the file puts the driver's own `threads`: where they are, unless the file was rebuilt
+    // since it was loaded.
+    const void* anchor = nullptr;
+    for (int i = 0; i < eh->e_shnum; i++) {
+      if (sections[i].sh_type != SHT_SYMTAB) continue;
+      const char* strings = elf.data() + sections[sections[i].sh_link].sh_offset;
+      const auto* symbols = reinterpret_cast<const Elf64_Sym*>(elf.data() + sections[i].sh_offset);
+      size_t count = sections[i].sh_size / sizeof(Elf64_Sym);
+      for (size_t j = 0; j < count; j++) {
+        const Elf64_Sym& sym = symbols[j];
+        std::string name = strings + sym.st_name;
+        if (name == "_ZN12_GLOBAL__N_17threadsE") anchor = static_cast<char*>(self.dli_fbase) + sym.st_value;
+        if (ELF64_ST_TYPE(sym.st_info) != STT_OBJECT || sym.st_size == 0 || !names_shared_static(name)) continue;
+        found.push_back({reinterpret_cast<uint32_t*>(static_cast<char*>(self.dli_fbase) + sym.st_value),
+                         size_t(sym.st_size / 4), name});
+      }
+    }
+    if (anchor != static_cast<const void*>(threads)) {
+      fprintf(stderr, "cuda-emu: %s is not the file this process loaded (rebuilt since?)\n", self.dli_fname);
+      abort();
+    }
+    if (found.empty()) {
+      fprintf(stderr, "cuda-emu: no kernel's shared arrays in the symbol table of %s (stripped?)\n", self.dli_fname);
+      abort();
+    }
+    return found;
+  }();
+  return regions;
+}
+
+// Which shared arrays a kernel uses: those that the first blocks it runs (up to LEARN of them,
+// each started with every array poisoned) leave changed. Later blocks start with those alone
+// poisoned.
+constexpr int LEARN = 64;
+struct SharedUse {
+  int blocks_seen = 0;
+  std::vector<const Region*> used;
+};
+std::map<const KernelInfo*, SharedUse> shared_use;
+
+void poison(const Region& r) { std::fill(r.at, r.at + r.words, POISON); }
+
+bool changed(const Region& r) {
+  for (size_t i = 0; i < r.words; i++) {
+    if (r.at[i] != POISON) return true;
+  }
+  return false;
+}
+
+// ---- the order in which a block's threads take their turns ----
+
+// CONVSPARK_CUDA_EMU_ORDER: "shuffle" (the default; a fresh order at every barrier, drawn from the
+// kernel's name, the block and the barrier's count, so the same launch runs the same way every
+// time), "forward" or "reverse". A thread runs from one barrier to the next in one turn, so two
+// threads of a block that touch the same shared entry between two barriers, one of them writing
+// (a missing __syncthreads), see each other's values or not depending on the order: a kernel whose
+// results change with the order has such a race.
+enum Order { SHUFFLE, FORWARD, REVERSE };
+Order thread_order() {
+  static const Order order = [] {
+    const char* v = getenv("CONVSPARK_CUDA_EMU_ORDER");
+    std::string s = v == nullptr ? "" : v;
+    if (s.empty() || s == "shuffle") return SHUFFLE;
+    if (s == "forward") return FORWARD;
+    if (s == "reverse") return REVERSE;
+    fprintf(stderr, "cuda-emu: CONVSPARK_CUDA_EMU_ORDER=%s: expected shuffle, forward or reverse\n", s.c_str());
+    abort();
+  }();
+  return order;
+}
+
+uint64_t mix(uint64_t x) {  // splitmix64's finalizer
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// The turns of a round: 0 to n - 1 in the order above, for the round `round` of block `block`.
+void turns(std::vector<int>& order, int n, uint64_t seed, uint64_t block, int round) {
+  order.resize(n);
+  for (int i = 0; i < n; i++) order[i] = thread_order() == REVERSE ? n - 1 - i : i;
+  if (thread_order() != SHUFFLE) return;
+  uint64_t state = mix(seed ^ mix(block * 0x10001 + round));
+  for (int i = n - 1; i > 0; i--) {
+    state = mix(state);
+    std::swap(order[i], order[state % (i + 1)]);
+  }
+}
+
 // Runs one block of n threads; false when they disagreed at a barrier.
-bool run_block(int n) {
+bool run_block(int n, uint64_t seed, uint64_t block) {
   for (int i = 0; i < n; i++) {
     emu::Thread& t = threads[i];
     t.idx = {unsigned(i) % emu::block_dim.x, unsigned(i) / emu::block_dim.x % emu::block_dim.y,
@@ -433,9 +586,11 @@ bool run_block(int n) {
     sp[7] = 0;
     t.sp = sp;
   }
-  for (;;) {
+  static std::vector<int> order;
+  for (int round = 0;; round++) {
+    turns(order, n, seed, block, round);
     int waiting = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i : order) {
       emu::current = &threads[i];
       emu_switch(&scheduler_sp, threads[i].sp);
       waiting += threads[i].state == AT_BARRIER;
@@ -458,11 +613,26 @@ CUresult launch(const KernelInfo& k, void** params, unsigned gx, unsigned gy, un
   emu::block_dim = {bx, by, bz};
   emu::grid_dim = {gx, gy, gz};
   int n = int(bx * by * bz);
+  uint64_t seed = std::hash<std::string>()(k.name);
+  SharedUse& use = shared_use[&k];
   for (unsigned z = 0; z < gz; z++) {
     for (unsigned y = 0; y < gy; y++) {
       for (unsigned x = 0; x < gx; x++) {
         emu::block_idx = {x, y, z};
-        if (!run_block(n)) {
+        bool learning = use.blocks_seen < LEARN;
+        if (learning) {
+          for (const Region& r : shared_regions()) poison(r);
+        } else {
+          for (const Region* r : use.used) poison(*r);
+        }
+        bool agreed = run_block(n, seed, (uint64_t(z) * gy + y) * gx + x);
+        if (learning) {
+          use.blocks_seen++;
+          for (const Region& r : shared_regions()) {
+            if (changed(r) && std::find(use.used.begin(), use.used.end(), &r) == use.used.end()) use.used.push_back(&r);
+          }
+        }
+        if (!agreed) {
           return fail(CUDA_ERROR_LAUNCH_FAILED, std::string(k.name) + ": block (" + std::to_string(x) + ", " +
                                                     std::to_string(y) + ", " + std::to_string(z) +
                                                     "): some threads finished while others waited at __syncthreads");

@@ -4,6 +4,8 @@
 // stores give what the warp's would, whatever the layout. Only for driver.cpp; never for a GPU.
 #pragma once
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -52,8 +54,20 @@ inline float __float_to_tf32(float f) {
   return f;
 }
 
+// What a GPU requires of load_matrix_sync's and store_matrix_sync's memory: a 256-bit aligned
+// pointer, and a leading dimension of a multiple of 16 bytes (4 floats). Elsewhere the result is
+// undefined; here the process stops, saying which call.
+inline void check_matrix(const float* p, unsigned ldm, const char* call) {
+  if (reinterpret_cast<uintptr_t>(p) % 32 != 0 || ldm % 4 != 0) {
+    std::fprintf(stderr, "cuda-emu: wmma::%s at %p with ldm %u: the pointer must be 32-byte aligned and ldm a "
+                 "multiple of 4 floats\n", call, static_cast<const void*>(p), ldm);
+    std::abort();
+  }
+}
+
 template <class Use, int M, int N, int K, class T, class Layout>
 void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const float* p, unsigned ldm) {
+  check_matrix(p, ldm, "load_matrix_sync");
   for (int r = 0; r < f.rows; r++)
     for (int c = 0; c < f.cols; c++)
       f.x[r * f.cols + c] = std::is_same<Layout, col_major>::value ? p[r + (size_t) c * ldm] : p[(size_t) r * ldm + c];
@@ -80,6 +94,7 @@ void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a,
 
 template <int M, int N, int K, class T>
 void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, T>& f, unsigned ldm, layout_t layout) {
+  check_matrix(p, ldm, "store_matrix_sync");
   for (int r = 0; r < M; r++)
     for (int c = 0; c < N; c++) {
       float v = f.x[r * N + c];

@@ -25,20 +25,32 @@ import org.junit.jupiter.api.Test;
  */
 class CudaEmulationTest {
 
+  private static Path script;
   private static Path driver;
 
   @BeforeAll
   static void buildTheDriver() throws IOException, InterruptedException {
-    Path script = Path.of("cuda-emu.sh");
+    script = Path.of("cuda-emu.sh");
     if (!Files.exists(script)) {
       script = Path.of("tensor-native", "cuda-emu.sh");
     }
-    driver = script.toAbsolutePath().getParent().resolve("target/cuda-emu");
-    Process p = new ProcessBuilder("bash", script.toString(), driver.toString()).redirectErrorStream(true).start();
+    script = script.toAbsolutePath();
+    driver = script.getParent().resolve("target/cuda-emu");
+    String log = build(driver);
+    Assumptions.assumeTrue(!log.startsWith("3:"), log.strip() + ": the GPU backend's host code is not run");
+    assertTrue(log.startsWith("0:"), "cuda-emu.sh failed:\n" + log);
+  }
+
+  /** Runs cuda-emu.sh into {@code out} with {@code source} (the kernels' directory, if any): "exit:log". */
+  private static String build(Path out, Path... source) throws IOException, InterruptedException {
+    List<String> command = new ArrayList<>(List.of("bash", script.toString(), out.toString()));
+    for (Path s : source) {
+      command.add(s.toString());
+    }
+    Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
     String log = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
     assertTrue(p.waitFor(5, TimeUnit.MINUTES), "cuda-emu.sh ran over 5 minutes");
-    Assumptions.assumeTrue(p.exitValue() != 3, log.strip() + ": the GPU backend's host code is not run");
-    assertEquals(0, p.exitValue(), "cuda-emu.sh failed:\n" + log);
+    return p.exitValue() + ":" + log;
   }
 
   private record Run(int exit, String output) {
@@ -52,13 +64,19 @@ class CudaEmulationTest {
   /** Runs {@link EmulatedDriverProbe} with the emulated driver, the JVM options {@code jvm} and {@code env}. */
   private static Run probe(List<String> jvm, Map<String, String> env, String... args)
       throws IOException, InterruptedException {
+    return probe(driver, jvm, env, args);
+  }
+
+  /** As above, with the emulated driver in {@code library}. */
+  private static Run probe(Path library, List<String> jvm, Map<String, String> env, String... args)
+      throws IOException, InterruptedException {
     List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
         "--add-modules", "jdk.incubator.vector", "-Xmx2g"));
     command.addAll(jvm);
     command.addAll(List.of("-cp", System.getProperty("java.class.path"), EmulatedDriverProbe.class.getName()));
     command.addAll(List.of(args));
     ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true);
-    pb.environment().put("LD_LIBRARY_PATH", driver.toString());
+    pb.environment().put("LD_LIBRARY_PATH", library.toString());
     pb.environment().putAll(env);
     Process p = pb.start();
     String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
@@ -125,6 +143,69 @@ class CudaEmulationTest {
         .map(l -> Double.parseDouble(l.split(" \\| ")[1])).toList();
     assertEquals(1, conv2.size(), r.output());
     assertTrue(conv2.get(0) > 1e-5 && conv2.get(0) < 1e-3, "conv2's logits in TF32: " + conv2.get(0));
+  }
+
+  /**
+   * A driver built from a copy of the kernels in which {@code original} (found once) is replaced by
+   * {@code changed}, in {@code target/cuda-emu-mutants/NAME}: the directory of its library.
+   */
+  private static Path mutant(String name, String original, String changed) throws IOException, InterruptedException {
+    String kernels = Files.readString(script.getParent().resolve("src/main/cuda/convspark.cu"));
+    int at = kernels.indexOf(original);
+    assertTrue(at >= 0 && kernels.indexOf(original, at + 1) < 0,
+        "the kernels no longer hold this once, so mutant " + name + " needs updating:\n" + original);
+    Path dir = driver.resolveSibling("cuda-emu-mutants").resolve(name);
+    Files.createDirectories(dir);
+    Files.writeString(dir.resolve("convspark.cu"), kernels.replace(original, changed));
+    String log = build(dir.resolve("lib"), dir);
+    assertTrue(log.startsWith("0:"), "cuda-emu.sh failed on mutant " + name + ":\n" + log);
+    return dir.resolve("lib");
+  }
+
+  /**
+   * What a GPU would get wrong where a CPU running a block's threads one after another need not:
+   * three changed copies of the kernels, each built into a driver of its own, fail their checks.
+   * <ul>
+   *   <li>A wide product's B tile not written where it is zero (past the end of k): those entries
+   *       hold whatever the shared memory held, times A's zeros. On a GPU that may be a NaN; the
+   *       driver fills shared memory with NaN before each block, so the product with k of 1 is
+   *       NaN (on a CPU, the previous block's finite values gave the right answer).
+   *   <li>A bias gradient's column sums read by the last warp with no barrier after they are
+   *       written: right when the threads take their turns in order, as the driver once ran them
+   *       ({@code CONVSPARK_CUDA_EMU_ORDER=forward}), wrong in its default, a shuffled order at
+   *       every barrier.
+   *   <li>TF32 tiles whose rows are 134 floats apart: WMMA's loads not 32-byte aligned, which the
+   *       driver refuses, naming the call (the kernels pad the rows to a multiple of 8 floats).
+   * </ul>
+   */
+  @Test
+  void kernelsThatRaceOrReadUnwrittenSharedMemoryFailTheirChecks() throws IOException, InterruptedException {
+    String store = "if (B_QUADS == WTHREADS || t < B_QUADS) stash<LDB>(b_col<BN>(t, bk), b_k<BN>(t, bk), bk, qb, "
+        + "bs[buf]);";
+    String zeros = "if (qb.v[0] != 0.f || qb.v[1] != 0.f || qb.v[2] != 0.f || qb.v[3] != 0.f) ";
+    Path unwritten = mutant("unwritten", store, store.replace("stash<LDB>", zeros + "stash<LDB>"));
+    Run products = probe(unwritten, List.of(), Map.of(), "products");
+    assertEquals(1, products.exit(), products.output());
+    assertTrue(products.output().contains("| product A^T B 1000 x 96, k 1, lda 1003, ldb 99 | Infinity | NO |"),
+        products.output());
+
+    Path race = mutant("race", "  sums[ty][tx] = s;\n  __syncthreads();\n  if (ty == 0 && col < cols) {",
+        "  sums[ty][tx] = s;\n  if (ty == 7 && col < cols) {");
+    String stack = "in100-dense64-relu-dense10";
+    Run inOrder = probe(race, List.of(), Map.of("CONVSPARK_CUDA_EMU_ORDER", "forward"), "layers", stack);
+    assertEquals(0, inOrder.exit(), inOrder.output());
+    Run shuffled = probe(race, List.of(), Map.of(), "layers", stack);
+    assertEquals(1, shuffled.exit(), shuffled.output());
+    assertTrue(shuffled.output().contains("| " + stack + " (batch 7): gradients (backward) | Infinity | NO |"),
+        shuffled.output());
+
+    Path misaligned = mutant("misaligned", "constexpr int LDA = TF32 ? WM + 8 : WM + WP;",
+        "constexpr int LDA = TF32 ? WM + 6 : WM + WP;");
+    Run tf32 = probe(misaligned, List.of(), Map.of(), "products", "tf32");
+    assertTrue(tf32.exit() != 0, tf32.output());
+    assertTrue(tf32.output().contains("cuda-emu: wmma::load_matrix_sync at "), tf32.output());
+    assertTrue(tf32.output().contains(" with ldm 134: the pointer must be 32-byte aligned and ldm a multiple of 4 "
+        + "floats"), tf32.output());
   }
 
   @Test

@@ -39,6 +39,9 @@ import jcuda.driver.JCudaDriver;
  * parameters after them;
  * {@code tf32} opens {@code gpu} and {@code auto} in TF32 and prints what it got or why not;
  * {@code parity tf32} runs the parity checks in TF32, within {@link Precision#TF32_TOLERANCE};
+ * {@code products} (or {@code products tf32}) runs the products' checks alone
+ * ({@link GpuCheck#productParity}); {@code layers SPEC...} the layer checks of those stacks at
+ * batch 7;
  * {@code profile} prints {@link GpuCheck#profile}'s rows for two steps at batch 50 ("kernel |
  * launches | us | GFLOP/s").
  */
@@ -52,24 +55,33 @@ final class EmulatedDriverProbe {
       step(Path.of(System.getenv("CONVSPARK_CUDA_EMU_TRACE")));
       return;
     }
-    if (args.length > 0 && args[0].equals("parity")) {
-      boolean ok = true;
-      Precision precision = args.length > 1 ? Precision.parse(args[1]) : Precision.FP32;
+    if (args.length > 0 && (args[0].equals("parity") || args[0].equals("products") || args[0].equals("layers"))) {
+      boolean layers = args[0].equals("layers");
+      Precision precision = args.length > 1 && !layers ? Precision.parse(args[1]) : Precision.FP32;
       double tolerance = precision == Precision.TF32 ? Precision.TF32_TOLERANCE : GpuCheck.TOLERANCE;
+      List<GpuCheck.Check> checks = new ArrayList<>();
       try (CudaBackend gpu = CudaBackend.create(0, precision); CpuBackend cpu = CpuBackend.create(2)) {
         System.out.println("GPU: " + gpu.describe());
-        List<GpuCheck.Check> checks = new ArrayList<>(GpuCheck.productParity(gpu, 5));
-        for (GpuCheck.Parity p : GpuCheck.PARITY) {
-          checks.addAll(GpuCheck.layerParity(gpu, cpu, p));
+        for (int i = 1; layers && i < args.length; i++) {
+          checks.addAll(GpuCheck.layerParity(gpu, cpu, new GpuCheck.Parity(args[i], 7)));
         }
-        for (String optimizer : new String[] {"adam", "sgd"}) {
-          checks.add(GpuCheck.optimizerParity(gpu, cpu, optimizer));
-          checks.addAll(GpuCheck.networkParity(gpu, cpu, optimizer, 5));
+        if (!layers) {
+          checks.addAll(GpuCheck.productParity(gpu, 5));
         }
-        for (GpuCheck.Check c : checks.stream().map(c -> c.within(tolerance)).toList()) {
-          System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(), c.ok() ? "yes" : "NO");
-          ok &= c.ok();
+        if (args[0].equals("parity")) {
+          for (GpuCheck.Parity p : GpuCheck.PARITY) {
+            checks.addAll(GpuCheck.layerParity(gpu, cpu, p));
+          }
+          for (String optimizer : new String[] {"adam", "sgd"}) {
+            checks.add(GpuCheck.optimizerParity(gpu, cpu, optimizer));
+            checks.addAll(GpuCheck.networkParity(gpu, cpu, optimizer, 5));
+          }
         }
+      }
+      boolean ok = true;
+      for (GpuCheck.Check c : checks.stream().map(c -> c.within(tolerance)).toList()) {
+        System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(), c.ok() ? "yes" : "NO");
+        ok &= c.ok();
       }
       System.exit(ok ? 0 : 1);
     }
