@@ -10,13 +10,16 @@
 // or grid, PTX newer than the driver reads) with the real error codes and a line on stderr naming
 // what was wrong, and device memory ends at a guard page so a kernel reading past a buffer stops
 // the process. Events record when they are called, so two around a launch time the kernel on the
-// CPU. Two things a GPU would get wrong are made to show here too: each block starts with its
-// shared memory filled with NaN, so an entry read before the block wrote it spoils the result; and
-// a block's threads take their turns in a shuffled order at every barrier, so two threads that
-// touch one shared entry between two barriers (one writing) give results that depend on the order.
-// What it cannot check: the PTX's own code, a GPU's timing, races inside a warp's lockstep (no
-// kernel relies on one), a race whose two orders give the same value, memory coalescing. It is a
-// test tool: a GPU machine (gpu-check.sh) is the check of the GPU itself.
+// CPU. Mistakes a GPU would punish are made to show here too: each block starts with its shared
+// memory filled with NaN, so an entry read before the block wrote it spoils the result; a block's
+// threads take their turns in a shuffled order at every barrier (and a launch's blocks run in a
+// shuffled order), so two threads that touch one shared entry between two barriers (one writing)
+// give results that depend on the order; and the threads of a warp must make the same WMMA calls
+// between two barriers, as a GPU makes them for the whole warp at once. What it cannot check: the
+// PTX's own code, a GPU's timing, races inside a warp's lockstep (no kernel relies on one), a race
+// whose two orders give the same value, two blocks updating one global entry at once (blocks run
+// one at a time), memory coalescing. It is a test tool: a GPU machine (gpu-check.sh) is the check
+// of the GPU itself.
 //
 // Settings (environment): CONVSPARK_CUDA_EMU_DEVICES (number of devices, default 1; 0 makes cuInit
 // fail as on a machine whose driver sees no GPU), CONVSPARK_CUDA_EMU_DRIVER (the driver version
@@ -25,7 +28,8 @@
 // H100's and H200's), CONVSPARK_CUDA_EMU_CC (the compute capability reported, major * 10 + minor,
 // default 90, an H100's and H200's; the WMMA kernels run on any, mma.h), CONVSPARK_CUDA_EMU_GRAPHS
 // (0: cuStreamBeginCapture fails, as a driver that refuses a capture would), CONVSPARK_CUDA_EMU_ORDER
-// (the order of a block's threads' turns: shuffle, the default, forward or reverse), CONVSPARK_CUDA_EMU_TRACE (a file to which every launch, copy, memset and
+// (the order of a block's threads' turns and of a launch's blocks: shuffle, the default, forward or
+// reverse), CONVSPARK_CUDA_EMU_TRACE (a file to which every launch, copy, memset and
 // synchronisation is appended as one line, so a test can see what a training step asks of the
 // device: "launch NAME GXxGYxGZ BX ARGS...", with each device pointer as "p" and other arguments
 // as numbers; "htod BYTES", "dtoh BYTES", "dtod BYTES", "memset BYTES", "sync", "alloc BYTES",
@@ -366,6 +370,7 @@ struct Thread {
   void* sp;
   uint3 idx;
   State state;
+  uint64_t warp_calls;  // the warp-wide calls (WMMA's) made since the last barrier, hashed in order
 };
 Thread* current;
 uint3 block_idx, block_dim, grid_dim;
@@ -558,25 +563,39 @@ uint64_t mix(uint64_t x) {  // splitmix64's finalizer
   return x ^ (x >> 31);
 }
 
-// The turns of a round: 0 to n - 1 in the order above, for the round `round` of block `block`.
-void turns(std::vector<int>& order, int n, uint64_t seed, uint64_t block, int round) {
+// 0 to n - 1 in the order above; shuffled, by a draw from `state`.
+template <typename T>
+void arrange(std::vector<T>& order, T n, uint64_t state) {
   order.resize(n);
-  for (int i = 0; i < n; i++) order[i] = thread_order() == REVERSE ? n - 1 - i : i;
+  for (T i = 0; i < n; i++) order[i] = thread_order() == REVERSE ? n - 1 - i : i;
   if (thread_order() != SHUFFLE) return;
-  uint64_t state = mix(seed ^ mix(block * 0x10001 + round));
-  for (int i = n - 1; i > 0; i--) {
+  for (T i = n - 1; i > 0; i--) {
     state = mix(state);
     std::swap(order[i], order[state % (i + 1)]);
   }
 }
 
-// Runs one block of n threads; false when they disagreed at a barrier.
-bool run_block(int n, uint64_t seed, uint64_t block) {
+}  // namespace
+
+namespace emu {
+// A warp-wide call (mma.h) by the current thread: `what` hashes the call and its arguments.
+void warp_collective(uint64_t what) { current->warp_calls = mix(current->warp_calls + what); }
+}  // namespace emu
+
+namespace {
+
+// Runs one block of n threads: nullptr, or why it failed. A GPU runs a warp-wide call (WMMA's
+// loads, products, stores) for the 32 threads of a warp together, and leaves it undefined when
+// some of them do not make it or pass other arguments; here every thread computes the whole
+// call on its own, so such a kernel would look right: the threads of each warp must have made
+// the same calls, with the same arguments, between each two barriers.
+const char* run_block(int n, uint64_t seed, uint64_t block) {
   for (int i = 0; i < n; i++) {
     emu::Thread& t = threads[i];
     t.idx = {unsigned(i) % emu::block_dim.x, unsigned(i) / emu::block_dim.x % emu::block_dim.y,
              unsigned(i) / (emu::block_dim.x * emu::block_dim.y)};
     t.state = FRESH;
+    t.warp_calls = 0;
     // A frame that emu_switch "returns" into thread_main from: six zeroed registers, the entry,
     // and a fake return address so that thread_main starts with the stack aligned as after a call.
     uint64_t* top = reinterpret_cast<uint64_t*>(stacks + (i + 1) * STACK);
@@ -588,15 +607,22 @@ bool run_block(int n, uint64_t seed, uint64_t block) {
   }
   static std::vector<int> order;
   for (int round = 0;; round++) {
-    turns(order, n, seed, block, round);
+    arrange(order, n, mix(seed ^ mix(block * 0x10001 + round)));
     int waiting = 0;
     for (int i : order) {
       emu::current = &threads[i];
       emu_switch(&scheduler_sp, threads[i].sp);
       waiting += threads[i].state == AT_BARRIER;
     }
-    if (waiting == 0) return true;
-    if (waiting != n) return false;
+    for (int i = 0; i < n; i++) {
+      if (threads[i].warp_calls != threads[i / 32 * 32].warp_calls) {
+        return "the threads of a warp made different WMMA calls between two barriers (a GPU needs the whole warp "
+               "in each, with the same arguments)";
+      }
+    }
+    for (int i = 0; i < n; i++) threads[i].warp_calls = 0;
+    if (waiting == 0) return nullptr;
+    if (waiting != n) return "some threads finished while others waited at __syncthreads";
   }
 }
 
@@ -615,29 +641,28 @@ CUresult launch(const KernelInfo& k, void** params, unsigned gx, unsigned gy, un
   int n = int(bx * by * bz);
   uint64_t seed = std::hash<std::string>()(k.name);
   SharedUse& use = shared_use[&k];
-  for (unsigned z = 0; z < gz; z++) {
-    for (unsigned y = 0; y < gy; y++) {
-      for (unsigned x = 0; x < gx; x++) {
-        emu::block_idx = {x, y, z};
-        bool learning = use.blocks_seen < LEARN;
-        if (learning) {
-          for (const Region& r : shared_regions()) poison(r);
-        } else {
-          for (const Region* r : use.used) poison(*r);
-        }
-        bool agreed = run_block(n, seed, (uint64_t(z) * gy + y) * gx + x);
-        if (learning) {
-          use.blocks_seen++;
-          for (const Region& r : shared_regions()) {
-            if (changed(r) && std::find(use.used.begin(), use.used.end(), &r) == use.used.end()) use.used.push_back(&r);
-          }
-        }
-        if (!agreed) {
-          return fail(CUDA_ERROR_LAUNCH_FAILED, std::string(k.name) + ": block (" + std::to_string(x) + ", " +
-                                                    std::to_string(y) + ", " + std::to_string(z) +
-                                                    "): some threads finished while others waited at __syncthreads");
-        }
+  // The blocks too take their turns in that order (a GPU runs them in any order, or at once).
+  static std::vector<uint64_t> blocks;
+  arrange(blocks, uint64_t(gx) * gy * gz, mix(seed ^ mix((uint64_t(gx) << 32) ^ (uint64_t(gy) << 16) ^ gz)));
+  for (uint64_t b : blocks) {
+    unsigned x = unsigned(b % gx), y = unsigned(b / gx % gy), z = unsigned(b / gx / gy);
+    emu::block_idx = {x, y, z};
+    bool learning = use.blocks_seen < LEARN;
+    if (learning) {
+      for (const Region& r : shared_regions()) poison(r);
+    } else {
+      for (const Region* r : use.used) poison(*r);
+    }
+    const char* failed = run_block(n, seed, b);
+    if (learning) {
+      use.blocks_seen++;
+      for (const Region& r : shared_regions()) {
+        if (changed(r) && std::find(use.used.begin(), use.used.end(), &r) == use.used.end()) use.used.push_back(&r);
       }
+    }
+    if (failed != nullptr) {
+      return fail(CUDA_ERROR_LAUNCH_FAILED, std::string(k.name) + ": block (" + std::to_string(x) + ", " +
+                                                std::to_string(y) + ", " + std::to_string(z) + "): " + failed);
     }
   }
   return CUDA_SUCCESS;

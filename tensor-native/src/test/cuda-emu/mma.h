@@ -9,6 +9,15 @@
 #include <cstring>
 #include <type_traits>
 
+namespace emu {
+// Defined by the driver: records a warp-wide call by the current thread (driver.cpp, run_block).
+void warp_collective(uint64_t what);
+// One call and its arguments, as a number for warp_collective.
+inline uint64_t call(int which, const void* p = nullptr, unsigned ldm = 0, int layout = 0) {
+  return (reinterpret_cast<uintptr_t>(p) * 31 + ldm) * 31 * 8 + which * 8 + layout;
+}
+}  // namespace emu
+
 namespace nvcuda {
 namespace wmma {
 
@@ -68,6 +77,7 @@ inline void check_matrix(const float* p, unsigned ldm, const char* call) {
 template <class Use, int M, int N, int K, class T, class Layout>
 void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const float* p, unsigned ldm) {
   check_matrix(p, ldm, "load_matrix_sync");
+  emu::warp_collective(emu::call(1, p, ldm, std::is_same<Layout, col_major>::value));
   for (int r = 0; r < f.rows; r++)
     for (int c = 0; c < f.cols; c++)
       f.x[r * f.cols + c] = std::is_same<Layout, col_major>::value ? p[r + (size_t) c * ldm] : p[(size_t) r * ldm + c];
@@ -82,6 +92,7 @@ void fill_fragment(fragment<accumulator, M, N, K, T>& f, float v) {
 template <int M, int N, int K, class T, class LA, class LB>
 void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
               const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
+  emu::warp_collective(emu::call(3));
   float out[M * N];
   for (int i = 0; i < M; i++)
     for (int j = 0; j < N; j++) {
@@ -95,6 +106,7 @@ void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a,
 template <int M, int N, int K, class T>
 void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, T>& f, unsigned ldm, layout_t layout) {
   check_matrix(p, ldm, "store_matrix_sync");
+  emu::warp_collective(emu::call(2, p, ldm, layout));
   for (int r = 0; r < M; r++)
     for (int c = 0; c < N; c++) {
       float v = f.x[r * N + c];

@@ -164,7 +164,7 @@ class CudaEmulationTest {
 
   /**
    * What a GPU would get wrong where a CPU running a block's threads one after another need not:
-   * three changed copies of the kernels, each built into a driver of its own, fail their checks.
+   * four changed copies of the kernels, each built into a driver of its own, fail their checks.
    * <ul>
    *   <li>A wide product's B tile not written where it is zero (past the end of k): those entries
    *       hold whatever the shared memory held, times A's zeros. On a GPU that may be a NaN; the
@@ -174,12 +174,16 @@ class CudaEmulationTest {
    *       written: right when the threads take their turns in order, as the driver once ran them
    *       ({@code CONVSPARK_CUDA_EMU_ORDER=forward}), wrong in its default, a shuffled order at
    *       every barrier.
+   *   <li>TF32 results staged by half of each warp: a GPU leaves a WMMA call that part of a warp
+   *       makes undefined; on a CPU each thread computes the whole call, so the other half's
+   *       stores were not missed. The driver refuses a warp whose threads made different WMMA
+   *       calls between two barriers.
    *   <li>TF32 tiles whose rows are 134 floats apart: WMMA's loads not 32-byte aligned, which the
    *       driver refuses, naming the call (the kernels pad the rows to a multiple of 8 floats).
    * </ul>
    */
   @Test
-  void kernelsThatRaceOrReadUnwrittenSharedMemoryFailTheirChecks() throws IOException, InterruptedException {
+  void kernelsThatRaceReadUnwrittenSharedMemoryOrSplitAWarpFailTheirChecks() throws IOException, InterruptedException {
     String store = "if (B_QUADS == WTHREADS || t < B_QUADS) stash<LDB>(b_col<BN>(t, bk), b_k<BN>(t, bk), bk, qb, "
         + "bs[buf]);";
     String zeros = "if (qb.v[0] != 0.f || qb.v[1] != 0.f || qb.v[2] != 0.f || qb.v[3] != 0.f) ";
@@ -198,6 +202,14 @@ class CudaEmulationTest {
     assertEquals(1, shuffled.exit(), shuffled.output());
     assertTrue(shuffled.output().contains("| " + stack + " (batch 7): gradients (backward) | Infinity | NO |"),
         shuffled.output());
+
+    String staged = "wmma::store_matrix_sync(stage[warp], acc[i][j], 16, wmma::mem_row_major);";
+    Path halfWarp = mutant("half-warp", staged, "if (lane < 16) " + staged);
+    Run lanes = probe(halfWarp, List.of(), Map.of(), "products", "tf32");
+    assertTrue(lanes.exit() != 0, lanes.output());
+    assertTrue(lanes.output().contains("convspark CUDA emulator: sgemm_wide_tf32: block ("), lanes.output());
+    assertTrue(lanes.output().contains("): the threads of a warp made different WMMA calls between two barriers"),
+        lanes.output());
 
     Path misaligned = mutant("misaligned", "constexpr int LDA = TF32 ? WM + 8 : WM + WP;",
         "constexpr int LDA = TF32 ? WM + 6 : WM + WP;");
