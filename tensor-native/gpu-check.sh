@@ -14,7 +14,8 @@
 #                                     and of an inference batch of 1000 (CUDA events around every
 #                                     launch); where python3 has PyTorch
 #                                     with CUDA, the same model on PyTorch's GPU path in float32 and
-#                                     with TF32 allowed, and the ratios; last, CPU-vs-GPU parity of
+#                                     with TF32 allowed, each by default and with cudnn.benchmark,
+#                                     and the ratios; last, CPU-vs-GPU parity of
 #                                     every layer and of 20 training steps (relative error under
 #                                     1e-4), printed as each completes: against the CPU reference
 #                                     it takes about 5 minutes on an H200's machine, so a run cut

@@ -6,7 +6,8 @@ Usage: python3 gpu-torch.py [--ours FILE]  (FILE: GpuCheck's figures, to print r
 Random inputs; Adam 1e-4, dropout 0.5; training images/s at batch 50 and 512 (as one replica
 trains, and with the gradient to the host and back every step, as data-parallel training does),
 inference images/s in batches of 1000; in float32 (TF32 forbidden), then with TF32 allowed to
-cuDNN and to the matrix products, each against convspark's figures in the same precision. With --cpu, PyTorch's CPU path on each of the thread
+cuDNN and to the matrix products, each against convspark's figures in the same precision, and each
+as PyTorch runs by default and with torch.backends.cudnn.benchmark (its fastest convolutions). With --cpu, PyTorch's CPU path on each of the thread
 counts CpuCheck measured (torch.set_num_threads), training as one replica trains.
 """
 import argparse
@@ -207,15 +208,22 @@ def main():
 
     # float32 throughout (TF32 forbidden to cuDNN's convolutions and to the matrix products),
     # against convspark's float32 rows; then TF32 allowed to both (PyTorch's default lets cuDNN's
-    # convolutions use it), against convspark's TF32 rows (precision tf32), like with like.
+    # convolutions use it), against convspark's TF32 rows (precision tf32), like with like. Each
+    # precision as PyTorch runs by default (cuDNN picks its convolutions' algorithms by heuristics)
+    # and with cudnn.benchmark (it times them on the first batch of each shape and keeps the
+    # fastest), PyTorch at its best.
     for tf32 in (False, True):
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
-        what, key = ("TF32 allowed", "_tf32") if tf32 else ("float32", "")
-        for batch, steps in ((50, 200), (512, 40)):
-            t, h, i = bench(batch, steps)
-            print(f"| batch {batch}, {what} | {t:.0f} | {h:.0f} | {i:.0f} | {ratio(f'train{batch}{key}', t)} "
-                  f"| {ratio(f'host{batch}{key}', h)} | {ratio(f'infer{batch}{key}', i)} |", flush=True)
+        for tuned in (False, True):
+            torch.backends.cudnn.benchmark = tuned
+            what, key = ("TF32 allowed", "_tf32") if tf32 else ("float32", "")
+            what += ", cudnn.benchmark" if tuned else ""
+            for batch, steps in ((50, 200), (512, 40)):
+                t, h, i = bench(batch, steps)
+                print(f"| batch {batch}, {what} | {t:.0f} | {h:.0f} | {i:.0f} | {ratio(f'train{batch}{key}', t)} "
+                      f"| {ratio(f'host{batch}{key}', h)} | {ratio(f'infer{batch}{key}', i)} |", flush=True)
+    torch.backends.cudnn.benchmark = False
 
 
 if __name__ == "__main__":

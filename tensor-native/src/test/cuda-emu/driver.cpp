@@ -7,7 +7,8 @@
 // the current context on each calling thread) and the kernels' arithmetic, against the CPU
 // backend through the same GpuCheck parity checks a GPU machine runs. The driver refuses what a
 // real one refuses (no current context, a copy past the end of an allocation, an oversized block
-// or grid, PTX newer than the driver reads) with the real error codes and a line on stderr naming
+// (past the device's limits or the kernel's __launch_bounds__) or grid, PTX newer than the driver
+// reads) with the real error codes and a line on stderr naming
 // what was wrong, and device memory ends at a guard page so a kernel reading past a buffer stops
 // the process. Events record when they are called, so two around a launch time the kernel on the
 // CPU. Mistakes a GPU would punish are made to show here too: each block starts with its shared
@@ -141,10 +142,12 @@ std::set<Event*> events;
 struct Module {
   Context* context;
   std::map<std::string, std::vector<int>> entries;  // the PTX's entries and their parameter sizes
+  std::map<std::string, unsigned> max_threads;      // an entry's .maxntid (__launch_bounds__), where it has one
 };
 
 struct Function {
   const KernelInfo* kernel;
+  unsigned max_threads;  // the most threads a block of it may have in the PTX (.maxntid), or 0
 };
 
 // One operation of a captured graph: a launch (its arguments' bytes, each at offsets[i]), a copy
@@ -668,20 +671,30 @@ CUresult launch(const KernelInfo& k, void** params, unsigned gx, unsigned gy, un
   return CUDA_SUCCESS;
 }
 
-// The entries of a PTX text and the byte sizes of their parameters.
-std::map<std::string, std::vector<int>> ptx_entries(const std::string& ptx) {
+// The entries of a PTX text and the byte sizes of their parameters; into max_threads, the product
+// of each entry's .maxntid (the directive between its parameters and its body).
+std::map<std::string, std::vector<int>> ptx_entries(const std::string& ptx, std::map<std::string, unsigned>& max_threads) {
   std::map<std::string, std::vector<int>> entries;
   std::istringstream in(ptx);
   std::string line;
   std::vector<int>* params = nullptr;
+  std::string entry;  // the entry whose directives may follow, until its body opens
   while (std::getline(in, line)) {
     size_t e = line.find(".entry ");
     if (e != std::string::npos) {
       size_t start = e + 7;
       size_t end = line.find('(', start);
-      params = &entries[line.substr(start, end - start)];
+      entry = line.substr(start, end - start);
+      params = &entries[entry];
       continue;
     }
+    size_t m = line.find(".maxntid ");
+    if (m != std::string::npos && !entry.empty()) {
+      unsigned x = 1, y = 1, z = 1;
+      sscanf(line.c_str() + m + 9, "%u, %u, %u", &x, &y, &z);
+      max_threads[entry] = x * y * z;
+    }
+    if (line.find('{') != std::string::npos) entry.clear();
     if (params == nullptr) continue;
     size_t p = line.find(".param .");
     if (p != std::string::npos) {
@@ -757,7 +770,8 @@ CUresult load_module(Module** module, const void* image) {
                     " is newer than this driver (" + std::to_string(driver_version()) + ") reads (" +
                     std::to_string(newest / 10) + "." + std::to_string(newest % 10) + ")");
   }
-  auto entries = ptx_entries(ptx);
+  std::map<std::string, unsigned> max_threads;
+  auto entries = ptx_entries(ptx, max_threads);
   for (auto& [name, sizes] : entries) {
     const KernelInfo* k = nullptr;
     for (auto& c : kernels) {
@@ -772,7 +786,7 @@ CUresult load_module(Module** module, const void* image) {
                                                 " in convspark.cu: the PTX is stale (run tensor-native/build-ptx.sh)");
     }
   }
-  *module = new Module{current_context, entries};
+  *module = new Module{current_context, entries, max_threads};
   return CUDA_SUCCESS;
 }
 
@@ -900,7 +914,8 @@ API CUresult cuModuleGetFunction(Function** function, Module* module, const char
   }
   for (auto& k : kernels) {
     if (std::string(name) == k.name) {
-      *function = new Function{&k};
+      auto m = module->max_threads.find(name);
+      *function = new Function{&k, m == module->max_threads.end() ? 0u : m->second};
       return CUDA_SUCCESS;
     }
   }
@@ -1091,6 +1106,11 @@ API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, 
   if (bx == 0 || by == 0 || bz == 0 || bx > 1024 || by > 1024 || bz > 64 || threads_per_block > MAX_THREADS) {
     return fail(CUDA_ERROR_INVALID_VALUE, call + ": block " + std::to_string(bx) + " x " + std::to_string(by) + " x " +
                                               std::to_string(bz) + " is outside the limits (1024 threads)");
+  }
+  if (f->max_threads != 0 && threads_per_block > f->max_threads) {
+    return fail(CUDA_ERROR_INVALID_VALUE, call + ": a block of " + std::to_string(threads_per_block) +
+                                              " threads, but the PTX allows it at most " +
+                                              std::to_string(f->max_threads) + " (.maxntid, __launch_bounds__)");
   }
   if (gx == 0 || gy == 0 || gz == 0 || gx > 2147483647u || gy > 65535 || gz > 65535) {
     return fail(CUDA_ERROR_INVALID_VALUE, call + ": grid " + std::to_string(gx) + " x " + std::to_string(gy) + " x " +

@@ -432,6 +432,9 @@ class CudaEmulationTest {
     for (String line : new String[] {"copy of 16 bytes into 16: accepted",
         "copy of 20 bytes into 16: CUDA_ERROR_INVALID_VALUE", "copy from 4 bytes in: CUDA_ERROR_INVALID_VALUE",
         "relu over 4 floats: accepted", "a block of 2048 threads: CUDA_ERROR_INVALID_VALUE",
+        "sgemm_wide in a block of 256 threads: CUDA_ERROR_INVALID_VALUE",
+        "cuLaunchKernel(sgemm_wide): a block of 256 threads, but the PTX allows it at most 128 (.maxntid, "
+            + "__launch_bounds__)",
         "relu's parameters in a buffer of 20 bytes: accepted",
         "relu's parameters in a buffer of 24 bytes: CUDA_ERROR_INVALID_VALUE",
         "a kernel the PTX lacks: CUDA_ERROR_NOT_FOUND",

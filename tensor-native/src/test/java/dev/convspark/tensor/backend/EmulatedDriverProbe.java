@@ -188,6 +188,11 @@ final class EmulatedDriverProbe {
     Pointer args = Pointer.to(Pointer.to(p), Pointer.to(p), Pointer.to(new int[] {4}));
     attempt("relu over 4 floats", () -> JCudaDriver.cuLaunchKernel(relu, 1, 1, 1, 256, 1, 1, 0, null, args, null));
     attempt("a block of 2048 threads", () -> JCudaDriver.cuLaunchKernel(relu, 1, 1, 1, 2048, 1, 1, 0, null, args, null));
+    // The wide products are compiled for blocks of 128 threads (__launch_bounds__, .maxntid).
+    CUfunction wide = new CUfunction();
+    JCudaDriver.cuModuleGetFunction(wide, module, "sgemm_wide");
+    attempt("sgemm_wide in a block of 256 threads",
+        () -> JCudaDriver.cuLaunchKernel(wide, 1, 1, 1, 256, 1, 1, 0, null, args, null));
     // relu's parameters as one buffer: two pointers and an int take 20 bytes, not 24.
     java.nio.ByteBuffer packed = java.nio.ByteBuffer.allocateDirect(24).order(java.nio.ByteOrder.nativeOrder());
     for (int size : new int[] {20, 24}) {
