@@ -673,7 +673,8 @@ CUresult launch(const KernelInfo& k, void** params, unsigned gx, unsigned gy, un
 
 // The entries of a PTX text and the byte sizes of their parameters; into max_threads, the product
 // of each entry's .maxntid (the directive between its parameters and its body).
-std::map<std::string, std::vector<int>> ptx_entries(const std::string& ptx, std::map<std::string, unsigned>& max_threads) {
+std::map<std::string, std::vector<int>> ptx_entries(const std::string& ptx,
+                                                    std::map<std::string, unsigned>& max_threads) {
   std::map<std::string, std::vector<int>> entries;
   std::istringstream in(ptx);
   std::string line;
