@@ -12,7 +12,7 @@ struct Thread;
 extern Thread* current;
 extern uint3 block_idx, block_dim, grid_dim;
 const uint3& thread_idx();
-void syncthreads();
+void syncthreads(int line);
 }  // namespace emu
 
 #define __global__
@@ -25,7 +25,8 @@ void syncthreads();
 #define blockIdx (emu::block_idx)
 #define blockDim (emu::block_dim)
 #define gridDim (emu::grid_dim)
-#define __syncthreads() emu::syncthreads()
+// The barrier's line in the source, so that the driver can tell one __syncthreads from another.
+#define __syncthreads() emu::syncthreads(__LINE__)
 #define __launch_bounds__(...)
 
 // CUDA's vector type, as the kernels read it: four floats, 16-byte aligned.

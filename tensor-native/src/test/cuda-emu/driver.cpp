@@ -15,8 +15,9 @@
 // memory filled with NaN, so an entry read before the block wrote it spoils the result; a block's
 // threads take their turns in a shuffled order at every barrier (and a launch's blocks run in a
 // shuffled order), so two threads that touch one shared entry between two barriers (one writing)
-// give results that depend on the order; and the threads of a warp must make the same WMMA calls
-// between two barriers, as a GPU makes them for the whole warp at once. What it cannot check: the
+// give results that depend on the order; a block's threads must all wait at the same
+// __syncthreads (by its line); and the threads of a warp must make the same WMMA calls between
+// two barriers, as a GPU makes them for the whole warp at once. What it cannot check: the
 // PTX's own code, a GPU's timing, races inside a warp's lockstep (no kernel relies on one), a race
 // whose two orders give the same value, two blocks updating one global entry at once (blocks run
 // one at a time), memory coalescing. It is a test tool: a GPU machine (gpu-check.sh) is the check
@@ -374,6 +375,7 @@ struct Thread {
   uint3 idx;
   State state;
   uint64_t warp_calls;  // the warp-wide calls (WMMA's) made since the last barrier, hashed in order
+  int barrier;          // the line of convspark.cu whose __syncthreads it waits at, when it waits
 };
 Thread* current;
 uint3 block_idx, block_dim, grid_dim;
@@ -421,8 +423,9 @@ emu_switch:
 namespace emu {
 const uint3& thread_idx() { return current->idx; }
 
-void syncthreads() {
+void syncthreads(int line) {
   current->state = AT_BARRIER;
+  current->barrier = line;
   emu_switch(&current->sp, scheduler_sp);
 }
 }  // namespace emu
@@ -626,6 +629,14 @@ const char* run_block(int n, uint64_t seed, uint64_t block) {
     for (int i = 0; i < n; i++) threads[i].warp_calls = 0;
     if (waiting == 0) return nullptr;
     if (waiting != n) return "some threads finished while others waited at __syncthreads";
+    for (int i = 1; i < n; i++) {
+      if (threads[i].barrier != threads[0].barrier) {
+        static std::string why;
+        why = "its threads waited at different __syncthreads (lines " + std::to_string(threads[0].barrier) + " and " +
+              std::to_string(threads[i].barrier) + " of convspark.cu; a GPU needs all of them at the same one)";
+        return why.c_str();
+      }
+    }
   }
 }
 

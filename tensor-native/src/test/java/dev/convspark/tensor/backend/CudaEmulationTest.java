@@ -164,7 +164,7 @@ class CudaEmulationTest {
 
   /**
    * What a GPU would get wrong where a CPU running a block's threads one after another need not:
-   * four changed copies of the kernels, each built into a driver of its own, fail their checks.
+   * five changed copies of the kernels, each built into a driver of its own, fail their checks.
    * <ul>
    *   <li>A wide product's B tile not written where it is zero (past the end of k): those entries
    *       hold whatever the shared memory held, times A's zeros. On a GPU that may be a NaN; the
@@ -174,6 +174,10 @@ class CudaEmulationTest {
    *       written: right when the threads take their turns in order, as the driver once ran them
    *       ({@code CONVSPARK_CUDA_EMU_ORDER=forward}), wrong in its default, a shuffled order at
    *       every barrier.
+   *   <li>The column sums' barrier written twice, one for the warp that reads the sums and one
+   *       for the others: every thread waits, so a CPU running them in turns went on; CUDA
+   *       requires a block's threads to reach the same {@code __syncthreads}, and the driver
+   *       refuses it, naming the two lines.
    *   <li>TF32 results staged by half of each warp: a GPU leaves a WMMA call that part of a warp
    *       makes undefined; on a CPU each thread computes the whole call, so the other half's
    *       stores were not missed. The driver refuses a warp whose threads made different WMMA
@@ -183,7 +187,7 @@ class CudaEmulationTest {
    * </ul>
    */
   @Test
-  void kernelsThatRaceReadUnwrittenSharedMemoryOrSplitAWarpFailTheirChecks() throws IOException, InterruptedException {
+  void kernelsThatRaceReadUnwrittenSharedMemoryOrSplitABlockOrWarpFailTheirChecks() throws IOException, InterruptedException {
     String store = "if (B_QUADS == WTHREADS || t < B_QUADS) stash<LDB>(b_col<BN>(t, bk), b_k<BN>(t, bk), bk, qb, "
         + "bs[buf]);";
     String zeros = "if (qb.v[0] != 0.f || qb.v[1] != 0.f || qb.v[2] != 0.f || qb.v[3] != 0.f) ";
@@ -202,6 +206,13 @@ class CudaEmulationTest {
     assertEquals(1, shuffled.exit(), shuffled.output());
     assertTrue(shuffled.output().contains("| " + stack + " (batch 7): gradients (backward) | Infinity | NO |"),
         shuffled.output());
+
+    Path split = mutant("split-barrier", "  __syncthreads();\n  if (ty == 0 && col < cols) {",
+        "  if (ty == 0) {\n    __syncthreads();\n  } else {\n    __syncthreads();\n  }\n  if (ty == 0 && col < cols) {");
+    Run barriers = probe(split, List.of(), Map.of(), "layers", stack);
+    assertTrue(barriers.exit() != 0, barriers.output());
+    assertTrue(barriers.output().contains("column_sums: block ("), barriers.output());
+    assertTrue(barriers.output().contains("): its threads waited at different __syncthreads (lines "), barriers.output());
 
     String staged = "wmma::store_matrix_sync(stage[warp], acc[i][j], 16, wmma::mem_row_major);";
     Path halfWarp = mutant("half-warp", staged, "if (lane < 16) " + staged);
