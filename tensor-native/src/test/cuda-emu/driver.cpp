@@ -12,22 +12,23 @@
 // what was wrong, and device memory ends at a guard page so a kernel reading past a buffer stops
 // the process. Events record when they are called, so two around a launch time the kernel on the
 // CPU. Mistakes a GPU would punish are made to show here too: each block starts with its shared
-// memory filled with NaN, so an entry read before the block wrote it spoils the result; a block's
-// threads take their turns in a shuffled order at every barrier (and a launch's blocks run in a
-// shuffled order), so two threads that touch one shared entry between two barriers (one writing)
-// give results that depend on the order; a block's threads must all wait at the same
-// __syncthreads (by its line); and the threads of a warp must make the same WMMA calls between
-// two barriers, as a GPU makes them for the whole warp at once. What it cannot check: the
-// PTX's own code, a GPU's timing, races inside a warp's lockstep (no kernel relies on one), a race
-// whose two orders give the same value, two blocks updating one global entry at once (blocks run
-// one at a time), memory coalescing. It is a test tool: a GPU machine (gpu-check.sh) is the check
-// of the GPU itself.
+// memory filled with NaN, as does fresh device memory, so an entry read before anything wrote it
+// spoils the result; a block's threads take their turns in a shuffled order at every barrier (and
+// a launch's blocks run in a shuffled order), so two threads that touch one shared entry between
+// two barriers (one writing) give results that depend on the order; a block's threads must all
+// wait at the same __syncthreads (by its line); and the threads of a warp must make the same WMMA
+// calls between two barriers, as a GPU makes them for the whole warp at once. What it cannot
+// check: the PTX's own code, a GPU's timing, races inside a warp's lockstep (no kernel relies on
+// one), a race whose two orders give the same value, two blocks updating one global entry at once
+// (blocks run one at a time), memory coalescing. It is a test tool: a GPU machine (gpu-check.sh)
+// is the check of the GPU itself.
 //
 // Settings (environment): CONVSPARK_CUDA_EMU_DEVICES (number of devices, default 1; 0 makes cuInit
 // fail as on a machine whose driver sees no GPU), CONVSPARK_CUDA_EMU_DRIVER (the driver version
 // reported, as cuDriverGetVersion gives it, default 12000 = CUDA 12.0; it decides the newest PTX
-// ISA accepted), CONVSPARK_CUDA_EMU_SMS (the multiprocessor count reported, default 132, an
-// H100's and H200's), CONVSPARK_CUDA_EMU_CC (the compute capability reported, major * 10 + minor,
+// ISA accepted), CONVSPARK_CUDA_EMU_MEMORY (each device's memory in MiB, default 143771, an H200's;
+// an allocation past it fails as on a full GPU), CONVSPARK_CUDA_EMU_SMS (the multiprocessor count
+// reported, default 132, an H100's and H200's), CONVSPARK_CUDA_EMU_CC (the compute capability reported, major * 10 + minor,
 // default 90, an H100's and H200's; the WMMA kernels run on any, mma.h), CONVSPARK_CUDA_EMU_GRAPHS
 // (0: cuStreamBeginCapture fails, as a driver that refuses a capture would), CONVSPARK_CUDA_EMU_ORDER
 // (the order of a block's threads' turns and of a launch's blocks: shuffle, the default, forward or
@@ -245,6 +246,8 @@ int env_int(const char* name, int fallback) {
 }
 
 int device_count() { return env_int("CONVSPARK_CUDA_EMU_DEVICES", 1); }
+// Each device's memory, in bytes: CONVSPARK_CUDA_EMU_MEMORY MiB (an H200's 143,771 by default).
+size_t device_memory() { return size_t(env_int("CONVSPARK_CUDA_EMU_MEMORY", 143771)) << 20; }
 int driver_version() { return env_int("CONVSPARK_CUDA_EMU_DRIVER", 12000); }
 
 // Whether device work (kernels, memsets) runs; CONVSPARK_CUDA_EMU_KERNELS=0 leaves it out.
@@ -942,15 +945,37 @@ API CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes) {
   // The data ends where an inaccessible page begins, so a kernel reading past it faults. It starts
   // 16-byte aligned, as the kernels' float4 accesses need (a real driver's allocations are 256-byte
   // aligned), so a kernel reading past the end by under 16 bytes goes unnoticed.
+  size_t used = 0;
+  for (auto& [at, a] : allocations) used += a.context->device == current_context->device ? a.size : 0;
+  if (bytes > device_memory() - used) {
+    return fail(CUDA_ERROR_OUT_OF_MEMORY, "cuMemAlloc: " + std::to_string(bytes) + " bytes asked for, " +
+                                              std::to_string(device_memory() - used) + " of " +
+                                              std::to_string(device_memory()) + " free (CONVSPARK_CUDA_EMU_MEMORY)");
+  }
   size_t page = size_t(sysconf(_SC_PAGESIZE));
   size_t data = (bytes + page - 1) / page * page;
   void* map = mmap(nullptr, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (map == MAP_FAILED) return fail(CUDA_ERROR_OUT_OF_MEMORY, "cuMemAlloc: out of memory");
   mprotect(static_cast<char*>(map) + data, page, PROT_NONE);
   uintptr_t address = reinterpret_cast<uintptr_t>(map) + data - (bytes + 15) / 16 * 16;
+  // A real driver's fresh memory holds whatever was there; here NaN, so that a kernel or a copy
+  // that reads what nothing wrote (a buffer taken to start at zero) spoils the result.
+  std::fill(reinterpret_cast<uint32_t*>(address), reinterpret_cast<uint32_t*>(address) + bytes / 4, POISON);
+  memset(reinterpret_cast<char*>(address) + bytes / 4 * 4, 0xff, bytes % 4);
   allocations[address] = Allocation{bytes, map, data + page, current_context};
   *pointer = address;
   trace("alloc " + std::to_string(bytes));
+  return CUDA_SUCCESS;
+}
+
+API CUresult cuMemGetInfo_v2(size_t* free, size_t* total) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuMemGetInfo")) return r;
+  if (free == nullptr || total == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  size_t used = 0;
+  for (auto& [at, a] : allocations) used += a.context->device == current_context->device ? a.size : 0;
+  *total = device_memory();
+  *free = device_memory() - used;
   return CUDA_SUCCESS;
 }
 

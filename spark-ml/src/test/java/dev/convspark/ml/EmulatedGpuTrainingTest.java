@@ -48,6 +48,12 @@ class EmulatedGpuTrainingTest {
 
   /** A local cluster of {@code executors} executor JVMs with {@code gpus} emulated GPUs each. */
   private static SparkSession cluster(int executors, int gpus) throws IOException {
+    return cluster(executors, gpus, java.util.Map.of());
+  }
+
+  /** As above, with {@code conf} set too. */
+  private static SparkSession cluster(int executors, int gpus, java.util.Map<String, String> conf)
+      throws IOException {
     SparkSession.getActiveSession().foreach(s -> {
       s.stop();
       return null;
@@ -59,8 +65,9 @@ class EmulatedGpuTrainingTest {
     Path discovery = driver.resolve("gpus-" + gpus + ".sh");
     Files.writeString(discovery, "#!/bin/sh\necho '{\"name\": \"gpu\", \"addresses\": [" + addresses + "]}'\n");
     discovery.toFile().setExecutable(true);
-    return MultiProcessTrainingTest.builder("local-cluster[" + executors + "," + gpus + ",1024]")
-        .config("spark.executorEnv.LD_LIBRARY_PATH", driver.toString())
+    SparkSession.Builder b = MultiProcessTrainingTest.builder("local-cluster[" + executors + "," + gpus + ",1024]");
+    conf.forEach(b::config);
+    return b.config("spark.executorEnv.LD_LIBRARY_PATH", driver.toString())
         .config("spark.executorEnv.CONVSPARK_CUDA_EMU_DEVICES", String.valueOf(gpus))
         .config("spark.worker.resource.gpu.amount", String.valueOf(gpus))
         .config("spark.worker.resource.gpu.discoveryScript", discovery.toString())
@@ -158,5 +165,28 @@ class EmulatedGpuTrainingTest {
   @Test
   void twoGpusOfOneExecutorTrainAndScoreAsTheCpuDoes() throws IOException {
     gpuMatchesCpuOn(1, 2, false);
+  }
+
+  /**
+   * A batch too large for the executor's GPU (the emulated driver's, 16 MiB here): the fit fails,
+   * and what the user reads names the GPU, the batch and its memory.
+   */
+  @Test
+  void aBatchTooLargeForTheGpuFailsTheFitSayingSo() throws IOException {
+    SparkSession spark = cluster(1, 1, java.util.Map.of("spark.executorEnv.CONVSPARK_CUDA_EMU_MEMORY", "16"));
+    try {
+      Dataset<Row> data = images(spark);
+      CnnClassifier big = new CnnClassifier().setModel(SPEC).setDevice("gpu").setBatchSize(2000).setMaxIter(2)
+          .setNumWorkers(1).setSeed(11);
+      Exception e = org.junit.jupiter.api.Assertions.assertThrows(Exception.class, () -> big.fit(data));
+      StringBuilder all = new StringBuilder();
+      for (Throwable t = e; t != null; t = t.getCause()) {
+        all.append(t).append('\n');
+      }
+      assertTrue(all.toString().contains("is out of memory for a training step on a batch of 2000 images: "), all.toString());
+      assertTrue(all.toString().contains(" MiB of its 16.0 MiB free; smaller batches need less"), all.toString());
+    } finally {
+      spark.stop();
+    }
   }
 }

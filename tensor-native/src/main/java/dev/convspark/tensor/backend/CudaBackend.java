@@ -20,6 +20,7 @@ import static jcuda.driver.JCudaDriver.cuInit;
 import static jcuda.driver.JCudaDriver.cuLaunchKernel;
 import static jcuda.driver.JCudaDriver.cuMemAlloc;
 import static jcuda.driver.JCudaDriver.cuMemAllocHost;
+import static jcuda.driver.JCudaDriver.cuMemGetInfo;
 import static jcuda.driver.JCudaDriver.cuMemFree;
 import static jcuda.driver.JCudaDriver.cuMemFreeHost;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoH;
@@ -320,7 +321,11 @@ public final class CudaBackend implements Backend {
   @Override
   public ModelRunner open(ModelSpec spec) {
     cuCtxSetCurrent(context);
-    return new Runner(new Network(spec));
+    try {
+      return new Runner(new Network(spec));
+    } catch (NoMemory e) {
+      throw outOfMemory(e, "the parameters of " + spec, null);
+    }
   }
 
   @Override
@@ -338,6 +343,8 @@ public final class CudaBackend implements Backend {
     cuCtxSetCurrent(context);
     try (Runner r = new Runner(new Network(ModelSpec.parse("in1-dense1")))) {
       return r.product(ta, tb, m, n, k, a, lda, b, ldb);
+    } catch (NoMemory e) {
+      throw outOfMemory(e, "a product of " + m + " x " + k + " by " + k + " x " + n, null);
     }
   }
 
@@ -398,8 +405,9 @@ public final class CudaBackend implements Backend {
           cuCtxSynchronize();
         }
         free();
-        ptr = new CUdeviceptr();
-        cuMemAlloc(ptr, Math.max(1, elements) * 4L);
+        CUdeviceptr p = new CUdeviceptr();
+        allocate(() -> cuMemAlloc(p, Math.max(1, elements) * 4L), Math.max(1, elements) * 4L, false);
+        ptr = p;
         address = new DeviceAddress(ptr).value();
         capacity = elements;
       }
@@ -442,8 +450,9 @@ public final class CudaBackend implements Backend {
         }
         free();
         allocations++;
-        host = new Pointer();
-        cuMemAllocHost(host, size);
+        Pointer h = new Pointer();
+        allocate(() -> cuMemAllocHost(h, size), size, true);
+        host = h;
         bytes = host.getByteBuffer(0, size).order(ByteOrder.nativeOrder());
         capacity = size;
       }
@@ -466,6 +475,63 @@ public final class CudaBackend implements Backend {
     }
   }
 
+  /** An allocation that the driver refused for want of memory: how many bytes were asked for. */
+  private static final class NoMemory extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+    final long bytes;
+    /** Pinned host memory (cuMemAllocHost) rather than the GPU's. */
+    final boolean host;
+
+    NoMemory(long bytes, boolean host, CudaException cause) {
+      super(cause.getMessage(), cause, false, false);
+      this.bytes = bytes;
+      this.host = host;
+    }
+  }
+
+  /**
+   * Runs an allocation of {@code bytes} (of pinned host memory where {@code host}); the driver's
+   * out-of-memory error becomes {@link NoMemory}.
+   */
+  private static void allocate(Runnable allocation, long bytes, boolean host) {
+    try {
+      allocation.run();
+    } catch (CudaException e) {
+      if (String.valueOf(e.getMessage()).contains("CUDA_ERROR_OUT_OF_MEMORY")) {
+        throw new NoMemory(bytes, host, e);
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * The error for {@code e} met while doing {@code what}: this GPU, what, the bytes asked for, the
+   * GPU's free and total memory as the driver reports them now, and {@code advice} (or none).
+   */
+  private GpuOutOfMemoryException outOfMemory(NoMemory e, String what, String advice) {
+    long[] free = {-1};
+    long[] total = {-1};
+    if (!e.host) {
+      try {
+        cuMemGetInfo(free, total);
+      } catch (CudaException unknown) {
+        free[0] = -1;
+        total[0] = -1;
+      }
+    }
+    String memory = total[0] < 0 ? "" : ", with " + mib(free[0]) + " of its " + mib(total[0]) + " free";
+    GpuOutOfMemoryException error = new GpuOutOfMemoryException(description + " is out of "
+        + (e.host ? "pinned host memory" : "memory") + " for " + what + ": " + mib(e.bytes) + " more were asked for"
+        + memory + (advice == null ? "" : "; " + advice) + (e.host ? "" : "; another process on the same GPU may"
+        + " hold some of it"), e.bytes, free[0], total[0]);
+    error.initCause(e.getCause());
+    return error;
+  }
+
+  private static String mib(long bytes) {
+    return String.format(java.util.Locale.ROOT, "%.1f MiB", bytes / 1048576.0);
+  }
+
   /** A device pointer's address as a number (JCuda keeps it to itself). */
   private static final class DeviceAddress extends CUdeviceptr {
     DeviceAddress(CUdeviceptr p) {
@@ -476,6 +542,9 @@ public final class CudaBackend implements Backend {
       return getNativePointer() + getByteOffset();
     }
   }
+
+  /** How many images inference runs through the network at a time. */
+  private static final int PREDICT_CHUNK = 1024;
 
   private final class Runner implements ModelRunner {
     private final Network net;
@@ -552,14 +621,20 @@ public final class CudaBackend implements Backend {
         Layer before = layers.get(i - 1);
         reluInPrevious[i] = layers.get(i) instanceof Relu && (before instanceof Conv2d || before instanceof Dense);
       }
-      params.ensure(paramCount);
-      grads.ensure(paramCount);
       for (int i = 0; i < layers.size(); i++) {
         acts.add(new Buffer());
         dacts.add(new Buffer());
         aux.add(new Buffer());
       }
-      upload(net.params(), params);
+      try {
+        params.ensure(paramCount);
+        grads.ensure(paramCount);
+        upload(net.params(), params);
+      } catch (NoMemory e) {
+        params.free();
+        grads.free();
+        throw e;
+      }
     }
 
     private void upload(float[] src, Buffer dst) {
@@ -884,6 +959,39 @@ public final class CudaBackend implements Backend {
     @Override
     public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] y, int n, float lossScale, long seed,
                                                        long[] firsts, int[] lengths) {
+      try {
+        return step(images, y, n, lossScale, seed, firsts, lengths);
+      } catch (NoMemory e) {
+        GpuOutOfMemoryException error = outOfMemory(e, "a training step on a batch of " + n + " images",
+            "smaller batches need less");
+        releaseBatchMemory();
+        throw error;
+      }
+    }
+
+    /**
+     * After an allocation failed: frees what steps and inference allocate by the batch (what the
+     * failed one had grown stays held otherwise), and the captured step, which used it. The
+     * parameters, gradients and Adam's moments stay; the next step or inference allocates anew.
+     */
+    private void releaseBatchMemory() {
+      cuCtxSynchronize();
+      if (graph != null) {
+        graph.destroy();
+        graph = null;
+      }
+      eagerKey = null;
+      for (Buffer b : List.of(input, batchInfo, dLogits, metrics, scratch, splitK)) {
+        b.free();
+      }
+      for (List<Buffer> l : List.of(acts, dacts, aux)) {
+        l.forEach(Buffer::free);
+      }
+      staging.free();
+    }
+
+    private SoftmaxCrossEntropy.Result step(float[] images, int[] y, int n, float lossScale, long seed, long[] firsts,
+                                            int[] lengths) {
       cuCtxSetCurrent(context);
       int classes = net.spec().numClasses();
       for (int s = 0; s < n; s++) {
@@ -1113,14 +1221,20 @@ public final class CudaBackend implements Backend {
     @Override
     public void applyGradients(Optimizer optimizer) {
       cuCtxSetCurrent(context);
-      optimizer.beginStep();
-      if (optimizer instanceof Adam a) {
-        if (onDevice != optimizer) {
-          // First step with this optimizer here: its moments (zero, or restored from a checkpoint) go up.
+      if (optimizer instanceof Adam a && onDevice != optimizer) {
+        // First step with this optimizer here: its moments (zero, or restored from a checkpoint) go up.
+        try {
           upload(a.moments()[0], m);
           upload(a.moments()[1], v);
-          onDevice = optimizer;
+        } catch (NoMemory e) {
+          m.free();
+          v.free();
+          throw outOfMemory(e, "Adam's moments", null);
         }
+        onDevice = optimizer;
+      }
+      optimizer.beginStep();
+      if (optimizer instanceof Adam a) {
         // One thread per 4 parameters (the kernel's 16-byte accesses).
         launch("adam", (paramCount + 3) / 4, params.address, grads.address, m.address, v.address, paramCount, a.stepSize(), Adam.BETA1, Adam.BETA2,
             Adam.EPSILON);
@@ -1149,10 +1263,21 @@ public final class CudaBackend implements Backend {
     @Override
     public void predictLogits(float[] images, int from, int n, float[] out) {
       ModelRunner.requirePredictRange(net.spec(), images, from, n, out);
+      try {
+        predictOnDevice(images, from, n, out);
+      } catch (NoMemory e) {
+        GpuOutOfMemoryException error = outOfMemory(e, "inference, which runs " + PREDICT_CHUNK + " images at a time",
+            null);
+        releaseBatchMemory();
+        throw error;
+      }
+    }
+
+    private void predictOnDevice(float[] images, int from, int n, float[] out) {
       cuCtxSetCurrent(context);
       int inSize = net.spec().inputShape().size();
       int classes = net.spec().numClasses();
-      int chunk = 1024;
+      int chunk = PREDICT_CHUNK;
       for (int s = 0; s < n; s += chunk) {
         int k = Math.min(chunk, n - s);
         input.ensure((long) k * inSize);

@@ -164,12 +164,15 @@ class CudaEmulationTest {
 
   /**
    * What a GPU would get wrong where a CPU running a block's threads one after another need not:
-   * five changed copies of the kernels, each built into a driver of its own, fail their checks.
+   * six changed copies of the kernels, each built into a driver of its own, fail their checks.
    * <ul>
    *   <li>A wide product's B tile not written where it is zero (past the end of k): those entries
    *       hold whatever the shared memory held, times A's zeros. On a GPU that may be a NaN; the
    *       driver fills shared memory with NaN before each block, so the product with k of 1 is
    *       NaN (on a CPU, the previous block's finite values gave the right answer).
+   *   <li>The products' epilogue reading C when beta is 0 (0 times C): a buffer just allocated
+   *       holds whatever was there on a GPU, zeros on a CPU; the driver fills fresh device memory
+   *       with NaN, so every product is NaN.
    *   <li>A bias gradient's column sums read by the last warp with no barrier after they are
    *       written: right when the threads take their turns in order, as the driver once ran them
    *       ({@code CONVSPARK_CUDA_EMU_ORDER=forward}), wrong in its default, a shuffled order at
@@ -196,6 +199,11 @@ class CudaEmulationTest {
     assertEquals(1, products.exit(), products.output());
     assertTrue(products.output().contains("| product A^T B 1000 x 96, k 1, lda 1003, ldb 99 | Infinity | NO |"),
         products.output());
+
+    Path beta = mutant("beta-0-reads-c", "  if (beta != 0.f) v += beta * c[o];", "  v += beta * c[o];");
+    Run readsC = probe(beta, List.of(), Map.of(), "products");
+    assertEquals(1, readsC.exit(), readsC.output());
+    assertEquals(8, readsC.output().lines().filter(l -> l.endsWith("| Infinity | NO |")).count(), readsC.output());
 
     Path race = mutant("race", "  sums[ty][tx] = s;\n  __syncthreads();\n  if (ty == 0 && col < cols) {",
         "  sums[ty][tx] = s;\n  if (ty == 7 && col < cols) {");
@@ -229,6 +237,35 @@ class CudaEmulationTest {
     assertTrue(tf32.output().contains("cuda-emu: wmma::load_matrix_sync at "), tf32.output());
     assertTrue(tf32.output().contains(" with ldm 134: the pointer must be 32-byte aligned and ldm a multiple of 4 "
         + "floats"), tf32.output());
+  }
+
+  /**
+   * A batch too large for the GPU's memory (the emulated driver's, 400 MiB here): the step fails
+   * naming the GPU, the batch, what was asked for and what was free ({@link GpuOutOfMemoryException});
+   * what the failed step had allocated is given back, so that the next, smaller step and inference
+   * run, and give to the bit what they give where the large batch was never tried.
+   */
+  @Test
+  void aBatchTooLargeForTheGpuFailsSayingSoAndLosesNothing() throws IOException, InterruptedException {
+    Map<String, String> small = Map.of("CONVSPARK_CUDA_EMU_MEMORY", "400");
+    Run tried = probe(small, "oom", "50", "2000", "50");
+    Run plain = probe(small, "oom", "50", "50");
+    assertEquals(0, tried.exit(), tried.output());
+    assertEquals(0, plain.exit(), plain.output());
+    List<String> lines = tried.output().lines().filter(l -> l.startsWith("training") || l.startsWith("inference"))
+        .toList();
+    assertEquals(4, lines.size(), tried.output());
+    String failure = lines.get(1);
+    assertTrue(failure.startsWith("training at batch 2000 failed: gpu:0 (convspark CUDA emulator (CPU), CUDA driver "
+        + "12.0) is out of memory for a training step on a batch of 2000 images: "), failure);
+    assertTrue(failure.matches(".*: [0-9.]+ MiB more were asked for, with [0-9.]+ MiB of its 400.0 MiB free; smaller "
+        + "batches need less; another process on the same GPU may hold some of it \\(asked [0-9]+, free [0-9]+, "
+        + "total 419430400\\)"), failure);
+    List<String> rest = new ArrayList<>(lines);
+    rest.remove(1);
+    assertEquals(plain.output().lines().filter(l -> l.startsWith("training") || l.startsWith("inference")).toList(),
+        rest, tried.output());
+    assertTrue(rest.get(2).startsWith("inference on 100 images: logits[0] "), tried.output());
   }
 
   @Test

@@ -42,6 +42,7 @@ import jcuda.driver.JCudaDriver;
  * {@code products} (or {@code products tf32}) runs the products' checks alone
  * ({@link GpuCheck#productParity}); {@code layers SPEC...} the layer checks of those stacks at
  * batch 7;
+ * {@code oom BATCH...} trains and infers on a GPU of little memory (see {@link #outOfMemory});
  * {@code profile} prints {@link GpuCheck#profile}'s rows for two steps at batch 50 ("kernel |
  * launches | us | GFLOP/s").
  */
@@ -111,6 +112,10 @@ final class EmulatedDriverProbe {
       }
       return;
     }
+    if (args.length > 0 && args[0].equals("oom")) {
+      outOfMemory(java.util.Arrays.stream(args).skip(1).mapToInt(Integer::parseInt).toArray());
+      return;
+    }
     if (args.length > 0 && args[0].equals("misuse")) {
       misuse();
       return;
@@ -153,6 +158,38 @@ final class EmulatedDriverProbe {
       String all = Files.readString(trace);
       System.out.print("== trainer\n" + all.substring((int) start, (int) middle) + "== trainer again\n"
           + all.substring((int) middle, (int) end) + "== alone\n" + all.substring((int) end, (int) last));
+    }
+  }
+
+  /**
+   * deep-mnist on a GPU of little memory ({@code CONVSPARK_CUDA_EMU_MEMORY}): a training step with
+   * Adam at each batch size of {@code batches} (each batch the same images for the same size),
+   * then inference on 100 images; each line says what it got or why it failed.
+   */
+  private static void outOfMemory(int[] batches) {
+    ModelSpec spec = ModelSpec.parse(ModelSpec.DEEP_MNIST);
+    try (CudaBackend gpu = CudaBackend.create(0); ModelRunner r = gpu.open(spec)) {
+      r.initialize(1);
+      Optimizer adam = Optimizer.create("adam", 1e-4f, r.paramCount());
+      for (int n : batches) {
+        float[] x = GpuCheck.random(n * 784, n);
+        int[] y = new int[n];
+        try {
+          float loss = (float) r.computeGradients(x, y, n, 1f / n, 3).lossSum();
+          r.applyGradients(adam);
+          System.out.println("training at batch " + n + ": loss " + loss);
+        } catch (GpuOutOfMemoryException e) {
+          System.out.println("training at batch " + n + " failed: " + e.getMessage() + " (asked "
+              + e.requestedBytes() + ", free " + e.freeBytes() + ", total " + e.totalBytes() + ")");
+        }
+      }
+      float[] logits = new float[100 * 10];
+      try {
+        r.predictLogits(GpuCheck.random(100 * 784, 5), 100, logits);
+        System.out.println("inference on 100 images: logits[0] " + logits[0]);
+      } catch (GpuOutOfMemoryException e) {
+        System.out.println("inference on 100 images failed: " + e.getMessage());
+      }
     }
   }
 
