@@ -543,7 +543,7 @@ public final class CudaBackend implements Backend {
     }
   }
 
-  /** How many images inference runs through the network at a time. */
+  /** How many images inference runs through the network at a time, where the GPU has room. */
   private static final int PREDICT_CHUNK = 1024;
 
   private final class Runner implements ModelRunner {
@@ -578,6 +578,8 @@ public final class CudaBackend implements Backend {
     /** ReLU layers whose backward pass the max pool after them did in the last backward pass. */
     private final boolean[] reluInPoolBackward;
     private Optimizer onDevice;
+    /** How many images inference runs at a time: PREDICT_CHUNK, or fewer after the GPU had too little memory. */
+    private int predictChunk = PREDICT_CHUNK;
     /** Each layer's place among the dropout layers (its seed's slot in batchInfo), -1 for others. */
     private final int[] dropoutSlot;
     private final int dropouts;
@@ -1263,21 +1265,29 @@ public final class CudaBackend implements Backend {
     @Override
     public void predictLogits(float[] images, int from, int n, float[] out) {
       ModelRunner.requirePredictRange(net.spec(), images, from, n, out);
-      try {
-        predictOnDevice(images, from, n, out);
-      } catch (NoMemory e) {
-        GpuOutOfMemoryException error = outOfMemory(e, "inference, which runs " + PREDICT_CHUNK + " images at a time",
-            null);
-        releaseBatchMemory();
-        throw error;
+      // Where the GPU has too little memory for a chunk, half as many images at a time, down to one.
+      for (;;) {
+        try {
+          predictOnDevice(images, from, n, out, predictChunk);
+          return;
+        } catch (NoMemory e) {
+          int chunk = Math.min(predictChunk, n);
+          GpuOutOfMemoryException error = outOfMemory(e, "inference, " + chunk + " images at a time", null);
+          releaseBatchMemory();
+          if (chunk == 1) {
+            throw error;
+          }
+          predictChunk = chunk / 2;
+          LOG.log(System.Logger.Level.WARNING, error.getMessage() + "; inference goes on " + predictChunk
+              + " images at a time");
+        }
       }
     }
 
-    private void predictOnDevice(float[] images, int from, int n, float[] out) {
+    private void predictOnDevice(float[] images, int from, int n, float[] out, int chunk) {
       cuCtxSetCurrent(context);
       int inSize = net.spec().inputShape().size();
       int classes = net.spec().numClasses();
-      int chunk = PREDICT_CHUNK;
       for (int s = 0; s < n; s += chunk) {
         int k = Math.min(chunk, n - s);
         input.ensure((long) k * inSize);

@@ -268,6 +268,30 @@ class CudaEmulationTest {
     assertTrue(rest.get(2).startsWith("inference on 100 images: logits[0] "), tried.output());
   }
 
+  /**
+   * Inference on a GPU with too little memory for its chunk of images (30 MiB here, for 100
+   * images): it says so in a warning, goes on with half as many images at a time, down as far as
+   * needed, and gives the logits that a GPU with room gives (within float32's rounding: smaller
+   * products are tiled and split otherwise).
+   */
+  @Test
+  void inferenceWithTooLittleGpuMemoryGoesOnWithSmallerChunks() throws IOException, InterruptedException {
+    Run room = probe(Map.of(), "oom");
+    Run tight = probe(Map.of("CONVSPARK_CUDA_EMU_MEMORY", "30"), "oom");
+    assertEquals(0, room.exit(), room.output());
+    assertEquals(0, tight.exit(), tight.output());
+    assertTrue(tight.output().contains("is out of memory for inference, 100 images at a time: "), tight.output());
+    assertTrue(tight.output().contains("; inference goes on 50 images at a time"), tight.output());
+    assertTrue(!room.output().contains("inference goes on"), room.output());
+    double[] sums = new double[2];
+    int i = 0;
+    for (Run r : new Run[] {room, tight}) {
+      String line = r.output().lines().filter(l -> l.startsWith("inference on 100 images: ")).findFirst().orElseThrow();
+      sums[i++] = Double.parseDouble(line.substring(line.indexOf("sum of |logits| ") + 16));
+    }
+    assertTrue(Math.abs(sums[1] - sums[0]) < 1e-5 * sums[0], sums[0] + " with room, " + sums[1] + " in 30 MiB");
+  }
+
   @Test
   void tf32IsRefusedWhereTheGpuHasNoTensorCoresForIt() throws IOException, InterruptedException {
     Run turing = probe(Map.of("CONVSPARK_CUDA_EMU_CC", "75"), "tf32");

@@ -186,7 +186,11 @@ final class EmulatedDriverProbe {
       float[] logits = new float[100 * 10];
       try {
         r.predictLogits(GpuCheck.random(100 * 784, 5), 100, logits);
-        System.out.println("inference on 100 images: logits[0] " + logits[0]);
+        double sum = 0;
+        for (float l : logits) {
+          sum += Math.abs(l);
+        }
+        System.out.println("inference on 100 images: logits[0] " + logits[0] + ", sum of |logits| " + sum);
       } catch (GpuOutOfMemoryException e) {
         System.out.println("inference on 100 images failed: " + e.getMessage());
       }
