@@ -12,16 +12,16 @@
 // what was wrong, and device memory ends at a guard page so a kernel reading past a buffer stops
 // the process. Events record when they are called, so two around a launch time the kernel on the
 // CPU. Mistakes a GPU would punish are made to show here too: each block starts with its shared
-// memory filled with NaN, as does fresh device memory, so an entry read before anything wrote it
-// spoils the result; a block's threads take their turns in a shuffled order at every barrier (and
-// a launch's blocks run in a shuffled order), so two threads that touch one shared entry between
-// two barriers (one writing) give results that depend on the order; a block's threads must all
-// wait at the same __syncthreads (by its line); and the threads of a warp must make the same WMMA
-// calls between two barriers, as a GPU makes them for the whole warp at once. What it cannot
-// check: the PTX's own code, a GPU's timing, races inside a warp's lockstep (no kernel relies on
-// one), a race whose two orders give the same value, two blocks updating one global entry at once
-// (blocks run one at a time), memory coalescing. It is a test tool: a GPU machine (gpu-check.sh)
-// is the check of the GPU itself.
+// memory filled with NaN, as does fresh device (and pinned) memory, so an entry read before
+// anything wrote it spoils the result; a block's threads take their turns in a shuffled order at
+// every barrier (and a launch's blocks run in a shuffled order), so two threads that touch one
+// shared entry between two barriers (one writing) give results that depend on the order; a block's
+// threads must all wait at the same __syncthreads (by its line); and the threads of a warp must
+// make the same WMMA calls between two barriers, as a GPU makes them for the whole warp at once.
+// What it cannot check: the PTX's own code, a GPU's timing, races inside a warp's lockstep (no
+// kernel relies on one), a race whose two orders give the same value, two blocks updating one
+// global entry at once (blocks run one at a time), memory coalescing. It is a test tool: a GPU
+// machine (gpu-check.sh) is the check of the GPU itself.
 //
 // Settings (environment): CONVSPARK_CUDA_EMU_DEVICES (number of devices, default 1; 0 makes cuInit
 // fail as on a machine whose driver sees no GPU), CONVSPARK_CUDA_EMU_DRIVER (the driver version
@@ -1010,6 +1010,8 @@ API CUresult cuMemAllocHost_v2(void** pointer, size_t bytes) {
   if (pointer == nullptr || bytes == 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemAllocHost: 0 bytes");
   void* p = aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
   if (p == nullptr) return fail(CUDA_ERROR_OUT_OF_MEMORY, "cuMemAllocHost: out of memory");
+  // Whatever was there, as in device memory (cuMemAlloc): NaN here.
+  std::fill(static_cast<uint32_t*>(p), static_cast<uint32_t*>(p) + bytes / 4, POISON);
   pinned[reinterpret_cast<uintptr_t>(p)] = bytes;
   *pointer = p;
   trace("alloc host " + std::to_string(bytes));
