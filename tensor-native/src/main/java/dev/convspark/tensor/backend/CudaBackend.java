@@ -578,7 +578,7 @@ public final class CudaBackend implements Backend {
     /** ReLU layers whose backward pass the max pool after them did in the last backward pass. */
     private final boolean[] reluInPoolBackward;
     private Optimizer onDevice;
-    /** How many images inference runs at a time: PREDICT_CHUNK, or fewer after the GPU had too little memory. */
+    /** Images inference runs at a time: PREDICT_CHUNK, or fewer once the GPU had too little memory. */
     private int predictChunk = PREDICT_CHUNK;
     /** Each layer's place among the dropout layers (its seed's slot in batchInfo), -1 for others. */
     private final int[] dropoutSlot;
@@ -1224,7 +1224,7 @@ public final class CudaBackend implements Backend {
     public void applyGradients(Optimizer optimizer) {
       cuCtxSetCurrent(context);
       if (optimizer instanceof Adam a && onDevice != optimizer) {
-        // First step with this optimizer here: its moments (zero, or restored from a checkpoint) go up.
+        // First step with this optimizer here: its moments (zero, or from a checkpoint) go up.
         try {
           upload(a.moments()[0], m);
           upload(a.moments()[1], v);
@@ -1265,7 +1265,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void predictLogits(float[] images, int from, int n, float[] out) {
       ModelRunner.requirePredictRange(net.spec(), images, from, n, out);
-      // Where the GPU has too little memory for a chunk, half as many images at a time, down to one.
+      // Where the GPU has too little memory for a chunk: half as many images at a time, down to 1.
       for (;;) {
         try {
           predictOnDevice(images, from, n, out, predictChunk);

@@ -26,7 +26,7 @@ public final class GpuOutOfMemoryException extends IllegalStateException {
     return requestedBytes;
   }
 
-  /** The GPU's free memory when it failed, in bytes, as the driver reported it (-1 if it did not). */
+  /** The GPU's free memory when it failed, in bytes, as the driver reported it (else -1). */
   public long freeBytes() {
     return freeBytes;
   }

@@ -41,7 +41,7 @@ class CudaEmulationTest {
     assertTrue(log.startsWith("0:"), "cuda-emu.sh failed:\n" + log);
   }
 
-  /** Runs cuda-emu.sh into {@code out} with {@code source} (the kernels' directory, if any): "exit:log". */
+  /** Runs cuda-emu.sh into {@code out}, from the kernels in {@code source} if given: "exit:log". */
   private static String build(Path out, Path... source) throws IOException, InterruptedException {
     List<String> command = new ArrayList<>(List.of("bash", script.toString(), out.toString()));
     for (Path s : source) {
@@ -241,9 +241,10 @@ class CudaEmulationTest {
 
   /**
    * A batch too large for the GPU's memory (the emulated driver's, 400 MiB here): the step fails
-   * naming the GPU, the batch, what was asked for and what was free ({@link GpuOutOfMemoryException});
-   * what the failed step had allocated is given back, so that the next, smaller step and inference
-   * run, and give to the bit what they give where the large batch was never tried.
+   * naming the GPU, the batch, what was asked for and what was free
+   * ({@link GpuOutOfMemoryException}); what the failed step had allocated is given back, so that
+   * the next, smaller step and inference run, and give to the bit what they give where the large
+   * batch was never tried.
    */
   @Test
   void aBatchTooLargeForTheGpuFailsSayingSoAndLosesNothing() throws IOException, InterruptedException {
