@@ -246,8 +246,22 @@ int env_int(const char* name, int fallback) {
 }
 
 int device_count() { return env_int("CONVSPARK_CUDA_EMU_DEVICES", 1); }
-// Each device's memory, in bytes: CONVSPARK_CUDA_EMU_MEMORY MiB (an H200's 143,771 by default).
-size_t device_memory() { return size_t(env_int("CONVSPARK_CUDA_EMU_MEMORY", 143771)) << 20; }
+// Each device's memory, in bytes: CONVSPARK_CUDA_EMU_MEMORY MiB (an H200's 143,771 by default);
+// anything but a whole number of MiB over 0 stops the process, saying so.
+size_t device_memory() {
+  static const size_t bytes = [] {
+    const char* v = getenv("CONVSPARK_CUDA_EMU_MEMORY");
+    if (v == nullptr || *v == 0) return size_t(143771) << 20;
+    char* end = nullptr;
+    long long mib = strtoll(v, &end, 10);
+    if (*end != 0 || mib <= 0) {
+      fprintf(stderr, "cuda-emu: CONVSPARK_CUDA_EMU_MEMORY=%s: expected a whole number of MiB over 0\n", v);
+      abort();
+    }
+    return size_t(mib) << 20;
+  }();
+  return bytes;
+}
 int driver_version() { return env_int("CONVSPARK_CUDA_EMU_DRIVER", 12000); }
 
 // Whether device work (kernels, memsets) runs; CONVSPARK_CUDA_EMU_KERNELS=0 leaves it out.
@@ -937,6 +951,15 @@ API CUresult cuModuleGetFunction(Function** function, Module* module, const char
   return CUDA_ERROR_NOT_FOUND;
 }
 
+namespace {
+// The bytes allocated on the current context's device.
+size_t device_used() {
+  size_t used = 0;
+  for (auto& [at, a] : allocations) used += a.context->device == current_context->device ? a.size : 0;
+  return used;
+}
+}  // namespace
+
 API CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuMemAlloc")) return r;
@@ -945,8 +968,7 @@ API CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes) {
   // The data ends where an inaccessible page begins, so a kernel reading past it faults. It starts
   // 16-byte aligned, as the kernels' float4 accesses need (a real driver's allocations are 256-byte
   // aligned), so a kernel reading past the end by under 16 bytes goes unnoticed.
-  size_t used = 0;
-  for (auto& [at, a] : allocations) used += a.context->device == current_context->device ? a.size : 0;
+  size_t used = device_used();
   if (bytes > device_memory() - used) {
     return fail(CUDA_ERROR_OUT_OF_MEMORY, "cuMemAlloc: " + std::to_string(bytes) + " bytes asked for, " +
                                               std::to_string(device_memory() - used) + " of " +
@@ -972,8 +994,7 @@ API CUresult cuMemGetInfo_v2(size_t* free, size_t* total) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuMemGetInfo")) return r;
   if (free == nullptr || total == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  size_t used = 0;
-  for (auto& [at, a] : allocations) used += a.context->device == current_context->device ? a.size : 0;
+  size_t used = device_used();
   *total = device_memory();
   *free = device_memory() - used;
   return CUDA_SUCCESS;
