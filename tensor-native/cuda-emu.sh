@@ -24,7 +24,7 @@ mkdir -p "$out"
 # macros, one line each: NAME_OF_MACRO(kernel, ...).)
 {
   grep -o 'extern "C" __global__ void \(__launch_bounds__([A-Z0-9_, ]*) \)\?[A-Za-z_0-9]*' "$src/convspark.cu" \
-    | awk '$NF !~ /^__launch_bounds__/ {print "X(" $NF ")"}'
+    | awk '$NF ~ /^[A-Za-z_][A-Za-z_0-9]*$/ {print "X(" $NF ")"}'
   sed -n 's/^[A-Z_]*(\([a-z_0-9]*\), [a-z]*, [A-Z0-9]*)$/X(\1)/p' "$src/convspark.cu"
 } > "$out/kernels.inc"
 # One S(name) per name of a __shared__ array, which the driver fills with NaN before each block.

@@ -223,6 +223,10 @@ __device__ __forceinline__ int b_col(int i, bool along_k) { return along_k ? i >
 template <int BN>
 __device__ __forceinline__ int b_k(int i, bool along_k) { return along_k ? (i & 1) * 4 : i >> (BN == 64 ? 4 : 3); }
 
+// The loaders: each gives a thread's quads of the slice from k0 (fetch), and is told of the
+// block's first slice (start) and, after each fetch, that the next slice is WK further on (next):
+// a loader over a convolution's windows keeps where its quads are as it goes, without dividing.
+
 // A as a matrix: m x k row-major (along k), or stored k x m when trans (along m). Quads along
 // the stored rows, so that each is contiguous in memory.
 struct MatrixA {
@@ -230,6 +234,8 @@ struct MatrixA {
   int trans, lda, m;
   bool vec;
   __device__ bool along_k() const { return !trans; }
+  __device__ void start(int) {}
+  __device__ void next() {}
   __device__ Quad fetch(int e, int row0, int k0, int k_end) const {
     int i = threadIdx.x + WTHREADS * e;
     int r = row0 + a_row(i, !trans), k = k0 + a_k(i, !trans);
@@ -245,6 +251,8 @@ struct MatrixB {
   int trans, ldb, n;
   bool vec;
   __device__ bool along_k() const { return trans; }
+  __device__ void start(int) {}
+  __device__ void next() {}
   __device__ Quad fetch(int e, int col0, int k0, int k_end) const {
     int i = threadIdx.x + WTHREADS * e;
     int c = col0 + b_col<BN>(i, trans), k = k0 + b_k<BN>(i, trans);
@@ -252,85 +260,163 @@ struct MatrixB {
   }
 };
 
+// The emulated driver checks that a loader's kept position is where the slice says (a GPU would
+// read the wrong entries without a word).
+#ifndef EMU_CHECK_POSITION
+#define EMU_CHECK_POSITION(ok)
+#endif
+
+// Entry q of a convolution's window, (ky kw + kx) ch + c, as (ky, kx, c). A GPU has no integer
+// divider: a division by a value known only when the kernel runs is about 20 instructions (a
+// reciprocal and its corrections), and the loaders made two to four a quad each slice, 20 to 25
+// divisions in each wide convolution's k loop and an eighth to a third of the instructions it
+// issues (tensor-native/sass-mix.py). So they divide once, in start, and then step: by WK = 8
+// entries a slice, past the channels at most once where ch >= 8.
+struct Tap {
+  int ky, kx, c;
+  __device__ static Tap at(int q, int ch, int kw) {
+    int t = q / ch;
+    int ky = t / kw;
+    Tap p = {ky, t - ky * kw, q - t * ch};
+    return p;
+  }
+  __device__ void advance(int d, int ch, int kw) {
+    c += d;
+    while (c >= ch) {
+      c -= ch;
+      if (++kx == kw) {
+        kx = 0;
+        ky++;
+      }
+    }
+  }
+  __device__ bool is(int q, int ch, int kw) const {
+    Tap p = at(q, ch, kw);
+    return p.ky == ky && p.kx == kx && p.c == c;
+  }
+};
+
+// An output pixel of a convolution: its sample, row and column; stepped forward without dividing
+// as Tap is.
+struct OutPixel {
+  int s, oy, ox;
+  __device__ bool is(const OutPixel& p) const { return p.s == s && p.oy == oy && p.ox == ox; }
+  __device__ void advance(int d, int oh, int ow) {
+    ox += d;
+    while (ox >= ow) {
+      ox -= ow;
+      if (++oy == oh) {
+        oy = 0;
+        s++;
+      }
+    }
+  }
+};
+
 // A convolution's input x (n images of h x w x ch, NHWC) as its windows: rows of A.
 struct Windows {
   const float* x;
   int h, w, ch, kw, stride, pad_top, pad_left, oh, ow;
-  // Entry q (ky, kx, channel) of the window of sample s at (iy0, ix0) (its top-left corner,
-  // outside the image where padded); 0 in the padding.
-  __device__ float entry(long long image, int iy0, int ix0, int q) const {
-    int t = q / ch;
-    int c = q - t * ch;
-    int ky = t / kw;
-    int iy = iy0 + ky, ix = ix0 + t - ky * kw;
-    return iy >= 0 && iy < h && ix >= 0 && ix < w ? x[image + ((long long) iy * w + ix) * ch + c] : 0.f;
+  // The entry at tap p of the window whose top-left corner (outside the image where padded) is
+  // (iy0, ix0) in the image at `image`; 0 in the padding. Within an image, offsets are ints: an
+  // image holds fewer than 2^31 values (its shape's product is an int on the host).
+  __device__ float entry(long long image, int iy0, int ix0, const Tap& p) const {
+    int iy = iy0 + p.ky, ix = ix0 + p.kx;
+    return iy >= 0 && iy < h && ix >= 0 && ix < w ? x[image + ((iy * w + ix) * ch + p.c)] : 0.f;
   }
-  // Entries q..q+3 of a window (those from q_end on are 0): one 16-byte load where ch is a
-  // multiple of 4 (vec: then the four are channels of one pixel) and all four are inside.
-  __device__ Quad quad(long long image, int iy0, int ix0, int q, int q_end, bool vec) const {
-    Quad v;
+  // Entries q..q+3 of a window, q at tap p (those from q_end on are 0): one 16-byte load where
+  // ch is a multiple of 4 (vec: then the four are channels of one pixel) and all four are inside.
+  __device__ Quad quad(long long image, int iy0, int ix0, Tap p, int q, int q_end, bool vec) const {
     if (vec && q + 3 < q_end) {
-      int t = q / ch;
-      int c = q - t * ch;
-      int ky = t / kw;
-      int iy = iy0 + ky, ix = ix0 + t - ky * kw;
+      int iy = iy0 + p.ky, ix = ix0 + p.kx;
       if (iy < 0 || iy >= h || ix < 0 || ix >= w) return zero_quad();
-      return load_quad(x + image + ((long long) iy * w + ix) * ch + c);
+      return load_quad(x + image + ((iy * w + ix) * ch + p.c));
     }
+    Quad v;
 #pragma unroll
-    for (int j = 0; j < 4; j++) v.v[j] = q + j < q_end ? entry(image, iy0, ix0, q + j) : 0.f;
+    for (int j = 0; j < 4; j++) {
+      v.v[j] = q + j < q_end ? entry(image, iy0, ix0, p) : 0.f;
+      p.advance(1, ch, kw);
+    }
     return v;
   }
-  // Where output row `row` (sample, out y, out x) reads: its image's offset and window corner.
-  __device__ void locate(int row, long long& image, int& iy0, int& ix0) const {
+  // Output row `row` (sample, out y, out x) as a pixel.
+  __device__ OutPixel locate(int row) const {
     int pixels = oh * ow;
     int s = row / pixels;
     int p = row - s * pixels;
     int oy = p / ow;
-    image = (long long) s * h * w * ch;
-    iy0 = oy * stride - pad_top;
-    ix0 = (p - oy * ow) * stride - pad_left;
+    OutPixel px = {s, oy, p - oy * ow};
+    return px;
   }
+  // The offset of a pixel's image in x.
+  __device__ long long image(const OutPixel& p) const { return (long long) p.s * h * w * ch; }
+  __device__ int iy0(const OutPixel& p) const { return p.oy * stride - pad_top; }
+  __device__ int ix0(const OutPixel& p) const { return p.ox * stride - pad_left; }
 };
 
 // A as the patch matrix of a convolution (rows: output pixels; columns: window entries), read
-// from x: along k. A thread's two quads keep their rows from step to step: located once.
+// from x: along k. A thread's two quads keep their rows from slice to slice (located once) and
+// share their entry along k (a_k of t and t + 128 are one), kept as a Tap.
 struct PatchesA {
   Windows win;
   int m;
   bool vec;
   long long image[2];
   int iy0[2], ix0[2];
+  Tap tap;
   __device__ PatchesA(const Windows& wn, int rows, bool v, int row0) : win(wn), m(rows), vec(v) {
 #pragma unroll
     for (int e = 0; e < 2; e++) {
       int r = row0 + a_row(threadIdx.x + WTHREADS * e, true);
-      win.locate(r < m ? r : 0, image[e], iy0[e], ix0[e]);
+      OutPixel p = win.locate(r < m ? r : 0);
+      image[e] = win.image(p);
+      iy0[e] = win.iy0(p);
+      ix0[e] = win.ix0(p);
     }
   }
   __device__ bool along_k() const { return true; }
+  __device__ void start(int k0) { tap = Tap::at(k0 + a_k(threadIdx.x, true), win.ch, win.kw); }
+  __device__ void next() { tap.advance(WK, win.ch, win.kw); }
   __device__ Quad fetch(int e, int row0, int k0, int k_end) const {
     int i = threadIdx.x + WTHREADS * e;
+    int q = k0 + a_k(i, true);
+    EMU_CHECK_POSITION(tap.is(q, win.ch, win.kw));
     if (row0 + a_row(i, true) >= m) return zero_quad();
-    return win.quad(image[e], iy0[e], ix0[e], k0 + a_k(i, true), k_end, vec);
+    return win.quad(image[e], iy0[e], ix0[e], tap, q, k_end, vec);
   }
 };
 
 // A as the patch matrix transposed (a weight gradient's col^T: rows are window entries, k runs
-// over output pixels), read from x: along m, four entries of one output pixel's window.
+// over output pixels), read from x: along m, four entries of one output pixel's window. A
+// thread's two quads keep their entries from slice to slice (a_row of t and t + 128 are one: a
+// Tap found once) and step their output pixels (k0 + a_k) by WK.
 struct PatchesTA {
   Windows win;
   int m;
   bool vec;
+  int q;
+  Tap tap;
+  OutPixel px[2];
+  __device__ PatchesTA(const Windows& wn, int rows, bool v, int row0) : win(wn), m(rows), vec(v) {
+    q = row0 + a_row(threadIdx.x, false);
+    tap = Tap::at(q, win.ch, win.kw);
+  }
   __device__ bool along_k() const { return false; }
+  __device__ void start(int k0) {
+#pragma unroll
+    for (int e = 0; e < 2; e++) px[e] = win.locate(k0 + a_k(threadIdx.x + WTHREADS * e, false));
+  }
+  __device__ void next() {
+#pragma unroll
+    for (int e = 0; e < 2; e++) px[e].advance(WK, win.oh, win.ow);
+  }
   __device__ Quad fetch(int e, int row0, int k0, int k_end) const {
     int i = threadIdx.x + WTHREADS * e;
     int k = k0 + a_k(i, false);
+    EMU_CHECK_POSITION(q == row0 + a_row(i, false) && (k >= k_end || px[e].is(win.locate(k))));
     if (k >= k_end) return zero_quad();
-    long long image;
-    int iy0, ix0;
-    win.locate(k, image, iy0, ix0);
-    return win.quad(image, iy0, ix0, row0 + a_row(i, false), m, vec);
+    return win.quad(win.image(px[e]), win.iy0(px[e]), win.ix0(px[e]), tap, q, m, vec);
   }
 };
 
@@ -339,28 +425,43 @@ struct PatchesTA {
 // w[(taps - 1 - t) ch + c][f], t = ky kw + kx, from the weights' layout (patch x filters: row
 // (ky kw + kx) ch + c); both spatial axes reversed, which reverses t. Read along k: four filters
 // of one tap and channel, consecutive in memory (vec: filters a multiple of 4, so the four share
-// a tap, and the weights 16-byte aligned).
+// a tap, and the weights 16-byte aligned). A thread's quad keeps its k as (t, f), stepped.
 template <int BN>
 struct FlippedWeights {
   const float* w;
   int taps, ch, filters;
   bool vec;
+  int t, f;
   __device__ bool along_k() const { return true; }
-  __device__ float entry(int c, int k) const {
-    int t = k / filters;
-    return w[((long long) (taps - 1 - t) * ch + c) * filters + k - t * filters];
+  __device__ void start(int k0) {
+    int k = k0 + b_k<BN>(threadIdx.x, true);
+    t = k / filters;
+    f = k - t * filters;
+  }
+  __device__ void next() {
+    f += WK;
+    while (f >= filters) {
+      f -= filters;
+      t++;
+    }
   }
   __device__ Quad fetch(int e, int col0, int k0, int k_end) const {
     int i = threadIdx.x + WTHREADS * e;
     int c = col0 + b_col<BN>(i, true), k = k0 + b_k<BN>(i, true);
+    EMU_CHECK_POSITION(t * filters + f == k);
     if (c >= ch) return zero_quad();
-    if (vec && k + 3 < k_end) {
-      int t = k / filters;
-      return load_quad(w + ((long long) (taps - 1 - t) * ch + c) * filters + k - t * filters);
-    }
+    const float* at = w + ((long long) (taps - 1 - t) * ch + c) * filters + f;
+    if (vec && k + 3 < k_end) return load_quad(at);
     Quad q;
+    int tj = t, fj = f;
 #pragma unroll
-    for (int j = 0; j < 4; j++) q.v[j] = k + j < k_end ? entry(c, k + j) : 0.f;
+    for (int j = 0; j < 4; j++) {
+      q.v[j] = k + j < k_end ? w[((long long) (taps - 1 - tj) * ch + c) * filters + fj] : 0.f;
+      if (++fj == filters) {
+        fj = 0;
+        tj++;
+      }
+    }
     return q;
   }
 };
@@ -379,7 +480,7 @@ struct FlippedWeights {
 // 16 x 16, from the same shared tiles (their rows padded to 8 floats, for WMMA's 32-byte aligned
 // loads), and writes them through a 16 x 16 staging square per warp for the epilogue.
 template <bool TF32, int BN, class LA, class LB>
-__device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, int n, int k, float* c, int ldc,
+__device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k, float* c, int ldc,
                                              int k_split, const float* bias, int relu) {
   static_assert(BN == WN || BN == 32, "tiles are 64 or 32 columns wide");
   // Quads of a B slice (WK x BN): one for each of the first B_QUADS threads.
@@ -402,6 +503,8 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
     qa0 = la.fetch(0, row0, k0, k_end);
     qa1 = la.fetch(1, row0, k0, k_end);
     if (B_QUADS == WTHREADS || t < B_QUADS) qb = lb.fetch(0, col0, k0, k_end);
+    la.next();
+    lb.next();
   };
   auto store = [&](int buf) {
     stash<LDA>(a_row(t, ak), a_k(t, ak), ak, qa0, as[buf]);
@@ -409,6 +512,8 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
     if (B_QUADS == WTHREADS || t < B_QUADS) stash<LDB>(b_col<BN>(t, bk), b_k<BN>(t, bk), bk, qb, bs[buf]);
   };
   if (k_begin < k_end) {
+    la.start(k_begin);
+    lb.start(k_begin);
     fetch(k_begin);
     store(0);
   }
@@ -562,12 +667,14 @@ __device__ __forceinline__ void wide_product(const LA& la, const LB& lb, int m, 
 // windows of x, transposed, times dy (n * oh * ow rows x filters), summed over the rows, split
 // over them as sgemm_wide (then bias 0 and relu 0). vec_x as conv_forward's; vec_dy: filters a
 // multiple of 4 and dy 16-byte aligned.
+// At most 128 registers (4 blocks a multiprocessor, as before its loader kept its pixels, which
+// took it to 129 and 3 blocks); it needs no more, spilling nothing.
 #define CONV_WEIGHT_GRAD(NAME, TF32, BN)                                                                         \
-  extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
+  extern "C" __global__ void __launch_bounds__(WTHREADS, 4)                                                   \
       NAME(CONV_ARGS(x, vec_x, dy, vec_dy, dw)) {                                                             \
     Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};                                       \
     int patch = kh * kw * ch;                                                                                 \
-    PatchesTA la = {win, patch, vec_x != 0};                                                                  \
+    PatchesTA la(win, patch, vec_x != 0, blockIdx.y * WM);                                                    \
     MatrixB<BN> lb = {dy, 0, filters, filters, vec_dy != 0};                                                  \
     wide_product<TF32, BN>(la, lb, patch, filters, n * oh * ow, dw, ldc, k_split, bias, relu);                \
   }

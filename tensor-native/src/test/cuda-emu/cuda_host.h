@@ -47,6 +47,18 @@ struct alignas(16) float4 {
     }                                                                                                 \
   } while (0)
 
+// A loader's kept position (a window's entry, an output pixel) that is not where the slice it
+// loads says: stop, saying where (a GPU would load the wrong entries).
+#define EMU_CHECK_POSITION(ok)                                                                        \
+  do {                                                                                                \
+    if (!(ok)) {                                                                                      \
+      std::fprintf(stderr, "cuda-emu: a loader's kept position is not where its slice is, in %s "     \
+                   "(block %u, %u, %u; thread %u)\n", __func__, emu::block_idx.x, emu::block_idx.y,   \
+                   emu::block_idx.z, threadIdx.x);                                                    \
+      std::abort();                                                                                   \
+    }                                                                                                 \
+  } while (0)
+
 // CUDA's integer min, a device function.
 inline int min(int a, int b) { return a < b ? a : b; }
 

@@ -240,6 +240,22 @@ class CudaEmulationTest {
   }
 
   /**
+   * The gathering loaders divide once per block and then step their positions (a window's entry,
+   * an output pixel) from slice to slice; the emulated driver checks every quad's kept position
+   * against the one division gives. A copy of the kernels whose weight gradient steps its output
+   * pixels by half a slice is refused, saying so, where a GPU would sum the wrong pixels.
+   */
+  @Test
+  void aLoaderThatLosesItsPlaceAlongKIsRefused() throws IOException, InterruptedException {
+    String step = "for (int e = 0; e < 2; e++) px[e].advance(WK, win.oh, win.ow);";
+    Path lost = mutant("lost-place", step, step.replace("advance(WK,", "advance(WK / 2,"));
+    Run r = probe(lost, List.of(), Map.of(), "layers", "in12x12x3-conv3x3x8-dense10");
+    assertTrue(r.exit() != 0, r.output());
+    assertTrue(r.output().contains("cuda-emu: a loader's kept position is not where its slice is, in fetch (block "),
+        r.output());
+  }
+
+  /**
    * A batch too large for the GPU's memory (the emulated driver's, 400 MiB here): the step fails
    * naming the GPU, the batch, what was asked for and what was free
    * ({@link GpuOutOfMemoryException}); what the failed step had allocated is given back, so that
