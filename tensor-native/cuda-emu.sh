@@ -23,7 +23,7 @@ mkdir -p "$out"
 # (A kernel may declare __launch_bounds__(...) before its name; the wide-tile kernels are made by
 # macros, one line each: NAME_OF_MACRO(kernel, ...).)
 {
-  grep -o 'extern "C" __global__ void \(__launch_bounds__([A-Z0-9_, ]*) \)\?[A-Za-z_0-9]*' "$src/convspark.cu" \
+  grep -o 'extern "C" __global__ void \(__launch_bounds__([^)]*) \)\?[A-Za-z_0-9]*' "$src/convspark.cu" \
     | awk '$NF ~ /^[A-Za-z_][A-Za-z_0-9]*$/ {print "X(" $NF ")"}'
   sed -n 's/^[A-Z_]*(\([a-z_0-9]*\), [a-z]*, [A-Z0-9]*)$/X(\1)/p' "$src/convspark.cu"
 } > "$out/kernels.inc"

@@ -195,7 +195,9 @@ def k_loop(blocks, edges, order):
     pos = {b: i for i, b in enumerate(topo)}
 
     def loads(b):
-        return sum(op.startswith("LDG.E.128") for op in blocks[b])
+        """Where a path has a choice: 16-byte loads, and stores into shared memory (the next
+        slice's, which the last slice skips) taken wherever there are some."""
+        return sum(op.startswith("LDG.E.128") for op in blocks[b]) + any(kind(op) == "STS" for op in blocks[b])
 
     def best(src, targets):
         """The path from src with the most 16-byte loads, then the fewest instructions."""

@@ -471,14 +471,25 @@ struct FlippedWeights {
 #include <mma.h>
 #endif
 
+#ifdef CONVSPARK_TF32
+// A quad as the tensor cores take it in TF32 (cvt.rna.tf32.f32, a few integer instructions each
+// on sm_90), rounded once as a thread stores it into the shared tiles: rounded in the fragments
+// instead, each value was rounded by every warp that loads it, twice as many a slice.
+__device__ __forceinline__ void round_tf32(Quad& q) {
+#pragma unroll
+  for (int j = 0; j < 4; j++) q.v[j] = nvcuda::wmma::__float_to_tf32(q.v[j]);
+}
+#endif
+
 // C (m x n, ldc floats a row; block z's partial at c + z m ldc when split over k, as in sgemm)
 // = A B with A and B as the loaders give them, + bias, ReLU (sgemm's epilogue, beta 0), in tiles
 // of WM x BN (BN = WN, or 32 for products of 32 columns or fewer, which a 64-column tile would
 // compute half empty): each thread sums 8 rows x BN / 8 columns. With TF32 the products are the
-// tensor cores' (WMMA, m16n16k8, inputs rounded to TF32, sums in float32): each warp computes a
-// 64 x 32 quarter of a 128 x 64 tile (a 32 x 32 quarter of a 128 x 32 one) as fragments of
-// 16 x 16, from the same shared tiles (their rows padded to 8 floats, for WMMA's 32-byte aligned
-// loads), and writes them through a 16 x 16 staging square per warp for the epilogue.
+// tensor cores' (WMMA, m16n16k8, inputs rounded to TF32 as they are stored into the shared tiles,
+// sums in float32): each warp computes a 64 x 32 quarter of a 128 x 64 tile (a 32 x 32 quarter
+// of a 128 x 32 one) as fragments of 16 x 16, from the same shared tiles (their rows padded to 8
+// floats, for WMMA's 32-byte aligned loads), and writes them through a 16 x 16 staging square per
+// warp for the epilogue.
 template <bool TF32, int BN, class LA, class LB>
 __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k, float* c, int ldc,
                                              int k_split, const float* bias, int relu) {
@@ -507,6 +518,13 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
     lb.next();
   };
   auto store = [&](int buf) {
+#ifdef CONVSPARK_TF32
+    if constexpr (TF32) {
+      round_tf32(qa0);
+      round_tf32(qa1);
+      if (B_QUADS == WTHREADS || t < B_QUADS) round_tf32(qb);
+    }
+#endif
     stash<LDA>(a_row(t, ak), a_k(t, ak), ak, qa0, as[buf]);
     stash<LDA>(a_row(t + WTHREADS, ak), a_k(t + WTHREADS, ak), ak, qa1, as[buf]);
     if (B_QUADS == WTHREADS || t < B_QUADS) stash<LDB>(b_col<BN>(t, bk), b_k<BN>(t, bk), bk, qb, bs[buf]);
@@ -538,18 +556,11 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
       // as[k][row] is A column-major (ld LDA), bs[k][col] is B row-major (ld LDB).
       wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
       wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[2];
+      // The tiles hold TF32 values already (round_tf32): loaded as they are.
 #pragma unroll
-      for (int i = 0; i < FM; i++) {
-        wmma::load_matrix_sync(fa[i], &as[cur][0][wm + 16 * i], LDA);
+      for (int i = 0; i < FM; i++) wmma::load_matrix_sync(fa[i], &as[cur][0][wm + 16 * i], LDA);
 #pragma unroll
-        for (int e = 0; e < fa[i].num_elements; e++) fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
-      }
-#pragma unroll
-      for (int j = 0; j < 2; j++) {
-        wmma::load_matrix_sync(fb[j], &bs[cur][0][wn + 16 * j], LDB);
-#pragma unroll
-        for (int e = 0; e < fb[j].num_elements; e++) fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
-      }
+      for (int j = 0; j < 2; j++) wmma::load_matrix_sync(fb[j], &bs[cur][0][wn + 16 * j], LDB);
 #pragma unroll
       for (int i = 0; i < FM; i++)
 #pragma unroll
@@ -629,10 +640,15 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
   }
 }
 
+// Registers: each kernel's __launch_bounds__ gives its blocks of 128 threads, and for the TF32
+// forms (and conv_weight_grad) 4 blocks a multiprocessor, so at most 128 registers a thread, which
+// they fit without spilling (tensor-native/sass-mix.py); left free, ptxas gave sgemm_wide_tf32
+// 168 and 3 blocks. The float32 forms have no such bound (0): ptxas gives them 80 to 141.
+
 // sgemm (beta 0) in wide tiles: vec_a and vec_b say where 16-byte loads may be used. Grid:
 // (n / BN, m / 128, splits) rounded up, 128 threads a block.
 #define SGEMM_WIDE(NAME, TF32, BN)                                                                               \
-  extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
+  extern "C" __global__ void __launch_bounds__(WTHREADS, TF32 ? 4 : 0)                                        \
       NAME(int trans_a, int trans_b, int m, int n, int k, const float* a, int lda, int vec_a, const float* b,   \
            int ldb, int vec_b, float* c, int ldc, int k_split, const float* bias, int relu) {                   \
     MatrixA la = {a, trans_a, lda, m, vec_a != 0};                                                            \
@@ -654,7 +670,7 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
 // relu; split over k as sgemm_wide. vec_x: ch a multiple of 4 and x 16-byte aligned; vec_w:
 // filters a multiple of 4 and the weights so aligned. Grid as sgemm_wide's.
 #define CONV_FORWARD(NAME, TF32, BN)                                                                             \
-  extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
+  extern "C" __global__ void __launch_bounds__(WTHREADS, TF32 ? 4 : 0)                                        \
       NAME(CONV_ARGS(x, vec_x, weights, vec_w, y)) {                                                          \
     Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};                                       \
     int rows = n * oh * ow;                                                                                   \
@@ -667,8 +683,8 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
 // windows of x, transposed, times dy (n * oh * ow rows x filters), summed over the rows, split
 // over them as sgemm_wide (then bias 0 and relu 0). vec_x as conv_forward's; vec_dy: filters a
 // multiple of 4 and dy 16-byte aligned.
-// At most 128 registers (4 blocks a multiprocessor, as before its loader kept its pixels, which
-// took it to 129 and 3 blocks); it needs no more, spilling nothing.
+// 4 blocks a multiprocessor in float32 too: its loader's kept pixels took it to 129 registers and
+// 3 blocks (it had 125 and 4 before).
 #define CONV_WEIGHT_GRAD(NAME, TF32, BN)                                                                         \
   extern "C" __global__ void __launch_bounds__(WTHREADS, 4)                                                   \
       NAME(CONV_ARGS(x, vec_x, dy, vec_dy, dw)) {                                                             \
@@ -687,7 +703,7 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
 // stride must be 1 (the host checks). vec_dy: filters a multiple of 4 and dy 16-byte aligned;
 // vec_w: filters a multiple of 4 and the weights so aligned.
 #define CONV_INPUT_GRAD(NAME, TF32, BN)                                                                          \
-  extern "C" __global__ void __launch_bounds__(WTHREADS)                                                      \
+  extern "C" __global__ void __launch_bounds__(WTHREADS, TF32 ? 4 : 0)                                        \
       NAME(CONV_ARGS(dy, vec_dy, weights, vec_w, dx)) {                                                       \
     Windows win = {dy, oh, ow, filters, kw, 1, kh - 1 - pad_top, kw - 1 - pad_left, h, w};                    \
     int rows = n * h * w;                                                                                     \
