@@ -230,6 +230,11 @@ def main():
     ap.add_argument("kernels", nargs="*")
     a = ap.parse_args()
     files = a.ptx or [os.path.join(PTX_DIR, "convspark.ptx"), os.path.join(PTX_DIR, "convspark_tf32.ptx")]
+    for f in files:
+        if not os.path.isfile(f):
+            sys.exit(f"sass-mix: --ptx {f}: no such file")
+    tool("ptxas", "PTXAS")
+    tool("nvdisasm", "NVDISASM")
     print("| PTX | kernel | registers | spilled bytes | k loop: instructions | its fast path | FFMA (HMMA) "
           "in the fast path's loop | integer divisions in the loop |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
