@@ -97,6 +97,37 @@ class DeviceTest {
     assertTrue(!text.contains("wmma"), "no WMMA in the PTX every GPU loads");
   }
 
+  /**
+   * The committed PTX as a driver compiles it for a GPU (ptxas, where the CUDA toolkit is here):
+   * every kernel assembles for Turing, Ampere and Hopper (the TF32 file from Ampere on) and
+   * spills no register to local memory, which would put memory traffic inside the products' k
+   * loops. The TF32 forms and {@code conv_weight_grad} are held to 128 registers by their
+   * {@code __launch_bounds__} (4 blocks a multiprocessor): ptxas spills before it exceeds them.
+   */
+  @Test
+  void theCommittedPtxAssemblesForTuringAmpereAndHopperWithoutSpilling() throws IOException, InterruptedException {
+    boolean ptxas = new ProcessBuilder("sh", "-c", "command -v ptxas").start().waitFor() == 0;
+    Assumptions.assumeTrue(ptxas, "ptxas is not installed here: the committed PTX is not assembled");
+    for (String resource : new String[] {CudaBackend.PTX, CudaBackend.PTX_TF32}) {
+      Path ptx = tmp.resolve(resource.substring(resource.lastIndexOf('/') + 1));
+      byte[] text = CudaBackend.ptx(resource);
+      Files.write(ptx, java.util.Arrays.copyOf(text, text.length - 1));
+      for (String arch : resource.equals(CudaBackend.PTX) ? new String[] {"sm_75", "sm_80", "sm_90"}
+          : new String[] {"sm_80", "sm_90"}) {
+        Process p = new ProcessBuilder("ptxas", "-arch=" + arch, "-O3", "-v", "-o", tmp.resolve("k.cubin").toString(),
+            ptx.toString()).redirectErrorStream(true).start();
+        String log = new String(p.getInputStream().readAllBytes());
+        assertTrue(p.waitFor(2, TimeUnit.MINUTES), "ptxas ran over 2 minutes");
+        assertEquals(0, p.exitValue(), ptx.getFileName() + " for " + arch + ":\n" + log);
+        long kernels = log.lines().filter(l -> l.contains("Compiling entry function")).count();
+        java.util.List<String> spills = log.lines().filter(l -> l.contains("bytes spill stores"))
+            .filter(l -> !l.contains(" 0 bytes spill stores, 0 bytes spill loads")).toList();
+        assertTrue(kernels >= 16, ptx.getFileName() + " for " + arch + ": " + kernels + " kernels\n" + log);
+        assertTrue(spills.isEmpty(), ptx.getFileName() + " for " + arch + " spills: " + spills + "\n" + log);
+      }
+    }
+  }
+
   @Test
   void theOldestGpuAcceptedIsTheOneTheCommittedPtxTargets() {
     String ptx = new String(CudaBackend.ptx(CudaBackend.PTX), java.nio.charset.StandardCharsets.US_ASCII);
