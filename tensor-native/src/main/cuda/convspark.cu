@@ -266,6 +266,19 @@ struct MatrixB {
 #define EMU_CHECK_POSITION(ok)
 #endif
 
+// A position of three digits, the lowest of base `low_n` and the middle one of base `mid_n`,
+// moved d forward along the lowest: what the loaders below keep instead of dividing.
+__device__ __forceinline__ void carry(int d, int& low, int low_n, int& mid, int mid_n, int& high) {
+  low += d;
+  while (low >= low_n) {
+    low -= low_n;
+    if (++mid == mid_n) {
+      mid = 0;
+      high++;
+    }
+  }
+}
+
 // Entry q of a convolution's window, (ky kw + kx) ch + c, as (ky, kx, c). A GPU has no integer
 // divider: a division by a value known only when the kernel runs is about 20 instructions (a
 // reciprocal and its corrections), and the loaders made two to four a quad each slice, 20 to 25
@@ -280,16 +293,7 @@ struct Tap {
     Tap p = {ky, t - ky * kw, q - t * ch};
     return p;
   }
-  __device__ void advance(int d, int ch, int kw) {
-    c += d;
-    while (c >= ch) {
-      c -= ch;
-      if (++kx == kw) {
-        kx = 0;
-        ky++;
-      }
-    }
-  }
+  __device__ void advance(int d, int ch, int kw) { carry(d, c, ch, kx, kw, ky); }
   __device__ bool is(int q, int ch, int kw) const {
     Tap p = at(q, ch, kw);
     return p.ky == ky && p.kx == kx && p.c == c;
@@ -301,16 +305,7 @@ struct Tap {
 struct OutPixel {
   int s, oy, ox;
   __device__ bool is(const OutPixel& p) const { return p.s == s && p.oy == oy && p.ox == ox; }
-  __device__ void advance(int d, int oh, int ow) {
-    ox += d;
-    while (ox >= ow) {
-      ox -= ow;
-      if (++oy == oh) {
-        oy = 0;
-        s++;
-      }
-    }
-  }
+  __device__ void advance(int d, int oh, int ow) { carry(d, ox, ow, oy, oh, s); }
 };
 
 // A convolution's input x (n images of h x w x ch, NHWC) as its windows: rows of A.
