@@ -161,8 +161,9 @@ def k_loop(blocks, edges, order):
     mix = collections.Counter(kind(op) for b in loop for op in blocks[b])
     mix["divisions"] = sum(op.startswith("MUFU.RCP") for b in loop for op in blocks[b])
     entry = next(b for b in order if b in loop and any(b in edges[o] for o in blocks if o not in loop))
-    # The loop as a DAG from its entry: every edge back to a block on the search's path dropped.
-    dag, seen, path, stack = collections.defaultdict(list), {entry}, {entry}, [(entry, 0)]
+    # The loop as a DAG from its entry: every edge back to a block on the search's path dropped;
+    # the blocks in the order the search leaves them, reversed, are in topological order.
+    dag, seen, path, stack, topo = collections.defaultdict(list), {entry}, {entry}, [(entry, 0)], []
     while stack:
         v, i = stack.pop()
         succ = [w for w in edges.get(v, []) if w in loop]
@@ -178,19 +179,7 @@ def k_loop(blocks, edges, order):
                 stack.append((w, 0))
         else:
             path.discard(v)
-    topo, done = [], set()
-    for root in [entry]:
-        stack = [(root, 0)]
-        done.add(root)
-        while stack:
-            v, i = stack.pop()
-            if i < len(dag[v]):
-                stack.append((v, i + 1))
-                if dag[v][i] not in done:
-                    done.add(dag[v][i])
-                    stack.append((dag[v][i], 0))
-            else:
-                topo.append(v)
+            topo.append(v)
     topo.reverse()
     pos = {b: i for i, b in enumerate(topo)}
 
