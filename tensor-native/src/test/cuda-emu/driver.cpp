@@ -39,7 +39,13 @@
 // "free BYTES", "alloc host BYTES" and "free host BYTES" for pinned memory, "event" (one
 // recorded)), CONVSPARK_CUDA_EMU_KERNELS (0: launches and memsets are checked and traced but not
 // run, so that a benchmark times the host's side of a step: JCuda, the backend's Java, the copies
-// between host and device).
+// between host and device), CONVSPARK_CUDA_EMU_FAULT (a kernel's name: its first launch, alone or
+// in a graph, is taken as a GPU takes a kernel that reads an illegal address. The launch returns
+// success, as a real launch returns before the kernel runs, and from then on every call of the
+// process but cuCtxDestroy fails with CUDA_ERROR_ILLEGAL_ADDRESS: a GPU's error of that kind is
+// sticky, and CUDA's documentation has the process end before it can use the GPU again),
+// CONVSPARK_CUDA_EMU_HANG (a kernel's name: its first launch never returns, as a kernel that never
+// ends leaves a GPU's process waiting).
 //
 // Streams and CUDA graphs: work queued on a stream runs when it is queued, as on the legacy stream
 // (one device, one queue). A stream capturing (cuStreamBeginCapture, global mode) records its
@@ -105,6 +111,7 @@ typedef int CUdevice;
   X(CUDA_ERROR_INVALID_HANDLE, 400)                                                                    \
   X(CUDA_ERROR_ILLEGAL_STATE, 401)                                                                     \
   X(CUDA_ERROR_NOT_FOUND, 500)                                                                         \
+  X(CUDA_ERROR_ILLEGAL_ADDRESS, 700)                                                                   \
   X(CUDA_ERROR_LAUNCH_FAILED, 719)                                                                     \
   X(CUDA_ERROR_NOT_SUPPORTED, 801)                                                                     \
   X(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, 900)                                                        \
@@ -303,7 +310,36 @@ CUresult fail(CUresult code, const std::string& why) {
   return code;
 }
 
+// The kernel that faulted (CONVSPARK_CUDA_EMU_FAULT), once its launch has been reached; nullptr before.
+const char* faulted = nullptr;
+
+// Whether launching kernel `name` is the fault CONVSPARK_CUDA_EMU_FAULT asks for: the first launch
+// of that kernel, which marks the process's device state as lost. A launch of the kernel
+// CONVSPARK_CUDA_EMU_HANG names does not return.
+bool faults(const char* name) {
+  static const char* hang = getenv("CONVSPARK_CUDA_EMU_HANG");
+  if (hang != nullptr && strcmp(hang, name) == 0) {
+    fprintf(stderr, "convspark CUDA emulator: %s never ends (CONVSPARK_CUDA_EMU_HANG)\n", name);
+    fflush(stderr);
+    for (;;) pause();
+  }
+  static const char* wanted = getenv("CONVSPARK_CUDA_EMU_FAULT");
+  if (faulted != nullptr || wanted == nullptr || strcmp(wanted, name) != 0) return false;
+  faulted = wanted;
+  fprintf(stderr, "convspark CUDA emulator: %s faults here (CONVSPARK_CUDA_EMU_FAULT), as on an illegal address: "
+          "every later call of this process fails with CUDA_ERROR_ILLEGAL_ADDRESS\n", name);
+  fflush(stderr);
+  return true;
+}
+
+// After a fault, every call fails as a GPU's sticky error makes it.
+CUresult need_no_fault(const char* call) {
+  if (faulted == nullptr) return CUDA_SUCCESS;
+  return fail(CUDA_ERROR_ILLEGAL_ADDRESS, std::string(call) + " after " + faulted + " faulted");
+}
+
 CUresult need_context(const char* call) {
+  if (CUresult r = need_no_fault(call)) return r;
   if (!initialized) return fail(CUDA_ERROR_NOT_INITIALIZED, std::string(call) + " before cuInit");
   if (current_context == nullptr) {
     return fail(CUDA_ERROR_INVALID_CONTEXT, std::string(call) + " on a thread with no current context");
@@ -880,6 +916,7 @@ API CUresult cuDeviceGetAttribute(int* value, int attribute, CUdevice device) {
 
 API CUresult cuCtxCreate_v2(Context** context, unsigned flags, CUdevice device) {
   std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_no_fault("cuCtxCreate")) return r;
   if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
   if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (device < 0 || device >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
@@ -1144,7 +1181,7 @@ CUresult run_node(const Node& n) {
       std::vector<void*> params;
       for (size_t o : n.offsets) params.push_back(const_cast<char*>(n.bytes.data()) + o);
       if (trace_file() != nullptr) trace(launch_line(*n.kernel, params.data(), n.grid, n.block));
-      if (!device_work()) return CUDA_SUCCESS;
+      if (faults(n.kernel->name) || !device_work()) return CUDA_SUCCESS;
       return launch(*n.kernel, params.data(), n.grid[0], n.grid[1], n.grid[2], n.block[0], n.block[1], n.block[2]);
     }
   }
@@ -1211,7 +1248,7 @@ API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, 
     return CUDA_SUCCESS;
   }
   if (trace_file() != nullptr) trace(launch_line(k, params, grid, block));
-  if (!device_work()) return CUDA_SUCCESS;
+  if (faults(k.name) || !device_work()) return CUDA_SUCCESS;
   return launch(k, params, gx, gy, gz, bx, by, bz);
 }
 
