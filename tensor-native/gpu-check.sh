@@ -6,7 +6,8 @@
 #                                     class), a jlink Java runtime and, where data/mnist holds them,
 #                                     the MNIST files gzipped under tensor-native/target/gpu-check
 #                                     (it prints the size: about 57 MB in all, 36 MB of it the runtime)
-#   tensor-native/gpu-check.sh [run]  on the GPU machine: deep-mnist training and inference on the
+#   tensor-native/gpu-check.sh [run] [--part LIST]
+#                                     on the GPU machine: deep-mnist training and inference on the
 #                                     GPU at batch 50 and 512, as one table (training without CUDA
 #                                     graphs too, -Dconvspark.gpu.graphs=false, and the classic route
 #                                     of kernels, -Dconvspark.gpu.kernels=classic, for A/Bs), and
@@ -19,7 +20,12 @@
 #                                     every layer and of 20 training steps (relative error under
 #                                     1e-4), printed as each completes: against the CPU reference
 #                                     it takes about 5 minutes on an H200's machine, so a run cut
-#                                     short has the figures already.
+#                                     short has the figures already. Each part (rows, eager,
+#                                     classic, tf32, cpu, profile, parity, tf32-parity: GpuCheck's)
+#                                     runs in a JVM of its own, so that a kernel faulting on the
+#                                     GPU costs its part alone, and each of the benchmark's parts is
+#                                     cut off after GPU_CHECK_PART_SECONDS (180); --part LIST runs
+#                                     those parts alone (a second call's way to rerun one)
 #   tensor-native/gpu-check.sh cpu [--threads 8,16] [--steps 100]
 #                                     on the GPU machine's host (no GPU needed): deep-mnist training
 #                                     (batch 50 and 512) and inference on the engine's CPU backend
@@ -83,37 +89,82 @@ has() {
   return 1
 }
 
-# GpuCheck with the given arguments; its exit status.
+# GpuCheck with the given arguments ([--limit SECONDS] first: cut off after that many, 0 for no
+# limit); its exit status. GPU_CHECK_CLASSPATH, where set, is the engine's classpath instead of the
+# pack's jars (a test runs the script from the source tree).
 gpu_check() {
-  local java="$dist/jre/bin/java" rc
+  local java="$dist/jre/bin/java" rc limit=()
   [[ -x "$java" ]] || java=java
+  if [[ ${1:-} == --limit ]]; then
+    # In the foreground: the JVM stays in this script's process group, so that `all`'s budget,
+    # which ends the group, ends it too.
+    (($2 > 0)) && limit=(timeout --foreground --signal=TERM --kill-after=10 "$2")
+    shift 2
+  fi
   set +e
-  "$java" --add-modules jdk.incubator.vector -cp "$dist/lib/*" dev.convspark.tensor.backend.GpuCheck "$@"
+  "${limit[@]}" "$java" --add-modules jdk.incubator.vector -cp "${GPU_CHECK_CLASSPATH:-$dist/lib/*}" \
+    dev.convspark.tensor.backend.GpuCheck "$@"
   rc=$?
   set -e
   return $rc
 }
 
-# The benchmark and PyTorch's figures, then the parity checks; --benchmark-only or --parity-only
-# (passed on to GpuCheck with the GPU's number and its other options) runs one part.
+# GpuCheck's parts, each in a JVM of its own: a kernel that faults on a GPU (an illegal address)
+# leaves its process unable to use the GPU again, and would take every later part with it. Each
+# of the benchmark's parts (seconds each on an H200) is cut off after GPU_CHECK_PART_SECONDS (180
+# by default; 0: no limit), so that a kernel that never ends costs one part; the checks, which
+# print each result as it comes and take minutes against the CPU reference, run to the end. --part LIST runs those parts; --benchmark-only and --parity-only
+# the benchmark's or the checks'. The figures go to the results file for PyTorch's ratios, which
+# run after the benchmark's parts, whatever they gave.
 run() {
-  local out rc=0
+  local out rc=0 part_rc a prev= list= part start limit=${GPU_CHECK_PART_SECONDS:-180} args=() parts=()
+  [[ $limit =~ ^[0-9]+$ ]] || { echo "GPU_CHECK_PART_SECONDS must be a whole number of seconds but was '$limit'" >&2; return 2; }
+  for a in "$@"; do
+    if [[ $prev == --part ]]; then list=$a
+    elif [[ $a != --part && $a != --benchmark-only && $a != --parity-only ]]; then args+=("$a"); fi
+    prev=$a
+  done
+  if [[ -n $list ]]; then
+    IFS=, read -ra parts <<< "$list"
+  else
+    has --parity-only "$@" || parts+=(rows eager classic tf32 cpu profile)
+    has --benchmark-only "$@" || parts+=(parity tf32-parity)
+  fi
   command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-  if ! has --parity-only "$@"; then
-    out=$(mktemp)
-    gpu_check --benchmark-only --results "$out" "$@" || rc=$?
-    if [[ $rc -eq 0 ]] && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-      python3 "$here/gpu-torch.py" --ours "$out" || true
-    elif [[ $rc -eq 0 ]]; then
-      echo "(no PyTorch with CUDA here: no reference figures)"
+  out=$(mktemp)
+  local benchmarked=
+  for part in "${parts[@]}"; do
+    # PyTorch's figures once the benchmark's parts are done, before the checks (which take minutes).
+    if [[ -n $benchmarked && $part == *parity ]]; then torch_figures "$out"; benchmarked=; fi
+    [[ $part == *parity ]] || benchmarked=yes
+    start=$SECONDS
+    part_rc=0
+    gpu_check --limit "$([[ $part == *parity ]] && echo 0 || echo "$limit")" --part "$part" --results "$out" \
+      "${args[@]}" || part_rc=$?
+    if ((part_rc == 3)); then
+      rm -f "$out"
+      return 3
+    elif ((part_rc == 124 || part_rc == 137)); then
+      echo "== gpu-check run: part '$part' cut off after $((SECONDS - start))s (GPU_CHECK_PART_SECONDS=$limit)"
+    elif ((part_rc != 0)); then
+      echo "== gpu-check run: part '$part' ended with exit status $part_rc; the next parts run in JVMs of their own"
     fi
-    rm -f "$out"
-    [[ $rc -eq 0 ]] || return $rc
-  fi
-  if ! has --benchmark-only "$@"; then
-    gpu_check --parity-only "$@" || rc=$?
-  fi
+    # A part cut off is a failed one (exit 1): 124 would read as `all`'s budget running out.
+    if ((part_rc != 0 && rc == 0)); then rc=$((part_rc == 124 || part_rc == 137 ? 1 : part_rc)); fi
+  done
+  if [[ -n $benchmarked ]]; then torch_figures "$out"; fi
+  rm -f "$out"
   return $rc
+}
+
+# PyTorch's figures on this GPU with ratios against ours in the results file $1 (where a part
+# gave them).
+torch_figures() {
+  if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    python3 "$here/gpu-torch.py" --ours "$1" || true
+  else
+    echo "(no PyTorch with CUDA here: no reference figures)"
+  fi
 }
 
 # The engine on the CPU per thread count (CpuCheck), then PyTorch's CPU path on the same counts.
@@ -229,6 +280,6 @@ case "${1:-run}" in
   cpu) shift; cpu "$@" ;;
   recipe) shift; recipe "$@" ;;
   all) shift; all "$@" ;;
-  *) echo "usage: gpu-check.sh pack | run [GPU-NUMBER] | cpu [--threads 8,16] [--steps 100] | recipe [--seed S]" \
+  *) echo "usage: gpu-check.sh pack | run [GPU-NUMBER] [--part LIST] [--benchmark-only | --parity-only] | cpu [--threads 8,16] [--steps 100] | recipe [--seed S]" \
        "| all [--budget 540]" >&2; exit 2 ;;
 esac

@@ -4,10 +4,19 @@ import dev.convspark.tensor.layers.SoftmaxCrossEntropy;
 import dev.convspark.tensor.optim.Adam;
 import dev.convspark.tensor.optim.Optimizer;
 import dev.convspark.tensor.spec.ModelSpec;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.EnumSet;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Random;
 import java.util.function.Consumer;
 
@@ -19,16 +28,18 @@ import java.util.function.Consumer;
  * ({@link CudaBackend#KERNELS_PROPERTY}), then where a training step's GPU time goes at batch 50
  * and 512 ({@link #profile}) and an inference batch's at 1000 ({@link #inferenceProfile}), printed
  * as tables. Exit status 0 when every check passes, 1 when one fails, 3 when no GPU can be used
- * (the reason is printed). {@code tensor-native/gpu-check.sh} runs it. {@code --parity-only} skips
- * the benchmark and the profile, {@code --benchmark-only} the checks (on the emulated driver with
- * its kernels off, {@code bin/convspark bench gpu-host}, that times the host's side),
- * {@code --no-profile} the profile, {@code --no-cpu} the CPU's row of the benchmark,
- * {@code --no-classic} the classic route's rows (as does running with the classic route),
- * {@code --no-eager} the rows with each training step's kernels launched one by one instead of
- * as a CUDA graph ({@link CudaBackend#GRAPHS_PROPERTY}; as does running with graphs off),
- * {@code --no-tf32} the rows and the layers' checks in TF32 ({@link Precision#TF32}: run where the
- * GPU has TF32 tensor cores, within {@link Precision#TF32_TOLERANCE}; also skipped on the classic
- * route).
+ * (the reason is printed). {@code tensor-native/gpu-check.sh} runs it, each {@link Part} in a JVM of
+ * its own. {@code --part rows,tf32,...} runs those parts alone, in this order whatever the list's:
+ * the benchmark's rows ({@code rows}, {@code eager}, {@code classic}, {@code tf32}, {@code cpu}),
+ * {@code profile}, then the checks ({@code parity}, {@code tf32-parity}). {@code --parity-only} runs the checks
+ * alone, {@code --benchmark-only} the benchmark (on the emulated driver with its kernels off,
+ * {@code bin/convspark bench gpu-host}, that times the host's side). The classic route's rows
+ * and the TF32 ones are not run on the classic route, nor the rows without CUDA graphs with graphs
+ * off ({@link CudaBackend#KERNELS_PROPERTY}, {@link CudaBackend#GRAPHS_PROPERTY}). TF32 is checked
+ * within {@link Precision#TF32_TOLERANCE}, where the GPU has TF32 tensor cores. A part that fails
+ * is printed as failed and the next one run. {@code --results FILE}: each figure is appended to
+ * FILE as {@code key value} as it is measured (for {@code gpu-torch.py}'s ratios), and a part reads
+ * what earlier processes appended there (the profile sets its kernels beside the rows' rates).
  */
 public final class GpuCheck {
 
@@ -430,9 +441,9 @@ public final class GpuCheck {
 
   private static List<KernelTime> timeKernels(CudaBackend gpu, int batch, int steps, boolean training) {
     ModelSpec spec = ModelSpec.parse(ModelSpec.DEEP_MNIST);
-    java.util.Map<String, double[]> perStep = new java.util.LinkedHashMap<>();
-    java.util.Map<String, int[]> launches = new java.util.HashMap<>();
-    java.util.Map<String, Double> flops = new java.util.HashMap<>();
+    Map<String, double[]> perStep = new LinkedHashMap<>();
+    Map<String, int[]> launches = new HashMap<>();
+    Map<String, Double> flops = new HashMap<>();
     try (ModelRunner r = gpu.open(spec); KernelProfile timer = new KernelProfile()) {
       r.initialize(1);
       r.setKeepProb(0.5f);
@@ -476,31 +487,6 @@ public final class GpuCheck {
     return out;
   }
 
-  private static void printProfile(int batch, int steps, List<KernelTime> kernels, double stepMicros,
-                                   StringBuilder figures) {
-    printProfile("deep-mnist training step on the GPU, batch " + batch, "step", steps, kernels, stepMicros,
-        "the whole step, from the training rate above", "kernels" + batch, figures);
-  }
-
-  private static void printProfile(String what, String unit, int steps, List<KernelTime> kernels, double micros,
-                                   String whole, String key, StringBuilder figures) {
-    System.out.println("\n| " + what + ": kernel | launches | us per " + unit
-        + " (median of " + steps + ") | share | GFLOP/s |");
-    System.out.println("| --- | --- | --- | --- | --- |");
-    double total = kernels.stream().mapToDouble(KernelTime::micros).sum();
-    int count = 0;
-    for (KernelTime k : kernels) {
-      count += k.launches();
-      String gflops = k.gflops() > 0 ? String.format(Locale.ROOT, "%.0f", k.gflops()) : "";
-      System.out.printf(Locale.ROOT, "| %s | %d | %.1f | %.1f%% | %s |%n", k.kernel(), k.launches(), k.micros(),
-          100 * k.micros() / Math.max(total, 1e-9), gflops);
-    }
-    System.out.printf(Locale.ROOT, "| all kernels | %d | %.1f | 100%% | |%n", count, total);
-    System.out.printf(Locale.ROOT, "| %s (its time less the kernels': the copies, the GPU waiting for the host)"
-        + " | | %.1f | | |%n", whole, micros);
-    figures.append(String.format(Locale.ROOT, "%s %.1f%n", key, total));
-  }
-
   /**
    * The products on random shapes and each layer stack of {@link #PARITY} on GPU {@code ordinal}
    * in TF32 against {@code cpu},
@@ -527,39 +513,94 @@ public final class GpuCheck {
     }
   }
 
-  /** Runs every check and the benchmark; see the class comment for the exit status. */
+  /**
+   * The parts of a run, in the order they run: the benchmark's (its rows, then the profiles), then
+   * the checks. Each can run alone ({@code --part}), so that {@code gpu-check.sh} runs each in a
+   * process of its own: a kernel that faults on a GPU (an illegal address) leaves the process
+   * unable to use the GPU again, and the parts after it would be lost with it.
+   */
+  enum Part {
+    /** deep-mnist's training and inference rates at batch 50 and 512 on the default route, float32. */
+    ROWS("rows"),
+    /** The same training loops without CUDA graphs ({@link CudaBackend#GRAPHS_PROPERTY}). */
+    EAGER("eager"),
+    /** The same loops on the classic route (64 x 64 tiles, im2col and col2im). */
+    CLASSIC("classic"),
+    /** The same loops in TF32 ({@link Precision#TF32}), where the GPU has TF32 tensor cores. */
+    TF32("tf32"),
+    /** The fast CPU backend's row at batch 50, beside the GPU's. */
+    CPU("cpu"),
+    /** Where a training step's GPU time goes at batch 50 and 512, and an inference batch's at 1000. */
+    PROFILE("profile"),
+    /** Every check in float32 against the CPU reference, within {@link #TOLERANCE}. */
+    PARITY("parity"),
+    /** The products' and layers' checks in TF32, within {@link Precision#TF32_TOLERANCE}. */
+    TF32_PARITY("tf32-parity");
+
+    final String label;
+
+    Part(String label) {
+      this.label = label;
+    }
+
+    boolean benchmark() {
+      return compareTo(PROFILE) <= 0;
+    }
+
+    /** Whether this part prints rows of the benchmark's table. */
+    boolean row() {
+      return compareTo(CPU) <= 0;
+    }
+
+    /** The part labelled {@code label}, or null. */
+    static Part of(String label) {
+      for (Part p : values()) {
+        if (p.label.equals(label)) {
+          return p;
+        }
+      }
+      return null;
+    }
+
+    static String labels() {
+      return String.join(", ", Arrays.stream(values()).map(p -> p.label).toList());
+    }
+  }
+
+  /**
+   * Runs the parts asked for (every part by default); see the class comment for the options and
+   * the exit status.
+   */
   public static void main(String[] args) {
     int ordinal = 0;
-    java.nio.file.Path results = null;
+    Path results = null;
+    EnumSet<Part> parts = EnumSet.allOf(Part.class);
     boolean parityOnly = false;
     boolean benchmarkOnly = false;
-    boolean profile = true;
-    boolean cpuRow = true;
-    boolean classic = !"classic".equals(System.getProperty(CudaBackend.KERNELS_PROPERTY));
-    boolean tf32 = classic;
-    boolean eager = !"false".equals(System.getProperty(CudaBackend.GRAPHS_PROPERTY));
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("--parity-only")) {
         parityOnly = true;
       } else if (args[i].equals("--benchmark-only")) {
         benchmarkOnly = true;
-      } else if (args[i].equals("--no-cpu")) {
-        cpuRow = false;
-      } else if (args[i].equals("--no-profile")) {
-        profile = false;
-      } else if (args[i].equals("--no-classic")) {
-        classic = false;
-      } else if (args[i].equals("--no-tf32")) {
-        tf32 = false;
-      } else if (args[i].equals("--no-eager")) {
-        eager = false;
+      } else if (args[i].equals("--part") && i + 1 < args.length) {
+        parts = EnumSet.noneOf(Part.class);
+        for (String label : args[++i].split(",", -1)) {
+          Part p = Part.of(label);
+          if (p == null) {
+            System.out.println("usage: GpuCheck: --part takes a list of " + Part.labels() + " (commas between)"
+                + " but was '" + args[i] + "'");
+            System.exit(2);
+            return;
+          }
+          parts.add(p);
+        }
       } else if (args[i].equals("--results") && i + 1 < args.length) {
-        results = java.nio.file.Path.of(args[++i]);
+        results = Path.of(args[++i]);
       } else if (args[i].matches("\\d{1,4}")) {
         ordinal = Integer.parseInt(args[i]);
       } else {
         System.out.println("usage: GpuCheck [GPU-NUMBER] [--results FILE] [--parity-only | --benchmark-only]"
-            + " [--no-profile] [--no-cpu] [--no-classic] [--no-tf32] [--no-eager]; '" + args[i] + "' is none of them");
+            + " [--part PART,...]; '" + args[i] + "' is none of them (parts: " + Part.labels() + ")");
         System.exit(2);
         return;
       }
@@ -569,7 +610,22 @@ public final class GpuCheck {
       System.exit(2);
       return;
     }
-    StringBuilder figures = new StringBuilder();
+    final boolean benchmarks = !parityOnly;
+    final boolean checks = !benchmarkOnly;
+    parts.removeIf(p -> p.benchmark() ? !benchmarks : !checks);
+    // Run on the classic route, there is no other route to set beside it and no TF32 (the classic
+    // kernels have none); run without graphs, no second row without them.
+    if ("classic".equals(System.getProperty(CudaBackend.KERNELS_PROPERTY))) {
+      parts.removeAll(List.of(Part.CLASSIC, Part.TF32, Part.TF32_PARITY));
+    }
+    if ("false".equals(System.getProperty(CudaBackend.GRAPHS_PROPERTY))) {
+      parts.remove(Part.EAGER);
+    }
+    if (parts.isEmpty()) {
+      System.out.println("usage: GpuCheck: nothing to run (the parts asked for are not run with these options)");
+      System.exit(2);
+      return;
+    }
     CudaBackend gpu;
     try {
       gpu = CudaBackend.create(ordinal);
@@ -580,54 +636,123 @@ public final class GpuCheck {
     }
     boolean ok = true;
     try (CpuBackend cpu = CpuBackend.reference(); CpuBackend fast = CpuBackend.create()) {
-      System.out.println("GPU: " + gpu.describe() + "; CPU: " + fast.describe());
-      if (!benchmarkOnly) {
-        System.out.println("\n| parity check (GPU against the CPU reference) | relative error | within 1e-4 |");
-        System.out.println("| --- | --- | --- |");
-        // Printed as they complete: deep-mnist's training steps on the reference take minutes.
-        for (Check c : productParity(gpu, 5)) {
-          System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(), c.ok() ? "yes" : "NO");
-          ok &= c.ok();
-        }
-        ok &= allParity(gpu, cpu, c -> System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(),
-            c.ok() ? "yes" : "NO")).stream().allMatch(Check::ok);
-        if (tf32) {
-          ok &= tf32Parity(ordinal, cpu);
+      Run run = new Run(ordinal, gpu, cpu, fast, results);
+      run.describe();
+      for (Part p : parts) {
+        try {
+          ok &= run.part(p);
+        } catch (RuntimeException e) {
+          // Printed, and the next part tried: after a fault on a GPU it will fail too, saying so.
+          System.out.println("part '" + p.label + "' failed: " + e);
+          ok = false;
         }
       }
-      if (!parityOnly) {
+    } finally {
+      try {
+        gpu.close();
+      } catch (RuntimeException e) {
+        System.out.println("closing the GPU's context failed: " + e);
+        ok = false;
+      }
+    }
+    System.exit(ok ? 0 : 1);
+  }
+
+  /** The parts of one process: the backends, and the figures so far (this process's and the results file's). */
+  private static final class Run {
+    private final int ordinal;
+    private final CudaBackend gpu;
+    private final CpuBackend cpu;
+    private final CpuBackend fast;
+    private final Path results;
+    private final Map<String, Double> figures = new HashMap<>();
+    private boolean tableOpen;
+    private boolean checksOpen;
+
+    Run(int ordinal, CudaBackend gpu, CpuBackend cpu, CpuBackend fast, Path results) {
+      this.ordinal = ordinal;
+      this.gpu = gpu;
+      this.cpu = cpu;
+      this.fast = fast;
+      this.results = results;
+      // What parts in earlier processes wrote (the inference and step rates the profile is set beside).
+      if (results != null && Files.isReadable(results)) {
+        try {
+          for (String line : Files.readAllLines(results)) {
+            String[] kv = line.trim().split("\\s+");
+            if (kv.length == 2 && kv[1].matches("-?[0-9.]+")) {
+              figures.put(kv[0], Double.parseDouble(kv[1]));
+            }
+          }
+        } catch (IOException e) {
+          throw new UncheckedIOException("cannot read " + results, e);
+        }
+      }
+      tableOpen = figures.containsKey("rows_table");
+    }
+
+    /** The GPU and the CPU, once for the processes of a results file. */
+    void describe() {
+      if (!figures.containsKey("described")) {
+        System.out.println("GPU: " + gpu.describe() + "; CPU: " + fast.describe());
+        record("described", 1);
+      }
+    }
+
+    /** Adds {@code key value} to the figures and to the results file (appended, as each part ends). */
+    private void record(String key, double value) {
+      figures.put(key, value);
+      if (results != null) {
+        try {
+          Files.writeString(results, String.format(Locale.ROOT, "%s %.1f%n", key, value),
+              StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+        } catch (IOException e) {
+          throw new UncheckedIOException("cannot write " + results, e);
+        }
+      }
+    }
+
+    /** The benchmark's table header, once for all the row parts of a results file. */
+    private void openTable() {
+      if (!tableOpen) {
         System.out.println("\n| deep-mnist | training images/s | training, gradients through the host | inference"
             + " images/s (batches of 1000) |");
         System.out.println("| --- | --- | --- | --- |");
-        double[] stepMicros = new double[2];
-        double inferMicros = 0;
-        int[] batches = {50, 512};
-        for (int b = 0; b < 2; b++) {
-          int batch = batches[b];
-          double[] g = benchmark(gpu, batch, batch == 50 ? 200 : 40);
-          stepMicros[b] = 1e6 * batch / g[0];
-          if (b == 0) {
-            inferMicros = 1e6 * 1000 / g[2];
+        record("rows_table", 1);
+        tableOpen = true;
+      }
+    }
+
+    /** Runs part {@code p}: false when a check fails. */
+    boolean part(Part p) {
+      if (p.row()) {
+        openTable();
+      }
+      switch (p) {
+        case ROWS -> {
+          for (int batch : new int[] {50, 512}) {
+            double[] g = benchmark(gpu, batch, batch == 50 ? 200 : 40);
+            System.out.printf(Locale.ROOT, "| GPU, batch %d | %.0f | %.0f | %.0f |%n", batch, g[0], g[1], g[2]);
+            record("train" + batch, g[0]);
+            record("host" + batch, g[1]);
+            record("infer" + batch, g[2]);
           }
-          System.out.printf(Locale.ROOT, "| GPU, batch %d | %.0f | %.0f | %.0f |%n", batch, g[0], g[1], g[2]);
-          figures.append(String.format(Locale.ROOT, "train%d %.1f%nhost%d %.1f%ninfer%d %.1f%n", batch, g[0], batch,
-              g[1], batch, g[2]));
         }
-        if (eager) {
-          // The same loops with every step's kernels launched from the host (no CUDA graphs),
-          // for the graphs' A/B in one run: what a graph saves is the host's time per launch.
+        case EAGER -> {
+          // Every step's kernels launched from the host (no CUDA graphs), for the graphs' A/B in
+          // one run: what a graph saves is the host's time per launch.
           try (CudaBackend launched = CudaBackend.withGraphs(ordinal, false)) {
             for (int batch : new int[] {50, 512}) {
               double[] g = benchmark(launched, batch, batch == 50 ? 200 : 40, false);
               System.out.printf(Locale.ROOT, "| GPU, batch %d, no CUDA graphs | %.0f | %.0f | |%n", batch, g[0], g[1]);
-              figures.append(String.format(Locale.ROOT, "train%d_eager %.1f%nhost%d_eager %.1f%n", batch, g[0], batch,
-                  g[1]));
+              record("train" + batch + "_eager", g[0]);
+              record("host" + batch + "_eager", g[1]);
             }
           }
         }
-        if (classic) {
-          // The same loops on the classic route (64 x 64 tiles, im2col and col2im), for the
-          // kernels' A/B in one run: a second context on the same GPU, closed before the next.
+        case CLASSIC -> {
+          // The classic route (64 x 64 tiles, im2col and col2im), for the kernels' A/B in one run:
+          // a second context on the same GPU, closed before the next.
           try (CudaBackend old = CudaBackend.create(ordinal, false)) {
             for (int batch : new int[] {50, 512}) {
               double[] g = benchmark(old, batch, batch == 50 ? 200 : 40);
@@ -636,42 +761,93 @@ public final class GpuCheck {
             }
           }
         }
-        if (tf32) {
+        case TF32 -> {
           // TF32 on the tensor cores, where the GPU has them: the rows to set beside PyTorch's with
           // TF32 allowed.
           try (CudaBackend t = CudaBackend.create(ordinal, Precision.TF32)) {
             for (int batch : new int[] {50, 512}) {
               double[] g = benchmark(t, batch, batch == 50 ? 200 : 40);
               System.out.printf(Locale.ROOT, "| GPU, batch %d, TF32 | %.0f | %.0f | %.0f |%n", batch, g[0], g[1], g[2]);
-              figures.append(String.format(Locale.ROOT, "train%d_tf32 %.1f%nhost%d_tf32 %.1f%ninfer%d_tf32 %.1f%n",
-                  batch, g[0], batch, g[1], batch, g[2]));
+              record("train" + batch + "_tf32", g[0]);
+              record("host" + batch + "_tf32", g[1]);
+              record("infer" + batch + "_tf32", g[2]);
             }
           } catch (IllegalArgumentException e) {
             System.out.println("| (no TF32 rows: " + e.getMessage() + ") | | | |");
           }
         }
-        if (cpuRow) {
+        case CPU -> {
           double[] c = benchmark(fast, 50, 20);
           System.out.printf(Locale.ROOT, "| CPU (%s), batch 50 | %.0f | %.0f | %.0f |%n", fast.describe(), c[0], c[1],
               c[2]);
         }
-        if (profile) {
-          printProfile(50, 50, profile(gpu, 50, 50), stepMicros[0], figures);
-          printProfile(512, 10, profile(gpu, 512, 10), stepMicros[1], figures);
+        case PROFILE -> {
+          // Each beside the whole step's or batch's time from the rows' rates, where they ran.
+          printProfile(50, 50, profile(gpu, 50, 50), micros(50, "train50"));
+          printProfile(512, 10, profile(gpu, 512, 10), micros(512, "train512"));
           // Inference, the widest gap to PyTorch in run 2 (0.31x to 0.40x): where a batch's time goes.
           printProfile("deep-mnist inference on the GPU, a batch of 1000", "batch", 10, inferenceProfile(gpu, 1000, 10),
-              inferMicros, "the whole batch, from the inference rate above", "kernels_infer1000", figures);
+              micros(1000, "infer50"), "the whole batch, from the inference rate above", "kernels_infer1000");
         }
-        if (results != null) {
-          java.nio.file.Files.writeString(results, figures.toString());
+        case PARITY -> {
+          openChecks();
+          boolean ok = true;
+          // Printed as they complete: deep-mnist's training steps on the reference take minutes.
+          for (Check c : productParity(gpu, 5)) {
+            System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(), c.ok() ? "yes" : "NO");
+            ok &= c.ok();
+          }
+          ok &= allParity(gpu, cpu, c -> System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(),
+              c.ok() ? "yes" : "NO")).stream().allMatch(Check::ok);
+          return ok;
         }
+        case TF32_PARITY -> {
+          openChecks();
+          return tf32Parity(ordinal, cpu);
+        }
+        default -> throw new IllegalStateException("no such part: " + p);
       }
-    } catch (java.io.IOException e) {
-      System.out.println("cannot write " + results + ": " + e.getMessage());
-      ok = false;
-    } finally {
-      gpu.close();
+      return true;
     }
-    System.exit(ok ? 0 : 1);
+
+    /** The checks' table header, once a process. */
+    private void openChecks() {
+      if (!checksOpen) {
+        System.out.println("\n| parity check (GPU against the CPU reference) | relative error | within 1e-4 |");
+        System.out.println("| --- | --- | --- |");
+        checksOpen = true;
+      }
+    }
+
+    /** Microseconds for {@code images} images at the rate {@code key} (images/s), or NaN where no part measured it. */
+    private double micros(int images, String key) {
+      Double rate = figures.get(key);
+      return rate == null || rate <= 0 ? Double.NaN : 1e6 * images / rate;
+    }
+
+    private void printProfile(int batch, int steps, List<KernelTime> kernels, double stepMicros) {
+      printProfile("deep-mnist training step on the GPU, batch " + batch, "step", steps, kernels, stepMicros,
+          "the whole step, from the training rate above", "kernels" + batch);
+    }
+
+    private void printProfile(String what, String unit, int steps, List<KernelTime> kernels, double micros,
+                              String whole, String key) {
+      System.out.println("\n| " + what + ": kernel | launches | us per " + unit
+          + " (median of " + steps + ") | share | GFLOP/s |");
+      System.out.println("| --- | --- | --- | --- | --- |");
+      double total = kernels.stream().mapToDouble(KernelTime::micros).sum();
+      int count = 0;
+      for (KernelTime k : kernels) {
+        count += k.launches();
+        String gflops = k.gflops() > 0 ? String.format(Locale.ROOT, "%.0f", k.gflops()) : "";
+        System.out.printf(Locale.ROOT, "| %s | %d | %.1f | %.1f%% | %s |%n", k.kernel(), k.launches(), k.micros(),
+            100 * k.micros() / Math.max(total, 1e-9), gflops);
+      }
+      System.out.printf(Locale.ROOT, "| all kernels | %d | %.1f | 100%% | |%n", count, total);
+      System.out.printf(Locale.ROOT, "| %s (its time less the kernels': the copies, the GPU waiting for the host)"
+          + " | | %s | | |%n", whole, Double.isNaN(micros) ? "(not measured: part 'rows' did not run)"
+          : String.format(Locale.ROOT, "%.1f", micros));
+      record(key, total);
+    }
   }
 }

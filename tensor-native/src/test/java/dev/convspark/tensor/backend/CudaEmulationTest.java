@@ -539,4 +539,72 @@ class CudaEmulationTest {
       assertTrue(r.output().contains(line), "expected '" + line + "' in:\n" + r.output());
     }
   }
+
+  /** A run of gpu-check.sh: its exit status, its output, and whether a JVM it started outlived it. */
+  private record Script(int exit, String output, boolean leftBehind) {
+  }
+
+  /**
+   * {@code gpu-check.sh args} from the source tree with the emulated driver, its kernels off (the
+   * host's side alone: seconds), and {@code env}; its JVMs are found by a marker in their classpath.
+   */
+  private static Script gpuCheckScript(Map<String, String> env, String... args) throws IOException, InterruptedException {
+    String marker = "/gpu-check-test-" + java.util.UUID.randomUUID();
+    List<String> command = new ArrayList<>(List.of("bash", script.resolveSibling("gpu-check.sh").toString()));
+    command.addAll(List.of(args));
+    ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true);
+    pb.environment().put("LD_LIBRARY_PATH", driver.toString());
+    pb.environment().put("CONVSPARK_CUDA_EMU_KERNELS", "0");
+    pb.environment().put("GPU_CHECK_CLASSPATH", System.getProperty("java.class.path") + ":" + marker);
+    pb.environment().put("PATH", Path.of(System.getProperty("java.home"), "bin") + ":" + System.getenv("PATH"));
+    pb.environment().putAll(env);
+    Process p = pb.start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(5, TimeUnit.MINUTES), "gpu-check.sh ran over 5 minutes");
+    boolean left = ProcessHandle.allProcesses()
+        .anyMatch(h -> h.info().commandLine().map(c -> c.contains(marker)).orElse(false));
+    return new Script(p.exitValue(), out, left);
+  }
+
+  /**
+   * On a GPU, a kernel that reads an illegal address leaves its process unable to use the GPU
+   * again, and one that never ends leaves it waiting: {@code gpu-check.sh run} runs each of
+   * GpuCheck's parts in a JVM of its own, so either costs one part. The driver's
+   * {@code CONVSPARK_CUDA_EMU_FAULT} and {@code CONVSPARK_CUDA_EMU_HANG} make TF32's convolution
+   * do so: the rows before it and the profile after it come out (the profile beside the rows'
+   * rates, read from the results file an earlier JVM wrote), the failed part is named, PyTorch's
+   * figures are still reached, and the run fails; the part that hangs is cut off after
+   * {@code GPU_CHECK_PART_SECONDS}, leaving no JVM behind.
+   */
+  @Test
+  void aKernelThatFaultsOrNeverEndsCostsGpuCheckOnePart() throws IOException, InterruptedException {
+    Script fault = gpuCheckScript(Map.of("CONVSPARK_CUDA_EMU_FAULT", "conv_forward_tf32"), "run", "--part",
+        "rows,tf32,profile");
+    System.out.println(fault.output());
+    assertEquals(1, fault.exit(), fault.output());
+    String out = fault.output();
+    for (String line : new String[] {"| GPU, batch 50 | ", "| GPU, batch 512 | ",
+        "conv_forward_tf32 faults here (CONVSPARK_CUDA_EMU_FAULT)",
+        "part 'tf32' failed: jcuda.CudaException: CUDA_ERROR_ILLEGAL_ADDRESS",
+        "== gpu-check run: part 'tf32' ended with exit status 1; the next parts run in JVMs of their own",
+        "| deep-mnist training step on the GPU, batch 512: kernel |",
+        "| deep-mnist inference on the GPU, a batch of 1000: kernel |"}) {
+      assertTrue(out.contains(line), "expected '" + line + "' in:\n" + out);
+    }
+    assertTrue(out.indexOf("| GPU, batch 512 | ") < out.indexOf("part 'tf32' failed")
+        && out.indexOf("part 'tf32' failed") < out.indexOf("batch 512: kernel |"), out);
+    assertEquals(1, out.lines().filter(l -> l.startsWith("GPU: gpu:0 (convspark CUDA emulator")).count(), out);
+    assertTrue(out.lines().anyMatch(l -> l.matches("\\| the whole step, from the training rate above .*\\| \\| [0-9.]+ \\| \\| \\|")),
+        "the profile beside the rows' step time: " + out);
+    assertTrue(out.contains("(no PyTorch with CUDA here: no reference figures)") || out.contains("| deep-mnist on "),
+        out);
+
+    Script hang = gpuCheckScript(Map.of("CONVSPARK_CUDA_EMU_HANG", "conv_forward_tf32", "GPU_CHECK_PART_SECONDS", "10"),
+        "run", "--part", "tf32,rows");
+    System.out.println(hang.output());
+    assertEquals(1, hang.exit(), hang.output());
+    assertTrue(hang.output().contains("== gpu-check run: part 'tf32' cut off after"), hang.output());
+    assertTrue(hang.output().indexOf("cut off after") < hang.output().indexOf("| GPU, batch 512 | "), hang.output());
+    assertTrue(!hang.leftBehind(), "a JVM of gpu-check.sh outlived it");
+  }
 }
