@@ -19,8 +19,9 @@
 #                                     and the ratios; last, CPU-vs-GPU parity of
 #                                     every layer and of 20 training steps (relative error under
 #                                     1e-4), printed as each completes: against the CPU reference
-#                                     it takes about 5 minutes on an H200's machine, so a run cut
-#                                     short has the figures already. Each part (rows, eager,
+#                                     (on every core, the same results as on one) it took about 5
+#                                     minutes on an H200's machine on one core, so a run cut short
+#                                     has the figures already. Each part (rows, eager,
 #                                     classic, tf32, cpu, profile, parity, tf32-parity: GpuCheck's)
 #                                     runs in a JVM of its own, so that a kernel faulting on the
 #                                     GPU costs its part alone, and each of the benchmark's parts is

@@ -95,6 +95,37 @@ class KernelParityTest {
     }
   }
 
+  /**
+   * The reference with its rows shared among threads (the GPU check's, on every core) gives the
+   * single-threaded reference's products bit for bit: every transposition, beta 0, 1 and 0.5,
+   * offsets, and row counts that split unevenly or fall under the size it splits from.
+   */
+  @Test
+  void theReferenceOnThreadsGivesTheSameProductsBitForBit() {
+    try (ReferenceKernels threaded = new ReferenceKernels(new ThreadPool(3))) {
+      assertEquals(3, threaded.threads());
+      for (int[] s : new int[][] {{50, 200, 500}, {97, 65, 300}, {13, 800, 64}, {1, 1024, 3136}, {7, 3, 100}}) {
+        int m = s[0];
+        int n = s[1];
+        int k = s[2];
+        for (int t = 0; t < 4; t++) {
+          boolean ta = (t & 1) != 0;
+          boolean tb = (t & 2) != 0;
+          float[] a = random(m * k + 3);
+          float[] b = random(k * n + 5);
+          float[] c0 = random(m * n + 2);
+          for (float beta : new float[] {0f, 1f, 0.5f}) {
+            float[] want = c0.clone();
+            float[] got = c0.clone();
+            REF.gemm(ta, tb, m, n, k, a, 3, ta ? m : k, b, 5, tb ? k : n, beta, want, 2, n);
+            threaded.gemm(ta, tb, m, n, k, a, 3, ta ? m : k, b, 5, tb ? k : n, beta, got, 2, n);
+            assertArrayEquals(want, got, "m=" + m + " n=" + n + " k=" + k + " ta=" + ta + " tb=" + tb + " beta=" + beta);
+          }
+        }
+      }
+    }
+  }
+
   @Test
   void gemmHonoursLeadingDimensionsLargerThanTheMatrix() {
     // 40 rows take the packed route; 3 the one that streams B in place (shortRows).

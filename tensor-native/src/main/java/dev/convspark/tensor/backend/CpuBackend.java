@@ -85,6 +85,14 @@ public final class CpuBackend implements Backend {
     return new CpuBackend(null, new ReferenceKernels());
   }
 
+  /**
+   * The reference kernels with large products' rows shared among {@code threads} threads (at
+   * least 1): the same results bit for bit, sooner (the GPU check's reference).
+   */
+  public static CpuBackend reference(int threads) {
+    return new CpuBackend(null, new ReferenceKernels(threads > 1 ? new ThreadPool(threads) : null));
+  }
+
   /** The kernels this backend computes with. */
   public Kernels kernels() {
     return kernels;
@@ -93,7 +101,8 @@ public final class CpuBackend implements Backend {
   @Override
   public String describe() {
     if (!(kernels instanceof FastKernels)) {
-      return "cpu (reference kernels)";
+      int t = kernels.threads();
+      return "cpu (reference kernels" + (t == 1 ? ")" : ", " + t + " threads)");
     }
     int t = kernels.threads();
     return "cpu (" + t + (t == 1 ? " thread, " : " threads, ") + FastKernels.vectorLength() + "-float vectors)";
@@ -125,6 +134,9 @@ public final class CpuBackend implements Backend {
   public void close() {
     if (pool != null) {
       pool.close();
+    }
+    if (kernels instanceof ReferenceKernels r) {
+      r.close();
     }
   }
 

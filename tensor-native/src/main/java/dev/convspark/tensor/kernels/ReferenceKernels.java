@@ -1,13 +1,46 @@
 package dev.convspark.tensor.kernels;
 
-/** The kernels as plain loops, one output at a time: slow, single-threaded and obviously right. */
-public final class ReferenceKernels implements Kernels {
+/**
+ * The kernels as plain loops, one output at a time: slow and obviously right. Single-threaded, or
+ * given a pool, a large product's rows shared among its threads: each output is still one loop
+ * over k in the same order, so the results are the same bit for bit (the GPU check's reference on
+ * a machine's every core; its 20 training steps of deep-mnist on one thread take minutes).
+ */
+public final class ReferenceKernels implements Kernels, AutoCloseable {
+
+  /** Multiply-adds below which a product stays on the calling thread. */
+  private static final long PARALLEL_FROM = 1 << 18;
+
+  private final ThreadPool pool;
+
+  /** The reference on the calling thread alone. */
+  public ReferenceKernels() {
+    this(null);
+  }
+
+  /** The reference with large products' rows shared among {@code pool}'s threads (null: none), which it closes. */
+  public ReferenceKernels(ThreadPool pool) {
+    this.pool = pool;
+  }
 
   @Override
   public void gemm(boolean transA, boolean transB, int m, int n, int k,
                    float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
                    float beta, float[] c, int cOff, int ldc) {
-    for (int i = 0; i < m; i++) {
+    if (pool == null || m < 2 || (long) m * n * k < PARALLEL_FROM) {
+      rows(0, m, transA, transB, n, k, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+      return;
+    }
+    int parts = Math.min(m, 4 * pool.threads());
+    pool.parallelFor(parts, t -> rows((int) ((long) m * t / parts), (int) ((long) m * (t + 1) / parts), transA, transB,
+        n, k, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
+  }
+
+  /** Rows {@code from} to {@code to} of {@link #gemm}'s C. */
+  private static void rows(int from, int to, boolean transA, boolean transB, int n, int k,
+                           float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+                           float beta, float[] c, int cOff, int ldc) {
+    for (int i = from; i < to; i++) {
       for (int j = 0; j < n; j++) {
         float s = 0;
         for (int p = 0; p < k; p++) {
@@ -99,7 +132,14 @@ public final class ReferenceKernels implements Kernels {
 
   @Override
   public int threads() {
-    return 1;
+    return pool == null ? 1 : pool.threads();
+  }
+
+  @Override
+  public void close() {
+    if (pool != null) {
+      pool.close();
+    }
   }
 
   @Override
