@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.convspark.tensor.kernels.ConvBuffers;
 import dev.convspark.tensor.kernels.ConvGeometry;
 import dev.convspark.tensor.kernels.FastKernels;
+import dev.convspark.tensor.kernels.Kernels;
 import dev.convspark.tensor.kernels.ReferenceKernels;
 import dev.convspark.tensor.kernels.ThreadPool;
 import java.util.Random;
@@ -71,7 +72,21 @@ class KernelParityTest {
         // C of a few rows, B streamed in place (shortRows): one image through dense1, depths and
         // widths that leave a tail of B's rows and of a vector, and a row longer than two chunks of 1,024.
         {1, 1024, 3136}, {2, 70, 301}, {3, 2065, 64}, {4, 100, 67}, {1, 64, 64}};
-    for (FastKernels fast : new FastKernels[] {fast, otherRoute})
+    for (FastKernels fast : new FastKernels[] {fast, otherRoute}) {
+      eachProduct(sizes, fast, (want, got, what) -> assertClose(want, got, 1e-5, what));
+    }
+  }
+
+  /** How a product's two results are compared: the reference's, the other kernels', and which product. */
+  private interface Compare {
+    void check(float[] want, float[] got, String what);
+  }
+
+  /**
+   * Every transposition of each m x n x k in {@code sizes}, with beta 0, 1 and 0.5 and A, B and C
+   * at offsets 3, 5 and 2 of random arrays, by the reference and by {@code other}, compared.
+   */
+  private void eachProduct(int[][] sizes, Kernels other, Compare compare) {
     for (int[] s : sizes) {
       int m = s[0];
       int n = s[1];
@@ -88,8 +103,8 @@ class KernelParityTest {
           int lda = ta ? m : k;
           int ldb = tb ? k : n;
           REF.gemm(ta, tb, m, n, k, a, 3, lda, b, 5, ldb, beta, want, 2, n);
-          fast.gemm(ta, tb, m, n, k, a, 3, lda, b, 5, ldb, beta, got, 2, n);
-          assertClose(want, got, 1e-5, "gemm m=" + m + " n=" + n + " k=" + k + " ta=" + ta + " tb=" + tb + " beta=" + beta);
+          other.gemm(ta, tb, m, n, k, a, 3, lda, b, 5, ldb, beta, got, 2, n);
+          compare.check(want, got, "gemm m=" + m + " n=" + n + " k=" + k + " ta=" + ta + " tb=" + tb + " beta=" + beta);
         }
       }
     }
@@ -104,25 +119,8 @@ class KernelParityTest {
   void theReferenceOnThreadsGivesTheSameProductsBitForBit() {
     try (ReferenceKernels threaded = new ReferenceKernels(new ThreadPool(3))) {
       assertEquals(3, threaded.threads());
-      for (int[] s : new int[][] {{50, 200, 500}, {97, 65, 300}, {13, 800, 64}, {1, 1024, 3136}, {7, 3, 100}}) {
-        int m = s[0];
-        int n = s[1];
-        int k = s[2];
-        for (int t = 0; t < 4; t++) {
-          boolean ta = (t & 1) != 0;
-          boolean tb = (t & 2) != 0;
-          float[] a = random(m * k + 3);
-          float[] b = random(k * n + 5);
-          float[] c0 = random(m * n + 2);
-          for (float beta : new float[] {0f, 1f, 0.5f}) {
-            float[] want = c0.clone();
-            float[] got = c0.clone();
-            REF.gemm(ta, tb, m, n, k, a, 3, ta ? m : k, b, 5, tb ? k : n, beta, want, 2, n);
-            threaded.gemm(ta, tb, m, n, k, a, 3, ta ? m : k, b, 5, tb ? k : n, beta, got, 2, n);
-            assertArrayEquals(want, got, "m=" + m + " n=" + n + " k=" + k + " ta=" + ta + " tb=" + tb + " beta=" + beta);
-          }
-        }
-      }
+      eachProduct(new int[][] {{50, 200, 500}, {97, 65, 300}, {13, 800, 64}, {1, 1024, 3136}, {7, 3, 100}}, threaded,
+          (want, got, what) -> assertArrayEquals(want, got, what));
     }
   }
 
