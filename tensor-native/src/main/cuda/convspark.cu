@@ -69,7 +69,8 @@ __device__ __forceinline__ void stash_tiles(const float* ra, const float* rb, fl
 // behind the arithmetic. Each entry is summed over k in the same order as with one buffer.
 // Split over k when the grid has a z extent: block z sums k from z * k_split (a multiple of TK) to
 // the next split and writes its m x n partial at c + z * m * ldc (beta 0, no bias, no relu), for
-// sum_splits to add up.
+// sum_splits to add up. Grid: (m / 64, n / 64, splits) rounded up, the tiles of rows along x (y
+// holds 65,535 of them: 5,350 images of conv1 a step).
 // So a product with few output tiles and a long k (a convolution's weight gradient: 1 to 13 tiles,
 // k of 9,800 to 39,200 at batch 50) keeps every multiprocessor busy instead of one to thirteen.
 extern "C" __global__ void sgemm(int trans_a, int trans_b, int m, int n, int k, const float* a, int lda,
@@ -79,8 +80,8 @@ extern "C" __global__ void sgemm(int trans_a, int trans_b, int m, int n, int k, 
   __shared__ __align__(16) float bs[2][TK][TP];
   int tx = threadIdx.x % 16;
   int ty = threadIdx.x / 16;
-  int row0 = blockIdx.y * TM;
-  int col0 = blockIdx.x * TN;
+  int row0 = blockIdx.x * TM;
+  int col0 = blockIdx.y * TN;
   int k_begin = blockIdx.z * k_split;
   int k_end = min(k, k_begin + k_split);
   c += (long long) blockIdx.z * m * ldc;
@@ -496,8 +497,8 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
   __shared__ __align__(128) float as[2][WK][LDA];
   __shared__ __align__(128) float bs[2][WK][LDB];
   int t = threadIdx.x;
-  int row0 = blockIdx.y * WM;
-  int col0 = blockIdx.x * BN;
+  int row0 = blockIdx.x * WM;
+  int col0 = blockIdx.y * BN;
   int k_begin = blockIdx.z * k_split;
   int k_end = min(k, k_begin + k_split);
   c += (long long) blockIdx.z * m * ldc;
@@ -641,7 +642,9 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
 // 168 and 3 blocks. The float32 forms have no such bound (0): ptxas gives them 80 to 141.
 
 // sgemm (beta 0) in wide tiles: vec_a and vec_b say where 16-byte loads may be used. Grid:
-// (n / BN, m / 128, splits) rounded up, 128 threads a block.
+// (m / 128, n / BN, splits) rounded up, 128 threads a block: the tiles of rows along x, which
+// holds 2^31 - 1 of them where y holds 65,535 (a step of 10,700 images or more had conv1's
+// forward pass past y's limit).
 #define SGEMM_WIDE(NAME, TF32, BN)                                                                               \
   extern "C" __global__ void __launch_bounds__(WTHREADS, TF32 ? 4 : 0)                                        \
       NAME(int trans_a, int trans_b, int m, int n, int k, const float* a, int lda, int vec_a, const float* b,   \
@@ -669,7 +672,7 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
       NAME(CONV_ARGS(x, vec_x, weights, vec_w, y)) {                                                          \
     Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};                                       \
     int rows = n * oh * ow;                                                                                   \
-    PatchesA la(win, rows, vec_x != 0, blockIdx.y * WM);                                                      \
+    PatchesA la(win, rows, vec_x != 0, blockIdx.x * WM);                                                      \
     MatrixB<BN> lb = {weights, 0, filters, filters, vec_w != 0};                                              \
     wide_product<TF32, BN>(la, lb, rows, filters, kh * kw * ch, y, ldc, k_split, bias, relu);                 \
   }
@@ -685,7 +688,7 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
       NAME(CONV_ARGS(x, vec_x, dy, vec_dy, dw)) {                                                             \
     Windows win = {x, h, w, ch, kw, stride, pad_top, pad_left, oh, ow};                                       \
     int patch = kh * kw * ch;                                                                                 \
-    PatchesTA la(win, patch, vec_x != 0, blockIdx.y * WM);                                                    \
+    PatchesTA la(win, patch, vec_x != 0, blockIdx.x * WM);                                                    \
     MatrixB<BN> lb = {dy, 0, filters, filters, vec_dy != 0};                                                  \
     wide_product<TF32, BN>(la, lb, patch, filters, n * oh * ow, dw, ldc, k_split, bias, relu);                \
   }
@@ -702,7 +705,7 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
       NAME(CONV_ARGS(dy, vec_dy, weights, vec_w, dx)) {                                                       \
     Windows win = {dy, oh, ow, filters, kw, 1, kh - 1 - pad_top, kw - 1 - pad_left, h, w};                    \
     int rows = n * h * w;                                                                                     \
-    PatchesA la(win, rows, vec_dy != 0, blockIdx.y * WM);                                                     \
+    PatchesA la(win, rows, vec_dy != 0, blockIdx.x * WM);                                                     \
     FlippedWeights<BN> lb = {weights, kh * kw, ch, filters, vec_w != 0};                                      \
     wide_product<TF32, BN>(la, lb, rows, ch, kh * kw * filters, dx, ldc, k_split, bias, relu);                \
   }

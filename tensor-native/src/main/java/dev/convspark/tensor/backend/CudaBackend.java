@@ -773,8 +773,8 @@ public final class CudaBackend implements Backend {
       int tileN = nn <= WN_NARROW ? WN_NARROW : WN;
       int perSplit = kSplit(mm, nn, kk, multiprocessors, WM, tileN, WK);
       int splits = perSplit >= kk ? 1 : (kk + perSplit - 1) / perSplit;
-      int gx = (nn + tileN - 1) / tileN;
-      int gy = (mm + WM - 1) / WM;
+      int gx = (mm + WM - 1) / WM;
+      int gy = columnTiles(nn, tileN);
       int r = relu ? 1 : 0;
       if (tileN == WN_NARROW) {
         kernel += "_n32";
@@ -792,6 +792,19 @@ public final class CudaBackend implements Backend {
       long part = splitK.ensure((long) splits * mm * nn);
       launchLabelled(label, flops, kernel, gx, gy, splits, WTHREADS, concat(operands, part, nn, perSplit, 0L, 0));
       launch("sum_splits", (long) mm * nn, part, splits, mm, nn, 0f, c, ldc, bias, r);
+    }
+
+    /**
+     * A product's tiles of columns, its grid's y: its tiles of rows go along x, which takes 2^31 - 1
+     * where y takes 65,535 (a step of 10,700 images or more has more tiles of conv1's rows than that).
+     */
+    private static int columnTiles(int n, int tn) {
+      int t = (n + tn - 1) / tn;
+      if (t > 65_535) {
+        throw new IllegalArgumentException("a product of " + n + " columns has " + t + " tiles of " + tn
+            + " columns, more than a grid's y holds (65,535)");
+      }
+      return t;
     }
 
     /** 1 where the wide kernels may read a matrix at {@code address}, {@code ld} floats a row, 16 bytes at a time. */
@@ -848,8 +861,8 @@ public final class CudaBackend implements Backend {
       }
       int perSplit = kSplit(mm, nn, kk, multiprocessors);
       int splits = perSplit >= kk ? 1 : (kk + perSplit - 1) / perSplit;
-      int gx = (nn + 63) / 64;
-      int gy = (mm + 63) / 64;
+      int gx = (mm + 63) / 64;
+      int gy = columnTiles(nn, 64);
       int r = relu ? 1 : 0;
       if (splits == 1) {
         launchGrid("sgemm", gx, gy, 1, 256, ta ? 1 : 0, tb ? 1 : 0, mm, nn, kk, a, lda, b, ldb, 0f, c, ldc, kk, bias, r);

@@ -514,6 +514,22 @@ class CudaEmulationTest {
     assertTrue(old.output().contains("auto -> cpu ("), old.output());
   }
 
+  /**
+   * A training step at a batch whose products have more tiles of rows than a grid's y holds
+   * (65,535): conv1's 128-row tiles at 11,000 images, 67,375 of them. The grids have their tiles
+   * of rows along x (2^31 - 1), which the driver takes; with them along y it refused the step
+   * (CUDA_ERROR_INVALID_VALUE, "grid 1 x 67375 x 1 is outside the limits"), as it
+   * did the classic route's 64-row tiles from 5,350 images (not run here: its patch matrices at
+   * that batch are gigabytes). The kernels are off (the launches alone); the parity checks hold the
+   * tiles' arithmetic.
+   */
+  @Test
+  void aBatchWithMoreTilesOfRowsThanAGridsYHoldsIsLaunched() throws IOException, InterruptedException {
+    Run wide = probe(Map.of("CONVSPARK_CUDA_EMU_KERNELS", "0"), "large-batch", "wide", "11000");
+    assertEquals(0, wide.exit(), wide.output());
+    assertTrue(wide.output().contains("wide 11000: launched"), wide.output());
+  }
+
   @Test
   void theEmulatedDriverRefusesWhatADriverRefuses() throws IOException, InterruptedException {
     Run r = probe(Map.of(), "misuse");

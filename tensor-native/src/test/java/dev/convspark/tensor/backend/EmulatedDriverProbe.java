@@ -44,7 +44,9 @@ import jcuda.driver.JCudaDriver;
  * batch 7;
  * {@code oom BATCH...} trains and infers on a GPU of little memory (see {@link #outOfMemory});
  * {@code profile} prints {@link GpuCheck#profile}'s rows for two steps at batch 50 ("kernel |
- * launches | us | GFLOP/s").
+ * launches | us | GFLOP/s"); {@code large-batch ROUTE BATCH...} takes a training step of
+ * deep-mnist at each batch on route {@code wide} or {@code classic} (run with the driver's kernels
+ * off: their launches alone) and prints "ROUTE BATCH: launched".
  */
 final class EmulatedDriverProbe {
 
@@ -85,6 +87,20 @@ final class EmulatedDriverProbe {
         ok &= c.ok();
       }
       System.exit(ok ? 0 : 1);
+    }
+    if (args.length > 1 && args[0].equals("large-batch")) {
+      try (CudaBackend gpu = CudaBackend.create(0, args[1].equals("wide"))) {
+        for (int i = 2; i < args.length; i++) {
+          int batch = Integer.parseInt(args[i]);
+          try (ModelRunner r = gpu.open(ModelSpec.parse(ModelSpec.DEEP_MNIST))) {
+            r.initialize(1);
+            float[] x = new float[batch * 784];
+            r.computeGradients(x, new int[batch], batch, 1f / batch, 0);
+            System.out.println(args[1] + " " + batch + ": launched");
+          }
+        }
+      }
+      return;
     }
     if (args.length > 0 && args[0].equals("profile")) {
       try (CudaBackend gpu = CudaBackend.create(0)) {
