@@ -114,9 +114,10 @@ gpu_check() {
 # leaves its process unable to use the GPU again, and would take every later part with it. Each
 # of the benchmark's parts (seconds each on an H200) is cut off after GPU_CHECK_PART_SECONDS (180
 # by default; 0: no limit), so that a kernel that never ends costs one part; the checks, which
-# print each result as it comes and take minutes against the CPU reference, run to the end. --part LIST runs those parts; --benchmark-only and --parity-only
-# the benchmark's or the checks'. The figures go to the results file for PyTorch's ratios, which
-# run after the benchmark's parts, whatever they gave.
+# print each result as it comes and wait on the CPU reference, run to the end. --part LIST runs
+# those parts; --benchmark-only and --parity-only the benchmark's or the checks'. The figures go
+# to the results file for PyTorch's ratios, which run after the benchmark's parts, whatever they
+# gave.
 run() {
   local out rc=0 part_rc a prev= list= part start limit=${GPU_CHECK_PART_SECONDS:-180} args=() parts=()
   [[ $limit =~ ^[0-9]+$ ]] || { echo "GPU_CHECK_PART_SECONDS must be a whole number of seconds but was '$limit'" >&2; return 2; }
