@@ -13,6 +13,7 @@ import dev.convspark.tensor.spec.LayerSpec;
 import dev.convspark.tensor.spec.ModelSpec;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.SplittableRandom;
 
 /**
@@ -179,6 +180,9 @@ public final class Network {
     }
   }
 
+  /** The longest array a JVM allocates (a little under 2^31 - 1 elements). */
+  private static final long MAX_ARRAY = Integer.MAX_VALUE - 8;
+
   private void ensureCapacity(int n) {
     if (n <= capacity) {
       return;
@@ -193,8 +197,14 @@ public final class Network {
         dacts[i] = i == 0 ? null : dacts[i - 1];
       }
       if (acts[i] == null) {
-        acts[i] = new float[n * l.outputShape().size()];
-        dacts[i] = new float[n * l.outputShape().size()];
+        long size = (long) n * l.outputShape().size();
+        if (size > MAX_ARRAY) {
+          throw new IllegalArgumentException(String.format(Locale.ROOT, "a batch of %,d samples through %s (%,d values"
+              + " a sample) is %,d values, more than a Java array holds (%,d): fewer samples at a time (a smaller"
+              + " batchSize, or more partitions to share it)", n, l.name(), l.outputShape().size(), size, MAX_ARRAY));
+        }
+        acts[i] = new float[(int) size];
+        dacts[i] = new float[(int) size];
       }
     }
     capacity = n;

@@ -55,6 +55,7 @@ import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import jcuda.CudaException;
 import jcuda.Pointer;
@@ -398,6 +399,13 @@ public final class CudaBackend implements Backend {
     long capacity;
 
     long ensure(long elements) {
+      if (elements > Integer.MAX_VALUE) {
+        // Most kernels index a tensor with a 32-bit integer: past it they would read and write
+        // outside it (a fault on the GPU), so the batch is refused before anything is allocated.
+        throw new IllegalArgumentException(String.format(Locale.ROOT, "a GPU tensor of %,d values is more than the"
+            + " kernels index (2,147,483,647): fewer images a GPU at a time (a smaller batchSize, or more partitions"
+            + " to share it)", elements));
+      }
       if (elements > capacity) {
         if (ptr != null) {
           // Kernels queued earlier in this step may still read the old memory, and cuMemFree

@@ -530,6 +530,20 @@ class CudaEmulationTest {
     assertTrue(wide.output().contains("wide 11000: launched"), wide.output());
   }
 
+  /**
+   * A batch whose largest tensor has more values than the kernels' 32-bit indices reach: conv1's
+   * output at 90,000 images is 2,257,920,000. Refused before it is allocated, saying what to
+   * change; on a GPU the kernels would have written outside it (a fault, the process's GPU lost).
+   */
+  @Test
+  void aBatchPastTheKernelsIndexIsRefusedSayingSo() throws IOException, InterruptedException {
+    Run big = probe(Map.of("CONVSPARK_CUDA_EMU_KERNELS", "0"), "large-batch", "wide", "90000");
+    assertEquals(1, big.exit(), big.output());
+    assertTrue(big.output().contains("IllegalArgumentException: a GPU tensor of 2,257,920,000 values is more than the"
+        + " kernels index (2,147,483,647): fewer images a GPU at a time (a smaller batchSize, or more partitions to"
+        + " share it)"), big.output());
+  }
+
   @Test
   void theEmulatedDriverRefusesWhatADriverRefuses() throws IOException, InterruptedException {
     Run r = probe(Map.of(), "misuse");
