@@ -83,6 +83,7 @@ public final class RecipeCheck {
     }
   }
 
+  /** Runs the recipes; exits 0, 2 after a usage error, 3 without a usable GPU (each said in one line). */
   public static void main(String[] args) throws IOException {
     try {
       System.exit(run(args));

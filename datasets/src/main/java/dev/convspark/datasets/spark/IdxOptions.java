@@ -40,12 +40,19 @@ public final class IdxOptions implements Serializable {
     RAW
   }
 
+  /** The images (or any IDX) file's path. */
   final String path;
+  /** The labels file's path, or null for none. */
   final String labelsPath;
+  /** How each record is presented. */
   final ImageFormat imageFormat;
+  /** Whether unsigned bytes are scaled to [0, 1]. */
   final boolean scale;
+  /** Records a partition holds at most. */
   final long recordsPerPartition;
+  /** Rows a columnar batch holds at most. */
   final int batchSize;
+  /** Whether the scan gives columnar batches. */
   final boolean columnarReads;
 
   private IdxOptions(String path, String labelsPath, ImageFormat imageFormat, boolean scale, long recordsPerPartition,

@@ -56,6 +56,7 @@ public final class Checkpoints implements Serializable {
                     float[] best) {
   }
 
+  /** The checkpoints under {@code dir} (any Hadoop file system {@code conf} reaches). */
   public Checkpoints(String dir, Configuration conf) {
     this.dir = dir;
     this.conf = new SerializableConfiguration(conf);
