@@ -31,7 +31,8 @@ final class EvaluateJob {
   static String usage() {
     return "usage: evaluate --model DIR --data PATH [--format auto|idx|parquet|image] [--label-col label]\n"
         + "                [--features-col features] [--output DIR] [--max-images 48]\n"
-        + "  Scores the labelled data with the model saved by train (CnnClassificationModel.save) and\n"
+        + "  Scores the labelled data with the model saved by train (CnnClassificationModel.save, or a\n"
+        + "  PipelineModel's save where its one stage is that model) and\n"
         + "  prints accuracy, per-class precision and recall and the confusion matrix (rows: true class,\n"
         + "  columns: predicted); writes metrics.json, confusion.png and misclassified.png (up to\n"
         + "  --max-images misclassified images, each captioned with its true and predicted class) under\n"
@@ -67,7 +68,7 @@ final class EvaluateJob {
       throw new UsageException("--model and --data are required (try --help)");
     }
     SparkSession spark = Jobs.session("convspark evaluate");
-    CnnClassificationModel model = CnnClassificationModel.load(modelPath);
+    CnnClassificationModel model = JobModel.load(spark, "--model", modelPath);
     Shape in = ModelSpec.parse(model.getOrDefault(model.model())).inputShape();
     Dataset<Row> d = JobData.load(spark, data, format, featuresCol, in);
     if (!List.of(d.columns()).contains(labelCol)) {

@@ -28,6 +28,8 @@ final class ScoreJob {
     return "usage: score --model DIR --data PATH --output PATH [--format auto|idx|parquet|image]\n"
         + "             [--output-format parquet|csv] [--features-col features] [--handle-invalid error|keep]\n"
         + "             [--overwrite]\n"
+        + "  --model: the model saved by train (CnnClassificationModel.save, or a PipelineModel's save\n"
+        + "  where its one stage is that model).\n"
         + "  Writes the input's columns (without the features) plus prediction (the 0-based class, a\n"
         + "  double) and probability (a vector in Parquet; in CSV the probabilities joined by ';').\n"
         + "  Image directories: 1-channel images are used as they are, 3- and 4-channel ones converted\n"
@@ -80,7 +82,7 @@ final class ScoreJob {
       throw new UsageException("--model, --data and --output are required (try --help)");
     }
     SparkSession spark = Jobs.session("convspark score");
-    CnnClassificationModel model = CnnClassificationModel.load(modelPath);
+    CnnClassificationModel model = JobModel.load(spark, "--model", modelPath);
     Shape in = ModelSpec.parse(model.getOrDefault(model.model())).inputShape();
     Dataset<Row> d = JobData.load(spark, data, format, featuresCol, in, keepInvalid);
     boolean errors = List.of(d.columns()).contains(JobData.ERROR);

@@ -1,0 +1,110 @@
+package dev.convspark.jobs;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.convspark.datasets.mnist.MnistArrays;
+import dev.convspark.ml.CnnClassificationModel;
+import dev.convspark.ml.CnnClassifier;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.List;
+import org.apache.spark.ml.Pipeline;
+import org.apache.spark.ml.PipelineModel;
+import org.apache.spark.ml.PipelineStage;
+import org.apache.spark.ml.feature.SQLTransformer;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The jobs' {@code --model}: a saved model and a saved pipeline of that one model score alike;
+ * a folder without a model, a pipeline of more stages and a saved estimator are usage errors that
+ * name the flag and say what the folder holds.
+ */
+class JobModelTest {
+
+  private static final String TEST = MnistArrays.defaultDir().resolve("t10k-images-idx3-ubyte").toAbsolutePath()
+      .toString();
+  private static SparkSession spark;
+
+  @TempDir
+  Path tmp;
+
+  @BeforeAll
+  static void start() {
+    spark = SparkSession.builder().master("local[2]").config("spark.ui.enabled", "false").getOrCreate();
+    SparkSession.setActiveSession(spark);
+  }
+
+  @AfterAll
+  static void stop() {
+    spark.stop();
+    SparkSession.clearActiveSession();
+  }
+
+  /** Runs a job in this JVM (on the active session); returns its exit status and what it printed on stderr. */
+  private static Object[] run(String... args) {
+    PrintStream old = System.err;
+    ByteArrayOutputStream err = new ByteArrayOutputStream();
+    System.setErr(new PrintStream(err, true));
+    try {
+      return new Object[] {Jobs.run(args), err.toString()};
+    } finally {
+      System.setErr(old);
+    }
+  }
+
+  private static void assertUsageError(String expected, String... args) {
+    Object[] r = run(args);
+    assertEquals(2, r[0], "exit status of " + String.join(" ", args) + ": " + r[1]);
+    assertTrue(((String) r[1]).contains(expected), r[1].toString());
+  }
+
+  @Test
+  void aModelOrAPipelineOfItScoresAndAnythingElseIsRefusedNamingTheFlag() throws Exception {
+    Dataset<Row> some = spark.read().format("idx").option("imageFormat", "vector").load(TEST).limit(500);
+    CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setLearningRate(0.5)
+        .setKeepProb(1).setMaxIter(20).setNumWorkers(1).setSeed(3);
+    PipelineModel pipeline = new Pipeline().setStages(new PipelineStage[] {clf}).fit(some);
+    String pipeDir = tmp.resolve("pipeline").toString();
+    pipeline.write().save(pipeDir);
+    String modelDir = tmp.resolve("model").toString();
+    ((CnnClassificationModel) pipeline.stages()[0]).write().save(modelDir);
+
+    for (String dir : new String[] {modelDir, pipeDir}) {
+      String out = tmp.resolve("scores-" + Path.of(dir).getFileName()).toString();
+      Object[] r = run("score", "--model", dir, "--data", TEST, "--output", out);
+      assertEquals(0, r[0], "score --model " + dir + ": " + r[1]);
+    }
+    List<Row> a = spark.read().parquet(tmp.resolve("scores-model").toString()).orderBy("index")
+        .select("index", "prediction").collectAsList();
+    List<Row> b = spark.read().parquet(tmp.resolve("scores-pipeline").toString()).orderBy("index")
+        .select("index", "prediction").collectAsList();
+    assertEquals(10_000, a.size());
+    assertEquals(a, b, "the pipeline of the one model scores as the model");
+    Object[] e = run("evaluate", "--model", pipeDir, "--data", TEST, "--output", tmp.resolve("eval").toString());
+    assertEquals(0, e[0], "evaluate --model " + pipeDir + ": " + e[1]);
+
+    String none = tmp.resolve("nothing").toString();
+    assertUsageError("--model " + none + " holds no saved model (", "score", "--model", none, "--data", TEST,
+        "--output", tmp.resolve("x").toString());
+    assertUsageError("--model " + none + " holds no saved model (", "evaluate", "--model", none, "--data", TEST);
+
+    String twoDir = tmp.resolve("two").toString();
+    new Pipeline().setStages(new PipelineStage[] {new SQLTransformer().setStatement("SELECT * FROM __THIS__"), clf})
+        .fit(some).write().save(twoDir);
+    assertUsageError("holds a PipelineModel of 2 stages (SQLTransformer, CnnClassificationModel)", "score", "--model",
+        twoDir, "--data", TEST, "--output", tmp.resolve("y").toString());
+
+    String estimatorDir = tmp.resolve("estimator").toString();
+    clf.write().save(estimatorDir);
+    assertUsageError("--model " + estimatorDir + " holds a dev.convspark.ml.CnnClassifier, not a CnnClassificationModel",
+        "evaluate", "--model", estimatorDir, "--data", TEST);
+  }
+}
