@@ -55,7 +55,7 @@ final class QuickstartCommand {
               + "                           [--threads N] [--seed 1] [--data data/mnist] [--output data/models]\n"
               + "  Trains the model on the 60,000 MNIST training images through an embedded local Spark, shows\n"
               + "  progress, evaluates on the 10,000 test images, scores them, and writes the model, summary,\n"
-              + "  pictures and predictions under --output/MODEL. deep-mnist with dropout keep 0.5 and Adam:\n"
+              + "  pictures and predictions under --output/MODEL (replacing an earlier run's). deep-mnist with dropout keep 0.5 and Adam:\n"
               + "  --recipe fast (the default) 450 steps of 400 (three epochs) from He et al.'s initial weights,\n"
               + "  the images shifted by up to 2 pixels, 3e-3 after a linear warm-up over 2/15 of the steps, then\n"
               + "  cosine decay to 0; --recipe tutorial the tutorial's 20,000 steps of 50 at 1e-4 from its\n"
@@ -89,7 +89,8 @@ final class QuickstartCommand {
     // One worker on every core: on a single machine that is the fastest layout (no exchange).
     List<String> train = new ArrayList<>(List.of("train", "--data", trainFile, "--model", spec.specString(),
         "--max-iter", Integer.toString(steps), "--batch-size", Integer.toString(batch), "--seed", Long.toString(seed),
-        "--num-workers", "1", "--threads-per-worker", Integer.toString(threads), "--output", run.toString()));
+        "--num-workers", "1", "--threads-per-worker", Integer.toString(threads), "--output", run.toString(),
+        "--overwrite"));
     if (!cnn) {
       train.addAll(List.of("--optimizer", "sgd", "--learning-rate", "0.5", "--keep-prob", "1"));
     } else if (fast) {

@@ -82,6 +82,11 @@ final class ScoreJob {
       throw new UsageException("--model, --data and --output are required (try --help)");
     }
     SparkSession spark = Jobs.session("convspark score");
+    org.apache.hadoop.fs.Path target = new org.apache.hadoop.fs.Path(output);
+    if (!overwrite && target.getFileSystem(spark.sparkContext().hadoopConfiguration()).exists(target)) {
+      throw new UsageException("--output " + output + " exists already: give --overwrite to replace it, or another"
+          + " --output");
+    }
     CnnClassificationModel model = JobModel.load(spark, "--model", modelPath);
     Shape in = ModelSpec.parse(model.getOrDefault(model.model())).inputShape();
     Dataset<Row> d = JobData.load(spark, data, format, featuresCol, in, keepInvalid);

@@ -31,7 +31,7 @@ final class TrainJob {
 
   static String usage() {
     return "usage: train --data PATH [--validation PATH] [--format auto|idx|parquet|image] [--output DIR]\n"
-        + "             [--PARAM VALUE ...]\n"
+        + "             [--overwrite] [--PARAM VALUE ...]\n"
         + "  Trains a CnnClassifier and writes under --output (default data/run): model/ (load it with\n"
         + "  CnnClassificationModel.load), summary.json, summary.csv (step, loss, accuracy, and with\n"
         + "  validation validation_loss and validation_accuracy at the steps evaluated), loss.png and\n"
@@ -40,7 +40,9 @@ final class TrainJob {
         + "  names are their labels; --format auto tells them apart. --validation's rows are held out\n"
         + "  and evaluated while training, every --validation-interval steps, as rows marked by\n"
         + "  --validation-indicator-col are (a column of --data; not both); --early-stopping-patience N\n"
-        + "  stops after N evaluations without improvement. Every CnnClassifier param is a flag:\n"
+        + "  stops after N evaluations without improvement. An --output that holds a model already is\n"
+        + "  refused before training unless --overwrite is given (then its outputs are replaced).\n"
+        + "  Every CnnClassifier param is a flag:\n"
         + ParamArgs.help(new CnnClassifier());
   }
 
@@ -50,6 +52,7 @@ final class TrainJob {
     String validation = null;
     String format = "auto";
     Path out = Path.of("data/run");
+    boolean overwrite = false;
     for (int i = 0; i < args.length; i++) {
       String a = args[i];
       switch (a) {
@@ -57,6 +60,7 @@ final class TrainJob {
         case "--validation" -> validation = Args.value(args, ++i, a);
         case "--format" -> format = JobData.format(Args.value(args, ++i, a));
         case "--output" -> out = Path.of(Args.value(args, ++i, a));
+        case "--overwrite" -> overwrite = true;
         case "-h", "--help" -> {
           System.out.print(usage());
           return 0;
@@ -71,6 +75,11 @@ final class TrainJob {
     }
     if (data == null) {
       throw new UsageException("--data is required (try --help)");
+    }
+    // Checked before the fit, which may take hours: Spark's save refuses an existing path likewise.
+    if (!overwrite && Files.exists(out.resolve("model"))) {
+      throw new UsageException("--output " + out + " holds a model already (" + out.resolve("model")
+          + "): give --overwrite to replace it, or another --output");
     }
     ModelSpec spec = ModelSpec.parse(clf.getOrDefault(clf.model()));
     Shape in = spec.inputShape();

@@ -23,11 +23,12 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The jobs' {@code --model}: a saved model and a saved pipeline of that one model score alike;
- * a folder without a model, a pipeline of more stages and a saved estimator are usage errors that
- * name the flag and say what the folder holds.
+ * The jobs' paths. {@code --model}: a saved model and a saved pipeline of that one model score
+ * alike; a folder without a model, a pipeline of more stages and a saved estimator are usage errors
+ * that name the flag and say what the folder holds. {@code --output}: what an earlier run wrote is
+ * replaced only with {@code --overwrite}, and train says so before it trains.
  */
-class JobModelTest {
+class JobPathsTest {
 
   private static final String TEST = MnistArrays.defaultDir().resolve("t10k-images-idx3-ubyte").toAbsolutePath()
       .toString();
@@ -106,5 +107,31 @@ class JobModelTest {
     clf.write().save(estimatorDir);
     assertUsageError("--model " + estimatorDir + " holds a dev.convspark.ml.CnnClassifier, not a CnnClassificationModel",
         "evaluate", "--model", estimatorDir, "--data", TEST);
+  }
+
+  @Test
+  void anEarlierRunsOutputIsReplacedOnlyWithOverwrite() throws Exception {
+    Path run = tmp.resolve("run");
+    String[] train = {"train", "--data", TEST, "--model", "softmax-regression", "--optimizer", "sgd", "--max-iter", "3",
+        "--num-workers", "1", "--output", run.toString()};
+    Object[] first = run(train);
+    assertEquals(0, first[0], first[1].toString());
+    java.nio.file.attribute.FileTime written = java.nio.file.Files.getLastModifiedTime(run.resolve("summary.json"));
+    assertUsageError("--output " + run + " holds a model already (" + run.resolve("model")
+        + "): give --overwrite to replace it", train);
+    assertEquals(written, java.nio.file.Files.getLastModifiedTime(run.resolve("summary.json")), "nothing rewritten");
+    String[] again = java.util.Arrays.copyOf(train, train.length + 1);
+    again[train.length] = "--overwrite";
+    Object[] second = run(again);
+    assertEquals(0, second[0], second[1].toString());
+
+    String out = tmp.resolve("scores").toString();
+    String[] score = {"score", "--model", run.resolve("model").toString(), "--data", TEST, "--output", out};
+    assertEquals(0, run(score)[0]);
+    assertUsageError("--output " + out + " exists already: give --overwrite to replace it", score);
+    String[] replace = java.util.Arrays.copyOf(score, score.length + 1);
+    replace[score.length] = "--overwrite";
+    assertEquals(0, run(replace)[0]);
+    assertEquals(10_000, spark.read().parquet(out).count());
   }
 }
