@@ -1,6 +1,7 @@
 package dev.convspark.jobs;
 
 import dev.convspark.ml.CnnClassificationModel;
+import dev.convspark.ml.training.FeatureReader;
 import dev.convspark.ml.CnnClassificationSummary;
 import dev.convspark.tensor.Shape;
 import dev.convspark.tensor.spec.ModelSpec;
@@ -12,7 +13,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import org.apache.spark.ml.linalg.Vector;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
@@ -70,13 +70,14 @@ final class EvaluateJob {
     SparkSession spark = Jobs.session("convspark evaluate");
     CnnClassificationModel model = JobModel.load(spark, "--model", modelPath);
     Shape in = ModelSpec.parse(model.getOrDefault(model.model())).inputShape();
-    Dataset<Row> d = JobData.load(spark, data, format, featuresCol, in);
+    JobData.Input input = JobData.load(spark, data, format, featuresCol, in);
+    Dataset<Row> d = input.rows();
     if (!List.of(d.columns()).contains(labelCol)) {
       throw new UsageException("the data has no label column '" + labelCol + "' (columns: " + String.join(", ", d.columns())
           + "); name it with --label-col");
     }
     // The model's evaluate scores the rows, counts (label, prediction) pairs and checks the labels.
-    CnnClassificationSummary summary = model.setFeaturesCol(JobData.FEATURES).setLabelCol(labelCol).evaluate(d);
+    CnnClassificationSummary summary = model.setFeaturesCol(input.features()).setLabelCol(labelCol).evaluate(d);
     long[][] cm = summary.counts();
     Dataset<Row> scored = summary.predictions().withColumn("_label", functions.col(labelCol).cast("double"));
     Metrics m = Metrics.of(cm);
@@ -85,15 +86,19 @@ final class EvaluateJob {
     Files.writeString(out.resolve("metrics.json"), Json.write(m.json(data, modelPath)));
     Pictures.confusionMatrix(out.resolve("confusion.png"), cm);
     List<Row> wrong = scored.filter(functions.col("_label").notEqual(functions.col("prediction")))
-        .select(JobData.FEATURES, "_label", "prediction").limit(maxImages).collectAsList();
+        .select(input.features(), "_label", "prediction").limit(maxImages).collectAsList();
     int side = (int) Math.round(Math.sqrt(in.size() / (in.isImage() ? in.channels() : 1)));
     float[][] pixels = new float[wrong.size()][];
     String[] captions = new String[wrong.size()];
+    // Whatever the features' type (a vector, an array, an image struct, bytes), read as the model reads it.
+    FeatureReader reader = FeatureReader.of(scored.select(input.features()).schema(), input.features(), in.size());
     for (int i = 0; i < wrong.size(); i++) {
-      double[] v = ((Vector) wrong.get(i).get(0)).toArray();
+      float[] v = new float[in.size()];
+      reader.read(wrong.get(i), 0, v, 0);
       pixels[i] = new float[side * side];
-      for (int p = 0; p < pixels[i].length && p < v.length; p++) {
-        pixels[i][p] = (float) v[p];
+      for (int p = 0; p < pixels[i].length; p++) {
+        // The first channel of each pixel (NHWC), as the picture is gray.
+        pixels[i][p] = v[p * (in.size() / (side * side))];
       }
       captions[i] = String.format(Locale.ROOT, "true %d pred %d", (int) wrong.get(i).getDouble(1),
           (int) wrong.get(i).getDouble(2));

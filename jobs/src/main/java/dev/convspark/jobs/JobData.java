@@ -17,10 +17,12 @@ import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.api.java.UDF1;
 import org.apache.spark.sql.expressions.UserDefinedFunction;
 import org.apache.spark.sql.functions;
+import org.apache.spark.sql.types.DataTypes;
 
 /**
  * Reads the jobs' inputs: IDX files (the {@code idx} source, features as a vector), a Parquet
- * table, or a directory of PNG/JPEG images (Spark's {@code image} source). Images are turned
+ * table (its features column as it is, or, where it holds encoded image files, decoded by
+ * {@link EncodedImages}), or a directory of PNG/JPEG images (Spark's {@code image} source). Images are turned
  * into the model's grayscale input: 1-channel images are used as they are, 3- and 4-channel
  * (BGR, BGRA) ones are converted to luma (0.299 R + 0.587 G + 0.114 B); an image of another size
  * than the model's input is refused, naming the file, and so is a file that Spark's image source
@@ -66,14 +68,22 @@ final class JobData {
   }
 
   /**
-   * Loads {@code path} with its features in column {@link #FEATURES} (a vector or an image
-   * struct) and, where the data has them, labels in {@code label}.
+   * What the jobs read: the rows, and the column of them that holds the model's input
+   * ({@link #FEATURES}, or a Parquet table's own features column, so that errors name it).
+   */
+  record Input(Dataset<Row> rows, String features) {
+  }
+
+  /**
+   * Loads {@code path} with its features (a vector, an image struct, or a Parquet table's features
+   * column as it is, its encoded images decoded) and, where the data has them, labels in
+   * {@code label}.
    *
    * @param featuresCol the features column of a Parquet table
    * @param input       the model's input shape (images must match it; a flat input of a square
    *                    size, such as softmax regression's 784, reads square images)
    */
-  static Dataset<Row> load(SparkSession spark, String path, String format, String featuresCol, Shape input)
+  static Input load(SparkSession spark, String path, String format, String featuresCol, Shape input)
       throws IOException {
     return load(spark, path, format, featuresCol, input, false);
   }
@@ -83,15 +93,15 @@ final class JobData {
    * decodable, another size, another number of channels) is a row with the reason in
    * {@link #ERROR} instead of a failure, and every format gets that column.
    */
-  static Dataset<Row> load(SparkSession spark, String path, String format, String featuresCol, Shape input,
-                           boolean keepInvalid) throws IOException {
+  static Input load(SparkSession spark, String path, String format, String featuresCol, Shape input,
+                    boolean keepInvalid) throws IOException {
     int side = (int) Math.round(Math.sqrt(input.size()));
     int h = input.isImage() ? input.height() : side;
     int w = input.isImage() ? input.width() : side;
     int c = input.isImage() ? input.channels() : side * side == input.size() ? 1 : 0;
     String f = format.equals("auto") ? detect(spark, path) : format;
     return switch (f) {
-      case "idx" -> spark.read().format("idx").option("imageFormat", "vector").load(path);
+      case "idx" -> new Input(spark.read().format("idx").option("imageFormat", "vector").load(path), FEATURES);
       case "parquet" -> {
         Dataset<Row> d = spark.read().parquet(path);
         List<String> cols = Arrays.asList(d.columns());
@@ -99,9 +109,13 @@ final class JobData {
           throw new UsageException("Parquet table " + path + " has no column '" + featuresCol + "' (columns: "
               + String.join(", ", cols) + "); name the features column with --features-col");
         }
-        yield featuresCol.equals(FEATURES) ? d : d.withColumnRenamed(featuresCol, FEATURES);
+        if (d.schema().apply(featuresCol).dataType().equals(DataTypes.BinaryType)
+            && EncodedImages.holdsThem(d, featuresCol, input.size())) {
+          d = EncodedImages.decode(d, featuresCol, cols.contains("path") ? "path" : null, h, w, c, keepInvalid);
+        }
+        yield new Input(d, featuresCol);
       }
-      case "image" -> images(spark, path, h, w, c, keepInvalid);
+      case "image" -> new Input(images(spark, path, h, w, c, keepInvalid), FEATURES);
       default -> throw new UsageException("--format must be auto, idx, parquet or image but was '" + format + "'");
     };
   }

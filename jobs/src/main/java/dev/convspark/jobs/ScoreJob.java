@@ -36,7 +36,9 @@ final class ScoreJob {
         + "  to grayscale. An image that cannot be scored (not decodable, another size than the model's\n"
         + "  input, another number of channels) fails the job naming the file (--handle-invalid error, the\n"
         + "  default), or with --handle-invalid keep is a row whose prediction and probability are null\n"
-        + "  and whose error column says why; the last line counts those rows. IDX and Parquet inputs\n"
+        + "  and whose error column says why; the last line counts those rows. A Parquet table's binary\n"
+        + "  --features-col of encoded image files (binaryFile's content) is decoded as a directory's\n"
+        + "  images are, each named by its path column. IDX and Parquet inputs\n"
         + "  fail naming the file or the column.\n";
   }
 
@@ -89,12 +91,13 @@ final class ScoreJob {
     }
     CnnClassificationModel model = JobModel.load(spark, "--model", modelPath);
     Shape in = ModelSpec.parse(model.getOrDefault(model.model())).inputShape();
-    Dataset<Row> d = JobData.load(spark, data, format, featuresCol, in, keepInvalid);
+    JobData.Input input = JobData.load(spark, data, format, featuresCol, in, keepInvalid);
+    Dataset<Row> d = input.rows();
     boolean errors = List.of(d.columns()).contains(JobData.ERROR);
-    Dataset<Row> scored = model.setFeaturesCol(JobData.FEATURES).transform(d);
+    Dataset<Row> scored = model.setFeaturesCol(input.features()).transform(d);
     List<Column> keep = new ArrayList<>();
     for (String c : d.columns()) {
-      if (!c.equals(JobData.FEATURES) && !c.equals(JobData.ERROR)) {
+      if (!c.equals(input.features()) && !c.equals(JobData.ERROR)) {
         keep.add(functions.col(c));
       }
     }

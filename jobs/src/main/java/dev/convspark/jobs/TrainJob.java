@@ -85,10 +85,12 @@ final class TrainJob {
     Shape in = spec.inputShape();
     SparkSession spark = Jobs.session("convspark train");
     String featuresCol = clf.getOrDefault(clf.featuresCol());
-    Dataset<Row> train = JobData.load(spark, data, format, featuresCol, in);
-    clf.setFeaturesCol(JobData.FEATURES);
+    JobData.Input input = JobData.load(spark, data, format, featuresCol, in);
+    Dataset<Row> train = input.rows();
+    clf.setFeaturesCol(input.features());
     if (validation != null) {
-      train = withValidation(clf, train, JobData.load(spark, validation, format, featuresCol, in));
+      JobData.Input held = JobData.load(spark, validation, format, featuresCol, in);
+      train = withValidation(clf, input, held);
     }
     int steps = (Integer) clf.getOrDefault(clf.maxIter());
     int batch = (Integer) clf.getOrDefault(clf.batchSize());
@@ -196,15 +198,18 @@ final class TrainJob {
    *
    * @throws UsageException when {@code validationIndicatorCol} is set already
    */
-  static Dataset<Row> withValidation(CnnClassifier clf, Dataset<Row> train, Dataset<Row> validation) {
+  static Dataset<Row> withValidation(CnnClassifier clf, JobData.Input train, JobData.Input validation) {
     if (clf.isSet(clf.validationIndicatorCol())) {
       throw new UsageException("--validation and --validation-indicator-col are both set; give one of them");
     }
     String label = clf.getOrDefault(clf.labelCol());
     String marker = "isValidation";
     clf.setValidationIndicatorCol(marker);
-    return train.select(JobData.FEATURES, label).withColumn(marker, functions.lit(false))
-        .unionByName(validation.select(JobData.FEATURES, label).withColumn(marker, functions.lit(true)));
+    clf.setFeaturesCol(JobData.FEATURES);
+    return train.rows().select(functions.col(train.features()).as(JobData.FEATURES), functions.col(label))
+        .withColumn(marker, functions.lit(false))
+        .unionByName(validation.rows().select(functions.col(validation.features()).as(JobData.FEATURES),
+            functions.col(label)).withColumn(marker, functions.lit(true)));
   }
 
   /** Shows progress: a bar redrawn in place on a terminal, a plain line every 100 steps otherwise. */

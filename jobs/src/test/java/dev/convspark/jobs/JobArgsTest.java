@@ -7,8 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.convspark.ml.CnnClassifier;
 import java.awt.image.BufferedImage;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.nio.file.Path;
 import javax.imageio.ImageIO;
 import org.junit.jupiter.api.Test;
@@ -20,23 +18,8 @@ class JobArgsTest {
   @TempDir
   Path tmp;
 
-  /** Runs a job with stderr captured; returns exit status and what it printed there. */
-  private static Object[] run(String... args) {
-    PrintStream old = System.err;
-    ByteArrayOutputStream err = new ByteArrayOutputStream();
-    System.setErr(new PrintStream(err, true));
-    try {
-      int rc = Jobs.run(args);
-      return new Object[] {rc, err.toString()};
-    } finally {
-      System.setErr(old);
-    }
-  }
-
   private static void assertUsageError(String expected, String... args) {
-    Object[] r = run(args);
-    assertEquals(2, r[0], "exit status of " + String.join(" ", args));
-    assertTrue(((String) r[1]).contains(expected), r[1].toString());
+    InProcessJobs.assertUsageError(expected, args);
   }
 
   @Test

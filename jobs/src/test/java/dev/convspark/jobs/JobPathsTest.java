@@ -6,8 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.convspark.datasets.mnist.MnistArrays;
 import dev.convspark.ml.CnnClassificationModel;
 import dev.convspark.ml.CnnClassifier;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.List;
 import org.apache.spark.ml.Pipeline;
@@ -49,22 +47,8 @@ class JobPathsTest {
     SparkSession.clearActiveSession();
   }
 
-  /** Runs a job in this JVM (on the active session); returns its exit status and what it printed on stderr. */
-  private static Object[] run(String... args) {
-    PrintStream old = System.err;
-    ByteArrayOutputStream err = new ByteArrayOutputStream();
-    System.setErr(new PrintStream(err, true));
-    try {
-      return new Object[] {Jobs.run(args), err.toString()};
-    } finally {
-      System.setErr(old);
-    }
-  }
-
   private static void assertUsageError(String expected, String... args) {
-    Object[] r = run(args);
-    assertEquals(2, r[0], "exit status of " + String.join(" ", args) + ": " + r[1]);
-    assertTrue(((String) r[1]).contains(expected), r[1].toString());
+    InProcessJobs.assertUsageError(expected, args);
   }
 
   @Test
@@ -80,8 +64,7 @@ class JobPathsTest {
 
     for (String dir : new String[] {modelDir, pipeDir}) {
       String out = tmp.resolve("scores-" + Path.of(dir).getFileName()).toString();
-      Object[] r = run("score", "--model", dir, "--data", TEST, "--output", out);
-      assertEquals(0, r[0], "score --model " + dir + ": " + r[1]);
+      InProcessJobs.ok("score", "--model", dir, "--data", TEST, "--output", out);
     }
     List<Row> a = spark.read().parquet(tmp.resolve("scores-model").toString()).orderBy("index")
         .select("index", "prediction").collectAsList();
@@ -89,8 +72,7 @@ class JobPathsTest {
         .select("index", "prediction").collectAsList();
     assertEquals(10_000, a.size());
     assertEquals(a, b, "the pipeline of the one model scores as the model");
-    Object[] e = run("evaluate", "--model", pipeDir, "--data", TEST, "--output", tmp.resolve("eval").toString());
-    assertEquals(0, e[0], "evaluate --model " + pipeDir + ": " + e[1]);
+    InProcessJobs.ok("evaluate", "--model", pipeDir, "--data", TEST, "--output", tmp.resolve("eval").toString());
 
     String none = tmp.resolve("nothing").toString();
     assertUsageError("--model " + none + " holds no saved model (", "score", "--model", none, "--data", TEST,
@@ -114,24 +96,22 @@ class JobPathsTest {
     Path run = tmp.resolve("run");
     String[] train = {"train", "--data", TEST, "--model", "softmax-regression", "--optimizer", "sgd", "--max-iter", "3",
         "--num-workers", "1", "--output", run.toString()};
-    Object[] first = run(train);
-    assertEquals(0, first[0], first[1].toString());
+    InProcessJobs.ok(train);
     java.nio.file.attribute.FileTime written = java.nio.file.Files.getLastModifiedTime(run.resolve("summary.json"));
     assertUsageError("--output " + run + " holds a model already (" + run.resolve("model")
         + "): give --overwrite to replace it", train);
     assertEquals(written, java.nio.file.Files.getLastModifiedTime(run.resolve("summary.json")), "nothing rewritten");
     String[] again = java.util.Arrays.copyOf(train, train.length + 1);
     again[train.length] = "--overwrite";
-    Object[] second = run(again);
-    assertEquals(0, second[0], second[1].toString());
+    InProcessJobs.ok(again);
 
     String out = tmp.resolve("scores").toString();
     String[] score = {"score", "--model", run.resolve("model").toString(), "--data", TEST, "--output", out};
-    assertEquals(0, run(score)[0]);
+    InProcessJobs.ok(score);
     assertUsageError("--output " + out + " exists already: give --overwrite to replace it", score);
     String[] replace = java.util.Arrays.copyOf(score, score.length + 1);
     replace[score.length] = "--overwrite";
-    assertEquals(0, run(replace)[0]);
+    InProcessJobs.ok(replace);
     assertEquals(10_000, spark.read().parquet(out).count());
   }
 }

@@ -1,0 +1,158 @@
+package dev.convspark.jobs;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.convspark.datasets.mnist.MnistArrays;
+import dev.convspark.ml.CnnClassifier;
+import java.awt.image.BufferedImage;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import javax.imageio.ImageIO;
+import org.apache.spark.ml.linalg.Vector;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.functions;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A table of encoded image files (Spark's {@code binaryFile} source, written to Parquet) is scored,
+ * evaluated and trained on as its image directory is: the same pixels, so the same probabilities,
+ * for gray and colour PNGs and JPEGs; a file that does not decode fails naming its path and the
+ * column, or with {@code --handle-invalid keep} is a row that says why; a column of raw pixel bytes
+ * is still read as the model's own binary input.
+ */
+class ImageTableTest {
+
+  private static final Path MNIST = MnistArrays.defaultDir().toAbsolutePath();
+  private static SparkSession spark;
+
+  @TempDir
+  Path tmp;
+
+  @BeforeAll
+  static void start() {
+    spark = SparkSession.builder().master("local[2]").config("spark.ui.enabled", "false").getOrCreate();
+    SparkSession.setActiveSession(spark);
+  }
+
+  @AfterAll
+  static void stop() {
+    spark.stop();
+    SparkSession.clearActiveSession();
+  }
+
+  /** MNIST test images {@code from..from+n} as files under {@code dir/LABEL/}, in turn gray PNG, colour PNG, gray JPEG. */
+  private static void writeImages(Path dir, MnistArrays test, int from, int n) throws IOException {
+    for (int i = from; i < from + n; i++) {
+      int kind = i % 3;
+      BufferedImage img = new BufferedImage(28, 28, kind == 1 ? BufferedImage.TYPE_INT_RGB : BufferedImage.TYPE_BYTE_GRAY);
+      for (int p = 0; p < 784; p++) {
+        int v = Math.round(test.images()[i * 784 + p] * 255);
+        if (kind == 1) {
+          // A tinted colour image: its luma is what the model reads.
+          img.setRGB(p % 28, p / 28, (v << 16) | ((255 - v) / 2 << 8) | (v / 3));
+        } else {
+          img.getRaster().setSample(p % 28, p / 28, 0, v);
+        }
+      }
+      Path label = dir.resolve(Integer.toString(test.labels()[i]));
+      Files.createDirectories(label);
+      String format = kind == 2 ? "jpeg" : "png";
+      assertTrue(ImageIO.write(img, format, label.resolve("img" + i + "." + format).toFile()));
+    }
+  }
+
+  /** The scores at {@code out}, by file name: probability and prediction. */
+  private static Map<String, Row> byFile(String out, String pathColumn) {
+    Map<String, Row> m = new HashMap<>();
+    for (Row r : spark.read().parquet(out).select(pathColumn, "probability", "prediction").collectAsList()) {
+      String p = r.getString(0);
+      m.put(p.substring(p.lastIndexOf('/') + 1), r);
+    }
+    return m;
+  }
+
+  private static void assertSameScores(Map<String, Row> a, Map<String, Row> b) {
+    assertEquals(a.keySet(), b.keySet());
+    for (String f : a.keySet()) {
+      assertArrayEquals(((Vector) a.get(f).get(1)).toArray(), ((Vector) b.get(f).get(1)).toArray(), 0.0, f);
+      assertEquals(a.get(f).getDouble(2), b.get(f).getDouble(2), f);
+    }
+  }
+
+  @Test
+  void aTableOfEncodedImagesScoresAsItsDirectoryAndABadFileIsNamed() throws Exception {
+    MnistArrays test = MnistArrays.load(MNIST, false);
+    Path dir = tmp.resolve("images");
+    writeImages(dir, test, 0, 30);
+    String model = tmp.resolve("model").toString();
+    new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setLearningRate(0.5).setKeepProb(1)
+        .setMaxIter(30).setNumWorkers(1).setSeed(4)
+        .fit(spark.read().format("idx").option("imageFormat", "vector")
+            .load(MNIST.resolve("train-images-idx3-ubyte").toString()).limit(1500))
+        .write().save(model);
+
+    // The table: each file's bytes in `content`, its path in `path`, its label from its folder's name.
+    String table = tmp.resolve("table.parquet").toString();
+    Dataset<Row> files = spark.read().format("binaryFile").option("recursiveFileLookup", true).load(dir.toString())
+        .withColumn("label", functions.regexp_extract(functions.col("path"), "/(\\d+)/[^/]+$", 1).cast("double"));
+    files.write().parquet(table);
+
+    InProcessJobs.ok("score", "--model", model, "--data", dir.toString(), "--output", tmp.resolve("dir").toString());
+    InProcessJobs.ok("score", "--model", model, "--data", table, "--features-col", "content", "--output",
+        tmp.resolve("table").toString());
+    Map<String, Row> fromDir = byFile(tmp.resolve("dir").toString(), "origin");
+    Map<String, Row> fromTable = byFile(tmp.resolve("table").toString(), "path");
+    assertEquals(30, fromTable.size());
+    assertSameScores(fromDir, fromTable);
+    assertTrue(List.of(spark.read().parquet(tmp.resolve("table").toString()).columns()).containsAll(
+        List.of("path", "label", "prediction", "probability")), "the table's own columns kept, the bytes dropped");
+
+    InProcessJobs.ok("evaluate", "--model", model, "--data", table, "--features-col", "content", "--output",
+        tmp.resolve("eval").toString());
+    assertTrue(Files.readString(tmp.resolve("eval/metrics.json")).contains("\"count\": 30"));
+    InProcessJobs.ok("train", "--data", table, "--features-col", "content", "--model", "softmax-regression",
+        "--max-iter", "2", "--batch-size", "10", "--num-workers", "1", "--output", tmp.resolve("run").toString());
+
+    // The same pixels as raw bytes (the model's own binary input) score alike.
+    String raw = tmp.resolve("raw.parquet").toString();
+    spark.read().format("idx").load(MNIST.resolve("t10k-images-idx3-ubyte").toString()).limit(5)
+        .select(functions.col("index"), functions.col("image.data").as("pixels")).write().parquet(raw);
+    InProcessJobs.ok("score", "--model", model, "--data", raw, "--features-col", "pixels", "--output",
+        tmp.resolve("raw-scores").toString());
+    assertEquals(5, spark.read().parquet(tmp.resolve("raw-scores").toString()).count());
+
+    // A file that is not an image fails the job naming it and the column, or is kept saying why.
+    Files.writeString(dir.resolve("7/broken.png"), "not a picture");
+    String withBroken = tmp.resolve("broken.parquet").toString();
+    spark.read().format("binaryFile").option("recursiveFileLookup", true).load(dir.toString()).write()
+        .parquet(withBroken);
+    InProcessJobs.assertFails(1, "broken.png (column 'content') could not be decoded (13 bytes, not a PNG, JPEG, GIF"
+        + " or BMP file", "score", "--model", model, "--data", withBroken, "--features-col", "content", "--output",
+        tmp.resolve("fails").toString());
+    InProcessJobs.ok("score", "--model", model, "--data", withBroken, "--features-col", "content", "--output",
+        tmp.resolve("kept").toString(), "--handle-invalid", "keep");
+    for (Row r : spark.read().parquet(tmp.resolve("kept").toString()).select("path", "prediction", "error")
+        .collectAsList()) {
+      if (r.getString(0).endsWith("broken.png")) {
+        assertNull(r.get(1));
+        assertTrue(r.getString(2).contains("could not be decoded"), r.getString(2));
+      } else {
+        assertNotNull(r.get(1));
+        assertNull(r.get(2), r.getString(0));
+      }
+    }
+  }
+}
