@@ -19,12 +19,8 @@ import javax.imageio.ImageIO;
 import org.apache.spark.ml.linalg.Vector;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
-import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.functions;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 
 /**
  * A table of encoded image files (Spark's {@code binaryFile} source, written to Parquet) is scored,
@@ -33,26 +29,9 @@ import org.junit.jupiter.api.io.TempDir;
  * column, or with {@code --handle-invalid keep} is a row that says why; a column of raw pixel bytes
  * is still read as the model's own binary input.
  */
-class ImageTableTest {
+class ImageTableTest extends OnLocalSession {
 
   private static final Path MNIST = MnistArrays.defaultDir().toAbsolutePath();
-  private static SparkSession spark;
-
-  @TempDir
-  Path tmp;
-
-  @BeforeAll
-  static void start() {
-    spark = SparkSession.builder().master("local[2]").config("spark.ui.enabled", "false").getOrCreate();
-    SparkSession.setActiveSession(spark);
-  }
-
-  @AfterAll
-  static void stop() {
-    spark.stop();
-    SparkSession.clearActiveSession();
-  }
-
   /** MNIST test images {@code from..from+n} as files under {@code dir/LABEL/}, in turn gray PNG, colour PNG, gray JPEG. */
   private static void writeImages(Path dir, MnistArrays test, int from, int n) throws IOException {
     for (int i = from; i < from + n; i++) {

@@ -5,11 +5,25 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
+import org.apache.spark.sql.SparkSession;
 
 /** The jobs run in the test's JVM (on its active Spark session, if any), stderr captured. */
 final class InProcessJobs {
 
   private InProcessJobs() {
+  }
+
+  /** A local session made the active one, which the jobs then run on. */
+  static SparkSession startSession() {
+    SparkSession spark = SparkSession.builder().master("local[2]").config("spark.ui.enabled", "false").getOrCreate();
+    SparkSession.setActiveSession(spark);
+    return spark;
+  }
+
+  /** Stops {@code spark}, so that a later test class starts a session of its own. */
+  static void stopSession(SparkSession spark) {
+    spark.stop();
+    SparkSession.clearActiveSession();
   }
 
   /** A job's exit status and what it printed on stderr. */

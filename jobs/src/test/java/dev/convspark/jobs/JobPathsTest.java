@@ -14,11 +14,7 @@ import org.apache.spark.ml.PipelineStage;
 import org.apache.spark.ml.feature.SQLTransformer;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
-import org.apache.spark.sql.SparkSession;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The jobs' paths. {@code --model}: a saved model and a saved pipeline of that one model score
@@ -26,26 +22,10 @@ import org.junit.jupiter.api.io.TempDir;
  * that name the flag and say what the folder holds. {@code --output}: what an earlier run wrote is
  * replaced only with {@code --overwrite}, and train says so before it trains.
  */
-class JobPathsTest {
+class JobPathsTest extends OnLocalSession {
 
   private static final String TEST = MnistArrays.defaultDir().resolve("t10k-images-idx3-ubyte").toAbsolutePath()
       .toString();
-  private static SparkSession spark;
-
-  @TempDir
-  Path tmp;
-
-  @BeforeAll
-  static void start() {
-    spark = SparkSession.builder().master("local[2]").config("spark.ui.enabled", "false").getOrCreate();
-    SparkSession.setActiveSession(spark);
-  }
-
-  @AfterAll
-  static void stop() {
-    spark.stop();
-    SparkSession.clearActiveSession();
-  }
 
   private static void assertUsageError(String expected, String... args) {
     InProcessJobs.assertUsageError(expected, args);
