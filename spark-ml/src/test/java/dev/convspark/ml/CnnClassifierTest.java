@@ -554,7 +554,7 @@ class CnnClassifierTest {
     assertTrue(m.contains("label column 'digit' holds a null"), m);
     m = assertThrows(IllegalArgumentException.class, () -> model.evaluate(some.withColumn("digit",
         org.apache.spark.sql.functions.lit("seven")))).getMessage();
-    assertTrue(m.contains("label column 'digit' has type string"), m);
+    assertTrue(m.contains("label column 'digit' has type string") && m.contains("StringIndexer"), m);
     m = assertThrows(IllegalArgumentException.class, () -> model.setLabelCol("label").evaluate(some)).getMessage();
     assertTrue(m.contains("label column 'label' does not exist"), m);
     m = assertThrows(IllegalArgumentException.class, () -> model.setLabelCol("digit").evaluate(some.limit(0)))

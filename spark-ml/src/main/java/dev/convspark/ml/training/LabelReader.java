@@ -38,7 +38,8 @@ public final class LabelReader implements Serializable {
     DataType t = schema.apply(column).dataType();
     if (!(t instanceof NumericType)) {
       throw new IllegalArgumentException("label column '" + column + "' has type " + t.simpleString()
-          + "; expected a numeric type holding 0-based class indices");
+          + "; expected a numeric type holding 0-based class indices" + (t.equals(DataTypes.StringType)
+          ? " (MLlib's StringIndexer turns string labels into them)" : ""));
     }
     return new LabelReader(column, t, classes);
   }
