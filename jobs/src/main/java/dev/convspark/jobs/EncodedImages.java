@@ -1,5 +1,6 @@
 package dev.convspark.jobs;
 
+import dev.convspark.ml.training.FeatureReader;
 import java.awt.color.ColorSpace;
 import java.awt.image.BufferedImage;
 import java.awt.image.Raster;
@@ -35,35 +36,6 @@ final class EncodedImages {
   private EncodedImages() {
   }
 
-  /** The formats told by their first bytes, as ImageIO reads them. */
-  static String format(byte[] b) {
-    if (b == null) {
-      return null;
-    }
-    if (starts(b, 0x89, 'P', 'N', 'G')) {
-      return "PNG";
-    }
-    if (starts(b, 0xff, 0xd8, 0xff)) {
-      return "JPEG";
-    }
-    if (starts(b, 'G', 'I', 'F', '8')) {
-      return "GIF";
-    }
-    return starts(b, 'B', 'M') ? "BMP" : null;
-  }
-
-  private static boolean starts(byte[] b, int... prefix) {
-    if (b.length < prefix.length) {
-      return false;
-    }
-    for (int i = 0; i < prefix.length; i++) {
-      if ((b[i] & 0xff) != prefix[i]) {
-        return false;
-      }
-    }
-    return true;
-  }
-
   /**
    * Whether {@code column} (binary) holds encoded images rather than the model's own binary input
    * ({@code size} unsigned bytes or {@code 4 * size} bytes of float32, in its declared shape): its
@@ -76,7 +48,7 @@ final class EncodedImages {
       return false;
     }
     byte[] b = (byte[]) first.get(0).get(0);
-    return format(b) != null || (b.length != size && b.length != 4L * size);
+    return FeatureReader.encodedImageFormat(b) != null || (b.length != size && b.length != 4L * size);
   }
 
   /**

@@ -127,7 +127,7 @@ class BadInputTest {
   }
 
   @Test
-  void binaryFeaturesInTheDeclaredShapeScoreLikeTheirVectors() {
+  void binaryFeaturesInTheDeclaredShapeScoreLikeTheirVectors() throws java.io.IOException {
     Dataset<Row> data = rows(40, null);
     CnnClassificationModel m = classifier().fit(data);
     org.apache.spark.sql.api.java.UDF1<org.apache.spark.ml.linalg.Vector, byte[]> toFloat32 = v -> {
@@ -145,7 +145,14 @@ class BadInputTest {
     Dataset<Row> wrong = binary.withColumn("bytes", org.apache.spark.sql.functions.lit(new byte[10]));
     String msg = Failures.messages(assertThrows(Exception.class, () -> m.transform(wrong).collect()));
     assertTrue(msg.contains("features column 'bytes' holds 10 bytes in a row, but the model's input needs 16"
-        + " (unsigned bytes) or 64 (float32)"), msg);
+        + " (unsigned bytes) or 64 (float32)") && !msg.contains("file"), msg);
+    // An encoded image file (a table from Spark's binaryFile source) is told apart by its first bytes.
+    java.io.ByteArrayOutputStream png = new java.io.ByteArrayOutputStream();
+    javax.imageio.ImageIO.write(new java.awt.image.BufferedImage(4, 4, java.awt.image.BufferedImage.TYPE_BYTE_GRAY),
+        "png", png);
+    Dataset<Row> file = binary.withColumn("bytes", org.apache.spark.sql.functions.lit(png.toByteArray()));
+    msg = Failures.messages(assertThrows(Exception.class, () -> m.transform(file).collect()));
+    assertTrue(msg.contains("; they are a PNG file: decode it first (Spark's image source reads image files"), msg);
   }
 
   @Test

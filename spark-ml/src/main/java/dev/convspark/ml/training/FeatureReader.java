@@ -168,10 +168,44 @@ public final class FeatureReader implements Serializable {
     } else if (data.length == 4L * size) {
       java.nio.ByteBuffer.wrap(data).order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(dst, offset, size);
     } else {
+      String encoded = encodedImageFormat(data);
       throw new IllegalArgumentException("features column '" + column + "' holds " + data.length
           + " bytes in a row, but the model's input needs " + size + " (unsigned bytes) or " + 4L * size
-          + " (float32)");
+          + " (float32)" + (encoded == null ? "" : "; they are a " + encoded + " file: decode it first (Spark's image"
+          + " source reads image files; the score job decodes a binaryFile table's content)"));
     }
+  }
+
+  /**
+   * The image format whose file {@code b} starts as (PNG, JPEG, GIF or BMP, by their first bytes),
+   * or null: what tells an encoded image file from a sample's own bytes.
+   */
+  public static String encodedImageFormat(byte[] b) {
+    if (b == null) {
+      return null;
+    }
+    if (startsWith(b, 0x89, 'P', 'N', 'G')) {
+      return "PNG";
+    }
+    if (startsWith(b, 0xff, 0xd8, 0xff)) {
+      return "JPEG";
+    }
+    if (startsWith(b, 'G', 'I', 'F', '8')) {
+      return "GIF";
+    }
+    return startsWith(b, 'B', 'M') ? "BMP" : null;
+  }
+
+  private static boolean startsWith(byte[] b, int... prefix) {
+    if (b.length < prefix.length) {
+      return false;
+    }
+    for (int i = 0; i < prefix.length; i++) {
+      if ((b[i] & 0xff) != prefix[i]) {
+        return false;
+      }
+    }
+    return true;
   }
 
   private void checkFinite(float[] dst, int offset) {
