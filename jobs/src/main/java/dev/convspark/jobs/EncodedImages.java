@@ -24,9 +24,10 @@ import org.apache.spark.sql.types.StructType;
 
 /**
  * A table's column of encoded image files (PNG, JPEG, GIF or BMP bytes, as Spark's
- * {@code binaryFile} source reads them into {@code content}) turned into the model's grayscale
- * input, as {@link JobData} turns an image directory: 1-channel images as they are, colour ones to
- * luma (0.299 R + 0.587 G + 0.114 B), values in [0, 1]. An image that cannot be decoded, or of
+ * {@code binaryFile} source reads them into {@code content}) turned into the model's input, as
+ * {@link JobData} turns an image directory: for a 1-channel model gray images as they are and
+ * colour ones as luma (0.299 R + 0.587 G + 0.114 B), for a 3-channel one blue, green, red; values
+ * in [0, 1]. An image that cannot be decoded, or of
  * another size than the model's input, fails naming the column and the row's {@code path} where the
  * table has one; with {@code --handle-invalid keep} it is a row whose {@link JobData#ERROR} says
  * why.
@@ -59,19 +60,16 @@ final class EncodedImages {
    */
   static Dataset<Row> decode(Dataset<Row> d, String column, String pathColumn, int h, int w, int c,
                              boolean keepInvalid) {
-    if (c != 1) {
-      throw new UsageException("image tables are read as grayscale images, but the model's input is not one channel"
-          + " of h x w pixels");
-    }
+    JobData.checkImageInput("image tables", c);
     Column path = pathColumn == null ? functions.lit(null).cast(DataTypes.StringType) : functions.col(pathColumn);
     // One decode a row: the pixels and the reason together, taken apart by a second projection.
     StructType result = new StructType().add("pixels", SQLDataTypes.VectorType()).add("problem", DataTypes.StringType);
     UserDefinedFunction decoder = functions.udf((UDF2<byte[], String, Row>) (bytes, origin) -> {
-      Decoded r = decode(bytes, describe(column, origin), h, w);
+      Decoded r = decode(bytes, describe(column, origin), h, w, c);
       if (r.problem() != null && !keepInvalid) {
         throw new IllegalArgumentException(r.problem());
       }
-      return RowFactory.create(Vectors.dense(r.problem() == null ? r.pixels() : new double[h * w]), r.problem());
+      return RowFactory.create(Vectors.dense(r.problem() == null ? r.pixels() : new double[h * w * c]), r.problem());
     }, result);
     String tmp = "__decoded";
     Dataset<Row> withDecoded = d.withColumn(tmp, decoder.apply(functions.col(column), path));
@@ -93,8 +91,11 @@ final class EncodedImages {
   record Decoded(double[] pixels, String problem) {
   }
 
-  /** Decodes {@code bytes} ({@code what}, for messages) into {@code h * w} grayscale values in [0, 1]. */
-  static Decoded decode(byte[] bytes, String what, int h, int w) {
+  /**
+   * Decodes {@code bytes} ({@code what}, for messages) into the model's {@code h x w x c} input,
+   * as {@link JobData#pixels} turns an image struct into it.
+   */
+  static Decoded decode(byte[] bytes, String what, int h, int w, int c) {
     if (bytes == null) {
       return new Decoded(null, what + " is null");
     }
@@ -112,24 +113,21 @@ final class EncodedImages {
       return new Decoded(null, what + " is " + img.getWidth() + "x" + img.getHeight() + " pixels, but the model reads "
           + w + "x" + h + "; resize the images first");
     }
-    double[] out = new double[h * w];
+    double[] out = new double[h * w * c];
     Raster raster = img.getRaster();
     if (img.getColorModel().getColorSpace().getType() == ColorSpace.TYPE_GRAY && raster.getNumBands() == 1) {
       // Gray samples as they are (Spark's image source does the same), more than 8 bits scaled to 8.
       int shift = Math.max(0, raster.getSampleModel().getSampleSize(0) - 8);
       for (int y = 0; y < h; y++) {
         for (int x = 0; x < w; x++) {
-          out[y * w + x] = ((raster.getSample(x, y, 0) >> shift) & 0xff) / 255.0;
+          JobData.putGray(out, y * w + x, c, (raster.getSample(x, y, 0) >> shift) & 0xff);
         }
       }
     } else {
       for (int y = 0; y < h; y++) {
         for (int x = 0; x < w; x++) {
           int rgb = img.getRGB(x, y);
-          int r = (rgb >> 16) & 0xff;
-          int g = (rgb >> 8) & 0xff;
-          int b = rgb & 0xff;
-          out[y * w + x] = (0.299 * r + 0.587 * g + 0.114 * b) / 255.0;
+          JobData.putColour(out, y * w + x, c, rgb & 0xff, (rgb >> 8) & 0xff, (rgb >> 16) & 0xff);
         }
       }
     }

@@ -23,8 +23,9 @@ import org.apache.spark.sql.types.DataTypes;
  * Reads the jobs' inputs: IDX files (the {@code idx} source, features as a vector), a Parquet
  * table (its features column as it is, or, where it holds encoded image files, decoded by
  * {@link EncodedImages}), or a directory of PNG/JPEG images (Spark's {@code image} source). Images are turned
- * into the model's grayscale input: 1-channel images are used as they are, 3- and 4-channel
- * (BGR, BGRA) ones are converted to luma (0.299 R + 0.587 G + 0.114 B); an image of another size
+ * into the model's input ({@link #pixels}): for one channel, 1-channel images as they are and 3-
+ * and 4-channel (BGR, BGRA) ones as luma (0.299 R + 0.587 G + 0.114 B); for three, blue, green,
+ * red; an image of another size
  * than the model's input is refused, naming the file, and so is a file that Spark's image source
  * cannot decode (never dropped in silence). Scoring can keep such files instead, as rows whose
  * {@link #ERROR} column says why ({@code score --handle-invalid keep}). Labels of an image
@@ -121,15 +122,12 @@ final class JobData {
   }
 
   private static Dataset<Row> images(SparkSession spark, String path, int h, int w, int c, boolean keepInvalid) {
-    if (c != 1) {
-      throw new UsageException("image directories are read as grayscale square images, but the model's input is not"
-          + " one channel of h x w pixels");
-    }
+    checkImageInput("image directories", c);
     // Spark's image source keeps a file it cannot decode as a row of height -1 (dropInvalid false).
     Dataset<Row> d = spark.read().format("image").option("dropInvalid", false).option("recursiveFileLookup", true)
         .load(path);
     UserDefinedFunction toInput = functions.udf((UDF1<Row, org.apache.spark.ml.linalg.Vector>) img ->
-        keepInvalid && problem(img, h, w) != null ? Vectors.zeros(h * w) : Vectors.dense(gray(img, h, w)),
+        keepInvalid && problem(img, h, w) != null ? Vectors.zeros(h * w * c) : Vectors.dense(pixels(img, h, w, c)),
         SQLDataTypes.VectorType());
     Column origin = functions.col("image.origin");
     Column digits = functions.regexp_extract(origin, "/(\\d+)/[^/]+$", 1);
@@ -144,7 +142,7 @@ final class JobData {
     return d.select(cols.toArray(new Column[0]));
   }
 
-  /** Why {@code img} cannot be the model's {@code h x w} grayscale input, or null when it can. */
+  /** Why {@code img} cannot be the model's {@code h x w} input, or null when it can. */
   static String problem(Row img, int h, int w) {
     String origin = img.getAs("origin");
     int ih = img.<Integer>getAs("height");
@@ -164,27 +162,55 @@ final class JobData {
     return null;
   }
 
-  /** One image struct as {@code h * w} grayscale values in [0, 1]. */
-  static double[] gray(Row img, int h, int w) {
+  /**
+   * One image struct as the model's {@code h x w x c} input, values in [0, 1]: with one channel
+   * gray (colour images as luma), with three blue, green, red (the order of Spark's image struct,
+   * so that a model trained on Spark's {@code image} rows reads the same images alike; gray images
+   * in all three).
+   */
+  static double[] pixels(Row img, int h, int w, int c) {
     String problem = problem(img, h, w);
     if (problem != null) {
       throw new IllegalArgumentException(problem);
     }
     int ch = img.<Integer>getAs("nChannels");
     byte[] data = img.getAs("data");
-    double[] out = new double[h * w];
-    for (int i = 0; i < out.length; i++) {
+    double[] out = new double[h * w * c];
+    for (int i = 0; i < h * w; i++) {
       if (ch == 1) {
-        out[i] = (data[i] & 0xff) / 255.0;
+        putGray(out, i, c, data[i] & 0xff);
       } else {
         // Spark's image source stores BGR(A).
-        int b = data[i * ch] & 0xff;
-        int g = data[i * ch + 1] & 0xff;
-        int r = data[i * ch + 2] & 0xff;
-        out[i] = (0.299 * r + 0.587 * g + 0.114 * b) / 255.0;
+        putColour(out, i, c, data[i * ch] & 0xff, data[i * ch + 1] & 0xff, data[i * ch + 2] & 0xff);
       }
     }
     return out;
+  }
+
+  /** Pixel {@code i} of a gray image, value {@code v} (0 to 255), into {@code out} of {@code c} channels. */
+  static void putGray(double[] out, int i, int c, int v) {
+    for (int k = 0; k < c; k++) {
+      out[i * c + k] = v / 255.0;
+    }
+  }
+
+  /** Pixel {@code i} of a colour image into {@code out}: its luma with one channel, else blue, green, red. */
+  static void putColour(double[] out, int i, int c, int b, int g, int r) {
+    if (c == 1) {
+      out[i] = (0.299 * r + 0.587 * g + 0.114 * b) / 255.0;
+    } else {
+      out[i * 3] = b / 255.0;
+      out[i * 3 + 1] = g / 255.0;
+      out[i * 3 + 2] = r / 255.0;
+    }
+  }
+
+  /** The model's input channels as images give them (1 or 3), or a usage error for another input. */
+  static void checkImageInput(String what, int c) {
+    if (c != 1 && c != 3) {
+      throw new UsageException(what + " are read as h x w images of 1 channel (gray) or 3 (blue, green, red), but the"
+          + " model's input is " + (c == 0 ? "not an image" : c + " channels"));
+    }
   }
 
   /** The format name as given, checked. */

@@ -134,4 +134,51 @@ class ImageTableTest extends OnLocalSession {
       }
     }
   }
+
+  @Test
+  void aColourModelReadsBlueGreenRedAsSparksImageStructHoldsThem() throws Exception {
+    // Two classes a gray picture cannot tell apart: a dim red half beside a blue half of the same
+    // luma (0.299 x 97 = 0.114 x 255), red on the left for class 0 and on the right for class 1.
+    Path dir = tmp.resolve("colour");
+    java.util.Random rnd = new java.util.Random(9);
+    for (int i = 0; i < 80; i++) {
+      int label = i % 2;
+      BufferedImage img = new BufferedImage(8, 8, BufferedImage.TYPE_INT_RGB);
+      for (int y = 0; y < 8; y++) {
+        for (int x = 0; x < 8; x++) {
+          boolean red = (x < 4) == (label == 0);
+          int jitter = rnd.nextInt(9) - 4;
+          img.setRGB(x, y, red ? (97 + jitter) << 16 : 251 + jitter);
+        }
+      }
+      Files.createDirectories(dir.resolve(Integer.toString(label)));
+      assertTrue(ImageIO.write(img, "png", dir.resolve(label + "/c" + i + ".png").toFile()));
+    }
+    String spec = "in8x8x3-conv3x3x4-relu-pool2-dense2";
+    Path run = tmp.resolve("colour-run");
+    InProcessJobs.ok("train", "--data", dir.toString(), "--model", spec, "--max-iter", "60", "--batch-size", "20",
+        "--learning-rate", "0.01", "--num-workers", "1", "--seed", "2", "--output", run.toString());
+    InProcessJobs.ok("evaluate", "--model", run.resolve("model").toString(), "--data", dir.toString(), "--output",
+        tmp.resolve("colour-eval").toString());
+    String metrics = Files.readString(tmp.resolve("colour-eval/metrics.json"));
+    java.util.regex.Matcher acc = java.util.regex.Pattern.compile("\"accuracy\": ([0-9.]+)").matcher(metrics);
+    assertTrue(acc.find() && Double.parseDouble(acc.group(1)) >= 0.95, "colour reaches the model: " + metrics);
+
+    // The job's route, a table of the same files, and the model on Spark's image rows score alike.
+    String table = tmp.resolve("colour.parquet").toString();
+    spark.read().format("binaryFile").option("recursiveFileLookup", true).load(dir.toString()).write().parquet(table);
+    String model = run.resolve("model").toString();
+    InProcessJobs.ok("score", "--model", model, "--data", dir.toString(), "--output", tmp.resolve("c-dir").toString());
+    InProcessJobs.ok("score", "--model", model, "--data", table, "--features-col", "content", "--output",
+        tmp.resolve("c-table").toString());
+    Map<String, Row> fromDir = byFile(tmp.resolve("c-dir").toString(), "origin");
+    assertSameScores(fromDir, byFile(tmp.resolve("c-table").toString(), "path"));
+    String structs = tmp.resolve("c-structs").toString();
+    dev.convspark.ml.CnnClassificationModel.load(model).setFeaturesCol("image")
+        .transform(spark.read().format("image").option("recursiveFileLookup", true).load(dir.toString()))
+        .select(functions.col("image.origin").as("origin"), functions.col("probability"), functions.col("prediction"))
+        .write().parquet(structs);
+    assertSameScores(fromDir, byFile(structs, "origin"));
+  }
 }
+
