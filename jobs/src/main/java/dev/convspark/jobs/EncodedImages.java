@@ -27,10 +27,9 @@ import org.apache.spark.sql.types.StructType;
  * {@code binaryFile} source reads them into {@code content}) turned into the model's input, as
  * {@link JobData} turns an image directory: for a 1-channel model gray images as they are and
  * colour ones as luma (0.299 R + 0.587 G + 0.114 B), for a 3-channel one blue, green, red; values
- * in [0, 1]. An image that cannot be decoded, or of
- * another size than the model's input, fails naming the column and the row's {@code path} where the
- * table has one; with {@code --handle-invalid keep} it is a row whose {@link JobData#ERROR} says
- * why.
+ * in [0, 1]. An image that cannot be decoded, or of another size than the model's input, fails
+ * naming the column and the row's {@code path} where the table has one; with
+ * {@code --handle-invalid keep} it is a row whose {@link JobData#ERROR} says why.
  */
 final class EncodedImages {
 
@@ -53,7 +52,7 @@ final class EncodedImages {
   }
 
   /**
-   * {@code d} with {@code column} decoded in place into a vector of {@code h * w} values; with
+   * {@code d} with {@code column} decoded in place into a vector of {@code h * w * c} values; with
    * {@code keepInvalid} a column {@link JobData#ERROR} too.
    *
    * @param pathColumn the column naming each row's file in messages, or null
