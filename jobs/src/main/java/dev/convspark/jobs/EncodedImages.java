@@ -52,23 +52,23 @@ final class EncodedImages {
   }
 
   /**
-   * {@code d} with {@code column} decoded in place into a vector of {@code h * w * c} values; with
+   * {@code d} with {@code column} decoded in place into a vector of the model's input; with
    * {@code keepInvalid} a column {@link JobData#ERROR} too.
    *
    * @param pathColumn the column naming each row's file in messages, or null
    */
-  static Dataset<Row> decode(Dataset<Row> d, String column, String pathColumn, int h, int w, int c,
+  static Dataset<Row> decode(Dataset<Row> d, String column, String pathColumn, ImageInput in,
                              boolean keepInvalid) {
-    JobData.checkImageInput("image tables", c);
+    in.check("image tables");
     Column path = pathColumn == null ? functions.lit(null).cast(DataTypes.StringType) : functions.col(pathColumn);
     // One decode a row: the pixels and the reason together, taken apart by a second projection.
     StructType result = new StructType().add("pixels", SQLDataTypes.VectorType()).add("problem", DataTypes.StringType);
     UserDefinedFunction decoder = functions.udf((UDF2<byte[], String, Row>) (bytes, origin) -> {
-      Decoded r = decode(bytes, describe(column, origin), h, w, c);
+      Decoded r = decode(bytes, describe(column, origin), in);
       if (r.problem() != null && !keepInvalid) {
         throw new IllegalArgumentException(r.problem());
       }
-      return RowFactory.create(Vectors.dense(r.problem() == null ? r.pixels() : new double[h * w * c]), r.problem());
+      return RowFactory.create(Vectors.dense(r.problem() == null ? r.pixels() : new double[in.size()]), r.problem());
     }, result);
     String tmp = "__decoded";
     Dataset<Row> withDecoded = d.withColumn(tmp, decoder.apply(functions.col(column), path));
@@ -86,15 +86,15 @@ final class EncodedImages {
     return origin == null ? "an image of column '" + column + "'" : "image " + origin + " (column '" + column + "')";
   }
 
-  /** The pixels of one image, or why it cannot be the model's {@code h x w} input. */
+  /** The pixels of one image, or why it cannot be the model's input. */
   record Decoded(double[] pixels, String problem) {
   }
 
   /**
-   * Decodes {@code bytes} ({@code what}, for messages) into the model's {@code h x w x c} input,
-   * as {@link JobData#pixels} turns an image struct into it.
+   * Decodes {@code bytes} ({@code what}, for messages) into the model's input {@code in}, as
+   * {@link JobData#pixels} turns an image struct into it.
    */
-  static Decoded decode(byte[] bytes, String what, int h, int w, int c) {
+  static Decoded decode(byte[] bytes, String what, ImageInput in) {
     if (bytes == null) {
       return new Decoded(null, what + " is null");
     }
@@ -108,28 +108,30 @@ final class EncodedImages {
       return new Decoded(null, what + " could not be decoded (" + bytes.length + " bytes, not a PNG, JPEG, GIF or BMP"
           + " file ImageIO reads, or a truncated one)");
     }
-    if (img.getHeight() != h || img.getWidth() != w) {
-      return new Decoded(null, what + " is " + img.getWidth() + "x" + img.getHeight() + " pixels, but the model reads "
-          + w + "x" + h + "; resize the images first");
+    int ih = img.getHeight();
+    int iw = img.getWidth();
+    String problem = in.sizeProblem(what, iw, ih);
+    if (problem != null) {
+      return new Decoded(null, problem);
     }
-    double[] out = new double[h * w * c];
+    double[] src = new double[ih * iw * in.c()];
     Raster raster = img.getRaster();
     if (img.getColorModel().getColorSpace().getType() == ColorSpace.TYPE_GRAY && raster.getNumBands() == 1) {
       // Gray samples as they are (Spark's image source does the same), more than 8 bits scaled to 8.
       int shift = Math.max(0, raster.getSampleModel().getSampleSize(0) - 8);
-      for (int y = 0; y < h; y++) {
-        for (int x = 0; x < w; x++) {
-          JobData.putGray(out, y * w + x, c, (raster.getSample(x, y, 0) >> shift) & 0xff);
+      for (int y = 0; y < ih; y++) {
+        for (int x = 0; x < iw; x++) {
+          in.putGray(src, y * iw + x, (raster.getSample(x, y, 0) >> shift) & 0xff);
         }
       }
     } else {
-      for (int y = 0; y < h; y++) {
-        for (int x = 0; x < w; x++) {
+      for (int y = 0; y < ih; y++) {
+        for (int x = 0; x < iw; x++) {
           int rgb = img.getRGB(x, y);
-          JobData.putColour(out, y * w + x, c, rgb & 0xff, (rgb >> 8) & 0xff, (rgb >> 16) & 0xff);
+          in.putColour(src, y * iw + x, rgb & 0xff, (rgb >> 8) & 0xff, (rgb >> 16) & 0xff);
         }
       }
     }
-    return new Decoded(out, null);
+    return new Decoded(in.fit(src, ih, iw), null);
   }
 }

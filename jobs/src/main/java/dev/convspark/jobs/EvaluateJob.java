@@ -30,19 +30,21 @@ final class EvaluateJob {
 
   static String usage() {
     return "usage: evaluate --model DIR --data PATH [--format auto|idx|parquet|image] [--label-col label]\n"
-        + "                [--features-col features] [--output DIR] [--max-images 48]\n"
+        + "                [--features-col features] [--output DIR] [--max-images 48] [--resize]\n"
         + "  Scores the labelled data with the model saved by train (CnnClassificationModel.save, or a\n"
         + "  PipelineModel's save where its one stage is that model) and\n"
         + "  prints accuracy, per-class precision and recall and the confusion matrix (rows: true class,\n"
         + "  columns: predicted); writes metrics.json, confusion.png and misclassified.png (up to\n"
         + "  --max-images misclassified images, each captioned with its true and predicted class) under\n"
-        + "  --output (default data/evaluation).\n";
+        + "  --output (default data/evaluation). --resize scales images of another size than the model's\n"
+        + "  input to it (without it they are refused).\n";
   }
 
   static int run(String[] args) throws IOException {
     String modelPath = null;
     String data = null;
     String format = "auto";
+    boolean resize = false;
     String labelCol = "label";
     String featuresCol = "features";
     Path out = Path.of("data/evaluation");
@@ -53,6 +55,7 @@ final class EvaluateJob {
         case "--model" -> modelPath = Args.value(args, ++i, a);
         case "--data" -> data = Args.value(args, ++i, a);
         case "--format" -> format = JobData.format(Args.value(args, ++i, a));
+        case "--resize" -> resize = true;
         case "--label-col" -> labelCol = Args.value(args, ++i, a);
         case "--features-col" -> featuresCol = Args.value(args, ++i, a);
         case "--output" -> out = Path.of(Args.value(args, ++i, a));
@@ -70,7 +73,7 @@ final class EvaluateJob {
     SparkSession spark = Jobs.session("convspark evaluate");
     CnnClassificationModel model = JobModel.load(spark, "--model", modelPath);
     Shape in = ModelSpec.parse(model.getOrDefault(model.model())).inputShape();
-    JobData.Input input = JobData.load(spark, data, format, featuresCol, in);
+    JobData.Input input = JobData.load(spark, data, format, featuresCol, in, false, resize);
     Dataset<Row> d = input.rows();
     if (!List.of(d.columns()).contains(labelCol)) {
       throw new UsageException("the data has no label column '" + labelCol + "' (columns: " + String.join(", ", d.columns())

@@ -27,19 +27,20 @@ final class ScoreJob {
   static String usage() {
     return "usage: score --model DIR --data PATH --output PATH [--format auto|idx|parquet|image]\n"
         + "             [--output-format parquet|csv] [--features-col features] [--handle-invalid error|keep]\n"
-        + "             [--overwrite]\n"
+        + "             [--overwrite] [--resize]\n"
         + "  --model: the model saved by train (CnnClassificationModel.save, or a PipelineModel's save\n"
         + "  where its one stage is that model).\n"
         + "  Writes the input's columns (without the features) plus prediction (the 0-based class, a\n"
         + "  double) and probability (a vector in Parquet; in CSV the probabilities joined by ';').\n"
         + "  Image directories: for a 1-channel model gray images are used as they are, colour ones\n"
-        + "  converted to grayscale; a 3-channel model reads blue, green, red. An image that cannot be scored (not decodable, another size than the model's\n"
-        + "  input, another number of channels) fails the job naming the file (--handle-invalid error, the\n"
-        + "  default), or with --handle-invalid keep is a row whose prediction and probability are null\n"
-        + "  and whose error column says why; the last line counts those rows. A Parquet table's binary\n"
+        + "  converted to grayscale; a 3-channel model reads blue, green, red; --resize scales images of\n"
+        + "  another size to the model's input (each axis on its own). A Parquet table's binary\n"
         + "  --features-col of encoded image files (binaryFile's content) is decoded as a directory's\n"
-        + "  images are, each named by its path column. IDX and Parquet inputs\n"
-        + "  fail naming the file or the column.\n";
+        + "  images are, each named by its path column. An image that cannot be scored (not decodable,\n"
+        + "  another size than the model's input without --resize, another number of channels) fails the\n"
+        + "  job naming the file (--handle-invalid error, the default), or with --handle-invalid keep is a\n"
+        + "  row whose prediction and probability are null and whose error column says why; the last line\n"
+        + "  counts those rows. IDX and Parquet inputs fail naming the file or the column.\n";
   }
 
   static int run(String[] args) throws IOException {
@@ -47,6 +48,7 @@ final class ScoreJob {
     String data = null;
     String output = null;
     String format = "auto";
+    boolean resize = false;
     String outFormat = "parquet";
     String featuresCol = "features";
     boolean overwrite = false;
@@ -58,6 +60,7 @@ final class ScoreJob {
         case "--data" -> data = Args.value(args, ++i, a);
         case "--output" -> output = Args.value(args, ++i, a);
         case "--format" -> format = JobData.format(Args.value(args, ++i, a));
+        case "--resize" -> resize = true;
         case "--output-format" -> {
           outFormat = Args.value(args, ++i, a).toLowerCase(Locale.ROOT);
           if (!outFormat.equals("parquet") && !outFormat.equals("csv")) {
@@ -91,7 +94,7 @@ final class ScoreJob {
     }
     CnnClassificationModel model = JobModel.load(spark, "--model", modelPath);
     Shape in = ModelSpec.parse(model.getOrDefault(model.model())).inputShape();
-    JobData.Input input = JobData.load(spark, data, format, featuresCol, in, keepInvalid);
+    JobData.Input input = JobData.load(spark, data, format, featuresCol, in, keepInvalid, resize);
     Dataset<Row> d = input.rows();
     boolean errors = List.of(d.columns()).contains(JobData.ERROR);
     Dataset<Row> scored = model.setFeaturesCol(input.features()).transform(d);

@@ -31,13 +31,14 @@ final class TrainJob {
 
   static String usage() {
     return "usage: train --data PATH [--validation PATH] [--format auto|idx|parquet|image] [--output DIR]\n"
-        + "             [--overwrite] [--PARAM VALUE ...]\n"
+        + "             [--overwrite] [--resize] [--PARAM VALUE ...]\n"
         + "  Trains a CnnClassifier and writes under --output (default data/run): model/ (load it with\n"
         + "  CnnClassificationModel.load), summary.json, summary.csv (step, loss, accuracy, and with\n"
         + "  validation validation_loss and validation_accuracy at the steps evaluated), loss.png and\n"
         + "  accuracy.png. --data and --validation are IDX files (labels found beside them), a Parquet\n"
         + "  table (features and label columns), or a directory of 28x28 images whose parent directory\n"
-        + "  names are their labels; --format auto tells them apart. --validation's rows are held out\n"
+        + "  names are their labels (--resize scales images of another size to the model's; without it\n"
+        + "  they are refused); --format auto tells them apart. --validation's rows are held out\n"
         + "  and evaluated while training, every --validation-interval steps, as rows marked by\n"
         + "  --validation-indicator-col are (a column of --data; not both); --early-stopping-patience N\n"
         + "  stops after N evaluations without improvement. An --output that holds a model already is\n"
@@ -51,6 +52,7 @@ final class TrainJob {
     String data = null;
     String validation = null;
     String format = "auto";
+    boolean resize = false;
     Path out = Path.of("data/run");
     boolean overwrite = false;
     for (int i = 0; i < args.length; i++) {
@@ -59,6 +61,7 @@ final class TrainJob {
         case "--data" -> data = Args.value(args, ++i, a);
         case "--validation" -> validation = Args.value(args, ++i, a);
         case "--format" -> format = JobData.format(Args.value(args, ++i, a));
+        case "--resize" -> resize = true;
         case "--output" -> out = Path.of(Args.value(args, ++i, a));
         case "--overwrite" -> overwrite = true;
         case "-h", "--help" -> {
@@ -85,11 +88,11 @@ final class TrainJob {
     Shape in = spec.inputShape();
     SparkSession spark = Jobs.session("convspark train");
     String featuresCol = clf.getOrDefault(clf.featuresCol());
-    JobData.Input input = JobData.load(spark, data, format, featuresCol, in);
+    JobData.Input input = JobData.load(spark, data, format, featuresCol, in, false, resize);
     Dataset<Row> train = input.rows();
     clf.setFeaturesCol(input.features());
     if (validation != null) {
-      JobData.Input held = JobData.load(spark, validation, format, featuresCol, in);
+      JobData.Input held = JobData.load(spark, validation, format, featuresCol, in, false, resize);
       train = withValidation(clf, input, held);
     }
     int steps = (Integer) clf.getOrDefault(clf.maxIter());

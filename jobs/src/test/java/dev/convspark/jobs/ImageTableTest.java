@@ -71,17 +71,23 @@ class ImageTableTest extends OnLocalSession {
     }
   }
 
-  @Test
-  void aTableOfEncodedImagesScoresAsItsDirectoryAndABadFileIsNamed() throws Exception {
-    MnistArrays test = MnistArrays.load(MNIST, false);
-    Path dir = tmp.resolve("images");
-    writeImages(dir, test, 0, 30);
+  /** Softmax regression trained a little on MNIST, saved; its folder. */
+  private String softmaxModel() throws IOException {
     String model = tmp.resolve("model").toString();
     new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setLearningRate(0.5).setKeepProb(1)
         .setMaxIter(30).setNumWorkers(1).setSeed(4)
         .fit(spark.read().format("idx").option("imageFormat", "vector")
             .load(MNIST.resolve("train-images-idx3-ubyte").toString()).limit(1500))
         .write().save(model);
+    return model;
+  }
+
+  @Test
+  void aTableOfEncodedImagesScoresAsItsDirectoryAndABadFileIsNamed() throws Exception {
+    MnistArrays test = MnistArrays.load(MNIST, false);
+    Path dir = tmp.resolve("images");
+    writeImages(dir, test, 0, 30);
+    String model = softmaxModel();
 
     // The table: each file's bytes in `content`, its path in `path`, its label from its folder's name.
     String table = tmp.resolve("table.parquet").toString();
@@ -179,6 +185,46 @@ class ImageTableTest extends OnLocalSession {
         .select(functions.col("image.origin").as("origin"), functions.col("probability"), functions.col("prediction"))
         .write().parquet(structs);
     assertSameScores(fromDir, byFile(structs, "origin"));
+  }
+
+  @Test
+  void imagesOfAnotherSizeAreRefusedOrWithResizeScaledToTheModelsInput() throws Exception {
+    MnistArrays test = MnistArrays.load(MNIST, false);
+    Path small = tmp.resolve("small");
+    Path big = tmp.resolve("big");
+    for (int i = 0; i < 12; i++) {
+      // The same digit at 28 x 28 and as 2 x 2 blocks at 56 x 56: shrunk, the latter is the former.
+      BufferedImage a = new BufferedImage(28, 28, BufferedImage.TYPE_BYTE_GRAY);
+      BufferedImage b = new BufferedImage(56, 56, BufferedImage.TYPE_BYTE_GRAY);
+      for (int p = 0; p < 56 * 56; p++) {
+        int v = Math.round(test.images()[i * 784 + (p / 56 / 2) * 28 + (p % 56) / 2] * 255);
+        b.getRaster().setSample(p % 56, p / 56, 0, v);
+        a.getRaster().setSample(p % 56 / 2, p / 56 / 2, 0, v);
+      }
+      for (Path d : new Path[] {small, big}) {
+        Files.createDirectories(d.resolve(Integer.toString(test.labels()[i])));
+      }
+      String name = test.labels()[i] + "/d" + i + ".png";
+      assertTrue(ImageIO.write(a, "png", small.resolve(name).toFile()));
+      assertTrue(ImageIO.write(b, "png", big.resolve(name).toFile()));
+    }
+    String model = softmaxModel();
+    InProcessJobs.assertFails(1, "is 56x56 pixels, but the model reads 28x28; resize the images first, or give"
+        + " --resize", "score", "--model", model, "--data", big.toString(), "--output", tmp.resolve("no").toString());
+    InProcessJobs.ok("score", "--model", model, "--data", small.toString(), "--output", tmp.resolve("s").toString());
+    InProcessJobs.ok("score", "--model", model, "--data", big.toString(), "--output", tmp.resolve("b").toString(),
+        "--resize");
+    Map<String, Row> expected = byFile(tmp.resolve("s").toString(), "origin");
+    assertSameScores(expected, byFile(tmp.resolve("b").toString(), "origin"));
+    String table = tmp.resolve("big.parquet").toString();
+    spark.read().format("binaryFile").option("recursiveFileLookup", true).load(big.toString()).write().parquet(table);
+    InProcessJobs.ok("score", "--model", model, "--data", table, "--features-col", "content", "--resize", "--output",
+        tmp.resolve("t").toString());
+    assertSameScores(expected, byFile(tmp.resolve("t").toString(), "path"));
+    InProcessJobs.ok("evaluate", "--model", model, "--data", big.toString(), "--resize", "--output",
+        tmp.resolve("e").toString());
+    InProcessJobs.ok("train", "--data", big.toString(), "--resize", "--model", "softmax-regression", "--max-iter", "2",
+        "--batch-size", "6", "--num-workers", "1", "--output", tmp.resolve("r").toString());
   }
 }
 
