@@ -18,12 +18,13 @@ import org.apache.spark.sql.api.java.UDF1;
 import org.apache.spark.sql.expressions.UserDefinedFunction;
 import org.apache.spark.sql.functions;
 import org.apache.spark.sql.types.DataTypes;
+import dev.convspark.ml.feature.ImagePixels;
 
 /**
  * Reads the jobs' inputs: IDX files (the {@code idx} source, features as a vector), a Parquet
  * table (its features column as it is, or, where it holds encoded image files, decoded by
  * {@link EncodedImages}), or a directory of PNG/JPEG images (Spark's {@code image} source). Images are turned
- * into the model's input as {@link ImageInput} says (gray or blue, green, red; with
+ * into the model's input as {@link ImagePixels} says (gray or blue, green, red; with
  * {@code --resize} scaled to its size); an image of another size
  * than the model's input is refused, naming the file, and so is a file that Spark's image source
  * cannot decode (never dropped in silence). Scoring can keep such files instead, as rows whose
@@ -92,11 +93,14 @@ final class JobData {
    * As above; with {@code keepInvalid}, an image that cannot be read as the model's input (not
    * decodable, another size, another number of channels) is a row with the reason in
    * {@link #ERROR} instead of a failure, and every format gets that column; with {@code resize},
-   * images of another size are scaled to the model's ({@link ImageInput}).
+   * images of another size are scaled to the model's ({@link ImagePixels}).
    */
   static Input load(SparkSession spark, String path, String format, String featuresCol, Shape input,
                     boolean keepInvalid, boolean resize) throws IOException {
-    ImageInput in = ImageInput.of(input, resize);
+    int side = (int) Math.round(Math.sqrt(input.size()));
+    int h = input.isImage() ? input.height() : side;
+    int w = input.isImage() ? input.width() : side;
+    int c = input.isImage() ? input.channels() : side * side == input.size() ? 1 : 0;
     String f = format.equals("auto") ? detect(spark, path) : format;
     return switch (f) {
       case "idx" -> new Input(spark.read().format("idx").option("imageFormat", "vector").load(path), FEATURES);
@@ -109,71 +113,36 @@ final class JobData {
         }
         if (d.schema().apply(featuresCol).dataType().equals(DataTypes.BinaryType)
             && EncodedImages.holdsThem(d, featuresCol, input.size())) {
-          d = EncodedImages.decode(d, featuresCol, cols.contains("path") ? "path" : null, in, keepInvalid);
+          d = EncodedImages.decode(d, featuresCol, cols.contains("path") ? "path" : null,
+              pixels("image tables", h, w, c, resize), keepInvalid);
         }
         yield new Input(d, featuresCol);
       }
-      case "image" -> new Input(images(spark, path, in, keepInvalid), FEATURES);
+      case "image" -> new Input(images(spark, path, pixels("image directories", h, w, c, resize), keepInvalid),
+          FEATURES);
       default -> throw new UsageException("--format must be auto, idx, parquet or image but was '" + format + "'");
     };
   }
 
-  private static Dataset<Row> images(SparkSession spark, String path, ImageInput in, boolean keepInvalid) {
-    in.check("image directories");
+  /** How images become the model's input of {@code h x w x c}; a usage error where they cannot ({@code what}). */
+  static ImagePixels pixels(String what, int h, int w, int c, boolean resize) {
+    if (c != 1 && c != 3) {
+      throw new UsageException(what + " are read as h x w images of 1 channel (gray) or 3 (blue, green, red), but the"
+          + " model's input is " + (c == 0 ? "not an image" : c + " channels"));
+    }
+    return new ImagePixels(h, w, c, resize, "give --resize");
+  }
+
+  private static Dataset<Row> images(SparkSession spark, String path, ImagePixels px, boolean keepInvalid) {
     // Spark's image source keeps a file it cannot decode as a row of height -1 (dropInvalid false).
     Dataset<Row> d = spark.read().format("image").option("dropInvalid", false).option("recursiveFileLookup", true)
         .load(path);
-    UserDefinedFunction toInput = functions.udf((UDF1<Row, org.apache.spark.ml.linalg.Vector>) img ->
-        keepInvalid && problem(img, in) != null ? Vectors.zeros(in.size()) : Vectors.dense(pixels(img, in)),
-        SQLDataTypes.VectorType());
     Column origin = functions.col("image.origin");
     Column digits = functions.regexp_extract(origin, "/(\\d+)/[^/]+$", 1);
-    List<Column> cols = new java.util.ArrayList<>(List.of(origin.as("origin"),
-        functions.when(digits.notEqual(""), digits.cast("double")).as("label"),
-        toInput.apply(functions.col("image")).as(FEATURES)));
-    if (keepInvalid) {
-      UserDefinedFunction why = functions.udf((UDF1<Row, String>) img -> problem(img, in),
-          org.apache.spark.sql.types.DataTypes.StringType);
-      cols.add(why.apply(functions.col("image")).as(ERROR));
-    }
-    return d.select(cols.toArray(new Column[0]));
-  }
-
-  /** Why {@code img} cannot be the model's input {@code in}, or null when it can. */
-  static String problem(Row img, ImageInput in) {
-    String origin = img.getAs("origin");
-    int ih = img.<Integer>getAs("height");
-    int iw = img.<Integer>getAs("width");
-    int ch = img.<Integer>getAs("nChannels");
-    if (ih < 0 || iw < 0 || ch < 0) {
-      return "image " + origin + " could not be decoded (not an image Spark's image source reads: PNG, JPEG, BMP or"
-          + " GIF, or a truncated one)";
-    }
-    if (ch != 1 && ch != 3 && ch != 4) {
-      return "image " + origin + " has " + ch + " channels; expected 1 (gray), 3 or 4 (color)";
-    }
-    return in.sizeProblem("image " + origin, iw, ih);
-  }
-
-  /** One image struct (gray, BGR or BGRA bytes) as the model's input {@code in}. */
-  static double[] pixels(Row img, ImageInput in) {
-    String problem = problem(img, in);
-    if (problem != null) {
-      throw new IllegalArgumentException(problem);
-    }
-    int ih = img.<Integer>getAs("height");
-    int iw = img.<Integer>getAs("width");
-    int ch = img.<Integer>getAs("nChannels");
-    byte[] data = img.getAs("data");
-    double[] src = new double[ih * iw * in.c()];
-    for (int i = 0; i < ih * iw; i++) {
-      if (ch == 1) {
-        in.putGray(src, i, data[i] & 0xff);
-      } else {
-        in.putColour(src, i, data[i * ch] & 0xff, data[i * ch + 1] & 0xff, data[i * ch + 2] & 0xff);
-      }
-    }
-    return in.fit(src, ih, iw);
+    Dataset<Row> rows = d.select(origin.as("origin"),
+        functions.when(digits.notEqual(""), digits.cast("double")).as("label"), functions.col("image"));
+    return EncodedImages.decoded(rows, "image", FEATURES, px, keepInvalid,
+        (value, where) -> px.fromStruct((Row) value));
   }
 
   /** The format name as given, checked. */

@@ -1,4 +1,4 @@
-package dev.convspark.jobs;
+package dev.convspark.ml.feature;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -6,8 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 
-/** {@link ImageInput#fit}: images of another size scaled to the model's, checked against what scaling must keep. */
-class ImageInputTest {
+/** {@link ImagePixels#fit}: images of another size scaled to the model's, checked against what scaling must keep. */
+class ImagePixelsTest {
 
   private static double[] random(int n, long seed) {
     Random r = new Random(seed);
@@ -28,7 +28,7 @@ class ImageInputTest {
 
   @Test
   void blocksShrinkToTheirValuesExactlyAndAShrinkKeepsTheMean() {
-    ImageInput in = new ImageInput(28, 28, 3, true);
+    ImagePixels in = new ImagePixels(28, 28, 3, true, "-");
     double[] small = random(28 * 28 * 3, 1);
     for (int f : new int[] {2, 3}) {
       // Each pixel as an f x f block.
@@ -47,19 +47,19 @@ class ImageInputTest {
       }
     }
     // Not a whole ratio (70 x 45 to 28 x 28): every input pixel counts alike, so the mean stays.
-    ImageInput gray = new ImageInput(28, 28, 1, true);
+    ImagePixels gray = new ImagePixels(28, 28, 1, true, "-");
     double[] odd = random(70 * 45, 2);
     assertEquals(mean(odd), mean(gray.fit(odd, 70, 45)), 1e-12);
   }
 
   @Test
   void aGrownImageInterpolatesBetweenItsPixelsAndAConstantOneStaysConstant() {
-    ImageInput in = new ImageInput(4, 4, 1, true);
+    ImagePixels in = new ImagePixels(4, 4, 1, true, "-");
     // 2 x 2 to 4 x 4: output centres at -0.25, 0.25, 0.75, 1.25 of the input, clamped at the edges.
     double[] grown = in.fit(new double[] {0, 1, 0, 1}, 2, 2);
     assertArrayEquals(new double[] {0, 0.25, 0.75, 1, 0, 0.25, 0.75, 1, 0, 0.25, 0.75, 1, 0, 0.25, 0.75, 1}, grown,
         1e-15);
-    ImageInput mixed = new ImageInput(28, 28, 1, true);
+    ImagePixels mixed = new ImagePixels(28, 28, 1, true, "-");
     double[] constant = new double[13 * 90];
     java.util.Arrays.fill(constant, 0.4);
     for (double v : mixed.fit(constant, 13, 90)) {
