@@ -1,4 +1,4 @@
-package dev.convspark.ml.feature;
+package dev.convspark.ml;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.convspark.datasets.mnist.MnistArrays;
-import dev.convspark.ml.CnnClassifier;
+import dev.convspark.ml.feature.ImageVectorizer;
 import java.awt.image.BufferedImage;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -44,8 +44,7 @@ class ImageVectorizerTest {
 
   @BeforeAll
   static void start() {
-    spark = SparkSession.builder().master("local[2]").appName("convspark-image-vectorizer")
-        .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1").getOrCreate();
+    spark = LocalSessions.builder("convspark-image-vectorizer").getOrCreate();
   }
 
   @AfterAll
