@@ -1,5 +1,6 @@
 package dev.convspark.jobs;
 
+import dev.convspark.ml.feature.ImagePixels;
 import dev.convspark.tensor.Shape;
 import java.io.IOException;
 import java.util.Arrays;
@@ -8,17 +9,12 @@ import java.util.Locale;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.spark.ml.linalg.SQLDataTypes;
-import org.apache.spark.ml.linalg.Vectors;
 import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
-import org.apache.spark.sql.api.java.UDF1;
-import org.apache.spark.sql.expressions.UserDefinedFunction;
 import org.apache.spark.sql.functions;
 import org.apache.spark.sql.types.DataTypes;
-import dev.convspark.ml.feature.ImagePixels;
 
 /**
  * Reads the jobs' inputs: IDX files (the {@code idx} source, features as a vector), a Parquet

@@ -36,7 +36,7 @@ final class TrainJob {
         + "  CnnClassificationModel.load), summary.json, summary.csv (step, loss, accuracy, and with\n"
         + "  validation validation_loss and validation_accuracy at the steps evaluated), loss.png and\n"
         + "  accuracy.png. --data and --validation are IDX files (labels found beside them), a Parquet\n"
-        + "  table (features and label columns), or a directory of 28x28 images whose parent directory\n"
+        + "  table (features and label columns), or a directory of images whose parent directory\n"
         + "  names are their labels (--resize scales images of another size to the model's; without it\n"
         + "  they are refused); --format auto tells them apart. --validation's rows are held out\n"
         + "  and evaluated while training, every --validation-interval steps, as rows marked by\n"
