@@ -90,7 +90,10 @@ final class EvaluateJob {
     Pictures.confusionMatrix(out.resolve("confusion.png"), cm);
     List<Row> wrong = scored.filter(functions.col("_label").notEqual(functions.col("prediction")))
         .select(input.features(), "_label", "prediction").limit(maxImages).collectAsList();
-    int side = (int) Math.round(Math.sqrt(in.size() / (in.isImage() ? in.channels() : 1)));
+    int side = (int) Math.round(Math.sqrt(in.size()));
+    int ph = in.isImage() ? in.height() : side;
+    int pw = in.isImage() ? in.width() : side;
+    int ch = in.isImage() ? in.channels() : 1;
     float[][] pixels = new float[wrong.size()][];
     String[] captions = new String[wrong.size()];
     // Whatever the features' type (a vector, an array, an image struct, bytes), read as the model reads it.
@@ -98,16 +101,16 @@ final class EvaluateJob {
     for (int i = 0; i < wrong.size(); i++) {
       float[] v = new float[in.size()];
       reader.read(wrong.get(i), 0, v, 0);
-      pixels[i] = new float[side * side];
-      for (int p = 0; p < pixels[i].length; p++) {
+      pixels[i] = new float[ph * pw];
+      for (int p = 0; p < pixels[i].length && p * ch < v.length; p++) {
         // The first channel of each pixel (NHWC), as the picture is gray.
-        pixels[i][p] = v[p * (in.size() / (side * side))];
+        pixels[i][p] = v[p * ch];
       }
       captions[i] = String.format(Locale.ROOT, "true %d pred %d", (int) wrong.get(i).getDouble(1),
           (int) wrong.get(i).getDouble(2));
     }
     Pictures.imageGrid(out.resolve("misclassified.png"), "misclassified: " + (m.total - m.correct) + " of " + m.total,
-        pixels, captions, side, side, 8);
+        pixels, captions, ph, pw, 8);
     System.out.println("metrics:  " + out.resolve("metrics.json"));
     System.out.println("pictures: " + out.resolve("confusion.png") + ", " + out.resolve("misclassified.png"));
     return 0;
