@@ -226,5 +226,23 @@ class ImageTableTest extends OnLocalSession {
     InProcessJobs.ok("train", "--data", big.toString(), "--resize", "--model", "softmax-regression", "--max-iter", "2",
         "--batch-size", "6", "--num-workers", "1", "--output", tmp.resolve("r").toString());
   }
+
+  @Test
+  void evaluateDrawsTheMisclassifiedImagesOfEveryFeaturesType() throws Exception {
+    // Image structs and float arrays in a table: evaluate once failed drawing them, after its metrics.
+    String model = softmaxModel();
+    String t10k = MNIST.resolve("t10k-images-idx3-ubyte").toString();
+    String structs = tmp.resolve("structs.parquet").toString();
+    spark.read().format("idx").load(t10k).limit(200).write().parquet(structs);
+    String arrays = tmp.resolve("arrays.parquet").toString();
+    spark.read().format("idx").option("imageFormat", "array").load(t10k).limit(200).write().parquet(arrays);
+    for (String[] table : new String[][] {{structs, "image"}, {arrays, "features"}}) {
+      Path out = tmp.resolve("eval-" + table[1]);
+      InProcessJobs.ok("evaluate", "--model", model, "--data", table[0], "--features-col", table[1], "--output",
+          out.toString());
+      BufferedImage grid = ImageIO.read(out.resolve("misclassified.png").toFile());
+      assertTrue(grid.getWidth() > 100 && grid.getHeight() > 100, table[1]);
+    }
+  }
 }
 
