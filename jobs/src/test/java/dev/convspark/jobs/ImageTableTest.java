@@ -228,7 +228,7 @@ class ImageTableTest extends OnLocalSession {
   }
 
   @Test
-  void evaluateDrawsTheMisclassifiedImagesOfEveryFeaturesType() throws Exception {
+  void evaluateDrawsTheMisclassifiedImagesOfEveryFeaturesTypeAndErrorsNameTheTablesColumn() throws Exception {
     // Image structs and float arrays in a table: evaluate once failed drawing them, after its metrics.
     String model = softmaxModel();
     String t10k = MNIST.resolve("t10k-images-idx3-ubyte").toString();
@@ -236,6 +236,11 @@ class ImageTableTest extends OnLocalSession {
     spark.read().format("idx").load(t10k).limit(200).write().parquet(structs);
     String arrays = tmp.resolve("arrays.parquet").toString();
     spark.read().format("idx").option("imageFormat", "array").load(t10k).limit(200).write().parquet(arrays);
+    // A table's own features column is the one errors name.
+    String short783 = tmp.resolve("short.parquet").toString();
+    spark.read().parquet(arrays).select(functions.expr("slice(features, 1, 783)").as("pix")).write().parquet(short783);
+    InProcessJobs.assertFails(1, "features column 'pix' holds 783 values per row but the model's input needs 784",
+        "score", "--model", model, "--data", short783, "--features-col", "pix", "--output", tmp.resolve("x").toString());
     for (String[] table : new String[][] {{structs, "image"}, {arrays, "features"}}) {
       Path out = tmp.resolve("eval-" + table[1]);
       InProcessJobs.ok("evaluate", "--model", model, "--data", table[0], "--features-col", table[1], "--output",
