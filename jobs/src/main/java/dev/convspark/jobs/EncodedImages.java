@@ -62,16 +62,11 @@ final class EncodedImages {
 
   /**
    * {@code d} with {@code input} replaced by {@code output}, the model's input that {@code decoder}
-   * makes of each value (zeros where it cannot, with the reason in {@link JobData#ERROR} when
-   * {@code keepInvalid}, else a failure saying it).
+   * makes of each value and of the row's {@code pathColumn} (null: none), zeros where it cannot,
+   * with the reason in {@link JobData#ERROR} when {@code keepInvalid}, else a failure saying it.
    */
-  static Dataset<Row> decoded(Dataset<Row> d, String input, String output, ImagePixels px, boolean keepInvalid,
-                              Decoder decoder) {
-    return decoded(d, input, output, null, px, keepInvalid, decoder);
-  }
-
-  private static Dataset<Row> decoded(Dataset<Row> d, String input, String output, String pathColumn, ImagePixels px,
-                                      boolean keepInvalid, Decoder decoder) {
+  static Dataset<Row> decoded(Dataset<Row> d, String input, String output, String pathColumn, ImagePixels px,
+                              boolean keepInvalid, Decoder decoder) {
     Column path = pathColumn == null ? functions.lit(null).cast(DataTypes.StringType) : functions.col(pathColumn);
     // One decode a row: the values and the reason together, taken apart by a second projection.
     StructType result = new StructType().add("values", SQLDataTypes.VectorType()).add("problem", DataTypes.StringType);

@@ -137,7 +137,7 @@ final class JobData {
     Column digits = functions.regexp_extract(origin, "/(\\d+)/[^/]+$", 1);
     Dataset<Row> rows = d.select(origin.as("origin"),
         functions.when(digits.notEqual(""), digits.cast("double")).as("label"), functions.col("image"));
-    return EncodedImages.decoded(rows, "image", FEATURES, px, keepInvalid,
+    return EncodedImages.decoded(rows, "image", FEATURES, null, px, keepInvalid,
         (value, where) -> px.fromStruct((Row) value));
   }
 
