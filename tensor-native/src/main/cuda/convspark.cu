@@ -945,12 +945,13 @@ extern "C" __global__ void multiply(const float* x, const float* mask, float* y,
 
 // Softmax cross-entropy of each sample from its logits, computed as the CPU does (max
 // subtracted, sums in double): loss[s], correct[s] (argmax == label, first max on ties) and
-// dlogits = scale * (softmax - onehot), the step's scale read from device memory (as dropout's seed).
+// dlogits = scale[s] * (softmax - onehot), each sample's scale (the step's times the sample's weight)
+// read from device memory (as dropout's seed); loss[s] is not weighted.
 extern "C" __global__ void softmax_xent(const float* logits, const int* labels, int n, int classes,
-                                        const float* scale_at, float* dlogits, double* loss, int* correct) {
+                                        const float* scales, float* dlogits, double* loss, int* correct) {
   int s = blockIdx.x * blockDim.x + threadIdx.x;
   if (s >= n) return;
-  float scale = *scale_at;
+  float scale = scales[s];
   const float* l = logits + (long long) s * classes;
   int y = labels[s];
   float mx = l[0];

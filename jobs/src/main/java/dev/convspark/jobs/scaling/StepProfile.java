@@ -155,8 +155,8 @@ record StepProfile(int batch, int threads, int paramCount, long[] readyAtNanos, 
     }
 
     @Override
-    public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed,
-                                                       long[] firsts, int[] lengths) {
+    public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, float[] weights, int n,
+                                                       float lossScale, long seed, long[] firsts, int[] lengths) {
       long t0 = System.nanoTime();
       for (int i = 0; i < p.readyAtNanos.length; i++) {
         sleepUntil(t0 + (long) (p.readyAtNanos[i] * scale));

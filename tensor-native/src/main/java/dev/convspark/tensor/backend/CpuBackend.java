@@ -219,14 +219,14 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
-    public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed,
-                                                       long[] firsts, int[] lengths) {
+    public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, float[] weights, int n,
+                                                       float lossScale, long seed, long[] firsts, int[] lengths) {
       // With a gradient listener the caller's thread may also exchange gradients: its workers alone count.
       boolean counting = pool != null && steps >= ALLOCATION_CHECK_FROM
           && steps < ALLOCATION_CHECK_FROM + ALLOCATION_CHECK_STEPS && countedBytes >= 0;
       boolean withCaller = gradientListener == null;
       long before = counting ? pool.allocatedBytes(withCaller) : 0;
-      SoftmaxCrossEntropy.Result r = step(images, labels, n, lossScale, seed, firsts, lengths);
+      SoftmaxCrossEntropy.Result r = step(images, labels, weights, n, lossScale, seed, firsts, lengths);
       if (counting) {
         long after = pool.allocatedBytes(withCaller);
         countedBytes = before < 0 || after < 0 ? -1 : countedBytes + after - before;
@@ -245,8 +245,10 @@ public final class CpuBackend implements Backend {
       return bytesPerStep;
     }
 
-    private SoftmaxCrossEntropy.Result step(float[] images, int[] labels, int n, float lossScale, long seed,
-                                            long[] firsts, int[] lengths) {
+    private SoftmaxCrossEntropy.Result step(float[] images, int[] labels, float[] weights, int n, float lossScale,
+                                            long seed, long[] firsts, int[] lengths) {
+      // Before the forward pass: a bad weight leaves the gradients as they were.
+      SoftmaxCrossEntropy.requireWeights(weights, n);
       net.setRuns(firsts, lengths);
       float[] logits = net.forward(kernels, images, n, true, seed);
       int classes = net.spec().numClasses();
@@ -254,7 +256,7 @@ public final class CpuBackend implements Backend {
         dLogits = new float[n * classes];
       }
       long t0 = clock == null ? 0 : System.nanoTime();
-      SoftmaxCrossEntropy.Result r = SoftmaxCrossEntropy.compute(logits, labels, n, classes, lossScale, dLogits);
+      SoftmaxCrossEntropy.Result r = SoftmaxCrossEntropy.compute(logits, labels, weights, n, classes, lossScale, dLogits);
       if (clock != null) {
         clock[2 * net.layers().size()] += System.nanoTime() - t0;
       }

@@ -565,7 +565,8 @@ public final class CudaBackend implements Backend {
     private final Buffer input = new Buffer();
     /**
      * Labels (n ints), then each sample's index in the global batch (n longs, 8-byte aligned),
-     * then the step's values: each dropout layer's mixed seed (a long), the loss's scale (a float).
+     * then the step's values: each dropout layer's mixed seed (a long), then each sample's loss
+     * scale (n floats: the step's scale times the sample's weight).
      */
     private final Buffer batchInfo = new Buffer();
     private final Buffer dLogits = new Buffer();
@@ -980,10 +981,10 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] y, int n, float lossScale, long seed,
-                                                       long[] firsts, int[] lengths) {
+    public SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] y, float[] weights, int n,
+                                                       float lossScale, long seed, long[] firsts, int[] lengths) {
       try {
-        return step(images, y, n, lossScale, seed, firsts, lengths);
+        return step(images, y, weights, n, lossScale, seed, firsts, lengths);
       } catch (NoMemory e) {
         GpuOutOfMemoryException error = outOfMemory(e, "a training step on a batch of " + n + " images",
             "smaller batches need less");
@@ -1013,8 +1014,8 @@ public final class CudaBackend implements Backend {
       staging.free();
     }
 
-    private SoftmaxCrossEntropy.Result step(float[] images, int[] y, int n, float lossScale, long seed, long[] firsts,
-                                            int[] lengths) {
+    private SoftmaxCrossEntropy.Result step(float[] images, int[] y, float[] weights, int n, float lossScale, long seed,
+                                            long[] firsts, int[] lengths) {
       cuCtxSetCurrent(context);
       int classes = net.spec().numClasses();
       for (int s = 0; s < n; s++) {
@@ -1022,15 +1023,16 @@ public final class CudaBackend implements Backend {
           throw new IllegalArgumentException("label " + y[s] + " of sample " + s + " is outside [0, " + classes + ")");
         }
       }
+      SoftmaxCrossEntropy.requireWeights(weights, n);
       int inSize = net.spec().inputShape().size();
       long imageBytes = (long) n * inSize * 4L;
       // The images, then one upload for the labels, the samples' global indices (longs, as the
       // GPU reads them), which the dropout kernel needs, and the step's values (each dropout
-      // layer's seed, the loss's scale); both from pinned memory, queued.
+      // layer's seed, each sample's loss scale); both from pinned memory, queued.
       int samplesAt = (n + 1) / 2 * 2;
       int seedsIntsAt = samplesAt + 2 * n;
       int scaleAt = seedsIntsAt + 2 * dropouts;
-      int infoInts = scaleAt + 1;
+      int infoInts = scaleAt + n;
       ByteBuffer host = staging.ensure(imageBytes + infoInts * 4L);
       host.asFloatBuffer().put(images, 0, n * inSize);
       host.position((int) imageBytes);
@@ -1043,7 +1045,10 @@ public final class CudaBackend implements Backend {
               Dropout.mixSeed(seed * 0x9E3779B97F4A7C15L + i));
         }
       }
-      host.putFloat((int) imageBytes + scaleAt * 4, lossScale);
+      for (int s = 0; s < n; s++) {
+        // The product in float, as the CPU takes it.
+        host.putFloat((int) imageBytes + (scaleAt + s) * 4, weights == null ? lossScale : lossScale * weights[s]);
+      }
       input.ensure((long) n * inSize);
       batchInfo.ensure(infoInts);
       dLogits.ensure((long) n * classes);
@@ -1071,7 +1076,7 @@ public final class CudaBackend implements Backend {
       double total = 0;
       int right = 0;
       for (int s = 0; s < n; s++) {
-        total += b.getDouble(8 * s);
+        total += weights == null ? b.getDouble(8 * s) : weights[s] * b.getDouble(8 * s);
         right += b.getInt(8 * n + 4 * s);
       }
       return new SoftmaxCrossEntropy.Result(total, right, n);

@@ -140,9 +140,25 @@ public final class GpuCheck {
       a.copyGradientsTo(ga);
       b.copyGradientsTo(gb);
       String what = p.spec() + " (batch " + n + ")";
-      return List.of(new Check(what + ": loss", relativeError(ra.lossSum(), rb.lossSum())),
+      List<Check> checks = new java.util.ArrayList<>(List.of(
+          new Check(what + ": loss", relativeError(ra.lossSum(), rb.lossSum())),
           new Check(what + ": gradients (backward)", relativeError(ga, gb)),
-          new Check(what + ": logits (forward)", relativeError(logits(a, x, n), logits(b, x, n))));
+          new Check(what + ": logits (forward)", relativeError(logits(a, x, n), logits(b, x, n)))));
+      if (p.spec().contains("dropout")) {
+        // Per-sample weights (0, 0.5, 1, 1.5, ...: a weight of 0 among them) scale each sample's
+        // loss and its gradient on the device.
+        float[] w = new float[n];
+        for (int i = 0; i < n; i++) {
+          w[i] = (i % 4) * 0.5f;
+        }
+        ra = a.computeGradients(x, y, w, n, 1f / n, 99, new long[] {0}, null);
+        rb = b.computeGradients(x, y, w, n, 1f / n, 99, new long[] {0}, null);
+        a.copyGradientsTo(ga);
+        b.copyGradientsTo(gb);
+        checks.add(new Check(what + ": weighted loss", relativeError(ra.lossSum(), rb.lossSum())));
+        checks.add(new Check(what + ": weighted gradients", relativeError(ga, gb)));
+      }
+      return checks;
     }
   }
 

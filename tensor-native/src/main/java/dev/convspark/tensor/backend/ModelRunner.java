@@ -112,8 +112,19 @@ public interface ModelRunner extends AutoCloseable {
    * {@code lengths[0]} samples are samples {@code firsts[0]} onwards of the global batch, and so on
    * (see {@link dev.convspark.tensor.layers.Dropout#setRuns}); {@code lengths} null: one run.
    */
-  SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed,
-                                              long[] firsts, int[] lengths);
+  default SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, int n, float lossScale, long seed,
+                                                      long[] firsts, int[] lengths) {
+    return computeGradients(images, labels, null, n, lossScale, seed, firsts, lengths);
+  }
+
+  /**
+   * As above with a weight per sample ({@code weights}, null: every weight 1; finite and not
+   * negative): the gradients hold {@code lossScale * d(sum of weights[s] * loss[s])/d(params)},
+   * and the result's loss is that weighted sum (see
+   * {@link SoftmaxCrossEntropy#compute(float[], int[], float[], int, int, float, float[])}).
+   */
+  SoftmaxCrossEntropy.Result computeGradients(float[] images, int[] labels, float[] weights, int n, float lossScale,
+                                              long seed, long[] firsts, int[] lengths);
 
   /**
    * Multiplies the gradients of the last {@link #computeGradients} by {@code factor}, where they

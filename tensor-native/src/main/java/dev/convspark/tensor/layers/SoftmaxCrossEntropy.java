@@ -15,7 +15,10 @@ public final class SoftmaxCrossEntropy {
     MEAN
   }
 
-  /** The outcome of one batch: the summed loss (before any mean) and how many argmax predictions were right. */
+  /**
+   * The outcome of one batch: the summed loss (before any mean; with weights, the weighted sum) and
+   * how many argmax predictions were right.
+   */
   public record Result(double lossSum, int correct, int count) {
     /** Mean loss per sample. */
     public double meanLoss() {
@@ -33,6 +36,22 @@ public final class SoftmaxCrossEntropy {
    * @throws IllegalArgumentException when a label is outside {@code [0, classes)}
    */
   public static Result compute(float[] logits, int[] labels, int n, int classes, float scale, float[] dLogits) {
+    return compute(logits, labels, null, n, classes, scale, dLogits);
+  }
+
+  /**
+   * As above with a weight per sample (null: every weight 1): sample {@code s}'s loss counts
+   * {@code weights[s]} times in the summed loss, and its gradient is scaled by
+   * {@code scale * weights[s]} (that product taken in float, as the GPU takes it). A weight of 2
+   * is the same as the sample twice in the batch; a weight of 0 leaves it out of the loss and the
+   * gradient (its prediction still counts in {@link Result#correct}).
+   *
+   * @throws IllegalArgumentException when a label is outside {@code [0, classes)}, or a weight is
+   *     negative or not finite
+   */
+  public static Result compute(float[] logits, int[] labels, float[] weights, int n, int classes, float scale,
+                               float[] dLogits) {
+    requireWeights(weights, n);
     double total = 0;
     int correct = 0;
     double[] e = new double[classes];
@@ -59,15 +78,38 @@ public final class SoftmaxCrossEntropy {
         e[c] = Math.exp(logits[o + c] - max);
         sum += e[c];
       }
-      total += Math.log(sum) + max - logits[o + y];
+      double loss = Math.log(sum) + max - logits[o + y];
+      total += weights == null ? loss : weights[s] * loss;
       if (dLogits != null) {
         double inv = 1 / sum;
+        float sampleScale = weights == null ? scale : scale * weights[s];
         for (int c = 0; c < classes; c++) {
-          dLogits[o + c] = (float) (scale * (e[c] * inv - (c == y ? 1 : 0)));
+          dLogits[o + c] = (float) (sampleScale * (e[c] * inv - (c == y ? 1 : 0)));
         }
       }
     }
     return new Result(total, correct, n);
+  }
+
+  /**
+   * Checks that the first {@code n} of {@code weights} (unless it is null) are finite and not
+   * negative.
+   *
+   * @throws IllegalArgumentException naming the first sample whose weight is not
+   */
+  public static void requireWeights(float[] weights, int n) {
+    if (weights == null) {
+      return;
+    }
+    if (weights.length < n) {
+      throw new IllegalArgumentException(n + " samples need " + n + " weights, but weights holds " + weights.length);
+    }
+    for (int s = 0; s < n; s++) {
+      if (!(weights[s] >= 0) || weights[s] == Float.POSITIVE_INFINITY) {
+        throw new IllegalArgumentException("weight " + weights[s] + " of sample " + s
+            + " is not a finite number >= 0");
+      }
+    }
   }
 
   /** Writes the softmax of each row of {@code logits} into {@code probabilities}. */

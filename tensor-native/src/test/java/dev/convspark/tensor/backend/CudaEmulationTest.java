@@ -121,9 +121,18 @@ class CudaEmulationTest {
       assertEquals(0, r.exit(), r.output());
       assertTrue(r.output().contains("GPU: gpu:0 (convspark CUDA emulator (CPU), CUDA driver 12.0"
           + (route.equals("wide") ? ")" : ", classic kernels)")), r.output());
-      int checks = 8 + GpuCheck.PARITY.size() * 3 + 2 * (1 + 3);
+      int checks = parityChecks();
       assertEquals(checks, r.output().lines().filter(l -> l.endsWith("| yes |")).count(), r.output());
     }
+  }
+
+  /**
+   * The rows of a parity run: the 8 products, 3 a layer stack (and 2 more, weighted, a stack with
+   * dropout), the network's under two optimizers.
+   */
+  private static int parityChecks() {
+    return 8 + GpuCheck.PARITY.size() * 3 + 2 * (int) GpuCheck.PARITY.stream().filter(p -> p.spec().contains("dropout"))
+        .count() + 2 * (1 + 3);
   }
 
   /**
@@ -137,7 +146,7 @@ class CudaEmulationTest {
     System.out.println(r.output());
     assertEquals(0, r.exit(), r.output());
     assertTrue(r.output().contains("GPU: gpu:0 (convspark CUDA emulator (CPU), CUDA driver 12.0, TF32)"), r.output());
-    int checks = 8 + GpuCheck.PARITY.size() * 3 + 2 * (1 + 3);
+    int checks = parityChecks();
     assertEquals(checks, r.output().lines().filter(l -> l.endsWith("| yes |")).count(), r.output());
     List<Double> conv2 = r.output().lines().filter(l -> l.startsWith("| in14x14x32-conv5x5x64-dense10 (batch 50): logits"))
         .map(l -> Double.parseDouble(l.split(" \\| ")[1])).toList();
@@ -368,7 +377,8 @@ class CudaEmulationTest {
       List<List<String>> device = new ArrayList<>();
       for (String step : new String[] {trainer, again, alone}) {
         List<String> lines = step.lines().toList();
-        assertEquals(List.of("htod 156800", "htod 612"), lines.stream().filter(l -> l.startsWith("htod")).toList(), step);
+        // The images, then the labels, the samples' indices, the dropout seed and the samples' loss scales.
+        assertEquals(List.of("htod 156800", "htod " + 4 * (50 + 2 * 50 + 2 + 50)), lines.stream().filter(l -> l.startsWith("htod")).toList(), step);
         assertEquals(List.of("dtoh 600"), lines.stream().filter(l -> l.startsWith("dtoh")).toList(), step);
         assertTrue(lines.stream().noneMatch(l -> l.startsWith("sync") || l.startsWith("alloc") || l.startsWith("dtod")
             || l.startsWith("memset")), step);
