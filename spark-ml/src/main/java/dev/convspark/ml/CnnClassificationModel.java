@@ -65,6 +65,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   private final Param<String> precision;
   private final IntParam inferenceBatchSize;
   private final org.apache.spark.ml.param.DoubleArrayParam thresholds;
+  private final Param<String> weightCol;
   private transient CnnTrainingSummary summary;
   /** The weights as broadcast for scoring, and the context that holds them. */
   private transient Broadcast<float[]> broadcastWeights;
@@ -86,6 +87,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     this.precision = CnnParams.precision(this);
     this.inferenceBatchSize = CnnParams.inferenceBatchSize(this);
     this.thresholds = CnnParams.thresholds(this);
+    this.weightCol = CnnParams.weightCol(this);
     setDefault(device, "cpu");
     setDefault(precision, "fp32");
     setDefault(inferenceBatchSize, 256);
@@ -121,16 +123,41 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   /**
    * Scores {@code dataset} and measures the predictions against its {@code labelCol}, as MLlib's
    * classification models' {@code evaluate} does: accuracy, per-label and weighted precision,
-   * recall and F-measure, the confusion matrix. Runs one Spark job; a label column that is missing
-   * or not numeric, a null label, one that is not a class index of this model, or an empty dataset
-   * fails naming the column.
+   * recall and F-measure, the confusion matrix; with {@code weightCol} set (as the estimator's was,
+   * or by {@link #setWeightCol}), each weighted by the rows' weights. Runs one Spark job; a label
+   * column that is missing or not numeric, a null label, one that is not a class index of this
+   * model, a bad weight, or an empty dataset fails naming the column.
    */
   public CnnClassificationSummary evaluate(Dataset<?> dataset) {
     CnnClassificationModel m = $(predictionCol).isEmpty()
         ? copy(ParamMap.empty()).setPredictionCol("prediction") : this;
     int classes = numClasses();
     LabelReader.of(dataset.schema(), $(labelCol), classes);
-    return new CnnClassificationSummary(m.transform(dataset), m.getOrDefault(m.predictionCol()), $(labelCol), classes);
+    String weights = null;
+    if (isDefined(weightCol) && !$(weightCol).isEmpty()) {
+      if (!java.util.Arrays.asList(dataset.schema().fieldNames()).contains($(weightCol))) {
+        // Set by the estimator, so not said here: the evaluation is weighted as MLlib's are.
+        throw new IllegalArgumentException("weightCol '" + $(weightCol) + "' does not exist; columns are "
+            + String.join(", ", dataset.schema().fieldNames()) + ". evaluate weighs the rows by weightCol (set when"
+            + " the model was fitted with it); setWeightCol(\"\") weighs every row 1");
+      }
+      weights = dev.convspark.ml.training.WeightReader.of(dataset.schema(), $(weightCol)).column();
+    }
+    return new CnnClassificationSummary(m.transform(dataset), m.getOrDefault(m.predictionCol()), $(labelCol), weights,
+        classes);
+  }
+
+  /**
+   * The {@code weightCol} param: the rows' weights in {@link #evaluate} (not set or empty: every
+   * row weighs 1); the estimator's value when it had one. Scoring does not read it.
+   */
+  public Param<String> weightCol() {
+    return weightCol;
+  }
+
+  /** Sets {@code weightCol}; see {@link #weightCol()}. */
+  public CnnClassificationModel setWeightCol(String v) {
+    return (CnnClassificationModel) set(weightCol, v);
   }
 
   /** Name of the prediction column (default {@code prediction}). */

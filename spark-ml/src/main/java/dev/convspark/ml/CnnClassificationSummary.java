@@ -16,24 +16,39 @@ import scala.Tuple3;
  * recall, F-measure and true and false positive rates, and the confusion matrix. The labels are
  * those that occur in the label column, ascending, as in MLlib's {@code MulticlassMetrics}, which
  * computes every figure here from the counts of (label, prediction) pairs; the counts come from
- * one Spark job over the scored rows, which also checks the labels.
+ * one Spark job over the scored rows, which also checks the labels. With a weight column
+ * ({@code weightCol} of the model), every figure but the counts is weighted, as MLlib's are: a row
+ * counts its weight.
  */
 public final class CnnClassificationSummary {
 
   private final Dataset<Row> predictions;
   private final String predictionCol;
   private final String labelCol;
+  private final String weightCol;
   private final long[][] counts;
   private final MulticlassMetrics metrics;
 
-  CnnClassificationSummary(Dataset<Row> predictions, String predictionCol, String labelCol, int classes) {
+  CnnClassificationSummary(Dataset<Row> predictions, String predictionCol, String labelCol, String weightCol,
+                           int classes) {
     this.predictions = predictions;
     this.predictionCol = predictionCol;
     this.labelCol = labelCol;
+    this.weightCol = weightCol;
     this.counts = new long[classes][classes];
     List<Tuple3<Object, Object, Object>> pairs = new ArrayList<>();
-    for (Row r : predictions.groupBy(functions.col(labelCol).cast("double"), functions.col(predictionCol)).count()
-        .collectAsList()) {
+    double totalWeight = 0;
+    org.apache.spark.sql.Column w = weightCol == null ? functions.lit(1.0) : functions.col(weightCol).cast("double");
+    // Per pair: the rows, their weights' sum, and the weights that are not finite numbers >= 0.
+    org.apache.spark.sql.Column bad = functions.when(w.isNull().or(functions.isnan(w)).or(w.lt(0))
+        .or(w.equalTo(Double.POSITIVE_INFINITY)), 1).otherwise(0);
+    for (Row r : predictions.groupBy(functions.col(labelCol).cast("double"), functions.col(predictionCol))
+        .agg(functions.count(functions.lit(1)), functions.sum(w), functions.sum(bad), functions.first(
+            functions.when(bad.equalTo(1), w.cast("string")), true)).collectAsList()) {
+      if (r.getLong(4) > 0) {
+        throw new IllegalArgumentException("weightCol '" + weightCol + "' holds " + (r.isNullAt(5) ? "a null" : r.get(5))
+            + "; weights must be finite numbers, 0 or more");
+      }
       if (r.isNullAt(0)) {
         throw new IllegalArgumentException("label column '" + labelCol + "' holds a null; labels must be 0-based class"
             + " indices in [0, " + classes + ")");
@@ -45,12 +60,18 @@ public final class CnnClassificationSummary {
       }
       double prediction = r.getDouble(1);
       counts[(int) label][(int) prediction] += r.getLong(2);
-      pairs.add(new Tuple3<>(prediction, label, (double) r.getLong(2)));
+      pairs.add(new Tuple3<>(prediction, label, r.getDouble(3)));
+      totalWeight += r.getDouble(3);
     }
     if (pairs.isEmpty()) {
       throw new IllegalArgumentException("cannot evaluate on an empty dataset");
     }
-    // (prediction, label, weight): the pairs' counts as weights give MLlib's metrics of every row.
+    if (!(totalWeight > 0)) {
+      throw new IllegalArgumentException("weightCol '" + weightCol + "' gives every row a weight of 0; at least one"
+          + " must weigh more than 0");
+    }
+    // (prediction, label, weight): the pairs' counts (or summed weights) as weights give MLlib's
+    // metrics of every row.
     this.metrics = new MulticlassMetrics(JavaSparkContext.fromSparkContext(predictions.sparkSession().sparkContext())
         .parallelize(pairs, 1).rdd());
   }
@@ -68,6 +89,11 @@ public final class CnnClassificationSummary {
   /** The column of the true labels. */
   public String labelCol() {
     return labelCol;
+  }
+
+  /** The column of the rows' weights, or null when every row weighed 1. */
+  public String weightCol() {
+    return weightCol;
   }
 
   /** The number of rows evaluated. */

@@ -11,8 +11,10 @@ import dev.convspark.ml.training.Shift;
 import dev.convspark.ml.training.TrainResult;
 import dev.convspark.ml.training.Training;
 import dev.convspark.ml.training.Validation;
+import dev.convspark.ml.training.WeightReader;
 import dev.convspark.tensor.optim.LearningRateSchedule;
 import dev.convspark.tensor.spec.ModelSpec;
+import java.util.List;
 import org.apache.spark.ml.Estimator;
 import org.apache.spark.ml.param.DoubleParam;
 import org.apache.spark.ml.param.IntParam;
@@ -23,6 +25,7 @@ import org.apache.spark.ml.util.DefaultParamsReader;
 import org.apache.spark.ml.util.DefaultParamsWritable;
 import org.apache.spark.ml.util.Identifiable;
 import org.apache.spark.ml.util.MLReader;
+import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.types.StructType;
@@ -73,6 +76,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
   private final DoubleParam decayRate;
   private final IntParam warmupSteps;
   private final Param<String> validationIndicatorCol;
+  private final Param<String> weightCol;
   private final IntParam validationInterval;
   private final IntParam earlyStoppingPatience;
   private final DoubleParam validationTol;
@@ -116,6 +120,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     this.decayRate = CnnParams.decayRate(this);
     this.warmupSteps = CnnParams.warmupSteps(this);
     this.validationIndicatorCol = CnnParams.validationIndicatorCol(this);
+    this.weightCol = CnnParams.weightCol(this);
     this.validationInterval = CnnParams.validationInterval(this);
     this.earlyStoppingPatience = CnnParams.earlyStoppingPatience(this);
     this.validationTol = CnnParams.validationTol(this);
@@ -382,6 +387,16 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     return validationIndicatorCol;
   }
 
+  /** The {@code weightCol} param; see {@link #explainParams()} for its doc (no default: every weight 1). */
+  public Param<String> weightCol() {
+    return weightCol;
+  }
+
+  /** Sets {@code weightCol}; see {@link #weightCol()}. */
+  public CnnClassifier setWeightCol(String v) {
+    return (CnnClassifier) set(weightCol, v);
+  }
+
   /** The {@code validationInterval} param; see {@link #explainParams()} for its doc and default. */
   public IntParam validationInterval() {
     return validationInterval;
@@ -431,6 +446,11 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     }
     return new Validation.Plan(IndicatorReader.of(schema, $(validationIndicatorCol)), intParam(validationInterval),
         intParam(earlyStoppingPatience), doubleParam(validationTol));
+  }
+
+  /** The reader of {@code weightCol}, or null when it is not set or empty (every weight 1). */
+  private WeightReader weights(StructType schema) {
+    return !isDefined(weightCol) || $(weightCol).isEmpty() ? null : WeightReader.of(schema, $(weightCol));
   }
 
   /** Sets {@code learningRateSchedule}; a value the param rejects fails here, naming it. */
@@ -552,6 +572,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     FeatureReader.of(schema, $(featuresCol), spec.inputShape().size());
     LabelReader.of(schema, $(labelCol), spec.numClasses());
     validationPlan(schema);
+    weights(schema);
     return new CnnClassificationModel(uid, spec.specString(), new float[0]).copyParamsFrom(this).transformSchema(schema);
   }
 
@@ -578,8 +599,16 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
     int workers = intParam(numWorkers) > 0 ? intParam(numWorkers) : dataset.sparkSession().sparkContext().defaultParallelism();
     // The validation rows travel with the training rows (a third column) and are held out as each
     // partition is packed: no second pass over the input, and each worker validates its own share.
-    Dataset<Row> rows = validation == null ? dataset.select($(featuresCol), $(labelCol))
-        : dataset.select($(featuresCol), $(labelCol), $(validationIndicatorCol));
+    // The weights (cast to double, as MLlib casts them) travel last.
+    WeightReader weights = weights(dataset.schema());
+    List<Column> columns = new java.util.ArrayList<>(List.of(dataset.col($(featuresCol)), dataset.col($(labelCol))));
+    if (validation != null) {
+      columns.add(dataset.col($(validationIndicatorCol)));
+    }
+    if (weights != null) {
+      columns.add(dataset.col(weights.column()).cast("double"));
+    }
+    Dataset<Row> rows = dataset.select(columns.toArray(new Column[0]));
     int slots = $(syncMode).equals("barrier") ? slots(dataset.sparkSession().sparkContext(), workers)
         : dataset.sparkSession().sparkContext().defaultParallelism();
     if ($(syncMode).equals("barrier") && workers > slots) {
@@ -607,7 +636,7 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
             : Integer.parseInt(dataset.sparkSession().sparkContext().getConf().get("spark.task.cpus", "1")),
         checkpoints, intParam(checkpointInterval), $(device), $(precision),
         $(syncMode).equals("barrier") ? ProgressReports.attach(sc, intParam(maxIter), intParam(batchSize)) : null,
-        BarrierTraining.encrypts(sc.getConf()), schedule, validation, shift, start);
+        BarrierTraining.encrypts(sc.getConf()), schedule, validation, shift, start, weights);
     TrainResult r;
     try {
       r = Training.run(rows, settings, workers, $(syncMode).equals("barrier"), packFirst);

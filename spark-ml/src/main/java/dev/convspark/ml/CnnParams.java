@@ -126,6 +126,12 @@ final class CnnParams {
         + " while t <= warmupSteps (>= 0; 0: none)", ParamValidators.gtEq(0));
   }
 
+  static Param<String> weightCol(Params owner) {
+    return new Param<>(owner, "weightCol", "weight column name: each row's weight in the loss (numeric, finite,"
+        + " >= 0; the training weights are scaled to a mean of 1, so only their ratios matter). If this is not set"
+        + " or empty, we treat all instance weights as 1.0");
+  }
+
   static Param<String> validationIndicatorCol(Params owner) {
     return new Param<>(owner, "validationIndicatorCol", "name of the column that indicates whether each row is for"
         + " training or for validation (boolean, no nulls): false indicates training; true indicates validation, a"

@@ -100,7 +100,7 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<b
     Block block = null;
     String status = null;
     try {
-      block = Block.of(rows, s.reader(), s.labels(), spec.inputShape().size(), s.indicator());
+      block = Block.of(rows, s.reader(), s.labels(), spec.inputShape().size(), s.indicator(), s.weights());
     } catch (IllegalArgumentException | IllegalStateException e) {
       status = failure(e);
     }
@@ -135,7 +135,7 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<b
       if (members.length > 1 && members[0] != rank) {
         // Trained by the unit's first worker: hand it the partition, wait for it to end.
         try (LocalExchange g = group) {
-          g.share(new Object[] {status == null ? Integer.toString(block.count) : status, block}, BarrierTraining.START_TIMEOUT_MS);
+          g.share(new Object[] {status == null ? block.status() : status, block}, BarrierTraining.START_TIMEOUT_MS);
           g.awaitLeader();
         }
         return null;
@@ -185,7 +185,7 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<b
           // on two) would otherwise run twice as many compute threads as cores, four times slower.
           runner = EngineCache.runner(s.spec(), members.length > 1 ? mergedThreads(s.threads(), members.length)
               : s.threads(), s.device(), s.precision());
-          status = Integer.toString(block.count);
+          status = block.status();
         } catch (IllegalArgumentException | IllegalStateException e) {
           status = failure(e);
         }
@@ -208,6 +208,7 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<b
       }
       String[] statuses = exchange == null ? new String[] {unitStatus} : exchange.gather(unitStatus, BarrierTraining.START_TIMEOUT_MS);
       List<Integer> sizes = new ArrayList<>(java.util.Collections.nCopies(size, 0));
+      double[] weightSums = new double[size];
       for (int u = 0; u < statuses.length; u++) {
         if (statuses[u].startsWith("!")) {
           throw new Deterministic(new IllegalArgumentException(statuses[u].substring(1)));
@@ -215,12 +216,20 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<b
         String[] counts = statuses[u].split(",");
         int[] ranks = units.get(u);
         for (int m = 0; m < ranks.length; m++) {
-          sizes.set(ranks[m], Integer.parseInt(counts[m]));
+          sizes.set(ranks[m], Block.statusCount(counts[m]));
+          weightSums[ranks[m]] = Block.statusWeight(counts[m]);
         }
       }
       long total = sizes.stream().mapToLong(Integer::longValue).sum();
       if (total == 0) {
         throw new Deterministic(new IllegalArgumentException("cannot fit on an empty dataset"));
+      }
+      double weightScale;
+      try {
+        // Summed in rank order: every worker gets the same scale.
+        weightScale = Sampling.weightScale(s.weights(), total, java.util.Arrays.stream(weightSums).sum());
+      } catch (IllegalArgumentException e) {
+        throw new Deterministic(e);
       }
       int[] shares = Sampling.shares(sizes, total, s.batchSize());
       int[] firsts = Sampling.firstSamples(shares);
@@ -238,7 +247,7 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<b
             r.copyGradientsFrom(zeros);
             return new GradientSum(null, 0, 0, 0);
           }
-          return Sampling.partitionGradient(own, share, rank, firsts[rank], stepSeed, r, null, s.shift());
+          return Sampling.partitionGradient(own, share, rank, firsts[rank], stepSeed, r, null, s.shift(), weightScale);
         }, share, alone, from, start, runner, new Block[] {own});
       }
       // A unit (the workers of one JVM on one device): its first worker trains all their shares
@@ -260,6 +269,7 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<b
       float lossScale = exchange == null ? 1f / batch : 1f;
       float[] x = new float[Math.max(1, batch) * spec.inputShape().size()];
       int[] y = new int[Math.max(1, batch)];
+      float[] w = s.weights() == null ? null : new float[Math.max(1, batch)];
       Block[] parts = blocks;
       float[] zeros = batch == 0 ? new float[runner.paramCount()] : null;
       return new StepLoop(s, key).run(ctx, members, stepSeed -> {
@@ -269,10 +279,10 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Object>, Iterator<b
         }
         int at = 0;
         for (int m = 0; m < members.length; m++) {
-          Sampling.sample(parts[m], runLengths[m], members[m], stepSeed, x, y, at, s.shift());
+          Sampling.sample(parts[m], runLengths[m], members[m], stepSeed, x, y, w, weightScale, at, s.shift());
           at += runLengths[m];
         }
-        SoftmaxCrossEntropy.Result g = r.computeGradients(x, y, batch, lossScale, stepSeed, runFirsts, runLengths);
+        SoftmaxCrossEntropy.Result g = r.computeGradients(x, y, w, batch, lossScale, stepSeed, runFirsts, runLengths);
         return new GradientSum(null, g.lossSum(), g.correct(), batch);
       }, batch, new UnitLead(ownGroup, exchange), from, start, runner, parts);
     }

@@ -32,17 +32,21 @@ final class DriverTraining {
     FeatureReader reader = s.reader();
     LabelReader labels = s.labels();
     IndicatorReader indicator = s.indicator();
+    WeightReader weights = s.weights();
     JavaSparkContext jsc = JavaSparkContext.fromSparkContext(rows.sparkSession().sparkContext());
     // Pack and validate every partition before the first step: a bad label fails here.
     JavaRDD<Block> blocks = Training.internalRows(rows)
-        .mapPartitions(it -> List.of(Block.pack(it, reader, labels, size, indicator)).iterator())
+        .mapPartitions(it -> List.of(Block.pack(it, reader, labels, size, indicator, weights)).iterator())
         .persist(StorageLevel.MEMORY_AND_DISK());
     try {
-      List<Integer> sizes = blocks.map(b -> b.count).collect();
+      List<String> statuses = blocks.map(Block::status).collect();
+      List<Integer> sizes = statuses.stream().map(Block::statusCount).toList();
       long total = sizes.stream().mapToLong(Integer::longValue).sum();
       if (total == 0) {
         throw new IllegalArgumentException("cannot fit on an empty dataset");
       }
+      double weightScale = Sampling.weightScale(weights, total,
+          statuses.stream().mapToDouble(Block::statusWeight).sum());
       int[] shares = Sampling.shares(sizes, total, s.batchSize());
       int[] firsts = Sampling.firstSamples(shares);
       int threads = s.threads();
@@ -71,7 +75,8 @@ final class DriverTraining {
           ModelRunner runner = EngineCache.runner(specText, threads, deviceText, precisionText);
           runner.copyParametersFrom(w.value());
           runner.setKeepProb(keep);
-          return List.of(Sampling.partitionGradient(b, share, index, firsts[index], stepSeed, runner, shift))
+          return List.of(Sampling.partitionGradient(b, share, index, firsts[index], stepSeed, runner, shift,
+              weightScale))
               .iterator();
         }, false).treeReduce(GradientSum::add, 2);
         w.destroy();

@@ -46,6 +46,23 @@ final class Sampling {
     return s;
   }
 
+  /**
+   * What each weight is multiplied by in the loss: the training rows' count over the sum of their
+   * weights, so that the weights have a mean of 1 over the training rows. The objective is then the
+   * weighted mean loss over the data, as with MLlib's instance weights, the step's gradient its
+   * unbiased estimate at the learning rate of unweighted training, and multiplying every weight by
+   * one number changes nothing. 1 without weights.
+   *
+   * @throws IllegalArgumentException when the weights sum to 0, naming the column
+   */
+  static double weightScale(WeightReader weights, long count, double weightSum) {
+    if (weights == null) {
+      return 1;
+    }
+    weights.requirePositive(weightSum);
+    return count / weightSum;
+  }
+
   /** Where each share starts in the global batch: the sum of the shares before it. */
   static int[] firstSamples(int[] shares) {
     int[] first = new int[shares.length];
@@ -58,11 +75,13 @@ final class Sampling {
   /**
    * The summed-loss gradient over {@code share} samples of a partition drawn for this step, on a
    * runner that holds the step's weights, the share starting at sample {@code first} of the global
-   * batch (for dropout). Both sync modes draw the same samples.
+   * batch (for dropout). Both sync modes draw the same samples. With weights, each sample's loss
+   * counts its weight times {@code weightScale} (see {@link #weightScale}).
    */
   static GradientSum partitionGradient(Block b, int share, int partition, int first, long stepSeed, ModelRunner runner,
-                                       Shift shift) {
-    return partitionGradient(b, share, partition, first, stepSeed, runner, new float[runner.paramCount()], shift);
+                                       Shift shift, double weightScale) {
+    return partitionGradient(b, share, partition, first, stepSeed, runner, new float[runner.paramCount()], shift,
+        weightScale);
   }
 
   /**
@@ -70,11 +89,12 @@ final class Sampling {
    * {@code grads} is null (barrier workers reach it there).
    */
   static GradientSum partitionGradient(Block b, int share, int partition, int first, long stepSeed, ModelRunner runner,
-                                       float[] grads, Shift shift) {
+                                       float[] grads, Shift shift, double weightScale) {
     float[] x = new float[share * b.size];
     int[] y = new int[share];
-    sample(b, share, partition, stepSeed, x, y, 0, shift);
-    SoftmaxCrossEntropy.Result r = runner.computeGradients(x, y, share, 1f, stepSeed, first);
+    float[] w = b.weighted() ? new float[share] : null;
+    sample(b, share, partition, stepSeed, x, y, w, weightScale, 0, shift);
+    SoftmaxCrossEntropy.Result r = runner.computeGradients(x, y, w, share, 1f, stepSeed, new long[] {first}, null);
     if (grads != null) {
       runner.copyGradientsTo(grads);
     }
@@ -86,8 +106,10 @@ final class Sampling {
    * {@code x} and {@code y} from sample {@code at} on: without replacement within the step, the
    * first {@code share} places of a Fisher-Yates shuffle seeded by step and partition. With a
    * {@code shift} (else null), each image is shifted as it is drawn, by draws from the same stream.
+   * With {@code w} (else null), each sample's weight times {@code weightScale} goes there.
    */
-  static void sample(Block b, int share, int partition, long stepSeed, float[] x, int[] y, int at, Shift shift) {
+  static void sample(Block b, int share, int partition, long stepSeed, float[] x, int[] y, float[] w,
+                     double weightScale, int at, Shift shift) {
     SplittableRandom rnd = new SplittableRandom(stepSeed * 31 + partition);
     float[] scratch = shift == null ? null : new float[b.size];
     // The shuffle's swaps, kept only where they moved something: order[k] is moved.get(k), else k.
@@ -99,6 +121,9 @@ final class Sampling {
       moved.put(j, moved.getOrDefault(i, i));
       b.copyFeatures(picked, x, (at + i) * b.size);
       y[at + i] = b.label(picked);
+      if (w != null) {
+        w[at + i] = (float) (b.weight(picked) * weightScale);
+      }
       if (shift != null) {
         shift.apply(x, (at + i) * b.size, rnd, scratch);
       }

@@ -45,10 +45,11 @@ public final class Training {
       int size = spec.inputShape().size();
       LabelReader labels = settings.labels();
       IndicatorReader indicator = settings.indicator();
+      WeightReader weights = settings.weights();
       int w = workers;
       org.apache.spark.api.java.JavaRDD<Block> blocks = internalRows(rows)
           .mapPartitionsWithIndex((i, it) -> List.of(new scala.Tuple2<>(i % w,
-              new scala.Tuple2<>(i, Block.pack(it, reader, labels, size, indicator)))).iterator(), false)
+              new scala.Tuple2<>(i, Block.pack(it, reader, labels, size, indicator, weights)))).iterator(), false)
           .mapToPair(t -> t)
           .partitionBy(new org.apache.spark.HashPartitioner(w))
           .values()

@@ -84,8 +84,9 @@ public final class Validation {
   }
 
   /**
-   * Records the evaluation after step {@code step} from the summed {@code {lossSum, correct, count}}
-   * of every replica's validation rows. When it is the best so far and the model keeps the best
+   * Records the evaluation after step {@code step} from the summed
+   * {@code {lossSum, correct, count, weightSum}} of every replica's validation rows (with weights,
+   * the loss and the right predictions weighted: the mean is over the weights). When it is the best so far and the model keeps the best
    * weights, takes a copy of the current ones from {@code weights} (null on a replica that hands
    * back no model).
    *
@@ -96,7 +97,11 @@ public final class Validation {
       throw new IllegalArgumentException("validationIndicatorCol '" + plan.indicator().column() + "' marks no row"
           + " true, so there is nothing to validate on; mark the validation rows true or leave the param unset");
     }
-    if (add(step, sums[0] / sums[2], sums[1] / sums[2]) && plan.keepsBest() && weights != null) {
+    if (!(sums[3] > 0)) {
+      throw new IllegalArgumentException("weightCol gives every validation row (validationIndicatorCol '"
+          + plan.indicator().column() + "' true) a weight of 0, so there is nothing to validate on");
+    }
+    if (add(step, sums[0] / sums[3], sums[1] / sums[3]) && plan.keepsBest() && weights != null) {
       best = weights.get();
     }
   }
@@ -153,13 +158,15 @@ public final class Validation {
 
   /**
    * Scores the runner's current weights on the validation rows of {@code blocks} (their
-   * {@link Block#held} parts): {@code {lossSum, correct, count}}.
+   * {@link Block#held} parts): {@code {lossSum, correct, count, weightSum}}, the loss and the right
+   * predictions weighted by the rows' weights when they have some.
    */
   static double[] evaluate(ModelRunner runner, Block[] blocks) {
     int classes = runner.spec().numClasses();
-    double[] sums = new double[3];
+    double[] sums = new double[4];
     float[] x = null;
     int[] y = new int[BATCH];
+    float[] w = new float[BATCH];
     float[] logits = new float[BATCH * classes];
     for (Block block : blocks) {
       Block b = block == null ? null : block.held;
@@ -172,28 +179,52 @@ public final class Validation {
         for (int i = 0; i < k; i++) {
           b.copyFeatures(from + i, x, i * b.size);
           y[i] = b.label(from + i);
+          w[i] = b.weight(from + i);
         }
         runner.predictLogits(x, k, logits);
-        SoftmaxCrossEntropy.Result r = SoftmaxCrossEntropy.compute(logits, y, k, classes, 1f, null);
+        SoftmaxCrossEntropy.Result r = SoftmaxCrossEntropy.compute(logits, y, b.weighted() ? w : null, k, classes, 1f,
+            null);
         sums[0] += r.lossSum();
-        sums[1] += r.correct();
+        sums[1] += b.weighted() ? weightedCorrect(logits, y, w, k, classes) : r.correct();
         sums[2] += k;
+        sums[3] += b.weighted() ? sumOf(w, k) : k;
       }
     }
     return sums;
   }
 
+  /** The sum of the weights of the rows whose largest logit (the first of equals) is their label's. */
+  private static double weightedCorrect(float[] logits, int[] y, float[] w, int k, int classes) {
+    double sum = 0;
+    for (int i = 0; i < k; i++) {
+      int best = 0;
+      for (int c = 1; c < classes; c++) {
+        best = logits[i * classes + c] > logits[i * classes + best] ? c : best;
+      }
+      sum += best == y[i] ? w[i] : 0;
+    }
+    return sum;
+  }
+
+  private static double sumOf(float[] w, int k) {
+    double sum = 0;
+    for (int i = 0; i < k; i++) {
+      sum += w[i];
+    }
+    return sum;
+  }
+
   /** One replica's evaluation as text for a gather (exact: the shortest decimal of each double). */
   static String encode(double[] sums) {
-    return sums[0] + "," + sums[1] + "," + sums[2];
+    return sums[0] + "," + sums[1] + "," + sums[2] + "," + sums[3];
   }
 
   /** The sum of every replica's evaluation, added in rank order. */
   static double[] sum(String[] all) {
-    double[] s = new double[3];
+    double[] s = new double[4];
     for (String a : all) {
       String[] p = a.split(",");
-      for (int i = 0; i < 3; i++) {
+      for (int i = 0; i < 4; i++) {
         s[i] += Double.parseDouble(p[i]);
       }
     }

@@ -38,7 +38,7 @@ class BlockTest {
 
   private static Block pack(int from, int n) {
     return Block.pack(rows(from, n).iterator(), FeatureReader.of(SCHEMA, "x", SIZE), LabelReader.of(SCHEMA, "label", 10),
-        SIZE, null);
+        SIZE, null, null);
   }
 
   private static void assertSample(Block b, int i, int row) {
@@ -76,7 +76,7 @@ class BlockTest {
     for (int share : new int[] {1, 50, 500}) {
       float[] x = new float[(share + 3) * SIZE];
       int[] y = new int[share + 3];
-      Sampling.sample(b, share, 2, 77L, x, y, 3, null);
+      Sampling.sample(b, share, 2, 77L, x, y, null, 1, 3, null);
       // The same shuffle on a whole permutation array.
       java.util.SplittableRandom rnd = new java.util.SplittableRandom(77L * 31 + 2);
       int[] order = new int[500];
