@@ -80,7 +80,10 @@ final class EvaluateJob {
           + "); name it with --label-col");
     }
     // The model's evaluate scores the rows, counts (label, prediction) pairs and checks the labels.
-    CnnClassificationSummary summary = model.setFeaturesCol(input.features()).setLabelCol(labelCol).evaluate(d);
+    // The job's figures are counts of rows: a model fitted with weightCol scores a table without
+    // that column too.
+    CnnClassificationSummary summary = model.setFeaturesCol(input.features()).setLabelCol(labelCol).setWeightCol("")
+        .evaluate(d);
     long[][] cm = summary.counts();
     Dataset<Row> scored = summary.predictions().withColumn("_label", functions.col(labelCol).cast("double"));
     Metrics m = Metrics.of(cm);

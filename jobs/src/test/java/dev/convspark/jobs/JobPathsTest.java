@@ -31,6 +31,33 @@ class JobPathsTest extends OnLocalSession {
     InProcessJobs.assertUsageError(expected, args);
   }
 
+  /**
+   * {@code train --weight-col} weighs a Parquet table's rows (a weight of 0 on every row of class 1:
+   * the model never predicts it), and {@code evaluate} scores the model on data without that column.
+   */
+  @Test
+  void trainWeighsTheRowsByWeightColAndEvaluateTakesDataWithoutIt() throws Exception {
+    String table = tmp.resolve("weighted").toString();
+    spark.read().format("idx").option("imageFormat", "vector").load(TEST).limit(2000)
+        .withColumn("w", org.apache.spark.sql.functions.when(org.apache.spark.sql.functions.col("label").equalTo(1), 0.0)
+            .otherwise(1.0))
+        .write().parquet(table);
+    String run = tmp.resolve("run").toString();
+    InProcessJobs.ok("train", "--data", table, "--output", run, "--model", "softmax-regression", "--optimizer", "sgd",
+        "--learning-rate", "0.5", "--keep-prob", "1", "--max-iter", "60", "--num-workers", "1", "--weight-col", "w");
+    CnnClassificationModel m = CnnClassificationModel.load(tmp.resolve("run/model").toString());
+    assertEquals("w", m.getOrDefault(m.weightCol()));
+    String eval = tmp.resolve("eval-weighted").toString();
+    InProcessJobs.ok("evaluate", "--model", run + "/model", "--data", TEST, "--output", eval);
+    String metrics = java.nio.file.Files.readString(Path.of(eval, "metrics.json"));
+    // Class 1 taught nothing and is never predicted; the other classes are learned.
+    List<Row> predicted = m.transform(spark.read().format("idx").option("imageFormat", "vector").load(TEST))
+        .groupBy("prediction").count().collectAsList();
+    assertTrue(predicted.stream().noneMatch(r -> r.getDouble(0) == 1.0), predicted.toString());
+    assertTrue(predicted.size() >= 8, predicted.toString());
+    assertTrue(metrics.contains("\"accuracy\""), metrics);
+  }
+
   @Test
   void aModelOrAPipelineOfItScoresAndAnythingElseIsRefusedNamingTheFlag() throws Exception {
     Dataset<Row> some = spark.read().format("idx").option("imageFormat", "vector").load(TEST).limit(500);
