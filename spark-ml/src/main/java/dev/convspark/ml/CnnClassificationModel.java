@@ -274,6 +274,17 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     return ModelSpec.parse(specString).numClasses();
   }
 
+  /**
+   * The model in a line, as MLlib's models print themselves: its uid, network, classes and
+   * features, e.g. {@code CnnClassificationModel: uid=cnnClassifier_..., model=deep-mnist,
+   * numClasses=10, numFeatures=784}.
+   */
+  @Override
+  public String toString() {
+    return "CnnClassificationModel: uid=" + uid + ", model=" + ModelSpec.parse(specString).name() + ", numClasses="
+        + numClasses() + ", numFeatures=" + numFeatures();
+  }
+
   /** The number of features (input values) a row's features hold, as MLlib's prediction models say it. */
   public int numFeatures() {
     return ModelSpec.parse(specString).inputShape().size();

@@ -233,6 +233,9 @@ class CnnClassifierTest {
     CnnClassificationModel b = (CnnClassificationModel) loaded.stages()[0];
     assertEquals(a.uid(), b.uid());
     assertArrayEquals(a.weights(), b.weights());
+    // As MLlib's models print themselves.
+    assertEquals("CnnClassificationModel: uid=" + a.uid() + ", model=softmax-regression, numClasses=10,"
+        + " numFeatures=784", b.toString());
     List<Row> pa = fitted.transform(test.limit(200)).select("prediction", "probability").collectAsList();
     List<Row> pb = loaded.transform(test.limit(200)).select("prediction", "probability").collectAsList();
     assertEquals(pa, pb);

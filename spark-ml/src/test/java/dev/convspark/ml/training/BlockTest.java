@@ -70,6 +70,49 @@ class BlockTest {
     assertEquals(0, pack(0, 0).count);
   }
 
+  /**
+   * Weights (a double field after the label) go with their samples through packing (across
+   * chunks), merging and sampling; a block tells its count and weight sum, and without weights its
+   * count alone, as before.
+   */
+  @Test
+  void weightsTravelWithTheirSamplesAndTheStatusCarriesTheirSum() {
+    StructType schema = SCHEMA.add("w", DataTypes.DoubleType, true);
+    WeightReader reader = WeightReader.of(schema, "w");
+    List<Block> parts = new ArrayList<>();
+    for (int[] range : new int[][] {{0, 200}, {200, 150}}) {
+      List<InternalRow> rows = new ArrayList<>();
+      for (InternalRow r : rows(range[0], range[1])) {
+        int row = range[0] + rows.size();
+        rows.add(new GenericInternalRow(new Object[] {r.getArray(0), r.getInt(1), row * 0.5}));
+      }
+      parts.add(Block.pack(rows.iterator(), FeatureReader.of(schema, "x", SIZE), LabelReader.of(schema, "label", 10),
+          SIZE, null, reader));
+    }
+    Block merged = Block.merge(parts.iterator());
+    assertTrue(merged.weighted());
+    double sum = 0;
+    for (int i = 0; i < 350; i++) {
+      assertEquals(i * 0.5f, merged.weight(i));
+      sum += i * 0.5;
+    }
+    assertEquals(sum, merged.weightSum);
+    assertEquals(350, Block.statusCount(merged.status()));
+    assertEquals(sum, Block.statusWeight(merged.status()));
+    Block plain = pack(0, 5);
+    assertEquals("5", plain.status());
+    assertEquals(5.0, Block.statusWeight(plain.status()));
+    // A drawn sample's weight, scaled, is its own.
+    float[] x = new float[7 * SIZE];
+    int[] y = new int[7];
+    float[] w = new float[7];
+    Sampling.sample(merged, 7, 0, 9L, x, y, w, 2.0, 0, null);
+    for (int i = 0; i < 7; i++) {
+      int row = (int) (x[i * SIZE] / 1000f);
+      assertEquals(row * 0.5f * 2, w[i], "sample " + i + " (row " + row + ")");
+    }
+  }
+
   @Test
   void aStepsSamplesAreTheFirstPlacesOfASeededShuffleWithoutRepeats() {
     Block b = pack(0, 500);
