@@ -275,6 +275,29 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   }
 
   /**
+   * A transformer that gives the output of the layer before this network's last dense layer as a
+   * Vector column (deep-mnist: {@code dropout5}, its first dense layer's 1,024 values after the
+   * ReLU, dropout being off when scoring): features for another model. It reads this model's
+   * {@code featuresCol} and takes its {@code device}, {@code precision} and threads.
+   *
+   * @throws IllegalArgumentException for a network with no layer before its last dense layer
+   */
+  public CnnFeaturizer featurizer() {
+    return CnnFeaturizer.of(this, null, weights);
+  }
+
+  /**
+   * As {@link #featurizer()} for the layer named {@code layer}, one of the network's layers in the
+   * engine's names (deep-mnist: conv1, relu1, pool1, conv2, relu2, pool2, flatten3, dense1, relu4,
+   * dropout5, dense2); an image layer's output is flattened height, width, channel.
+   *
+   * @throws IllegalArgumentException naming the network's layers, for a layer it does not have
+   */
+  public CnnFeaturizer featurizer(String layer) {
+    return CnnFeaturizer.of(this, java.util.Objects.requireNonNull(layer, "layer"), weights);
+  }
+
+  /**
    * The model in a line, as MLlib's models print themselves: its uid, network, classes and
    * features, e.g. {@code CnnClassificationModel: uid=cnnClassifier_..., model=deep-mnist,
    * numClasses=10, numFeatures=784}.

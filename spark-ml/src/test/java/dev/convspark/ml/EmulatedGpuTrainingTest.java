@@ -134,6 +134,21 @@ class EmulatedGpuTrainingTest {
     double[] d = compare(onCpu, cpu.setDevice("gpu").transform(data).select("prediction", "probability").collectAsList());
     assertTrue(d[0] < 1e-4, "GPU and CPU probabilities differ by " + d[0]);
     assertTrue(d[1] <= 2, d[1] + " of " + onCpu.size() + " predictions differ between GPU and CPU");
+    // The featurizer's truncated network (ending in a ReLU) on the GPUs gives the CPU's features.
+    List<Row> featuresCpu = cpu.featurizer().setDevice("cpu").transform(data).select("cnnFeatures").collectAsList();
+    List<Row> featuresGpu = cpu.featurizer().setDevice("gpu").transform(data).select("cnnFeatures").collectAsList();
+    double largest = 0;
+    double featureDiff = 0;
+    for (int i = 0; i < featuresCpu.size(); i++) {
+      Vector x = featuresCpu.get(i).getAs(0);
+      Vector y = featuresGpu.get(i).getAs(0);
+      for (int k = 0; k < x.size(); k++) {
+        largest = Math.max(largest, Math.abs(x.apply(k)));
+        featureDiff = Math.max(featureDiff, Math.abs(x.apply(k) - y.apply(k)));
+      }
+    }
+    assertTrue(largest > 0 && featureDiff < 1e-4 * largest, "GPU and CPU features differ by " + featureDiff + " of "
+        + largest);
     if (tf32) {
       CnnClassificationModel t = fit(data, "gpu", "tf32");
       double w = relative(t.weights(), cpu.weights());

@@ -46,26 +46,24 @@ public final class Network {
     this.spec = spec;
     this.layers = new ArrayList<>();
     Shape s = spec.inputShape();
-    int conv = 0;
-    int pool = 0;
-    int dense = 0;
-    int other = 0;
+    List<String> names = spec.layerNames();
     for (LayerSpec l : spec.layers()) {
       Layer layer;
+      String name = names.get(layers.size());
       if (l instanceof LayerSpec.Conv c) {
-        layer = new Conv2d("conv" + (++conv), ConvGeometry.of(s.height(), s.width(), s.channels(),
+        layer = new Conv2d(name, ConvGeometry.of(s.height(), s.width(), s.channels(),
             c.kernelHeight(), c.kernelWidth(), c.stride(), c.padding()), c.filters());
       } else if (l instanceof LayerSpec.MaxPool p) {
-        layer = new MaxPool2d("pool" + (++pool), ConvGeometry.of(s.height(), s.width(), s.channels(),
+        layer = new MaxPool2d(name, ConvGeometry.of(s.height(), s.width(), s.channels(),
             p.window(), p.window(), p.stride(), p.padding()));
       } else if (l instanceof LayerSpec.Dense d) {
-        layer = new Dense("dense" + (++dense), s.size(), d.units());
+        layer = new Dense(name, s.size(), d.units());
       } else if (l instanceof LayerSpec.Relu) {
-        layer = new Relu("relu" + (++other), s);
+        layer = new Relu(name, s);
       } else if (l instanceof LayerSpec.Dropout) {
-        layer = new Dropout("dropout" + (++other), s);
+        layer = new Dropout(name, s);
       } else {
-        layer = new Flatten("flatten" + (++other), s);
+        layer = new Flatten(name, s);
       }
       layers.add(layer);
       s = layer.outputShape();

@@ -25,6 +25,25 @@ class ModelSpecTest {
     assertEquals(0.1f, s.biasInit());
   }
 
+  /** The layers' names are the network's, and a network's first layers are a network of their own. */
+  @Test
+  void layerNamesAreTheEnginesAndTheFirstLayersAreANetwork() {
+    ModelSpec s = ModelSpec.parse("deep-mnist");
+    java.util.List<String> names = java.util.List.of("conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten3",
+        "dense1", "relu4", "dropout5", "dense2");
+    assertEquals(names, s.layerNames());
+    assertEquals(names, new Network(s).layers().stream().map(dev.convspark.tensor.layers.Layer::name).toList());
+    ModelSpec first = s.upTo(10);
+    assertEquals("in28x28x1-conv5x5x32-relu-pool2-conv5x5x64-relu-pool2-flatten-dense1024-relu-dropout", first.name());
+    assertEquals(1024, first.numClasses());
+    assertEquals(s.paramCount() - (1024 * 10 + 10), first.paramCount());
+    assertEquals(first.text(), ModelSpec.parse(first.specString()).text());
+    assertEquals(7 * 7 * 64, s.upTo(6).numClasses());
+    assertEquals(names.subList(0, 6), s.upTo(6).layerNames());
+    assertThrows(IllegalArgumentException.class, () -> s.upTo(0));
+    assertThrows(IllegalArgumentException.class, () -> s.upTo(12));
+  }
+
   @Test
   void softmaxRegressionIsOneDenseLayerInitialisedToZero() {
     ModelSpec s = ModelSpec.parse("softmax-regression");

@@ -280,6 +280,52 @@ public final class ModelSpec {
     return count;
   }
 
+  /**
+   * The layers' names in order, as the engine names them: {@code conv1}, {@code pool1},
+   * {@code dense1}, ... numbered by kind, and {@code relu}, {@code dropout} and {@code flatten}
+   * numbered together (deep-mnist: conv1, relu1, pool1, conv2, relu2, pool2, flatten3, dense1,
+   * relu4, dropout5, dense2).
+   */
+  public List<String> layerNames() {
+    List<String> names = new ArrayList<>();
+    int conv = 0;
+    int pool = 0;
+    int dense = 0;
+    int other = 0;
+    for (LayerSpec l : layers) {
+      if (l instanceof LayerSpec.Conv) {
+        names.add("conv" + (++conv));
+      } else if (l instanceof LayerSpec.MaxPool) {
+        names.add("pool" + (++pool));
+      } else if (l instanceof LayerSpec.Dense) {
+        names.add("dense" + (++dense));
+      } else if (l instanceof LayerSpec.Relu) {
+        names.add("relu" + (++other));
+      } else if (l instanceof LayerSpec.Dropout) {
+        names.add("dropout" + (++other));
+      } else {
+        names.add("flatten" + (++other));
+      }
+    }
+    return names;
+  }
+
+  /**
+   * The network of this one's first {@code count} layers (its text form as its name): its output
+   * is that layer's, and its parameters are the first {@link #paramCount()} of this one's, since
+   * parameters lie layer after layer.
+   *
+   * @throws IllegalArgumentException when {@code count} is not in {@code [1, layers]}
+   */
+  public ModelSpec upTo(int count) {
+    if (count < 1 || count > layers.size()) {
+      throw new IllegalArgumentException("a network of the first " + count + " layers of " + name + " ("
+          + layers.size() + " layers)");
+    }
+    ModelSpec s = new ModelSpec(name, input, layers.subList(0, count), weightInit, biasInit);
+    return new ModelSpec(s.text(), input, layers.subList(0, count), weightInit, biasInit);
+  }
+
   /** The number of classes: the size of the last layer's output. */
   public int numClasses() {
     return shapes.get(shapes.size() - 1).size();
