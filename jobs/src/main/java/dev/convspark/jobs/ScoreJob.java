@@ -1,6 +1,7 @@
 package dev.convspark.jobs;
 
 import dev.convspark.ml.CnnClassificationModel;
+import dev.convspark.ml.CnnFeaturizer;
 import dev.convspark.tensor.Shape;
 import dev.convspark.tensor.spec.ModelSpec;
 import java.io.IOException;
@@ -27,7 +28,7 @@ final class ScoreJob {
   static String usage() {
     return "usage: score --model DIR --data PATH --output PATH [--format auto|idx|parquet|image]\n"
         + "             [--output-format parquet|csv] [--features-col features] [--handle-invalid error|keep]\n"
-        + "             [--overwrite] [--resize]\n"
+        + "             [--overwrite] [--resize] [--layer NAME|auto]\n"
         + "  --model: the model saved by train (CnnClassificationModel.save, or a PipelineModel's save\n"
         + "  where its one stage is that model).\n"
         + "  Writes the input's columns (without the features) plus prediction (the 0-based class, a\n"
@@ -40,7 +41,10 @@ final class ScoreJob {
         + "  another size than the model's input without --resize, another number of channels) fails the\n"
         + "  job naming the file (--handle-invalid error, the default), or with --handle-invalid keep is a\n"
         + "  row whose prediction and probability are null and whose error column says why; the last line\n"
-        + "  counts those rows. IDX and Parquet inputs fail naming the file or the column.\n";
+        + "  counts those rows. IDX and Parquet inputs fail naming the file or the column.\n"
+        + "  --layer NAME writes the output of the network's layer NAME (conv1, pool1, dense1, ...; auto: the\n"
+        + "  layer before the last dense layer) as column cnnFeatures instead of prediction and probability:\n"
+        + "  features for another model (CnnClassificationModel.featurizer).\n";
   }
 
   static int run(String[] args) throws IOException {
@@ -53,6 +57,7 @@ final class ScoreJob {
     String featuresCol = "features";
     boolean overwrite = false;
     boolean keepInvalid = false;
+    String layer = null;
     for (int i = 0; i < args.length; i++) {
       String a = args[i];
       switch (a) {
@@ -69,6 +74,7 @@ final class ScoreJob {
         }
         case "--features-col" -> featuresCol = Args.value(args, ++i, a);
         case "--overwrite" -> overwrite = true;
+        case "--layer" -> layer = Args.value(args, ++i, a);
         case "--handle-invalid" -> {
           String h = Args.value(args, ++i, a).toLowerCase(Locale.ROOT);
           if (!h.equals("error") && !h.equals("keep")) {
@@ -97,7 +103,17 @@ final class ScoreJob {
     JobData.Input input = JobData.load(spark, data, format, featuresCol, in, keepInvalid, resize);
     Dataset<Row> d = input.rows();
     boolean errors = List.of(d.columns()).contains(JobData.ERROR);
-    Dataset<Row> scored = model.setFeaturesCol(input.features()).transform(d);
+    Dataset<Row> scored;
+    if (layer == null) {
+      scored = model.setFeaturesCol(input.features()).transform(d);
+    } else {
+      try {
+        CnnFeaturizer f = layer.equals("auto") ? model.featurizer() : model.featurizer(layer);
+        scored = f.setInputCol(input.features()).transform(d);
+      } catch (IllegalArgumentException e) {
+        throw new UsageException("--layer " + layer + ": " + e.getMessage());
+      }
+    }
     List<Column> keep = new ArrayList<>();
     for (String c : d.columns()) {
       if (!c.equals(input.features()) && !c.equals(JobData.ERROR)) {
@@ -106,13 +122,16 @@ final class ScoreJob {
     }
     // A kept invalid row was scored on zeros: its prediction and probability are nulled.
     Column valid = errors ? functions.col(JobData.ERROR).isNull() : functions.lit(true);
-    keep.add(functions.when(valid, functions.col("prediction")).as("prediction"));
-    Column probability = functions.col("probability");
+    if (layer == null) {
+      keep.add(functions.when(valid, functions.col("prediction")).as("prediction"));
+    }
+    String vectors = layer == null ? "probability" : "cnnFeatures";
+    Column vector = functions.col(vectors);
     if (outFormat.equals("csv")) {
-      probability = functions.concat_ws(";", org.apache.spark.ml.functions.vector_to_array(probability, "float64")
+      vector = functions.concat_ws(";", org.apache.spark.ml.functions.vector_to_array(vector, "float64")
           .cast("array<string>"));
     }
-    keep.add(functions.when(valid, probability).as("probability"));
+    keep.add(functions.when(valid, vector).as(vectors));
     if (errors) {
       keep.add(functions.col(JobData.ERROR));
     }

@@ -81,6 +81,24 @@ class JobPathsTest extends OnLocalSession {
     assertEquals(a, b, "the pipeline of the one model scores as the model");
     InProcessJobs.ok("evaluate", "--model", pipeDir, "--data", TEST, "--output", tmp.resolve("eval").toString());
 
+    // --layer: a layer's output instead of the prediction (here the one layer's, the logits).
+    String layerOut = tmp.resolve("layer").toString();
+    InProcessJobs.ok("score", "--model", modelDir, "--data", TEST, "--output", layerOut, "--layer", "dense1");
+    Dataset<Row> written = spark.read().parquet(layerOut);
+    assertEquals(List.of("index", "label", "cnnFeatures"), List.of(written.columns()));
+    List<Row> features = written.orderBy("index").select("cnnFeatures").limit(50).collectAsList();
+    List<Row> logits = CnnClassificationModel.load(modelDir).transform(spark.read().format("idx")
+        .option("imageFormat", "vector").load(TEST)).orderBy("index").select("rawPrediction").limit(50).collectAsList();
+    for (int i = 0; i < 50; i++) {
+      org.apache.spark.ml.linalg.Vector f = features.get(i).getAs(0);
+      org.apache.spark.ml.linalg.Vector z = logits.get(i).getAs(0);
+      assertEquals(0.0, org.apache.spark.ml.linalg.Vectors.sqdist(f, z), 1e-9, "row " + i);
+    }
+    assertUsageError("--layer auto: model softmax-regression has no layer before its last dense layer", "score",
+        "--model", modelDir, "--data", TEST, "--output", tmp.resolve("y").toString(), "--layer", "auto");
+    assertUsageError("--layer conv9: layer 'conv9' is not a layer of model softmax-regression; its layers are dense1",
+        "score", "--model", modelDir, "--data", TEST, "--output", tmp.resolve("y").toString(), "--layer", "conv9");
+
     String none = tmp.resolve("nothing").toString();
     assertUsageError("--model " + none + " holds no saved model (", "score", "--model", none, "--data", TEST,
         "--output", tmp.resolve("x").toString());
