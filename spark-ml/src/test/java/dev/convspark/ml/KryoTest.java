@@ -33,9 +33,10 @@ class KryoTest {
   private static List<float[]> fitEveryRoute(SparkSession spark) {
     String path = LocalSessions.mnist("train-images-idx3-ubyte");
     Dataset<Row> few = spark.read().format("idx").option("imageFormat", "vector").load(path).limit(1000)
-        .withColumn("isVal", functions.col("index").mod(5).equalTo(0));
+        .withColumn("isVal", functions.col("index").mod(5).equalTo(0)).withColumn("w", functions.col("index").mod(3));
     Dataset<Row> many = spark.read().format("idx").option("imageFormat", "vector").option("recordsPerPartition", 500)
-        .load(path).where("index < 1000").withColumn("isVal", functions.col("index").mod(5).equalTo(0));
+        .load(path).where("index < 1000").withColumn("isVal", functions.col("index").mod(5).equalTo(0))
+        .withColumn("w", functions.col("index").mod(3));
     assertTrue(many.rdd().getNumPartitions() > 2, "more partitions than workers: packed first");
     List<float[]> weights = new ArrayList<>();
     for (Object[] route : new Object[][] {{"barrier", few}, {"driver", few}, {"barrier", many}}) {
@@ -43,7 +44,7 @@ class KryoTest {
       Dataset<Row> data = (Dataset<Row>) route[1];
       CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setLearningRate(0.5)
           .setBatchSize(50).setMaxIter(4).setKeepProb(1.0).setNumWorkers(2).setSyncMode((String) route[0]).setSeed(7)
-          .setValidationIndicatorCol("isVal").setValidationInterval(2);
+          .setValidationIndicatorCol("isVal").setValidationInterval(2).setWeightCol("w");   // weighted blocks too
       CnnClassificationModel model = clf.fit(data);
       assertEquals(4, model.summary().totalIterations(), route[0] + " mode");
       assertEquals(2, model.summary().validationIterations().length, route[0] + " mode");
