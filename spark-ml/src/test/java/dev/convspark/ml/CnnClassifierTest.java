@@ -301,7 +301,8 @@ class CnnClassifierTest {
     Exception e = assertThrows(Exception.class, () -> new CnnClassifier().setModel("softmax-regression")
         .setMaxIter(1).fit(bad));
     String all = Failures.messages(e);
-    assertTrue(all.contains("label column 'label' holds 10.0") && all.contains("[0, 10)"), all);
+    assertTrue(all.contains("label column 'label' holds 10.0") && all.contains("[0, 10) (the model's last layer has 10"
+        + " outputs; for more classes, end the model with a dense layer of as many units, e.g. ...-dense11)"), all);
     Dataset<Row> fractional = train.limit(100).withColumn("label", org.apache.spark.sql.functions.lit(1.5));
     all = Failures.messages(assertThrows(Exception.class, () -> new CnnClassifier().setModel("softmax-regression")
         .setMaxIter(1).fit(fractional)));

@@ -76,7 +76,9 @@ public final class LabelReader implements Serializable {
     }
     if (label != Math.rint(label) || label < 0 || label >= classes) {
       throw new IllegalArgumentException("label column '" + column + "' holds " + label
-          + "; labels must be 0-based class indices in [0, " + classes + ")");
+          + "; labels must be 0-based class indices in [0, " + classes + ")" + (label >= classes && label == Math.rint(label)
+          ? " (the model's last layer has " + classes + " outputs; for more classes, end the model with a dense"
+          + " layer of as many units, e.g. ...-dense" + (long) (label + 1) + ")" : ""));
     }
     return (int) label;
   }
