@@ -67,9 +67,17 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   private final org.apache.spark.ml.param.DoubleArrayParam thresholds;
   private final Param<String> weightCol;
   private transient CnnTrainingSummary summary;
-  /** The weights as broadcast for scoring, and the context that holds them. */
-  private transient Broadcast<float[]> broadcastWeights;
-  private transient org.apache.spark.SparkContext broadcastContext;
+  /**
+   * The weights as broadcast for scoring, and the context that holds them: shared with this
+   * model's copies, which hold the same weights (a featurizer scores through a copy per call).
+   */
+  private transient BroadcastCache broadcast = new BroadcastCache();
+
+  /** The broadcast of a model's weights and its context; null fields until the first scoring. */
+  private static final class BroadcastCache {
+    private Broadcast<float[]> weights;
+    private org.apache.spark.SparkContext context;
+  }
 
   CnnClassificationModel(String uid, String specString, float[] weights) {
     this.uid = uid;
@@ -512,12 +520,20 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
    * The weights broadcast once per model and SparkContext, not once per {@code transform} (13 MB
    * serialised and compressed each time); Spark's cleaner drops the broadcast with the model.
    */
-  private synchronized Broadcast<float[]> broadcastWeights(org.apache.spark.SparkContext sc) {
-    if (broadcastWeights == null || broadcastContext != sc || sc.isStopped()) {
-      broadcastWeights = sc.broadcast(weights, scala.reflect.ClassTag$.MODULE$.apply(float[].class));
-      broadcastContext = sc;
+  Broadcast<float[]> broadcastWeights(org.apache.spark.SparkContext sc) {
+    BroadcastCache cache;
+    synchronized (this) {
+      // Null after deserialisation (transient).
+      broadcast = broadcast == null ? new BroadcastCache() : broadcast;
+      cache = broadcast;
     }
-    return broadcastWeights;
+    synchronized (cache) {
+      if (cache.weights == null || cache.context != sc || sc.isStopped()) {
+        cache.weights = sc.broadcast(weights, scala.reflect.ClassTag$.MODULE$.apply(float[].class));
+        cache.context = sc;
+      }
+      return cache.weights;
+    }
   }
 
   /**
@@ -629,6 +645,9 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
   public CnnClassificationModel copy(ParamMap extra) {
     CnnClassificationModel m = new CnnClassificationModel(uid, specString, weights);
     m.summary = summary;
+    synchronized (this) {
+      m.broadcast = broadcast == null ? m.broadcast : broadcast;
+    }
     return copyValues(m, extra).setParent(parent());
   }
 

@@ -88,6 +88,10 @@ class CnnFeaturizerTest {
     // An image layer: pool1's 14 x 14 x 4 outputs.
     assertEquals(784, model.featurizer("pool1").numFeatures());
     assertEquals("CnnFeaturizer: uid=" + f.uid() + ", layer=relu3, numFeatures=32", f.toString());
+    // A model and its copies (a featurizer scores through a copy per call) broadcast the weights once.
+    org.apache.spark.SparkContext sc = spark.sparkContext();
+    assertEquals(model.broadcastWeights(sc).id(),
+        model.copy(org.apache.spark.ml.param.ParamMap.empty()).broadcastWeights(sc).id());
   }
 
   /** Transfer learning: MLlib's LogisticRegression on the network's inner features, in a Pipeline saved and loaded. */
