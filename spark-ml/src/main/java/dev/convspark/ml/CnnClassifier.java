@@ -691,11 +691,24 @@ public final class CnnClassifier extends Estimator<CnnClassificationModel> imple
       throw new IllegalArgumentException(refused + e.getMessage(), e);
     }
     String theirs = m.getOrDefault(m.model());
-    if (!ModelSpec.parse(theirs).specString().equals(spec.specString())) {
-      throw new IllegalArgumentException("initialModel=" + path + " holds a model of network " + theirs
-          + ", but model is " + $(model) + "; a fit starts from the weights of the same network only");
+    ModelSpec theirSpec = ModelSpec.parse(theirs);
+    if (theirSpec.specString().equals(spec.specString())) {
+      return m.weights();
     }
-    return m.weights();
+    // A new head: the same layers up to the last dense layer, which may have other units (other
+    // classes). The layers before it start from the saved weights, the head from weightInit.
+    int head = spec.lastDenseLayer();
+    if (head >= 1 && theirSpec.lastDenseLayer() == head
+        && spec.upTo(head).text().equals(theirSpec.upTo(head).text())) {
+      ModelSpec body = spec.upTo(head);
+      LOG.info("initialModel: layers {} to {} start from the weights in {}; {} ({} classes) starts afresh",
+          spec.layerNames().get(0), spec.layerNames().get(head - 1), path, spec.layerNames().get(head),
+          spec.numClasses());
+      return java.util.Arrays.copyOf(m.weights(), Math.toIntExact(body.paramCount()));
+    }
+    throw new IllegalArgumentException("initialModel=" + path + " holds a model of network " + theirs
+        + ", but model is " + $(model) + "; a fit starts from the weights of the same network, or of one that"
+        + " differs only from its last dense layer on (a new head, for other classes)");
   }
 
   /**

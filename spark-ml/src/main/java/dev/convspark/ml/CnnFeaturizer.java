@@ -72,10 +72,7 @@ public final class CnnFeaturizer extends Transformer implements MLWritable {
     List<String> names = spec.layerNames();
     int count;
     if (layerName == null) {
-      int lastDense = -1;
-      for (int i = 0; i < names.size(); i++) {
-        lastDense = names.get(i).startsWith("dense") ? i : lastDense;
-      }
+      int lastDense = spec.lastDenseLayer();
       if (lastDense < 1) {
         throw new IllegalArgumentException("model " + spec.name() + " has no layer before its last dense layer;"
             + " name one of its layers (" + String.join(", ", names) + ")");

@@ -212,7 +212,9 @@ final class CnnParams {
   static Param<String> initialModel(Params owner) {
     return new Param<>(owner, "initialModel", "path (any Hadoop file system path) of a CnnClassificationModel saved"
         + " with save(path) whose weights training starts from, instead of weightInit's; its network must be this"
-        + " model's. The optimizer starts afresh. Not set: training starts from weightInit's weights");
+        + " model's, or differ only from the last dense layer on (a new head, say for other classes: that layer"
+        + " starts from weightInit's weights). The optimizer starts afresh. Not set: training starts from"
+        + " weightInit's weights");
   }
 
   static IntParam checkpointInterval(Params owner) {

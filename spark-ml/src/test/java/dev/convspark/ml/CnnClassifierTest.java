@@ -566,6 +566,37 @@ class CnnClassifierTest {
     assertTrue(m.contains("cannot evaluate on an empty dataset"), m);
   }
 
+  /**
+   * Fine-tuning to other classes: a network that differs from initialModel's only in its last dense
+   * layer takes the saved weights for every layer before it and weightInit's for that layer.
+   */
+  @Test
+  void initialModelOfAnotherHeadGivesTheLayersBeforeItTheirWeights() throws Exception {
+    String digits = "in28x28x1-conv5x5x4-relu-pool2-dense32-relu-dense10";
+    String fives = "in28x28x1-conv5x5x4-relu-pool2-dense32-relu-dense5";
+    Dataset<Row> some = train.limit(2000);
+    CnnClassificationModel first = new CnnClassifier().setModel(digits).setLearningRate(3e-3).setMaxIter(20)
+        .setSeed(2).fit(some);
+    String path = tmp.resolve("digits").toString();
+    first.write().overwrite().save(path);
+    Dataset<Row> low = some.where("label < 5");
+    // A learning rate too small to move a float: the weights as the fit starts them.
+    CnnClassifier tuning = new CnnClassifier().setModel(fives).setLearningRate(1e-30).setMaxIter(1).setSeed(9);
+    float[] tuned = tuning.copy(org.apache.spark.ml.param.ParamMap.empty()).setInitialModel(path).fit(low).weights();
+    float[] fresh = tuning.fit(low).weights();
+    int body = (int) ModelSpec.parse(fives).upTo(ModelSpec.parse(fives).lastDenseLayer()).paramCount();
+    assertEquals(body + 32 * 5 + 5, tuned.length);
+    assertArrayEquals(java.util.Arrays.copyOf(first.weights(), body), java.util.Arrays.copyOf(tuned, body), 0f,
+        "conv1 and dense1 from the saved model");
+    assertArrayEquals(java.util.Arrays.copyOfRange(fresh, body, fresh.length),
+        java.util.Arrays.copyOfRange(tuned, body, tuned.length), 0f, "dense2 from weightInit, as without initialModel");
+    // Another body is refused, naming both networks.
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new CnnClassifier()
+        .setModel("in28x28x1-conv5x5x8-relu-pool2-dense32-relu-dense5").setInitialModel(path).setMaxIter(1).fit(low));
+    assertTrue(e.getMessage().contains("holds a model of network " + digits) && e.getMessage().contains(
+        "differs only from its last dense layer on"), e.getMessage());
+  }
+
   @Test
   void crossValidatorAndTheEvaluatorAcceptTheModel() {
     CnnClassifier clf = new CnnClassifier().setModel("softmax-regression").setOptimizer("sgd").setBatchSize(50)

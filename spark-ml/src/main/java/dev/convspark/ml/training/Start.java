@@ -21,12 +21,17 @@ record Start(float[] params, Optimizer optimizer, double[] loss, double[] accura
     Validation.Plan plan = s.validation();
     if (step == 0) {
       Network init = new Network(spec);
-      if (s.initialWeights() != null) {
-        System.arraycopy(s.initialWeights().value(), 0, init.params(), 0, init.paramCount());
+      float[] from = s.initialWeights() == null ? null : s.initialWeights().value();
+      if (from != null && from.length == init.paramCount()) {
+        System.arraycopy(from, 0, init.params(), 0, init.paramCount());
       } else if (s.heInit()) {
         init.initialize(s.seed(), ModelSpec.WeightInit.HE_NORMAL, 0f);
       } else {
         init.initialize(s.seed());
+      }
+      if (from != null && from.length < init.paramCount()) {
+        // A new head (see CnnClassifier's initialModel): the layers before it from the saved weights.
+        System.arraycopy(from, 0, init.params(), 0, from.length);
       }
       Optimizer fresh = Optimizer.create(s.optimizer(), s.learningRate(), init.paramCount());
       fresh.setSchedule(s.schedule());

@@ -310,6 +310,15 @@ public final class ModelSpec {
     return names;
   }
 
+  /** The index in {@link #layers()} of the last dense layer (the classifier's head), or -1 without one. */
+  public int lastDenseLayer() {
+    int last = -1;
+    for (int i = 0; i < layers.size(); i++) {
+      last = layers.get(i) instanceof LayerSpec.Dense ? i : last;
+    }
+    return last;
+  }
+
   /**
    * The network of this one's first {@code count} layers (its text form as its name): its output
    * is that layer's, and its parameters are the first {@link #paramCount()} of this one's, since
