@@ -104,12 +104,15 @@ final class ScoreJob {
     Dataset<Row> d = input.rows();
     boolean errors = List.of(d.columns()).contains(JobData.ERROR);
     Dataset<Row> scored;
+    String what = "scored";
     if (layer == null) {
       scored = model.setFeaturesCol(input.features()).transform(d);
     } else {
       try {
         CnnFeaturizer f = layer.equals("auto") ? model.featurizer() : model.featurizer(layer);
         scored = f.setInputCol(input.features()).transform(d);
+        what = String.format(Locale.ROOT, "wrote layer %s's output (cnnFeatures, %,d values) for", f.getOrDefault(f.layer()),
+            f.numFeatures());
       } catch (IllegalArgumentException e) {
         throw new UsageException("--layer " + layer + ": " + e.getMessage());
       }
@@ -141,10 +144,10 @@ final class ScoreJob {
     long rows = written.count();
     if (errors) {
       long invalid = written.filter(functions.col(JobData.ERROR).isNotNull()).count();
-      System.out.printf(Locale.ROOT, "scored %,d rows into %s (%s); %,d could not be scored (prediction null, the"
-          + " error column says why)%n", rows, output, outFormat, invalid);
+      System.out.printf(Locale.ROOT, "%s %,d rows into %s (%s); %,d could not be scored (%s null, the"
+          + " error column says why)%n", what, rows, output, outFormat, invalid, layer == null ? "prediction" : "cnnFeatures");
     } else {
-      System.out.printf(Locale.ROOT, "scored %,d rows into %s (%s)%n", rows, output, outFormat);
+      System.out.printf(Locale.ROOT, "%s %,d rows into %s (%s)%n", what, rows, output, outFormat);
     }
     return 0;
   }
