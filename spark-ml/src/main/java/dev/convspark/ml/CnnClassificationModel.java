@@ -401,7 +401,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     }
   }
 
-  private float[] logits(String method, org.apache.spark.ml.linalg.Vector features) {
+  float[] logits(String method, org.apache.spark.ml.linalg.Vector features) {
     // The spec parsed once a call: this is the single-row path, called row after row.
     ModelSpec spec = ModelSpec.parse(specString);
     int size = spec.inputShape().size();

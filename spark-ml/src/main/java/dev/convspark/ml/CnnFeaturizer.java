@@ -175,6 +175,23 @@ public final class CnnFeaturizer extends Transformer implements MLWritable {
     return network.numClasses();
   }
 
+  /**
+   * The layer's output for one row's features, outside a DataFrame, as the model's
+   * {@code predictRaw} scores one row: on this JVM's engine, with this featurizer's {@code device},
+   * {@code precision} and {@code threadsPerWorker}, kept between calls on a thread.
+   *
+   * @throws IllegalArgumentException when {@code features} does not hold the network's input size
+   *                                  of finite values
+   */
+  public org.apache.spark.ml.linalg.Vector layerOutput(org.apache.spark.ml.linalg.Vector features) {
+    float[] out = scorer().logits("layerOutput", features);
+    double[] d = new double[out.length];
+    for (int i = 0; i < out.length; i++) {
+      d[i] = out[i];
+    }
+    return org.apache.spark.ml.linalg.Vectors.dense(d);
+  }
+
   /** The network that scores: this one's columns and settings on the layer's network. */
   private CnnClassificationModel scorer() {
     CnnClassificationModel m = network.copy(ParamMap.empty()).setFeaturesCol($(inputCol)).setRawPredictionCol(

@@ -84,6 +84,12 @@ class CnnFeaturizerTest {
       }
     }
     assertTrue(worst < 1e-5, "dense2 of the features against the model's logits: " + worst);
+    // One row outside a DataFrame gives the column's values.
+    Row first = out.select("features", "cnnFeatures").first();
+    assertEquals(0.0, org.apache.spark.ml.linalg.Vectors.sqdist(f.layerOutput(first.getAs(0)), first.getAs(1)), 1e-12);
+    String wrong = assertThrows(IllegalArgumentException.class,
+        () -> f.layerOutput(org.apache.spark.ml.linalg.Vectors.zeros(5))).getMessage();
+    assertEquals("layerOutput: features holds 5 values but the model's input needs 784", wrong);
     assertTrue(positive > 200, "features that are not all zero: " + positive);
     // An image layer: pool1's 14 x 14 x 4 outputs.
     assertEquals(784, model.featurizer("pool1").numFeatures());
