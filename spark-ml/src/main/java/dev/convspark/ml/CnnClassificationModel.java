@@ -143,13 +143,9 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     LabelReader.of(dataset.schema(), $(labelCol), classes);
     String weights = null;
     if (isDefined(weightCol) && !$(weightCol).isEmpty()) {
-      if (!java.util.Arrays.asList(dataset.schema().fieldNames()).contains($(weightCol))) {
-        // Set by the estimator, so not said here: the evaluation is weighted as MLlib's are.
-        throw new IllegalArgumentException("weightCol '" + $(weightCol) + "' does not exist; columns are "
-            + String.join(", ", dataset.schema().fieldNames()) + ". evaluate weighs the rows by weightCol (set when"
-            + " the model was fitted with it); setWeightCol(\"\") weighs every row 1");
-      }
-      weights = dev.convspark.ml.training.WeightReader.of(dataset.schema(), $(weightCol)).column();
+      // Set by the estimator, so perhaps not by the caller: the evaluation is weighted as MLlib's are.
+      weights = dev.convspark.ml.training.WeightReader.of(dataset.schema(), $(weightCol), ". evaluate weighs the rows"
+          + " by weightCol (set when the model was fitted with it); setWeightCol(\"\") weighs every row 1").column();
     }
     return new CnnClassificationSummary(m.transform(dataset), m.getOrDefault(m.predictionCol()), $(labelCol), weights,
         classes);
@@ -633,7 +629,7 @@ public final class CnnClassificationModel extends Model<CnnClassificationModel> 
     }
   }
 
-  private static double[] toDouble(float[] a, int off, int n) {
+  static double[] toDouble(float[] a, int off, int n) {
     double[] d = new double[n];
     for (int i = 0; i < n; i++) {
       d[i] = a[off + i];

@@ -185,11 +185,7 @@ public final class CnnFeaturizer extends Transformer implements MLWritable {
    */
   public org.apache.spark.ml.linalg.Vector layerOutput(org.apache.spark.ml.linalg.Vector features) {
     float[] out = scorer().logits("layerOutput", features);
-    double[] d = new double[out.length];
-    for (int i = 0; i < out.length; i++) {
-      d[i] = out[i];
-    }
-    return org.apache.spark.ml.linalg.Vectors.dense(d);
+    return org.apache.spark.ml.linalg.Vectors.dense(CnnClassificationModel.toDouble(out, 0, out.length));
   }
 
   /** The network that scores: this one's columns and settings on the layer's network. */

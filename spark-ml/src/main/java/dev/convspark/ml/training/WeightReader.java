@@ -31,9 +31,17 @@ public final class WeightReader implements Serializable {
    * @throws IllegalArgumentException when the column is missing or not numeric
    */
   public static WeightReader of(StructType schema, String column) {
+    return of(schema, column, "");
+  }
+
+  /**
+   * As {@link #of(StructType, String)}, {@code missing} appended to the message for a missing
+   * column (what to do about it).
+   */
+  public static WeightReader of(StructType schema, String column, String missing) {
     if (!java.util.Arrays.asList(schema.fieldNames()).contains(column)) {
       throw new IllegalArgumentException("weightCol '" + column + "' does not exist; columns are "
-          + String.join(", ", schema.fieldNames()));
+          + String.join(", ", schema.fieldNames()) + missing);
     }
     DataType t = schema.apply(column).dataType();
     if (!(t instanceof NumericType)) {

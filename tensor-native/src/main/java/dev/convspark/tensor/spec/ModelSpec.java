@@ -328,11 +328,15 @@ public final class ModelSpec {
    */
   public ModelSpec upTo(int count) {
     if (count < 1 || count > layers.size()) {
-      throw new IllegalArgumentException("a network of the first " + count + " layers of " + name + " ("
-          + layers.size() + " layers)");
+      throw new IllegalArgumentException("the first " + count + " layers of " + name + ": the count must be in [1, "
+          + layers.size() + "]");
     }
-    ModelSpec s = new ModelSpec(name, input, layers.subList(0, count), weightInit, biasInit);
-    return new ModelSpec(s.text(), input, layers.subList(0, count), weightInit, biasInit);
+    List<LayerSpec> first = layers.subList(0, count);
+    StringBuilder text = new StringBuilder("in").append(input);
+    for (LayerSpec l : first) {
+      text.append('-').append(l.token());
+    }
+    return new ModelSpec(text.toString(), input, first, weightInit, biasInit);
   }
 
   /** The number of classes: the size of the last layer's output. */
