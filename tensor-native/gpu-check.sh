@@ -26,7 +26,9 @@
 #                                     runs in a JVM of its own, so that a kernel faulting on the
 #                                     GPU costs its part alone, and each of the benchmark's parts is
 #                                     cut off after GPU_CHECK_PART_SECONDS (180); --part LIST runs
-#                                     those parts alone (a second call's way to rerun one)
+#                                     those parts alone (a second call's way to rerun one);
+#                                     GPU_JAVA_OPTS adds options to GpuCheck's JVMs (a backend's
+#                                     switch: -Dconvspark.gpu.inferencePart=512)
 #   tensor-native/gpu-check.sh cpu [--threads 8,16] [--steps 100]
 #                                     on the GPU machine's host (no GPU needed): deep-mnist training
 #                                     (batch 50 and 512) and inference on the engine's CPU backend
@@ -103,7 +105,9 @@ gpu_check() {
     shift 2
   fi
   set +e
-  "${limit[@]}" "$java" --add-modules jdk.incubator.vector -cp "${GPU_CHECK_CLASSPATH:-$dist/lib/*}" \
+  # GPU_JAVA_OPTS: more options for GpuCheck's JVMs (a backend's switch, e.g.
+  # -Dconvspark.gpu.inferencePart=512, for a row of another setting).
+  "${limit[@]}" "$java" ${GPU_JAVA_OPTS:-} --add-modules jdk.incubator.vector -cp "${GPU_CHECK_CLASSPATH:-$dist/lib/*}" \
     dev.convspark.tensor.backend.GpuCheck "$@"
   rc=$?
   set -e

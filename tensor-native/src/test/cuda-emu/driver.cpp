@@ -10,8 +10,8 @@
 // (past the device's limits or the kernel's __launch_bounds__) or grid, PTX newer than the driver
 // reads) with the real error codes and a line on stderr naming
 // what was wrong, and device memory ends at a guard page so a kernel reading past a buffer stops
-// the process. Events record when they are called, so two around a launch time the kernel on the
-// CPU. Mistakes a GPU would punish are made to show here too: each block starts with its shared
+// the process. Events record when the device's queue reaches them, so two around a launch time the
+// kernel on the CPU. Mistakes a GPU would punish are made to show here too: each block starts with its shared
 // memory filled with NaN, as does fresh device (and pinned) memory, so an entry read before
 // anything wrote it spoils the result; a block's threads take their turns in a shuffled order at
 // every barrier (and a launch's blocks run in a shuffled order), so two threads that touch one
@@ -44,13 +44,17 @@
 // success, as a real launch returns before the kernel runs, and from then on every call of the
 // process but cuCtxDestroy fails with CUDA_ERROR_ILLEGAL_ADDRESS: a GPU's error of that kind is
 // sticky, and CUDA's documentation has the process end before it can use the GPU again),
-// CONVSPARK_CUDA_EMU_HANG (a kernel's name: its first launch never returns, as a kernel that never
-// ends leaves a GPU's process waiting).
+// CONVSPARK_CUDA_EMU_HANG (a kernel's name: its first launch never ends, so the call that runs it
+// (the wait after it, or its launch where the queue is eager) never returns, as a kernel that never
+// ends leaves a GPU's process waiting), CONVSPARK_CUDA_EMU_QUEUE (late, the default, or eager: see
+// Streams below).
 //
-// Streams and CUDA graphs: work queued on a stream runs when it is queued, as on the legacy stream
-// (one device, one queue). A stream capturing (cuStreamBeginCapture, global mode) records its
+// Streams and CUDA graphs: work queued on any stream goes into the device's one queue, in order,
+// and runs as late as the host lets it: at the next call that waits for the device (see Queue
+// below; CONVSPARK_CUDA_EMU_QUEUE=eager runs it when queued), so a host that touches pinned memory
+// before waiting for the copy to or from it gets what a GPU would give it. A stream capturing (cuStreamBeginCapture, global mode) records its
 // launches (their arguments copied, as a real capture fixes them), copies from pinned memory and
-// memsets as a graph's nodes instead of running them; cuGraphLaunch runs the nodes in order, each
+// memsets as a graph's nodes instead of running them; cuGraphLaunch queues the nodes in order, each
 // traced as when queued alone, after a line "graph N" (N nodes), and a copy node reads its host
 // source when the graph runs. While a capture is open, what a real driver refuses is refused and
 // the capture invalidated (its cuStreamEndCapture then fails): work on the legacy stream
@@ -77,6 +81,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -111,6 +116,7 @@ typedef int CUdevice;
   X(CUDA_ERROR_INVALID_HANDLE, 400)                                                                    \
   X(CUDA_ERROR_ILLEGAL_STATE, 401)                                                                     \
   X(CUDA_ERROR_NOT_FOUND, 500)                                                                         \
+  X(CUDA_ERROR_NOT_READY, 600)                                                                         \
   X(CUDA_ERROR_ILLEGAL_ADDRESS, 700)                                                                   \
   X(CUDA_ERROR_LAUNCH_FAILED, 719)                                                                     \
   X(CUDA_ERROR_NOT_SUPPORTED, 801)                                                                     \
@@ -139,12 +145,13 @@ struct KernelInfo {
   void (*run)(void** params);  // runs the current emulated thread
 };
 
-// Everything runs when it is called, so an event records the time of its cuEventRecord: the time
-// between two events around a launch is the kernel's time on the CPU.
+// An event is recorded when the queue reaches it (see Queue below), so the time between two events
+// around a launch is the kernel's time on the CPU.
 struct Event {
   Context* context;
-  bool recorded;
-  double ms;  // steady_clock, when recorded
+  bool recorded;  // cuEventRecord was called
+  bool reached;   // the queue has run up to it since
+  double ms;      // steady_clock, when reached
 };
 std::set<Event*> events;
 
@@ -159,18 +166,22 @@ struct Function {
   unsigned max_threads;  // the most threads a block of it may have in the PTX (.maxntid), or 0
 };
 
-// One operation of a captured graph: a launch (its arguments' bytes, each at offsets[i]), a copy
-// from pinned host memory, or a memset of 32-bit words.
+// One operation queued on the device or captured in a graph: a launch (its arguments' bytes, each
+// at offsets[i]), a copy to the device (from pinned host memory, read when the copy runs, or from
+// a copy of pageable memory made when it was queued: staged), a copy from the device into pinned
+// host memory, a memset of 32-bit words, or an event to record.
 struct Node {
-  enum Kind { LAUNCH, HTOD, MEMSET } kind;
+  enum Kind { LAUNCH, HTOD, DTOH, MEMSET, EVENT } kind;
   const KernelInfo* kernel;
   unsigned grid[3], block[3];
   std::vector<char> bytes;
   std::vector<size_t> offsets;
-  uintptr_t dst;
-  const void* src;
-  size_t size;  // bytes (HTOD), words (MEMSET)
+  uintptr_t dst;  // the device's address (HTOD, MEMSET), the host's (DTOH)
+  const void* src;  // the host's (HTOD), the device's (DTOH)
+  std::shared_ptr<std::vector<char>> staged;  // HTOD from pageable memory: its bytes when queued
+  size_t size;  // bytes (HTOD, DTOH), words (MEMSET)
   unsigned value;
+  Event* event;
 };
 
 struct Graph {
@@ -223,21 +234,38 @@ std::set<Context*> contexts;
 // Pinned host memory (cuMemAllocHost): its size by address.
 std::map<uintptr_t, size_t> pinned;
 
-// Asynchronous copies from pinned memory not made yet. A GPU reads an asynchronous copy's source
-// when its stream reaches the copy, after the work queued before it; here that is the next call
-// that runs device work or waits for it (run_pending), so a host that rewrites the source before
-// its copy has been waited for sends the new bytes, as it would to a GPU.
-struct PendingCopy {
-  uintptr_t dst;
-  const void* src;
-  size_t bytes;
-};
-std::vector<PendingCopy> pending;
-
-void run_pending() {
-  for (const PendingCopy& c : pending) memcpy(reinterpret_cast<void*>(c.dst), c.src, c.bytes);
-  pending.clear();
+// Whether [p, p + bytes) lies in one block of pinned memory.
+bool is_pinned(const void* p, size_t bytes) {
+  uintptr_t from = reinterpret_cast<uintptr_t>(p);
+  auto it = pinned.upper_bound(from);
+  return it != pinned.begin() && (--it, from + bytes <= it->first + it->second);
 }
+
+// The device's queue: work queued (on any stream; they all run in the order queued, one order a GPU
+// may take) and not run yet. A GPU runs queued work while the host goes on, and the host sees its
+// results only after it waits; how late is the GPU's to choose. Here (CONVSPARK_CUDA_EMU_QUEUE=late,
+// the default) queued work runs as late as a wait allows: at a call that waits for the device
+// (cuCtxSynchronize, cuStreamSynchronize, a synchronous copy or memset, cuMemFree, cuMemFreeHost) or,
+// for cuEventSynchronize, up to the event. So a host that rewrites pinned memory before the copy
+// from it has been waited for sends the new bytes; one that reads pinned memory a queued copy will
+// write before waiting for it reads what was there (NaN, if nothing was); a kernel's error comes
+// from the wait after it, as a GPU's does. CONVSPARK_CUDA_EMU_QUEUE=eager runs each launch, memset and
+// event when called, and a copy from pinned memory at the next call that queues or waits.
+std::vector<Node> queue;
+
+bool late_queue() {
+  static const bool late = [] {
+    const char* v = getenv("CONVSPARK_CUDA_EMU_QUEUE");
+    if (v == nullptr || *v == 0 || strcmp(v, "late") == 0) return true;
+    if (strcmp(v, "eager") == 0) return false;
+    fprintf(stderr, "cuda-emu: CONVSPARK_CUDA_EMU_QUEUE=%s: expected late or eager\n", v);
+    abort();
+  }();
+  return late;
+}
+
+CUresult run_node(const Node& n);
+CUresult run_queue(const Event* until = nullptr);
 
 struct Allocation {
   size_t size;
@@ -347,12 +375,18 @@ CUresult need_context(const char* call) {
   return CUDA_SUCCESS;
 }
 
-// For a call that runs device work or waits for it: a current context, and the queued copies
-// made first (see PendingCopy), as the stream reaches this call after them.
+// For a call that waits for the device: a current context, and the queue run (see Queue), whose
+// first error this call returns.
 CUresult reach_stream(const char* call) {
   if (CUresult r = need_context(call)) return r;
-  run_pending();
-  return CUDA_SUCCESS;
+  return run_queue();
+}
+
+// Queues n (see Queue); run at once where the queue is eager, but for a copy from pinned memory.
+CUresult enqueue(Node n) {
+  bool held = n.kind == Node::HTOD && n.staged == nullptr;
+  queue.push_back(std::move(n));
+  return late_queue() || held ? CUDA_SUCCESS : run_queue();
 }
 
 // The allocation holding [address, address + bytes), or nullptr.
@@ -930,7 +964,7 @@ API CUresult cuCtxCreate_v2(Context** context, unsigned flags, CUdevice device) 
 
 API CUresult cuCtxDestroy_v2(Context* context) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  run_pending();
+  run_queue();
   if (contexts.count(context) == 0 || !context->alive) {
     return fail(CUDA_ERROR_INVALID_CONTEXT, "cuCtxDestroy: not a live context");
   }
@@ -1088,39 +1122,62 @@ API CUresult cuMemFreeHost(void* pointer) {
   return CUDA_SUCCESS;
 }
 
-// From pinned memory, the copy waits for its turn (see PendingCopy); from any other host memory
-// it is made at once, as a driver stages pageable memory before returning.
+// From pinned memory, the copy reads its source when the queue reaches it (see Queue); from any
+// other host memory its bytes are taken now, as a driver stages pageable memory before returning.
 API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, void* stream) {
   std::lock_guard<std::recursive_mutex> g(lock);
   if (CUresult r = need_context("cuMemcpyHtoDAsync")) return r;
   Stream* st = static_cast<Stream*>(stream);
   if (CUresult r = need_stream("cuMemcpyHtoDAsync", st)) return r;
   if (CUresult r = need_range("cuMemcpyHtoDAsync", "destination", uintptr_t(dst), bytes)) return r;
-  uintptr_t from = reinterpret_cast<uintptr_t>(src);
-  auto it = pinned.upper_bound(from);
-  bool in_pinned = it != pinned.begin() && (--it, from + bytes <= it->first + it->second);
+  bool in_pinned = is_pinned(src, bytes);
+  Node n{};
+  n.kind = Node::HTOD;
+  n.dst = uintptr_t(dst);
+  n.src = src;
+  n.size = bytes;
   if (st != nullptr && st->capture != nullptr) {
     if (!in_pinned) {
       st->invalidated = true;
       return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
                   "cuMemcpyHtoDAsync: a copy from pageable memory cannot be captured (only from pinned memory)");
     }
-    Node n{};
-    n.kind = Node::HTOD;
-    n.dst = uintptr_t(dst);
-    n.src = src;
-    n.size = bytes;
     st->capture->nodes.push_back(n);
     return CUDA_SUCCESS;
   }
-  if (in_pinned) {
-    pending.push_back(PendingCopy{uintptr_t(dst), src, bytes});
-  } else {
-    run_pending();
-    memcpy(reinterpret_cast<void*>(dst), src, bytes);
+  if (!in_pinned) {
+    n.staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
   }
-  trace("htod " + std::to_string(bytes));
-  return CUDA_SUCCESS;
+  return enqueue(std::move(n));
+}
+
+// Into pinned memory, the copy is made when the queue reaches it (see Queue), and the host may read
+// it only after waiting for it; into any other host memory it waits for the device and is made
+// now, as a driver makes it.
+API CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, void* stream) {
+  std::lock_guard<std::recursive_mutex> g(lock);
+  if (CUresult r = need_context("cuMemcpyDtoHAsync")) return r;
+  Stream* st = static_cast<Stream*>(stream);
+  if (CUresult r = need_stream("cuMemcpyDtoHAsync", st)) return r;
+  if (CUresult r = need_range("cuMemcpyDtoHAsync", "source", uintptr_t(src), bytes)) return r;
+  bool in_pinned = is_pinned(dst, bytes);
+  Node n{};
+  n.kind = Node::DTOH;
+  n.dst = reinterpret_cast<uintptr_t>(dst);
+  n.src = reinterpret_cast<const void*>(src);
+  n.size = bytes;
+  if (st != nullptr && st->capture != nullptr) {
+    if (!in_pinned) {
+      st->invalidated = true;
+      return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
+                  "cuMemcpyDtoHAsync: a copy into pageable memory cannot be captured (only into pinned memory)");
+    }
+    st->capture->nodes.push_back(n);
+    return CUDA_SUCCESS;
+  }
+  if (in_pinned) return enqueue(std::move(n));
+  if (CUresult r = run_queue()) return r;
+  return run_node(n);
 }
 
 API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
@@ -1170,8 +1227,20 @@ std::string launch_line(const KernelInfo& k, void** params, const unsigned* grid
 CUresult run_node(const Node& n) {
   switch (n.kind) {
     case Node::HTOD:
-      memcpy(reinterpret_cast<void*>(n.dst), n.src, n.size);
+      memcpy(reinterpret_cast<void*>(n.dst), n.staged != nullptr ? n.staged->data() : n.src, n.size);
       trace("htod " + std::to_string(n.size));
+      return CUDA_SUCCESS;
+    case Node::DTOH:
+      memcpy(reinterpret_cast<void*>(n.dst), n.src, n.size);
+      trace("dtoh " + std::to_string(n.size));
+      return CUDA_SUCCESS;
+    case Node::EVENT:
+      // A queued event whose event was destroyed since records nothing.
+      if (events.count(n.event) != 0) {
+        n.event->reached = true;
+        n.event->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+      }
+      trace("event");
       return CUDA_SUCCESS;
     case Node::MEMSET:
       for (size_t i = 0; device_work() && i < n.size; i++) reinterpret_cast<uint32_t*>(n.dst)[i] = n.value;
@@ -1188,12 +1257,36 @@ CUresult run_node(const Node& n) {
   return CUDA_ERROR_INVALID_VALUE;
 }
 
+// Runs the queue in order, up to and including the event `until` where it is given (and queued),
+// else to its end. A node's error drops the rest, as a GPU's context is lost to an error in its
+// queue, and is returned; so is a kernel's fault (CONVSPARK_CUDA_EMU_FAULT).
+CUresult run_queue(const Event* until) {
+  size_t end = queue.size();
+  if (until != nullptr) {
+    end = 0;
+    for (size_t i = 0; i < queue.size(); i++) {
+      if (queue[i].kind == Node::EVENT && queue[i].event == until) end = i + 1;
+    }
+  }
+  std::vector<Node> run(std::make_move_iterator(queue.begin()), std::make_move_iterator(queue.begin() + end));
+  queue.erase(queue.begin(), queue.begin() + end);
+  for (const Node& n : run) {
+    CUresult r = run_node(n);
+    if (r == CUDA_SUCCESS && faulted != nullptr) r = need_no_fault("the device's queue");
+    if (r != CUDA_SUCCESS) {
+      queue.clear();
+      return r;
+    }
+  }
+  return CUDA_SUCCESS;
+}
+
 }  // namespace
 
 API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                             unsigned shared_bytes, void* stream, void** params, void** extra) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = reach_stream("cuLaunchKernel")) return r;
+  if (CUresult r = need_context("cuLaunchKernel")) return r;
   if (f == nullptr) return fail(CUDA_ERROR_INVALID_HANDLE, "cuLaunchKernel: null function");
   Stream* st = static_cast<Stream*>(stream);
   if (CUresult r = need_stream("cuLaunchKernel", st)) return r;
@@ -1231,30 +1324,26 @@ API CUresult cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, 
       }
     }
   }
-  const unsigned grid[3] = {gx, gy, gz};
-  const unsigned block[3] = {bx, by, bz};
+  // Queued or captured: the arguments' values now, laid out as the kernel's parameters.
+  Node n{};
+  n.kind = Node::LAUNCH;
+  n.kernel = &k;
+  n.grid[0] = gx, n.grid[1] = gy, n.grid[2] = gz;
+  n.block[0] = bx, n.block[1] = by, n.block[2] = bz;
+  for (size_t i = 0; i < k.sizes.size(); i++) {
+    n.offsets.push_back(n.bytes.size());
+    n.bytes.insert(n.bytes.end(), static_cast<char*>(params[i]), static_cast<char*>(params[i]) + k.sizes[i]);
+  }
   if (st != nullptr && st->capture != nullptr) {
-    // Captured: the arguments' values now, laid out as the kernel's parameters.
-    Node n{};
-    n.kind = Node::LAUNCH;
-    n.kernel = &k;
-    std::copy(grid, grid + 3, n.grid);
-    std::copy(block, block + 3, n.block);
-    for (size_t i = 0; i < k.sizes.size(); i++) {
-      n.offsets.push_back(n.bytes.size());
-      n.bytes.insert(n.bytes.end(), static_cast<char*>(params[i]), static_cast<char*>(params[i]) + k.sizes[i]);
-    }
     st->capture->nodes.push_back(std::move(n));
     return CUDA_SUCCESS;
   }
-  if (trace_file() != nullptr) trace(launch_line(k, params, grid, block));
-  if (faults(k.name) || !device_work()) return CUDA_SUCCESS;
-  return launch(k, params, gx, gy, gz, bx, by, bz);
+  return enqueue(std::move(n));
 }
 
 API CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t count, void* stream) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = reach_stream("cuMemsetD32Async")) return r;
+  if (CUresult r = need_context("cuMemsetD32Async")) return r;
   Stream* st = static_cast<Stream*>(stream);
   if (CUresult r = need_stream("cuMemsetD32Async", st)) return r;
   if (dst % 4 != 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemsetD32Async: destination not 4-byte aligned");
@@ -1268,7 +1357,7 @@ API CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t count, voi
     st->capture->nodes.push_back(n);
     return CUDA_SUCCESS;
   }
-  return run_node(n);
+  return enqueue(std::move(n));
 }
 
 API CUresult cuStreamCreate(Stream** stream, unsigned flags) {
@@ -1360,7 +1449,7 @@ API CUresult cuGraphInstantiateWithFlags(GraphExec** exec, Graph* graph, unsigne
 
 API CUresult cuGraphLaunch(GraphExec* exec, Stream* stream) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = reach_stream("cuGraphLaunch")) return r;
+  if (CUresult r = need_context("cuGraphLaunch")) return r;
   if (graph_execs.count(exec) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuGraphLaunch: not an instantiated graph");
   if (CUresult r = need_stream("cuGraphLaunch", stream)) return r;
   if (stream != nullptr && stream->capture != nullptr) {
@@ -1371,7 +1460,7 @@ API CUresult cuGraphLaunch(GraphExec* exec, Stream* stream) {
   }
   trace("graph " + std::to_string(exec->nodes.size()));
   for (const Node& n : exec->nodes) {
-    if (CUresult r = run_node(n)) return r;
+    if (CUresult r = enqueue(n)) return r;
   }
   return CUDA_SUCCESS;
 }
@@ -1395,14 +1484,14 @@ API CUresult cuEventCreate(Event** event, unsigned flags) {
   if (CUresult r = need_context("cuEventCreate")) return r;
   if (event == nullptr) return CUDA_ERROR_INVALID_VALUE;
   (void) flags;
-  *event = new Event{current_context, false, 0};
+  *event = new Event{current_context, false, false, 0};
   events.insert(*event);
   return CUDA_SUCCESS;
 }
 
 API CUresult cuEventRecord(Event* event, void* stream) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = reach_stream("cuEventRecord")) return r;
+  if (CUresult r = need_context("cuEventRecord")) return r;
   if (events.count(event) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventRecord: not an event");
   Stream* st = static_cast<Stream*>(stream);
   if (CUresult r = need_stream("cuEventRecord", st)) return r;
@@ -1410,16 +1499,20 @@ API CUresult cuEventRecord(Event* event, void* stream) {
     return fail(CUDA_ERROR_NOT_SUPPORTED, "cuEventRecord: events in a capture are not emulated");
   }
   event->recorded = true;
-  event->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  trace("event");
-  return CUDA_SUCCESS;
+  event->reached = false;
+  Node n{};
+  n.kind = Node::EVENT;
+  n.event = event;
+  return enqueue(std::move(n));
 }
 
 API CUresult cuEventSynchronize(Event* event) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = reach_stream("cuEventSynchronize")) return r;
+  if (CUresult r = need_context("cuEventSynchronize")) return r;
   if (CUresult r = refuse_in_capture("cuEventSynchronize", CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)) return r;
   if (events.count(event) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventSynchronize: not an event");
+  // The queue up to the event's last record, no further: what was queued after it may not have run.
+  if (CUresult r = run_queue(event)) return r;
   trace("sync");
   return CUDA_SUCCESS;
 }
@@ -1430,6 +1523,9 @@ API CUresult cuEventElapsedTime(float* ms, Event* start, Event* end) {
   if (ms == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (events.count(start) == 0 || events.count(end) == 0 || !start->recorded || !end->recorded) {
     return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventElapsedTime: an event that is not one or was never recorded");
+  }
+  if (!start->reached || !end->reached) {
+    return fail(CUDA_ERROR_NOT_READY, "cuEventElapsedTime: an event the device has not reached yet (wait for it first)");
   }
   *ms = float(end->ms - start->ms);
   return CUDA_SUCCESS;

@@ -12,6 +12,10 @@ import static jcuda.driver.JCudaDriver.cuDeviceGetAttribute;
 import static jcuda.driver.JCudaDriver.cuDeviceGetCount;
 import static jcuda.driver.JCudaDriver.cuDeviceGetName;
 import static jcuda.driver.JCudaDriver.cuDriverGetVersion;
+import static jcuda.driver.JCudaDriver.cuEventCreate;
+import static jcuda.driver.JCudaDriver.cuEventDestroy;
+import static jcuda.driver.JCudaDriver.cuEventRecord;
+import static jcuda.driver.JCudaDriver.cuEventSynchronize;
 import static jcuda.driver.JCudaDriver.cuGraphDestroy;
 import static jcuda.driver.JCudaDriver.cuGraphExecDestroy;
 import static jcuda.driver.JCudaDriver.cuGraphInstantiate;
@@ -24,6 +28,7 @@ import static jcuda.driver.JCudaDriver.cuMemGetInfo;
 import static jcuda.driver.JCudaDriver.cuMemFree;
 import static jcuda.driver.JCudaDriver.cuMemFreeHost;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoH;
+import static jcuda.driver.JCudaDriver.cuMemcpyDtoHAsync;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoD;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
 import static jcuda.driver.JCudaDriver.cuMemsetD32Async;
@@ -63,6 +68,8 @@ import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdevice_attribute;
 import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUevent;
+import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUgraph;
 import jcuda.driver.CUgraphExec;
@@ -119,6 +126,16 @@ public final class CudaBackend implements Backend {
    */
   public static final String GRAPHS_PROPERTY = "convspark.gpu.graphs";
   /**
+   * The system property that sets how many images a part of a pipelined inference holds (a whole
+   * number, default {@value #INFERENCE_PART}): a batch of more goes to the GPU in parts, and the host
+   * stages the next part (into the other half of its pinned memory) while the GPU runs the one
+   * before, the logits coming back into pinned memory, with one wait at the end. {@code 0} sends
+   * each batch whole and waits for its logits, so that one GPU run can time both.
+   */
+  public static final String INFERENCE_PART_PROPERTY = "convspark.gpu.inferencePart";
+  /** Images a part of a pipelined inference, by default ({@link #INFERENCE_PART_PROPERTY}). */
+  static final int INFERENCE_PART = 256;
+  /**
    * The wide kernels' tile of C (rows, columns), depth and threads ({@code WM}, ... in
    * convspark.cu); their {@code _n32} forms' tiles are {@code WN_NARROW} columns wide.
    */
@@ -139,11 +156,13 @@ public final class CudaBackend implements Backend {
   private final boolean tf32;
   /** Training steps as CUDA graphs ({@link #GRAPHS_PROPERTY}). */
   private final boolean graphs;
+  /** Images a part of a pipelined inference, 0 for none ({@link #INFERENCE_PART_PROPERTY}). */
+  private final int inferencePart;
   /** Times every launch while set (GpuCheck's profile); null otherwise. */
   private KernelProfile profile;
 
   private CudaBackend(CUcontext context, CUmodule module, String description, int multiprocessors, boolean wide,
-                      boolean tf32, boolean graphs) {
+                      boolean tf32, boolean graphs, int inferencePart) {
     this.context = context;
     this.module = module;
     this.description = description;
@@ -151,6 +170,7 @@ public final class CudaBackend implements Backend {
     this.wide = wide;
     this.tf32 = tf32;
     this.graphs = graphs;
+    this.inferencePart = inferencePart;
   }
 
   /**
@@ -165,6 +185,25 @@ public final class CudaBackend implements Backend {
       case "false" -> false;
       default -> throw new IllegalArgumentException(GRAPHS_PROPERTY + "=" + v + ": expected true or false");
     };
+  }
+
+  /**
+   * The images a part of a pipelined inference holds, as {@link #INFERENCE_PART_PROPERTY} sets it.
+   *
+   * @throws IllegalArgumentException for a value that is not a whole number from 0 up
+   */
+  static int inferencePart() {
+    String v = System.getProperty(INFERENCE_PART_PROPERTY, String.valueOf(INFERENCE_PART));
+    try {
+      int part = Integer.parseInt(v.strip());
+      if (part >= 0) {
+        return part;
+      }
+    } catch (NumberFormatException e) {
+      // said below
+    }
+    throw new IllegalArgumentException(INFERENCE_PART_PROPERTY + "=" + v + ": expected a whole number of images from 0"
+        + " up (0: each batch whole)");
   }
 
   /**
@@ -213,20 +252,22 @@ public final class CudaBackend implements Backend {
   }
 
   private static CudaBackend create(int ordinal, boolean wide, boolean tf32) {
-    return create(ordinal, wide, tf32, graphSteps());
+    return create(ordinal, wide, tf32, graphSteps(), inferencePart());
   }
 
   /**
    * Opens GPU number {@code ordinal} on the default route of kernels in float32, with training
-   * steps as CUDA graphs or not ({@link #GRAPHS_PROPERTY}), whatever the property says.
+   * steps as CUDA graphs or not ({@link #GRAPHS_PROPERTY}) and inference pipelined in parts of
+   * {@code inferencePart} images or not (0; {@link #INFERENCE_PART_PROPERTY}), whatever the
+   * properties say.
    *
    * @throws IllegalStateException as {@link #create(int)}
    */
-  static CudaBackend withGraphs(int ordinal, boolean graphs) {
-    return create(ordinal, wideRoute(), false, graphs);
+  static CudaBackend withOverlap(int ordinal, boolean graphs, int inferencePart) {
+    return create(ordinal, wideRoute(), false, graphs, inferencePart);
   }
 
-  private static CudaBackend create(int ordinal, boolean wide, boolean tf32, boolean graphs) {
+  private static CudaBackend create(int ordinal, boolean wide, boolean tf32, boolean graphs, int inferencePart) {
     if (tf32 && !wide) {
       throw new IllegalArgumentException("precision=tf32: " + KERNELS_PROPERTY + "=classic has no TF32 kernels");
     }
@@ -286,7 +327,8 @@ public final class CudaBackend implements Backend {
       }
       return new CudaBackend(ctx, module, "gpu:" + ordinal + " (" + device + ", CUDA driver " + version[0] / 1000 + "."
           + version[0] % 1000 / 10 + (wide ? "" : ", classic kernels") + (tf32 ? ", TF32" : "")
-          + (graphs ? "" : ", no CUDA graphs") + ")", sms[0], wide, tf32, graphs);
+          + (graphs ? "" : ", no CUDA graphs") + (inferencePart > 0 ? "" : ", inference in one part") + ")", sms[0],
+          wide, tf32, graphs, inferencePart);
     } catch (LinkageError e) {
       // No libcuda.so.1 (UnsatisfiedLinkError first, NoClassDefFoundError on later calls).
       String first = String.valueOf(e).lines().findFirst().orElse("");
@@ -473,6 +515,14 @@ public final class CudaBackend implements Backend {
       cuMemcpyHtoDAsync(dst.ptr, host.withByteOffset(offset), size, stream);
     }
 
+    /**
+     * Queues the copy of {@code size} bytes from {@code src} into this memory from {@code offset}, on
+     * the legacy stream: the bytes are there once a wait has followed it.
+     */
+    void download(Buffer src, long offset, long size) {
+      cuMemcpyDtoHAsync(host.withByteOffset(offset), src.ptr, size, null);
+    }
+
     void free() {
       if (host != null) {
         cuMemFreeHost(host);
@@ -575,6 +625,14 @@ public final class CudaBackend implements Backend {
     private final Buffer scratch = new Buffer();
     private final Buffer splitK = new Buffer();
     private final Staging staging = new Staging();
+    /** Pinned memory the logits of a pipelined inference come back into. */
+    private final Staging results = new Staging();
+    /**
+     * In a pipelined inference, one event per half of {@link #staging}, recorded after the copy from
+     * that half and waited for before the host refills it, then one recorded after the last part's
+     * logits, waited for before they are read. Created with the first such inference.
+     */
+    private CUevent[] marks;
     private final List<Buffer> acts = new ArrayList<>();
     private final List<Buffer> dacts = new ArrayList<>();
     private final List<Buffer> aux = new ArrayList<>();
@@ -1012,6 +1070,7 @@ public final class CudaBackend implements Backend {
         l.forEach(Buffer::free);
       }
       staging.free();
+      results.free();
     }
 
     private SoftmaxCrossEntropy.Result step(float[] images, int[] y, float[] weights, int n, float lossScale, long seed,
@@ -1316,12 +1375,56 @@ public final class CudaBackend implements Backend {
       int classes = net.spec().numClasses();
       for (int s = 0; s < n; s += chunk) {
         int k = Math.min(chunk, n - s);
+        int parts = inferencePart == 0 ? 1 : (k + inferencePart - 1) / inferencePart;
+        if (parts > 1) {
+          predictPipelined(images, from + s, k, out, s * classes, (k + parts - 1) / parts);
+          continue;
+        }
         input.ensure((long) k * inSize);
         staging.ensure((long) k * inSize * 4L).asFloatBuffer().put(images, (from + s) * inSize, k * inSize);
         staging.upload(0, (long) k * inSize * 4L, input, null);
         Buffer logits = forward(k, false, 0L);
         cuMemcpyDtoH(Pointer.to(out).withByteOffset((long) s * classes * 4L), logits.ptr, (long) k * classes * 4L);
       }
+    }
+
+    /**
+     * Inference in parts of {@code part} images, the host staging each part into one half of the
+     * pinned memory while the GPU runs the part before (from the other half): the host waits only
+     * before refilling a half, for the copy from it two parts back, and once at the end (for this
+     * queue's work alone, not another runner's). The parts' logits come back into pinned memory,
+     * queued behind their forward passes, and go into {@code out} from {@code outAt} after that wait. The parts run one after another on the device,
+     * as a batch of {@code part} images each, in the device buffers of one forward pass.
+     */
+    private void predictPipelined(float[] images, int from, int n, float[] out, int outAt, int part) {
+      int inSize = net.spec().inputShape().size();
+      int classes = net.spec().numClasses();
+      long half = (long) part * inSize * 4L;
+      input.ensure((long) part * inSize);
+      ByteBuffer host = staging.ensure(2 * half);
+      ByteBuffer back = results.ensure((long) n * classes * 4L);
+      if (marks == null) {
+        CUevent[] events = {new CUevent(), new CUevent(), new CUevent()};
+        for (CUevent e : events) {
+          cuEventCreate(e, CUevent_flags.CU_EVENT_DISABLE_TIMING);
+        }
+        marks = events;
+      }
+      for (int s = 0, p = 0; s < n; s += part, p++) {
+        int k = Math.min(part, n - s);
+        int h = p % 2;
+        if (p >= 2) {
+          cuEventSynchronize(marks[h]);
+        }
+        host.position((int) (h * half));
+        host.asFloatBuffer().put(images, (from + s) * inSize, k * inSize);
+        staging.upload(h * half, (long) k * inSize * 4L, input, null);
+        cuEventRecord(marks[h], null);
+        results.download(forward(k, false, 0L), (long) s * classes * 4L, (long) k * classes * 4L);
+      }
+      cuEventRecord(marks[2], null);
+      cuEventSynchronize(marks[2]);
+      back.asFloatBuffer().get(out, outAt, n * classes);
     }
 
     @Override
@@ -1336,6 +1439,13 @@ public final class CudaBackend implements Backend {
         l.forEach(Buffer::free);
       }
       staging.free();
+      results.free();
+      if (marks != null) {
+        for (CUevent e : marks) {
+          cuEventDestroy(e);
+        }
+        marks = null;
+      }
       if (graph != null) {
         graph.destroy();
         graph = null;

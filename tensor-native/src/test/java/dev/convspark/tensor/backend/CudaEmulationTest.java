@@ -128,11 +128,11 @@ class CudaEmulationTest {
 
   /**
    * The rows of a parity run: the 8 products, 3 a layer stack (and 2 more, weighted, a stack with
-   * dropout), the network's under two optimizers.
+   * dropout), inference in parts, the network's under two optimizers.
    */
   private static int parityChecks() {
     return 8 + GpuCheck.PARITY.size() * 3 + 2 * (int) GpuCheck.PARITY.stream().filter(p -> p.spec().contains("dropout"))
-        .count() + 2 * (1 + 3);
+        .count() + GpuCheck.INFERENCE_IMAGES.length + 2 * (1 + 3);
   }
 
   /**
@@ -292,6 +292,45 @@ class CudaEmulationTest {
     assertEquals(plain.output().lines().filter(l -> l.startsWith("training") || l.startsWith("inference")).toList(),
         rest, tried.output());
     assertTrue(rest.get(2).startsWith("inference on 100 images: logits[0] "), tried.output());
+  }
+
+  /**
+   * Inference of many images goes to the GPU in parts ({@link CudaBackend#INFERENCE_PART_PROPERTY},
+   * 256 by default): 1,000 images in 4 parts of 250, 2,500 in chunks of 1,024, 1,024 and 452, in
+   * parts of 256 and 226; each part's logits come back on their own copy into pinned memory. The
+   * host's first wait is for part 0's upload alone, before part 0's kernels have run (the driver
+   * runs queued work only when a wait needs it), so it stages part 2 while the GPU runs part 0.
+   * The logits match the CPU's ({@link GpuCheck#inferenceParity}), which they would not if the host
+   * refilled a half of the pinned memory before the copy from it was made, or read the logits
+   * before they came back. {@code 0} sends each chunk whole, as before, and the property's
+   * other values are refused naming it.
+   */
+  @Test
+  void inferenceOfManyImagesGoesInPartsStagedWhileTheGpuRunsThePartBefore() throws IOException, InterruptedException {
+    int image = 12 * 12 * 3 * 4;
+    for (String part : new String[] {"256", "0"}) {
+      Traced t = traced(List.of("-D" + CudaBackend.INFERENCE_PART_PROPERTY + "=" + part), Map.of(), "inference");
+      System.out.println(t.run().output());
+      assertEquals(0, t.run().exit(), t.run().output());
+      List<String> trace = t.trace();
+      java.util.function.Function<String, Long> count = line -> trace.stream().filter(line::equals).count();
+      if (part.equals("0")) {
+        assertEquals(List.of(1L, 2L, 1L), List.of(count.apply("htod " + 1000 * image), count.apply("htod " + 1024 * image),
+            count.apply("htod " + 452 * image)), String.join("\n", trace));
+        assertEquals(0L, count.apply("event"), String.join("\n", trace));
+        continue;
+      }
+      assertEquals(List.of(4L, 8L, 2L), List.of(count.apply("htod " + 250 * image), count.apply("htod " + 256 * image),
+          count.apply("htod " + 226 * image)), String.join("\n", trace));
+      assertEquals(List.of(4L, 8L, 2L), List.of(count.apply("dtoh " + 250 * 40), count.apply("dtoh " + 256 * 40),
+          count.apply("dtoh " + 226 * 40)), String.join("\n", trace));
+      List<String> first = trace.subList(trace.indexOf("htod " + 250 * image), trace.size());
+      assertEquals(List.of("htod " + 250 * image, "event", "sync"), first.subList(0, 3), String.join("\n", first));
+      assertTrue(first.get(3).startsWith("launch "), String.join("\n", first));
+    }
+    Run refused = probe(List.of("-D" + CudaBackend.INFERENCE_PART_PROPERTY + "=-1"), Map.of(), "open", "gpu");
+    assertTrue(refused.output().contains("gpu failed: " + CudaBackend.INFERENCE_PART_PROPERTY + "=-1: expected a whole"
+        + " number of images from 0 up (0: each batch whole)"), refused.output());
   }
 
   /**
@@ -570,6 +609,9 @@ class CudaEmulationTest {
         "a copy on a thread with no current context: CUDA_ERROR_INVALID_CONTEXT",
         "freeing it twice: CUDA_ERROR_INVALID_VALUE",
         "pinned memory rewritten after its copy was queued: the device got 2.0",
+        "pinned memory a queued copy writes, read before a wait: NaN",
+        "after a wait for an event: the copy queued before it 3.0, the one after it NaN",
+        "after a wait for the device: the copy after the event 3.0",
         "a synchronous copy while a stream is capturing: CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
         "ending that capture: CUDA_ERROR_STREAM_CAPTURE_INVALIDATED",
         "a launch on the legacy stream while a stream is capturing: CUDA_ERROR_STREAM_CAPTURE_IMPLICIT",

@@ -14,6 +14,7 @@ import jcuda.Pointer;
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUevent;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUgraph;
 import jcuda.driver.CUgraphExec;
@@ -30,8 +31,9 @@ import jcuda.driver.JCudaDriver;
  * device setting and prints what it got or why it failed; {@code misuse} makes the mistakes the
  * driver must refuse (a copy past an allocation, a call on a thread with no current context, a
  * block of 2048 threads, a synchronous copy or a launch on the legacy stream while a stream is
- * capturing a graph) and prints each error, what a queued copy from pinned memory sends, and
- * what a captured graph's copy from pinned memory sends each time it is launched;
+ * capturing a graph) and prints each error, what a queued copy from pinned memory sends, what a
+ * queued copy into pinned memory has written before and after a wait for an event and for the
+ * device, and what a captured graph's copy from pinned memory sends each time it is launched;
  * {@code step} runs deep-mnist training steps at batch 50 and prints what the driver traced
  * ({@code CONVSPARK_CUDA_EMU_TRACE}) for the second and third steps as {@link Trainer} takes them
  * ("== trainer", "== trainer again") and one as a Spark worker alone takes it, summed loss then
@@ -39,6 +41,7 @@ import jcuda.driver.JCudaDriver;
  * parameters after them;
  * {@code tf32} opens {@code gpu} and {@code auto} in TF32 and prints what it got or why not;
  * {@code parity tf32} runs the parity checks in TF32, within {@link Precision#TF32_TOLERANCE};
+ * {@code inference} runs {@link GpuCheck#inferenceParity} alone;
  * {@code products} (or {@code products tf32}) runs the products' checks alone
  * ({@link GpuCheck#productParity}); {@code layers SPEC...} the layer checks of those stacks at
  * batch 7;
@@ -75,6 +78,7 @@ final class EmulatedDriverProbe {
           for (GpuCheck.Parity p : GpuCheck.PARITY) {
             checks.addAll(GpuCheck.layerParity(gpu, cpu, p));
           }
+          checks.addAll(GpuCheck.inferenceParity(gpu, cpu));
           for (String optimizer : new String[] {"adam", "sgd"}) {
             checks.add(GpuCheck.optimizerParity(gpu, cpu, optimizer));
             checks.addAll(GpuCheck.networkParity(gpu, cpu, optimizer, 5));
@@ -101,6 +105,16 @@ final class EmulatedDriverProbe {
         }
       }
       return;
+    }
+    if (args.length > 0 && args[0].equals("inference")) {
+      try (CudaBackend gpu = CudaBackend.create(0); CpuBackend cpu = CpuBackend.create(2)) {
+        boolean ok = true;
+        for (GpuCheck.Check c : GpuCheck.inferenceParity(gpu, cpu)) {
+          System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(), c.ok() ? "yes" : "NO");
+          ok &= c.ok();
+        }
+        System.exit(ok ? 0 : 1);
+      }
     }
     if (args.length > 0 && args[0].equals("profile")) {
       try (CudaBackend gpu = CudaBackend.create(0)) {
@@ -159,22 +173,41 @@ final class EmulatedDriverProbe {
       Trainer trainer = new Trainer(r, adam, 0.5f, 7);
       StringBuilder losses = new StringBuilder("losses:");
       losses.append(' ').append(trainer.step(x, y, n, 1f / n).lossSum());
-      long start = Files.size(trace);
+      long start = settled(trace);
       losses.append(' ').append(trainer.step(x, y, n, 1f / n).lossSum());
-      long middle = Files.size(trace);
+      long middle = settled(trace);
       losses.append(' ').append(trainer.step(x, y, n, 1f / n).lossSum());
-      long end = Files.size(trace);
+      long end = settled(trace);
       losses.append(' ').append(r.computeGradients(x, y, n, 1f, 9).lossSum());
       r.scaleGradients(1f / n);
       r.applyGradients(adam);
-      long last = Files.size(trace);
+      long last = settled(trace);
       float[] params = new float[r.paramCount()];
       r.copyParametersTo(params);
       System.out.println(losses + "; parameters' hash " + java.util.Arrays.hashCode(params));
       String all = Files.readString(trace);
-      System.out.print("== trainer\n" + all.substring((int) start, (int) middle) + "== trainer again\n"
-          + all.substring((int) middle, (int) end) + "== alone\n" + all.substring((int) end, (int) last));
+      System.out.print("== trainer\n" + section(all, start, middle) + "== trainer again\n"
+          + section(all, middle, end) + "== alone\n" + section(all, end, last));
     }
+  }
+
+  /**
+   * Waits for the device to have run what was queued (the emulated driver runs queued work as late
+   * as a wait allows, so a step's update would otherwise be traced in the next step's lines) and
+   * returns the trace's length then.
+   */
+  private static long settled(Path trace) throws IOException {
+    JCudaDriver.cuCtxSynchronize();
+    return Files.size(trace);
+  }
+
+  /** The trace's lines from {@code from} to {@code to}, less the last: {@link #settled}'s own wait. */
+  private static String section(String all, long from, long to) {
+    String s = all.substring((int) from, (int) to);
+    if (!s.endsWith("sync\n")) {
+      throw new IllegalStateException("a section of the trace that does not end with the probe's wait:\n" + s);
+    }
+    return s.substring(0, s.length() - "sync\n".length());
   }
 
   /**
@@ -278,6 +311,27 @@ final class EmulatedDriverProbe {
     float[] back = new float[4];
     JCudaDriver.cuMemcpyDtoH(Pointer.to(back), p, 16);
     System.out.println("pinned memory rewritten after its copy was queued: the device got " + back[0]);
+    // A copy into pinned memory is made when the device's queue reaches it: read before a wait, the
+    // memory holds what was there (NaN, fresh); an event's wait reaches the work queued before it
+    // and no further.
+    Pointer landing = new Pointer();
+    JCudaDriver.cuMemAllocHost(landing, 32);
+    java.nio.FloatBuffer landed = landing.getByteBuffer(0, 32).order(java.nio.ByteOrder.nativeOrder()).asFloatBuffer();
+    staged.put(0, 3f);
+    JCudaDriver.cuMemcpyHtoDAsync(p, pinned, 16, null);
+    JCudaDriver.cuMemcpyDtoHAsync(landing, p, 16, null);
+    System.out.println("pinned memory a queued copy writes, read before a wait: " + landed.get(0));
+    CUevent event = new CUevent();
+    JCudaDriver.cuEventCreate(event, 0);
+    JCudaDriver.cuEventRecord(event, null);
+    JCudaDriver.cuMemcpyDtoHAsync(landing.withByteOffset(16), p, 16, null);
+    JCudaDriver.cuEventSynchronize(event);
+    System.out.println("after a wait for an event: the copy queued before it " + landed.get(0) + ", the one after it "
+        + landed.get(4));
+    JCudaDriver.cuCtxSynchronize();
+    System.out.println("after a wait for the device: the copy after the event " + landed.get(4));
+    JCudaDriver.cuEventDestroy(event);
+    JCudaDriver.cuMemFreeHost(landing);
     // Streams and graphs: what a capture refuses, and what a captured graph reads when it runs.
     CUstream stream = new CUstream();
     JCudaDriver.cuStreamCreate(stream, 0);
