@@ -1393,8 +1393,9 @@ public final class CudaBackend implements Backend {
      * pinned memory while the GPU runs the part before (from the other half): the host waits only
      * before refilling a half, for the copy from it two parts back, and once at the end (for this
      * queue's work alone, not another runner's). The parts' logits come back into pinned memory,
-     * queued behind their forward passes, and go into {@code out} from {@code outAt} after that wait. The parts run one after another on the device,
-     * as a batch of {@code part} images each, in the device buffers of one forward pass.
+     * queued behind their forward passes, and go into {@code out} from {@code outAt} after that
+     * wait. The parts run one after another on the device, as a batch of {@code part} images
+     * each, in the device buffers of one forward pass.
      */
     private void predictPipelined(float[] images, int from, int n, float[] out, int outAt, int part) {
       int inSize = net.spec().inputShape().size();

@@ -576,7 +576,10 @@ public final class GpuCheck {
     TF32("tf32"),
     /** The fast CPU backend's row at batch 50, beside the GPU's. */
     CPU("cpu"),
-    /** Where a training step's GPU time goes at batch 50 and 512, and an inference batch's at 1000. */
+    /**
+     * Where a training step's GPU time goes at batch 50 and 512, and an inference batch's at 1000
+     * (in parts, then whole).
+     */
     PROFILE("profile"),
     /** Every check in float32 against the CPU reference, within {@link #TOLERANCE}. */
     PARITY("parity"),
@@ -838,8 +841,16 @@ public final class GpuCheck {
           printProfile(50, 50, profile(gpu, 50, 50), micros(50, "train50"));
           printProfile(512, 10, profile(gpu, 512, 10), micros(512, "train512"));
           // Inference, the widest gap to PyTorch in run 2 (0.31x to 0.40x): where a batch's time goes.
-          printProfile("deep-mnist inference on the GPU, a batch of 1000", "batch", 10, inferenceProfile(gpu, 1000, 10),
-              micros(1000, "infer50"), "the whole batch, from the inference rate above", "kernels_infer1000");
+          printProfile("deep-mnist inference on the GPU, a batch of 1000 (in parts)", "batch", 10,
+              inferenceProfile(gpu, 1000, 10), micros(1000, "infer50"), "the whole batch, from the inference rate above",
+              "kernels_infer1000");
+          // The same batch sent whole, beside the rate of the row that sends it so: whether parts of
+          // 250 run the kernels less well than one batch of 1,000, and what the parts save besides.
+          try (CudaBackend whole = CudaBackend.withOverlap(ordinal, true, 0)) {
+            printProfile("deep-mnist inference on the GPU, a batch of 1000 in one part", "batch", 10,
+                inferenceProfile(whole, 1000, 10), micros(1000, "infer50_eager"),
+                "the whole batch, from the inference rate in one part above", "kernels_infer1000_whole");
+          }
         }
         case PARITY -> {
           openChecks();
