@@ -1122,6 +1122,25 @@ API CUresult cuMemFreeHost(void* pointer) {
   return CUDA_SUCCESS;
 }
 
+namespace {
+// Where st is capturing: captures the asynchronous copy n (true, *r success), whose host memory
+// must be pinned to be captured, as a driver's must (true, *r the refusal, the capture
+// invalidated); `side` is "from" or "into" (the host memory). False where st is not capturing.
+bool captured_copy(const char* call, Stream* st, const Node& n, bool pinned_host, const char* side, CUresult* r) {
+  if (st == nullptr || st->capture == nullptr) return false;
+  if (!pinned_host) {
+    st->invalidated = true;
+    *r = fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, std::string(call) + ": a copy " + side +
+                                                         " pageable memory cannot be captured (only " + side +
+                                                         " pinned memory)");
+    return true;
+  }
+  st->capture->nodes.push_back(n);
+  *r = CUDA_SUCCESS;
+  return true;
+}
+}  // namespace
+
 // From pinned memory, the copy reads its source when the queue reaches it (see Queue); from any
 // other host memory its bytes are taken now, as a driver stages pageable memory before returning.
 API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, void* stream) {
@@ -1136,15 +1155,8 @@ API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes
   n.dst = uintptr_t(dst);
   n.src = src;
   n.size = bytes;
-  if (st != nullptr && st->capture != nullptr) {
-    if (!in_pinned) {
-      st->invalidated = true;
-      return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
-                  "cuMemcpyHtoDAsync: a copy from pageable memory cannot be captured (only from pinned memory)");
-    }
-    st->capture->nodes.push_back(n);
-    return CUDA_SUCCESS;
-  }
+  CUresult r;
+  if (captured_copy("cuMemcpyHtoDAsync", st, n, in_pinned, "from", &r)) return r;
   if (!in_pinned) {
     n.staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
   }
@@ -1166,15 +1178,8 @@ API CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, void
   n.dst = reinterpret_cast<uintptr_t>(dst);
   n.src = reinterpret_cast<const void*>(src);
   n.size = bytes;
-  if (st != nullptr && st->capture != nullptr) {
-    if (!in_pinned) {
-      st->invalidated = true;
-      return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
-                  "cuMemcpyDtoHAsync: a copy into pageable memory cannot be captured (only into pinned memory)");
-    }
-    st->capture->nodes.push_back(n);
-    return CUDA_SUCCESS;
-  }
+  CUresult r;
+  if (captured_copy("cuMemcpyDtoHAsync", st, n, in_pinned, "into", &r)) return r;
   if (in_pinned) return enqueue(std::move(n));
   if (CUresult r = run_queue()) return r;
   return run_node(n);

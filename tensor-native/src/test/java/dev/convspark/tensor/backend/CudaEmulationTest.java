@@ -615,6 +615,8 @@ class CudaEmulationTest {
         "a synchronous copy while a stream is capturing: CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
         "ending that capture: CUDA_ERROR_STREAM_CAPTURE_INVALIDATED",
         "a launch on the legacy stream while a stream is capturing: CUDA_ERROR_STREAM_CAPTURE_IMPLICIT",
+        "a copy into pageable memory captured: CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
+        "cuMemcpyDtoHAsync: a copy into pageable memory cannot be captured (only into pinned memory)",
         "another thread's synchronous copy during a thread-local capture: accepted",
         "ending the thread-local capture: accepted",
         "a graph of a copy and a ReLU, launched with 5 then -7 staged: the device got 5.0 then 0.0"}) {

@@ -344,6 +344,11 @@ final class EmulatedDriverProbe {
     attempt("a launch on the legacy stream while a stream is capturing",
         () -> JCudaDriver.cuLaunchKernel(relu, 1, 1, 1, 256, 1, 1, 0, null, args, null));
     attempt("ending that capture", () -> JCudaDriver.cuStreamEndCapture(stream, new CUgraph()));
+    // A captured copy's host memory must be pinned, into it as from it.
+    JCudaDriver.cuStreamBeginCapture(stream, global);
+    attempt("a copy into pageable memory captured",
+        () -> JCudaDriver.cuMemcpyDtoHAsync(Pointer.to(new float[4]), p, 16, stream));
+    attempt("ending that capture", () -> JCudaDriver.cuStreamEndCapture(stream, new CUgraph()));
     // In the thread-local mode (the backend's), another thread's synchronous copy goes through.
     JCudaDriver.cuStreamBeginCapture(stream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
     Thread copier = new Thread(() -> {
