@@ -1357,7 +1357,9 @@ public final class CudaBackend implements Backend {
           return;
         } catch (NoMemory e) {
           int chunk = Math.min(predictChunk, n);
-          GpuOutOfMemoryException error = outOfMemory(e, "inference, " + chunk + " images at a time", null);
+          int part = partOf(chunk);
+          GpuOutOfMemoryException error = outOfMemory(e, "inference, " + chunk + " images at a time"
+              + (part < chunk ? " (in parts of " + part + ")" : ""), null);
           releaseBatchMemory();
           if (chunk == 1) {
             throw error;
@@ -1375,9 +1377,9 @@ public final class CudaBackend implements Backend {
       int classes = net.spec().numClasses();
       for (int s = 0; s < n; s += chunk) {
         int k = Math.min(chunk, n - s);
-        int parts = inferencePart == 0 ? 1 : (k + inferencePart - 1) / inferencePart;
-        if (parts > 1) {
-          predictPipelined(images, from + s, k, out, s * classes, (k + parts - 1) / parts);
+        int part = partOf(k);
+        if (part < k) {
+          predictPipelined(images, from + s, k, out, s * classes, part);
           continue;
         }
         input.ensure((long) k * inSize);
@@ -1386,6 +1388,16 @@ public final class CudaBackend implements Backend {
         Buffer logits = forward(k, false, 0L);
         cuMemcpyDtoH(Pointer.to(out).withByteOffset((long) s * classes * 4L), logits.ptr, (long) k * classes * 4L);
       }
+    }
+
+    /**
+     * The images a part of a chunk of {@code k} holds: {@code k} where the chunk goes whole (no more
+     * than {@link #inferencePart}, or pipelining off), else the chunk split evenly into as few parts
+     * as keep each within {@link #inferencePart}.
+     */
+    private int partOf(int k) {
+      int parts = inferencePart == 0 ? 1 : (k + inferencePart - 1) / inferencePart;
+      return (k + parts - 1) / parts;
     }
 
     /**

@@ -335,26 +335,30 @@ class CudaEmulationTest {
 
   /**
    * Inference on a GPU with too little memory for its chunk of images (30 MiB here, for 100
-   * images): it says so in a warning, goes on with half as many images at a time, down as far as
-   * needed, and gives the logits that a GPU with room gives (within float32's rounding: smaller
-   * products are tiled and split otherwise).
+   * images sent whole, and for 300 sent in two parts of 150): it says so in a warning, goes on with
+   * half as many images at a time, down as far as needed, and gives the logits that a GPU with room
+   * gives (within float32's rounding: smaller products are tiled and split otherwise).
    */
   @Test
   void inferenceWithTooLittleGpuMemoryGoesOnWithSmallerChunks() throws IOException, InterruptedException {
-    Run room = probe(Map.of(), "oom");
-    Run tight = probe(Map.of("CONVSPARK_CUDA_EMU_MEMORY", "30"), "oom");
-    assertEquals(0, room.exit(), room.output());
-    assertEquals(0, tight.exit(), tight.output());
-    assertTrue(tight.output().contains("is out of memory for inference, 100 images at a time: "), tight.output());
-    assertTrue(tight.output().contains("; inference goes on 50 images at a time"), tight.output());
-    assertTrue(!room.output().contains("inference goes on"), room.output());
-    double[] sums = new double[2];
-    int i = 0;
-    for (Run r : new Run[] {room, tight}) {
-      String line = r.output().lines().filter(l -> l.startsWith("inference on 100 images: ")).findFirst().orElseThrow();
-      sums[i++] = Double.parseDouble(line.substring(line.indexOf("sum of |logits| ") + 16));
+    for (int images : new int[] {100, 300}) {
+      Run room = probe(Map.of(), "oom", "--infer", String.valueOf(images));
+      Run tight = probe(Map.of("CONVSPARK_CUDA_EMU_MEMORY", "30"), "oom", "--infer", String.valueOf(images));
+      assertEquals(0, room.exit(), room.output());
+      assertEquals(0, tight.exit(), tight.output());
+      assertTrue(tight.output().contains("is out of memory for inference, " + images + " images at a time"
+          + (images > 256 ? " (in parts of " + images / 2 + ")" : "") + ": "), tight.output());
+      assertTrue(tight.output().contains("; inference goes on " + images / 2 + " images at a time"), tight.output());
+      assertTrue(!room.output().contains("inference goes on"), room.output());
+      double[] sums = new double[2];
+      int i = 0;
+      for (Run r : new Run[] {room, tight}) {
+        String line = r.output().lines().filter(l -> l.startsWith("inference on " + images + " images: ")).findFirst()
+            .orElseThrow(() -> new AssertionError(r.output()));
+        sums[i++] = Double.parseDouble(line.substring(line.indexOf("sum of |logits| ") + 16));
+      }
+      assertTrue(Math.abs(sums[1] - sums[0]) < 1e-5 * sums[0], sums[0] + " with room, " + sums[1] + " in 30 MiB");
     }
-    assertTrue(Math.abs(sums[1] - sums[0]) < 1e-5 * sums[0], sums[0] + " with room, " + sums[1] + " in 30 MiB");
   }
 
   @Test

@@ -45,7 +45,8 @@ import jcuda.driver.JCudaDriver;
  * {@code products} (or {@code products tf32}) runs the products' checks alone
  * ({@link GpuCheck#productParity}); {@code layers SPEC...} the layer checks of those stacks at
  * batch 7;
- * {@code oom BATCH...} trains and infers on a GPU of little memory (see {@link #outOfMemory});
+ * {@code oom [--infer IMAGES] BATCH...} trains and infers on a GPU of little memory (see
+ * {@link #outOfMemory});
  * {@code profile} prints {@link GpuCheck#profile}'s rows for two steps at batch 50 ("kernel |
  * launches | us | GFLOP/s"); {@code large-batch ROUTE BATCH...} takes a training step of
  * deep-mnist at each batch on route {@code wide} or {@code classic} (run with the driver's kernels
@@ -143,7 +144,9 @@ final class EmulatedDriverProbe {
       return;
     }
     if (args.length > 0 && args[0].equals("oom")) {
-      outOfMemory(java.util.Arrays.stream(args).skip(1).mapToInt(Integer::parseInt).toArray());
+      boolean infer = args.length > 2 && args[1].equals("--infer");
+      outOfMemory(infer ? Integer.parseInt(args[2]) : 100,
+          java.util.Arrays.stream(args).skip(infer ? 3 : 1).mapToInt(Integer::parseInt).toArray());
       return;
     }
     if (args.length > 0 && args[0].equals("misuse")) {
@@ -213,9 +216,9 @@ final class EmulatedDriverProbe {
   /**
    * deep-mnist on a GPU of little memory ({@code CONVSPARK_CUDA_EMU_MEMORY}): a training step with
    * Adam at each batch size of {@code batches} (each batch the same images for the same size),
-   * then inference on 100 images; each line says what it got or why it failed.
+   * then inference on {@code images} images; each line says what it got or why it failed.
    */
-  private static void outOfMemory(int[] batches) {
+  private static void outOfMemory(int images, int[] batches) {
     ModelSpec spec = ModelSpec.parse(ModelSpec.DEEP_MNIST);
     try (CudaBackend gpu = CudaBackend.create(0); ModelRunner r = gpu.open(spec)) {
       r.initialize(1);
@@ -232,16 +235,16 @@ final class EmulatedDriverProbe {
               + e.requestedBytes() + ", free " + e.freeBytes() + ", total " + e.totalBytes() + ")");
         }
       }
-      float[] logits = new float[100 * 10];
+      float[] logits = new float[images * 10];
       try {
-        r.predictLogits(GpuCheck.random(100 * 784, 5), 100, logits);
+        r.predictLogits(GpuCheck.random(images * 784, 5), images, logits);
         double sum = 0;
         for (float l : logits) {
           sum += Math.abs(l);
         }
-        System.out.println("inference on 100 images: logits[0] " + logits[0] + ", sum of |logits| " + sum);
+        System.out.println("inference on " + images + " images: logits[0] " + logits[0] + ", sum of |logits| " + sum);
       } catch (GpuOutOfMemoryException e) {
-        System.out.println("inference on 100 images failed: " + e.getMessage());
+        System.out.println("inference on " + images + " images failed: " + e.getMessage());
       }
     }
   }
