@@ -126,15 +126,14 @@ public final class CudaBackend implements Backend {
    */
   public static final String GRAPHS_PROPERTY = "convspark.gpu.graphs";
   /**
-   * The system property that sets how many images a part of a pipelined inference holds (a whole
-   * number, default {@value #INFERENCE_PART}): a batch of more goes to the GPU in parts, and the host
-   * stages the next part (into the other half of its pinned memory) while the GPU runs the one
-   * before, the logits coming back into pinned memory, with one wait at the end. {@code 0} sends
-   * each batch whole and waits for its logits, so that one GPU run can time both.
+   * The system property that sets the fewest images a part of a pipelined inference holds (a whole
+   * number, default {@value #INFERENCE_PART}): a batch of at least twice as many goes to the GPU in
+   * as many parts of at least that size as it makes (1,000 images in two of 500), and
+   * the host stages the next part (into the other half of its pinned memory) while the GPU runs the
+   * one before, the logits coming back into pinned memory, with one wait at the end. {@code 0}
+   * sends each batch whole and waits for its logits, so that one GPU run can time both.
    */
   public static final String INFERENCE_PART_PROPERTY = "convspark.gpu.inferencePart";
-  /** Images a part of a pipelined inference, by default ({@link #INFERENCE_PART_PROPERTY}). */
-  static final int INFERENCE_PART = 256;
   /**
    * The wide kernels' tile of C (rows, columns), depth and threads ({@code WM}, ... in
    * convspark.cu); their {@code _n32} forms' tiles are {@code WN_NARROW} columns wide.
@@ -144,6 +143,16 @@ public final class CudaBackend implements Backend {
   private static final int WN_NARROW = 32;
   private static final int WK = 8;
   private static final int WTHREADS = 128;
+  /**
+   * The fewest images a part of a pipelined inference holds, by default
+   * ({@link #INFERENCE_PART_PROPERTY}); a guess to be timed on a GPU. Each part's products keep 256
+   * rows or more (the wide kernels' 128-row tiles, which a part's dense layers of 250 rows would
+   * lose), and deep-mnist's conv2 (196 rows an image) at least 613 tiles, over one and a half waves
+   * of an H200's 396 blocks at a time: parts of 334 (512 tiles, 1.3 waves) would leave its last wave
+   * mostly idle three times a batch, where 1,000 images whole take 3.9 waves. Two parts hide the
+   * staging of the second behind the GPU's work on the first.
+   */
+  static final int INFERENCE_PART = 400;
 
   private final CUcontext context;
   private final CUmodule module;
@@ -1391,12 +1400,12 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * The images a part of a chunk of {@code k} holds: {@code k} where the chunk goes whole (no more
-     * than {@link #inferencePart}, or pipelining off), else the chunk split evenly into as few parts
-     * as keep each within {@link #inferencePart}.
+     * The images a part of a chunk of {@code k} holds (the last part may hold fewer): {@code k} where
+     * the chunk goes whole (fewer than twice {@link #inferencePart}, or pipelining off), else the
+     * chunk split evenly into as many parts as keep each at {@link #inferencePart} or more.
      */
     private int partOf(int k) {
-      int parts = inferencePart == 0 ? 1 : (k + inferencePart - 1) / inferencePart;
+      int parts = inferencePart == 0 ? 1 : Math.max(1, k / inferencePart);
       return (k + parts - 1) / parts;
     }
 

@@ -169,9 +169,9 @@ public final class GpuCheck {
   /**
    * The logits of {@link #INFERENCE}'s stack for 1,000 and 2,500 images, each read from inside a
    * larger array: on a GPU, inference sends a batch in parts ({@link CudaBackend#INFERENCE_PART_PROPERTY}),
-   * the host staging one part while the GPU runs the one before, and 2,500 images are three
-   * chunks of at most 1,024, the last one in two parts; a part staged over one the GPU has not read
-   * yet, or logits read before they are back, show here.
+   * the host staging one part while the GPU runs the one before: by default 1,000 images in two
+   * parts, 2,500 in chunks of 1,024 (two parts each) and a last one of 452 sent whole; a part staged
+   * over one the GPU has not read yet, or logits read before they are back, show here.
    */
   public static List<Check> inferenceParity(Backend gpu, Backend cpu) {
     ModelSpec spec = ModelSpec.parse(INFERENCE.spec());
