@@ -1123,66 +1123,55 @@ API CUresult cuMemFreeHost(void* pointer) {
 }
 
 namespace {
-// Where st is capturing: captures the asynchronous copy n (true, *r success), whose host memory
-// must be pinned to be captured, as a driver's must (true, *r the refusal, the capture
-// invalidated); `side` is "from" or "into" (the host memory). False where st is not capturing.
-bool captured_copy(const char* call, Stream* st, const Node& n, bool pinned_host, const char* side, CUresult* r) {
-  if (st == nullptr || st->capture == nullptr) return false;
-  if (!pinned_host) {
-    st->invalidated = true;
-    *r = fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, std::string(call) + ": a copy " + side +
-                                                         " pageable memory cannot be captured (only " + side +
-                                                         " pinned memory)");
-    return true;
+// An asynchronous copy between `host` and the device's `device` (to the device for HTOD, from it for
+// DTOH) on `stream`. Where the stream is capturing, the copy becomes a node of the graph if its host
+// memory is pinned, and is refused otherwise (the capture invalidated), as a driver does. Else, with
+// pinned host memory, it is queued: the copy is made when the queue reaches it (see Queue), so a
+// host that rewrites the source or reads the destination before waiting for it gets what a GPU
+// would give. With pageable host memory, a copy to the device takes its bytes now (a driver stages
+// them before returning) and one from it waits for the device and is made now.
+CUresult async_copy(Node::Kind kind, void* host, CUdeviceptr device, size_t bytes, void* stream) {
+  bool to_device = kind == Node::HTOD;
+  const char* call = to_device ? "cuMemcpyHtoDAsync" : "cuMemcpyDtoHAsync";
+  if (CUresult r = need_context(call)) return r;
+  Stream* st = static_cast<Stream*>(stream);
+  if (CUresult r = need_stream(call, st)) return r;
+  if (CUresult r = need_range(call, to_device ? "destination" : "source", uintptr_t(device), bytes)) return r;
+  bool in_pinned = is_pinned(host, bytes);
+  Node n{};
+  n.kind = kind;
+  n.dst = to_device ? uintptr_t(device) : reinterpret_cast<uintptr_t>(host);
+  n.src = to_device ? host : reinterpret_cast<const void*>(device);
+  n.size = bytes;
+  if (st != nullptr && st->capture != nullptr) {
+    if (!in_pinned) {
+      st->invalidated = true;
+      const char* side = to_device ? "from" : "into";
+      return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, std::string(call) + ": a copy " + side +
+                                                             " pageable memory cannot be captured (only " + side +
+                                                             " pinned memory)");
+    }
+    st->capture->nodes.push_back(n);
+    return CUDA_SUCCESS;
   }
-  st->capture->nodes.push_back(n);
-  *r = CUDA_SUCCESS;
-  return true;
+  if (in_pinned) return enqueue(std::move(n));
+  if (to_device) {
+    n.staged = std::make_shared<std::vector<char>>(static_cast<const char*>(host), static_cast<const char*>(host) + bytes);
+    return enqueue(std::move(n));
+  }
+  if (CUresult r = run_queue()) return r;
+  return run_node(n);
 }
 }  // namespace
 
-// From pinned memory, the copy reads its source when the queue reaches it (see Queue); from any
-// other host memory its bytes are taken now, as a driver stages pageable memory before returning.
 API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, void* stream) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = need_context("cuMemcpyHtoDAsync")) return r;
-  Stream* st = static_cast<Stream*>(stream);
-  if (CUresult r = need_stream("cuMemcpyHtoDAsync", st)) return r;
-  if (CUresult r = need_range("cuMemcpyHtoDAsync", "destination", uintptr_t(dst), bytes)) return r;
-  bool in_pinned = is_pinned(src, bytes);
-  Node n{};
-  n.kind = Node::HTOD;
-  n.dst = uintptr_t(dst);
-  n.src = src;
-  n.size = bytes;
-  CUresult r;
-  if (captured_copy("cuMemcpyHtoDAsync", st, n, in_pinned, "from", &r)) return r;
-  if (!in_pinned) {
-    n.staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
-  }
-  return enqueue(std::move(n));
+  return async_copy(Node::HTOD, const_cast<void*>(src), dst, bytes, stream);
 }
 
-// Into pinned memory, the copy is made when the queue reaches it (see Queue), and the host may read
-// it only after waiting for it; into any other host memory it waits for the device and is made
-// now, as a driver makes it.
 API CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, void* stream) {
   std::lock_guard<std::recursive_mutex> g(lock);
-  if (CUresult r = need_context("cuMemcpyDtoHAsync")) return r;
-  Stream* st = static_cast<Stream*>(stream);
-  if (CUresult r = need_stream("cuMemcpyDtoHAsync", st)) return r;
-  if (CUresult r = need_range("cuMemcpyDtoHAsync", "source", uintptr_t(src), bytes)) return r;
-  bool in_pinned = is_pinned(dst, bytes);
-  Node n{};
-  n.kind = Node::DTOH;
-  n.dst = reinterpret_cast<uintptr_t>(dst);
-  n.src = reinterpret_cast<const void*>(src);
-  n.size = bytes;
-  CUresult r;
-  if (captured_copy("cuMemcpyDtoHAsync", st, n, in_pinned, "into", &r)) return r;
-  if (in_pinned) return enqueue(std::move(n));
-  if (CUresult r = run_queue()) return r;
-  return run_node(n);
+  return async_copy(Node::DTOH, dst, src, bytes, stream);
 }
 
 API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {

@@ -163,25 +163,25 @@ public final class GpuCheck {
   }
 
   /** The stack whose logits {@link #inferenceParity} compares, and the numbers of images it takes. */
-  static final Parity INFERENCE = new Parity("in12x12x3-conv3x3x8-relu-pool2-dense10", 1000);
+  static final String INFERENCE_SPEC = "in12x12x3-conv3x3x8-relu-pool2-dense10";
   static final int[] INFERENCE_IMAGES = {1000, 2500};
 
   /**
-   * The logits of {@link #INFERENCE}'s stack for 1,000 and 2,500 images, each read from inside a
+   * The logits of {@link #INFERENCE_SPEC}'s stack for 1,000 and 2,500 images, each read from inside a
    * larger array: on a GPU, inference sends a batch in parts ({@link CudaBackend#INFERENCE_PART_PROPERTY}),
    * the host staging one part while the GPU runs the one before: by default 1,000 images in two
    * parts, 2,500 in chunks of 1,024 (two parts each) and a last one of 452 sent whole; a part staged
    * over one the GPU has not read yet, or logits read before they are back, show here.
    */
   public static List<Check> inferenceParity(Backend gpu, Backend cpu) {
-    ModelSpec spec = ModelSpec.parse(INFERENCE.spec());
+    ModelSpec spec = ModelSpec.parse(INFERENCE_SPEC);
     List<Check> checks = new ArrayList<>();
     try (ModelRunner a = gpu.open(spec); ModelRunner b = cpu.open(spec)) {
       a.initialize(7);
       b.initialize(7);
       for (int n : INFERENCE_IMAGES) {
         float[] x = random(n * spec.inputShape().size(), 4);
-        checks.add(new Check(INFERENCE.spec() + ": logits of " + n + " images (inference in parts)",
+        checks.add(new Check(INFERENCE_SPEC + ": logits of " + n + " images (inference in parts)",
             relativeError(logits(a, x, n), logits(b, x, n))));
       }
     }
@@ -844,8 +844,8 @@ public final class GpuCheck {
           printProfile("deep-mnist inference on the GPU, a batch of 1000 (in parts)", "batch", 10,
               inferenceProfile(gpu, 1000, 10), micros(1000, "infer50"), "the whole batch, from the inference rate above",
               "kernels_infer1000");
-          // The same batch sent whole, beside the rate of the row that sends it so: whether parts of
-          // 250 run the kernels less well than one batch of 1,000, and what the parts save besides.
+          // The same batch sent whole, beside the rate of the row that sends it so: whether the parts
+          // run the kernels less well than one batch of 1,000, and what they save besides.
           try (CudaBackend whole = CudaBackend.withOverlap(ordinal, true, 0)) {
             printProfile("deep-mnist inference on the GPU, a batch of 1000 in one part", "batch", 10,
                 inferenceProfile(whole, 1000, 10), micros(1000, "infer50_eager"),

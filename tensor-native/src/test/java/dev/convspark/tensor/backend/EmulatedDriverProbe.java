@@ -62,8 +62,9 @@ final class EmulatedDriverProbe {
       step(Path.of(System.getenv("CONVSPARK_CUDA_EMU_TRACE")));
       return;
     }
-    if (args.length > 0 && (args[0].equals("parity") || args[0].equals("products") || args[0].equals("layers"))) {
+    if (args.length > 0 && List.of("parity", "products", "layers", "inference").contains(args[0])) {
       boolean layers = args[0].equals("layers");
+      boolean inference = args[0].equals("inference");
       Precision precision = args.length > 1 && !layers ? Precision.parse(args[1]) : Precision.FP32;
       double tolerance = precision == Precision.TF32 ? Precision.TF32_TOLERANCE : GpuCheck.TOLERANCE;
       List<GpuCheck.Check> checks = new ArrayList<>();
@@ -72,7 +73,9 @@ final class EmulatedDriverProbe {
         for (int i = 1; layers && i < args.length; i++) {
           checks.addAll(GpuCheck.layerParity(gpu, cpu, new GpuCheck.Parity(args[i], 7)));
         }
-        if (!layers) {
+        if (inference) {
+          checks.addAll(GpuCheck.inferenceParity(gpu, cpu));
+        } else if (!layers) {
           checks.addAll(GpuCheck.productParity(gpu, 5));
         }
         if (args[0].equals("parity")) {
@@ -106,16 +109,6 @@ final class EmulatedDriverProbe {
         }
       }
       return;
-    }
-    if (args.length > 0 && args[0].equals("inference")) {
-      try (CudaBackend gpu = CudaBackend.create(0); CpuBackend cpu = CpuBackend.create(2)) {
-        boolean ok = true;
-        for (GpuCheck.Check c : GpuCheck.inferenceParity(gpu, cpu)) {
-          System.out.printf(Locale.ROOT, "| %s | %.2e | %s |%n", c.what(), c.error(), c.ok() ? "yes" : "NO");
-          ok &= c.ok();
-        }
-        System.exit(ok ? 0 : 1);
-      }
     }
     if (args.length > 0 && args[0].equals("profile")) {
       try (CudaBackend gpu = CudaBackend.create(0)) {
