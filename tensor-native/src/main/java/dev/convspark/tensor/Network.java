@@ -246,6 +246,37 @@ public final class Network {
   }
 
   /**
+   * The index of the dense layer with the most weights (the first of equals), or -1 when the
+   * network has none.
+   */
+  public int largestDense() {
+    int best = -1;
+    for (int i = 0; i < layers.size(); i++) {
+      if (layers.get(i) instanceof Dense d && (best == -1 || d.weightCount() > ((Dense) layers.get(best)).weightCount())) {
+        best = i;
+      }
+    }
+    return best;
+  }
+
+  /**
+   * Layer {@code i}'s input in the last {@link #forward}: {@code x}, the network's input, for the
+   * first layer, else the buffer the layer before wrote (valid until the next pass).
+   */
+  public float[] layerInput(int i, float[] x) {
+    return i == 0 ? x : acts[i - 1];
+  }
+
+  /**
+   * The gradient of the loss with respect to layer {@code i}'s output in the last
+   * {@link #backward}: {@code dLogits} for the last layer, else the buffer the layer after wrote
+   * (valid until the next pass).
+   */
+  public float[] outputGradient(int i, float[] dLogits) {
+    return i == layers.size() - 1 ? dLogits : dacts[i];
+  }
+
+  /**
    * Runs the backward pass after {@link #forward} on the same input, given the gradient of the
    * loss with respect to the logits; writes every parameter gradient into {@link #grads()}.
    */

@@ -143,6 +143,9 @@ public final class CpuBackend implements Backend {
   private final class Runner implements ModelRunner {
     private final Network net;
     private float[] dLogits = new float[0];
+    /** The last step's images (the first layer's input, see {@link #copyFactoredGradientsTo}) and samples. */
+    private float[] lastImages;
+    private int lastSamples;
     /** Where {@link #predictLogits} copies a chunk of images that it cannot read in place. */
     private float[] inferenceChunk = new float[0];
     /** Told as the backward pass finishes the gradients (see ModelRunner#setGradientListener); or null. */
@@ -249,6 +252,7 @@ public final class CpuBackend implements Backend {
                                             long seed, long[] firsts, int[] lengths) {
       // Before the forward pass: a bad weight leaves the gradients as they were.
       SoftmaxCrossEntropy.requireWeights(weights, n);
+      lastImages = null;
       net.setRuns(firsts, lengths);
       float[] logits = net.forward(kernels, images, n, true, seed);
       int classes = net.spec().numClasses();
@@ -261,6 +265,8 @@ public final class CpuBackend implements Backend {
         clock[2 * net.layers().size()] += System.nanoTime() - t0;
       }
       net.backward(kernels, images, dLogits, n, gradientListener);
+      lastImages = images;
+      lastSamples = n;
       return r;
     }
 
@@ -287,14 +293,49 @@ public final class CpuBackend implements Backend {
 
     @Override
     public DenseWeights largestDense() {
-      DenseWeights best = null;
-      for (dev.convspark.tensor.layers.Layer l : net.layers()) {
-        if (l instanceof dev.convspark.tensor.layers.Dense d
-            && (best == null || d.weightCount() > (long) best.inputs() * best.units())) {
-          best = new DenseWeights(d.paramOffset(), d.inputs(), d.units());
-        }
+      int i = net.largestDense();
+      if (i < 0) {
+        return null;
       }
-      return best;
+      dev.convspark.tensor.layers.Dense d = (dev.convspark.tensor.layers.Dense) net.layers().get(i);
+      return new DenseWeights(d.paramOffset(), d.inputs(), d.units());
+    }
+
+    @Override
+    public DenseWeights factoredDense() {
+      return largestDense();
+    }
+
+    /**
+     * The factors are where the last step left them: the layer's input (the caller's images for
+     * a first layer, kept by reference) and its output gradient, in the network's buffers.
+     */
+    @Override
+    public void copyFactoredGradientsTo(float[] dst, int n, int xAt, int dyAt) {
+      DenseWeights d = largestDense();
+      int layer = net.largestDense();
+      if (n != lastSamples || lastImages == null) {
+        throw new IllegalStateException(ModelRunner.noFactors(lastImages == null ? -1 : lastSamples, n));
+      }
+      ModelRunner.requireFactored("copyFactoredGradientsTo", net.paramCount(), d, dst, n, xAt, dyAt);
+      float[] g = net.grads();
+      int end = d.weightOffset() + d.inputs() * d.units();
+      System.arraycopy(g, 0, dst, 0, d.weightOffset());
+      System.arraycopy(g, end, dst, d.weightOffset(), g.length - end);
+      System.arraycopy(net.layerInput(layer, lastImages), 0, dst, xAt, n * d.inputs());
+      System.arraycopy(net.outputGradient(layer, dLogits), 0, dst, dyAt, n * d.units());
+    }
+
+    @Override
+    public void copyFactoredGradientsFrom(float[] src, int samples, int xAt, int dyAt) {
+      DenseWeights d = largestDense();
+      ModelRunner.requireFactored("copyFactoredGradientsFrom", net.paramCount(), d, src, samples, xAt, dyAt);
+      float[] g = net.grads();
+      int end = d.weightOffset() + d.inputs() * d.units();
+      System.arraycopy(src, 0, g, 0, d.weightOffset());
+      System.arraycopy(src, d.weightOffset(), g, end, g.length - end);
+      kernels.gemm(true, false, d.inputs(), d.units(), samples, src, xAt, d.inputs(), src, dyAt, d.units(), 0f, g,
+          d.weightOffset(), d.units());
     }
 
     @Override
@@ -337,6 +378,8 @@ public final class CpuBackend implements Backend {
         inferenceChunk = new float[INFERENCE_CHUNK * in];
       }
       float[] chunk = inPlace ? images : inferenceChunk;
+      // Inference overwrites the activations: the last step's factors are gone.
+      lastImages = null;
       for (int s = 0; s < n; s += INFERENCE_CHUNK) {
         int m = Math.min(INFERENCE_CHUNK, n - s);
         if (!inPlace) {

@@ -188,6 +188,68 @@ public final class GpuCheck {
     return checks;
   }
 
+  /** The stack whose gradient {@link #factoredParity} sums in factored form, and its two replicas' samples. */
+  static final String FACTORED_SPEC = "in12x12x3-conv3x3x8-relu-pool2-dense64-relu-dropout-dense10";
+  static final int[] FACTORED_PARTS = {9, 5};
+
+  /**
+   * A gradient summed as an exchange between GPUs sums it at small batches
+   * ({@link ModelRunner#factoredDense}): two replicas' parts of a batch of 14 (9 and 5 samples,
+   * each dropping as in the whole batch) copied out in factored form, the rest of their gradients
+   * added, their factors side by side, and the largest dense layer's weight gradient made from
+   * them on {@code gpu}; against the CPU's gradient of the whole batch. Then the same gradient
+   * copied out and in again, as one replica alone would: its factors' product against its own.
+   */
+  public static List<Check> factoredParity(Backend gpu, Backend cpu) {
+    ModelSpec spec = ModelSpec.parse(FACTORED_SPEC);
+    int n = Arrays.stream(FACTORED_PARTS).sum();
+    int size = spec.inputShape().size();
+    try (ModelRunner a = gpu.open(spec); ModelRunner b = cpu.open(spec)) {
+      a.initialize(7);
+      b.initialize(7);
+      a.setKeepProb(0.5f);
+      b.setKeepProb(0.5f);
+      float[] x = random(n * size, 3);
+      int[] y = labels(n, spec.numClasses(), 0);
+      ModelRunner.DenseWeights d = a.factoredDense();
+      int rest = a.paramCount() - d.inputs() * d.units();
+      int dyAt = rest + n * d.inputs();
+      float[] sum = new float[(int) ModelRunner.factoredLength(a.paramCount(), d, n)];
+      float[] part = new float[sum.length];
+      int first = 0;
+      for (int p : FACTORED_PARTS) {
+        a.computeGradients(Arrays.copyOfRange(x, first * size, (first + p) * size),
+            Arrays.copyOfRange(y, first, first + p), p, 1f / n, 99, first);
+        int xAt = rest + first * d.inputs();
+        int dyPart = dyAt + first * d.units();
+        a.copyFactoredGradientsTo(part, p, xAt, dyPart);
+        for (int i = 0; i < rest; i++) {
+          sum[i] += part[i];
+        }
+        System.arraycopy(part, xAt, sum, xAt, p * d.inputs());
+        System.arraycopy(part, dyPart, sum, dyPart, p * d.units());
+        first += p;
+      }
+      a.copyFactoredGradientsFrom(sum, n, rest, dyAt);
+      float[] ga = new float[a.paramCount()];
+      float[] gb = new float[b.paramCount()];
+      a.copyGradientsTo(ga);
+      b.computeGradients(x, y, n, 1f / n, 99);
+      b.copyGradientsTo(gb);
+      String what = FACTORED_SPEC + " (batch " + n + ")";
+      List<Check> checks = new ArrayList<>();
+      checks.add(new Check(what + ": gradients summed from two replicas' factors", relativeError(ga, gb)));
+      // One replica: its own gradient out in factored form and back.
+      a.computeGradients(x, y, n, 1f / n, 99);
+      a.copyGradientsTo(gb);
+      a.copyFactoredGradientsTo(part, n, rest, dyAt);
+      a.copyFactoredGradientsFrom(part, n, rest, dyAt);
+      a.copyGradientsTo(ga);
+      checks.add(new Check(what + ": one replica's gradients from its factors", relativeError(ga, gb)));
+      return checks;
+    }
+  }
+
   private static double relativeError(double a, double b) {
     return Double.isNaN(a) ? Double.POSITIVE_INFINITY : Math.abs(a - b) / Math.max(1e-30, Math.abs(b));
   }
@@ -340,6 +402,7 @@ public final class GpuCheck {
       add.accept(layerParity(gpu, cpu, p));
     }
     add.accept(inferenceParity(gpu, cpu));
+    add.accept(factoredParity(gpu, cpu));
     for (String optimizer : new String[] {"adam", "sgd"}) {
       add.accept(List.of(optimizerParity(gpu, cpu, optimizer)));
     }
@@ -401,6 +464,18 @@ public final class GpuCheck {
 
   /** {@link #benchmark(Backend, int, int)}, with inference timed only when {@code infer} (else 0). */
   static double[] benchmark(Backend backend, int batch, int steps, boolean infer) {
+    return benchmark(backend, batch, steps, infer, false);
+  }
+
+  /**
+   * {@link #benchmark(Backend, int, int, boolean)}, and with {@code factored} a fourth figure:
+   * training with each step's gradient to the host and back in factored form
+   * ({@link ModelRunner#factoredDense}: the first dense layer's input and output-gradient rows
+   * instead of its weight gradient, multiplied back on the device), as a data-parallel step of
+   * runners on GPUs moves it at small batches (a worker whose global batch is its own: with N
+   * workers each device takes N workers' rows back).
+   */
+  static double[] benchmark(Backend backend, int batch, int steps, boolean infer, boolean factored) {
     ModelSpec spec = ModelSpec.parse(ModelSpec.DEEP_MNIST);
     try (ModelRunner r = backend.open(spec)) {
       r.initialize(1);
@@ -412,30 +487,41 @@ public final class GpuCheck {
         y[i] = i % 10;
       }
       float[] grads = new float[r.paramCount()];
-      double[] train = new double[3];
-      double[] throughHost = new double[3];
+      // Modes: the gradients stay; out and back whole; out and back in factored form.
+      double[][] rates = new double[3][3];
+      ModelRunner.DenseWeights d = factored ? r.factoredDense() : null;
+      if (d != null && ModelRunner.factoredLength(r.paramCount(), d, batch) > r.paramCount()) {
+        // More floats than the gradient: no exchange factors it.
+        d = null;
+      }
+      int rest = d == null ? 0 : r.paramCount() - d.inputs() * d.units();
       for (int rep = -1; rep < 3; rep++) {
-        for (boolean copy : new boolean[] {false, true}) {
+        for (int mode = 0; mode < (d == null ? 2 : 3); mode++) {
           long t0 = System.nanoTime();
           for (int s = 0; s < steps; s++) {
             r.computeGradients(x, y, batch, 1f / batch, s);
-            if (copy) {
+            if (mode == 1) {
               // What a data-parallel step adds: gradients out for the allreduce, the sum back in.
               r.copyGradientsTo(grads);
               r.copyGradientsFrom(grads);
+            } else if (mode == 2) {
+              r.copyFactoredGradientsTo(grads, batch, rest, rest + batch * d.inputs());
+              r.copyFactoredGradientsFrom(grads, batch, rest, rest + batch * d.inputs());
             }
             r.applyGradients(opt);
           }
           // The last update is queued, not done, until a copy from the device waits for it.
           r.copyParametersTo(grads);
           if (rep >= 0) {
-            (copy ? throughHost : train)[rep] = steps * (double) batch / ((System.nanoTime() - t0) / 1e9);
+            rates[mode][rep] = steps * (double) batch / ((System.nanoTime() - t0) / 1e9);
           }
         }
       }
+      double[] train = rates[0];
+      double[] throughHost = rates[1];
       float[] images = random(infer ? 10_000 * 784 : 0, 6);
       float[] logits = new float[infer ? 1000 * 10 : 0];
-      double[] rates = new double[3];
+      double[] inference = new double[3];
       for (int rep = -1; infer && rep < 3; rep++) {
         long t0 = System.nanoTime();
         for (int s = 0; s < 10_000; s += 1000) {
@@ -443,13 +529,13 @@ public final class GpuCheck {
           r.predictLogits(images, s, 1000, logits);
         }
         if (rep >= 0) {
-          rates[rep] = 10_000 / ((System.nanoTime() - t0) / 1e9);
+          inference[rep] = 10_000 / ((System.nanoTime() - t0) / 1e9);
         }
       }
-      Arrays.sort(train);
-      Arrays.sort(throughHost);
-      Arrays.sort(rates);
-      return new double[] {train[1], throughHost[1], rates[1]};
+      for (double[] a : List.of(train, throughHost, inference, rates[2])) {
+        Arrays.sort(a);
+      }
+      return new double[] {train[1], throughHost[1], inference[1], rates[2][1]};
     }
   }
 
@@ -783,11 +869,15 @@ public final class GpuCheck {
       switch (p) {
         case ROWS -> {
           for (int batch : new int[] {50, 512}) {
-            double[] g = benchmark(gpu, batch, batch == 50 ? 200 : 40);
+            double[] g = benchmark(gpu, batch, batch == 50 ? 200 : 40, true, true);
             System.out.printf(Locale.ROOT, "| GPU, batch %d | %.0f | %.0f | %.0f |%n", batch, g[0], g[1], g[2]);
             record("train" + batch, g[0]);
             record("host" + batch, g[1]);
             record("infer" + batch, g[2]);
+            // The same steps with the first dense layer's gradient through the host as its factors,
+            // as the exchange between GPUs sends it at small batches (OffHeapStep in spark-ml).
+            System.out.printf(Locale.ROOT, "| GPU, batch %d, factored dense gradient | | %.0f | |%n", batch, g[3]);
+            record("host" + batch + "_factored", g[3]);
           }
         }
         case EAGER -> {

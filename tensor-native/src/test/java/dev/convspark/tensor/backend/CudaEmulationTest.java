@@ -128,11 +128,12 @@ class CudaEmulationTest {
 
   /**
    * The rows of a parity run: the 8 products, 3 a layer stack (and 2 more, weighted, a stack with
-   * dropout), inference in parts, the network's under two optimizers.
+   * dropout), inference in parts, a gradient summed from factors (two), the network's under two
+   * optimizers.
    */
   private static int parityChecks() {
     return 8 + GpuCheck.PARITY.size() * 3 + 2 * (int) GpuCheck.PARITY.stream().filter(p -> p.spec().contains("dropout"))
-        .count() + GpuCheck.INFERENCE_IMAGES.length + 2 * (1 + 3);
+        .count() + GpuCheck.INFERENCE_IMAGES.length + 2 + 2 * (1 + 3);
   }
 
   /**

@@ -62,9 +62,10 @@ final class EmulatedDriverProbe {
       step(Path.of(System.getenv("CONVSPARK_CUDA_EMU_TRACE")));
       return;
     }
-    if (args.length > 0 && List.of("parity", "products", "layers", "inference").contains(args[0])) {
+    if (args.length > 0 && List.of("parity", "products", "layers", "inference", "factored").contains(args[0])) {
       boolean layers = args[0].equals("layers");
       boolean inference = args[0].equals("inference");
+      boolean factored = args[0].equals("factored");
       Precision precision = args.length > 1 && !layers ? Precision.parse(args[1]) : Precision.FP32;
       double tolerance = precision == Precision.TF32 ? Precision.TF32_TOLERANCE : GpuCheck.TOLERANCE;
       List<GpuCheck.Check> checks = new ArrayList<>();
@@ -75,6 +76,8 @@ final class EmulatedDriverProbe {
         }
         if (inference) {
           checks.addAll(GpuCheck.inferenceParity(gpu, cpu));
+        } else if (factored) {
+          checks.addAll(GpuCheck.factoredParity(gpu, cpu));
         } else if (!layers) {
           checks.addAll(GpuCheck.productParity(gpu, 5));
         }
@@ -83,6 +86,7 @@ final class EmulatedDriverProbe {
             checks.addAll(GpuCheck.layerParity(gpu, cpu, p));
           }
           checks.addAll(GpuCheck.inferenceParity(gpu, cpu));
+          checks.addAll(GpuCheck.factoredParity(gpu, cpu));
           for (String optimizer : new String[] {"adam", "sgd"}) {
             checks.add(GpuCheck.optimizerParity(gpu, cpu, optimizer));
             checks.addAll(GpuCheck.networkParity(gpu, cpu, optimizer, 5));
