@@ -1,5 +1,7 @@
 package dev.convspark.ml.exchange;
 
+import dev.convspark.tensor.backend.ModelRunner;
+import dev.convspark.tensor.optim.Optimizer;
 import java.io.IOException;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
@@ -30,6 +32,7 @@ public final class LocalExchange implements GradientExchange {
   private final int rank;
   private final int timeoutMs;
   private final BooleanSupplier killed;
+  private final OffHeapStep offHeap = new OffHeapStep();
 
   private LocalExchange(Group group, int rank, int timeoutMs, BooleanSupplier killed) {
     this.group = group;
@@ -86,6 +89,21 @@ public final class LocalExchange implements GradientExchange {
   public void allreduce(float[] data, double[] stats) throws IOException {
     float[] sum = publishAndSum(data, stats, 1f);
     System.arraycopy(sum, 0, data, 0, data.length);
+  }
+
+  /**
+   * Runners on GPUs (the gradients not in this JVM's heap) sum as {@link OffHeapStep} says: at
+   * small batches, the largest dense layer's weight gradient in factored form; others as
+   * {@link GradientExchange#step} says.
+   */
+  @Override
+  public void step(ModelRunner runner, Optimizer optimizer, float[] scratch, double[] stats,
+                   java.util.function.Consumer<double[]> check) throws IOException {
+    if (runner.hostGradients() == null) {
+      offHeap.step(this, rank, group.size, runner, optimizer, scratch, stats, check);
+    } else {
+      GradientExchange.super.step(runner, optimizer, scratch, stats, check);
+    }
   }
 
   @Override

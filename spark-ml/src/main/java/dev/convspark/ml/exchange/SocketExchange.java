@@ -24,6 +24,8 @@ abstract class SocketExchange implements GradientExchange {
   private ExecutorService helpers;
   /** The step begun by {@link #beginStep}, streaming as the backward pass goes, or null. */
   private Flow streaming;
+  /** The steps of runners whose gradients are not in this JVM's heap. */
+  private final OffHeapStep offHeap = new OffHeapStep();
   /** Whether the optimizer's update is sharded between the workers (see {@link #shardUpdates}). */
   boolean sharded;
 
@@ -81,8 +83,8 @@ abstract class SocketExchange implements GradientExchange {
    * Finishes the step: the gradient's mean arrives (streamed since {@link #beginStep}, or sent
    * now), the summed statistics after it, which {@code check} sees before anything changes, then
    * the update. A lone worker scales its gradients where they are
-   * ({@link GradientExchange#alone}); gradients on a GPU are copied out through {@code scratch}
-   * and the mean back. A sharded step has updated the parameters already, before {@code check}
+   * ({@link GradientExchange#alone}); gradients on a GPU are summed as {@link OffHeapStep} says
+   * (at small batches, the largest dense layer's in factored form). A sharded step has updated the parameters already, before {@code check}
    * sees the sums (a check that stops the run leaves them changed; nothing is saved then).
    */
   @Override
@@ -95,6 +97,10 @@ abstract class SocketExchange implements GradientExchange {
     Flow f = streaming;
     streaming = null;
     float[] live = runner.hostGradients();
+    if (f == null && live == null) {
+      offHeap.step(this, rank, size, runner, optimizer, scratch, stats, check);
+      return;
+    }
     if (f == null) {
       if (live == null) {
         runner.copyGradientsTo(scratch);

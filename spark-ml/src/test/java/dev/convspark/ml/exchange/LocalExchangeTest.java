@@ -109,6 +109,27 @@ class LocalExchangeTest {
     assertEquals(42f, mem.get(0)[2][2]);
   }
 
+  /**
+   * Runners whose gradients are not in the heap (GPUs in one JVM) at a small batch: their first
+   * dense layer's weight gradient summed from the samples' rows, the same parameters bit for bit
+   * in memory as over sockets.
+   */
+  @Test
+  void runnersOffTheHeapSumTheirFactorsAsTheSocketExchangeDoes() throws Exception {
+    int[] counts = {5, 3};
+    String spec = "in8x8x1-conv3x3x4-relu-pool2-dense64-relu-dense10";
+    Work<float[]> work = (rank, ex) -> OffHeapRunner.steps(ex, rank, counts, true, spec);
+    List<float[]> mem = runAll(2, local(2), work);
+    List<float[]> net;
+    try (ServerSocket server = Wire.listen("127.0.0.1")) {
+      net = runAll(2, sockets(2, server), work);
+    }
+    for (int r = 0; r < 2; r++) {
+      assertArrayEquals(net.get(0), mem.get(r), "worker " + r + " in memory against the sockets' worker 0");
+      assertArrayEquals(net.get(0), net.get(r), "worker " + r + " over sockets against worker 0");
+    }
+  }
+
   @Test
   void aWorkerThatLeavesMakesTheOthersFailNamingIt() throws Exception {
     Opener open = local(3);
