@@ -51,6 +51,20 @@ public interface GradientExchange extends AutoCloseable {
   }
 
   /**
+   * Called by every worker once, before the first step, with whether its runner keeps its
+   * gradients off this JVM's heap ({@code here}: on a GPU); true when every worker's does, and
+   * this exchange's steps then go as {@link OffHeapStep} says (at small batches, the largest dense
+   * layer's weight gradient in factored form). A run whose workers are not all on GPUs
+   * ({@code device=auto} where an executor has none) sums whole gradients, as every worker can.
+   * Here: one float summed over the workers, each worker's 1 where its gradients are in the heap.
+   */
+  default boolean offHeapSteps(boolean here) throws IOException {
+    float[] inHeap = {here ? 0f : 1f};
+    allreduce(inHeap, new double[] {1});
+    return inHeap[0] == 0f;
+  }
+
+  /**
    * Makes {@code optimizer}'s state whole again on every worker after sharded updates (each
    * worker's moments are current only for the part it updates): a collective call, made by every
    * worker before a checkpoint reads {@link Optimizer#state()}. Here: nothing to do.

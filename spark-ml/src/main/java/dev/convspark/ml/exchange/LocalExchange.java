@@ -33,6 +33,7 @@ public final class LocalExchange implements GradientExchange {
   private final int timeoutMs;
   private final BooleanSupplier killed;
   private final OffHeapStep offHeap = new OffHeapStep();
+  private boolean offHeapAgreed;
 
   private LocalExchange(Group group, int rank, int timeoutMs, BooleanSupplier killed) {
     this.group = group;
@@ -91,15 +92,21 @@ public final class LocalExchange implements GradientExchange {
     System.arraycopy(sum, 0, data, 0, data.length);
   }
 
+  @Override
+  public boolean offHeapSteps(boolean here) throws IOException {
+    offHeapAgreed = GradientExchange.super.offHeapSteps(here);
+    return offHeapAgreed;
+  }
+
   /**
-   * Runners on GPUs (the gradients not in this JVM's heap) sum as {@link OffHeapStep} says: at
-   * small batches, the largest dense layer's weight gradient in factored form; others as
-   * {@link GradientExchange#step} says.
+   * Runners on GPUs (the gradients not in this JVM's heap; every worker's, see
+   * {@link #offHeapSteps}) sum as {@link OffHeapStep} says: at small batches, the largest dense
+   * layer's weight gradient in factored form; others as {@link GradientExchange#step} says.
    */
   @Override
   public void step(ModelRunner runner, Optimizer optimizer, float[] scratch, double[] stats,
                    java.util.function.Consumer<double[]> check) throws IOException {
-    if (runner.hostGradients() == null) {
+    if (runner.hostGradients() == null && offHeapAgreed) {
       offHeap.step(this, rank, group.size, runner, optimizer, scratch, stats, check);
     } else {
       GradientExchange.super.step(runner, optimizer, scratch, stats, check);

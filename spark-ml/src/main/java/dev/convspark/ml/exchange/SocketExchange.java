@@ -24,8 +24,9 @@ abstract class SocketExchange implements GradientExchange {
   private ExecutorService helpers;
   /** The step begun by {@link #beginStep}, streaming as the backward pass goes, or null. */
   private Flow streaming;
-  /** The steps of runners whose gradients are not in this JVM's heap. */
+  /** The steps of runners whose gradients are not in this JVM's heap, where every worker's are not (see {@link #offHeapSteps}). */
   private final OffHeapStep offHeap = new OffHeapStep();
+  private boolean offHeapAgreed;
   /** Whether the optimizer's update is sharded between the workers (see {@link #shardUpdates}). */
   boolean sharded;
 
@@ -83,8 +84,10 @@ abstract class SocketExchange implements GradientExchange {
    * Finishes the step: the gradient's mean arrives (streamed since {@link #beginStep}, or sent
    * now), the summed statistics after it, which {@code check} sees before anything changes, then
    * the update. A lone worker scales its gradients where they are
-   * ({@link GradientExchange#alone}); gradients on a GPU are summed as {@link OffHeapStep} says
-   * (at small batches, the largest dense layer's in factored form). A sharded step has updated the parameters already, before {@code check}
+   * ({@link GradientExchange#alone}); gradients on GPUs (every worker's, see {@link #offHeapSteps})
+   * are summed as {@link OffHeapStep} says (at small batches, the largest dense layer's in factored
+   * form); a worker's on a GPU among workers on CPUs are copied out through {@code scratch} and the
+   * mean back. A sharded step has updated the parameters already, before {@code check}
    * sees the sums (a check that stops the run leaves them changed; nothing is saved then).
    */
   @Override
@@ -97,7 +100,7 @@ abstract class SocketExchange implements GradientExchange {
     Flow f = streaming;
     streaming = null;
     float[] live = runner.hostGradients();
-    if (f == null && live == null) {
+    if (f == null && live == null && offHeapAgreed) {
       offHeap.step(this, rank, size, runner, optimizer, scratch, stats, check);
       return;
     }
@@ -119,6 +122,12 @@ abstract class SocketExchange implements GradientExchange {
       runner.copyGradientsFrom(f.data);
     }
     runner.applyGradients(optimizer);
+  }
+
+  @Override
+  public boolean offHeapSteps(boolean here) throws IOException {
+    offHeapAgreed = GradientExchange.super.offHeapSteps(here);
+    return offHeapAgreed;
   }
 
   @Override

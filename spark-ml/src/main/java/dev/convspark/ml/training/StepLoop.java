@@ -63,6 +63,8 @@ final class StepLoop {
     if (sharded && rank == 0) {
       LOG.info("the optimizer's update is sharded between the units");
     }
+    // Units on GPUs sum their steps as OffHeapStep says, when every unit is on one.
+    exchange.offHeapSteps(runner.hostGradients() == null);
     double[] stats = new double[3];
     long t0 = System.nanoTime();
     // The time from each step's gradient to its update: the exchange not hidden behind the backward pass, and the update.

@@ -39,6 +39,11 @@ final class UnitLead implements GradientExchange {
   }
 
   @Override
+  public boolean offHeapSteps(boolean here) throws IOException {
+    return over != null && over.offHeapSteps(here);
+  }
+
+  @Override
   public void syncOptimizer(Optimizer optimizer) throws IOException {
     if (over != null) {
       over.syncOptimizer(optimizer);

@@ -29,13 +29,24 @@ final class OffHeapRunner implements ModelRunner {
    * parameters.
    */
   static float[] steps(GradientExchange ex, int rank, int[] counts, boolean factors, String spec) throws Exception {
+    return steps(ex, rank, counts, factors, spec, true);
+  }
+
+  /**
+   * As above; not {@code offHeap}: the worker's runner is the CPU's as it is, its gradients in the
+   * heap (a run with {@code device=auto} where this executor has no GPU).
+   */
+  static float[] steps(GradientExchange ex, int rank, int[] counts, boolean factors, String spec, boolean offHeap)
+      throws Exception {
     int n = counts[rank];
     int total = java.util.Arrays.stream(counts).sum();
-    try (CpuBackend cpu = CpuBackend.create(1); ModelRunner r = new OffHeapRunner(cpu.open(ModelSpec.parse(spec)),
-        factors)) {
+    try (CpuBackend cpu = CpuBackend.create(1); ModelRunner r = offHeap
+        ? new OffHeapRunner(cpu.open(ModelSpec.parse(spec)), factors) : cpu.open(ModelSpec.parse(spec))) {
       r.initialize(3);
       Optimizer opt = Optimizer.create("adam", 1e-2f, r.paramCount());
-      ex.shardUpdates(false);
+      // As StepLoop asks, before the first step.
+      ex.shardUpdates(r.hostGradients() != null);
+      ex.offHeapSteps(r.hostGradients() == null);
       float[] scratch = new float[r.paramCount()];
       for (int step = 0; step < 3; step++) {
         ex.beginStep(r, opt, n);

@@ -529,4 +529,23 @@ class RingAllreduceTest {
       }
     }
   }
+
+  /**
+   * A run whose workers are not all on GPUs ({@code device=auto} where one executor has none): the
+   * worker whose gradients are in the heap streams them as the CPU's do, so the one on a GPU sends
+   * its gradient whole too, and both end with the same parameters, those of two workers on the CPU.
+   */
+  @Test
+  void aWorkerOnTheCpuAndOneOffTheHeapStillSumTheWholeGradient() throws Exception {
+    int[] counts = {6, 4};
+    List<float[]> mixed = ring(2, null, (rank, ex) -> OffHeapRunner.steps(ex, rank, counts, true, SPEC, rank == 0));
+    List<float[]> cpu = ring(2, null, (rank, ex) -> OffHeapRunner.steps(ex, rank, counts, true, SPEC, false));
+    assertArrayEquals(mixed.get(0), mixed.get(1), "the two workers' parameters");
+    float[] e = cpu.get(0);
+    for (int i = 0; i < e.length; i++) {
+      if (Math.abs(e[i] - mixed.get(0)[i]) > 5e-3f * 1e-2f) {
+        assertEquals(e[i], mixed.get(0)[i], 5e-3f * 1e-2f, "parameter " + i + " against two workers on the CPU");
+      }
+    }
+  }
 }
