@@ -128,6 +128,10 @@ class EmulatedGpuTrainingTest {
   private static void gpuMatchesCpu(SparkSession spark, boolean tf32, int batch) {
     Dataset<Row> data = images(spark);
     CnnClassificationModel gpu = fit(data, "gpu", batch);
+    String way = batch == 20 ? "leaves the devices in factored form: the dense layer of 1568 x 32 weights as 20"
+        + " samples' rows, 32570 floats where the gradient has 50746" : "leaves the devices whole: 50746 floats";
+    String logs = executorLogs(spark);
+    assertTrue(logs.contains("each step's gradient " + way), "the executors' log says how the GPUs summed:\n" + logs);
     CnnClassificationModel cpu = fit(data, "cpu", batch);
     // 40 steps run apart: a near-tie taken the other way or a zero-but-for-rounding gradient moves
     // a weight by up to a step (GpuCheck's Javadoc); the parity checks hold each step to 1e-4.
@@ -163,6 +167,20 @@ class EmulatedGpuTrainingTest {
       assertTrue(s[0] > 0 && s[0] < 5e-2, "GPU in TF32 and CPU probabilities differ by " + s[0]);
       assertTrue(s[1] <= 50, s[1] + " of " + onCpu.size() + " predictions differ between GPU in TF32 and CPU");
     }
+  }
+
+  /** What the executors of {@code spark}'s application have logged: their stderr, under {@code SPARK_HOME/work}. */
+  private static String executorLogs(SparkSession spark) {
+    Path app = Path.of(System.getenv("SPARK_HOME"), "work", spark.sparkContext().applicationId());
+    StringBuilder all = new StringBuilder();
+    try (var files = Files.walk(app)) {
+      for (Path f : files.filter(f -> f.getFileName().toString().equals("stderr")).sorted().toList()) {
+        all.append(Files.readString(f));
+      }
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException("cannot read the executors' logs under " + app, e);
+    }
+    return all.toString();
   }
 
   /** {@link #gpuMatchesCpu} on a cluster of {@code executors} with {@code gpus} GPUs each. */
