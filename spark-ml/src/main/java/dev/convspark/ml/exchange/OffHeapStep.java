@@ -19,8 +19,8 @@ import java.util.function.Consumer;
  * worker's sample count, each in its own place, with the step's statistics, which {@code check}
  * sees before anything changes; from the counts every worker decides alike whether the step is
  * factored (the samples' rows, {@code samples x (inputs + units)} floats, fewer than the layer's
- * {@code inputs x units} weights, the ring's rule for the CPU too), and where each worker's rows
- * go. Then the array: the gradient, or the gradient but the layer's weights followed by every
+ * {@code inputs x units} weights: {@link ModelRunner.DenseWeights#fewerAsFactors}, the CPU ring's
+ * rule too), and where each worker's rows go. Then the array: the gradient, or the gradient but the layer's weights followed by every
  * worker's rows in rank order, each worker's own rows in its place and zeros elsewhere (the sum
  * of one value and zeros is that value, bit for bit). Every worker so holds the same array and
  * computes the same product: the replicas stay identical. The mean is taken on the device
@@ -53,7 +53,7 @@ final class OffHeapStep {
       first[u + 1] = first[u] + (long) counts[u];
     }
     long total = first[size];
-    boolean factor = d != null && factors(d, total);
+    boolean factor = d != null && d.fewerAsFactors(total);
     if (!said && rank == 0) {
       said = true;
       if (factor) {
@@ -88,14 +88,5 @@ final class OffHeapStep {
     }
     runner.scaleGradients((float) (1 / stats[stats.length - 1]));
     runner.applyGradients(optimizer);
-  }
-
-  /**
-   * Whether a step of {@code samples} samples sends {@code d}'s weight gradient as factors: when
-   * the samples' rows are fewer floats than the weights (deep-mnist's first dense layer: up to 771
-   * samples).
-   */
-  static boolean factors(ModelRunner.DenseWeights d, long samples) {
-    return samples * (d.inputs() + d.units()) < (long) d.inputs() * d.units();
   }
 }

@@ -74,8 +74,7 @@ final class RingFlow {
       first[u + 1] = first[u] + (int) counts[u];
     }
     long samples = first[size];
-    factored = dense != null && flow.params != null
-        && samples * (dense.inputs() + dense.units()) < (long) dense.inputs() * dense.units();
+    factored = dense != null && flow.params != null && dense.fewerAsFactors(samples);
     if (factored) {
       factors.reserve(first[size], dense);
     }

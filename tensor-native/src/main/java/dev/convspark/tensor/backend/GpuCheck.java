@@ -490,7 +490,7 @@ public final class GpuCheck {
       // Modes: the gradients stay; out and back whole; out and back in factored form.
       double[][] rates = new double[3][3];
       ModelRunner.DenseWeights d = factored ? r.factoredDense() : null;
-      if (d != null && ModelRunner.factoredLength(r.paramCount(), d, batch) > r.paramCount()) {
+      if (d != null && !d.fewerAsFactors(batch)) {
         // More floats than the gradient: no exchange factors it.
         d = null;
       }

@@ -67,6 +67,14 @@ public interface ModelRunner extends AutoCloseable {
    * row-major, from {@code weightOffset}.
    */
   record DenseWeights(int weightOffset, int inputs, int units) {
+    /**
+     * Whether {@code samples} samples' rows of this layer ({@code inputs + units} floats each: the
+     * factors of its weight gradient) are fewer floats than its weights: where an exchange sends
+     * the factors instead of the weight gradient (deep-mnist's first dense layer: under 772 samples).
+     */
+    public boolean fewerAsFactors(long samples) {
+      return samples * (inputs + units) < (long) inputs * units;
+    }
   }
 
   /**
