@@ -9,8 +9,9 @@
 #   tensor-native/gpu-check.sh [run] [--part LIST]
 #                                     on the GPU machine: deep-mnist training and inference on the
 #                                     GPU at batch 50 and 512, as one table (training without CUDA
-#                                     graphs too, -Dconvspark.gpu.graphs=false, and the classic route
-#                                     of kernels, -Dconvspark.gpu.kernels=classic, for A/Bs), and
+#                                     graphs too, -Dconvspark.gpu.graphs=false, without Winograd's
+#                                     convolutions, -Dconvspark.gpu.winograd=false, and the classic
+#                                     route of kernels, -Dconvspark.gpu.kernels=classic, for A/Bs), and
 #                                     each kernel's share of a training step at batch 50 and 512
 #                                     and of an inference batch of 1000 (CUDA events around every
 #                                     launch); where python3 has PyTorch
@@ -21,7 +22,7 @@
 #                                     1e-4), printed as each completes: against the CPU reference
 #                                     (on every core, the same results as on one) it took about 5
 #                                     minutes on an H200's machine on one core, so a run cut short
-#                                     has the figures already. Each part (rows, eager,
+#                                     has the figures already. Each part (rows, eager, direct,
 #                                     classic, tf32, cpu, profile, parity, tf32-parity: GpuCheck's)
 #                                     runs in a JVM of its own, so that a kernel faulting on the
 #                                     GPU costs its part alone, and each of the benchmark's parts is
@@ -133,7 +134,7 @@ run() {
   if [[ -n $list ]]; then
     IFS=, read -ra parts <<< "$list"
   else
-    has --parity-only "$@" || parts+=(rows eager classic tf32 cpu profile)
+    has --parity-only "$@" || parts+=(rows eager direct classic tf32 cpu profile)
     has --benchmark-only "$@" || parts+=(parity tf32-parity)
   fi
   command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true

@@ -477,7 +477,8 @@ __device__ __forceinline__ void round_tf32(Quad& q) {
 }
 #endif
 
-// C (m x n, ldc floats a row; block z's partial at c + z m ldc when split over k, as in sgemm)
+// C (m x n, ldc floats a row; split number `split`'s partial at c + split m ldc when split over k,
+// as in sgemm: the grid's z, for the kernels that split)
 // = A B with A and B as the loaders give them, + bias, ReLU (sgemm's epilogue, beta 0), in tiles
 // of WM x BN (BN = WN, or 32 for products of 32 columns or fewer, which a 64-column tile would
 // compute half empty): each thread sums 8 rows x BN / 8 columns. With TF32 the products are the
@@ -488,7 +489,7 @@ __device__ __forceinline__ void round_tf32(Quad& q) {
 // warp for the epilogue.
 template <bool TF32, int BN, class LA, class LB>
 __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k, float* c, int ldc,
-                                             int k_split, const float* bias, int relu) {
+                                             int k_split, const float* bias, int relu, int split) {
   static_assert(BN == WN || BN == 32, "tiles are 64 or 32 columns wide");
   // Quads of a B slice (WK x BN): one for each of the first B_QUADS threads.
   constexpr int B_QUADS = WK * BN / 4;
@@ -499,9 +500,9 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
   int t = threadIdx.x;
   int row0 = blockIdx.x * WM;
   int col0 = blockIdx.y * BN;
-  int k_begin = blockIdx.z * k_split;
+  int k_begin = split * k_split;
   int k_end = min(k, k_begin + k_split);
-  c += (long long) blockIdx.z * m * ldc;
+  c += (long long) split * m * ldc;
   bool ak = la.along_k(), bk = lb.along_k();
   // A thread's share of the slice from k0: two quads of A and one of B, into registers; then
   // into shared buffer `buf`.
@@ -651,7 +652,7 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
            int ldb, int vec_b, float* c, int ldc, int k_split, const float* bias, int relu) {                   \
     MatrixA la = {a, trans_a, lda, m, vec_a != 0};                                                            \
     MatrixB<BN> lb = {b, trans_b, ldb, n, vec_b != 0};                                                        \
-    wide_product<TF32, BN>(la, lb, m, n, k, c, ldc, k_split, bias, relu);                                     \
+    wide_product<TF32, BN>(la, lb, m, n, k, c, ldc, k_split, bias, relu, blockIdx.z);                         \
   }
 
 // The one argument list of the convolution kernels (CudaBackend passes each the same layout): the
@@ -674,7 +675,7 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
     int rows = n * oh * ow;                                                                                   \
     PatchesA la(win, rows, vec_x != 0, blockIdx.x * WM);                                                      \
     MatrixB<BN> lb = {weights, 0, filters, filters, vec_w != 0};                                              \
-    wide_product<TF32, BN>(la, lb, rows, filters, kh * kw * ch, y, ldc, k_split, bias, relu);                 \
+    wide_product<TF32, BN>(la, lb, rows, filters, kh * kw * ch, y, ldc, k_split, bias, relu, blockIdx.z);     \
   }
 
 // A convolution's weight gradient without im2col: dw (patch x filters, ldc floats a row) = the
@@ -690,7 +691,7 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
     int patch = kh * kw * ch;                                                                                 \
     PatchesTA la(win, patch, vec_x != 0, blockIdx.x * WM);                                                    \
     MatrixB<BN> lb = {dy, 0, filters, filters, vec_dy != 0};                                                  \
-    wide_product<TF32, BN>(la, lb, patch, filters, n * oh * ow, dw, ldc, k_split, bias, relu);                \
+    wide_product<TF32, BN>(la, lb, patch, filters, n * oh * ow, dw, ldc, k_split, bias, relu, blockIdx.z);    \
   }
 
 // A stride-1 convolution's input gradient without col2im: dx (n * h * w rows x ch, ldc floats a
@@ -707,7 +708,7 @@ __device__ __forceinline__ void wide_product(LA& la, LB& lb, int m, int n, int k
     int rows = n * h * w;                                                                                     \
     PatchesA la(win, rows, vec_dy != 0, blockIdx.x * WM);                                                     \
     FlippedWeights<BN> lb = {weights, kh * kw, ch, filters, vec_w != 0};                                      \
-    wide_product<TF32, BN>(la, lb, rows, ch, kh * kw * filters, dx, ldc, k_split, bias, relu);                \
+    wide_product<TF32, BN>(la, lb, rows, ch, kh * kw * filters, dx, ldc, k_split, bias, relu, blockIdx.z);    \
   }
 
 // The float32 kernels in 128 x 64 tiles, and (named ..._n32) in 128 x 32 tiles for products of 32
@@ -731,6 +732,182 @@ CONV_FORWARD(conv_forward_n32_tf32, true, 32)
 CONV_WEIGHT_GRAD(conv_weight_grad_n32_tf32, true, 32)
 CONV_INPUT_GRAD(conv_input_grad_n32_tf32, true, 32)
 #endif
+
+// ---- Winograd's minimal filtering F(2 x 2, 5 x 5): stride-1 5 x 5 convolutions in 36 products ----
+//
+// Each 2 x 2 block of output pixels (a tile) comes from the 6 x 6 input window under it through
+// Y = A^T [(G g G^T) . (B^T d B)] A ('.' element by element), with the CPU's transforms
+// (WinogradConv.java: the points 0, 1, -1, 2, -2 and infinity). Summed over the input channels,
+// the 36 element-wise products of a tile are 36 independent products, (tiles x channels) times
+// (channels x filters): 36 multiply-adds per tile, channel and filter where the direct convolution
+// takes 100 (2.78 times fewer). Four kernels: winograd_input (V = B^T d B, each point's matrix of
+// tiles x channels after the one before, V[p][tile][c]), winograd_weights (U[p][c][f] = G g G^T),
+// winograd_product (M[p] = V[p] U[p] in the wide tiles, one point a grid's z) and winograd_output
+// (A^T M A + bias, ReLU, into the output). A stride-1 convolution's input gradient is the same
+// with dy as the input, padded by 4 - pad, and the weights flipped in both kernel axes with the
+// channels and filters swapped (`flipped`).
+
+// B^T x (six values): the input transform along one axis.
+__device__ __forceinline__ void winograd_bt(const float* x, float* r) {
+  r[0] = x[4] * 0.25f + x[0] - x[2] * 1.25f;
+  r[1] = (x[1] + x[2]) * (2.f / 3) - (x[3] + x[4]) * (1.f / 6);
+  r[2] = (x[2] - x[1]) * (2.f / 3) + (x[3] - x[4]) * (1.f / 6);
+  float d31 = (x[3] - x[1]) * (1.f / 12);
+  float d42 = (x[4] - x[2]) * (1.f / 24);
+  r[3] = d31 + d42;
+  r[4] = d42 - d31;
+  r[5] = x[1] * 4.f - x[3] * 5.f + x[5];
+}
+
+// G g (five values): the weights' transform along one axis.
+__device__ __forceinline__ void winograd_g(const float* g, float* r) {
+  float even = g[0] + g[2] + g[4], odd = g[1] + g[3];
+  float even2 = g[0] + g[2] * 4.f + g[4] * 16.f, odd2 = g[1] * 2.f + g[3] * 8.f;
+  r[0] = g[0];
+  r[1] = even + odd;
+  r[2] = even - odd;
+  r[3] = even2 + odd2;
+  r[4] = even2 - odd2;
+  r[5] = g[4];
+}
+
+// A^T m (six values): the output transform along one axis.
+__device__ __forceinline__ void winograd_at(const float* m, float* r) {
+  r[0] = m[0] + m[1] + m[2] + m[3] + m[4];
+  r[1] = m[1] - m[2] + (m[3] - m[4]) * 2.f + m[5];
+}
+
+// A tile's place: tile t of n images of tiles_h x tiles_w tiles, as (image, tile row, tile column).
+__device__ __forceinline__ void winograd_tile(long long t, int tiles_h, int tiles_w, int& s, int& ty, int& tx) {
+  tx = (int) (t % tiles_w);
+  long long r = t / tiles_w;
+  ty = (int) (r % tiles_h);
+  s = (int) (r / tiles_h);
+}
+
+// v[p][t][c] (each point's tiles x ch matrix after the one before) = B^T d B of tile t's 6 x 6
+// window of x (n images h x w x ch; the window of the tile at (ty, tx) from row 2 ty - pad_top and
+// column 2 tx - pad_left, zeros outside), one thread a tile and channel.
+extern "C" __global__ void winograd_input(const float* x, int n, int h, int w, int ch, int pad_top, int pad_left,
+                                          int tiles_h, int tiles_w, float* v) {
+  long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+  long long tiles = (long long) n * tiles_h * tiles_w;
+  if (i >= tiles * ch) return;
+  int c = (int) (i % ch);
+  long long t = i / ch;
+  int s, ty, tx;
+  winograd_tile(t, tiles_h, tiles_w, s, ty, tx);
+  int y0 = 2 * ty - pad_top, x0 = 2 * tx - pad_left;
+  // d's columns through B^T (e[a][b]: row a of B^T d), then e's rows through it (B^T d B).
+  float e[6][6];
+#pragma unroll
+  for (int b = 0; b < 6; b++) {
+    float col[6], r[6];
+    int xx = x0 + b;
+#pragma unroll
+    for (int a = 0; a < 6; a++) {
+      int yy = y0 + a;
+      col[a] = yy >= 0 && yy < h && xx >= 0 && xx < w ? x[(((long long) s * h + yy) * w + xx) * ch + c] : 0.f;
+    }
+    winograd_bt(col, r);
+#pragma unroll
+    for (int a = 0; a < 6; a++) e[a][b] = r[a];
+  }
+#pragma unroll
+  for (int a = 0; a < 6; a++) {
+    float r[6];
+    winograd_bt(e[a], r);
+#pragma unroll
+    for (int b = 0; b < 6; b++) v[((long long) (a * 6 + b) * tiles + t) * ch + c] = r[b];
+  }
+}
+
+// u[p][c][f] = G g G^T of the 5 x 5 kernel from input channel c to filter f, one thread each: the
+// layer's weights ((kh kw + kx) ch + c) x filters as they are, or, flipped (a stride-1 input
+// gradient's: this plan's ch and filters are the layer's filters and channels),
+// w'[ky][kx][c][f] = w[4 - ky][4 - kx][f][c].
+extern "C" __global__ void winograd_weights(const float* wt, int ch, int filters, int flipped, float* u) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= ch * filters) return;
+  int f = i % filters, c = i / filters;
+  // g's columns through G (e[a][kx]: row a of G g), then e's rows through it (G g G^T).
+  float e[6][5];
+#pragma unroll
+  for (int kx = 0; kx < 5; kx++) {
+    float col[5], r[6];
+#pragma unroll
+    for (int ky = 0; ky < 5; ky++) {
+      int tap = ky * 5 + kx;
+      col[ky] = flipped ? wt[((long long) (24 - tap) * filters + f) * ch + c]
+                        : wt[((long long) tap * ch + c) * filters + f];
+    }
+    winograd_g(col, r);
+#pragma unroll
+    for (int a = 0; a < 6; a++) e[a][kx] = r[a];
+  }
+#pragma unroll
+  for (int a = 0; a < 6; a++) {
+    float r[6];
+    winograd_g(e[a], r);
+#pragma unroll
+    for (int b = 0; b < 6; b++) u[((long long) (a * 6 + b) * ch + c) * filters + f] = r[b];
+  }
+}
+
+// m[p] (tiles x filters, ldc floats a row) = v[p] (tiles x ch) u[p] (ch x filters) for the point p
+// of the grid's z, in the wide tiles (unsplit: k_split is ch; then bias 0 and relu 0, the output
+// transform's). vec_v: ch a multiple of 4 and v 16-byte aligned; vec_u: filters so and u so.
+#define WINOGRAD_PRODUCT(NAME, TF32, BN)                                                                         \
+  extern "C" __global__ void __launch_bounds__(WTHREADS, TF32 ? 4 : 0)                                        \
+      NAME(int tiles, int ch, int filters, const float* v, int vec_v, const float* u, int vec_u, float* m,      \
+           int ldc, int k_split, const float* bias, int relu) {                                                 \
+    long long p = blockIdx.z;                                                                                 \
+    MatrixA la = {v + p * tiles * ch, 0, ch, tiles, vec_v != 0};                                              \
+    MatrixB<BN> lb = {u + p * ch * filters, 0, filters, filters, vec_u != 0};                                 \
+    wide_product<TF32, BN>(la, lb, tiles, filters, ch, m + p * tiles * ldc, ldc, k_split, bias, relu, 0);     \
+  }
+
+WINOGRAD_PRODUCT(winograd_product, false, WN)
+WINOGRAD_PRODUCT(winograd_product_n32, false, 32)
+
+// y (n images oh x ow x filters) = A^T m A of each tile's 36 products (m[p][t][f]), + bias[f],
+// ReLU when relu (sgemm's epilogue), one thread a tile and filter; a tile's pixels past the
+// output's last row or column (odd oh or ow) are not written.
+extern "C" __global__ void winograd_output(const float* m, int n, int tiles_h, int tiles_w, int filters, int oh,
+                                           int ow, const float* bias, int relu, float* y) {
+  long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+  long long tiles = (long long) n * tiles_h * tiles_w;
+  if (i >= tiles * filters) return;
+  int f = (int) (i % filters);
+  long long t = i / filters;
+  int s, ty, tx;
+  winograd_tile(t, tiles_h, tiles_w, s, ty, tx);
+  // m's columns through A^T (e[a][b]: row a of A^T m), then e's rows through it (A^T m A).
+  float e[2][6];
+#pragma unroll
+  for (int b = 0; b < 6; b++) {
+    float col[6], r[2];
+#pragma unroll
+    for (int a = 0; a < 6; a++) col[a] = m[((long long) (a * 6 + b) * tiles + t) * filters + f];
+    winograd_at(col, r);
+    e[0][b] = r[0];
+    e[1][b] = r[1];
+  }
+#pragma unroll
+  for (int a = 0; a < 2; a++) {
+    float r[2];
+    winograd_at(e[a], r);
+    int oy = 2 * ty + a;
+#pragma unroll
+    for (int b = 0; b < 2; b++) {
+      int ox = 2 * tx + b;
+      if (oy < oh && ox < ow) {
+        long long o = (((long long) s * oh + oy) * ow + ox) * filters + f;
+        y[o] = epilogue(r[b], bias, f, 0.f, y, o, relu);
+      }
+    }
+  }
+}
 
 // Column sums of dy (rows x cols), a bias's gradient. Block (bx, by) sums columns bx * 32 to
 // bx * 32 + 31 over rows by * chunk to by * chunk + chunk - 1, eight rows at a time, a warp reading

@@ -135,6 +135,16 @@ public final class CudaBackend implements Backend {
    */
   public static final String INFERENCE_PART_PROPERTY = "convspark.gpu.inferencePart";
   /**
+   * The system property that says whether stride-1 5 x 5 convolutions of 8 channels or more (and
+   * their input gradients) go by Winograd's F(2 x 2, 5 x 5) on the wide route in float32:
+   * {@code true} (the default: 36 products of tiles x channels by channels x filters, 2.78 times
+   * fewer multiply-adds than the direct product, with the input and output transformed by kernels of
+   * their own) or {@code false} (the direct product of the windows), so that one GPU run can time
+   * both. TF32 keeps the direct product: the transformed operands, rounded to TF32's 10 bits, would
+   * carry the transforms' larger values into the rounding.
+   */
+  public static final String WINOGRAD_PROPERTY = "convspark.gpu.winograd";
+  /**
    * The wide kernels' tile of C (rows, columns), depth and threads ({@code WM}, ... in
    * convspark.cu); their {@code _n32} forms' tiles are {@code WN_NARROW} columns wide.
    */
@@ -143,6 +153,8 @@ public final class CudaBackend implements Backend {
   private static final int WN_NARROW = 32;
   private static final int WK = 8;
   private static final int WTHREADS = 128;
+  /** The points of a Winograd tile's transform, F(2 x 2, 5 x 5)'s 6 x 6. */
+  private static final int POINTS = 36;
   /**
    * The fewest images a part of a pipelined inference holds, by default
    * ({@link #INFERENCE_PART_PROPERTY}); a guess to be timed on a GPU. Each part's products keep 256
@@ -167,11 +179,13 @@ public final class CudaBackend implements Backend {
   private final boolean graphs;
   /** Images a part of a pipelined inference, 0 for none ({@link #INFERENCE_PART_PROPERTY}). */
   private final int inferencePart;
+  /** Winograd's convolutions where they apply ({@link #WINOGRAD_PROPERTY}). */
+  private final boolean winograd;
   /** Times every launch while set (GpuCheck's profile); null otherwise. */
   private KernelProfile profile;
 
   private CudaBackend(CUcontext context, CUmodule module, String description, int multiprocessors, boolean wide,
-                      boolean tf32, boolean graphs, int inferencePart) {
+                      boolean tf32, boolean graphs, int inferencePart, boolean winograd) {
     this.context = context;
     this.module = module;
     this.description = description;
@@ -180,6 +194,7 @@ public final class CudaBackend implements Backend {
     this.tf32 = tf32;
     this.graphs = graphs;
     this.inferencePart = inferencePart;
+    this.winograd = winograd;
   }
 
   /**
@@ -193,6 +208,20 @@ public final class CudaBackend implements Backend {
       case "true" -> true;
       case "false" -> false;
       default -> throw new IllegalArgumentException(GRAPHS_PROPERTY + "=" + v + ": expected true or false");
+    };
+  }
+
+  /**
+   * Whether {@link #WINOGRAD_PROPERTY} asks for Winograd's convolutions.
+   *
+   * @throws IllegalArgumentException for a value other than {@code true} or {@code false}
+   */
+  static boolean winogradConvolutions() {
+    String v = System.getProperty(WINOGRAD_PROPERTY, "true");
+    return switch (v) {
+      case "true" -> true;
+      case "false" -> false;
+      default -> throw new IllegalArgumentException(WINOGRAD_PROPERTY + "=" + v + ": expected true or false");
     };
   }
 
@@ -261,7 +290,7 @@ public final class CudaBackend implements Backend {
   }
 
   private static CudaBackend create(int ordinal, boolean wide, boolean tf32) {
-    return create(ordinal, wide, tf32, graphSteps(), inferencePart());
+    return create(ordinal, wide, tf32, graphSteps(), inferencePart(), winogradConvolutions());
   }
 
   /**
@@ -273,10 +302,21 @@ public final class CudaBackend implements Backend {
    * @throws IllegalStateException as {@link #create(int)}
    */
   static CudaBackend withOverlap(int ordinal, boolean graphs, int inferencePart) {
-    return create(ordinal, wideRoute(), false, graphs, inferencePart);
+    return create(ordinal, wideRoute(), false, graphs, inferencePart, winogradConvolutions());
   }
 
-  private static CudaBackend create(int ordinal, boolean wide, boolean tf32, boolean graphs, int inferencePart) {
+  /**
+   * Opens GPU number {@code ordinal} as {@link #create(int)} does, but with every convolution by
+   * its direct product ({@link #WINOGRAD_PROPERTY} {@code false}), whatever the property says.
+   *
+   * @throws IllegalStateException as {@link #create(int)}
+   */
+  static CudaBackend direct(int ordinal) {
+    return create(ordinal, wideRoute(), false, graphSteps(), inferencePart(), false);
+  }
+
+  private static CudaBackend create(int ordinal, boolean wide, boolean tf32, boolean graphs, int inferencePart,
+                                    boolean winograd) {
     if (tf32 && !wide) {
       throw new IllegalArgumentException("precision=tf32: " + KERNELS_PROPERTY + "=classic has no TF32 kernels");
     }
@@ -336,8 +376,9 @@ public final class CudaBackend implements Backend {
       }
       return new CudaBackend(ctx, module, "gpu:" + ordinal + " (" + device + ", CUDA driver " + version[0] / 1000 + "."
           + version[0] % 1000 / 10 + (wide ? "" : ", classic kernels") + (tf32 ? ", TF32" : "")
-          + (graphs ? "" : ", no CUDA graphs") + (inferencePart > 0 ? "" : ", inference in one part") + ")", sms[0],
-          wide, tf32, graphs, inferencePart);
+          + (graphs ? "" : ", no CUDA graphs") + (inferencePart > 0 ? "" : ", inference in one part")
+          + (winograd || !wide || tf32 ? "" : ", no Winograd") + ")", sms[0], wide, tf32, graphs, inferencePart,
+          winograd);
     } catch (LinkageError e) {
       // No libcuda.so.1 (UnsatisfiedLinkError first, NoClassDefFoundError on later calls).
       String first = String.valueOf(e).lines().findFirst().orElse("");
@@ -633,6 +674,8 @@ public final class CudaBackend implements Backend {
     private final Buffer metrics = new Buffer();
     private final Buffer scratch = new Buffer();
     private final Buffer splitK = new Buffer();
+    /** A Winograd convolution's transformed weights, input and products (see {@link #winogradConvolution}). */
+    private final Buffer winogradWork = new Buffer();
     /** Every replica's factors of the factored dense layer, uploaded for their product (see {@link #copyFactoredGradientsFrom}). */
     private final Buffer factors = new Buffer();
     /** The factored dense layer's index (see {@link #factoredDense}), -1 for none. */
@@ -940,6 +983,55 @@ public final class CudaBackend implements Backend {
     }
 
     /**
+     * Whether a convolution of geometry {@code g} over {@code n} images goes by Winograd's
+     * F(2 x 2, 5 x 5) ({@link #WINOGRAD_PROPERTY}), as a plan from {@code in} channels to {@code out}
+     * (the forward pass's, or its input gradient's with the two swapped): stride 1, a 5 x 5 kernel,
+     * padding of 4 or less, 8 channels or more each side, float32 on the wide route, and the
+     * transformed weights, input and products within what a buffer holds (2^31 - 1 floats).
+     */
+    private boolean winogradApplies(ConvGeometry g, int n, int in, int out) {
+      long tiles = (long) n * ((g.outHeight() + 1) / 2) * ((g.outWidth() + 1) / 2);
+      long tilesBack = (long) n * ((g.height() + 1) / 2) * ((g.width() + 1) / 2);
+      return winograd && wide && !tf32 && g.stride() == 1 && g.kernelHeight() == 5 && g.kernelWidth() == 5
+          && g.padTop() <= 4 && g.padLeft() <= 4 && in >= 8 && out >= 8
+          && POINTS * (Math.max(tiles, tilesBack) * (in + out) + (long) in * out) + 8 <= Integer.MAX_VALUE;
+    }
+
+    /**
+     * y (n images oh x ow x {@code out}) = the stride-1 5 x 5 convolution of x (n images h x w x
+     * {@code in}, padded by {@code padTop} and {@code padLeft}, zeros past its edges) by Winograd's
+     * F(2 x 2, 5 x 5), + bias (none when 0), through a ReLU when {@code relu}: the weights'
+     * transform ({@code flipped}: the layer's weights for an input gradient, see
+     * {@code winograd_weights}), the input's, 36 products in the wide tiles (one launch, a point
+     * each grid z) and the output's transform with the epilogue.
+     */
+    private void winogradConvolution(long x, int n, int h, int w, int in, int padTop, int padLeft, int oh, int ow,
+                                     int out, long weights, boolean flipped, long y, long bias, boolean relu) {
+      int tilesHigh = (oh + 1) / 2;
+      int tilesWide = (ow + 1) / 2;
+      int tiles = n * tilesHigh * tilesWide;
+      // U, then V, then M, each starting on 16 bytes.
+      long u = round4((long) POINTS * in * out);
+      long v = round4((long) POINTS * tiles * in);
+      long base = winogradWork.ensure(u + v + (long) POINTS * tiles * out);
+      long uAt = base;
+      long vAt = base + 4 * u;
+      long mAt = vAt + 4 * v;
+      launch("winograd_weights", (long) in * out, weights, in, out, flipped ? 1 : 0, uAt);
+      launch("winograd_input", (long) tiles * in, x, n, h, w, in, padTop, padLeft, tilesHigh, tilesWide, vAt);
+      int tileN = out <= WN_NARROW ? WN_NARROW : WN;
+      String kernel = tileN == WN_NARROW ? "winograd_product_n32" : "winograd_product";
+      String label = profile == null ? null : kernel + " " + tiles + "x" + out + ", k " + in + ", " + POINTS + " points";
+      launchLabelled(label, 2.0 * POINTS * tiles * out * in, kernel, (tiles + WM - 1) / WM, columnTiles(out, tileN),
+          POINTS, WTHREADS, tiles, in, out, vAt, vec(vAt, in), uAt, vec(uAt, out), mAt, out, in, 0L, 0);
+      launch("winograd_output", (long) tiles * out, mAt, n, tilesHigh, tilesWide, out, oh, ow, bias, relu ? 1 : 0, y);
+    }
+
+    private static long round4(long floats) {
+      return (floats + 3) & ~3L;
+    }
+
+    /**
      * A product's tiles of columns, its grid's y: its tiles of rows go along x, which takes 2^31 - 1
      * where y takes 65,535 (a step of 10,700 images or more has more tiles of conv1's rows than that).
      */
@@ -1057,7 +1149,10 @@ public final class CudaBackend implements Backend {
           int filters = l.outputShape().channels();
           long weights = params.at(l.paramOffset());
           long bias = params.at(l.paramOffset() + c.weightCount());
-          if (wide) {
+          if (winogradApplies(g, n, g.channels(), filters)) {
+            winogradConvolution(x, n, g.height(), g.width(), g.channels(), g.padTop(), g.padLeft(), g.outHeight(),
+                g.outWidth(), filters, weights, false, y.address, bias, reluNext(i));
+          } else if (wide) {
             wideProduct("conv_forward", rows, filters, g.patchSize(), y.address, filters, bias, reluNext(i),
                 windows(x, n, g, weights, filters));
           } else {
@@ -1141,7 +1236,7 @@ public final class CudaBackend implements Backend {
         graph = null;
       }
       eagerKey = null;
-      for (Buffer b : List.of(input, batchInfo, dLogits, metrics, scratch, splitK, factors)) {
+      for (Buffer b : List.of(input, batchInfo, dLogits, metrics, scratch, splitK, winogradWork, factors)) {
         b.free();
       }
       for (List<Buffer> l : List.of(acts, dacts, aux)) {
@@ -1253,7 +1348,7 @@ public final class CudaBackend implements Backend {
         }
       }
       k.append('@').append(staging.allocations);
-      for (Buffer b : List.of(params, grads, input, batchInfo, dLogits, metrics, scratch, splitK)) {
+      for (Buffer b : List.of(params, grads, input, batchInfo, dLogits, metrics, scratch, splitK, winogradWork)) {
         k.append(':').append(b.address);
       }
       for (List<Buffer> list : List.of(acts, dacts, aux)) {
@@ -1343,7 +1438,12 @@ public final class CudaBackend implements Backend {
                 filters);
           }
           columnSums(dy, rows, filters, grads.at(l.paramOffset() + c.weightCount()));
-          if (needDx && wide && g.stride() == 1) {
+          if (needDx && winogradApplies(g, n, filters, g.channels())) {
+            // The same plan over dy (padded by 4 - pad), the weights flipped: a full correlation.
+            winogradConvolution(dy, n, g.outHeight(), g.outWidth(), filters, g.kernelHeight() - 1 - g.padTop(),
+                g.kernelWidth() - 1 - g.padLeft(), g.height(), g.width(), g.channels(), params.at(l.paramOffset()), true,
+                dx, 0L, false);
+          } else if (needDx && wide && g.stride() == 1) {
             // dx = the windows of dy (padded to give one for every input pixel) times the weights
             // flipped: no patch matrix of the input's size written and read back.
             wideProduct("conv_input_grad", n * g.height() * g.width(), g.channels(), g.kernelHeight() * g.kernelWidth()
@@ -1533,7 +1633,8 @@ public final class CudaBackend implements Backend {
       cuCtxSetCurrent(context);
       // The last update may still be queued.
       cuCtxSynchronize();
-      for (Buffer b : List.of(params, grads, m, v, input, batchInfo, dLogits, metrics, scratch, splitK, factors)) {
+      for (Buffer b : List.of(params, grads, m, v, input, batchInfo, dLogits, metrics, scratch, splitK, winogradWork,
+          factors)) {
         b.free();
       }
       for (List<Buffer> l : List.of(acts, dacts, aux)) {

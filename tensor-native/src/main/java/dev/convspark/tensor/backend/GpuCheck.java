@@ -30,12 +30,13 @@ import java.util.function.Consumer;
  * as tables. Exit status 0 when every check passes, 1 when one fails, 3 when no GPU can be used
  * (the reason is printed). {@code tensor-native/gpu-check.sh} runs it, each {@link Part} in a JVM of
  * its own. {@code --part rows,tf32,...} runs those parts alone, in this order whatever the list's:
- * the benchmark's rows ({@code rows}, {@code eager}, {@code classic}, {@code tf32}, {@code cpu}),
+ * the benchmark's rows ({@code rows}, {@code eager}, {@code direct}, {@code classic}, {@code tf32}, {@code cpu}),
  * {@code profile}, then the checks ({@code parity}, {@code tf32-parity}). {@code --parity-only} runs the checks
  * alone, {@code --benchmark-only} the benchmark (on the emulated driver with its kernels off,
  * {@code bin/convspark bench gpu-host}, that times the host's side). The classic route's rows
  * and the TF32 ones are not run on the classic route, nor the rows without CUDA graphs with graphs
- * off ({@link CudaBackend#KERNELS_PROPERTY}, {@link CudaBackend#GRAPHS_PROPERTY}). TF32 is checked
+ * off, nor those without Winograd with it off or on the classic route ({@link CudaBackend#KERNELS_PROPERTY},
+ * {@link CudaBackend#GRAPHS_PROPERTY}, {@link CudaBackend#WINOGRAD_PROPERTY}). TF32 is checked
  * within {@link Precision#TF32_TOLERANCE}, where the GPU has TF32 tensor cores. A part that fails
  * is printed as failed and the next one run. {@code --results FILE}: each figure is appended to
  * FILE as {@code key value} as it is measured (for {@code gpu-torch.py}'s ratios), and a part reads
@@ -112,7 +113,11 @@ public final class GpuCheck {
       new Parity("in12x12x3-conv3x3x8-conv3x3x8-dense10", 7), new Parity("in10x10x3-conv3x3x6-conv3x3x6-dense10", 7),
       new Parity("in8x8x3-conv3x3x40-conv3x3x12-dense10", 7),
       new Parity("in12x12x3-conv3x3x8-conv5x5x8:valid-dense10", 7),
-      new Parity("in12x12x3-conv3x3x8-conv3x3x8:s2-dense10", 7));
+      new Parity("in12x12x3-conv3x3x8-conv3x3x8:s2-dense10", 7),
+      // By Winograd's F(2 x 2, 5 x 5) forward and back (as the 5 x 5 ones of 8 channels or more
+      // above, and deep-mnist's conv2): 9 x 9 pixels, so the last tile of each row and column is
+      // half outside, and 10 channels, so that the transformed input is read without 16-byte loads.
+      new Parity("in9x9x3-conv3x3x10-conv5x5x12-dense10", 7));
 
   /**
    * Loss, parameter gradients (the backward pass of every layer) and logits of one batch of
@@ -656,6 +661,11 @@ public final class GpuCheck {
      * inference batch sent whole ({@link CudaBackend#INFERENCE_PART_PROPERTY} 0).
      */
     EAGER("eager"),
+    /**
+     * The same loops with every convolution by its direct product
+     * ({@link CudaBackend#WINOGRAD_PROPERTY} false): the A/B of Winograd's.
+     */
+    DIRECT("direct"),
     /** The same loops on the classic route (64 x 64 tiles, im2col and col2im). */
     CLASSIC("classic"),
     /** The same loops in TF32 ({@link Precision#TF32}), where the GPU has TF32 tensor cores. */
@@ -751,7 +761,10 @@ public final class GpuCheck {
     // Run on the classic route, there is no other route to set beside it and no TF32 (the classic
     // kernels have none); run without graphs, no second row without them.
     if ("classic".equals(System.getProperty(CudaBackend.KERNELS_PROPERTY))) {
-      parts.removeAll(List.of(Part.CLASSIC, Part.TF32, Part.TF32_PARITY));
+      parts.removeAll(List.of(Part.CLASSIC, Part.DIRECT, Part.TF32, Part.TF32_PARITY));
+    }
+    if ("false".equals(System.getProperty(CudaBackend.WINOGRAD_PROPERTY))) {
+      parts.remove(Part.DIRECT);
     }
     if ("false".equals(System.getProperty(CudaBackend.GRAPHS_PROPERTY))) {
       parts.remove(Part.EAGER);
@@ -892,6 +905,19 @@ public final class GpuCheck {
               record("train" + batch + "_eager", g[0]);
               record("host" + batch + "_eager", g[1]);
               record("infer" + batch + "_eager", g[2]);
+            }
+          }
+        }
+        case DIRECT -> {
+          // conv2 forward and back by the direct product of its windows, as before Winograd's
+          // (2.78 times the multiply-adds, no transforms), for the A/B in one run.
+          try (CudaBackend d = CudaBackend.direct(ordinal)) {
+            for (int batch : new int[] {50, 512}) {
+              double[] g = benchmark(d, batch, batch == 50 ? 200 : 40);
+              System.out.printf(Locale.ROOT, "| GPU, batch %d, no Winograd | %.0f | %.0f | %.0f |%n", batch, g[0], g[1],
+                  g[2]);
+              record("train" + batch + "_direct", g[0]);
+              record("infer" + batch + "_direct", g[2]);
             }
           }
         }

@@ -127,6 +127,26 @@ class CudaEmulationTest {
   }
 
   /**
+   * The wide route's direct convolutions where Winograd's would take them
+   * ({@link CudaBackend#WINOGRAD_PROPERTY} false: what {@code gpu-check.sh}'s {@code direct} rows
+   * time): every layer stack with a 5 x 5 convolution, in float32 (TF32 checks them too, as it
+   * keeps the direct products).
+   */
+  @Test
+  void withoutWinogradTheDirectConvolutionsMatchTheCpuToo() throws IOException, InterruptedException {
+    List<String> specs = GpuCheck.PARITY.stream().map(GpuCheck.Parity::spec).filter(s -> s.contains("conv5x5")).toList();
+    assertTrue(specs.size() >= 4, specs.toString());
+    List<String> args = new ArrayList<>(List.of("layers"));
+    args.addAll(specs);
+    Run r = probe(List.of("-D" + CudaBackend.WINOGRAD_PROPERTY + "=false"), Map.of(), args.toArray(String[]::new));
+    System.out.println(r.output());
+    assertEquals(0, r.exit(), r.output());
+    assertTrue(r.output().contains("GPU: gpu:0 (convspark CUDA emulator (CPU), CUDA driver 12.0, no Winograd)"),
+        r.output());
+    assertEquals(3L * specs.size(), r.output().lines().filter(l -> l.endsWith("| yes |")).count(), r.output());
+  }
+
+  /**
    * The rows of a parity run: the 8 products, 3 a layer stack (and 2 more, weighted, a stack with
    * dropout), inference in parts, a gradient summed from factors (two), the network's under two
    * optimizers.
@@ -396,6 +416,9 @@ class CudaEmulationTest {
     Run graphs = probe(List.of("-D" + CudaBackend.GRAPHS_PROPERTY + "=yes"), Map.of(), "open", "gpu");
     assertTrue(graphs.output().contains("gpu failed: " + CudaBackend.GRAPHS_PROPERTY + "=yes: expected true or false"),
         graphs.output());
+    Run winograd = probe(List.of("-D" + CudaBackend.WINOGRAD_PROPERTY + "=on"), Map.of(), "open", "gpu");
+    assertTrue(winograd.output().contains("gpu failed: " + CudaBackend.WINOGRAD_PROPERTY + "=on: expected true or false"),
+        winograd.output());
   }
 
   /**
@@ -438,7 +461,7 @@ class CudaEmulationTest {
         for (String l : lines) {
           String[] w = l.split(" ");
           // Every product kernel's arguments end with C, ldc, the share of k a block sums, bias, relu.
-          if (w[0].equals("launch") && w[1].matches("sgemm|(sgemm_wide|conv_forward|conv_weight_grad|conv_input_grad)(_n32)?")) {
+          if (w[0].equals("launch") && w[1].matches("sgemm|(sgemm_wide|conv_forward|conv_weight_grad|conv_input_grad|winograd_product)(_n32)?")) {
             deepest = Math.max(deepest, Integer.parseInt(w[w.length - 3]));
           }
         }
@@ -489,18 +512,25 @@ class CudaEmulationTest {
     int launches = rows.stream().mapToInt(w -> Integer.parseInt(w[1])).sum();
     assertTrue(launches >= 30, String.valueOf(launches));
     for (String[] w : rows) {
-      if (w[0].startsWith("conv_forward 9800x64, k 800")) {
-        // conv2's forward product (split over k in four): 2 m n k floating-point operations.
+      if (w[0].startsWith("winograd_product 2450x64, k 32")) {
+        // conv2's forward pass by Winograd: 36 products of its 2,450 tiles (50 images of 7 x 7)
+        // by 32 channels and 64 filters, 2 m n k floating-point operations each.
         double micros = Double.parseDouble(w[2]);
-        assertEquals(2.0 * 9800 * 64 * 800 / micros / 1e3, Double.parseDouble(w[3]), 1e-3 * Double.parseDouble(w[3]));
+        assertEquals(36 * 2.0 * 2450 * 64 * 32 / micros / 1e3, Double.parseDouble(w[3]), 1e-3 * Double.parseDouble(w[3]));
       }
     }
-    assertTrue(rows.stream().anyMatch(w -> w[0].equals("conv_forward 9800x64, k 800, 4 splits")), names(rows));
-    // conv2's input gradient: dy's windows times the flipped weights in 128 x 32 tiles (32 input
-    // channels), no patch matrix to fold back; conv1's products in 32-column tiles too.
-    assertTrue(rows.stream().anyMatch(w -> w[0].equals("conv_input_grad_n32 9800x32, k 1600, 4 splits")), names(rows));
+    assertTrue(rows.stream().anyMatch(w -> w[0].equals("winograd_product 2450x64, k 32, 36 points")), names(rows));
+    // conv2's input gradient: the same plan over dy, 64 channels to 32, in 128 x 32 tiles; with the
+    // transforms of the input and the output (each twice: forward and back) and of the weights.
+    assertTrue(rows.stream().anyMatch(w -> w[0].equals("winograd_product_n32 2450x32, k 64, 36 points")), names(rows));
+    for (String transform : new String[] {"winograd_input", "winograd_output", "winograd_weights"}) {
+      assertEquals(2, rows.stream().filter(w -> w[0].startsWith(transform + ",")).mapToInt(w -> Integer.parseInt(w[1]))
+          .sum(), transform + " in " + names(rows));
+    }
+    // conv1 (one channel) by its direct product in 32-column tiles; conv2's direct products gone.
     assertTrue(rows.stream().anyMatch(w -> w[0].startsWith("conv_forward_n32 39200x32, k 25")), names(rows));
-    assertTrue(rows.stream().noneMatch(w -> w[0].startsWith("col2im") || w[0].startsWith("im2col")), names(rows));
+    assertTrue(rows.stream().noneMatch(w -> w[0].matches("(conv_forward|conv_input_grad) 9800x.*|col2im.*|im2col.*")),
+        names(rows));
   }
 
   /**
@@ -511,7 +541,7 @@ class CudaEmulationTest {
   void theInferenceProfileTimesEveryLaunchOfABatch() throws IOException, InterruptedException {
     List<String[]> rows = profiled("profile-infer", "deep-mnist inference, 100 images,");
     assertTrue(rows.stream().anyMatch(w -> w[0].startsWith("conv_forward_n32 78400x32, k 25")), names(rows));
-    assertTrue(rows.stream().anyMatch(w -> w[0].startsWith("conv_forward 19600x64, k 800")), names(rows));
+    assertTrue(rows.stream().anyMatch(w -> w[0].equals("winograd_product 4900x64, k 32, 36 points")), names(rows));
     assertTrue(rows.stream().noneMatch(w -> w[0].matches("(conv_weight_grad|conv_input_grad|col2im|im2col|adam|dropout"
         + "|softmax_xent|column_sums|max_pool_backward).*")), names(rows));
   }
