@@ -785,6 +785,24 @@ __device__ __forceinline__ void winograd_tile(long long t, int tiles_h, int tile
   s = (int) (r / tiles_h);
 }
 
+// The separable transform T d T^T of an N x N square d (d[row][column]) into r (M x M), T (M of N)
+// being `t`: down each column, then along each row of the result.
+template <int N, int M, class T>
+__device__ __forceinline__ void winograd_square(const float (&d)[N][N], float (&r)[M][M], T t) {
+  float e[M][N];
+#pragma unroll
+  for (int b = 0; b < N; b++) {
+    float col[N], o[M];
+#pragma unroll
+    for (int a = 0; a < N; a++) col[a] = d[a][b];
+    t(col, o);
+#pragma unroll
+    for (int a = 0; a < M; a++) e[a][b] = o[a];
+  }
+#pragma unroll
+  for (int a = 0; a < M; a++) t(e[a], r[a]);
+}
+
 // v[p][t][c] (each point's tiles x ch matrix after the one before) = B^T d B of tile t's 6 x 6
 // window of x (n images h x w x ch; the window of the tile at (ty, tx) from row 2 ty - pad_top and
 // column 2 tx - pad_left, zeros outside), one thread a tile and channel.
@@ -798,28 +816,19 @@ extern "C" __global__ void winograd_input(const float* x, int n, int h, int w, i
   int s, ty, tx;
   winograd_tile(t, tiles_h, tiles_w, s, ty, tx);
   int y0 = 2 * ty - pad_top, x0 = 2 * tx - pad_left;
-  // d's columns through B^T (e[a][b]: row a of B^T d), then e's rows through it (B^T d B).
-  float e[6][6];
+  float d[6][6], r[6][6];
 #pragma unroll
-  for (int b = 0; b < 6; b++) {
-    float col[6], r[6];
-    int xx = x0 + b;
+  for (int a = 0; a < 6; a++)
 #pragma unroll
-    for (int a = 0; a < 6; a++) {
-      int yy = y0 + a;
-      col[a] = yy >= 0 && yy < h && xx >= 0 && xx < w ? x[(((long long) s * h + yy) * w + xx) * ch + c] : 0.f;
+    for (int b = 0; b < 6; b++) {
+      int yy = y0 + a, xx = x0 + b;
+      d[a][b] = yy >= 0 && yy < h && xx >= 0 && xx < w ? x[(((long long) s * h + yy) * w + xx) * ch + c] : 0.f;
     }
-    winograd_bt(col, r);
+  winograd_square<6, 6>(d, r, winograd_bt);
 #pragma unroll
-    for (int a = 0; a < 6; a++) e[a][b] = r[a];
-  }
+  for (int a = 0; a < 6; a++)
 #pragma unroll
-  for (int a = 0; a < 6; a++) {
-    float r[6];
-    winograd_bt(e[a], r);
-#pragma unroll
-    for (int b = 0; b < 6; b++) v[((long long) (a * 6 + b) * tiles + t) * ch + c] = r[b];
-  }
+    for (int b = 0; b < 6; b++) v[((long long) (a * 6 + b) * tiles + t) * ch + c] = r[a][b];
 }
 
 // u[p][c][f] = G g G^T of the 5 x 5 kernel from input channel c to filter f, one thread each: the
@@ -830,28 +839,20 @@ extern "C" __global__ void winograd_weights(const float* wt, int ch, int filters
   int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= ch * filters) return;
   int f = i % filters, c = i / filters;
-  // g's columns through G (e[a][kx]: row a of G g), then e's rows through it (G g G^T).
-  float e[6][5];
+  float g[5][5], r[6][6];
 #pragma unroll
-  for (int kx = 0; kx < 5; kx++) {
-    float col[5], r[6];
+  for (int ky = 0; ky < 5; ky++)
 #pragma unroll
-    for (int ky = 0; ky < 5; ky++) {
+    for (int kx = 0; kx < 5; kx++) {
       int tap = ky * 5 + kx;
-      col[ky] = flipped ? wt[((long long) (24 - tap) * filters + f) * ch + c]
-                        : wt[((long long) tap * ch + c) * filters + f];
+      g[ky][kx] = flipped ? wt[((long long) (24 - tap) * filters + f) * ch + c]
+                          : wt[((long long) tap * ch + c) * filters + f];
     }
-    winograd_g(col, r);
+  winograd_square<5, 6>(g, r, winograd_g);
 #pragma unroll
-    for (int a = 0; a < 6; a++) e[a][kx] = r[a];
-  }
+  for (int a = 0; a < 6; a++)
 #pragma unroll
-  for (int a = 0; a < 6; a++) {
-    float r[6];
-    winograd_g(e[a], r);
-#pragma unroll
-    for (int b = 0; b < 6; b++) u[((long long) (a * 6 + b) * ch + c) * filters + f] = r[b];
-  }
+    for (int b = 0; b < 6; b++) u[((long long) (a * 6 + b) * ch + c) * filters + f] = r[a][b];
 }
 
 // m[p] (tiles x filters, ldc floats a row) = v[p] (tiles x ch) u[p] (ch x filters) for the point p
@@ -882,28 +883,21 @@ extern "C" __global__ void winograd_output(const float* m, int n, int tiles_h, i
   long long t = i / filters;
   int s, ty, tx;
   winograd_tile(t, tiles_h, tiles_w, s, ty, tx);
-  // m's columns through A^T (e[a][b]: row a of A^T m), then e's rows through it (A^T m A).
-  float e[2][6];
+  float d[6][6], r[2][2];
 #pragma unroll
-  for (int b = 0; b < 6; b++) {
-    float col[6], r[2];
+  for (int a = 0; a < 6; a++)
 #pragma unroll
-    for (int a = 0; a < 6; a++) col[a] = m[((long long) (a * 6 + b) * tiles + t) * filters + f];
-    winograd_at(col, r);
-    e[0][b] = r[0];
-    e[1][b] = r[1];
-  }
+    for (int b = 0; b < 6; b++) d[a][b] = m[((long long) (a * 6 + b) * tiles + t) * filters + f];
+  winograd_square<6, 2>(d, r, winograd_at);
 #pragma unroll
   for (int a = 0; a < 2; a++) {
-    float r[2];
-    winograd_at(e[a], r);
     int oy = 2 * ty + a;
 #pragma unroll
     for (int b = 0; b < 2; b++) {
       int ox = 2 * tx + b;
       if (oy < oh && ox < ow) {
         long long o = (((long long) s * oh + oy) * ow + ox) * filters + f;
-        y[o] = epilogue(r[b], bias, f, 0.f, y, o, relu);
+        y[o] = epilogue(r[a][b], bias, f, 0.f, y, o, relu);
       }
     }
   }

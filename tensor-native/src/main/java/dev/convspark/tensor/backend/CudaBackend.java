@@ -203,11 +203,16 @@ public final class CudaBackend implements Backend {
    * @throws IllegalArgumentException for a value other than {@code true} or {@code false}
    */
   static boolean graphSteps() {
-    String v = System.getProperty(GRAPHS_PROPERTY, "true");
+    return onOff(GRAPHS_PROPERTY);
+  }
+
+  /** The switch {@code property} ({@code true} by default). */
+  private static boolean onOff(String property) {
+    String v = System.getProperty(property, "true");
     return switch (v) {
       case "true" -> true;
       case "false" -> false;
-      default -> throw new IllegalArgumentException(GRAPHS_PROPERTY + "=" + v + ": expected true or false");
+      default -> throw new IllegalArgumentException(property + "=" + v + ": expected true or false");
     };
   }
 
@@ -217,12 +222,7 @@ public final class CudaBackend implements Backend {
    * @throws IllegalArgumentException for a value other than {@code true} or {@code false}
    */
   static boolean winogradConvolutions() {
-    String v = System.getProperty(WINOGRAD_PROPERTY, "true");
-    return switch (v) {
-      case "true" -> true;
-      case "false" -> false;
-      default -> throw new IllegalArgumentException(WINOGRAD_PROPERTY + "=" + v + ": expected true or false");
-    };
+    return onOff(WINOGRAD_PROPERTY);
   }
 
   /**
